@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps demo dev test bench-control clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip uv
+	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[dev]'
+	touch $@
+
+# Debian packages and servers the tests use (PostgreSQL binaries, ...); idempotent.
+system-deps:
+	bash scripts/system-deps.sh
+
+demo: install
+	$(PY) -m axon_dagster.cli demo $(DEMO_ARGS)
+
+dev: install
+	$(PY) -m axon_dagster.cli dev $(DEV_ARGS)
+
+test: install system-deps
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench-control: install system-deps
+	$(PY) bench/control_plane.py
+
+clean:
+	rm -rf .axon .pytest_cache

@@ -1,0 +1,174 @@
+"""`axon-dagster …`: entry points that only wire. Run `axon-dagster --help`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+STATUS_ORDER = ("PENDING", "READY", "ASSIGNED", "EXECUTING", "EXECUTED", "UPLOADED", "FAILED", "CANCELLED")
+
+
+def _database_url(args) -> str:
+    return args.database_url or os.environ.get("AXON_DATABASE_URL") or "sqlite:///.axon/control-plane.db"
+
+
+def cmd_api(args) -> int:
+    from axon_dagster.api.app import serve
+
+    serve(host=args.host, port=args.port, database_url=_database_url(args), admin_token=os.environ.get("AXON_ADMIN_TOKEN"))
+    return 0
+
+
+def cmd_db_upgrade(args) -> int:
+    from axon_dagster.store import upgrade
+
+    url = _database_url(args)
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    upgrade(url)
+    print(f"database at {url.split('@')[-1]} is at the latest schema")
+    return 0
+
+
+def _progress_printer(console):
+    last: dict[str, object] = {}
+
+    def show(tasks: list[dict], elapsed: float) -> None:
+        counts = Counter(t["status"] for t in tasks)
+        line = "  ".join(f"{s.lower()}={counts[s]}" for s in STATUS_ORDER if counts[s])
+        if line != last.get("line"):
+            console.print(f"[dim]{elapsed:6.1f}s[/dim]  {len(tasks)} tasks  {line}")
+            last["line"] = line
+
+    return show
+
+
+def cmd_demo(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from axon_dagster.demo import DemoOptions, run_demo
+
+    console = Console()
+    options = DemoOptions(
+        robots=args.robots,
+        skills=tuple(s for s in args.skills.split(",") if s),
+        tasks_per_skill=args.tasks_per_skill,
+        duration_seconds=args.duration,
+        workdir=Path(args.workdir) if args.workdir else None,
+        json_path=Path(args.json) if args.json else None,
+        timeout_seconds=args.timeout,
+    )
+    console.print(
+        f"[bold]axon-dagster demo[/bold]: {options.robots} simulated robots, order {options.order_id}: "
+        f"{len(options.skills)} skills x {options.tasks_per_skill} tasks of {options.duration_seconds:g}s"
+    )
+    result = run_demo(options, progress=_progress_printer(console))
+    table = Table(title=f"order {options.order_id} — {result.elapsed_seconds:.1f}s, work dir {result.workdir}")
+    for column in ("task", "robot", "status", "QC score", "cloud path", "digest", "seconds"):
+        table.add_column(column)
+    for row in result.tasks:
+        score = f"{row['qc_score']:.3f}" if row["qc_score"] is not None else "-"
+        status = row["status"] if not row.get("failure_reason") else f"{row['status']}: {row['failure_reason']}"
+        table.add_row(
+            row["task_id"], row["robot_id"] or "-", status, score, row["cloud_path"] or "-",
+            "verified" if row["digest_verified"] else "NOT verified", str(row["seconds"] or "-"),
+        )
+    console.print(table)
+    if args.json:
+        console.print(f"wrote {args.json}")
+    if result.all_uploaded:
+        console.print(f"[green]all {len(result.tasks)} tasks UPLOADED, cloud digests verified[/green]")
+        return 0
+    console.print("[red]not every task reached UPLOADED with a verified cloud copy — see the table and logs in "
+                  f"{result.workdir / 'logs'}[/red]")
+    return 1
+
+
+def cmd_dev(args) -> int:
+    import subprocess
+    import tempfile
+    import threading
+
+    from axon_dagster.collectors import SimulatedCollector
+    from axon_dagster.fleet import SimulatedFleet
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="axon-dev-")).resolve()
+    with SimulatedFleet(workdir, robots=args.robots, control_plane_port=args.api_port) as fleet:
+        stop = threading.Event()
+        for robot in fleet.robot_processes:
+            SimulatedCollector(robot.edge_url, f"collector-{robot.robot_id}", stop_event=stop).start()
+        env = {
+            **os.environ,
+            "AXON_CONTROL_PLANE_URL": fleet.control_plane_url,
+            "AXON_ADMIN_TOKEN": fleet.admin_token,
+            "AXON_EDGE_CACHE_DIR": str(workdir / "edge-cache"),
+            "AXON_OBJECT_STORE_URL": f"file://{workdir / 'cloud'}",
+            "AXON_RECORDER_URL": fleet.robot_processes[0].recorder_url if fleet.robot_processes else "",
+            "DAGSTER_HOME": str(workdir / "dagster-home"),
+        }
+        Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        print(f"control plane {fleet.control_plane_url} (admin token in {workdir / 'admin-token'})")
+        (workdir / "admin-token").write_text(fleet.admin_token)
+        for robot in fleet.robot_processes:
+            print(f"{robot.robot_id}: edge agent {robot.edge_url}, recorder {robot.recorder_url}")
+        print(f"Dagster UI on http://127.0.0.1:{args.ui_port} — launch order_processing from the launchpad; Ctrl-C stops all")
+        try:
+            return subprocess.call(
+                [sys.executable, "-m", "dagster", "dev", "-m", "axon_dagster.defs", "-p", str(args.ui_port), "-h", "127.0.0.1"], env=env
+            )
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            stop.set()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="axon-dagster", description="Robot data-collection orchestration.")
+    parser.add_argument("--log-level", default=os.environ.get("AXON_LOG_LEVEL", "WARNING"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run a simulated fleet through both flows, end to end")
+    demo.add_argument("--robots", type=int, default=2)
+    demo.add_argument("--skills", default="navigation,pick_place", help="comma-separated skills")
+    demo.add_argument("--tasks-per-skill", type=int, default=2)
+    demo.add_argument("--duration", type=float, default=3.0, help="seconds each recording lasts")
+    demo.add_argument("--workdir", help="where databases, recordings, cache and 'cloud' go (default: a temp dir)")
+    demo.add_argument("--json", help="write the per-task results as JSON to this path")
+    demo.add_argument("--timeout", type=float, default=110.0)
+    demo.set_defaults(func=cmd_demo)
+
+    dev = sub.add_parser("dev", help="the simulated fleet plus `dagster dev`, until Ctrl-C")
+    dev.add_argument("--robots", type=int, default=2)
+    dev.add_argument("--workdir")
+    dev.add_argument("--api-port", type=int, default=8000)
+    dev.add_argument("--ui-port", type=int, default=3000)
+    dev.set_defaults(func=cmd_dev)
+
+    api = sub.add_parser("api", help="serve the control-plane API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--database-url")
+    api.set_defaults(func=cmd_api)
+
+    db = sub.add_parser("db", help="control-plane database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply migrations")
+    upgrade.add_argument("--database-url")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Dagster resources: thin, configurable wrappers that hand out our adapters.
+
+Defaults come from the AXON_* environment (see docs/contracts.md) so the same code location runs
+on a laptop and in a cluster; secrets are read from the environment at run time, never from config.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import dagster as dg
+from pydantic import Field
+
+from axon_dagster.domain import Requirements
+
+
+def _env_token(name: str) -> Optional[str]:
+    return os.environ.get(name) or None
+
+
+class ControlPlaneResource(dg.ConfigurableResource):
+    """The control-plane API: orders, tasks, events and dataset records."""
+
+    url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the control-plane API")
+    token_env_var: str = Field(default="AXON_ADMIN_TOKEN", description="Environment variable holding the admin token")
+    timeout_seconds: float = 10.0
+
+    def client(self):
+        from axon_dagster.api.client import ControlPlaneClient
+
+        return ControlPlaneClient(self.url, token=_env_token(self.token_env_var), timeout=self.timeout_seconds)
+
+
+class EdgeCacheResource(dg.ConfigurableResource):
+    """Where recordings are staged before inspection and upload."""
+
+    root: str = Field(default=".axon/edge-cache", description="Edge cache directory")
+    max_size_gb: Optional[float] = Field(default=None, description="Quota; eviction never removes un-uploaded data")
+    policy: str = Field(default="lru", description="lru | fifo | manual")
+
+    def cache(self):
+        from axon_dagster.storage.edge_cache import EdgeCache
+
+        return EdgeCache(self.root, max_size_gb=self.max_size_gb, policy=self.policy)
+
+
+class ObjectStoreResource(dg.ConfigurableResource):
+    """The cloud store datasets land in: file:///path (embedded default) or s3://bucket/prefix."""
+
+    url: str = Field(default="file://.axon/cloud", description="file:///abs/path or s3://bucket/prefix")
+    endpoint_url: Optional[str] = Field(default=None, description="S3-compatible endpoint (MinIO, moto, ...)")
+
+    def store(self):
+        from axon_dagster.storage.object_store import object_store_from_url
+
+        return object_store_from_url(self.url, endpoint_url=self.endpoint_url)
+
+
+class InspectionResource(dg.ConfigurableResource):
+    """How recordings are inspected: Daft native on this machine, or on a Ray cluster."""
+
+    runner: str = Field(default="native", description="native | ray | ray-job | kuberay")
+    ray_address: Optional[str] = Field(default=None, description="Ray address for the ray runners")
+
+    def inspect(self, dataset_path: str, requirements: Requirements):
+        from axon_dagster.inspection import inspect_recording
+
+        return inspect_recording(dataset_path, requirements, runner=self.runner)
+
+
+class RecorderResource(dg.ConfigurableResource):
+    """The Axon recorder of the robot this code location drives directly (recording jobs)."""
+
+    transport: str = Field(default="http", description="http | ros1 | ros2")
+    url: str = Field(default="http://127.0.0.1:8091", description="Axon HTTP RPC base URL")
+    timeout_seconds: float = 5.0
+    retry_attempts: int = 3
+
+    def client(self):
+        from axon_dagster.recorder.factory import recorder_from_config
+
+        return recorder_from_config(
+            transport=self.transport, url=self.url, timeout_seconds=self.timeout_seconds, retry_attempts=self.retry_attempts
+        )
+
+
+def _absolute_file_url(url: str) -> str:
+    if url.startswith("file://") and not url.startswith("file:///"):
+        return "file://" + os.path.abspath(url[len("file://") :])
+    return url
+
+
+def resources_from_env() -> dict[str, dg.ConfigurableResource]:
+    env = os.environ.get
+    return {
+        "control_plane": ControlPlaneResource(url=env("AXON_CONTROL_PLANE_URL", "http://127.0.0.1:8000")),
+        "edge_cache": EdgeCacheResource(
+            root=os.path.abspath(env("AXON_EDGE_CACHE_DIR", ".axon/edge-cache")),
+            max_size_gb=float(env("AXON_EDGE_CACHE_MAX_GB")) if env("AXON_EDGE_CACHE_MAX_GB") else None,
+            policy=env("AXON_EDGE_CACHE_POLICY", "lru"),
+        ),
+        "object_store": ObjectStoreResource(
+            url=_absolute_file_url(env("AXON_OBJECT_STORE_URL", "file://.axon/cloud")),
+            endpoint_url=env("AWS_ENDPOINT_URL") or None,
+        ),
+        "inspection": InspectionResource(runner=env("AXON_INSPECTION_RUNNER", "native"), ray_address=env("AXON_RAY_ADDRESS")),
+        "recorder": RecorderResource(url=env("AXON_RECORDER_URL", "http://127.0.0.1:8091")),
+    }

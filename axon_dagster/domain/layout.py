@@ -1,0 +1,36 @@
+"""Where a dataset lives in the cloud: ``{scene}/{sub_scene}/{skills}_{timestamp}.lance``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Sequence
+
+from .ids import validate_id, validate_label
+
+
+def cloud_dataset_key(scene: str, sub_scene: str, skills: Sequence[str], recorded_at: datetime) -> str:
+    """Object key (relative to the store's prefix) of a dataset directory.
+
+    The timestamp is the recording start, to the microsecond, so the key is stable across retries.
+
+    >>> from datetime import datetime, timezone
+    >>> cloud_dataset_key("warehouse", "aisle_1", ["nav", "pick"], datetime(2026, 11, 26, 9, 30, tzinfo=timezone.utc))
+    'warehouse/aisle_1/nav+pick_20261126T093000.000000Z.lance'
+    """
+    parts = [validate_id(scene, "scene")]
+    if validate_label(sub_scene or "", "sub_scene"):
+        parts.append(sub_scene)
+    skill_part = "+".join(validate_id(s, "skill") for s in skills)
+    stamp = recorded_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return "/".join(parts + [f"{skill_part}_{stamp}.lance"])
+
+
+def sidecar_key(dataset_key: str) -> str:
+    """The JSON sidecar sits beside the dataset directory: ``x.lance`` -> ``x.json``."""
+    return dataset_key[: -len(".lance")] + ".json" if dataset_key.endswith(".lance") else dataset_key + ".json"
+
+
+def report_key(dataset_key: str) -> str:
+    """The inspection report sits beside the dataset too: ``x.lance`` -> ``x.qc.json``."""
+    stem = dataset_key[: -len(".lance")] if dataset_key.endswith(".lance") else dataset_key
+    return stem + ".qc.json"

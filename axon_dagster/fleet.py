@@ -1,0 +1,163 @@
+"""A simulated fleet on one machine: the control-plane API and, per robot, a recorder simulator and
+an edge agent — each its own process, talking over HTTP on localhost exactly as in production.
+
+Used by `axon-dagster demo`, `axon-dagster dev` and the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen | None = None, timeout: float = 60.0, log_path: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log_path.read_text()[-3000:] if log_path and log_path.exists() else ""
+            raise RuntimeError(f"{url}: process exited with {process.returncode} before it was healthy\n{tail}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not healthy after {timeout:.0f}s")
+
+
+@dataclass
+class RobotProcesses:
+    robot_id: str
+    token: str
+    recorder_url: str
+    edge_url: str
+    data_dir: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+
+@dataclass
+class SimulatedFleet:
+    """Start with ``with SimulatedFleet(workdir, robots=2) as fleet: ...``."""
+
+    workdir: Path
+    robots: int = 2
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    control_plane_port: int | None = None
+    sim_faults: dict[str, str] = field(default_factory=dict)  # robot_id -> faults JSON
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir).resolve()
+        self.logs = self.workdir / "logs"
+        self.database_url = f"sqlite:///{self.workdir / 'control-plane.db'}"
+        self.control_plane_url = ""
+        self.robot_processes: list[RobotProcesses] = []
+        self._processes: list[subprocess.Popen] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> "SimulatedFleet":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs / f"{name}.log"
+        proc = subprocess.Popen(
+            argv,
+            stdout=open(log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop children in order
+        )
+        self._processes.append(proc)
+        return proc, log_path
+
+    def start(self) -> None:
+        from axon_dagster.api.client import ControlPlaneClient
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        port = self.control_plane_port or free_port()
+        self.control_plane_url = f"http://127.0.0.1:{port}"
+        py = sys.executable
+        cp_env = {"AXON_DATABASE_URL": self.database_url, "AXON_ADMIN_TOKEN": self.admin_token}
+        subprocess.run([py, "-m", "axon_dagster.cli", "db", "upgrade"], env={**os.environ, **cp_env}, check=True, capture_output=True)
+        proc, log_path = self._spawn("control-plane", [py, "-m", "axon_dagster.cli", "api", "--host", "127.0.0.1", "--port", str(port)], cp_env)
+        wait_healthy(f"{self.control_plane_url}/healthz", proc, log_path=log_path)
+        admin = ControlPlaneClient(self.control_plane_url, token=self.admin_token)
+
+        pending: list[tuple[str, subprocess.Popen, Path]] = []
+        for index in range(1, self.robots + 1):
+            robot_id = f"robot-{index}"
+            token = admin.register_robot(robot_id)["token"]
+            data_dir = self.workdir / "robots" / robot_id
+            sim_port, edge_port = free_port(), free_port()
+            robot = RobotProcesses(
+                robot_id=robot_id,
+                token=token,
+                recorder_url=f"http://127.0.0.1:{sim_port}",
+                edge_url=f"http://127.0.0.1:{edge_port}",
+                data_dir=data_dir,
+            )
+            sim_argv = [py, "-m", "axon_dagster.recorder.sim.cli", "--host", "127.0.0.1", "--port", str(sim_port),
+                        "--data-dir", str(data_dir / "recordings"), "--robot-id", robot_id]
+            if robot_id in self.sim_faults:
+                sim_argv += ["--faults", self.sim_faults[robot_id]]
+            sim, sim_log = self._spawn(f"{robot_id}-sim", sim_argv)
+            edge, edge_log = self._spawn(
+                f"{robot_id}-edge",
+                [py, "-m", "axon_edge.cli", "run", "--robot-id", robot_id, "--control-plane-url", self.control_plane_url,
+                 "--data-dir", str(data_dir / "edge"), "--recorder-url", robot.recorder_url, "--port", str(edge_port),
+                 "--poll-interval", "0.5"],
+                {"AXON_ROBOT_TOKEN": token},
+            )
+            robot.processes = [sim, edge]
+            self.robot_processes.append(robot)
+            pending += [(f"{robot.recorder_url}/health", sim, sim_log), (f"{robot.edge_url}/healthz", edge, edge_log)]
+        for url, proc, log_path in pending:
+            wait_healthy(url, proc, log_path=log_path)
+        log.info("fleet up: control plane %s, robots %s", self.control_plane_url, [r.robot_id for r in self.robot_processes])
+
+    def stop(self) -> None:
+        for proc in reversed(self._processes):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 10
+        for proc in self._processes:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self._processes.clear()
+
+    def admin_client(self):
+        from axon_dagster.api.client import ControlPlaneClient
+
+        return ControlPlaneClient(self.control_plane_url, token=self.admin_token)

@@ -1,0 +1,47 @@
+"""Dataset digests. A Lance dataset is a directory, so its identity is a digest over its files:
+SHA-256 of each file, then SHA-256 over the sorted lines ``relative_path sha256_hex``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digests(root: str | os.PathLike) -> dict[str, str]:
+    """``{relative_posix_path: sha256_hex}`` for every regular file under ``root``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset directory not found: {root}")
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath, name)
+            out[full.relative_to(root).as_posix()] = file_sha256(full)
+    return out
+
+
+def digest_of_files(files: dict[str, str]) -> str:
+    lines = "".join(f"{rel} {sha}\n" for rel, sha in sorted(files.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def dataset_digest(root: str | os.PathLike) -> str:
+    return digest_of_files(file_digests(root))
+
+
+class DigestMismatch(Exception):
+    def __init__(self, what: str, expected: str, actual: str):
+        self.expected, self.actual = expected, actual
+        super().__init__(f"{what}: digest {actual} does not match expected {expected}")

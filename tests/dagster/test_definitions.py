@@ -1,0 +1,54 @@
+import subprocess
+import sys
+
+import dagster as dg
+
+from axon_dagster.defs import build_definitions, defs
+from axon_dagster.defs.lineage import CLOUD_DATASET, DATASET, INSPECTION_REPORT, ORDER
+
+
+def test_definitions_load_with_jobs_sensor_and_resources():
+    for job in ("order_processing", "data_flow"):
+        assert defs.resolve_job_def(job).name == job
+    assert defs.resolve_sensor_def("task_status_sensor").job_name == "data_flow"
+    assert set(defs.resources) >= {"control_plane", "edge_cache", "object_store", "inspection", "recorder"}
+
+
+def test_lineage_graph_runs_order_to_cloud_dataset():
+    graph = defs.resolve_asset_graph()
+    upstream = {key: set(graph.get(key).parent_keys) for key in graph.get_all_asset_keys()}
+    assert upstream[CLOUD_DATASET] == {INSPECTION_REPORT}
+    assert upstream[INSPECTION_REPORT] == {DATASET}
+    assert upstream[ORDER] == set()
+
+
+def test_network_steps_retry_with_backoff():
+    for job in ("order_processing", "data_flow"):
+        for node in defs.resolve_job_def(job).nodes:
+            policy = node.definition.retry_policy
+            assert policy is not None and policy.backoff == dg.Backoff.EXPONENTIAL, node.name
+
+
+def test_order_form_refuses_a_missing_scene():
+    job = defs.resolve_job_def("order_processing")
+    with __import__("pytest").raises(dg.DagsterInvalidConfigError, match="scene"):
+        job.execute_in_process(
+            run_config={"ops": {"create_order": {"config": {"order_id": "o1", "skills": ["nav"]}}}},
+            instance=dg.DagsterInstance.ephemeral(),
+        )
+
+
+def test_code_location_loads_the_way_the_grpc_server_does():
+    # `dagster api grpc -m axon_dagster.defs` imports the module in a fresh process.
+    out = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "axon_dagster.defs"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_build_definitions_accepts_injected_resources():
+    from axon_dagster.defs.resources import ControlPlaneResource
+
+    custom = build_definitions({"control_plane": ControlPlaneResource(url="http://cp.example:9000")})
+    assert custom.resources["control_plane"].url == "http://cp.example:9000"
