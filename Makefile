@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo dev test bench-control clean
+.PHONY: install system-deps demo dev test bench-control clean kind-up tilt
 
 install: $(INSTALLED)
 
@@ -34,3 +34,10 @@ bench-control: install system-deps
 
 clean:
 	rm -rf .axon .pytest_cache
+
+# Needs Docker, kind and Tilt (not available on the build machines; see docs/deploy.md).
+kind-up:
+	kind get clusters | grep -qx axon || kind create cluster --config kind-config.yaml
+
+tilt: kind-up
+	tilt up

@@ -1,0 +1,1 @@
+"""The simulated Axon recorder: synthetic recordings and the axon-sim RPC server."""

@@ -1,0 +1,144 @@
+"""``axon-sim``: run one simulated Axon recorder (HTTP RPC v0.4) as a process.
+
+    axon-sim --port 8091 --data-dir .axon/sim/robot-1 --robot-id robot-1 --faults '{"drop_rate": 0.1}'
+
+Prints ``axon-sim listening on <url>`` on stdout once it accepts connections (with ``--port 0``
+that line says which port was chosen). Exit status: 0 after Ctrl-C / SIGTERM, 1 after a simulated crash (fault ``die_after_seconds``),
+2 for bad arguments (nothing is started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from axon_dagster.domain import InvalidIdError, validate_id
+
+from .server import FaultsError, SimFaults, SimulatedRecorder, bind_socket, url_of
+
+logger = logging.getLogger(__name__)
+
+EXIT_CRASHED = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="axon-sim",
+        description="Simulated Axon recorder: serves Axon's HTTP RPC and writes synthetic Lance recordings.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8091, help="port to listen on; 0 picks a free one (default 8091)")
+    parser.add_argument(
+        "--robot-id",
+        default=os.environ.get("AXON_ROBOT_ID", "sim-robot"),
+        help="robot id written into every recording (default $AXON_ROBOT_ID or sim-robot)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where recordings are written (default .axon/sim/<robot-id>)",
+    )
+    parser.add_argument(
+        "--faults",
+        default=None,
+        help='faults as JSON, e.g. \'{"drop_rate": 0.1, "gap_seconds": 2, "missing_topics": ["/imu"], '
+        '"fail_start": true, "die_after_seconds": 5}\'',
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        robot_id = validate_id(args.robot_id, "robot_id")
+    except InvalidIdError as exc:
+        parser.error(str(exc))
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be between 0 and 65535, got {args.port}")
+    faults = SimFaults()
+    if args.faults:
+        try:
+            faults = SimFaults.from_dict(json.loads(args.faults))
+        except json.JSONDecodeError as exc:
+            parser.error(f"--faults is not valid JSON: {exc}")
+        except FaultsError as exc:
+            parser.error(f"--faults: {exc}")
+    data_dir = args.data_dir or Path(".axon") / "sim" / robot_id
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        print(f"axon-sim: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return _serve(sock, SimulatedRecorder(data_dir, robot_id, faults=faults))
+
+
+def _serve(sock: socket.socket, recorder: SimulatedRecorder) -> int:
+    import uvicorn
+
+    level = logging.getLogger().getEffectiveLevel()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            recorder.app,
+            log_level=logging.getLevelName(level).lower(),
+            lifespan="off",
+            access_log=level <= logging.DEBUG,
+        )
+    )
+
+    def crash() -> None:
+        server.should_exit = True
+
+    def shut_down(signum: int, _frame: object) -> None:
+        logger.info("axon-sim %s: %s received, shutting down", recorder.robot_id, signal.Signals(signum).name)
+        server.should_exit = True
+
+    recorder.on_crash = crash
+    # Listening before the announcement: a client that reads the line and connects at once is
+    # queued until uvicorn accepts, instead of being refused.
+    sock.listen(128)
+    # uvicorn runs in a worker thread so that these handlers, not uvicorn's (which re-raise the
+    # signal and end the process with -15), decide the exit status: a requested stop is a clean 0.
+    previous_handlers = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGTERM, signal.SIGINT)}
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="axon-sim-server")
+    thread.start()
+    # The line a supervisor (the demo, a test) waits for, whatever the log level; with
+    # --port 0 it is how the chosen port becomes known.
+    print(f"axon-sim listening on {url_of(sock)}", flush=True)
+    logger.info(
+        "axon-sim %s serving on %s (data in %s, faults %s)",
+        recorder.robot_id,
+        url_of(sock),
+        recorder.data_dir,
+        recorder.faults.to_dict(),
+    )
+    try:
+        while thread.is_alive():
+            thread.join(timeout=0.2)
+    finally:
+        server.should_exit = True
+        thread.join()
+        sock.close()
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+    if recorder.crashed.is_set():
+        logger.error("axon-sim %s exiting after a simulated crash", recorder.robot_id)
+        return EXIT_CRASHED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

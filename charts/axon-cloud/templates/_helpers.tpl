@@ -1,0 +1,156 @@
+{{/* Chart name, truncated to the 63-character DNS label limit. */}}
+{{- define "axon-cloud.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name; the release name alone when it already contains the chart name. */}}
+{{- define "axon-cloud.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "axon-cloud.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Common labels. Call with (dict "ctx" $ "component" "api"). */}}
+{{- define "axon-cloud.labels" -}}
+helm.sh/chart: {{ include "axon-cloud.chart" .ctx }}
+{{ include "axon-cloud.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: axon-dagster
+{{- end }}
+
+{{- define "axon-cloud.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "axon-cloud.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end }}
+
+{{- define "axon-cloud.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "axon-cloud.rayImage" -}}
+{{- printf "%s:%s" .Values.ray.image.repository (.Values.ray.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "axon-cloud.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "axon-cloud.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "axon-cloud.runServiceAccountName" -}}
+{{- if .Values.runServiceAccount.create }}
+{{- default (printf "%s-runs" (include "axon-cloud.fullname" .)) .Values.runServiceAccount.name }}
+{{- else }}
+{{- default "default" .Values.runServiceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "axon-cloud.rayClusterName" -}}
+{{- default (printf "%s-ray" (include "axon-cloud.fullname" .)) .Values.ray.clusterName | trunc 40 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "axon-cloud.apiServiceName" -}}
+{{- printf "%s-api" (include "axon-cloud.fullname" .) }}
+{{- end }}
+
+{{- define "axon-cloud.codeServerServiceName" -}}
+{{- printf "%s-code" (include "axon-cloud.fullname" .) }}
+{{- end }}
+
+{{- define "axon-cloud.envConfigMapName" -}}
+{{- printf "%s-env" (include "axon-cloud.fullname" .) }}
+{{- end }}
+
+{{- define "axon-cloud.controlPlaneUrl" -}}
+{{- printf "http://%s.%s.svc:%d" (include "axon-cloud.apiServiceName" .) .Release.Namespace (int .Values.api.port) }}
+{{- end }}
+
+{{- define "axon-cloud.rayAddress" -}}
+{{- if .Values.inspection.rayAddress }}
+{{- .Values.inspection.rayAddress }}
+{{- else if eq .Values.inspection.runner "ray-job" }}
+{{- printf "http://%s-head-svc.%s.svc:8265" (include "axon-cloud.rayClusterName" .) .Release.Namespace }}
+{{- else }}
+{{- printf "ray://%s-head-svc.%s.svc:10001" (include "axon-cloud.rayClusterName" .) .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/* Secret-backed env for the API and the migration (explicit keys, not the whole Secret). */}}
+{{- define "axon-cloud.databaseEnv" -}}
+- name: AXON_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.secrets.database.name }}
+      key: {{ .Values.secrets.database.key }}
+{{- end }}
+
+{{- define "axon-cloud.adminTokenEnv" -}}
+- name: AXON_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.secrets.runtime.name }}
+      key: AXON_ADMIN_TOKEN
+{{- end }}
+
+{{/* Env every Ray container needs: token auth and object-store access. */}}
+{{- define "axon-cloud.rayEnv" -}}
+- name: RAY_AUTH_MODE
+  value: token
+- name: RAY_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.secrets.runtime.name }}
+      key: RAY_AUTH_TOKEN
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.secrets.runtime.name }}
+      key: AWS_ACCESS_KEY_ID
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.secrets.runtime.name }}
+      key: AWS_SECRET_ACCESS_KEY
+{{- with .Values.objectStore.endpointUrl }}
+- name: AWS_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.objectStore.region }}
+- name: AWS_DEFAULT_REGION
+  value: {{ . | quote }}
+{{- end }}
+- name: HOME
+  value: /tmp
+{{- end }}
+
+{{/* Writable scratch every read-only-root container gets. */}}
+{{- define "axon-cloud.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 1Gi
+{{- end }}
+
+{{- define "axon-cloud.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext }}
+{{- end }}
+
+{{- define "axon-cloud.securityContext" -}}
+{{- toYaml .Values.securityContext }}
+{{- end }}

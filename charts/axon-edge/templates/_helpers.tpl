@@ -1,0 +1,57 @@
+{{- define "axon-edge.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* One release per robot: the release name (e.g. robot-1) already identifies it. */}}
+{{- define "axon-edge.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "axon-edge.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Call with (dict "ctx" $ "component" "agent"). */}}
+{{- define "axon-edge.labels" -}}
+helm.sh/chart: {{ include "axon-edge.chart" .ctx }}
+{{ include "axon-edge.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: axon-dagster
+axon.io/robot-id: {{ .ctx.Values.robotId | quote }}
+{{- end }}
+
+{{- define "axon-edge.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "axon-edge.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end }}
+
+{{- define "axon-edge.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "axon-edge.simulatorImage" -}}
+{{- printf "%s:%s" .Values.simulator.image.repository (.Values.simulator.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "axon-edge.tokenSecretName" -}}
+{{- default (printf "axon-robot-%s" .Values.robotId) .Values.robotToken.secretName }}
+{{- end }}
+
+{{/* The robot's node label first; explicit nodeSelector entries win. */}}
+{{- define "axon-edge.nodeSelector" -}}
+{{- $sel := dict .Values.scheduling.nodeLabelKey .Values.robotId }}
+{{- toYaml (mergeOverwrite $sel .Values.scheduling.nodeSelector) }}
+{{- end }}

@@ -1,0 +1,203 @@
+"""The kind + Tilt dev loop, checked without Docker, kind or Tilt.
+
+The Tiltfile is Starlark, which for what it uses is also Python: it is executed with recording
+stand-ins for Tilt's builtins. `helm()` really runs `helm template`, so every object Tilt would
+apply is validated like the charts' CI renders; resource names, images, values files and port
+mappings it refers to are checked against what exists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from chart_helpers import REPO, run_template
+from k8s_checks import WORKLOAD_KINDS, check_secret_handling, check_workload_security, validate_object
+
+TILTFILE = REPO / "Tiltfile"
+KIND_CONFIG = REPO / "kind-config.yaml"
+IMAGES = {"axon-dagster": "images/axon-dagster.Dockerfile", "axon-edge": "images/axon-edge.Dockerfile",
+          "axon-ray": "images/axon-ray.Dockerfile"}
+
+
+class TiltRecorder:
+    """Recording stand-ins for the Tilt builtins and extensions the Tiltfile uses."""
+
+    def __init__(self, helm: str, context: str):
+        self.helm_bin, self.context = helm, context
+        self.docker_builds: dict[str, dict] = {}
+        self.objects: list[dict] = []
+        self.resources: dict[str, dict] = {}
+        self.helm_resources: dict[str, dict] = {}
+        self.helm_repos: dict[str, str] = {}
+        self.kinds: dict[str, list[str]] = {}
+        self.namespaces: list[str] = []
+        self.secrets: dict[str, dict] = {}
+
+    # -- extensions
+    def load(self, ext, *names):
+        assert ext in ("ext://helm_resource", "ext://namespace", "ext://secret"), ext
+
+    def helm_resource(self, name, chart, namespace="", flags=(), resource_deps=(), port_forwards=(), links=(),
+                      labels=()):
+        self.helm_resources[name] = {"chart": chart, "namespace": namespace, "flags": list(flags),
+                                     "deps": list(resource_deps), "port_forwards": list(port_forwards)}
+
+    def helm_repo(self, name, url, labels=()):
+        self.helm_repos[name] = url
+
+    def namespace_create(self, name):
+        self.namespaces.append(name)
+
+    def secret_from_dict(self, name, namespace="", inputs=None):
+        self.secrets[name] = {"namespace": namespace, "keys": dict(inputs or {})}
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+                "stringData": dict(inputs or {})}
+
+    # -- builtins
+    def k8s_context(self):
+        return self.context
+
+    def docker_build(self, ref, context, dockerfile, only=()):
+        self.docker_builds[ref] = {"context": context, "dockerfile": dockerfile, "only": list(only)}
+
+    def k8s_kind(self, kind, api_version="", image_json_path=()):
+        self.kinds[kind] = list(image_json_path)
+
+    def helm(self, path, name, namespace, values=(), set=()):  # noqa: A002 - Tilt's keyword
+        objs = run_template(self.helm_bin, Path(path).name, name, tuple(str(REPO / v) for v in values), tuple(set))
+        return [dict(o, _source=f"helm {path} {name}") for o in objs]
+
+    def k8s_yaml(self, value):
+        if isinstance(value, str):
+            docs = [d for d in yaml.safe_load_all((REPO / value).read_text()) if d]
+            self.objects.extend(dict(d, _source=value) for d in docs)
+        elif isinstance(value, dict):
+            self.objects.append(value)
+        else:
+            self.objects.extend(value)
+
+    def k8s_resource(self, workload="", objects=(), new_name="", resource_deps=(), port_forwards=(), links=(),
+                     labels=()):
+        self.resources[new_name or workload] = {"workload": workload, "objects": list(objects),
+                                                "deps": list(resource_deps), "port_forwards": list(port_forwards)}
+
+    def link(self, url, name=""):
+        return url
+
+    def run(self):
+        env = {name: getattr(self, name) for name in (
+            "load", "helm_resource", "helm_repo", "namespace_create", "secret_from_dict", "k8s_context",
+            "docker_build", "k8s_kind", "helm", "k8s_yaml", "k8s_resource", "link")}
+        env["os"] = os  # Tilt's os module: getenv
+        cwd = os.getcwd()
+        os.chdir(REPO)  # Tilt resolves paths against the Tiltfile's directory
+        try:
+            exec(compile(TILTFILE.read_text(), str(TILTFILE), "exec"), env)
+        finally:
+            os.chdir(cwd)
+        return self
+
+
+@pytest.fixture(scope="module", params=["kind-axon", "docker-desktop"])
+def tilt(request, helm):
+    return TiltRecorder(helm, request.param).run()
+
+
+def _clean(o):
+    return {k: v for k, v in o.items() if k != "_source"}
+
+
+def test_every_object_tilt_applies_is_valid_and_locked_down(tilt):
+    assert len(tilt.objects) > 20
+    problems = []
+    for o in tilt.objects:
+        obj = _clean(o)
+        if obj["kind"] == "Secret":
+            continue  # dev Secrets generated by the secret extension
+        problems += [f"[{o.get('_source')}] {p}" for p in validate_object(obj)]
+        if obj["kind"] in WORKLOAD_KINDS:
+            problems += [f"[{o.get('_source')}] {p}" for p in check_workload_security(obj)]
+        problems += [f"[{o.get('_source')}] {p}" for p in check_secret_handling(obj)]
+    assert not problems, "\n".join(problems)
+
+
+def test_three_images_built_and_each_used(tilt):
+    assert {k: v["dockerfile"] for k, v in tilt.docker_builds.items()} == IMAGES
+    for build in tilt.docker_builds.values():
+        assert (REPO / build["dockerfile"]).is_file()
+        assert {"pyproject.toml", "axon_dagster", "edge"} <= set(build["only"])
+    images = set()
+    for o in tilt.objects:
+        for m in re.finditer(r"'image': '([^']+)'", repr(_clean(o))):
+            images.add(m.group(1).split(":")[0])
+    assert set(IMAGES) <= images, images
+    assert tilt.kinds["RayCluster"], "Tilt must know where the RayCluster's images are"
+
+
+def test_resource_names_and_deps_exist(tilt):
+    workloads = {o["metadata"]["name"] for o in tilt.objects if o["kind"] in WORKLOAD_KINDS}
+    known = workloads | set(tilt.helm_resources) | set(tilt.helm_repos) | set(tilt.resources)
+    for name, res in tilt.resources.items():
+        if res["workload"]:
+            assert res["workload"] in workloads, f"k8s_resource({res['workload']!r}) matches no workload"
+        for obj in res["objects"]:
+            oname, kind = obj.split(":")
+            assert any(o["metadata"]["name"] == oname and o["kind"].lower() == kind for o in tilt.objects), obj
+        for dep in res["deps"]:
+            assert dep in known, f"{name} depends on unknown resource {dep!r}"
+    for name, res in tilt.helm_resources.items():
+        for dep in res["deps"]:
+            assert dep in known, f"{name} depends on unknown resource {dep!r}"
+        repo = res["chart"].split("/")[0]
+        assert repo in tilt.helm_repos
+        values = [res["flags"][i + 1] for i, f in enumerate(res["flags"]) if f == "-f"]
+        assert values and all((REPO / v).is_file() for v in values)
+    assert {"dagster", "kuberay-operator"} <= set(tilt.helm_resources)
+    assert tilt.helm_resources["dagster"]["flags"][1] == "1.13.27"
+
+
+def test_secrets_cover_every_reference(tilt):
+    refs = set()
+    for o in tilt.objects:
+        for m in re.finditer(r"'secretKeyRef': \{'name': '([^']+)', 'key': '([^']+)'\}", repr(_clean(o))):
+            refs.add((m.group(1), m.group(2)))
+        for m in re.finditer(r"'secretRef': \{'name': '([^']+)'\}", repr(_clean(o))):
+            refs.add((m.group(1), None))
+    assert refs
+    for name, key in refs:
+        assert name in tilt.secrets, f"Secret {name} is referenced but Tilt does not create it"
+        if key:
+            assert key in tilt.secrets[name]["keys"], f"Secret {name} lacks key {key}"
+    # Keys the upstream dagster release reads from our runtime Secret via envSecrets.
+    assert {"AXON_ADMIN_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "RAY_AUTH_TOKEN"} <= set(
+        tilt.secrets["axon-runtime"]["keys"])
+    assert "postgresql-password" in tilt.secrets["dagster-postgresql-secret"]["keys"]
+
+
+def test_ports_3000_and_8000_reach_the_uis(tilt):
+    kind = yaml.safe_load(KIND_CONFIG.read_text())
+    mappings = {m["hostPort"]: m["containerPort"] for n in kind["nodes"] for m in n.get("extraPortMappings", [])}
+    node_ports = {p["nodePort"]: o["metadata"]["name"] for o in tilt.objects if o["kind"] == "Service"
+                  for p in o["spec"]["ports"] if p.get("nodePort")}
+    if tilt.context.startswith("kind-"):
+        assert node_ports.get(mappings[3000]) == "dagster-webserver-kind"
+        assert node_ports.get(mappings[8000]) == "axon-cloud-api"
+        assert not tilt.helm_resources["dagster"]["port_forwards"]
+    else:  # any other local cluster: Tilt port-forwards instead
+        assert tilt.helm_resources["dagster"]["port_forwards"] == ["3000:3000"]
+        assert tilt.resources["axon-cloud-api"]["port_forwards"] == ["8000:8000"]
+
+
+def test_kind_cluster_has_a_node_per_robot(tilt):
+    kind = yaml.safe_load(KIND_CONFIG.read_text())
+    assert kind["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    roles = [n["role"] for n in kind["nodes"]]
+    assert roles == ["control-plane", "worker", "worker"]
+    robots = [n["labels"]["axon.io/robot"] for n in kind["nodes"] if n["role"] == "worker"]
+    assert robots == ["robot-1", "robot-2"]
+    edge = [o for o in tilt.objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-axon-edge")]
+    assert sorted(o["spec"]["template"]["spec"]["nodeSelector"]["axon.io/robot"] for o in edge) == robots

@@ -1,0 +1,383 @@
+"""helm lint + helm template for every chart x values file, and checks on every rendered object.
+
+Each check is also run once on a deliberately broken object, so a check that silently passes
+everything would fail here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import yaml
+from chart_helpers import CASE_IDS, CASES, CHARTS, CHARTS_DIR, HelmError, ci_values, helm_run
+from k8s_checks import (
+    K8S_VERSION,
+    LATEST_K8S_VERSION,
+    WORKLOAD_KINDS,
+    check_custom_resource,
+    check_secret_handling,
+    check_workload_security,
+    kn,
+    validate_object,
+)
+
+RELEASE_FOR = {"axon-cloud": "axon-cloud", "axon-edge": "robot-1"}
+
+
+def objs(render, chart, values_file):
+    return render(chart, values_file, release=RELEASE_FOR[chart])
+
+
+@pytest.mark.parametrize("chart", CHARTS)
+def test_every_chart_has_the_ci_values_we_promise(chart):
+    names = {p.stem for p in ci_values(chart)}
+    assert {"minimal-values", "production-like-values", "multi-robot-values"} <= names
+    for required in ("Chart.yaml", "values.yaml", "values.schema.json", "templates/_helpers.tpl",
+                     "templates/NOTES.txt"):
+        assert (CHARTS_DIR / chart / required).is_file(), f"{chart}: {required} missing"
+    chart_yaml = yaml.safe_load((CHARTS_DIR / chart / "Chart.yaml").read_text())
+    assert "dependencies" not in chart_yaml, "charts stay self-contained: upstream charts are separate releases"
+
+
+@pytest.mark.parametrize(("chart", "values_file"), CASES, ids=CASE_IDS)
+def test_helm_lint_strict(helm, chart, values_file):
+    proc = helm_run(helm, "lint", "--strict", str(CHARTS_DIR / chart), "-f", str(values_file))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("chart", "values_file"), CASES, ids=CASE_IDS)
+def test_every_rendered_object_is_valid(render, chart, values_file):
+    rendered = objs(render, chart, values_file)
+    assert rendered, "nothing rendered"
+    problems = [p for o in rendered for p in validate_object(o)]
+    problems += [p for o in rendered for p in validate_object(o, LATEST_K8S_VERSION)]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("chart", "values_file"), CASES, ids=CASE_IDS)
+def test_workloads_are_locked_down(render, chart, values_file):
+    rendered = objs(render, chart, values_file)
+    workloads = [o for o in rendered if o["kind"] in WORKLOAD_KINDS]
+    assert workloads
+    problems = [p for o in workloads for p in check_workload_security(o)]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("chart", "values_file"), CASES, ids=CASE_IDS)
+def test_no_secret_value_outside_secrets(render, chart, values_file):
+    rendered = objs(render, chart, values_file)
+    assert not [o for o in rendered if o["kind"] == "Secret"], "charts reference Secrets, never create them"
+    problems = [p for o in rendered for p in check_secret_handling(o)]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("chart", "values_file"), CASES, ids=CASE_IDS)
+def test_recommended_labels_everywhere(render, chart, values_file):
+    for o in objs(render, chart, values_file):
+        labels = o["metadata"].get("labels") or {}
+        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
+                    "app.kubernetes.io/managed-by", "helm.sh/chart"):
+            assert key in labels, f"{kn(o)} lacks label {key}"
+
+
+@pytest.mark.parametrize(("chart", "values_file"), CASES, ids=CASE_IDS)
+def test_helm_test_hook_present(render, chart, values_file):
+    hooks = [o for o in objs(render, chart, values_file)
+             if (o["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]
+    assert len(hooks) == 1 and hooks[0]["kind"] == "Pod"
+
+
+# ------------------------------------------------------------------ axon-cloud specifics
+
+def _by_kind(rendered, kind):
+    return [o for o in rendered if o["kind"] == kind]
+
+
+def _cloud(render, name):
+    return render("axon-cloud", CHARTS_DIR / "axon-cloud" / "ci" / f"{name}.yaml", release="axon-cloud")
+
+
+def test_cloud_code_server_contract(render):
+    dep = next(o for o in _cloud(render, "production-like-values") if o["kind"] == "Deployment"
+               and o["metadata"]["name"] == "axon-cloud-code")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] + c["args"][:6] == ["dagster", "api", "grpc", "-m", "axon_dagster.defs", "--host",
+                                           "0.0.0.0", "--port", "3030"]
+    assert c["readinessProbe"]["exec"]["command"] == ["dagster", "api", "grpc-health-check", "-p", "3030"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["DAGSTER_CURRENT_IMAGE"] == "registry.example.com/axon/axon-dagster:0.1.0"
+    refs = c["envFrom"]
+    assert {"configMapRef": {"name": "axon-cloud-env"}} in refs
+    assert {"secretRef": {"name": "axon-runtime-prod"}} in refs
+
+
+def test_cloud_env_configmap_carries_the_runtime_contract(render):
+    cm = next(o for o in _cloud(render, "multi-robot-values") if o["kind"] == "ConfigMap"
+              and o["metadata"]["name"] == "axon-cloud-env")
+    d = cm["data"]
+    assert d["AXON_CONTROL_PLANE_URL"] == "http://axon-cloud-api.axon.svc:8000"
+    assert d["AXON_OBJECT_STORE_URL"] == "s3://axon-datasets/fleet"
+    assert d["AWS_ENDPOINT_URL"] == "http://minio.minio.svc:9000"
+    assert d["AXON_INSPECTION_RUNNER"] == "kuberay"
+    assert d["AXON_RAY_ADDRESS"] == "ray://axon-cloud-ray-head-svc.axon.svc:10001"
+    assert d["RAY_AUTH_MODE"] == "token"
+    assert d["AXON_KUBERAY_CLUSTER"] == "axon-cloud-ray"
+    assert d["AXON_EDGE_CACHE_DIR"] == "/data/edge-cache"
+
+
+@pytest.mark.parametrize("strategy", ["initContainer", "hook"])
+def test_cloud_migration_runs_before_the_api(render, strategy):
+    rendered = render("axon-cloud", release="axon-cloud", sets=(f"api.migrations.strategy={strategy}",))
+    api = next(o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == "axon-cloud-api")
+    pod = api["spec"]["template"]["spec"]
+    jobs = _by_kind(rendered, "Job")
+    if strategy == "initContainer":
+        assert [c["command"] for c in pod["initContainers"]] == [["axon-dagster", "db", "upgrade"]]
+        assert not jobs
+    else:
+        assert "initContainers" not in pod
+        (job,) = jobs
+        assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["axon-dagster", "db", "upgrade"]
+    c = pod["containers"][0]
+    assert c["command"] + c["args"] == ["axon-dagster", "api", "--host", "0.0.0.0", "--port", "8000"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_cloud_rbac_is_least_privilege(render):
+    rendered = _cloud(render, "production-like-values")
+    (role,) = _by_kind(rendered, "Role")
+    rules = {(g, r): sorted(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert rules == {
+        ("batch", "jobs"): sorted(["create", "get", "list", "watch", "delete"]),
+        ("", "pods"): ["get", "list", "watch"],
+        ("", "pods/log"): ["get", "list", "watch"],
+        ("ray.io", "rayjobs"): sorted(["create", "get", "list", "watch", "delete"]),
+        ("ray.io", "rayclusters"): ["get", "list"],
+    }
+    assert not _by_kind(rendered, "ClusterRole") and not _by_kind(rendered, "ClusterRoleBinding")
+    (binding,) = _by_kind(rendered, "RoleBinding")
+    assert {s["name"] for s in binding["subjects"]} == {"axon-cloud-runs", "dagster"}
+    # The code server and API get no API token at all.
+    for dep in _by_kind(rendered, "Deployment"):
+        assert dep["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_cloud_raycluster_uses_token_auth_from_the_secret(render):
+    (rc,) = _by_kind(_cloud(render, "production-like-values"), "RayCluster")
+    assert rc["metadata"]["name"] == "axon-cloud-ray"
+    assert rc["spec"]["enableInTreeAutoscaling"] is True
+    (wg,) = rc["spec"]["workerGroupSpecs"]
+    assert (wg["minReplicas"], wg["maxReplicas"]) == (1, 10)
+    for _, pod in [("head", rc["spec"]["headGroupSpec"]["template"]["spec"]), ("worker", wg["template"]["spec"])]:
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "axon-runtime-prod", "key": "RAY_AUTH_TOKEN"}
+
+
+def test_cloud_network_policies(render):
+    rendered = _cloud(render, "production-like-values")
+    nps = {o["metadata"]["name"]: o for o in _by_kind(rendered, "NetworkPolicy")}
+    assert set(nps) == {"axon-cloud-code-server", "axon-cloud-api", "axon-cloud-ray"}
+    code = nps["axon-cloud-code-server"]["spec"]
+    assert code["ingress"][0]["ports"] == [{"port": 3030, "protocol": "TCP"}]
+    peers = code["ingress"][0]["from"]
+    assert peers[0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "dagster"}
+    ray_ingress = nps["axon-cloud-ray"]["spec"]["ingress"]
+    assert any(p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "kuberay-system"
+               for rule in ray_ingress for p in rule.get("from", []))
+    assert not _by_kind(_cloud(render, "minimal-values"), "NetworkPolicy")
+
+
+def test_cloud_monitoring_is_switchable(render):
+    kinds = lambda name: {o["kind"] for o in _cloud(render, name)}  # noqa: E731
+    assert not {"ServiceMonitor", "PrometheusRule"} & kinds("minimal-values")
+    prod = _cloud(render, "production-like-values")
+    assert {"ServiceMonitor", "PrometheusRule"} <= {o["kind"] for o in prod}
+    dash = next(o for o in prod if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "axon-cloud-dashboards")
+    assert dash["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dash["metadata"]["namespace"] == "monitoring"
+    for name, body in dash["data"].items():
+        board = json.loads(body)
+        assert board["panels"] and board["uid"]
+        assert "__inputs" not in board and "${DS_" not in body, f"{name}: import placeholders"
+        exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+        assert exprs and all("axon_" in e for e in exprs)
+    (rule,) = _by_kind(prod, "PrometheusRule")
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert len(alerts) >= 3
+    assert all("axon_" in r["expr"] or "up{" in r["expr"] for r in alerts)
+
+
+# ------------------------------------------------------------------ axon-edge specifics
+
+def _edge(render, name, release="robot-1"):
+    return render("axon-edge", CHARTS_DIR / "axon-edge" / "ci" / f"{name}.yaml", release=release)
+
+
+def test_edge_agent_contract(render):
+    rendered = _edge(render, "production-like-values", release="amr-0042")
+    (dep,) = _by_kind(rendered, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert pod["nodeSelector"] == {"axon.io/robot": "amr-0042"}
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    (agent,) = pod["containers"]
+    assert agent["args"] == ["axon-edge", "run"] and "command" not in agent  # keep the ROS entrypoint
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["AXON_ROBOT_ID"]["value"] == "amr-0042"
+    assert env["AXON_CONTROL_PLANE_URL"]["value"] == "https://axon.example.com"
+    assert env["AXON_ROBOT_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "axon-robot-amr-0042", "key": "AXON_ROBOT_TOKEN"}
+    assert env["AXON_RECORDER_TRANSPORT"]["value"] == "ros2"
+    assert env["ROS_DOMAIN_ID"]["value"] == "42"
+    assert env["AXON_EDGE_DATA_DIR"]["value"] == "/data/edge"
+    mounts = {m["mountPath"] for m in agent["volumeMounts"]}
+    assert {"/data/edge", "/tmp", "/data/recordings"} <= mounts
+    (pvc,) = _by_kind(rendered, "PersistentVolumeClaim")
+    assert pvc["spec"]["storageClassName"] == "local-path"
+    assert agent["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8090}
+
+
+def test_edge_simulator_sidecar_is_dev_only(render):
+    (prod,) = _by_kind(_edge(render, "production-like-values"), "Deployment")
+    assert [c["name"] for c in prod["spec"]["template"]["spec"]["containers"]] == ["agent"]
+    (dev,) = _by_kind(_edge(render, "multi-robot-values", release="robot-2"), "Deployment")
+    pod = dev["spec"]["template"]["spec"]
+    sim = next(c for c in pod["containers"] if c["name"] == "simulator")
+    assert sim["command"] + sim["args"] == ["axon-sim", "--port", "8091", "--data-dir", "/data/recordings",
+                                            "--robot-id", "robot-2"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["ROS_MASTER_URI"] == "http://127.0.0.1:11311"
+
+
+def test_edge_one_release_per_robot_never_collides(render):
+    values = CHARTS_DIR / "axon-edge" / "ci" / "minimal-values.yaml"
+    seen = {}
+    for robot in ("robot-1", "robot-2", "robot-3"):
+        rendered = render("axon-edge", values, release=robot, sets=(f"robotId={robot}",))
+        (dep,) = _by_kind(rendered, "Deployment")
+        assert dep["spec"]["template"]["spec"]["nodeSelector"] == {"axon.io/robot": robot}
+        for o in rendered:
+            key = (o["kind"], o["metadata"]["name"])
+            assert key not in seen, f"{key} rendered by both {seen.get(key)} and {robot}"
+            seen[key] = robot
+
+
+# ------------------------------------------------------------------ values.schema.json
+
+@pytest.mark.parametrize(("chart", "sets", "expected"), [
+    ("axon-cloud", ["api.replicas=many"], ["/api/replicas", "want integer"]),
+    ("axon-cloud", ["api.port=http"], ["/api/port", "want integer"]),
+    ("axon-cloud", ["inspection.runner=spark"], ["/inspection/runner"]),
+    ("axon-cloud", ["objectStore.url=bucket-without-scheme"], ["/objectStore/url"]),
+    ("axon-cloud", ["securityContext.readOnlyRootFilesystem=false"], ["/securityContext/readOnlyRootFilesystem"]),
+    ("axon-cloud", ["podSecurityContext.runAsNonRoot=false"], ["/podSecurityContext/runAsNonRoot"]),
+    ("axon-cloud", ["codeServer.resources.limits=null"], ["/codeServer/resources"]),
+    ("axon-cloud", ["apiReplicas=2"], ["apiReplicas"]),  # typo of a key: refused, not ignored
+    ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "ros.domainId=abc"], ["/ros/domainId", "want integer"]),
+    ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "ros.domainId=300"], ["/ros/domainId", "maximum"]),
+    ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "hostNetwork=yes-please"], ["/hostNetwork", "want boolean"]),
+    ("axon-edge", ["controlPlaneUrl=http://x"], ["/robotId"]),  # required value missing
+    ("axon-edge", ["robotId=Robot_1", "controlPlaneUrl=http://x"], ["/robotId"]),
+    ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=ftp://x"], ["/controlPlaneUrl"]),
+])
+def test_schema_refuses_wrong_values_with_a_clear_message(render, chart, sets, expected):
+    with pytest.raises(HelmError) as err:
+        render(chart, release="schema-check", sets=tuple(sets))
+    message = str(err.value)
+    assert "values don't meet the specifications of the schema" in message
+    for fragment in expected:
+        assert fragment in message, message
+
+
+# ------------------------------------------------------------------ the checks bite
+
+def _good_deployment(render):
+    return copy.deepcopy(next(o for o in _cloud(render, "minimal-values") if o["kind"] == "Deployment"))
+
+
+def test_validator_rejects_a_broken_object(render):
+    dep = _good_deployment(render)
+    assert validate_object(dep) == []
+    dep["spec"]["replicas"] = "two"
+    assert any("replicas" in p for p in validate_object(dep))
+    dep = _good_deployment(render)
+    dep["spec"]["template"]["spec"]["containers"][0]["imagePullPolicie"] = "Always"  # typo: strict mode
+    assert validate_object(dep)
+    assert K8S_VERSION == "1.30"
+
+
+def test_custom_resource_checks_bite(render):
+    (rc,) = _by_kind(_cloud(render, "multi-robot-values"), "RayCluster")
+    assert check_custom_resource(rc) == []
+    broken = copy.deepcopy(rc)
+    del broken["spec"]["headGroupSpec"]["template"]
+    broken["spec"]["workerGroupSpecs"][0]["minReplicas"] = 20
+    broken["spec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] = 0
+    problems = check_custom_resource(broken)
+    assert any("headGroupSpec.template" in p or "template" in p for p in problems)
+    assert any("minReplicas" in p for p in problems)
+    assert any("rayStartParams.num-cpus" in p for p in problems)
+    bad_tpl = copy.deepcopy(rc)
+    bad_tpl["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["resources"] = "lots"
+    assert check_custom_resource(bad_tpl)
+
+
+def test_security_check_bites(render):
+    dep = _good_deployment(render)
+    assert check_workload_security(dep) == []
+    pod = dep["spec"]["template"]["spec"]
+    pod["securityContext"]["runAsNonRoot"] = False
+    pod["containers"][0]["securityContext"].pop("runAsNonRoot", None)
+    pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = False
+    pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    del pod["containers"][0]["resources"]["limits"]
+    problems = "\n".join(check_workload_security(dep))
+    for fragment in ("runAsNonRoot", "readOnlyRootFilesystem", "allowPrivilegeEscalation", "limits"):
+        assert fragment in problems
+
+
+def test_secret_leak_check_bites(render):
+    cm = copy.deepcopy(next(o for o in _cloud(render, "minimal-values") if o["kind"] == "ConfigMap"))
+    assert check_secret_handling(cm) == []
+    leaky = copy.deepcopy(cm)
+    leaky["data"]["AXON_ADMIN_TOKEN"] = "s3cr3t"
+    assert check_secret_handling(leaky)
+    leaky = copy.deepcopy(cm)
+    leaky["data"]["DB"] = "postgresql+psycopg://axon:hunter2@db:5432/axon"
+    assert check_secret_handling(leaky)
+    dep = _good_deployment(render)
+    api = next(o for o in _cloud(render, "minimal-values") if o["metadata"]["name"] == "axon-cloud-api"
+               and o["kind"] == "Deployment")
+    api = copy.deepcopy(api)
+    api["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "AWS_SECRET_ACCESS_KEY", "value": "x"})
+    assert check_secret_handling(api)
+    assert check_secret_handling(dep) == []
+
+
+def test_kuberay_runner_config_from_the_rendered_chart_targets_the_rendered_cluster(render):
+    """The env ConfigMap feeds axon_dagster.inspection.kuberay; its RayJob must hit this chart's
+    RayCluster, use its Secret and pass the NetworkPolicy."""
+    from axon_dagster.inspection.kuberay import KubeRayRunnerConfig, build_rayjob_manifest
+
+    rendered = _cloud(render, "production-like-values")
+    env = next(o for o in rendered if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "axon-cloud-env")["data"]
+    cfg = KubeRayRunnerConfig.from_env(env)
+    (rc,) = _by_kind(rendered, "RayCluster")
+    head_image = rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]
+    assert cfg.image is None  # the runner submits with the cluster's head image
+    job = build_rayjob_manifest(cfg, name="axon-inspect-check", dataset_uri="s3://b/d", requirements={},
+                                output_uri="s3://b/r", image=head_image)
+    assert job["spec"]["clusterSelector"] == {"ray.io/cluster": rc["metadata"]["name"]}
+    assert job["metadata"]["namespace"] == "axon"
+    token_ref = job["spec"]["submitterPodTemplate"]["spec"]["containers"][0]["env"][1]["valueFrom"]["secretKeyRef"]
+    head_ref = next(e for e in rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]
+                    if e["name"] == "RAY_AUTH_TOKEN")["valueFrom"]["secretKeyRef"]
+    assert token_ref == head_ref
+    ray_np = next(o for o in rendered if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "axon-cloud-ray")
+    allowed = [p.get("podSelector", {}).get("matchLabels", {}) for r in ray_np["spec"]["ingress"] for p in r.get("from", [])]
+    labels = job["spec"]["submitterPodTemplate"]["metadata"]["labels"]
+    assert any(sel and all(labels.get(k) == v for k, v in sel.items()) for sel in allowed)
+    assert validate_object(job) == [] and check_workload_security(job) == []

@@ -1,0 +1,65 @@
+"""The job entry point the KubeRay runner's RayJob executes, run in-process on the native runner.
+
+(The Ray runner path needs a Ray cluster; these tests drive everything around it.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from axon_dagster.domain import QcOutcome
+from axon_dagster.inspection import InspectionReport
+from axon_dagster.inspection.job import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, main
+from axon_dagster.recorder.sim.synthetic import Faults
+
+
+def run(dataset, requirements, output) -> int:
+    req = requirements if isinstance(requirements, str) else json.dumps(requirements)
+    return main(["--dataset", str(dataset), "--requirements", req, "--output", str(output), "--runner", "native"])
+
+
+def test_job_writes_the_report_to_a_path_or_file_uri(make_recording, tmp_path):
+    path = make_recording("job", faults=Faults(gap_seconds=2.0))
+    out = tmp_path / "reports" / "job.qc.json"
+    assert run(path, {"max_gap_seconds": 1.0}, out) == 0
+    report = InspectionReport.read(out)
+    assert report.dataset_path == str(path) and report.outcome is QcOutcome.NEEDS_REVIEW
+
+    assert run(path, {"max_gap_seconds": 3.0}, f"file://{tmp_path}/again.json") == 0
+    assert InspectionReport.read(tmp_path / "again.json").approved
+
+
+def test_job_writes_the_report_to_s3(make_recording, monkeypatch):
+    moto = pytest.importorskip("moto")
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    path = make_recording("s3job")
+    with moto.mock_aws():  # in-process fake of S3: a real S3 cannot exist here
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="reports")
+        assert run(path, {}, "s3://reports/qc/s3job.json") == 0
+        body = s3.get_object(Bucket="reports", Key="qc/s3job.json")["Body"].read()
+    assert InspectionReport.from_dict(json.loads(body)).approved
+
+
+@pytest.mark.parametrize("requirements", ["{not json", "[1, 2]", {"min_duration_s": 5}, {"rate_tolerance": -1}])
+def test_job_refuses_bad_requirements_and_writes_nothing(make_recording, tmp_path, requirements):
+    out = tmp_path / "out.json"
+    assert run(make_recording("bad"), requirements, out) == EXIT_BAD_INPUT
+    assert not out.exists()
+
+
+def test_job_refuses_an_unsupported_output(make_recording, tmp_path):
+    assert run(make_recording("o"), {}, "ftp://host/report.json") == EXIT_BAD_INPUT
+
+
+def test_unreadable_dataset_is_an_infrastructure_exit_and_no_report(make_recording, tmp_path):
+    out = tmp_path / "out.json"
+    assert run(make_recording("trunc", faults=Faults(truncate=True)), {}, out) == EXIT_INFRASTRUCTURE
+    assert run(tmp_path / "missing.lance", {}, out) == EXIT_INFRASTRUCTURE
+    assert not out.exists()

@@ -1,0 +1,121 @@
+"""``axon-sim``: what the demo and `make dev` start, one per robot."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from axon_dagster.recorder import AxonHttpRecorder
+from axon_dagster.recorder.sim.cli import main
+from axon_dagster.storage.digest import dataset_digest
+from axon_dagster.storage.recording import Sidecar
+
+LISTENING = re.compile(r"axon-sim listening on (http://\S+)")
+
+
+def axon_sim_command() -> list[str]:
+    script = Path(sys.executable).with_name("axon-sim")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "axon_dagster.recorder.sim.cli"]
+
+
+def test_the_axon_sim_entry_point_serves_and_stops_cleanly_on_sigterm(tmp_path):
+    proc = subprocess.Popen(
+        [*axon_sim_command(), "--port", "0", "--data-dir", str(tmp_path / "data"), "--robot-id", "robot-9",
+         "--faults", '{"drop_rate": 0.1}'],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        first_line = proc.stdout.readline()
+        assert (match := LISTENING.search(first_line)), f"unexpected first line {first_line!r}"
+        url = match.group(1)
+        with AxonHttpRecorder(url, retry_attempts=0) as client:
+            assert client.health()["robot_id"] == "robot-9"
+        assert httpx.get(f"{url}/sim/faults").json()["data"]["drop_rate"] == 0.1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def run_main_in_process(args: list[str], capsys, act) -> int:
+    """Run ``main(args)`` in this (main) thread, as the process would; ``act(url)`` runs in a
+    helper thread once the listening line is printed. Returns main's exit status."""
+    errors: list[BaseException] = []
+
+    def helper() -> None:
+        try:
+            deadline = time.monotonic() + 20
+            while not (match := LISTENING.search(capsys.readouterr().out)):
+                assert time.monotonic() < deadline, "axon-sim never announced its URL"
+                time.sleep(0.02)
+            act(match.group(1))
+        except BaseException as exc:  # reported by the test, after main returns
+            errors.append(exc)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=helper, daemon=True)
+    thread.start()
+    status = main(args)
+    thread.join(timeout=10)
+    if errors:
+        raise errors[0]
+    return status
+
+
+def test_axon_sim_records_a_task_then_sigterm_ends_it_with_status_0(tmp_path, capsys, write_config):
+    def record_then_terminate(url: str) -> None:
+        with AxonHttpRecorder(url, retry_attempts=0) as client:
+            client.start_recording(write_config("task-cli", device_id="robot-9"))
+            time.sleep(0.2)
+            client.stop_recording()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    args = ["--port", "0", "--data-dir", str(tmp_path / "data"), "--robot-id", "robot-9"]
+    assert run_main_in_process(args, capsys, record_then_terminate) == 0
+    assert signal.getsignal(signal.SIGTERM) is previous, "the signal handlers are restored"
+    dataset = tmp_path / "data" / "task-cli.lance"
+    assert Sidecar.read(tmp_path / "data" / "task-cli.json").dataset_digest == dataset_digest(dataset)
+
+
+def test_a_simulated_crash_ends_the_simulator_with_status_1(tmp_path, capsys, write_config):
+    def record(url: str) -> None:
+        with AxonHttpRecorder(url, retry_attempts=0) as client:
+            client.start_recording(write_config("task-1", device_id="sim-robot"))
+
+    status = run_main_in_process(
+        ["--port", "0", "--data-dir", str(tmp_path / "data"), "--faults", '{"die_after_seconds": 0.2}'], capsys, record
+    )
+    assert status == 1
+    assert list((tmp_path / "data").iterdir()) == [], "the crashed recording was never written"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--faults", "{drop_rate: 1"], "--faults is not valid JSON"),
+        (["--faults", '{"explode": 1}'], "unknown fault(s): explode"),
+        (["--faults", '{"drop_rate": 7}'], "drop_rate must be a number"),
+        (["--robot-id", "../up"], "invalid robot_id"),
+        (["--port", "70000"], "--port must be between 0 and 65535"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_message_and_start_nothing(args, words, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exited:
+        main(["--data-dir", str(tmp_path / "data"), *args])
+    assert exited.value.code == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
