@@ -1,0 +1,30 @@
+"""Edge cache and object store adapters, and the recording format they carry.
+
+Import-light on purpose: the edge agent imports this package on small robots, so nothing here
+imports boto3, pyarrow or lance at import time (the S3 backend imports boto3 when it is built).
+"""
+
+from .digest import DigestMismatch, dataset_digest, digest_of_files, file_digests, file_sha256
+from .edge_cache import (
+    CacheConflict,
+    CachedDataset,
+    CacheState,
+    CacheUsage,
+    EdgeCache,
+    EdgeCacheError,
+    EvictionPolicy,
+    UnknownDataset,
+)
+from .object_store import (
+    LocalDirObjectStore,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreError,
+    ObjectStoreUnavailable,
+    S3ObjectStore,
+    object_store_from_url,
+    validate_key,
+)
+from .recording import Sidecar, TopicSummary, report_path, sidecar_path
+
+__all__ = [name for name in dir() if not name.startswith("_")]

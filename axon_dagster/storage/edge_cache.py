@@ -1,0 +1,549 @@
+"""The edge cache: where a finished recording waits for inspection and upload.
+
+Layout under ``root``::
+
+    index.db                          SQLite index (WAL): one row per cached dataset
+    datasets/<id>/<id>.lance/         the Lance dataset directory
+    datasets/<id>/<id>.json           its sidecar (digests, task metadata)
+    tmp/<pid>-<uuid>/                 staging and eviction scratch space (same filesystem as datasets/)
+
+Promises (DESIGN.md, "Rules"):
+
+- Staging is atomic: a dataset is built in ``tmp/`` and appears with one ``os.rename`` of its entry
+  directory, so a reader never sees half a dataset and a crash leaves only scratch behind.
+- Every staged dataset is verified against its sidecar; a mismatch leaves nothing behind.
+- Eviction only ever removes a dataset that is uploaded-and-verified or rejected. Over quota with
+  nothing evictable, the cache reports pressure rather than delete anything else.
+
+Eviction is explicit: :meth:`EdgeCache.evict` is called by whoever owns the schedule (the data flow
+after an upload, the retention schedule); staging never deletes anything. Policy ``manual`` makes
+:meth:`evict` a no-op; an operator removes datasets one by one with :meth:`EdgeCache.remove`, which
+keeps the same safety rule.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import logging
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Literal, get_args
+
+from ..domain.ids import validate_id
+from .digest import DigestMismatch, digest_of_files
+from .recording import Sidecar, sidecar_path
+
+log = logging.getLogger(__name__)
+
+EvictionPolicy = Literal["lru", "fifo", "manual"]
+BYTES_PER_GB = 10**9  # quotas are in decimal GB, like disk sizes on a spec sheet
+SCHEMA_VERSION = 1
+
+
+class CacheState(str, Enum):
+    CACHED = "cached"  # on the edge, not yet safe to delete
+    UPLOADED = "uploaded"  # cloud copy verified against the cached digest: evictable
+    REJECTED = "rejected"  # inspection or review rejected it: evictable, never uploaded
+
+
+EVICTABLE_STATES = (CacheState.UPLOADED, CacheState.REJECTED)
+
+
+class EdgeCacheError(Exception):
+    """A request the cache refuses. Nothing was changed."""
+
+
+class UnknownDataset(EdgeCacheError, KeyError):
+    def __init__(self, dataset_id: str, root: Path):
+        self.dataset_id = dataset_id
+        super().__init__(f"dataset {dataset_id!r} is not in the edge cache at {root}")
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0])
+
+
+class CacheConflict(EdgeCacheError):
+    """The request contradicts the dataset's state in the cache (e.g. removing an un-uploaded dataset)."""
+
+
+@dataclass(frozen=True)
+class CachedDataset:
+    dataset_id: str
+    path: Path  # the .lance directory inside the cache
+    sidecar_path: Path
+    size_bytes: int  # dataset files + sidecar, as counted against the quota
+    dataset_digest: str
+    state: CacheState = CacheState.CACHED
+    cloud_uri: str | None = None
+    staged_at: datetime | None = None
+    last_access_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    used_bytes: int
+    quota_bytes: int | None  # None: no quota
+    pressure: bool  # over quota (eviction could not, or has not yet, brought it under)
+
+
+class EdgeCache:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        max_size_gb: float | None = None,
+        policy: EvictionPolicy = "lru",
+        *,
+        verify_linked: bool = True,
+    ):
+        """``verify_linked=False`` skips re-hashing hardlinked files (they are the recorder's own
+        inodes, so hashing them checks the recording, not a copy); the file list is still checked and
+        the upload verifies every byte against the sidecar. Copies are always verified."""
+        if policy not in get_args(EvictionPolicy):
+            raise ValueError(f"unknown eviction policy {policy!r}; expected one of {get_args(EvictionPolicy)}")
+        if max_size_gb is not None and (not isinstance(max_size_gb, (int, float)) or max_size_gb < 0):
+            raise ValueError(f"max_size_gb must be a non-negative number or None, got {max_size_gb!r}")
+        self.root = Path(root).resolve()
+        self.policy: EvictionPolicy = policy
+        self.quota_bytes = None if max_size_gb is None else int(max_size_gb * BYTES_PER_GB)
+        self.verify_linked = verify_linked
+        self._datasets = self.root / "datasets"
+        self._tmp = self.root / "tmp"
+        self._db = self.root / "index.db"
+        self._datasets.mkdir(parents=True, exist_ok=True)
+        self._tmp.mkdir(exist_ok=True)
+        self._init_db()
+        self._recover()
+
+    # ----------------------------------------------------------------- public surface
+
+    def stage(self, dataset_dir: str | os.PathLike, dataset_id: str) -> CachedDataset:
+        """Put the recording ``dataset_dir`` (a ``.lance`` directory with its sidecar ``.json`` beside
+        it) into the cache as ``dataset_id``. Idempotent: staging the same recording again returns the
+        existing entry. Raises DigestMismatch (and leaves nothing behind) if the files do not match
+        the sidecar."""
+        dataset_id = validate_id(dataset_id, "dataset_id")
+        src = Path(dataset_dir)
+        if not src.is_dir():
+            raise FileNotFoundError(f"dataset directory not found: {src}")
+        src_sidecar = sidecar_path(src)
+        if not src_sidecar.is_file():
+            raise FileNotFoundError(f"sidecar not found beside {src}: expected {src_sidecar}")
+        sidecar = _read_sidecar(src_sidecar)
+        _check_sidecar_consistent(sidecar, src_sidecar)
+
+        existing = self._find(dataset_id)
+        if existing is not None:
+            return self._same_or_conflict(existing, sidecar.dataset_digest, src)
+
+        entry_dir = self._entry_dir(dataset_id)
+        if entry_dir.exists():
+            # A previous stage renamed the entry into place but died before indexing it.
+            adopted = self._adopt_orphan(dataset_id)
+            if adopted is not None:
+                return self._same_or_conflict(adopted, sidecar.dataset_digest, src)
+
+        scratch = self._scratch_dir()
+        try:
+            staged_dataset = scratch / f"{dataset_id}.lance"
+            method = self._materialize(src, staged_dataset)
+            shutil.copyfile(src_sidecar, scratch / f"{dataset_id}.json")
+            if method == "link" and not self.verify_linked:
+                _check_file_list(sidecar, staged_dataset)
+            else:
+                sidecar.verify(staged_dataset)
+            _fsync_dir(staged_dataset)
+            try:
+                os.rename(scratch, entry_dir)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                # Another process staged the same id between our checks and our rename.
+                log.info("dataset %s was staged concurrently; using that entry", dataset_id)
+                entry = self._find(dataset_id) or self._adopt_orphan(dataset_id)
+                if entry is None:
+                    raise
+                return self._same_or_conflict(entry, sidecar.dataset_digest, src)
+        finally:
+            # After a successful rename the scratch path no longer exists; otherwise drop our copy.
+            shutil.rmtree(scratch, ignore_errors=True)
+        _fsync_dir(self._datasets)
+
+        entry = self._index_new(dataset_id, sidecar.dataset_digest)
+        log.info(
+            "staged dataset %s from %s by %s (%d files, %d bytes, digest %s)",
+            dataset_id, src, method, len(sidecar.files), entry.size_bytes, entry.dataset_digest,
+        )
+        usage = self.usage()
+        if usage.pressure:
+            log.warning(
+                "edge cache %s over quota after staging %s: %d of %d bytes used",
+                self.root, dataset_id, usage.used_bytes, usage.quota_bytes,
+            )
+        return entry
+
+    def get(self, dataset_id: str) -> CachedDataset:
+        """The cached dataset; counts as an access for the lru policy."""
+        dataset_id = validate_id(dataset_id, "dataset_id")
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM entries WHERE dataset_id = ?", (dataset_id,)).fetchone() is None:
+                raise UnknownDataset(dataset_id, self.root)
+            self._touch(db, dataset_id)
+        return self._require(dataset_id)
+
+    def list(self) -> builtins.list[CachedDataset]:
+        """Every cached dataset, oldest staged first. Does not count as an access."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT * FROM entries ORDER BY staged_seq").fetchall()
+        return [self._to_entry(row) for row in rows]
+
+    def mark_uploaded(self, dataset_id: str, cloud_uri: str, verified_digest: str) -> CachedDataset:
+        """Record that the cloud copy at ``cloud_uri`` was verified to have ``verified_digest``.
+        Refuses (DigestMismatch) a digest that differs from the cached dataset's."""
+        dataset_id = validate_id(dataset_id, "dataset_id")
+        if not isinstance(cloud_uri, str) or not cloud_uri:
+            raise ValueError(f"cloud_uri must be a non-empty string, got {cloud_uri!r}")
+        with self._tx() as db:
+            entry = self._to_entry(self._row_or_raise(db, dataset_id))
+            if verified_digest != entry.dataset_digest:
+                raise DigestMismatch(f"cloud copy {cloud_uri} of cached dataset {dataset_id}", entry.dataset_digest, verified_digest)
+            if entry.state is CacheState.REJECTED:
+                raise CacheConflict(f"dataset {dataset_id} was rejected; a rejected dataset is never marked uploaded")
+            if entry.state is CacheState.UPLOADED and entry.cloud_uri == cloud_uri:
+                return entry
+            db.execute(
+                "UPDATE entries SET state = ?, cloud_uri = ?, verified_digest = ?, updated_at = ? WHERE dataset_id = ?",
+                (CacheState.UPLOADED.value, cloud_uri, verified_digest, time.time(), dataset_id),
+            )
+        log.info("dataset %s marked uploaded to %s (verified digest %s)", dataset_id, cloud_uri, verified_digest)
+        return self._require(dataset_id)
+
+    def mark_rejected(self, dataset_id: str) -> CachedDataset:
+        dataset_id = validate_id(dataset_id, "dataset_id")
+        with self._tx() as db:
+            entry = self._to_entry(self._row_or_raise(db, dataset_id))
+            if entry.state is CacheState.REJECTED:
+                return entry
+            if entry.state is CacheState.UPLOADED:
+                raise CacheConflict(f"dataset {dataset_id} is already uploaded to {entry.cloud_uri}; it cannot be rejected")
+            db.execute(
+                "UPDATE entries SET state = ?, updated_at = ? WHERE dataset_id = ?",
+                (CacheState.REJECTED.value, time.time(), dataset_id),
+            )
+        log.info("dataset %s marked rejected", dataset_id)
+        return self._require(dataset_id)
+
+    def usage(self) -> CacheUsage:
+        with closing(self._connect()) as db:
+            used = db.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM entries").fetchone()[0]
+        return CacheUsage(used, self.quota_bytes, self.quota_bytes is not None and used > self.quota_bytes)
+
+    def evict(self) -> builtins.list[str]:
+        """Remove uploaded-and-verified or rejected datasets in policy order (lru: least recently
+        accessed first; fifo: first staged first) until the cache is within quota. Never touches any
+        other dataset: if still over quota, logs a warning and ``usage().pressure`` stays true.
+        Returns the evicted dataset ids."""
+        usage = self.usage()
+        if not usage.pressure:
+            return []
+        if self.policy == "manual":
+            log.warning(
+                "edge cache %s over quota (%d of %d bytes) and policy is manual: nothing evicted",
+                self.root, usage.used_bytes, usage.quota_bytes,
+            )
+            return []
+        order = "access_seq" if self.policy == "lru" else "staged_seq"
+        with closing(self._connect()) as db:
+            candidates = db.execute(
+                f"SELECT dataset_id, size_bytes FROM entries WHERE state IN (?, ?) ORDER BY {order}",
+                tuple(s.value for s in EVICTABLE_STATES),
+            ).fetchall()
+        used = usage.used_bytes
+        evicted: builtins.list[str] = []
+        for row in candidates:
+            if used <= usage.quota_bytes:
+                break
+            if self._delete_entry(row["dataset_id"], require_evictable=True):
+                used -= row["size_bytes"]
+                evicted.append(row["dataset_id"])
+        after = self.usage()
+        log.info("edge cache %s evicted %d dataset(s) by %s: %s", self.root, len(evicted), self.policy, evicted)
+        if after.pressure:
+            log.warning(
+                "edge cache %s still over quota after eviction (%d of %d bytes): the rest is not yet "
+                "uploaded or rejected, so it is kept",
+                self.root, after.used_bytes, after.quota_bytes,
+            )
+        return evicted
+
+    def remove(self, dataset_id: str) -> None:
+        """Remove one dataset now (operator action, or delete-after-upload). Same rule as eviction:
+        refuses (CacheConflict) a dataset that is not uploaded-and-verified or rejected."""
+        dataset_id = validate_id(dataset_id, "dataset_id")
+        entry = self._require(dataset_id)
+        if entry.state not in EVICTABLE_STATES:
+            raise CacheConflict(f"dataset {dataset_id} is {entry.state.value}, not uploaded or rejected: refusing to remove it")
+        self._delete_entry(dataset_id, require_evictable=True)
+        log.info("removed dataset %s (%s) from the edge cache", dataset_id, entry.state.value)
+
+    # ----------------------------------------------------------------- staging helpers
+
+    def _same_filesystem(self, src: Path) -> bool:
+        """Hardlinks only work within one filesystem; tests replace this to exercise the copy path."""
+        return os.stat(src).st_dev == os.stat(self._tmp).st_dev
+
+    def _materialize(self, src: Path, dest: Path) -> str:
+        """Recreate ``src`` under ``dest`` by hardlinks where possible, copies otherwise.
+        Returns "link", "copy" or "mixed". Files in the cache are never modified in place: a linked
+        file is the recorder's own inode."""
+        try_link = self._same_filesystem(src)
+        linked = copied = 0
+        for dirpath, dirnames, filenames in os.walk(src):
+            dirnames.sort()
+            rel_dir = Path(dirpath).relative_to(src)
+            (dest / rel_dir).mkdir(parents=True, exist_ok=True)
+            for name in sorted(filenames):
+                source, target = Path(dirpath, name), dest / rel_dir / name
+                if try_link:
+                    try:
+                        os.link(source, target)
+                        linked += 1
+                        continue
+                    except OSError as exc:  # EXDEV, EPERM (protected_hardlinks), EMLINK...
+                        log.debug("hardlink %s failed (%s); copying", source, exc)
+                shutil.copyfile(source, target)
+                with open(target, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                copied += 1
+            _fsync_dir(dest / rel_dir)
+        return "link" if copied == 0 else ("copy" if linked == 0 else "mixed")
+
+    def _same_or_conflict(self, entry: CachedDataset, digest: str, src: Path) -> CachedDataset:
+        if entry.dataset_digest != digest:
+            raise CacheConflict(
+                f"dataset {entry.dataset_id} is already cached with digest {entry.dataset_digest}; "
+                f"refusing to replace it with {src} (digest {digest})"
+            )
+        log.info("dataset %s already cached (digest %s); staging is a no-op", entry.dataset_id, digest)
+        return self.get(entry.dataset_id)
+
+    def _adopt_orphan(self, dataset_id: str) -> CachedDataset | None:
+        """Index an entry directory that has no row, if it verifies; otherwise move it out of the way
+        (into tmp, kept for a human: it may be the only copy) and return None."""
+        entry_dir = self._entry_dir(dataset_id)
+        ds, sc = self._paths(dataset_id)
+        try:
+            sidecar = _read_sidecar(sc)
+            _check_sidecar_consistent(sidecar, sc)
+            sidecar.verify(ds)
+        except (OSError, ValueError, KeyError, TypeError, DigestMismatch) as exc:
+            quarantine = self._tmp / f"orphan-{dataset_id}-{uuid.uuid4().hex[:8]}"
+            os.rename(entry_dir, quarantine)
+            log.error("unindexed cache entry %s does not verify (%s); moved to %s", entry_dir, exc, quarantine)
+            return None
+        log.warning("adopting unindexed cache entry %s (verified against its sidecar)", entry_dir)
+        return self._index_new(dataset_id, sidecar.dataset_digest)
+
+    def _scratch_dir(self) -> Path:
+        path = self._tmp / f"{os.getpid()}-{uuid.uuid4().hex}"
+        path.mkdir()
+        return path
+
+    def _entry_dir(self, dataset_id: str) -> Path:
+        return self._datasets / dataset_id
+
+    def _paths(self, dataset_id: str) -> tuple[Path, Path]:
+        entry_dir = self._entry_dir(dataset_id)
+        return entry_dir / f"{dataset_id}.lance", entry_dir / f"{dataset_id}.json"
+
+    def _delete_entry(self, dataset_id: str, *, require_evictable: bool) -> bool:
+        """Move the entry out of ``datasets/`` and drop its row in one transaction, then delete the
+        files. A crash in between leaves an evictable row without files, cleaned up by _recover."""
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM entries WHERE dataset_id = ?", (dataset_id,)).fetchone()
+            if row is None:
+                return False
+            if require_evictable and CacheState(row["state"]) not in EVICTABLE_STATES:
+                return False  # its state changed since the candidate list was read
+            trash = self._tmp / f"{os.getpid()}-{uuid.uuid4().hex}-evict-{dataset_id}"
+            entry_dir = self._entry_dir(dataset_id)
+            if entry_dir.exists():
+                os.rename(entry_dir, trash)
+            db.execute("DELETE FROM entries WHERE dataset_id = ?", (dataset_id,))
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+
+    # ----------------------------------------------------------------- index
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._db, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; BEGIN IMMEDIATE so concurrent writers (edge agent and Dagster op)
+        queue instead of failing on upgrade."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    def _init_db(self) -> None:
+        db = self._connect()
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS entries (
+                    dataset_id TEXT PRIMARY KEY,
+                    state TEXT NOT NULL CHECK (state IN ('cached', 'uploaded', 'rejected')),
+                    size_bytes INTEGER NOT NULL,
+                    dataset_digest TEXT NOT NULL,
+                    cloud_uri TEXT,
+                    verified_digest TEXT,
+                    staged_at REAL NOT NULL,
+                    staged_seq INTEGER NOT NULL,
+                    last_access_at REAL NOT NULL,
+                    access_seq INTEGER NOT NULL,
+                    updated_at REAL NOT NULL
+                );
+                CREATE INDEX IF NOT EXISTS entries_by_state ON entries (state);
+                """
+            )
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version > SCHEMA_VERSION:
+                raise EdgeCacheError(f"edge cache index {self._db} has schema {version}, newer than this code ({SCHEMA_VERSION})")
+        finally:
+            db.close()
+
+    def _recover(self) -> None:
+        """Finish what a crashed process left: drop rows of evictable entries whose files were already
+        moved away (an interrupted eviction) and delete scratch dirs of processes that are gone."""
+        with self._tx() as db:
+            for row in db.execute("SELECT dataset_id, state FROM entries").fetchall():
+                if self._entry_dir(row["dataset_id"]).exists():
+                    continue
+                if CacheState(row["state"]) in EVICTABLE_STATES:
+                    db.execute("DELETE FROM entries WHERE dataset_id = ?", (row["dataset_id"],))
+                    log.info("dropped index row of %s: its eviction was interrupted", row["dataset_id"])
+                else:
+                    log.error("cached dataset %s is missing from %s (deleted outside the cache?)", row["dataset_id"], self.root)
+        for scratch in self._tmp.iterdir():
+            pid = scratch.name.split("-", 1)[0]
+            if pid.isdigit() and not _process_alive(int(pid)):
+                shutil.rmtree(scratch, ignore_errors=True)
+                log.info("removed leftover scratch %s", scratch)
+
+    def _index_new(self, dataset_id: str, digest: str) -> CachedDataset:
+        ds, sc = self._paths(dataset_id)
+        size = _tree_size(ds) + sc.stat().st_size
+        now = time.time()
+        with self._tx() as db:
+            seq = db.execute("SELECT COALESCE(MAX(staged_seq), 0) + 1, COALESCE(MAX(access_seq), 0) + 1 FROM entries").fetchone()
+            db.execute(
+                "INSERT OR IGNORE INTO entries (dataset_id, state, size_bytes, dataset_digest, staged_at, staged_seq, "
+                "last_access_at, access_seq, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (dataset_id, CacheState.CACHED.value, size, digest, now, seq[0], now, seq[1], now),
+            )
+        return self._require(dataset_id)
+
+    def _touch(self, db: sqlite3.Connection, dataset_id: str) -> None:
+        # A logical clock orders accesses exactly, even when wall-clock times tie.
+        db.execute(
+            "UPDATE entries SET last_access_at = ?, access_seq = (SELECT COALESCE(MAX(access_seq), 0) + 1 FROM entries) "
+            "WHERE dataset_id = ?",
+            (time.time(), dataset_id),
+        )
+
+    def _find(self, dataset_id: str) -> CachedDataset | None:
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT * FROM entries WHERE dataset_id = ?", (dataset_id,)).fetchone()
+        return None if row is None else self._to_entry(row)
+
+    def _require(self, dataset_id: str) -> CachedDataset:
+        entry = self._find(dataset_id)
+        if entry is None:
+            raise UnknownDataset(dataset_id, self.root)
+        return entry
+
+    def _row_or_raise(self, db: sqlite3.Connection, dataset_id: str) -> sqlite3.Row:
+        row = db.execute("SELECT * FROM entries WHERE dataset_id = ?", (dataset_id,)).fetchone()
+        if row is None:
+            raise UnknownDataset(dataset_id, self.root)
+        return row
+
+    def _to_entry(self, row: sqlite3.Row) -> CachedDataset:
+        ds, sc = self._paths(row["dataset_id"])
+        return CachedDataset(
+            dataset_id=row["dataset_id"],
+            path=ds,
+            sidecar_path=sc,
+            size_bytes=row["size_bytes"],
+            dataset_digest=row["dataset_digest"],
+            state=CacheState(row["state"]),
+            cloud_uri=row["cloud_uri"],
+            staged_at=datetime.fromtimestamp(row["staged_at"], timezone.utc),
+            last_access_at=datetime.fromtimestamp(row["last_access_at"], timezone.utc),
+        )
+
+
+def _read_sidecar(path: Path) -> Sidecar:
+    try:
+        return Sidecar.read(path)
+    except (ValueError, KeyError, TypeError) as exc:  # bad JSON, missing or unknown fields
+        raise ValueError(f"unreadable sidecar {path}: {exc}") from exc
+
+
+def _check_sidecar_consistent(sidecar: Sidecar, path: Path) -> None:
+    """Sidecar.verify compares file lists; the dataset digest it states must follow from them too."""
+    derived = digest_of_files(sidecar.files)
+    if derived != sidecar.dataset_digest:
+        raise DigestMismatch(f"sidecar {path} (dataset_digest field vs its file list)", sidecar.dataset_digest, derived)
+
+
+def _check_file_list(sidecar: Sidecar, dataset_dir: Path) -> None:
+    present = {p.relative_to(dataset_dir).as_posix() for p in dataset_dir.rglob("*") if p.is_file()}
+    if present != set(sidecar.files):
+        missing, extra = sorted(set(sidecar.files) - present), sorted(present - set(sidecar.files))
+        raise DigestMismatch(f"{dataset_dir} file list (missing {missing}, unexpected {extra})", sidecar.dataset_digest, "n/a")
+
+
+def _tree_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
