@@ -1,0 +1,99 @@
+"""``axon-edge run``: the robot-side agent as a process.
+
+Every option defaults from its environment variable (docs/contracts.md), so a k3s pod only sets
+env; a required one that is missing from both is a clear error (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+from .errors import EdgeError
+
+# Re-exported for programs that host agents (the demo): ``from axon_edge.cli import start_agent_in_thread``.
+from .runner import DEFAULT_POLL_INTERVAL, DEFAULT_PORT, run_agent, start_agent_in_thread
+
+__all__ = ["main", "run_agent", "start_agent_in_thread"]
+
+log = logging.getLogger("axon_edge")
+
+# option -> (environment variable, required)
+_ENV = {
+    "robot_id": ("AXON_ROBOT_ID", True),
+    "control_plane_url": ("AXON_CONTROL_PLANE_URL", True),
+    "token": ("AXON_ROBOT_TOKEN", True),
+    "data_dir": ("AXON_EDGE_DATA_DIR", True),
+    "recorder_url": ("AXON_RECORDER_URL", True),
+    "port": ("AXON_EDGE_PORT", False),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="axon-edge", description="The axon-dagster edge agent (one per robot).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the agent until SIGTERM/SIGINT")
+    env = os.environ.get
+    run.add_argument("--robot-id", default=env("AXON_ROBOT_ID"), help="this robot's id [AXON_ROBOT_ID]")
+    run.add_argument(
+        "--control-plane-url", default=env("AXON_CONTROL_PLANE_URL"), help="control-plane API [AXON_CONTROL_PLANE_URL]"
+    )
+    run.add_argument("--token", default=env("AXON_ROBOT_TOKEN"), help="this robot's bearer token [AXON_ROBOT_TOKEN]")
+    run.add_argument("--data-dir", default=env("AXON_EDGE_DATA_DIR"), help="task DB and configs [AXON_EDGE_DATA_DIR]")
+    run.add_argument("--recorder-url", default=env("AXON_RECORDER_URL"), help="Axon recorder HTTP RPC [AXON_RECORDER_URL]")
+    run.add_argument("--host", default="0.0.0.0", help="address to serve the collector API on (default 0.0.0.0)")
+    run.add_argument(
+        "--port", default=env("AXON_EDGE_PORT", str(DEFAULT_PORT)), help=f"port [AXON_EDGE_PORT, default {DEFAULT_PORT}]"
+    )
+    run.add_argument(
+        "--poll-interval", default=str(DEFAULT_POLL_INTERVAL), help=f"seconds between syncs (default {DEFAULT_POLL_INTERVAL})"
+    )
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    missing = [
+        f"--{name.replace('_', '-')} (or {var})" for name, (var, required) in _ENV.items() if required and not getattr(args, name)
+    ]
+    if missing:
+        parser.error("missing required setting(s): " + ", ".join(missing))
+    port = _number(parser, args.port, "--port", int)
+    if not 0 <= port <= 65535:
+        parser.error(f"--port must be between 0 and 65535, got {port}")
+    poll_interval = _number(parser, args.poll_interval, "--poll-interval", float)
+    if poll_interval <= 0:
+        parser.error(f"--poll-interval must be positive, got {poll_interval}")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run_agent(
+            args.robot_id,
+            args.control_plane_url,
+            args.token,
+            args.data_dir,
+            args.recorder_url,
+            host=args.host,
+            port=port,
+            poll_interval=poll_interval,
+        )
+    except (EdgeError, ValueError, OSError) as exc:
+        log.error("%s", exc)
+        print(f"axon-edge: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _number(parser: argparse.ArgumentParser, raw: str, option: str, kind: type) -> int | float:
+    try:
+        return kind(raw)
+    except ValueError:
+        parser.error(f"{option} must be a number, got {raw!r}")
+    raise AssertionError("unreachable")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
