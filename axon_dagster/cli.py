@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -18,7 +17,7 @@ def _database_url(args) -> str:
 
 
 def cmd_api(args) -> int:
-    from axon_dagster.api.app import serve
+    from axon_dagster.api.server import serve
 
     serve(host=args.host, port=args.port, database_url=_database_url(args), admin_token=os.environ.get("AXON_ADMIN_TOKEN"))
     return 0
@@ -54,7 +53,7 @@ def cmd_demo(args) -> int:
 
     from axon_dagster.demo import DemoOptions, run_demo
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     options = DemoOptions(
         robots=args.robots,
         skills=tuple(s for s in args.skills.split(",") if s),
@@ -69,14 +68,17 @@ def cmd_demo(args) -> int:
         f"{len(options.skills)} skills x {options.tasks_per_skill} tasks of {options.duration_seconds:g}s"
     )
     result = run_demo(options, progress=_progress_printer(console))
-    table = Table(title=f"order {options.order_id} — {result.elapsed_seconds:.1f}s, work dir {result.workdir}")
+    table = Table(title=f"order {options.order_id}: {result.elapsed_seconds:.1f}s; cloud store {result.workdir / 'cloud'}")
     for column in ("task", "robot", "status", "QC score", "cloud path", "digest", "seconds"):
         table.add_column(column)
+    cloud_root = f"file://{result.workdir / 'cloud'}/"
     for row in result.tasks:
+        task = row["task_id"].removeprefix(f"{options.order_id}_")
+        cloud = (row["cloud_path"] or "-").removeprefix(cloud_root)
         score = f"{row['qc_score']:.3f}" if row["qc_score"] is not None else "-"
         status = row["status"] if not row.get("failure_reason") else f"{row['status']}: {row['failure_reason']}"
         table.add_row(
-            row["task_id"], row["robot_id"] or "-", status, score, row["cloud_path"] or "-",
+            task, row["robot_id"] or "-", status, score, cloud,
             "verified" if row["digest_verified"] else "NOT verified", str(row["seconds"] or "-"),
         )
     console.print(table)
@@ -165,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)

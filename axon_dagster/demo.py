@@ -50,6 +50,9 @@ class DemoResult:
 class DagsterDriver:
     """Ticks the sensor and executes the runs it requests, like the daemon would."""
 
+    # The demo shows its own progress; Dagster's per-step DEBUG lines would drown it.
+    LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
     def __init__(self, defs, instance):
         self.defs = defs
         self.instance = instance
@@ -59,7 +62,7 @@ class DagsterDriver:
 
     def run_order(self, order_config: dict) -> None:
         result = self.defs.resolve_job_def("order_processing").execute_in_process(
-            run_config={"ops": {"create_order": {"config": order_config}}}, instance=self.instance, raise_on_error=True
+            run_config={"ops": {"create_order": {"config": order_config}}, **self.LOGGING}, instance=self.instance, raise_on_error=True
         )
         assert result.success
 
@@ -78,7 +81,7 @@ class DagsterDriver:
                 continue
             self.launched.add(request.run_key)
             job = self.defs.resolve_job_def("data_flow")
-            run = job.execute_in_process(run_config=request.run_config, instance=self.instance, tags=request.tags, raise_on_error=False)
+            run = job.execute_in_process(run_config={**request.run_config, **self.LOGGING}, instance=self.instance, tags=request.tags, raise_on_error=False)
             if not run.success:
                 self.failed_runs.append(run.run_id)
                 log.error("data_flow run %s for %s failed", run.run_id, request.tags.get("axon/task_id"))
@@ -99,6 +102,7 @@ def run_demo(options: DemoOptions, progress=None) -> DemoResult:
         RecorderResource,
     )
     from axon_dagster.fleet import SimulatedFleet
+    from axon_dagster.services.orders import all_tasks
 
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="axon-demo-")).resolve()
     started = time.monotonic()
@@ -142,7 +146,7 @@ def run_demo(options: DemoOptions, progress=None) -> DemoResult:
         try:
             while time.monotonic() < deadline:
                 driver.tick()
-                tasks = client.list_tasks(order_id=options.order_id, limit=10_000)
+                tasks = list(all_tasks(client, order_id=options.order_id))
                 if progress:
                     progress(tasks, time.monotonic() - started)
                 if tasks and all(t["status"] in TERMINAL for t in tasks):
@@ -163,10 +167,11 @@ def _result_rows(client, defs, order_id: str) -> list[dict[str, Any]]:
     """One row per task, with the cloud copy's digest re-verified against the sidecar's."""
     from axon_dagster.api.client import ControlPlaneError
     from axon_dagster.services.data_flow import verify_cloud_copy
+    from axon_dagster.services.orders import all_tasks
 
     store = defs.resources["object_store"].store()
     rows = []
-    for task in client.list_tasks(order_id=order_id, limit=10_000):
+    for task in all_tasks(client, order_id=order_id):
         try:
             dataset = client.get_dataset(task["task_id"])
         except ControlPlaneError:

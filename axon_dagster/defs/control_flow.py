@@ -1,6 +1,7 @@
 """`order_processing`: an admin enters an order in the launchpad; it becomes batches and tasks on robots."""
 
 
+from collections import Counter
 from typing import List, Literal, Optional
 
 import dagster as dg
@@ -88,19 +89,21 @@ def plan_batches(context: dg.OpExecutionContext, control_plane: ControlPlaneReso
 def dispatch_tasks(context: dg.OpExecutionContext, control_plane: ControlPlaneResource, spec: dict) -> dict:
     order_id = spec["order_id"]
     client = control_plane.client()
-    assignments = client.dispatch_order(order_id, robot_ids=spec.get("robot_ids") or None)["assignments"]
-    batch_of = {t["task_id"]: t["batch_id"] for t in client.list_tasks(order_id=order_id, limit=100_000)}
-    per_robot: dict[str, int] = {}
-    for task_id, robot_id in assignments.items():
-        per_robot[robot_id] = per_robot.get(robot_id, 0) + 1
+    assignments = client.dispatch_order(order_id, robot_ids=spec.get("robot_ids") or None)
+    # One materialization per batch (not per task): the event log stays bounded for big orders.
+    by_batch: dict[str, Counter] = {}
+    for task in orders.all_tasks(client, order_id=order_id):
+        if task["task_id"] in assignments:
+            by_batch.setdefault(task["batch_id"], Counter())[assignments[task["task_id"]]] += 1
+    for batch_id, robots in sorted(by_batch.items()):
         context.log_event(
             materialization(
                 TASK,
                 order_id,
-                {"order_id": order_id, "batch_id": batch_of.get(task_id, ""), "task_id": task_id, "robot_id": robot_id},
+                {"order_id": order_id, "batch_id": batch_id, "task_count": sum(robots.values()), "robots": dict(robots)},
             )
         )
-    context.log.info(f"dispatched {len(assignments)} tasks of order {order_id}: {per_robot}")
+    context.log.info(f"dispatched {len(assignments)} tasks of order {order_id} to {len(set(assignments.values()))} robots")
     return {"order_id": order_id, "assignments": assignments}
 
 

@@ -6,9 +6,21 @@ previous attempt got through, and we continue from what the control plane holds.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 ORDER_FIELDS = ("order_id", "scene", "sub_scene", "skills", "requirements", "priority")
+PAGE_SIZE = 1000
+
+
+def all_tasks(client, **filters: Any) -> Iterator[dict[str, Any]]:
+    """Every task matching ``filters``, fetched a page at a time."""
+    offset = 0
+    while True:
+        page = client.list_tasks(**filters, limit=PAGE_SIZE, offset=offset)
+        yield from page
+        if len(page) < PAGE_SIZE:
+            return
+        offset += PAGE_SIZE
 
 
 def create_order(client, spec: dict[str, Any], created_by: str = "") -> dict[str, Any]:
@@ -43,5 +55,5 @@ def plan_order(client, spec: dict[str, Any]) -> dict[str, Any]:
         return {
             "order_id": spec["order_id"],
             "batches": client.list_batches(order_id=spec["order_id"]),
-            "tasks": client.list_tasks(order_id=spec["order_id"], limit=100_000),
+            "tasks": list(all_tasks(client, order_id=spec["order_id"])),
         }
