@@ -19,6 +19,7 @@ $(INSTALLED): pyproject.toml
 # Debian packages and servers the tests use (PostgreSQL binaries, ...); idempotent.
 system-deps:
 	bash scripts/system-deps.sh
+	bash scripts/ros1-deps.sh
 
 demo: install
 	$(PY) -m axon_dagster.cli demo $(DEMO_ARGS)

@@ -74,6 +74,7 @@ class RecorderResource(dg.ConfigurableResource):
 
     transport: str = Field(default="http", description="http | ros1 | ros2")
     url: str = Field(default="http://127.0.0.1:8091", description="Axon HTTP RPC base URL")
+    namespace: str = Field(default="axon", description="ROS namespace of the recorder's services (ros1/ros2)")
     timeout_seconds: float = 5.0
     retry_attempts: int = 3
 
@@ -81,7 +82,11 @@ class RecorderResource(dg.ConfigurableResource):
         from axon_dagster.recorder.factory import recorder_from_config
 
         return recorder_from_config(
-            transport=self.transport, url=self.url, timeout_seconds=self.timeout_seconds, retry_attempts=self.retry_attempts
+            transport=self.transport,
+            url=self.url,
+            timeout_seconds=self.timeout_seconds,
+            retry_attempts=self.retry_attempts,
+            namespace=self.namespace,
         )
 
 
@@ -105,5 +110,9 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             endpoint_url=env("AWS_ENDPOINT_URL") or None,
         ),
         "inspection": InspectionResource(runner=env("AXON_INSPECTION_RUNNER", "native"), ray_address=env("AXON_RAY_ADDRESS")),
-        "recorder": RecorderResource(url=env("AXON_RECORDER_URL", "http://127.0.0.1:8091")),
+        "recorder": RecorderResource(
+            transport=env("AXON_RECORDER_TRANSPORT", "http"),
+            url=env("AXON_RECORDER_URL", "http://127.0.0.1:8091"),
+            namespace=env("AXON_RECORDER_NAMESPACE", "axon"),
+        ),
     }

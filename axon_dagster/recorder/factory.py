@@ -1,8 +1,8 @@
 """Choose a recorder backend from configuration.
 
-Only ``http`` (Axon's HTTP RPC) exists today; the ROS 1 and ROS 2 service backends of a later
-issue register here under ``ros1`` / ``ros2`` and take the same ``timeout_seconds`` and
-``retry_attempts`` (plus ``namespace``), so callers never change.
+``http`` (Axon's HTTP RPC), ``ros1`` (rospy) and ``ros2`` (rclpy) take the same
+``timeout_seconds`` and ``retry_attempts`` (plus ``url`` for http, ``namespace`` for ROS), so
+callers never change. The ROS backends import their client library only when chosen.
 """
 
 from __future__ import annotations
@@ -24,9 +24,20 @@ def _http_backend(*, url: str | None, timeout_seconds: float, retry_attempts: in
     return AxonHttpRecorder(url, timeout_seconds=timeout_seconds, retry_attempts=retry_attempts)
 
 
-# transport name -> builder; later issues add "ros1" and "ros2".
-BACKENDS: dict[str, Callable[..., RecorderClient]] = {"http": _http_backend}
-PLANNED_TRANSPORTS = ("ros1", "ros2")
+def _ros1_backend(*, url: str | None, timeout_seconds: float, retry_attempts: int, namespace: str) -> RecorderClient:
+    from .ros1 import Ros1Recorder  # imports rospy: only when asked for
+
+    return Ros1Recorder(namespace, timeout_seconds=timeout_seconds, retry_attempts=retry_attempts)
+
+
+def _ros2_backend(*, url: str | None, timeout_seconds: float, retry_attempts: int, namespace: str) -> RecorderClient:
+    from .ros2 import Ros2Recorder  # imports rclpy: only when asked for
+
+    return Ros2Recorder(namespace, timeout_seconds=timeout_seconds, retry_attempts=retry_attempts)
+
+
+# transport name -> builder (ros1/ros2 raise ImportError with an install hint where ROS is missing)
+BACKENDS: dict[str, Callable[..., RecorderClient]] = {"http": _http_backend, "ros1": _ros1_backend, "ros2": _ros2_backend}
 
 
 def recorder_from_config(
@@ -40,7 +51,5 @@ def recorder_from_config(
     (default ``$AXON_RECORDER_URL``); ``namespace`` is the ROS service namespace for ``ros1``/``ros2``."""
     builder = BACKENDS.get(transport)
     if builder is None:
-        if transport in PLANNED_TRANSPORTS:
-            raise ValueError(f"recorder transport {transport!r} is not available in this build; available: {sorted(BACKENDS)}")
         raise ValueError(f"unknown recorder transport {transport!r}; available: {sorted(BACKENDS)}")
     return builder(url=url, timeout_seconds=timeout_seconds, retry_attempts=retry_attempts, namespace=namespace)

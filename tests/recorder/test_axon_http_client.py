@@ -365,8 +365,8 @@ def test_factory_builds_the_http_backend_and_refuses_others(sim, monkeypatch):
     monkeypatch.delenv("AXON_RECORDER_URL")
     with pytest.raises(ValueError, match="needs url="):
         recorder_from_config("http")
-    with pytest.raises(ValueError, match="'ros1' is not available in this build"):
-        recorder_from_config("ros1")
+    with pytest.raises(ValueError, match="invalid ROS namespace"):
+        recorder_from_config("ros1", namespace="bad ns")
     with pytest.raises(ValueError, match="unknown recorder transport 'pigeon'"):
         recorder_from_config("pigeon", url=sim.url)
 

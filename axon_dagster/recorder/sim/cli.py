@@ -1,6 +1,9 @@
-"""``axon-sim``: run one simulated Axon recorder (HTTP RPC v0.4) as a process.
+"""``axon-sim``: run one simulated Axon recorder (HTTP RPC v0.4, or ROS 1 services) as a process.
 
     axon-sim --port 8091 --data-dir .axon/sim/robot-1 --robot-id robot-1 --faults '{"drop_rate": 0.1}'
+    ROS_MASTER_URI=http://127.0.0.1:11311 axon-sim --transport ros1 --namespace axon --data-dir DIR
+
+With ``--transport ros1`` the line printed once ready is ``axon-sim serving ROS 1 services under /<ns>/ ...``.
 
 Prints ``axon-sim listening on <url>`` on stdout once it accepts connections (with ``--port 0``
 that line says which port was chosen). Exit status: 0 after Ctrl-C / SIGTERM, 1 after a simulated crash (fault ``die_after_seconds``),
@@ -53,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
         help='faults as JSON, e.g. \'{"drop_rate": 0.1, "gap_seconds": 2, "missing_topics": ["/imu"], '
         '"fail_start": true, "die_after_seconds": 5}\'',
     )
+    parser.add_argument(
+        "--transport",
+        default="http",
+        choices=["http", "ros1"],
+        help="http: Axon's HTTP RPC on --host/--port (default); ros1: the four ROS services under "
+        "/<namespace>/ as a rospy node of $ROS_MASTER_URI",
+    )
+    parser.add_argument("--namespace", default="axon", help="ROS namespace of the services with --transport ros1 (default axon)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -78,6 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         except FaultsError as exc:
             parser.error(f"--faults: {exc}")
     data_dir = args.data_dir or Path(".axon") / "sim" / robot_id
+    if args.transport == "ros1":
+        from axon_dagster.recorder.srv import validate_namespace
+
+        from .ros1_node import run_ros1
+
+        try:
+            namespace = validate_namespace(args.namespace)
+        except ValueError as exc:
+            parser.error(f"--namespace: {exc}")
+        return run_ros1(SimulatedRecorder(data_dir, robot_id, faults=faults), namespace)
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:

@@ -424,6 +424,7 @@ class SimulatedRecorder:
                 "pending_batches": 0,
                 "disk_usage_gb": _directory_bytes(self.data_dir) / 1e9,
                 "last_error": self._last_error,
+                "available_topics": sorted(self.available_topics),
             }
         return "Statistics retrieved successfully", data
 

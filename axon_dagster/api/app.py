@@ -1,0 +1,416 @@
+"""The control-plane HTTP API (``/api/v1``): admins create and follow orders, robots pull their
+tasks and push status events, the data flow records dataset steps. Entry point only: each route
+parses its input, calls one service function and maps errors to HTTP status codes."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from pydantic import BaseModel, TypeAdapter
+
+from axon_dagster.domain import (
+    DomainError,
+    IllegalTransitionError,
+    InvalidIdError,
+    ManualBatch,
+    PlanningError,
+    ReviewDecisionFinal,
+    TaskTemplate,
+)
+from axon_dagster.services import control_plane as cp
+from axon_dagster.services.errors import AlreadyExistsError, AuthenticationError, InvalidRequestError, NotFoundError
+from axon_dagster.services.views import (
+    BatchView,
+    DatasetView,
+    EventPage,
+    EventResult,
+    OrderView,
+    PlanView,
+    RegisteredRobot,
+    RobotView,
+    TaskPage,
+    TaskView,
+)
+from axon_dagster.settings import Settings, load_settings
+from axon_dagster.store import SqlAlchemyUnitOfWork, UnitOfWorkFactory, check_schema, make_engine
+
+from . import schemas
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+class EventResultsResponse(BaseModel):
+    results: list[EventResult]
+
+
+class AssignmentsResponse(BaseModel):
+    assignments: dict[str, str]
+
+
+def create_app(database_url: str | None = None, admin_token: str | None = None) -> FastAPI:
+    """The API over the store at ``database_url`` (default ``AXON_DATABASE_URL``).
+
+    ``admin_token`` (default ``AXON_ADMIN_TOKEN``; ``""`` forces none) guards the admin routes;
+    without one they are open, which is for the embedded single-machine default only. Robots
+    always authenticate with their own tokens. The database must be migrated
+    (``axon_dagster.store.upgrade``), else :class:`SchemaOutOfDateError` is raised here."""
+    env = load_settings()
+    settings = Settings(
+        database_url=database_url or env.database_url,
+        admin_token=env.admin_token if admin_token is None else (admin_token or None),
+        max_body_bytes=env.max_body_bytes,
+    )
+    engine = make_engine(settings.database_url)
+    try:
+        check_schema(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    uow_factory = UnitOfWorkFactory(engine)
+    registry = CollectorRegistry(auto_describe=True)
+    events_ingested = Counter(
+        "axon_events_ingested",
+        "Robot status events received, by robot and result (applied, duplicate, rejected)",
+        ["robot_id", "result"],
+        registry=registry,
+    )
+    registry.register(_StoreCollector(uow_factory))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        mode = "admin token required" if settings.admin_token else "admin API OPEN (embedded mode)"
+        log.info("control-plane API on %s, %s", engine.url.render_as_string(hide_password=True), mode)
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="axon-dagster control plane", version="1", lifespan=lifespan, redirect_slashes=False)
+    app.state.settings = settings
+    app.state.uow_factory = uow_factory
+    app.state.metrics_registry = registry
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
+    _install_error_handlers(app)
+
+    def uow() -> SqlAlchemyUnitOfWork:
+        return uow_factory()
+
+    def require_admin(request: Request) -> None:
+        if settings.admin_token is None:
+            return
+        token = _bearer(request)
+        if token is None or not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+            raise AuthenticationError("missing or invalid admin token")
+
+    def current_robot(request: Request, u: SqlAlchemyUnitOfWork = Depends(uow)) -> str:
+        return cp.authenticate_robot(u, _bearer(request))
+
+    admin = APIRouter(dependencies=[Depends(require_admin)])
+    edge = APIRouter(prefix="/edge")
+
+    # ------------------------------------------------------------------ robots
+    @admin.post("/robots", status_code=201, response_model=RegisteredRobot)
+    def register_robot(body: schemas.RegisterRobot, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.register_robot(u, body.robot_id, body.name)
+
+    @admin.get("/robots", response_model=list[RobotView])
+    def list_robots(u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.list_robots(u)
+
+    # ------------------------------------------------------------------ orders and batches
+    @admin.post("/orders", status_code=201, response_model=OrderView)
+    def create_order(body: schemas.CreateOrder, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.create_order(
+            u,
+            body.order_id,
+            body.scene,
+            body.skills,
+            sub_scene=body.sub_scene,
+            requirements=body.requirements,
+            priority=body.priority,
+            created_by=body.created_by,
+        )
+
+    @admin.get("/orders", response_model=list[OrderView])
+    def list_orders(limit: int = 100, offset: int = 0, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.list_orders(u, limit=limit, offset=offset)
+
+    @admin.get("/orders/{order_id}", response_model=OrderView)
+    def get_order(order_id: str, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.get_order(u, order_id)
+
+    @admin.post("/orders/{order_id}/plan", status_code=201, response_model=PlanView)
+    def plan_order(order_id: str, body: schemas.PlanOrder, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        manual = [
+            ManualBatch(
+                skills=tuple(m.skills),
+                task_count=m.task_count,
+                duration_seconds=m.duration_seconds,
+                topics=tuple(m.topics) if m.topics is not None else None,
+            )
+            for m in body.manual_batches or []
+        ]
+        template = TaskTemplate(task_count=body.task_count, duration_seconds=body.duration_seconds, topics=tuple(body.topics))
+        return _json(PlanView, cp.plan_order(u, order_id, body.strategy, template, manual), status_code=201)
+
+    @admin.post("/orders/{order_id}/dispatch", response_model=AssignmentsResponse)
+    def dispatch_order(order_id: str, body: schemas.DispatchOrder | None = None, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return {"assignments": cp.dispatch_order(u, order_id, body.robot_ids if body else None)}
+
+    @admin.get("/batches", response_model=list[BatchView])
+    def list_batches(order_id: str | None = None, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.list_batches(u, order_id)
+
+    @admin.get("/batches/{batch_id}", response_model=BatchView)
+    def get_batch(batch_id: str, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.get_batch(u, batch_id)
+
+    # ------------------------------------------------------------------ tasks and events
+    @admin.get("/tasks", response_model=list[TaskView])
+    def list_tasks(
+        order_id: str | None = None,
+        batch_id: str | None = None,
+        robot_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        u: SqlAlchemyUnitOfWork = Depends(uow),
+    ) -> Any:
+        tasks = cp.list_tasks(u, order_id=order_id, batch_id=batch_id, robot_id=robot_id, status=status, limit=limit, offset=offset)
+        return _json(list[TaskView], tasks)
+
+    @admin.get("/tasks/{task_id}", response_model=TaskView)
+    def get_task(task_id: str, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.get_task(u, task_id)
+
+    @admin.post("/tasks/{task_id}/transition", response_model=TaskView)
+    def transition_task(task_id: str, body: schemas.TransitionTask, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.transition_task(u, task_id, body.status, reason=body.reason, data=body.data)
+
+    @admin.get("/events", response_model=EventPage)
+    def events_after(after: int = 0, limit: int = 100, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return _json(EventPage, cp.events_after(u, after, limit))
+
+    # ------------------------------------------------------------------ datasets
+    @admin.get("/datasets", response_model=list[DatasetView])
+    def list_datasets(
+        status: str | None = None, outcome: str | None = None, limit: int = 100, offset: int = 0, u: SqlAlchemyUnitOfWork = Depends(uow)
+    ) -> Any:
+        return cp.list_datasets(u, status=status, outcome=outcome, limit=limit, offset=offset)
+
+    @admin.get("/datasets/{dataset_id}", response_model=DatasetView)
+    def get_dataset(dataset_id: str, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.get_dataset(u, dataset_id)
+
+    @admin.post("/datasets/{dataset_id}/cached", response_model=DatasetView)
+    def dataset_cached(dataset_id: str, body: schemas.DatasetCached, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.dataset_cached(u, dataset_id, body.task_id, body.cache_path, body.dataset_digest, body.size_bytes)
+
+    @admin.post("/datasets/{dataset_id}/inspection", response_model=DatasetView)
+    def dataset_inspected(dataset_id: str, body: schemas.DatasetInspected, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.dataset_inspected(u, dataset_id, body.score, body.outcome, body.report)
+
+    @admin.post("/datasets/{dataset_id}/review", response_model=DatasetView)
+    def review_dataset(dataset_id: str, body: schemas.DatasetReview, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.review_dataset(u, dataset_id, body.reviewer, body.approve, body.comment)
+
+    @admin.post("/datasets/{dataset_id}/upload-started", response_model=DatasetView)
+    def dataset_upload_started(dataset_id: str, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.dataset_upload_started(u, dataset_id)
+
+    @admin.post("/datasets/{dataset_id}/uploaded", response_model=DatasetView)
+    def dataset_uploaded(dataset_id: str, body: schemas.DatasetUploaded, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.dataset_uploaded(u, dataset_id, body.cloud_uri, body.dataset_digest)
+
+    # ------------------------------------------------------------------ robot side
+    @edge.get("/tasks", response_model=TaskPage)
+    def pull_tasks(after: int = 0, limit: int = 100, robot: str = Depends(current_robot), u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return _json(TaskPage, cp.pull_tasks(u, robot, after, limit))
+
+    @edge.post("/events", response_model=EventResultsResponse)
+    def push_events(body: schemas.EdgeEvents, robot: str = Depends(current_robot), u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        events = cp.parse_events([e.model_dump() for e in body.events])
+        results = cp.apply_events(u, robot, events)
+        for result in results:
+            events_ingested.labels(robot_id=robot, result=result.result).inc()
+        return {"results": results}
+
+    # ------------------------------------------------------------------ health and metrics (no auth)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    # Served at the root (where probes and Prometheus look) and under the API prefix.
+    for prefix in ("", API_PREFIX):
+        app.add_api_route(f"{prefix}/healthz", healthz, methods=["GET"], include_in_schema=not prefix)
+        app.add_api_route(f"{prefix}/metrics", metrics, methods=["GET"], include_in_schema=not prefix)
+
+    app.include_router(admin, prefix=API_PREFIX)
+    app.include_router(edge, prefix=API_PREFIX)
+    return app
+
+
+# ---------------------------------------------------------------------- responses
+
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _json(view_type: Any, value: Any, status_code: int = 200) -> Response:
+    """Serialize a (possibly 10,000-task) view straight to JSON bytes in pydantic's Rust core.
+    The route's ``response_model`` still documents the shape; this skips FastAPI's generic
+    validate-then-encode pass, which dominated the time of big answers."""
+    adapter = _ADAPTERS.get(view_type)
+    if adapter is None:
+        adapter = _ADAPTERS[view_type] = TypeAdapter(view_type)
+    return Response(adapter.dump_json(value), status_code=status_code, media_type="application/json")
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Domain and service errors -> 4xx with ``{"detail": "..."}``. Starlette picks the handler of
+    the most specific class in the exception's MRO, so subclasses win over DomainError."""
+
+    def handler(status: int, headers: dict[str, str] | None = None) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+        async def handle(request: Request, exc: Exception) -> JSONResponse:
+            log.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+            return _error(status, str(exc), headers)
+
+        return handle
+
+    app.add_exception_handler(InvalidIdError, handler(422))
+    app.add_exception_handler(PlanningError, handler(422))
+    app.add_exception_handler(InvalidRequestError, handler(422))
+    app.add_exception_handler(IllegalTransitionError, handler(409))
+    app.add_exception_handler(ReviewDecisionFinal, handler(409))
+    app.add_exception_handler(DomainError, handler(409))  # a step the entity's current state refuses
+    app.add_exception_handler(AlreadyExistsError, handler(409))
+    app.add_exception_handler(NotFoundError, handler(404))
+    app.add_exception_handler(AuthenticationError, handler(401, {"WWW-Authenticate": "Bearer"}))
+
+    async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()))
+            problems.append(f"{where}: {err.get('msg', 'invalid')}")
+        detail = "; ".join(problems) or "invalid request"
+        log.info("%s %s -> 422: %s", request.method, request.url.path, detail)
+        return _error(422, detail)
+
+    app.add_exception_handler(RequestValidationError, validation)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- request body limit
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with 413 before the app reads them (chunked too)."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                await _send_json(send, 400, "invalid Content-Length header")
+                return
+            if length > self.max_bytes:
+                await _send_json(send, 413, f"request body of {length} bytes exceeds the limit of {self.max_bytes}")
+                return
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            total += len(body)
+            if total > self.max_bytes:
+                await _send_json(send, 413, f"request body exceeds the limit of {self.max_bytes} bytes")
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _send_json(send: Any, status: int, detail: str) -> None:
+    import json
+
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# ---------------------------------------------------------------------- metrics from the store
+
+
+class _StoreCollector:
+    """Gauges read from the store at scrape time (the store is the source of truth, not counters)."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory):
+        self._uow_factory = uow_factory
+
+    def describe(self) -> list[Any]:
+        return []  # computed at collect time; nothing to pre-register
+
+    def collect(self) -> Any:
+        try:
+            snapshot = cp.metrics_snapshot(self._uow_factory())
+        except Exception:  # a scrape must not crash the API; the gauges just go missing
+            log.exception("metrics: could not read the store")
+            return
+        tasks = GaugeMetricFamily("axon_tasks", "Tasks by status", labels=["status"])
+        for status, count in snapshot.tasks_by_status.items():
+            tasks.add_metric([status], count)
+        yield tasks
+        orders = GaugeMetricFamily("axon_orders", "Orders by rolled-up status", labels=["status"])
+        for status, count in snapshot.orders_by_status.items():
+            orders.add_metric([status], count)
+        yield orders
+        seen = GaugeMetricFamily(
+            "axon_robot_last_seen_timestamp_seconds", "When each robot last called the API (unix time)", labels=["robot_id"]
+        )
+        for robot, ts in snapshot.robots_last_seen.items():
+            if ts is not None:
+                seen.add_metric([robot], ts)
+        yield seen

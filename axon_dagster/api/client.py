@@ -1,0 +1,297 @@
+"""Python clients of the control-plane API, over httpx only.
+
+The edge agent imports this module on robots, so it must never import FastAPI, SQLAlchemy,
+Dagster, Ray or Daft (a test checks it). Responses are the API's JSON, decoded.
+
+- :class:`ControlPlaneClient`: admin and data-flow calls (optional admin bearer token).
+- :class:`EdgeSyncClient`: a robot's pull of its tasks and push of its status events.
+
+Errors: :class:`ControlPlaneError` carries the API's status code and ``detail``;
+:class:`ControlPlaneUnavailable` means the API could not be reached or is temporarily down
+(connection refused, timeout, 502/503/504): callers retry those.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from datetime import datetime
+from functools import lru_cache
+from types import TracebackType
+from typing import Any, Mapping, Sequence, TypedDict
+from urllib.parse import quote
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+_RETRYABLE_STATUS = frozenset({502, 503, 504})
+
+
+class ControlPlaneError(Exception):
+    """The API refused a request (4xx) or failed (5xx other than 502/503/504)."""
+
+    def __init__(self, status_code: int, detail: str):
+        self.status_code = status_code
+        self.detail = detail
+        super().__init__(f"control plane answered {status_code}: {detail}")
+
+
+class ControlPlaneUnavailable(Exception):
+    """The control plane could not be reached or is temporarily unavailable; try again later."""
+
+
+class TaskPage(TypedDict):
+    tasks: list[dict[str, Any]]
+    cursor: int
+
+
+class EventPage(TypedDict):
+    events: list[dict[str, Any]]
+    cursor: int
+
+
+class EventResult(TypedDict, total=False):
+    event_id: str
+    result: str  # applied | duplicate | rejected
+    error: str | None
+
+
+def _api_base(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    return base if base.endswith(API_PREFIX) else base + API_PREFIX
+
+
+def _seg(value: str) -> str:
+    # Ids travel as one path segment: '/' and friends are escaped, never interpreted.
+    return quote(str(value), safe="")
+
+
+@lru_cache(maxsize=1)
+def _tls_context() -> ssl.SSLContext:
+    # httpx builds a fresh TLS context (loading the CA bundle) per client otherwise: ~50 ms each.
+    return httpx.create_ssl_context()
+
+
+class _HttpClient:
+    def __init__(self, base_url: str, token: str | None, timeout: float):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base_url = _api_base(base_url)
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, verify=_tls_context())
+
+    def _request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None) -> Any:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = self._http.request(method, path, json=json, params=query)
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            raise ControlPlaneUnavailable(f"{method} {self.base_url}{path}: {exc.__class__.__name__}: {exc}") from exc
+        if response.status_code in _RETRYABLE_STATUS:
+            raise ControlPlaneUnavailable(f"{method} {self.base_url}{path}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise ControlPlaneError(response.status_code, _detail(response))
+        if not response.content:
+            return None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.text
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])
+    return str(body)
+
+
+class ControlPlaneClient(_HttpClient):
+    """Admin and data-flow side of the API. ``token`` is ``AXON_ADMIN_TOKEN`` when one is configured."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 10):
+        super().__init__(base_url, token, timeout)
+
+    # ---------------------------------------------------------------- health
+    def healthz(self) -> dict[str, Any]:
+        return self._request("GET", "/healthz")
+
+    # ---------------------------------------------------------------- robots
+    def register_robot(self, robot_id: str, name: str = "") -> dict[str, Any]:
+        """Returns ``{robot_id, token}``; the token is shown only this once."""
+        return self._request("POST", "/robots", json={"robot_id": robot_id, "name": name})
+
+    def list_robots(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/robots")
+
+    # ---------------------------------------------------------------- orders and batches
+    def create_order(
+        self,
+        order_id: str,
+        scene: str,
+        skills: Sequence[str],
+        *,
+        sub_scene: str = "",
+        requirements: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        created_by: str = "",
+    ) -> dict[str, Any]:
+        body = {
+            "order_id": order_id,
+            "scene": scene,
+            "sub_scene": sub_scene,
+            "skills": list(skills),
+            "requirements": dict(requirements or {}),
+            "priority": priority,
+            "created_by": created_by,
+        }
+        return self._request("POST", "/orders", json=body)
+
+    def plan_order(
+        self,
+        order_id: str,
+        *,
+        strategy: str = "per_skill",
+        task_count: int = 1,
+        duration_seconds: float = 60.0,
+        topics: Sequence[str] = (),
+        manual_batches: Sequence[Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Returns ``{order_id, batches, tasks}``."""
+        body: dict[str, Any] = {
+            "strategy": strategy,
+            "task_count": task_count,
+            "duration_seconds": duration_seconds,
+            "topics": list(topics),
+        }
+        if manual_batches is not None:
+            body["manual_batches"] = [dict(m) for m in manual_batches]
+        return self._request("POST", f"/orders/{_seg(order_id)}/plan", json=body)
+
+    def dispatch_order(self, order_id: str, robot_ids: Sequence[str] | None = None) -> dict[str, str]:
+        """Assign the order's unassigned PENDING tasks; returns ``{task_id: robot_id}``."""
+        body = {"robot_ids": list(robot_ids)} if robot_ids is not None else {}
+        return self._request("POST", f"/orders/{_seg(order_id)}/dispatch", json=body)["assignments"]
+
+    def list_orders(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        return self._request("GET", "/orders", params={"limit": limit, "offset": offset})
+
+    def get_order(self, order_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/orders/{_seg(order_id)}")
+
+    def list_batches(self, order_id: str | None = None) -> list[dict[str, Any]]:
+        return self._request("GET", "/batches", params={"order_id": order_id})
+
+    def get_batch(self, batch_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/batches/{_seg(batch_id)}")
+
+    # ---------------------------------------------------------------- tasks and events
+    def list_tasks(
+        self,
+        *,
+        order_id: str | None = None,
+        batch_id: str | None = None,
+        robot_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        params = {"order_id": order_id, "batch_id": batch_id, "robot_id": robot_id, "status": status, "limit": limit, "offset": offset}
+        return self._request("GET", "/tasks", params=params)
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/tasks/{_seg(task_id)}")
+
+    def transition_task(
+        self, task_id: str, status: str, *, reason: str | None = None, data: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A cloud-side move (UPLOADED, CANCELLED, FAILED); idempotent; 409 if illegal."""
+        body: dict[str, Any] = {"status": getattr(status, "value", status)}
+        if reason is not None:
+            body["reason"] = reason
+        if data is not None:
+            body["data"] = dict(data)
+        return self._request("POST", f"/tasks/{_seg(task_id)}/transition", json=body)
+
+    def events_after(self, after: int = 0, limit: int = 100) -> EventPage:
+        """Status events with ``seq > after`` (oldest first) and the cursor to pass next time."""
+        return self._request("GET", "/events", params={"after": after, "limit": limit})
+
+    # ---------------------------------------------------------------- datasets (dataset_id = task_id)
+    def list_datasets(
+        self, *, status: str | None = None, outcome: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        return self._request("GET", "/datasets", params={"status": status, "outcome": outcome, "limit": limit, "offset": offset})
+
+    def get_dataset(self, dataset_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/datasets/{_seg(dataset_id)}")
+
+    def dataset_cached(
+        self, dataset_id: str, *, cache_path: str, dataset_digest: str, size_bytes: int, task_id: str | None = None
+    ) -> dict[str, Any]:
+        body = {"task_id": task_id or dataset_id, "cache_path": cache_path, "dataset_digest": dataset_digest, "size_bytes": size_bytes}
+        return self._request("POST", f"/datasets/{_seg(dataset_id)}/cached", json=body)
+
+    def dataset_inspected(
+        self, dataset_id: str, *, score: float, outcome: str, report: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body = {"score": score, "outcome": getattr(outcome, "value", outcome), "report": dict(report or {})}
+        return self._request("POST", f"/datasets/{_seg(dataset_id)}/inspection", json=body)
+
+    def review_dataset(self, dataset_id: str, *, reviewer: str, approve: bool, comment: str = "") -> dict[str, Any]:
+        body = {"reviewer": reviewer, "approve": approve, "comment": comment}
+        return self._request("POST", f"/datasets/{_seg(dataset_id)}/review", json=body)
+
+    def dataset_upload_started(self, dataset_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/datasets/{_seg(dataset_id)}/upload-started")
+
+    def dataset_uploaded(self, dataset_id: str, *, cloud_uri: str, dataset_digest: str) -> dict[str, Any]:
+        body = {"cloud_uri": cloud_uri, "dataset_digest": dataset_digest}
+        return self._request("POST", f"/datasets/{_seg(dataset_id)}/uploaded", json=body)
+
+
+class EdgeSyncClient(_HttpClient):
+    """A robot's side of the API, authenticated by its own token (``AXON_ROBOT_TOKEN``)."""
+
+    def __init__(self, base_url: str, robot_token: str, timeout: float = 10):
+        if not robot_token:
+            raise ValueError("EdgeSyncClient needs the robot's token")
+        super().__init__(base_url, robot_token, timeout)
+
+    def pull_tasks(self, after: int = 0, limit: int = 100) -> TaskPage:
+        """This robot's tasks changed since revision ``after``, oldest change first, and the new cursor."""
+        return self._request("GET", "/edge/tasks", params={"after": after, "limit": limit})
+
+    def push_events(self, events: Sequence[Any]) -> list[EventResult]:
+        """Deliver status events in order. Each is a ``domain.TaskEvent`` or a mapping with
+        ``event_id, task_id, status, occurred_at?, data?``. Returns one result per event:
+        ``applied``, ``duplicate`` or ``rejected`` (with ``error``)."""
+        body = {"events": [_event_json(e) for e in events]}
+        return self._request("POST", "/edge/events", json=body)["results"]
+
+
+def _event_json(event: Any) -> dict[str, Any]:
+    if isinstance(event, Mapping):
+        item = dict(event)
+    else:  # a domain TaskEvent (duck-typed: this module imports nothing of the domain)
+        item = {
+            "event_id": event.event_id,
+            "task_id": event.task_id,
+            "status": event.status,
+            "occurred_at": event.occurred_at,
+            "data": dict(event.data or {}),
+        }
+    item["status"] = getattr(item.get("status"), "value", item.get("status"))
+    if isinstance(item.get("occurred_at"), datetime):
+        item["occurred_at"] = item["occurred_at"].isoformat()
+    return item

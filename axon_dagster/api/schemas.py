@@ -1,0 +1,90 @@
+"""Request bodies of the control-plane API. Unknown keys are refused (422), so a typo in a field
+name is an error rather than a silently ignored setting. Responses are the service layer's views
+(``axon_dagster.services.views``), which FastAPI validates and documents through pydantic."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterRobot(Body):
+    robot_id: str
+    name: str = ""
+
+
+class CreateOrder(Body):
+    order_id: str
+    scene: str
+    sub_scene: str = ""
+    skills: list[str]
+    requirements: dict[str, Any] = Field(default_factory=dict)
+    priority: int = 0
+    created_by: str = ""
+
+
+class ManualBatchBody(Body):
+    skills: list[str]
+    task_count: int | None = None
+    duration_seconds: float | None = None
+    topics: list[str] | None = None
+
+
+class PlanOrder(Body):
+    strategy: str = "per_skill"
+    task_count: int = 1
+    duration_seconds: float = 60.0
+    topics: list[str] = Field(default_factory=list)
+    manual_batches: list[ManualBatchBody] | None = None
+
+
+class DispatchOrder(Body):
+    robot_ids: list[str] | None = None
+
+
+class TransitionTask(Body):
+    status: str
+    reason: str | None = None
+    data: dict[str, Any] | None = None
+
+
+class EdgeEvent(Body):
+    event_id: str
+    task_id: str
+    status: str
+    occurred_at: datetime | None = None
+    data: dict[str, Any] | None = None
+
+
+class EdgeEvents(Body):
+    events: list[EdgeEvent]
+
+
+class DatasetCached(Body):
+    task_id: str
+    cache_path: str
+    dataset_digest: str
+    size_bytes: int
+
+
+class DatasetInspected(Body):
+    score: float
+    outcome: str
+    report: dict[str, Any] = Field(default_factory=dict)
+
+
+class DatasetReview(Body):
+    reviewer: str
+    approve: bool
+    comment: str = ""
+
+
+class DatasetUploaded(Body):
+    cloud_uri: str
+    dataset_digest: str

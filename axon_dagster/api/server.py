@@ -1,0 +1,89 @@
+"""Run the control-plane API under uvicorn: in the foreground (:func:`serve`, what
+``axon-dagster api`` calls) or in a background thread (:func:`start_api_in_thread`, for the demo,
+tests and benchmarks)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    database_url: str | None = None,
+    admin_token: str | None = None,
+    *,
+    upgrade_first: bool = False,
+    log_level: str = "info",
+) -> None:
+    """Serve until interrupted. ``database_url``/``admin_token`` default to ``AXON_DATABASE_URL`` /
+    ``AXON_ADMIN_TOKEN``. With ``upgrade_first`` the schema is migrated before serving."""
+    import uvicorn
+
+    from axon_dagster.settings import load_settings
+    from axon_dagster.store import upgrade
+
+    from .app import create_app
+
+    url = database_url or load_settings().database_url
+    if upgrade_first:
+        upgrade(url)
+    app = create_app(database_url=url, admin_token=admin_token)
+    log.info("serving the control-plane API on http://%s:%d", host, port)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+class ApiThread:
+    """uvicorn serving ``app`` from a daemon thread. ``port=0`` picks a free port (the socket is
+    bound here, before the thread starts, so there is no race for it); see ``.url``."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
+        import uvicorn
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.host = host
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, name="control-plane-api", daemon=True)
+
+    def start(self, timeout: float = 15.0) -> "ApiThread":
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the control-plane API did not start on {self.url}")
+            time.sleep(0.01)
+        log.info("control-plane API serving on %s", self.url)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._sock.close()
+
+    def __enter__(self) -> "ApiThread":
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def start_api_in_thread(
+    database_url: str | None = None, admin_token: str | None = None, host: str = "127.0.0.1", port: int = 0
+) -> ApiThread:
+    """Create the app (the database must be migrated) and serve it in a background thread."""
+    from .app import create_app
+
+    return ApiThread(create_app(database_url=database_url, admin_token=admin_token), host=host, port=port).start()

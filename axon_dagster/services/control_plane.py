@@ -1,0 +1,675 @@
+"""The control plane's use cases: one function per thing an admin, a robot or the data flow asks.
+
+Each function takes a fresh unit of work, opens one transaction, lets the domain decide, and
+commits. Business rules live in ``axon_dagster.domain``; this module only orchestrates.
+Every refusal raises before anything is written (or rolls the transaction back), so bad input
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any, Mapping, Sequence
+
+from axon_dagster.domain import (
+    Dataset,
+    DatasetStatus,
+    IllegalTransitionError,
+    ManualBatch,
+    Order,
+    QcOutcome,
+    Requirements,
+    Task,
+    TaskEvent,
+    TaskStatus,
+    TaskTemplate,
+    assign_round_robin,
+    parse_task_status,
+    transition_event_id,
+    utcnow,
+    validate_id,
+)
+from axon_dagster.domain import plan_order as domain_plan_order
+from axon_dagster.domain.ids import MAX_ID_LENGTH
+from axon_dagster.store import EventRecord, SqlAlchemyUnitOfWork, TaskFilter, TaskRecord
+from axon_dagster.store.errors import DuplicateKeyError
+
+from .errors import AlreadyExistsError, AuthenticationError, InvalidRequestError, NotFoundError
+from .views import (
+    BatchView,
+    DatasetView,
+    EventPage,
+    EventResult,
+    EventView,
+    MetricsSnapshot,
+    OrderView,
+    PlanView,
+    RegisteredRobot,
+    RobotView,
+    TaskPage,
+    TaskView,
+    rollup_of,
+)
+
+log = logging.getLogger(__name__)
+
+UnitOfWork = SqlAlchemyUnitOfWork
+
+MAX_PAGE = 10_000
+MAX_TEXT = 4096  # paths and free text a robot or an admin may send
+# A robot's pull updates its last-seen time at most this often, so polling is not a stream of writes.
+LAST_SEEN_RESOLUTION = timedelta(seconds=5)
+# Event data keys the control plane copies onto the task (the rest stays in the event only).
+_TASK_FIELDS_FROM_EVENT = ("data_collector_id", "config_path", "dataset_path")
+
+
+# ------------------------------------------------------------------------------------ robots
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def register_robot(uow: UnitOfWork, robot_id: str, name: str = "") -> RegisteredRobot:
+    """Register a robot and return its bearer token (shown once; only its SHA-256 is stored)."""
+    robot_id = validate_id(robot_id, "robot_id")
+    name = _text(name or "", "name", limit=256)
+    token = secrets.token_urlsafe(32)
+    with uow.writing():
+        if uow.robots.get(robot_id) is not None:
+            raise AlreadyExistsError("robot", robot_id)
+        try:
+            uow.robots.add(robot_id, name, hash_token(token), utcnow())
+        except DuplicateKeyError:
+            raise AlreadyExistsError("robot", robot_id) from None
+        uow.commit()
+    log.info("registered robot %s", robot_id)
+    return RegisteredRobot(robot_id=robot_id, token=token)
+
+
+def authenticate_robot(uow: UnitOfWork, token: str | None) -> str:
+    """The robot a bearer token belongs to; refreshes its last-seen time (coarsely)."""
+    if not token:
+        raise AuthenticationError()
+    now = utcnow()
+    with uow.reading():
+        robot = uow.robots.by_token_hash(hash_token(token))
+    if robot is None:
+        raise AuthenticationError()
+    if robot.last_seen_at is None or now - robot.last_seen_at >= LAST_SEEN_RESOLUTION:
+        with uow.writing():
+            uow.robots.touch(robot.robot_id, now)
+            uow.commit()
+    return robot.robot_id
+
+
+def list_robots(uow: UnitOfWork) -> list[RobotView]:
+    with uow.reading():
+        return [RobotView.of(r) for r in uow.robots.list()]
+
+
+# ------------------------------------------------------------------------------------ orders
+
+
+def create_order(
+    uow: UnitOfWork,
+    order_id: str,
+    scene: str,
+    skills: Sequence[str],
+    *,
+    sub_scene: str = "",
+    requirements: Mapping[str, Any] | None = None,
+    priority: int = 0,
+    created_by: str = "",
+) -> OrderView:
+    order = Order(
+        order_id=order_id,
+        scene=scene,
+        sub_scene=sub_scene,
+        skills=tuple(skills),
+        requirements=Requirements.from_dict(requirements),
+        priority=priority,
+        created_by=_text(created_by or "", "created_by", limit=256),
+    )
+    with uow.writing():
+        if uow.orders.get(order.order_id) is not None:
+            raise AlreadyExistsError("order", order.order_id)
+        try:
+            uow.orders.add(order)
+        except DuplicateKeyError:
+            raise AlreadyExistsError("order", order.order_id) from None
+        uow.commit()
+    log.info("created order %s (scene %s, skills %s)", order.order_id, order.scene, ",".join(order.skills))
+    return OrderView.of(order, {})
+
+
+def plan_order(
+    uow: UnitOfWork,
+    order_id: str,
+    strategy: str,
+    template: TaskTemplate,
+    manual_batches: Sequence[ManualBatch] = (),
+) -> PlanView:
+    """Split an order into batches and tasks (domain ``plan_order``), stored in one transaction."""
+    order_id = validate_id(order_id, "order_id")
+    with uow.writing():
+        order = uow.orders.get(order_id)
+        if order is None:
+            raise NotFoundError("order", order_id)
+        if uow.batches.any_for_order(order_id):
+            raise AlreadyExistsError("plan", order_id, f"order {order_id!r} is already planned")
+        plan = domain_plan_order(order, strategy, template, manual_batches)
+        try:
+            uow.batches.add_many(plan.batches)
+            records = uow.tasks.add_many(plan.tasks)
+        except DuplicateKeyError as exc:
+            raise AlreadyExistsError("plan", order_id, f"planned ids of order {order_id!r} collide with stored ones: {exc}") from None
+        uow.commit()
+    log.info("planned order %s: %d batches, %d tasks", order_id, len(plan.batches), len(records))
+    per_batch = Counter(t.batch_id for t in plan.tasks)
+    requirements = order.requirements.to_dict()
+    return PlanView(
+        order_id=order_id,
+        batches=[BatchView.of(b, {TaskStatus.PENDING: per_batch[b.batch_id]}) for b in plan.batches],
+        tasks=[TaskView.of(r, requirements) for r in records],
+    )
+
+
+def dispatch_order(uow: UnitOfWork, order_id: str, robot_ids: Sequence[str] | None = None) -> dict[str, str]:
+    """Give the order's unassigned PENDING tasks to the least-loaded robots (all registered robots
+    unless ``robot_ids`` names some). Returns ``{task_id: robot_id}`` for the tasks assigned now."""
+    order_id = validate_id(order_id, "order_id")
+    wanted = None if robot_ids is None else list(dict.fromkeys(validate_id(r, "robot_id") for r in robot_ids))
+    with uow.writing():
+        if uow.orders.get(order_id) is None:
+            raise NotFoundError("order", order_id)
+        if wanted is None:
+            robots = [r.robot_id for r in uow.robots.list()]
+        else:
+            missing = [r for r in wanted if r not in uow.robots.existing_ids(wanted)]
+            if missing:
+                raise NotFoundError("robot", missing[0])
+            robots = wanted
+        task_ids = uow.tasks.unassigned_pending(order_id)
+        if not task_ids:
+            return {}
+        assignments = assign_round_robin(task_ids, robots, uow.tasks.open_load_by_robot())
+        uow.tasks.assign(assignments, utcnow())
+        uow.commit()
+    log.info("dispatched %d tasks of order %s to %d robots", len(assignments), order_id, len(set(assignments.values())))
+    return assignments
+
+
+def list_orders(uow: UnitOfWork, limit: int = 100, offset: int = 0) -> list[OrderView]:
+    limit, offset = _page(limit, offset)
+    with uow.reading():
+        orders = uow.orders.list(limit, offset)
+        counts = uow.tasks.status_counts_by("order_id", [o.order_id for o in orders])
+    return [OrderView.of(o, counts.get(o.order_id, {})) for o in orders]
+
+
+def get_order(uow: UnitOfWork, order_id: str) -> OrderView:
+    order_id = validate_id(order_id, "order_id")
+    with uow.reading():
+        order = uow.orders.get(order_id)
+        if order is None:
+            raise NotFoundError("order", order_id)
+        counts = uow.tasks.status_counts(TaskFilter(order_id=order_id))
+    return OrderView.of(order, counts)
+
+
+def list_batches(uow: UnitOfWork, order_id: str | None = None) -> list[BatchView]:
+    if order_id is not None:
+        order_id = validate_id(order_id, "order_id")
+    with uow.reading():
+        batches = uow.batches.list(order_id)
+        counts = uow.tasks.status_counts_by("batch_id", [b.batch_id for b in batches])
+    return [BatchView.of(b, counts.get(b.batch_id, {})) for b in batches]
+
+
+def get_batch(uow: UnitOfWork, batch_id: str) -> BatchView:
+    batch_id = validate_id(batch_id, "batch_id")
+    with uow.reading():
+        batch = uow.batches.get(batch_id)
+        if batch is None:
+            raise NotFoundError("batch", batch_id)
+        counts = uow.tasks.status_counts(TaskFilter(batch_id=batch_id))
+    return BatchView.of(batch, counts)
+
+
+# ------------------------------------------------------------------------------------ tasks
+
+
+def list_tasks(
+    uow: UnitOfWork,
+    *,
+    order_id: str | None = None,
+    batch_id: str | None = None,
+    robot_id: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[TaskView]:
+    limit, offset = _page(limit, offset)
+    filters = TaskFilter(
+        order_id=validate_id(order_id, "order_id") if order_id is not None else None,
+        batch_id=validate_id(batch_id, "batch_id") if batch_id is not None else None,
+        robot_id=validate_id(robot_id, "robot_id") if robot_id is not None else None,
+        status=_task_status(status, "status") if status is not None else None,
+    )
+    with uow.reading():
+        return _task_views(uow, uow.tasks.list(filters, limit, offset))
+
+
+def get_task(uow: UnitOfWork, task_id: str) -> TaskView:
+    task_id = validate_id(task_id, "task_id")
+    with uow.reading():
+        record = uow.tasks.get(task_id)
+        if record is None:
+            raise NotFoundError("task", task_id)
+        return _task_views(uow, [record])[0]
+
+
+def transition_task(
+    uow: UnitOfWork,
+    task_id: str,
+    status: str,
+    *,
+    reason: str | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> TaskView:
+    """A cloud-side move (UPLOADED by the data flow, CANCELLED/FAILED by an admin). Idempotent: a
+    move to the current state changes nothing; an illegal move raises IllegalTransitionError."""
+    task_id = validate_id(task_id, "task_id")
+    target = _task_status(status, "status")
+    reason = _text(reason, "reason") if reason is not None else None
+    event_data = _event_data(data)
+    now = utcnow()
+    with uow.writing():
+        record = uow.tasks.get(task_id)
+        if record is None:
+            raise NotFoundError("task", task_id)
+        task = record.task
+        if not task.transition(target, reason=reason, at=now):
+            return _task_views(uow, [record])[0]
+        _copy_event_fields(task, event_data)
+        (saved,) = uow.tasks.save([task])
+        if reason is not None:
+            event_data.setdefault("reason", reason)
+        event_data.setdefault("source", "cloud")
+        uow.events.add_many(
+            [
+                EventRecord(
+                    seq=None,
+                    event_id=_cloud_event_id(task_id, target),
+                    task_id=task_id,
+                    robot_id=task.robot_id,
+                    status=target,
+                    occurred_at=now,
+                    received_at=now,
+                    data=event_data,
+                )
+            ]
+        )
+        view = _task_views(uow, [saved])[0]
+        uow.commit()
+    log.info("task %s -> %s (cloud side)", task_id, target.value)
+    return view
+
+
+# ------------------------------------------------------------------------------------ edge sync
+
+
+def pull_tasks(uow: UnitOfWork, robot_id: str, after: int = 0, limit: int = 100) -> TaskPage:
+    """This robot's tasks whose revision is greater than ``after``, in revision order."""
+    after = _cursor(after)
+    limit, _ = _page(limit, 0)
+    with uow.reading():
+        records = uow.tasks.changed_for_robot(robot_id, after, limit)
+        tasks = _task_views(uow, records)
+    return TaskPage(tasks=tasks, cursor=records[-1].revision if records else after)
+
+
+def parse_events(raw: Sequence[Mapping[str, Any]]) -> list[TaskEvent]:
+    """Build domain events from JSON-ish dicts ``{event_id, task_id, status, occurred_at?, data?}``;
+    raises InvalidIdError / InvalidRequestError naming the first bad one."""
+    events: list[TaskEvent] = []
+    for index, item in enumerate(raw):
+        status = _task_status(item.get("status"), f"events[{index}].status")
+        occurred_at = item.get("occurred_at") or utcnow()
+        if isinstance(occurred_at, str):
+            try:
+                occurred_at = datetime.fromisoformat(occurred_at)
+            except ValueError:
+                raise InvalidRequestError(f"events[{index}].occurred_at is not an ISO 8601 timestamp: {occurred_at!r}") from None
+        if not isinstance(occurred_at, datetime) or occurred_at.tzinfo is None:
+            raise InvalidRequestError(f"events[{index}].occurred_at must be a timezone-aware timestamp")
+        events.append(
+            TaskEvent(
+                event_id=item.get("event_id"),  # type: ignore[arg-type]  # validated by TaskEvent
+                task_id=item.get("task_id"),  # type: ignore[arg-type]
+                status=status,
+                occurred_at=occurred_at,
+                data=_event_data(item.get("data")),
+            )
+        )
+    return events
+
+
+def apply_events(uow: UnitOfWork, robot_id: str, events: Sequence[TaskEvent]) -> list[EventResult]:
+    """Apply a robot's status events in order, idempotent by event id.
+
+    A task that is not this robot's (or does not exist) refuses the whole request with
+    NotFoundError before anything is written. An illegal transition only rejects that event.
+    """
+    if len(events) > MAX_PAGE:
+        raise InvalidRequestError(f"at most {MAX_PAGE} events per request, got {len(events)}")
+    payloads = [_event_data(e.data) for e in events]  # malformed data refuses the request up front
+    now = utcnow()
+    results: list[EventResult] = []
+    with uow.writing():
+        owned = uow.tasks.get_many([e.task_id for e in events], robot_id=robot_id)
+        foreign = [e.task_id for e in events if e.task_id not in owned]
+        if foreign:
+            # Same answer for "another robot's" and "no such task": never leak which it is.
+            raise NotFoundError("task", foreign[0])
+        seen = uow.events.existing_ids([e.event_id for e in events])
+        changed: dict[str, Task] = {}
+        new_events: list[EventRecord] = []
+        for event, data in zip(events, payloads):
+            if event.event_id in seen:
+                results.append(EventResult(event.event_id, "duplicate"))
+                continue
+            task = owned[event.task_id].task
+            reason = data.get("reason") if event.status is TaskStatus.FAILED else None
+            try:
+                moved = task.transition(event.status, reason=reason, at=now)
+            except IllegalTransitionError as exc:  # report it; it never blocks the robot's outbox
+                log.warning("robot %s: event %s rejected: %s", robot_id, event.event_id, exc)
+                results.append(EventResult(event.event_id, "rejected", str(exc)))
+                continue
+            if not moved:  # the task is already there (a second teleop press): nothing to record
+                results.append(EventResult(event.event_id, "duplicate"))
+                continue
+            _copy_event_fields(task, data)
+            changed[task.task_id] = task
+            seen.add(event.event_id)
+            new_events.append(
+                EventRecord(
+                    seq=None,
+                    event_id=event.event_id,
+                    task_id=event.task_id,
+                    robot_id=robot_id,
+                    status=event.status,
+                    occurred_at=event.occurred_at,
+                    received_at=now,
+                    data=data,
+                )
+            )
+            results.append(EventResult(event.event_id, "applied"))
+        if changed:
+            uow.tasks.save(list(changed.values()))
+            uow.events.add_many(new_events)
+            uow.commit()
+    tally = Counter(r.result for r in results)
+    log.info("robot %s: %d events (%s)", robot_id, len(events), ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
+    return results
+
+
+def events_after(uow: UnitOfWork, after: int = 0, limit: int = 100) -> EventPage:
+    """The task-status sensor's feed: events with ``seq > after`` in seq order, at most ``limit``.
+    Costs what the returned events cost (a primary-key range scan), not what the store holds."""
+    after = _cursor(after)
+    limit, _ = _page(limit, 0)
+    with uow.reading():
+        records = uow.events.after(after, limit)
+    return EventPage(events=[EventView.of(e) for e in records], cursor=records[-1].seq if records else after)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------ datasets
+
+
+def dataset_cached(
+    uow: UnitOfWork, dataset_id: str, task_id: str, cache_path: str, dataset_digest: str, size_bytes: int
+) -> DatasetView:
+    dataset_id, task_id = validate_id(dataset_id, "dataset_id"), validate_id(task_id, "task_id")
+    if dataset_id != task_id:
+        raise InvalidRequestError(f"dataset_id {dataset_id!r} must equal its task_id {task_id!r}")
+    cache_path = _text(cache_path, "cache_path", required=True)
+    dataset_digest = _text(dataset_digest, "dataset_digest", limit=128, required=True)
+    if not isinstance(size_bytes, int) or isinstance(size_bytes, bool) or size_bytes < 0:
+        raise InvalidRequestError(f"size_bytes must be a non-negative integer, got {size_bytes!r}")
+    with uow.writing():
+        task = uow.tasks.get(task_id)
+        if task is None:
+            raise NotFoundError("task", task_id)
+        record = uow.datasets.get(dataset_id)
+        if record is None:
+            dataset = Dataset(dataset_id=dataset_id, task_id=task_id, source_path=task.task.dataset_path)
+            dataset.cached(cache_path, dataset_digest, size_bytes)
+            uow.datasets.add(dataset, created_at=utcnow())
+            uow.commit()
+            log.info("dataset %s cached at %s", dataset_id, cache_path)
+            return DatasetView.of(dataset, dataset.updated_at, None)
+        dataset = record.dataset
+        replay = dataset.status not in (DatasetStatus.RECORDED, DatasetStatus.CACHED) and dataset.dataset_digest == dataset_digest
+        if not replay and dataset.cached(cache_path, dataset_digest, size_bytes):
+            uow.datasets.save(dataset)
+            uow.commit()
+            log.info("dataset %s cached at %s", dataset_id, cache_path)
+        return DatasetView.of(dataset, record.created_at, record.inspection_report)
+
+
+def dataset_inspected(uow: UnitOfWork, dataset_id: str, score: float, outcome: str, report: Mapping[str, Any] | None = None) -> DatasetView:
+    """Record an automatic inspection. A human review stays final (the domain keeps its outcome)."""
+    if not isinstance(score, (int, float)) or isinstance(score, bool) or not 0 <= score <= 1:
+        raise InvalidRequestError(f"score must be a number between 0 and 1, got {score!r}")
+    qc = _enum(QcOutcome, outcome, "outcome")
+    report_data = dict(report or {})
+
+    def step(dataset: Dataset) -> bool:
+        already = dataset.qc_score == score and (dataset.qc_outcome is qc or dataset.reviewed_by is not None)
+        if already and dataset.status in (DatasetStatus.UPLOADING, DatasetStatus.UPLOADED, DatasetStatus.ARCHIVED, DatasetStatus.DELETED):
+            return False  # a replay after the data flow moved on
+        dataset.record_inspection(float(score), qc)
+        return True
+
+    return _dataset_step(uow, dataset_id, "inspected", step, report=report_data)
+
+
+def review_dataset(uow: UnitOfWork, dataset_id: str, reviewer: str, approve: bool, comment: str = "") -> DatasetView:
+    reviewer = validate_id(reviewer, "reviewer")
+    if not isinstance(approve, bool):
+        raise InvalidRequestError(f"approve must be true or false, got {approve!r}")
+    comment = _text(comment or "", "comment")
+    decided = QcOutcome.APPROVED if approve else QcOutcome.REJECTED
+
+    def step(dataset: Dataset) -> bool:
+        if dataset.reviewed_by == reviewer and dataset.qc_outcome is decided:
+            return False  # the same decision again
+        dataset.record_review(reviewer, approve, comment)
+        return True
+
+    return _dataset_step(uow, dataset_id, f"reviewed ({decided.value} by {reviewer})", step)
+
+
+def dataset_upload_started(uow: UnitOfWork, dataset_id: str) -> DatasetView:
+    def step(dataset: Dataset) -> bool:
+        if dataset.status is DatasetStatus.UPLOADED:
+            return False
+        return dataset.start_upload()
+
+    return _dataset_step(uow, dataset_id, "uploading", step)
+
+
+def dataset_uploaded(uow: UnitOfWork, dataset_id: str, cloud_uri: str, dataset_digest: str) -> DatasetView:
+    cloud_uri = _text(cloud_uri, "cloud_uri", required=True)
+    dataset_digest = _text(dataset_digest, "dataset_digest", limit=128, required=True)
+    return _dataset_step(uow, dataset_id, f"uploaded to {cloud_uri}", lambda d: d.uploaded(cloud_uri, dataset_digest))
+
+
+def list_datasets(
+    uow: UnitOfWork, *, status: str | None = None, outcome: str | None = None, limit: int = 100, offset: int = 0
+) -> list[DatasetView]:
+    limit, offset = _page(limit, offset)
+    status_value = _enum(DatasetStatus, status, "status").value if status is not None else None
+    outcome_value = _enum(QcOutcome, outcome, "outcome").value if outcome is not None else None
+    with uow.reading():
+        return [DatasetView.of_record(r) for r in uow.datasets.list(status_value, outcome_value, limit, offset)]
+
+
+def get_dataset(uow: UnitOfWork, dataset_id: str) -> DatasetView:
+    dataset_id = validate_id(dataset_id, "dataset_id")
+    with uow.reading():
+        record = uow.datasets.get(dataset_id)
+    if record is None:
+        raise NotFoundError("dataset", dataset_id)
+    return DatasetView.of_record(record)
+
+
+def _dataset_step(uow: UnitOfWork, dataset_id: str, what: str, step: Any, report: dict[str, Any] | None = None) -> DatasetView:
+    dataset_id = validate_id(dataset_id, "dataset_id")
+    with uow.writing():
+        record = uow.datasets.get(dataset_id)
+        if record is None:
+            raise NotFoundError("dataset", dataset_id)
+        dataset = record.dataset
+        if not step(dataset):
+            return DatasetView.of_record(record)
+        uow.datasets.save(dataset, inspection_report=report)
+        uow.commit()
+    log.info("dataset %s %s", dataset_id, what)
+    return DatasetView.of(dataset, record.created_at, report if report is not None else record.inspection_report)
+
+
+# ------------------------------------------------------------------------------------ metrics
+
+
+def metrics_snapshot(uow: UnitOfWork) -> MetricsSnapshot:
+    """Gauges for /metrics. Scans the tasks table (GROUP BY): meant for a scrape every few seconds."""
+    with uow.reading():
+        task_counts = uow.tasks.status_counts()
+        per_order = uow.tasks.status_counts_per_order()
+        order_ids = uow.orders.ids()
+        robots = uow.robots.list()
+    orders = Counter(rollup_of(per_order.get(oid, {})).value for oid in order_ids)
+    return MetricsSnapshot(
+        tasks_by_status={s.value: task_counts.get(s, 0) for s in TaskStatus},
+        orders_by_status=dict(orders),
+        robots_last_seen={r.robot_id: r.last_seen_at.timestamp() if r.last_seen_at else None for r in robots},
+    )
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _task_views(uow: UnitOfWork, records: Sequence[TaskRecord]) -> list[TaskView]:
+    requirements = {oid: req.to_dict() for oid, req in uow.orders.requirements_for(r.task.order_id for r in records).items()}
+    return [TaskView.of(r, requirements[r.task.order_id]) for r in records]
+
+
+def _copy_event_fields(task: Task, data: Mapping[str, Any]) -> None:
+    for key in _TASK_FIELDS_FROM_EVENT:
+        if data.get(key) is not None:
+            setattr(task, key, data[key])
+
+
+def _event_data(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise InvalidRequestError(f"event data must be an object, got {type(data).__name__}")
+    out = dict(data)
+    for key in (*_TASK_FIELDS_FROM_EVENT, "reason", "sidecar_path"):
+        if key in out and out[key] is not None:
+            out[key] = _text(out[key], f"data.{key}")
+    return out
+
+
+def _cloud_event_id(task_id: str, status: TaskStatus) -> str:
+    # The same key the edge uses for a transition (task + status): a task reaches each status at
+    # most once, so a robot later reporting the same move is recognised as a duplicate.
+    event_id = transition_event_id(task_id, status)
+    if len(event_id) <= MAX_ID_LENGTH:
+        return event_id
+    return "cloud-" + hashlib.sha256(event_id.encode()).hexdigest()[:40]
+
+
+def _text(value: Any, field: str, *, limit: int = MAX_TEXT, required: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"{field} must be a string, got {type(value).__name__}")
+    if required and not value:
+        raise InvalidRequestError(f"{field} must not be empty")
+    if len(value) > limit:
+        raise InvalidRequestError(f"{field} is longer than {limit} characters")
+    if any(ord(ch) < 32 and ch not in "\t\n" for ch in value) or "\x7f" in value:
+        raise InvalidRequestError(f"{field} contains control characters")
+    return value
+
+
+def _task_status(value: Any, field: str) -> TaskStatus:
+    if isinstance(value, TaskStatus):
+        return value
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"{field} must be a task status string, got {value!r}")
+    try:
+        return parse_task_status(value)
+    except ValueError as exc:
+        raise InvalidRequestError(f"{field}: {exc}") from None
+
+
+def _enum(kind: Any, value: Any, field: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)
+        raise InvalidRequestError(f"unknown {field} {value!r}; expected one of {allowed}") from None
+
+
+def _cursor(after: Any) -> int:
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise InvalidRequestError(f"cursor 'after' must be a non-negative integer, got {after!r}")
+    return after
+
+
+def _page(limit: Any, offset: Any) -> tuple[int, int]:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequestError(f"limit must be an integer between 1 and {MAX_PAGE}, got {limit!r}")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise InvalidRequestError(f"offset must be a non-negative integer, got {offset!r}")
+    return limit, offset
+
+
+__all__ = [
+    "apply_events",
+    "authenticate_robot",
+    "create_order",
+    "dataset_cached",
+    "dataset_inspected",
+    "dataset_upload_started",
+    "dataset_uploaded",
+    "dispatch_order",
+    "events_after",
+    "get_batch",
+    "get_dataset",
+    "get_order",
+    "get_task",
+    "hash_token",
+    "list_batches",
+    "list_datasets",
+    "list_orders",
+    "list_robots",
+    "list_tasks",
+    "metrics_snapshot",
+    "parse_events",
+    "plan_order",
+    "pull_tasks",
+    "register_robot",
+    "review_dataset",
+    "transition_task",
+]
+

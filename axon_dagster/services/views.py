@@ -1,0 +1,259 @@
+"""What the service layer hands back: plain, immutable views shaped like the API's JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import TypeAdapter
+
+from axon_dagster.domain import Batch, Dataset, Order, RollupStatus, TaskStatus, rollup
+from axon_dagster.store import DatasetRecord, EventRecord, RobotRecord, TaskRecord
+
+
+def _all_statuses(counts: dict[TaskStatus, int]) -> dict[str, int]:
+    return {s.value: counts.get(s, 0) for s in TaskStatus}
+
+
+def rollup_of(counts: dict[TaskStatus, int]) -> RollupStatus:
+    # The roll-up depends only on which statuses occur, not on how often.
+    return rollup(status for status, n in counts.items() if n > 0)
+
+
+@dataclass(frozen=True)
+class View:
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of the view (what the API answers)."""
+        return _adapter(type(self)).dump_python(self, mode="json")
+
+
+@lru_cache(maxsize=None)
+def _adapter(view_type: type) -> TypeAdapter[Any]:
+    return TypeAdapter(view_type)
+
+
+@dataclass(frozen=True)
+class RobotView(View):
+    robot_id: str
+    name: str
+    created_at: datetime
+    last_seen_at: datetime | None
+
+    @classmethod
+    def of(cls, r: RobotRecord) -> "RobotView":
+        return cls(r.robot_id, r.name, r.created_at, r.last_seen_at)
+
+
+@dataclass(frozen=True)
+class RegisteredRobot(View):
+    robot_id: str
+    token: str  # shown once; only its SHA-256 is stored
+
+
+@dataclass(frozen=True)
+class OrderView(View):
+    order_id: str
+    scene: str
+    sub_scene: str
+    skills: list[str]
+    requirements: dict[str, Any]
+    priority: int
+    created_by: str
+    created_at: datetime
+    status: str
+    task_counts: dict[str, int]
+
+    @classmethod
+    def of(cls, o: Order, counts: dict[TaskStatus, int]) -> "OrderView":
+        return cls(
+            order_id=o.order_id,
+            scene=o.scene,
+            sub_scene=o.sub_scene,
+            skills=list(o.skills),
+            requirements=o.requirements.to_dict(),
+            priority=o.priority,
+            created_by=o.created_by,
+            created_at=o.created_at,
+            status=rollup_of(counts).value,
+            task_counts=_all_statuses(counts),
+        )
+
+
+@dataclass(frozen=True)
+class BatchView(View):
+    batch_id: str
+    order_id: str
+    scene: str
+    sub_scene: str
+    skills: list[str]
+    task_count: int
+    duration_seconds: float
+    topics: list[str]
+    created_at: datetime
+    status: str
+    task_counts: dict[str, int]
+
+    @classmethod
+    def of(cls, b: Batch, counts: dict[TaskStatus, int]) -> "BatchView":
+        return cls(
+            batch_id=b.batch_id,
+            order_id=b.order_id,
+            scene=b.scene,
+            sub_scene=b.sub_scene,
+            skills=list(b.skills),
+            task_count=b.task_count,
+            duration_seconds=float(b.duration_seconds),
+            topics=list(b.topics),
+            created_at=b.created_at,
+            status=rollup_of(counts).value,
+            task_counts=_all_statuses(counts),
+        )
+
+
+@dataclass(frozen=True)
+class TaskView(View):
+    task_id: str
+    order_id: str
+    batch_id: str
+    scene: str
+    sub_scene: str
+    skills: list[str]
+    duration_seconds: float
+    topics: list[str]
+    priority: int
+    status: str
+    robot_id: str | None
+    data_collector_id: str | None
+    config_path: str | None
+    dataset_path: str | None
+    failure_reason: str | None
+    requirements: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    revision: int
+
+    @classmethod
+    def of(cls, record: TaskRecord, requirements: dict[str, Any]) -> "TaskView":
+        """``requirements`` is the order's ``Requirements.to_dict()``, computed once per order."""
+        t = record.task
+        return cls(
+            task_id=t.task_id,
+            order_id=t.order_id,
+            batch_id=t.batch_id,
+            scene=t.scene,
+            sub_scene=t.sub_scene,
+            skills=list(t.skills),
+            duration_seconds=float(t.duration_seconds),
+            topics=list(t.topics),
+            priority=t.priority,
+            status=t.status.value,
+            robot_id=t.robot_id,
+            data_collector_id=t.data_collector_id,
+            config_path=t.config_path,
+            dataset_path=t.dataset_path,
+            failure_reason=t.failure_reason,
+            requirements=requirements,
+            created_at=t.created_at,
+            updated_at=t.updated_at,
+            revision=record.revision,
+        )
+
+
+@dataclass(frozen=True)
+class PlanView(View):
+    order_id: str
+    batches: list[BatchView]
+    tasks: list[TaskView]
+
+
+@dataclass(frozen=True)
+class TaskPage(View):
+    """A robot's pull: its tasks changed after the cursor, and the cursor to send next time."""
+
+    tasks: list[TaskView]
+    cursor: int
+
+
+@dataclass(frozen=True)
+class EventView(View):
+    seq: int
+    event_id: str
+    task_id: str
+    robot_id: str | None
+    status: str
+    occurred_at: datetime
+    received_at: datetime
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, e: EventRecord) -> "EventView":
+        assert e.seq is not None
+        return cls(e.seq, e.event_id, e.task_id, e.robot_id, e.status.value, e.occurred_at, e.received_at, dict(e.data))
+
+
+@dataclass(frozen=True)
+class EventPage(View):
+    events: list[EventView]
+    cursor: int
+
+
+EventOutcome = Literal["applied", "duplicate", "rejected"]
+
+
+@dataclass(frozen=True)
+class EventResult(View):
+    event_id: str
+    result: EventOutcome
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetView(View):
+    dataset_id: str
+    task_id: str
+    status: str
+    source_path: str | None
+    cache_path: str | None
+    dataset_digest: str | None
+    size_bytes: int | None
+    qc_score: float | None
+    qc_outcome: str | None
+    reviewed_by: str | None
+    review_comment: str | None
+    cloud_uri: str | None
+    inspection_report: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, d: Dataset, created_at: datetime, report: dict[str, Any] | None) -> "DatasetView":
+        return cls(
+            dataset_id=d.dataset_id,
+            task_id=d.task_id,
+            status=d.status.value,
+            source_path=d.source_path,
+            cache_path=d.cache_path,
+            dataset_digest=d.dataset_digest,
+            size_bytes=d.size_bytes,
+            qc_score=d.qc_score,
+            qc_outcome=d.qc_outcome.value if d.qc_outcome else None,
+            reviewed_by=d.reviewed_by,
+            review_comment=d.review_comment,
+            cloud_uri=d.cloud_uri,
+            inspection_report=report,
+            created_at=created_at,
+            updated_at=d.updated_at,
+        )
+
+    @classmethod
+    def of_record(cls, r: DatasetRecord) -> "DatasetView":
+        return cls.of(r.dataset, r.created_at, r.inspection_report)
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    tasks_by_status: dict[str, int] = field(default_factory=dict)
+    orders_by_status: dict[str, int] = field(default_factory=dict)
+    robots_last_seen: dict[str, float | None] = field(default_factory=dict)  # unix seconds

@@ -1,0 +1,151 @@
+"""Tables of the control-plane store (SQLAlchemy 2 typed models).
+
+Rows are persistence only; the repositories translate them to and from the domain entities.
+Migrations in ``migrations/versions`` create exactly these tables; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+ID = String(128)  # domain ids are at most 128 characters (domain.ids.MAX_ID_LENGTH)
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity column.
+BigIntegerPK = BigInteger().with_variant(Integer(), "sqlite")
+
+TASK_REVISION_COUNTER = "tasks"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store only keeps timezone-aware UTC times")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RobotRow(Base):
+    __tablename__ = "robots"
+
+    robot_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex; the token itself is never stored
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+
+    order_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    scene: Mapped[str] = mapped_column(ID)
+    sub_scene: Mapped[str] = mapped_column(ID, default="")
+    skills: Mapped[list[str]] = mapped_column(JSON)
+    requirements: Mapped[dict[str, Any]] = mapped_column(JSON)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class BatchRow(Base):
+    __tablename__ = "batches"
+
+    batch_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    order_id: Mapped[str] = mapped_column(ID, ForeignKey("orders.order_id"), index=True)
+    scene: Mapped[str] = mapped_column(ID)
+    sub_scene: Mapped[str] = mapped_column(ID, default="")
+    skills: Mapped[list[str]] = mapped_column(JSON)
+    task_count: Mapped[int] = mapped_column(Integer)
+    duration_seconds: Mapped[float] = mapped_column(Float)
+    topics: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class TaskRow(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        # The edge pull: WHERE robot_id = :r AND revision > :after ORDER BY revision LIMIT :n.
+        Index("ix_tasks_robot_revision", "robot_id", "revision"),
+    )
+
+    task_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    order_id: Mapped[str] = mapped_column(ID, ForeignKey("orders.order_id"), index=True)
+    batch_id: Mapped[str] = mapped_column(ID, ForeignKey("batches.batch_id"), index=True)
+    scene: Mapped[str] = mapped_column(ID)
+    sub_scene: Mapped[str] = mapped_column(ID, default="")
+    skills: Mapped[list[str]] = mapped_column(JSON)
+    duration_seconds: Mapped[float] = mapped_column(Float)
+    topics: Mapped[list[str]] = mapped_column(JSON)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    robot_id: Mapped[str | None] = mapped_column(ID, ForeignKey("robots.robot_id"), nullable=True)
+    data_collector_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    config_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    dataset_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Globally increasing; every change of a task takes the next value(s) of the revision counter.
+    revision: Mapped[int] = mapped_column(BigInteger)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    # The task-status sensor's cursor: WHERE seq > :after ORDER BY seq LIMIT :n walks the primary key.
+    seq: Mapped[int] = mapped_column(BigIntegerPK, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ID, unique=True)
+    task_id: Mapped[str] = mapped_column(ID, ForeignKey("tasks.task_id"), index=True)
+    robot_id: Mapped[str | None] = mapped_column(ID, nullable=True)  # None for a cloud-side move of an unassigned task
+    status: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+
+    dataset_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    task_id: Mapped[str] = mapped_column(ID, ForeignKey("tasks.task_id"), unique=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    source_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cache_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    dataset_digest: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    qc_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    qc_outcome: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+    inspection_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    reviewed_by: Mapped[str | None] = mapped_column(ID, nullable=True)
+    review_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cloud_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RevisionCounterRow(Base):
+    """One row per counter. Write transactions lock the ``tasks`` row first (see unit_of_work)."""
+
+    __tablename__ = "revision_counter"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
