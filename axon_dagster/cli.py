@@ -62,9 +62,17 @@ def cmd_demo(args) -> int:
         workdir=Path(args.workdir) if args.workdir else None,
         json_path=Path(args.json) if args.json else None,
         timeout_seconds=args.timeout,
+        transport=args.transport,
     )
+    from axon_dagster.demo import DemoTransportUnavailable, check_transport
+
+    try:
+        check_transport(options.transport)
+    except DemoTransportUnavailable as exc:
+        print(f"axon-dagster demo: error: {exc}", file=sys.stderr)
+        return 2
     console.print(
-        f"[bold]axon-dagster demo[/bold]: {options.robots} simulated robots, order {options.order_id}: "
+        f"[bold]axon-dagster demo[/bold]: {options.robots} simulated robots ({options.transport} recorders), order {options.order_id}: "
         f"{len(options.skills)} skills x {options.tasks_per_skill} tasks of {options.duration_seconds:g}s"
     )
     result = run_demo(options, progress=_progress_printer(console))
@@ -143,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", help="where databases, recordings, cache and 'cloud' go (default: a temp dir)")
     demo.add_argument("--json", help="write the per-task results as JSON to this path")
     demo.add_argument("--timeout", type=float, default=110.0)
+    demo.add_argument(
+        "--transport",
+        default="http",
+        choices=["http", "ros1", "ros2"],
+        help="how edge agents reach their recorders: Axon HTTP RPC, or ROS 1 services on a real rosmaster "
+        "the demo starts (ros2 needs rclpy)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     dev = sub.add_parser("dev", help="the simulated fleet plus `dagster dev`, until Ctrl-C")

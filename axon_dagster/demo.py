@@ -33,6 +33,7 @@ class DemoOptions:
     workdir: Path | None = None
     json_path: Path | None = None
     timeout_seconds: float = 110.0
+    transport: str = "http"  # how edge agents reach their recorders: http | ros1 (ros2 needs rclpy)
     order_id: str = field(default_factory=lambda: time.strftime("demo-%Y%m%d-%H%M%S"))
 
 
@@ -106,17 +107,24 @@ def run_demo(options: DemoOptions, progress=None) -> DemoResult:
 
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="axon-demo-")).resolve()
     started = time.monotonic()
-    with SimulatedFleet(workdir, robots=options.robots) as fleet:
+    check_transport(options.transport)
+    with SimulatedFleet(workdir, robots=options.robots, transport=options.transport) as fleet:
         import os
 
         os.environ["AXON_ADMIN_TOKEN"] = fleet.admin_token
+        os.environ.update(fleet.ros_env)  # ros1: this process's recorder resource uses the fleet's master
+        first = fleet.robot_processes[0]
         defs = build_definitions(
             {
                 "control_plane": ControlPlaneResource(url=fleet.control_plane_url),
                 "edge_cache": EdgeCacheResource(root=str(workdir / "edge-cache")),
                 "object_store": ObjectStoreResource(url=f"file://{workdir / 'cloud'}"),
                 "inspection": InspectionResource(runner="native"),
-                "recorder": RecorderResource(url=fleet.robot_processes[0].recorder_url),
+                "recorder": (
+                    RecorderResource(transport="ros1", namespace=first.recorder_namespace)
+                    if options.transport == "ros1"
+                    else RecorderResource(url=first.recorder_url)
+                ),
             }
         )
         driver = DagsterDriver(defs, dg.DagsterInstance.ephemeral())
@@ -161,6 +169,33 @@ def run_demo(options: DemoOptions, progress=None) -> DemoResult:
     if options.json_path:
         Path(options.json_path).write_text(json.dumps({"tasks": [_json_row(r) for r in rows]}, indent=2))
     return result
+
+
+DEMO_TRANSPORTS = ("http", "ros1", "ros2")
+
+
+class DemoTransportUnavailable(RuntimeError):
+    """The demo cannot run over the transport asked for on this machine."""
+
+
+def check_transport(transport: str) -> None:
+    if transport not in DEMO_TRANSPORTS:
+        raise DemoTransportUnavailable(f"unknown transport {transport!r}; choose one of {', '.join(DEMO_TRANSPORTS)}")
+    if transport == "ros2":
+        try:
+            import rclpy  # noqa: F401
+        except ImportError:
+            raise DemoTransportUnavailable(
+                "--transport ros2 needs rclpy, which is not installed on this machine (source a ROS 2 setup); "
+                "use --transport ros1 or http"
+            ) from None
+        # rclpy exists, but the simulator has no ROS 2 mode yet
+        raise DemoTransportUnavailable("--transport ros2: the recorder simulator has no ROS 2 mode yet; use ros1 or http")
+    if transport == "ros1":
+        from axon_dagster.recorder.ros1_env import ros1_available
+
+        if not ros1_available():
+            raise DemoTransportUnavailable("--transport ros1 needs ROS 1 (rospy, rosmaster): run `bash scripts/ros1-deps.sh`")
 
 
 def _result_rows(client, defs, order_id: str) -> list[dict[str, Any]]:

@@ -43,14 +43,31 @@ def wait_healthy(url: str, process: subprocess.Popen | None = None, timeout: flo
     raise TimeoutError(f"{url} not healthy after {timeout:.0f}s")
 
 
+FLEET_TRANSPORTS = ("http", "ros1")
+
+
+def wait_for_log_line(text: str, process: subprocess.Popen, log_path: Path, timeout: float = 90.0) -> None:
+    """Wait until ``text`` appears in a child's log (how the ROS 1 simulator says it is ready)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = log_path.read_text(errors="replace") if log_path.exists() else ""
+        if text in content:
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"{log_path.name}: process exited with {process.returncode} before it was ready\n{content[-3000:]}")
+        time.sleep(0.2)
+    raise TimeoutError(f"{log_path.name}: {text!r} not seen after {timeout:.0f}s")
+
+
 @dataclass
 class RobotProcesses:
     robot_id: str
     token: str
-    recorder_url: str
+    recorder_url: str  # "" with the ros1 transport
     edge_url: str
     data_dir: Path
     processes: list[subprocess.Popen] = field(default_factory=list)
+    recorder_namespace: str = ""  # ROS namespace of the recorder's services (ros1)
 
 
 @dataclass
@@ -62,6 +79,9 @@ class SimulatedFleet:
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     control_plane_port: int | None = None
     sim_faults: dict[str, str] = field(default_factory=dict)  # robot_id -> faults JSON
+    # How agents reach their recorders: "http" (Axon HTTP RPC) or "ros1" (a real rosmaster, each
+    # robot's recorder serving ROS 1 services under robot_N/axon).
+    transport: str = "http"
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir).resolve()
@@ -70,6 +90,9 @@ class SimulatedFleet:
         self.control_plane_url = ""
         self.robot_processes: list[RobotProcesses] = []
         self._processes: list[subprocess.Popen] = []
+        self.ros_env: dict[str, str] = {}  # ROS_MASTER_URI & co. of the fleet's rosmaster (ros1)
+        if self.transport not in FLEET_TRANSPORTS:
+            raise ValueError(f"unknown fleet transport {self.transport!r}; available: {', '.join(FLEET_TRANSPORTS)}")
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "SimulatedFleet":
@@ -108,8 +131,11 @@ class SimulatedFleet:
         proc, log_path = self._spawn("control-plane", [py, "-m", "axon_dagster.cli", "api", "--host", "127.0.0.1", "--port", str(port)], cp_env)
         wait_healthy(f"{self.control_plane_url}/healthz", proc, log_path=log_path)
         admin = ControlPlaneClient(self.control_plane_url, token=self.admin_token)
+        if self.transport == "ros1":
+            self._start_rosmaster()
 
         pending: list[tuple[str, subprocess.Popen, Path]] = []
+        ros_pending: list[tuple[str, subprocess.Popen, Path]] = []
         for index in range(1, self.robots + 1):
             robot_id = f"robot-{index}"
             token = admin.register_robot(robot_id)["token"]
@@ -122,24 +148,60 @@ class SimulatedFleet:
                 edge_url=f"http://127.0.0.1:{edge_port}",
                 data_dir=data_dir,
             )
-            sim_argv = [py, "-m", "axon_dagster.recorder.sim.cli", "--host", "127.0.0.1", "--port", str(sim_port),
-                        "--data-dir", str(data_dir / "recordings"), "--robot-id", robot_id]
+            sim_argv = [py, "-m", "axon_dagster.recorder.sim.cli", "--data-dir", str(data_dir / "recordings"), "--robot-id", robot_id]
+            edge_argv = [py, "-m", "axon_edge.cli", "run", "--robot-id", robot_id, "--control-plane-url", self.control_plane_url,
+                         "--data-dir", str(data_dir / "edge"), "--port", str(edge_port), "--poll-interval", "0.5"]
+            if self.transport == "ros1":
+                robot.recorder_url = ""
+                robot.recorder_namespace = f"{robot_id.replace('-', '_')}/axon"
+                sim_argv += ["--transport", "ros1", "--namespace", robot.recorder_namespace]
+                edge_argv += ["--recorder-transport", "ros1", "--recorder-namespace", robot.recorder_namespace]
+            else:
+                sim_argv += ["--host", "127.0.0.1", "--port", str(sim_port)]
+                edge_argv += ["--recorder-url", robot.recorder_url]
             if robot_id in self.sim_faults:
                 sim_argv += ["--faults", self.sim_faults[robot_id]]
-            sim, sim_log = self._spawn(f"{robot_id}-sim", sim_argv)
-            edge, edge_log = self._spawn(
-                f"{robot_id}-edge",
-                [py, "-m", "axon_edge.cli", "run", "--robot-id", robot_id, "--control-plane-url", self.control_plane_url,
-                 "--data-dir", str(data_dir / "edge"), "--recorder-url", robot.recorder_url, "--port", str(edge_port),
-                 "--poll-interval", "0.5"],
-                {"AXON_ROBOT_TOKEN": token},
-            )
+            sim, sim_log = self._spawn(f"{robot_id}-sim", sim_argv, self.ros_env)
+            edge, edge_log = self._spawn(f"{robot_id}-edge", edge_argv, {"AXON_ROBOT_TOKEN": token, **self.ros_env})
             robot.processes = [sim, edge]
             self.robot_processes.append(robot)
-            pending += [(f"{robot.recorder_url}/health", sim, sim_log), (f"{robot.edge_url}/healthz", edge, edge_log)]
+            if self.transport == "ros1":
+                ros_pending.append((f"serving ROS 1 services under /{robot.recorder_namespace}/", sim, sim_log))
+            else:
+                pending.append((f"{robot.recorder_url}/health", sim, sim_log))
+            pending.append((f"{robot.edge_url}/healthz", edge, edge_log))
+        for line, proc, log_path in ros_pending:
+            wait_for_log_line(line, proc, log_path)
         for url, proc, log_path in pending:
             wait_healthy(url, proc, log_path=log_path)
         log.info("fleet up: control plane %s, robots %s", self.control_plane_url, [r.robot_id for r in self.robot_processes])
+
+    def _start_rosmaster(self) -> None:
+        """A real ``rosmaster --core`` on a free port, for the whole fleet (stopped last)."""
+        import shutil
+
+        from axon_dagster.recorder.ros1_env import import_ros1
+
+        rosgraph = import_ros1("rosgraph")  # a clear install hint where ROS 1 is missing
+        executable = shutil.which("rosmaster")
+        if executable is None:
+            raise RuntimeError("rosmaster is not installed: run `bash scripts/ros1-deps.sh` (or source a ROS 1 setup)")
+        port = free_port()
+        uri = f"http://127.0.0.1:{port}"
+        self.ros_env = {
+            "ROS_MASTER_URI": uri,
+            "ROS_HOME": str(self.workdir / "ros_home"),
+            "ROS_IP": "127.0.0.1",
+            "ROS_HOSTNAME": "127.0.0.1",
+        }
+        proc, log_path = self._spawn("rosmaster", [executable, "--core", "-p", str(port)], self.ros_env)
+        deadline = time.monotonic() + 60
+        while not rosgraph.is_master_online(uri):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text()[-3000:] if log_path.exists() else ""
+                raise RuntimeError(f"rosmaster did not come up on {uri}\n{tail}")
+            time.sleep(0.1)
+        log.info("rosmaster up at %s", uri)
 
     def stop(self) -> None:
         for proc in reversed(self._processes):

@@ -12,8 +12,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, TypeAdapter
 
 from axon_dagster.domain import (
@@ -43,6 +42,9 @@ from axon_dagster.settings import Settings, load_settings
 from axon_dagster.store import SqlAlchemyUnitOfWork, UnitOfWorkFactory, check_schema, make_engine
 
 from . import schemas
+from .review import router as review_router
+from .admin import pages as admin_pages, router as admin_router
+from .metrics import ControlPlaneMetrics
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +79,8 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         engine.dispose()
         raise
     uow_factory = UnitOfWorkFactory(engine)
-    registry = CollectorRegistry(auto_describe=True)
-    events_ingested = Counter(
-        "axon_events_ingested",
-        "Robot status events received, by robot and result (applied, duplicate, rejected)",
-        ["robot_id", "result"],
-        registry=registry,
-    )
-    registry.register(_StoreCollector(uow_factory))
+    api_metrics = ControlPlaneMetrics(uow_factory)  # axon_dagster.api.metrics
+    registry = api_metrics.registry
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -239,8 +235,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     def push_events(body: schemas.EdgeEvents, robot: str = Depends(current_robot), u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
         events = cp.parse_events([e.model_dump() for e in body.events])
         results = cp.apply_events(u, robot, events)
-        for result in results:
-            events_ingested.labels(robot_id=robot, result=result.result).inc()
+        api_metrics.events_received(robot, (e.occurred_at for e in events), results)
         return {"results": results}
 
     # ------------------------------------------------------------------ health and metrics (no auth)
@@ -257,6 +252,9 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
 
     app.include_router(admin, prefix=API_PREFIX)
     app.include_router(edge, prefix=API_PREFIX)
+    app.include_router(review_router)  # /review pages + /api/v1 review routes (own admin guard)
+    app.include_router(admin_pages)  # /admin page, /static/axon.css
+    app.include_router(admin_router)  # batch review, audit, dataset search (own admin guard)
     return app
 
 
@@ -379,38 +377,3 @@ async def _send_json(send: Any, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-
-
-# ---------------------------------------------------------------------- metrics from the store
-
-
-class _StoreCollector:
-    """Gauges read from the store at scrape time (the store is the source of truth, not counters)."""
-
-    def __init__(self, uow_factory: UnitOfWorkFactory):
-        self._uow_factory = uow_factory
-
-    def describe(self) -> list[Any]:
-        return []  # computed at collect time; nothing to pre-register
-
-    def collect(self) -> Any:
-        try:
-            snapshot = cp.metrics_snapshot(self._uow_factory())
-        except Exception:  # a scrape must not crash the API; the gauges just go missing
-            log.exception("metrics: could not read the store")
-            return
-        tasks = GaugeMetricFamily("axon_tasks", "Tasks by status", labels=["status"])
-        for status, count in snapshot.tasks_by_status.items():
-            tasks.add_metric([status], count)
-        yield tasks
-        orders = GaugeMetricFamily("axon_orders", "Orders by rolled-up status", labels=["status"])
-        for status, count in snapshot.orders_by_status.items():
-            orders.add_metric([status], count)
-        yield orders
-        seen = GaugeMetricFamily(
-            "axon_robot_last_seen_timestamp_seconds", "When each robot last called the API (unix time)", labels=["robot_id"]
-        )
-        for robot, ts in snapshot.robots_last_seen.items():
-            if ts is not None:
-                seen.add_metric([robot], ts)
-        yield seen

@@ -8,6 +8,7 @@ from .control_flow import order_processing
 from .data_flow import data_flow
 from .lineage import LINEAGE_SPECS
 from .recording import RECORDING_DEFS
+from .review import REVIEW_DEFS
 from .resources import resources_from_env
 from .sensors import task_status_sensor
 
@@ -15,10 +16,10 @@ from .sensors import task_status_sensor
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[*LINEAGE_SPECS, *RECORDING_DEFS["assets"]],
-        jobs=[order_processing, data_flow, *RECORDING_DEFS["jobs"]],
+        jobs=[order_processing, data_flow, *RECORDING_DEFS["jobs"], *REVIEW_DEFS["jobs"]],
         schedules=list(RECORDING_DEFS["schedules"]),
-        sensors=[task_status_sensor, *RECORDING_DEFS["sensors"]],
-        resources={**RECORDING_DEFS["resources"], **resources_from_env(), **(resources or {})},
+        sensors=[task_status_sensor, *RECORDING_DEFS["sensors"], *REVIEW_DEFS["sensors"]],
+        resources={**RECORDING_DEFS["resources"], **REVIEW_DEFS["resources"], **resources_from_env(), **(resources or {})},
     )
 
 

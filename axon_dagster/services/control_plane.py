@@ -34,6 +34,7 @@ from axon_dagster.domain import (
     validate_id,
 )
 from axon_dagster.domain import plan_order as domain_plan_order
+from axon_dagster.domain.batch_review import BatchReviewStatus, initial_status
 from axon_dagster.domain.ids import MAX_ID_LENGTH
 from axon_dagster.store import EventRecord, SqlAlchemyUnitOfWork, TaskFilter, TaskRecord
 from axon_dagster.store.errors import DuplicateKeyError
@@ -166,6 +167,9 @@ def plan_order(
         try:
             uow.batches.add_many(plan.batches)
             records = uow.tasks.add_many(plan.tasks)
+            # Batch review: approved now when the order auto-approves (the default), else pending.
+            policy = uow.batch_review.order_policy(order_id)
+            uow.batch_review.set_status([b.batch_id for b in plan.batches], initial_status(policy[0] if policy else True).value)
         except DuplicateKeyError as exc:
             raise AlreadyExistsError("plan", order_id, f"planned ids of order {order_id!r} collide with stored ones: {exc}") from None
         uow.commit()
@@ -194,7 +198,8 @@ def dispatch_order(uow: UnitOfWork, order_id: str, robot_ids: Sequence[str] | No
             if missing:
                 raise NotFoundError("robot", missing[0])
             robots = wanted
-        task_ids = uow.tasks.unassigned_pending(order_id)
+        # Only tasks of approved batches reach robots (domain.batch_review.dispatchable).
+        task_ids = uow.tasks.unassigned_pending(order_id, review_statuses=[BatchReviewStatus.APPROVED.value])
         if not task_ids:
             return {}
         assignments = assign_round_robin(task_ids, robots, uow.tasks.open_load_by_robot())
@@ -556,12 +561,28 @@ def metrics_snapshot(uow: UnitOfWork) -> MetricsSnapshot:
         per_order = uow.tasks.status_counts_per_order()
         order_ids = uow.orders.ids()
         robots = uow.robots.list()
+        batch_ids = [b.batch_id for b in uow.batches.list()]
+        per_batch = uow.tasks.status_counts_by("batch_id", batch_ids)
+        # The review queue: inspected, routed to a human, not decided yet (the data flow waits).
+        waiting = [
+            r.dataset
+            for r in uow.datasets.list(DatasetStatus.INSPECTED.value, QcOutcome.NEEDS_REVIEW.value, _REVIEW_SCAN_LIMIT, 0)
+            if r.dataset.reviewed_by is None
+        ]
     orders = Counter(rollup_of(per_order.get(oid, {})).value for oid in order_ids)
+    batches = Counter(rollup_of(per_batch.get(bid, {})).value for bid in batch_ids)
+    now = utcnow()
     return MetricsSnapshot(
         tasks_by_status={s.value: task_counts.get(s, 0) for s in TaskStatus},
         orders_by_status=dict(orders),
         robots_last_seen={r.robot_id: r.last_seen_at.timestamp() if r.last_seen_at else None for r in robots},
+        batches_by_status=dict(batches),
+        review_queue_length=len(waiting),
+        review_queue_oldest_age_seconds=max(((now - d.updated_at).total_seconds() for d in waiting), default=0.0),
     )
+
+
+_REVIEW_SCAN_LIMIT = 10_000  # a review queue longer than this is an incident of its own
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -257,3 +257,6 @@ class MetricsSnapshot:
     tasks_by_status: dict[str, int] = field(default_factory=dict)
     orders_by_status: dict[str, int] = field(default_factory=dict)
     robots_last_seen: dict[str, float | None] = field(default_factory=dict)  # unix seconds
+    batches_by_status: dict[str, int] = field(default_factory=dict)
+    review_queue_length: int = 0
+    review_queue_oldest_age_seconds: float = 0.0

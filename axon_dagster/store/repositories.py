@@ -369,12 +369,15 @@ class TaskRepository:
                 found[row.task_id] = _task(row)
         return found
 
-    def unassigned_pending(self, order_id: str) -> list[str]:
+    def unassigned_pending(self, order_id: str, *, review_statuses: Sequence[str] | None = None) -> list[str]:
+        """The order's unassigned PENDING tasks; with ``review_statuses``, only of batches in one of them."""
         stmt = (
             select(TaskRow.task_id)
             .where(TaskRow.order_id == order_id, TaskRow.robot_id.is_(None), TaskRow.status == TaskStatus.PENDING.value)
             .order_by(TaskRow.revision)
         )
+        if review_statuses is not None:
+            stmt = stmt.join(BatchRow, BatchRow.batch_id == TaskRow.batch_id).where(BatchRow.review_status.in_(list(review_statuses)))
         return list(self._session.execute(stmt).scalars())
 
     def assign(self, assignments: Mapping[str, str], assigned_at: datetime) -> dict[str, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -64,6 +64,10 @@ class OrderRow(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(256), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # 0002: batches of an order with auto-approval are approved at planning time (today's flow).
+    auto_approve_batches: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # 0002: the recording config template of the order's tasks (configs/recording/<name>.yaml).
+    recording_template: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
 
 
 class BatchRow(Base):
@@ -78,6 +82,8 @@ class BatchRow(Base):
     duration_seconds: Mapped[float] = mapped_column(Float)
     topics: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # 0002: domain.batch_review.BatchReviewStatus; only approved batches are dispatched.
+    review_status: Mapped[str] = mapped_column(String(16), default="approved", server_default="approved")
 
 
 class TaskRow(Base):
@@ -85,6 +91,8 @@ class TaskRow(Base):
     __table_args__ = (
         # The edge pull: WHERE robot_id = :r AND revision > :after ORDER BY revision LIMIT :n.
         Index("ix_tasks_robot_revision", "robot_id", "revision"),
+        # 0002: dataset search by scene / sub-scene.
+        Index("ix_tasks_scene_sub_scene", "scene", "sub_scene"),
     )
 
     task_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -124,6 +132,8 @@ class EventRow(Base):
 
 class DatasetRow(Base):
     __tablename__ = "datasets"
+    # 0002: dataset search pages in creation order (and filters by --since).
+    __table_args__ = (Index("ix_datasets_created_at", "created_at", "dataset_id"),)
 
     dataset_id: Mapped[str] = mapped_column(ID, primary_key=True)
     task_id: Mapped[str] = mapped_column(ID, ForeignKey("tasks.task_id"), unique=True)
@@ -140,6 +150,22 @@ class DatasetRow(Base):
     cloud_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AuditRow(Base):
+    """0002: who changed what, when (batch review today). Append-only."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_entity", "entity_kind", "entity_id"),)
+
+    seq: Mapped[int] = mapped_column(BigIntegerPK, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64))
+    entity_kind: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(ID)
+    order_id: Mapped[str | None] = mapped_column(ID, nullable=True, index=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class RevisionCounterRow(Base):

@@ -25,6 +25,7 @@ from .repositories import (
     RobotRepository,
     TaskRepository,
 )
+from .review_repositories import AuditRepository, BatchReviewRepository, DatasetSearchRepository
 from .schema import TASK_REVISION_COUNTER, RevisionCounterRow
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ class SqlAlchemyUnitOfWork:
     events: EventRepository
     datasets: DatasetRepository
     revisions: RevisionCounter
+    batch_review: BatchReviewRepository
+    audit: AuditRepository
+    dataset_search: DatasetSearchRepository
 
     def __init__(self, session_factory: Callable[[], Session]):
         self._session_factory = session_factory
@@ -75,6 +79,9 @@ class SqlAlchemyUnitOfWork:
         self.tasks = TaskRepository(session, self.revisions)
         self.events = EventRepository(session)
         self.datasets = DatasetRepository(session)
+        self.batch_review = BatchReviewRepository(session)
+        self.audit = AuditRepository(session)
+        self.dataset_search = DatasetSearchRepository(session)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

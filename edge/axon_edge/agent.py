@@ -18,6 +18,7 @@ import fcntl
 import logging
 import os
 import random
+import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -39,11 +40,17 @@ from axon_dagster.recorder.protocol import (
 from axon_dagster.storage.recording import sidecar_path
 
 from .db import EdgeDB, LocalTask, OutboxEvent
+from .metrics import EdgeMetrics
+from .supervision import DEFAULT_INTERVAL as DEFAULT_SUPERVISION_INTERVAL
+from .supervision import DEFAULT_UNREACHABLE_POLLS, RecordingSupervisor
 from .errors import Conflict, DataDirLocked, InvalidRequest, NotRecording, RecorderBusy, RecorderFailure
 
 log = logging.getLogger(__name__)
 
 TELEOP_COMMANDS = ("start", "stop")
+# The recorder's start/finish callbacks land here (served by axon_edge.http).
+CALLBACK_PATH = "/callbacks/recording"
+CALLBACK_STATUSES = ("recording", "finished", "failed", "cancelled")
 # Recorder commands that may have taken effect although we never heard back.
 _UNCERTAIN = (RecorderTimeout,)
 
@@ -99,12 +106,17 @@ class EdgeAgent:
         max_backoff_seconds: float = 30.0,
         operator_name: str = "",
         factory: str = "",
+        supervision_interval: float = DEFAULT_SUPERVISION_INTERVAL,
+        unreachable_polls: int = DEFAULT_UNREACHABLE_POLLS,
+        callback_base_url: str = "",
     ):
         self.robot_id = validate_id(robot_id, "robot_id")
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
         self.control_plane = control_plane
-        self.recorder = recorder
+        # Every recorder RPC is timed into the agent's metrics (axon_edge.metrics).
+        self.metrics = EdgeMetrics(self.robot_id)
+        self.recorder = self.metrics.instrument(recorder)
         self.data_dir = Path(data_dir)
         self.config_dir = self.data_dir / "configs"
         self.poll_interval = poll_interval
@@ -129,6 +141,12 @@ class EdgeAgent:
         self._outbox_wake = threading.Event()
         self._sync_wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.supervisor = RecordingSupervisor(self, interval=supervision_interval, unreachable_polls=unreachable_polls)
+        # Axon HTTP callbacks: where the recorder reports start/finish (this agent's own HTTP
+        # surface; "" = none) and the bearer token it must present (kept across restarts, as
+        # configs already on the recorder carry it).
+        self.callback_base_url = callback_base_url
+        self.callback_token = _callback_token(self.data_dir)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -138,7 +156,12 @@ class EdgeAgent:
             raise RuntimeError("agent already started")
         self._refresh_recorder_health()
         self.reconcile()
-        for name, target in (("axon-edge-sync", self._sync_loop), ("axon-edge-outbox", self._outbox_loop)):
+        loops = (
+            ("axon-edge-sync", self._sync_loop),
+            ("axon-edge-outbox", self._outbox_loop),
+            ("axon-edge-supervision", lambda: self.supervisor.run(self._stop)),
+        )
+        for name, target in loops:
             thread = threading.Thread(target=target, name=f"{name}-{self.robot_id}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -333,7 +356,37 @@ class EdgeAgent:
             topics=task.topics,
             duration_seconds=task.duration_seconds,
             batch_id=task.batch_id,
+            **self._callback_fields(),
         )
+
+    def _callback_fields(self) -> dict[str, str]:
+        if not self.callback_base_url:
+            return {}
+        url = self.callback_base_url.rstrip("/") + CALLBACK_PATH
+        return {"start_callback_url": url, "finish_callback_url": url, "user_token": self.callback_token}
+
+    def recording_callback(self, task_id: str, status: str, dataset_path: str | None = None, error: str | None = None) -> LocalTask:
+        """The recorder's start/finish callback (Axon HTTP). ``finished`` moves the task being
+        recorded to EXECUTED (a repeat, or one after a manual stop, changes nothing); ``failed``
+        and ``cancelled`` fail it; ``recording`` (the start callback) only confirms. Raises
+        UnknownTask for a task this robot does not hold. The caller checked the bearer token."""
+        task_id = _task_id(task_id)
+        if status not in CALLBACK_STATUSES:
+            raise InvalidRequest(f"unknown callback status {status!r}; expected one of {', '.join(CALLBACK_STATUSES)}")
+        with self._recorder_lock:
+            task = self.db.get_task(task_id)
+            if task.status is not TaskStatus.EXECUTING or task.pending_command == "start":
+                log.info("recorder callback %s for task %s (%s): nothing to do", status, task_id, task.status.value)
+                return task
+            if status == "recording":
+                return task
+            if status == "finished":
+                log.info("recorder reports task %s finished (%s)", task_id, dataset_path or task.dataset_path)
+                updated = self._record_stopped(task_id, dataset_path or task.dataset_path)
+            else:
+                updated = self._fail(task_id, f"recorder reports the recording {status}" + (f": {error}" if error else ""))
+        self._outbox_wake.set()
+        return updated
 
     def _fail(self, task_id: str, reason: str) -> LocalTask:
         log.error("task %s failed: %s", task_id, reason)
@@ -401,10 +454,11 @@ class EdgeAgent:
         return outcome.task
 
     def teleop(self, task_id: str, command: str) -> LocalTask:
-        task_id = _task_id(task_id)
-        if command not in TELEOP_COMMANDS:
-            raise InvalidRequest(f"unknown teleop command {command!r}; expected one of {', '.join(TELEOP_COMMANDS)}")
-        return self.start_recording(task_id) if command == "start" else self.stop_recording(task_id)
+        with self.metrics.teleop(command):  # counted by command and result
+            task_id = _task_id(task_id)
+            if command not in TELEOP_COMMANDS:
+                raise InvalidRequest(f"unknown teleop command {command!r}; expected one of {', '.join(TELEOP_COMMANDS)}")
+            return self.start_recording(task_id) if command == "start" else self.stop_recording(task_id)
 
     def start_recording(self, task_id: str) -> LocalTask:
         with self._recorder_lock:
@@ -668,6 +722,20 @@ def _valid(value: object, kind: str) -> str:
         return validate_id(value, kind)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
+
+
+def _callback_token(data_dir: Path) -> str:
+    path = data_dir / "callback.token"
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    if not token:
+        token = secrets.token_urlsafe(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+    return token
 
 
 def _lock_data_dir(data_dir: Path):

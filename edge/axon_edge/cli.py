@@ -27,7 +27,7 @@ _ENV = {
     "control_plane_url": ("AXON_CONTROL_PLANE_URL", True),
     "token": ("AXON_ROBOT_TOKEN", True),
     "data_dir": ("AXON_EDGE_DATA_DIR", True),
-    "recorder_url": ("AXON_RECORDER_URL", True),
+    "recorder_url": ("AXON_RECORDER_URL", False),  # required with --recorder-transport http
     "port": ("AXON_EDGE_PORT", False),
 }
 
@@ -44,6 +44,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--token", default=env("AXON_ROBOT_TOKEN"), help="this robot's bearer token [AXON_ROBOT_TOKEN]")
     run.add_argument("--data-dir", default=env("AXON_EDGE_DATA_DIR"), help="task DB and configs [AXON_EDGE_DATA_DIR]")
     run.add_argument("--recorder-url", default=env("AXON_RECORDER_URL"), help="Axon recorder HTTP RPC [AXON_RECORDER_URL]")
+    run.add_argument(
+        "--recorder-transport",
+        default=env("AXON_RECORDER_TRANSPORT", "http"),
+        choices=["http", "ros1", "ros2"],
+        help="how to reach the recorder: Axon HTTP RPC, ROS 1 or ROS 2 services [AXON_RECORDER_TRANSPORT, default http]",
+    )
+    run.add_argument(
+        "--recorder-namespace",
+        default=env("AXON_RECORDER_NAMESPACE", "axon"),
+        help="ROS namespace of the recorder's services (ros1/ros2) [AXON_RECORDER_NAMESPACE, default axon]",
+    )
+    run.add_argument(
+        "--teleop",
+        default=env("AXON_TELEOP", "http"),
+        choices=["http", "ros1"],
+        help="teleop device transport: http (POST /teleop, always served) or ros1 (also listen on "
+        "/teleop/recording_commands; ROS_MASTER_URI from the env) [AXON_TELEOP, default http]",
+    )
+    run.add_argument(
+        "--supervision-interval",
+        default=env("AXON_SUPERVISION_INTERVAL", "1.0"),
+        help="seconds between recorder status polls while a task records [AXON_SUPERVISION_INTERVAL, default 1.0]",
+    )
     run.add_argument("--host", default="0.0.0.0", help="address to serve the collector API on (default 0.0.0.0)")
     run.add_argument(
         "--port", default=env("AXON_EDGE_PORT", str(DEFAULT_PORT)), help=f"port [AXON_EDGE_PORT, default {DEFAULT_PORT}]"
@@ -61,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [
         f"--{name.replace('_', '-')} (or {var})" for name, (var, required) in _ENV.items() if required and not getattr(args, name)
     ]
+    if args.recorder_transport == "http" and not args.recorder_url:
+        missing.append("--recorder-url (or AXON_RECORDER_URL), needed by --recorder-transport http")
     if missing:
         parser.error("missing required setting(s): " + ", ".join(missing))
     port = _number(parser, args.port, "--port", int)
@@ -69,6 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     poll_interval = _number(parser, args.poll_interval, "--poll-interval", float)
     if poll_interval <= 0:
         parser.error(f"--poll-interval must be positive, got {poll_interval}")
+    supervision_interval = _number(parser, args.supervision_interval, "--supervision-interval", float)
+    if supervision_interval <= 0:
+        parser.error(f"--supervision-interval must be positive, got {supervision_interval}")
+    if args.recorder_transport == "ros2":
+        try:
+            import rclpy  # noqa: F401
+        except ImportError:
+            parser.error("--recorder-transport ros2 needs rclpy, which is not installed here (source a ROS 2 setup)")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return run_agent(
@@ -80,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             port=port,
             poll_interval=poll_interval,
+            teleop=args.teleop,
+            recorder_transport=args.recorder_transport,
+            recorder_namespace=args.recorder_namespace,
+            supervision_interval=supervision_interval,
         )
     except (EdgeError, ValueError, OSError) as exc:
         log.error("%s", exc)

@@ -8,6 +8,7 @@ unreachable. A refused request changes nothing.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import sys
 from typing import Any, Awaitable, Callable
@@ -25,6 +26,7 @@ from axon_dagster.domain import DomainError, IllegalTransitionError, InvalidIdEr
 from .agent import EdgeAgent
 from .errors import Conflict, InvalidRequest, RecorderFailure, UnknownTask
 from .metrics import metrics_registry
+from .web import collector as collector_page
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,24 @@ def create_app(agent: EdgeAgent) -> Starlette:
     async def pickup(request: Request) -> JSONResponse:
         body = await _json_object(request, required={"collector_id"})
         task = await run_in_threadpool(agent.pickup, request.path_params["task_id"], body["collector_id"])
+        return JSONResponse(task.to_dict())
+
+    async def recording_callback(request: Request) -> JSONResponse:
+        # Axon's start/finish callbacks; the bearer is the token this agent put into the config.
+        auth = request.headers.get("authorization", "")
+        if not hmac.compare_digest(auth.encode(), f"Bearer {agent.callback_token}".encode()):
+            return JSONResponse({"detail": "missing or wrong callback token"}, status_code=401)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("task_id"), str) or not isinstance(body.get("status"), str):
+            raise InvalidRequest("callback body must be a JSON object with string fields task_id and status")
+        dataset_path = body.get("dataset_path") or body.get("output_path")
+        task = await run_in_threadpool(
+            agent.recording_callback, body["task_id"], body["status"],
+            dataset_path if isinstance(dataset_path, str) else None, body.get("error") if isinstance(body.get("error"), str) else None,
+        )
         return JSONResponse(task.to_dict())
 
     async def teleop(request: Request) -> JSONResponse:
@@ -84,6 +104,8 @@ def create_app(agent: EdgeAgent) -> Starlette:
         Route("/tasks/{task_id}", get_task),
         Route("/tasks/{task_id}/pickup", pickup, methods=["POST"]),
         Route("/teleop", teleop, methods=["POST"]),
+        Route("/callbacks/recording", recording_callback, methods=["POST"]),
+        *collector_page.routes(agent),  # the collector page: /, /collector, /collector/live, assets
         Route("/status", status),
         Route("/outbox", outbox),
         Route("/metrics", metrics),

@@ -18,10 +18,11 @@ from pathlib import Path
 import uvicorn
 
 from axon_dagster.api.client import EdgeSyncClient
-from axon_dagster.recorder.factory import recorder_from_config
+from axon_dagster.recorder.factory import DEFAULT_NAMESPACE, recorder_from_config
 
 from .agent import EdgeAgent
 from .http import create_app
+from .teleop_ros import TELEOP_TRANSPORTS, RosTeleopListener, ensure_ros1_node
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,25 @@ def build_agent(
     control_plane_url: str,
     token: str,
     data_dir: str | os.PathLike,
-    recorder_url: str,
+    recorder_url: str | None,
     *,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
     recorder_timeout_seconds: float = DEFAULT_RECORDER_TIMEOUT,
+    recorder_transport: str = "http",
+    recorder_namespace: str = DEFAULT_NAMESPACE,
     **agent_options,
 ) -> EdgeAgent:
+    """``recorder_transport``: ``http`` (Axon HTTP RPC at ``recorder_url``), ``ros1`` or ``ros2``
+    (the recorder's services under ``/<recorder_namespace>/``; ROS_MASTER_URI from the env)."""
     control_plane = EdgeSyncClient(control_plane_url, token)
-    recorder = recorder_from_config("http", url=recorder_url, timeout_seconds=recorder_timeout_seconds)
+    if recorder_transport == "ros1":
+        try:
+            ensure_ros1_node(recorder_timeout_seconds)  # now, so that ROS keeps our logging as it is
+        except Exception as exc:  # the recorder client reports it (unreachable) and retries later
+            log.warning("ROS 1 node not registered yet: %s", exc)
+    recorder = recorder_from_config(
+        recorder_transport, url=recorder_url, timeout_seconds=recorder_timeout_seconds, namespace=recorder_namespace
+    )
     return EdgeAgent(robot_id, control_plane, recorder, Path(data_dir), poll_interval=poll_interval, **agent_options)
 
 
@@ -54,6 +66,7 @@ class RunningAgent:
     port: int
     _server: uvicorn.Server
     _thread: threading.Thread
+    teleop_listener: RosTeleopListener | None = None
 
     @property
     def url(self) -> str:
@@ -63,6 +76,9 @@ class RunningAgent:
         """Stop serving, stop the loops, close the clients. Safe to call twice."""
         self._server.should_exit = True
         self._thread.join(timeout)
+        if self.teleop_listener is not None:
+            self.teleop_listener.stop()
+            self.teleop_listener = None
         if self.agent.running:
             self.agent.stop(timeout)
         for client in (self.agent.control_plane, self.agent.recorder):
@@ -83,6 +99,8 @@ def start_agent_in_thread(
     poll_interval: float = DEFAULT_POLL_INTERVAL,
     agent: EdgeAgent | None = None,
     startup_timeout: float = 10.0,
+    teleop: str = "http",
+    callbacks: bool = True,
     **agent_options,
 ) -> RunningAgent:
     """Start an agent (loops + HTTP) in background threads; ``port=0`` picks a free port.
@@ -91,8 +109,22 @@ def start_agent_in_thread(
         agent = build_agent(
             robot_id, control_plane_url, token, data_dir, recorder_url, poll_interval=poll_interval, **agent_options
         )
+    if teleop not in TELEOP_TRANSPORTS:
+        raise ValueError(f"unknown teleop transport {teleop!r}; expected one of {', '.join(TELEOP_TRANSPORTS)}")
     sock = _listen(host, port)
     actual_port = sock.getsockname()[1]
+    if callbacks and not agent.callback_base_url:
+        # The recorder runs on the same robot: it calls back over loopback.
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        agent.callback_base_url = f"http://{'[' + local + ']' if ':' in local else local}:{actual_port}"
+    listener = None
+    if teleop == "ros1":
+        listener = RosTeleopListener(agent)
+        try:
+            listener.start()
+        except BaseException:
+            sock.close()
+            raise
     config = uvicorn.Config(create_app(agent), log_config=None, access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     agent.start()
@@ -104,11 +136,13 @@ def start_agent_in_thread(
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
+            if listener is not None:
+                listener.stop()
             agent.stop()
             raise RuntimeError(f"edge agent HTTP server did not start on {host}:{actual_port}")
         time.sleep(0.01)
     log.info("edge agent %s serving on http://%s:%d", agent.robot_id, host, actual_port)
-    return RunningAgent(agent=agent, host=host, port=actual_port, _server=server, _thread=thread)
+    return RunningAgent(agent=agent, host=host, port=actual_port, _server=server, _thread=thread, teleop_listener=listener)
 
 
 def run_agent(
@@ -121,6 +155,8 @@ def run_agent(
     host: str = "0.0.0.0",
     port: int = DEFAULT_PORT,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
+    teleop: str = "http",
+    **agent_options,
 ) -> int:
     """Run in the foreground until SIGTERM or SIGINT; returns the process exit code."""
     stop = threading.Event()
@@ -132,7 +168,8 @@ def run_agent(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         running = start_agent_in_thread(
-            robot_id, control_plane_url, token, data_dir, recorder_url, host=host, port=port, poll_interval=poll_interval
+            robot_id, control_plane_url, token, data_dir, recorder_url, host=host, port=port, poll_interval=poll_interval,
+            teleop=teleop, **agent_options,
         )
         try:
             while not stop.wait(1.0):

@@ -1,0 +1,166 @@
+"""Admin batch review and dataset search, served by the control-plane API.
+
+Pages (no build step; plain files of ``axon_dagster.web``): ``GET /admin`` (batch review of an
+order + dataset search), ``GET /static/axon.css`` (the shared look, also used by ``/review``).
+
+JSON under ``/api/v1`` (admin token when configured: bearer header or the ``axon_admin_token``
+cookie):
+
+- ``GET  /orders/{order_id}/review-policy`` · ``PUT`` it ``{actor, auto_approve_batches?, recording_template?}`` (before planning)
+- ``GET  /orders/{order_id}/review-batches`` → batches with ``review_status``, ``released``, ``editable``, ``task_counts``
+- ``PATCH /batches/{batch_id} {actor, skills?, task_count?, duration_seconds?, topics?}`` → edited batch (tasks re-planned)
+- ``POST /batches/{batch_id}/approve|reject {actor, comment?}``
+- ``POST /orders/{order_id}/batches {actor, skills, task_count, duration_seconds, topics?}`` → 201 the new batch
+- ``GET  /audit?order_id=&entity_id=&limit=&offset=`` → who changed what, when
+- ``GET  /dataset-search?scene=&sub_scene=&skill=..&status=&outcome=&order_id=&batch_id=&robot_id=&collector_id=&since=&until=&limit=&offset=``
+  → ``{datasets: [... lineage ...], total, limit, offset}``
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from axon_dagster.services import batch_review as br
+from axon_dagster.services import dataset_search as ds
+from axon_dagster.services.errors import AuthenticationError, InvalidRequestError
+from axon_dagster.web import STATIC_DIR
+
+API_PREFIX = "/api/v1"
+TOKEN_COOKIE = "axon_admin_token"
+WEB_DIR = STATIC_DIR.parent
+_STATIC = {"axon.css": "text/css; charset=utf-8"}
+_PAGE_ASSETS = {"admin.js": "text/javascript; charset=utf-8"}
+_NO_CACHE = {"cache-control": "no-cache"}
+SEARCH_PARAMS = {*ds.FILTERS, "limit", "offset"}
+
+
+def _require_admin(request: Request) -> None:
+    expected = request.app.state.settings.admin_token
+    if expected is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = (token.strip() if scheme.lower() == "bearer" else "") or request.cookies.get(TOKEN_COOKIE, "")
+    if not token or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise AuthenticationError("missing or invalid admin token")
+
+
+def _uow(request: Request) -> Any:
+    return request.app.state.uow_factory()
+
+
+async def _body(request: Request, allowed: set[str] | None = None) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidRequestError("request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    if allowed is not None:
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise InvalidRequestError(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    return body
+
+
+def _int(value: str | None, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidRequestError(f"{name} must be an integer, got {value!r}") from None
+
+
+pages = APIRouter(include_in_schema=False)
+router = APIRouter(prefix=API_PREFIX, tags=["admin"], dependencies=[Depends(_require_admin)])
+
+
+@pages.get("/admin")
+def admin_page() -> Response:
+    return FileResponse(WEB_DIR / "admin.html", media_type="text/html; charset=utf-8", headers=_NO_CACHE)
+
+
+@pages.get("/admin/{name}")
+def admin_asset(name: str) -> Response:
+    if name not in _PAGE_ASSETS:
+        return JSONResponse({"detail": f"no asset {name!r}"}, status_code=404)
+    return FileResponse(WEB_DIR / name, media_type=_PAGE_ASSETS[name], headers=_NO_CACHE)
+
+
+@pages.get("/static/{name}")
+def static_file(name: str) -> Response:
+    if name not in _STATIC:  # a fixed list: the URL never names a path on disk
+        return JSONResponse({"detail": f"no static file {name!r}"}, status_code=404)
+    return FileResponse(STATIC_DIR / name, media_type=_STATIC[name], headers=_NO_CACHE)
+
+
+@router.get("/orders/{order_id}/review-policy")
+def get_review_policy(order_id: str, request: Request) -> Any:
+    return br.review_policy(_uow(request), order_id)
+
+
+@router.put("/orders/{order_id}/review-policy")
+async def put_review_policy(order_id: str, request: Request) -> Any:
+    body = await _body(request, {"actor", "auto_approve_batches", "recording_template"})
+    return br.set_review_policy(
+        _uow(request), order_id, body.get("actor"),
+        auto_approve_batches=body.get("auto_approve_batches"), recording_template=body.get("recording_template"),
+    )
+
+
+@router.get("/orders/{order_id}/review-batches")
+def review_batches(order_id: str, request: Request) -> Any:
+    return br.list_review_batches(_uow(request), order_id)
+
+
+@router.patch("/batches/{batch_id}")
+async def edit_batch(batch_id: str, request: Request) -> Any:
+    body = await _body(request)
+    actor = body.pop("actor", None)
+    return br.edit_batch(_uow(request), batch_id, actor, body)
+
+
+@router.post("/batches/{batch_id}/approve")
+async def approve_batch(batch_id: str, request: Request) -> Any:
+    body = await _body(request, {"actor", "comment"})
+    return br.approve_batch(_uow(request), batch_id, body.get("actor"), body.get("comment") or "")
+
+
+@router.post("/batches/{batch_id}/reject")
+async def reject_batch(batch_id: str, request: Request) -> Any:
+    body = await _body(request, {"actor", "comment"})
+    return br.reject_batch(_uow(request), batch_id, body.get("actor"), body.get("comment") or "")
+
+
+@router.post("/orders/{order_id}/batches", status_code=201)
+async def add_batch(order_id: str, request: Request) -> Any:
+    body = await _body(request, {"actor", "skills", "task_count", "duration_seconds", "topics"})
+    missing = sorted({"skills", "task_count", "duration_seconds"} - set(body))
+    if missing:
+        raise InvalidRequestError(f"missing field(s): {', '.join(missing)}")
+    return JSONResponse(
+        br.add_batch(_uow(request), order_id, body.get("actor"), skills=body["skills"], task_count=body["task_count"],
+                     duration_seconds=body["duration_seconds"], topics=body.get("topics") or []),
+        status_code=201,
+    )
+
+
+@router.get("/audit")
+def audit(request: Request, order_id: str | None = None, entity_id: str | None = None, limit: int = 100, offset: int = 0) -> Any:
+    return br.audit_log(_uow(request), order_id=order_id, entity_id=entity_id, limit=limit, offset=offset)
+
+
+@router.get("/dataset-search")
+def dataset_search(request: Request) -> Any:
+    params = request.query_params
+    unknown = sorted(set(params.keys()) - SEARCH_PARAMS)
+    if unknown:
+        raise InvalidRequestError(f"unknown query parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(SEARCH_PARAMS))}")
+    single = {k: params.get(k) for k in ds.FILTERS if k != "skill"}
+    query = ds.build_query(skills=params.getlist("skill"), **single)
+    return ds.search_datasets(_uow(request), query, limit=_int(params.get("limit"), "limit", 100), offset=_int(params.get("offset"), "offset", 0))

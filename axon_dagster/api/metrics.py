@@ -1,0 +1,133 @@
+"""Prometheus metrics of the control-plane API, served on ``/metrics``.
+
+- **From the store at scrape time** (the store is the truth, so gauges are right after a restart
+  and equal across API replicas): orders, batches and tasks by status, robots' last-seen time, the
+  human review queue (length and oldest age).
+- **Counted as events arrive**: status events ingested per robot and result, and the ingest lag
+  (receive time minus the event's ``occurred_at`` on the robot) per robot — a growing lag means a
+  robot's outbox is draining a backlog.
+
+Labels are bounded: ``robot_id`` (one per robot), statuses and results (enums); never task ids.
+Upload metrics (``axon_upload_*``, defined by ``axon_dagster.storage.metrics`` in the process
+default registry) are re-exported when this process uploads.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from axon_dagster.domain import utcnow
+from axon_dagster.services import control_plane as cp
+from axon_dagster.store import UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+# Robots deliver within seconds when online; an outbox drained after an outage is minutes to days.
+INGEST_LAG_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+
+STORE_GAUGES = (
+    "axon_tasks",
+    "axon_orders",
+    "axon_batches",
+    "axon_robot_last_seen_timestamp_seconds",
+    "axon_review_queue_length",
+    "axon_review_queue_oldest_age_seconds",
+)
+
+
+class ControlPlaneMetrics:
+    """The API's registry: store gauges plus ingest counters."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events_ingested = Counter(
+            "axon_events_ingested",  # exposed as axon_events_ingested_total
+            "Robot status events received, by robot and result (applied, duplicate, rejected)",
+            ["robot_id", "result"],
+            registry=self.registry,
+        )
+        self.ingest_lag = Histogram(
+            "axon_event_ingest_lag_seconds",
+            "Receive time minus the event's occurred_at on the robot, per robot",
+            ["robot_id"],
+            buckets=INGEST_LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(StoreCollector(uow_factory))
+        self.registry.register(ProcessUploadMetrics())
+
+    def events_received(self, robot_id: str, occurred_at: Iterable[datetime], results: Sequence[object]) -> None:
+        """Called by the events route after applying a batch (``results`` carry ``.result``)."""
+        now = utcnow()
+        lag = self.ingest_lag.labels(robot_id)
+        for when in occurred_at:
+            lag.observe(max((now - when).total_seconds(), 0.0))
+        for result in results:
+            self.events_ingested.labels(robot_id=robot_id, result=str(getattr(result, "result", "unknown"))).inc()
+
+
+class StoreCollector:
+    """Gauges read from the store at scrape time."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory):
+        self._uow_factory = uow_factory
+
+    def describe(self) -> Iterator[Metric]:
+        # Names only, without touching the store (registration and metric listing call this).
+        for name in STORE_GAUGES:
+            yield GaugeMetricFamily(name, "")
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            snapshot = cp.metrics_snapshot(self._uow_factory())
+        except Exception:  # a scrape must not crash the API; the gauges just go missing
+            log.exception("metrics: could not read the store")
+            return
+        yield _by_status("axon_tasks", "Tasks by status", snapshot.tasks_by_status)
+        yield _by_status("axon_orders", "Orders by rolled-up status", snapshot.orders_by_status)
+        yield _by_status("axon_batches", "Batches by rolled-up status", snapshot.batches_by_status)
+        seen = GaugeMetricFamily(
+            "axon_robot_last_seen_timestamp_seconds", "When each robot last called the API (unix time)", labels=["robot_id"]
+        )
+        for robot, ts in snapshot.robots_last_seen.items():
+            if ts is not None:
+                seen.add_metric([robot], ts)
+        yield seen
+        yield GaugeMetricFamily(
+            "axon_review_queue_length", "Datasets waiting for a human review decision", value=snapshot.review_queue_length
+        )
+        yield GaugeMetricFamily(
+            "axon_review_queue_oldest_age_seconds",
+            "Seconds the oldest dataset has waited for review (0 when the queue is empty)",
+            value=snapshot.review_queue_oldest_age_seconds,
+        )
+
+
+def _by_status(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=["status"])
+    for status, count in counts.items():
+        family.add_metric([status], count)
+    return family
+
+
+class ProcessUploadMetrics:
+    """Re-exports the process-wide ``axon_upload_*`` families when the uploader is loaded here
+    (the same idea as ``axon_edge.metrics.ProcessUploadMetrics``; the edge cannot import this)."""
+
+    PREFIX = "axon_upload_"
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        if "axon_dagster.storage.metrics" not in sys.modules:
+            return
+        for family in REGISTRY.collect():
+            if family.name.startswith(self.PREFIX):
+                yield family

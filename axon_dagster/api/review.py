@@ -1,0 +1,314 @@
+"""Human review, served by the control-plane API.
+
+- ``GET /review``: the reviewer's queue — every needs_review dataset with its QC report, a per-topic
+  rate-over-time plot drawn from the recording, its metadata and lineage (order, batch, task, robot,
+  collector), and approve / reject with a comment and the reviewer's identity. The page posts to
+  the existing ``POST /api/v1/datasets/{id}/review``; a decision is final (a second one: 409).
+- ``GET /review/{dataset_id}``: one dataset, decided or not.
+- ``GET /api/v1/review/queue``, ``GET /api/v1/review/decisions?after=`` (the review-decision
+  sensor's feed), ``POST /api/v1/datasets/{id}/disposal`` (record archive/delete of a rejected
+  dataset), ``GET /api/v1/datasets/{id}/rate-plot.svg``.
+
+Plain HTML and a few lines of vanilla JS; no build step. All routes sit behind the admin token when
+one is configured: a bearer header, or the ``axon_admin_token`` cookie the page's sign-in box sets.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, ConfigDict
+
+from axon_dagster.services import review as rv
+from axon_dagster.services.errors import AuthenticationError
+from axon_dagster.services.views import DatasetView
+
+from .client import ControlPlaneClient, _seg
+from .rate_plot import rate_plot_svg
+
+API_PREFIX = "/api/v1"
+TOKEN_COOKIE = "axon_admin_token"
+SHARED_CSS = Path(__file__).resolve().parent.parent / "web" / "static" / "axon.css"
+SHARED_CSS_URL = "/static/axon.css"
+
+
+class DisposalBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    policy: str
+
+
+def _require_admin(request: Request) -> None:
+    expected = request.app.state.settings.admin_token
+    if expected is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    token = token or request.cookies.get(TOKEN_COOKIE, "")
+    if not token or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise AuthenticationError("missing or invalid admin token")
+
+
+def _uow(request: Request) -> Any:
+    return request.app.state.uow_factory()
+
+
+router = APIRouter(tags=["review"])
+
+
+@router.get("/review", response_class=HTMLResponse, include_in_schema=False)
+def review_page(request: Request, limit: int = 50, offset: int = 0) -> Response:
+    if not _signed_in(request):
+        return HTMLResponse(_page("Sign in", _SIGN_IN), status_code=401)
+    items = rv.review_queue(_uow(request), limit=limit, offset=offset)
+    cards = "".join(_card(i) for i in items) or '<p class="empty">No datasets are waiting for review.</p>'
+    body = f'<h1>Review queue <small>({len(items)} waiting)</small></h1>{_IDENTITY}<div id="queue">{cards}</div>'
+    return HTMLResponse(_page("Review queue", body))
+
+
+@router.get("/review/{dataset_id}", response_class=HTMLResponse, include_in_schema=False)
+def review_one(dataset_id: str, request: Request) -> Response:
+    if not _signed_in(request):
+        return HTMLResponse(_page("Sign in", _SIGN_IN), status_code=401)
+    item = rv.review_item(_uow(request), dataset_id)
+    body = f'<p><a href="/review">&larr; review queue</a></p><h1>Dataset {html.escape(item.dataset.dataset_id)}</h1>{_IDENTITY}{_card(item)}'
+    return HTMLResponse(_page(f"Review {item.dataset.dataset_id}", body))
+
+
+api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(_require_admin)], tags=["review"])
+
+
+@api.get("/review/queue", response_model=list[rv.ReviewItem])
+def review_queue(request: Request, limit: int = 50, offset: int = 0) -> Any:
+    return rv.review_queue(_uow(request), limit=limit, offset=offset)
+
+
+@api.get("/review/decisions", response_model=rv.DecisionPage)
+def review_decisions(request: Request, after: str = "", limit: int = 100) -> Any:
+    return rv.decisions_after(_uow(request), after=after, limit=limit)
+
+
+@api.post("/datasets/{dataset_id}/disposal", response_model=DatasetView)
+def dispose_rejected(dataset_id: str, body: DisposalBody, request: Request) -> Any:
+    return rv.dispose_rejected(_uow(request), dataset_id, body.policy)
+
+
+@api.get("/datasets/{dataset_id}/rate-plot.svg")
+def rate_plot(dataset_id: str, request: Request) -> Response:
+    item = rv.review_item(_uow(request), dataset_id)
+    return Response(_plot(item), media_type="image/svg+xml")
+
+
+router.include_router(api)
+
+
+class ReviewClient(ControlPlaneClient):
+    """The control-plane client plus the review routes of this module."""
+
+    def review_queue(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        return self._request("GET", "/review/queue", params={"limit": limit, "offset": offset})
+
+    def review_decisions(self, after: str = "", limit: int = 100) -> dict[str, Any]:
+        return self._request("GET", "/review/decisions", params={"after": after, "limit": limit})
+
+    def dispose_rejected(self, dataset_id: str, policy: str) -> dict[str, Any]:
+        return self._request("POST", f"/datasets/{_seg(dataset_id)}/disposal", json={"policy": policy})
+
+
+# ---------------------------------------------------------------------------------- rendering
+
+
+def _signed_in(request: Request) -> bool:
+    try:
+        _require_admin(request)
+    except AuthenticationError:
+        return False
+    return True
+
+
+def _plot(item: rv.ReviewItem) -> str:
+    path = item.dataset.cache_path or (item.lineage.dataset_path if item.lineage else None)
+    if not path:
+        return '<svg xmlns="http://www.w3.org/2000/svg" class="rate-plot" width="640" height="30"><text x="8" y="20">no recording path</text></svg>'
+    return rate_plot_svg(path)
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)[:200]
+    return "" if value is None else str(value)
+
+
+def _rows(pairs: list[tuple[str, Any]]) -> str:
+    return "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in pairs)
+
+
+def _report_html(report: Mapping[str, Any] | None) -> str:
+    if not report:
+        return '<p class="muted">No inspection report was recorded.</p>'
+    checks = report.get("checks") or []
+    rows = "".join(
+        f'<tr class="{"pass" if c.get("passed") else "fail"}"><td>{_e(c.get("name"))}</td>'
+        f'<td>{"pass" if c.get("passed") else "FAIL"}</td><td>{_e(_fmt(c.get("value")))}</td>'
+        f'<td>{_e(_fmt(c.get("threshold")))}</td><td>{_e(c.get("detail", ""))}</td></tr>'
+        for c in checks
+    )
+    topics = report.get("per_topic") or {}
+    topic_rows = "".join(
+        f"<tr><td>{_e(t)}</td><td>{_e(s.get('count'))}</td><td>{_e(_fmt(s.get('rate_hz')))}</td>"
+        f"<td>{_e(_fmt(s.get('max_gap_s')))}</td><td>{_e(s.get('lost_messages', ''))}</td></tr>"
+        for t, s in sorted(topics.items())
+        if isinstance(s, Mapping)
+    )
+    return (
+        f'<table class="checks"><thead><tr><th>check</th><th>result</th><th>value</th><th>threshold</th><th>detail</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+        f'<table class="topics"><thead><tr><th>topic</th><th>messages</th><th>rate Hz</th><th>max gap s</th><th>lost</th></tr></thead>'
+        f"<tbody>{topic_rows}</tbody></table>"
+    )
+
+
+def _card(item: rv.ReviewItem) -> str:
+    d, lin = item.dataset, item.lineage
+    report = d.inspection_report or {}
+    decided = d.reviewed_by is not None
+    meta = _rows(
+        [
+            ("status", d.status),
+            ("QC score", f"{d.qc_score:.3f}" if d.qc_score is not None else "—"),
+            ("QC outcome", d.qc_outcome),
+            ("duration s", _fmt(report.get("duration_s"))),
+            ("messages", report.get("row_count")),
+            ("size bytes", d.size_bytes),
+            ("digest", (d.dataset_digest or "")[:16]),
+            ("cache path", d.cache_path),
+            ("inspected", report.get("inspected_at")),
+        ]
+    )
+    lineage = (
+        _rows(
+            [
+                ("order", lin.order_id),
+                ("batch", lin.batch_id),
+                ("task", f"{lin.task_id} ({lin.task_status})"),
+                ("robot", lin.robot_id),
+                ("collector", lin.data_collector_id),
+                ("scene", f"{lin.scene}/{lin.sub_scene}" if lin.sub_scene else lin.scene),
+                ("skills", ", ".join(lin.skills)),
+            ]
+        )
+        if lin
+        else "<tr><td>task record missing</td></tr>"
+    )
+    if decided:
+        decision = (
+            f'<p class="decision {_e(d.qc_outcome)}">Decided: <b>{_e(d.qc_outcome)}</b> by <b>{_e(d.reviewed_by)}</b>'
+            f'{" — " + _e(d.review_comment) if d.review_comment else ""}. A review decision is final.</p>'
+        )
+        form = ""
+    else:
+        decision = '<p class="decision"></p>'
+        form = (
+            '<form class="review-form" onsubmit="return false">'
+            '<textarea name="comment" rows="2" placeholder="comment (why)" maxlength="4000"></textarea>'
+            '<button type="button" class="approve" data-approve="true">Approve</button>'
+            '<button type="button" class="reject" data-approve="false">Reject</button>'
+            "</form>"
+        )
+    return (
+        f'<section class="card" data-dataset="{_e(d.dataset_id)}">'
+        f'<h2><a href="/review/{_e(d.dataset_id)}">{_e(d.dataset_id)}</a></h2>'
+        f'<div class="cols"><table class="meta"><caption>metadata</caption>{meta}</table>'
+        f'<table class="lineage"><caption>lineage</caption>{lineage}</table></div>'
+        f'<div class="plot">{_plot(item)}</div>'
+        f"<details open><summary>QC report</summary>{_report_html(report)}</details>"
+        f'{decision}<p class="error" role="alert"></p>{form}</section>'
+    )
+
+
+def _page(title: str, body: str) -> str:
+    css = f'<link rel="stylesheet" href="{SHARED_CSS_URL}">' if SHARED_CSS.exists() else ""
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)} — axon-dagster</title>'
+        f"{css}<style>{_CSS}</style></head><body>{body}<script>{_JS}</script></body></html>"
+    )
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5rem;max-width:1100px;color:#222}
+.card{border:1px solid #ccc;border-radius:6px;padding:1rem;margin:1rem 0}
+.cols{display:flex;gap:2rem;flex-wrap:wrap} table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
+th,td{text-align:left;padding:2px 8px;border-bottom:1px solid #eee} caption{text-align:left;font-weight:600}
+tr.fail td{color:#b00;font-weight:600} .error{color:#b00} .decision.approved{color:#060} .decision.rejected{color:#b00}
+textarea{width:100%;box-sizing:border-box} button{margin:.4rem .4rem 0 0;padding:.4rem 1rem}
+button.approve{background:#e6f4e6} button.reject{background:#fbe9e9} .muted,.empty{color:#777}
+"""
+
+_IDENTITY = (
+    '<p class="identity"><label>Reviewer id <input id="reviewer" name="reviewer" autocomplete="username" '
+    'placeholder="e.g. alice" pattern="[A-Za-z0-9][A-Za-z0-9._-]*"></label></p>'
+)
+
+_SIGN_IN = (
+    "<h1>Sign in</h1><p>The review pages need the control plane's admin token.</p>"
+    '<form id="signin" onsubmit="return false"><input id="token" type="password" placeholder="admin token">'
+    '<button type="button" id="signin-button">Sign in</button></form>'
+)
+
+_JS = r"""
+(function(){
+  const cookie = (n) => (document.cookie.split('; ').find(c => c.startsWith(n + '=')) || '').split('=').slice(1).join('=');
+  const reviewer = document.getElementById('reviewer');
+  if (reviewer) { reviewer.value = localStorage.getItem('axon.reviewer') || ''; }
+  const signin = document.getElementById('signin-button');
+  if (signin) signin.addEventListener('click', () => {
+    document.cookie = 'axon_admin_token=' + encodeURIComponent(document.getElementById('token').value) + '; path=/; SameSite=Strict';
+    location.reload();
+  });
+  document.querySelectorAll('.card').forEach(card => {
+    const form = card.querySelector('.review-form');
+    if (!form) return;
+    const error = card.querySelector('.error'), decision = card.querySelector('.decision');
+    form.querySelectorAll('button').forEach(button => button.addEventListener('click', async () => {
+      error.textContent = '';
+      const who = (reviewer && reviewer.value || '').trim();
+      if (!who) { error.textContent = 'Enter your reviewer id first.'; reviewer && reviewer.focus(); return; }
+      localStorage.setItem('axon.reviewer', who);
+      const approve = button.dataset.approve === 'true';
+      const headers = {'Content-Type': 'application/json'};
+      const token = decodeURIComponent(cookie('axon_admin_token'));
+      if (token) headers['Authorization'] = 'Bearer ' + token;
+      form.querySelectorAll('button').forEach(b => b.disabled = true);
+      try {
+        const r = await fetch('/api/v1/datasets/' + encodeURIComponent(card.dataset.dataset) + '/review',
+          {method: 'POST', headers, body: JSON.stringify({reviewer: who, approve, comment: form.comment.value})});
+        const body = await r.json().catch(() => ({}));
+        if (!r.ok) {
+          error.textContent = 'Refused (HTTP ' + r.status + '): ' + (body.detail || r.statusText);
+          if (r.status !== 409) form.querySelectorAll('button').forEach(b => b.disabled = false);
+          return;
+        }
+        decision.className = 'decision ' + body.qc_outcome;
+        decision.textContent = 'Decided: ' + body.qc_outcome + ' by ' + body.reviewed_by +
+          (body.review_comment ? ' — ' + body.review_comment : '') + '. A review decision is final.';
+        form.remove();
+      } catch (e) {
+        error.textContent = 'Could not reach the control plane: ' + e;
+        form.querySelectorAll('button').forEach(b => b.disabled = false);
+      }
+    }));
+  });
+})();
+"""

@@ -1,0 +1,297 @@
+"""Human review in Dagster: act on review decisions, and wait for one.
+
+- ``review_decision_sensor`` follows the control plane's feed of decided datasets (cursor:
+  ``(updated_at, dataset_id)`` of the last one seen) and starts, per dataset, exactly one run
+  (``run_key``): ``upload_reviewed`` for a dataset a reviewer approved; ``dispose_rejected`` for a
+  rejected one (by a reviewer or by QC) — archived (kept in the edge cache, marked rejected and
+  evictable) or deleted (removed from the edge cache now) per ``ReviewPolicy.rejected``, the
+  dataset recorded ARCHIVED/DELETED and its task FAILED ("rejected by reviewer …").
+- ``manual_inspection`` (reference design 9.4): waits for a human decision on one dataset up to
+  ``approval_timeout_seconds`` and fails clearly when none came; it decides nothing itself (the
+  sensor acts on the decision once it is made).
+
+The lead wires ``REVIEW_DEFS`` into ``Definitions`` (jobs, sensors, resources).
+"""
+
+
+import os
+import time
+from typing import Any, Literal
+
+import dagster as dg
+from pydantic import Field
+
+from axon_dagster.domain import DatasetStatus, QcOutcome, TaskStatus
+from axon_dagster.services import data_flow as flow
+
+from .lineage import CLOUD_DATASET, DATASET, materialization
+from .resources import ControlPlaneResource, EdgeCacheResource, ObjectStoreResource
+from .retry import NETWORK_RETRY
+
+DECISIONS_PER_TICK = 200
+UPLOAD_REVIEWED_JOB = "upload_reviewed"
+DISPOSE_REJECTED_JOB = "dispose_rejected"
+
+
+class ReviewPolicy(dg.ConfigurableResource):
+    """What happens to a rejected dataset at the edge: ``archive`` keeps it in the edge cache, marked
+    rejected (never uploaded; evictable under quota/retention); ``delete`` removes it now."""
+
+    rejected: Literal["archive", "delete"] = Field(default="archive", description="archive | delete")
+    start_uploads: bool = Field(
+        default=True,
+        description="Start upload_reviewed runs for approved datasets. Turn off when the bandwidth sensor "
+        "already launches the upload of every INSPECTED+approved dataset (reviewed ones included).",
+    )
+
+
+def _review_client(control_plane: ControlPlaneResource):
+    from axon_dagster.api.review import ReviewClient
+
+    return ReviewClient(control_plane.url, token=os.environ.get(control_plane.token_env_var) or None, timeout=control_plane.timeout_seconds)
+
+
+# ------------------------------------------------------------------------------ upload_reviewed
+
+
+class ReviewedDatasetConfig(dg.Config):
+    task_id: str = Field(description="The reviewed dataset (= its task id)")
+
+
+@dg.op(retry_policy=NETWORK_RETRY)
+def load_reviewed_dataset(config: ReviewedDatasetConfig, control_plane: ControlPlaneResource) -> dict:
+    """The reviewed dataset as the data flow's StagedRecording; refuses anything not approved by a human."""
+    client = control_plane.client()
+    dataset = client.get_dataset(config.task_id)
+    if dataset["qc_outcome"] != QcOutcome.APPROVED.value or not dataset.get("reviewed_by"):
+        raise dg.Failure(
+            description=f"dataset {config.task_id} is not approved by a reviewer "
+            f"(outcome {dataset['qc_outcome']}, reviewed_by {dataset.get('reviewed_by')}): not uploading it",
+            allow_retries=False,
+        )
+    task = client.get_task(config.task_id)
+    staged = flow.StagedRecording(
+        task_id=task["task_id"],
+        order_id=task["order_id"],
+        batch_id=task["batch_id"],
+        robot_id=task.get("robot_id") or "",
+        scene=task["scene"],
+        sub_scene=task.get("sub_scene") or "",
+        skills=tuple(task["skills"]),
+        cache_path=dataset["cache_path"],
+        dataset_digest=dataset["dataset_digest"],
+        size_bytes=int(dataset["size_bytes"] or 0),
+        requirements=task.get("requirements") or {},
+        stage_seconds=0.0,
+    )
+    return staged.to_dict()
+
+
+@dg.op(retry_policy=NETWORK_RETRY)
+def upload_reviewed_dataset(
+    context: dg.OpExecutionContext,
+    control_plane: ControlPlaneResource,
+    edge_cache: EdgeCacheResource,
+    object_store: ObjectStoreResource,
+    staged: dict,
+) -> dict:
+    recording = flow.StagedRecording.from_dict(staged)
+    uploaded = flow.upload_approved(control_plane.client(), edge_cache.cache(), object_store.store(), recording)
+    dataset = control_plane.client().get_dataset(recording.task_id)
+    context.log_event(
+        materialization(
+            CLOUD_DATASET,
+            recording.order_id,
+            {
+                **recording.lineage,
+                "cloud_uri": dg.MetadataValue.url(uploaded.cloud_uri),
+                "dataset_digest": uploaded.dataset_digest,
+                "size_bytes": uploaded.size_bytes,
+                "upload_seconds": uploaded.upload_seconds,
+                "reviewed_by": dataset.get("reviewed_by") or "",
+                "rate_plot": dg.MetadataValue.url(f"{control_plane.url.rstrip('/')}/api/v1/datasets/{recording.task_id}/rate-plot.svg"),
+                "review_comment": dataset.get("review_comment") or "",
+            },
+        )
+    )
+    return dict(uploaded.__dict__)
+
+
+@dg.op(retry_policy=NETWORK_RETRY)
+def report_reviewed_uploaded(context: dg.OpExecutionContext, control_plane: ControlPlaneResource, uploaded: dict) -> None:
+    task = flow.report_uploaded(control_plane.client(), flow.Uploaded(**uploaded))
+    context.log.info(f"task {uploaded['task_id']} is {task['status']}: {uploaded['cloud_uri']}")
+
+
+@dg.job(name=UPLOAD_REVIEWED_JOB, description="Upload a dataset a reviewer approved and report the task UPLOADED.")
+def upload_reviewed():
+    report_reviewed_uploaded(upload_reviewed_dataset(load_reviewed_dataset()))
+
+
+# ------------------------------------------------------------------------------ dispose_rejected
+
+
+class DisposeConfig(dg.Config):
+    task_id: str = Field(description="The rejected dataset (= its task id)")
+    policy: Literal["archive", "delete"] = Field(default="archive", description="archive | delete")
+
+
+@dg.op(retry_policy=NETWORK_RETRY)
+def dispose_rejected_dataset(
+    context: dg.OpExecutionContext, config: DisposeConfig, control_plane: ControlPlaneResource, edge_cache: EdgeCacheResource
+) -> dict:
+    from axon_dagster.storage.edge_cache import UnknownDataset
+
+    client = _review_client(control_plane)
+    dataset = client.get_dataset(config.task_id)
+    if dataset["qc_outcome"] != QcOutcome.REJECTED.value:
+        raise dg.Failure(
+            description=f"dataset {config.task_id} is not rejected (outcome {dataset['qc_outcome']}): refusing to {config.policy} it",
+            allow_retries=False,
+        )
+    cache = edge_cache.cache()
+    try:
+        cache.mark_rejected(config.task_id)  # never uploaded from here on; evictable
+        if config.policy == "delete":
+            cache.remove(config.task_id)
+    except UnknownDataset:
+        if config.policy == "archive":
+            raise dg.Failure(
+                description=f"dataset {config.task_id} is not in the edge cache at {cache.root}: nothing to archive",
+                allow_retries=False,
+            )
+        context.log.info(f"dataset {config.task_id} is already gone from the edge cache")
+    result = client.dispose_rejected(config.task_id, config.policy)
+    reviewer = dataset.get("reviewed_by")
+    if reviewer:
+        reason = f"rejected by reviewer {reviewer}" + (f": {dataset['review_comment']}" if dataset.get("review_comment") else "")
+    else:
+        reason = "rejected by QC"
+    task = client.transition_task(config.task_id, TaskStatus.FAILED.value, reason=reason)  # a replay if QC already failed it
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=DATASET,
+            partition=task["order_id"],
+            metadata={"task_id": config.task_id, "disposal": result["status"], "policy": config.policy, "reason": reason},
+        )
+    )
+    context.log.info(f"dataset {config.task_id} {result['status']}; task {task['status']} ({task.get('failure_reason')})")
+    return {"dataset_status": result["status"], "task_status": task["status"], "reason": reason}
+
+
+@dg.job(name=DISPOSE_REJECTED_JOB, description="Archive or delete a rejected dataset per policy; its task FAILED.")
+def dispose_rejected():
+    dispose_rejected_dataset()
+
+
+# ------------------------------------------------------------------------------ the sensor
+
+
+def decision_run_request(item: dict[str, Any], policy: str) -> dg.RunRequest | None:
+    dataset, lineage = item["dataset"], item.get("lineage") or {}
+    dataset_id = dataset["dataset_id"]
+    tags = {"axon/task_id": dataset_id, "axon/robot_id": lineage.get("robot_id") or "", "axon/reviewed_by": dataset.get("reviewed_by") or ""}
+    if dataset["qc_outcome"] == QcOutcome.APPROVED.value and dataset.get("reviewed_by"):
+        return dg.RunRequest(
+            run_key=f"{UPLOAD_REVIEWED_JOB}:{dataset_id}",
+            job_name=UPLOAD_REVIEWED_JOB,
+            run_config={"ops": {"load_reviewed_dataset": {"config": {"task_id": dataset_id}}}},
+            tags=tags,
+        )
+    if dataset["qc_outcome"] == QcOutcome.REJECTED.value:
+        return dg.RunRequest(
+            run_key=f"{DISPOSE_REJECTED_JOB}:{dataset_id}",
+            job_name=DISPOSE_REJECTED_JOB,
+            run_config={"ops": {"dispose_rejected_dataset": {"config": {"task_id": dataset_id, "policy": policy}}}},
+            tags={**tags, "axon/policy": policy},
+        )
+    return None
+
+
+@dg.sensor(jobs=[upload_reviewed, dispose_rejected], minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
+def review_decision_sensor(
+    context: dg.SensorEvaluationContext, control_plane: ControlPlaneResource, review_policy: ReviewPolicy
+) -> dg.SensorResult:
+    """Upload what reviewers approved; archive or delete (per ``review_policy``) what was rejected."""
+    after = context.cursor or ""
+    page = _review_client(control_plane).review_decisions(after=after, limit=DECISIONS_PER_TICK)
+    requests = [r for r in (decision_run_request(i, review_policy.rejected) for i in page["decisions"]) if r is not None]
+    if not review_policy.start_uploads:
+        requests = [r for r in requests if r.job_name != UPLOAD_REVIEWED_JOB]
+    if page["decisions"]:
+        uploads = sum(1 for r in requests if r.job_name == UPLOAD_REVIEWED_JOB)
+        context.log.info(f"{len(page['decisions'])} decided dataset(s): {uploads} to upload, {len(requests) - uploads} to {review_policy.rejected}")
+    return dg.SensorResult(run_requests=requests, cursor=page["cursor"])
+
+
+# ------------------------------------------------------------------------------ manual_inspection
+
+
+class ManualInspectionConfig(dg.Config):
+    task_id: str = Field(description="The dataset (= task id) waiting for a human decision")
+    wait_for_approval: bool = Field(default=True, description="Wait for the decision (else report it pending and finish)")
+    approval_timeout_seconds: float = Field(default=86400.0, gt=0, description="Fail if no decision came within this long (24 h default)")
+    poll_interval_seconds: float = Field(default=10.0, gt=0, description="How often to ask the control plane")
+
+
+@dg.op
+def manual_inspection_op(context: dg.OpExecutionContext, config: ManualInspectionConfig, control_plane: ControlPlaneResource) -> dict:
+    """Wait for a reviewer's decision on one dataset (approve/reject in the review page at /review)."""
+    from axon_dagster.api.client import ControlPlaneUnavailable
+
+    client = control_plane.client()
+    dataset = client.get_dataset(config.task_id)  # unknown dataset: fails now, with the API's message
+    if dataset["status"] == DatasetStatus.UPLOADED.value or dataset["status"] in (DatasetStatus.ARCHIVED.value, DatasetStatus.DELETED.value):
+        return _decision(dataset)
+    if dataset["qc_outcome"] is None:
+        raise dg.Failure(description=f"dataset {config.task_id} is {dataset['status']} and not inspected yet: nothing to review", allow_retries=False)
+    started = time.monotonic()
+    deadline = started + config.approval_timeout_seconds
+    review_url = f"{control_plane.url.rstrip('/')}/review/{config.task_id}"
+    context.log.info(f"waiting up to {config.approval_timeout_seconds:g}s for a review decision on {config.task_id}: {review_url}")
+    while dataset["qc_outcome"] == QcOutcome.NEEDS_REVIEW.value:
+        if not config.wait_for_approval:
+            return {**_decision(dataset), "approval_status": "pending"}
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise dg.Failure(
+                description=(
+                    f"manual inspection timed out: no review decision on dataset {config.task_id} within "
+                    f"{config.approval_timeout_seconds:g}s (approval_timeout_seconds); it still needs review at {review_url}. "
+                    "Nothing was uploaded or deleted."
+                ),
+                metadata={"task_id": config.task_id, "waited_seconds": round(time.monotonic() - started, 3), "review_url": dg.MetadataValue.url(review_url)},
+                allow_retries=False,
+            )
+        time.sleep(min(config.poll_interval_seconds, remaining))
+        try:
+            dataset = client.get_dataset(config.task_id)
+        except ControlPlaneUnavailable as exc:  # keep waiting; the deadline still holds
+            context.log.warning(f"control plane unavailable while waiting for a review decision: {exc}")
+    decision = _decision(dataset)
+    context.log.info(f"dataset {config.task_id}: {decision['approval_status']} by {decision['approved_by'] or 'QC'}")
+    return decision
+
+
+def _decision(dataset: dict) -> dict:
+    return {
+        "task_id": dataset["dataset_id"],
+        "edge_cache_path": dataset.get("cache_path"),
+        "inspection_type": "manual" if dataset.get("reviewed_by") else "automatic",
+        "approval_status": dataset.get("qc_outcome"),
+        "approved_by": dataset.get("reviewed_by"),
+        "comment": dataset.get("review_comment"),
+        "decided_at": str(dataset.get("updated_at")),
+    }
+
+
+@dg.job(description="Wait for a human review decision on one dataset, up to approval_timeout_seconds.")
+def manual_inspection():
+    manual_inspection_op()
+
+
+REVIEW_DEFS: dict[str, list[Any] | dict[str, Any]] = {
+    "jobs": [upload_reviewed, dispose_rejected, manual_inspection],
+    "sensors": [review_decision_sensor],
+    "resources": {"review_policy": ReviewPolicy(rejected=os.environ.get("AXON_REVIEW_REJECTED_POLICY", "archive"))},  # type: ignore[arg-type]
+}

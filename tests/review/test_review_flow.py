@@ -1,0 +1,144 @@
+"""The review-decision sensor and the review jobs under Dagster's testing APIs, against the real API
+(SQLite), real recordings, a real edge cache and a local-dir object store: upload starts only on
+approve; rejected datasets are archived or deleted per policy and their tasks FAILED;
+manual_inspection waits for a decision and times out clearly."""
+
+import threading
+import time
+
+import dagster as dg
+import pytest
+
+from axon_dagster.defs.review import (
+    REVIEW_DEFS,
+    ReviewPolicy,
+    dispose_rejected,
+    manual_inspection,
+    review_decision_sensor,
+    upload_reviewed,
+)
+from axon_dagster.services import data_flow as flow
+from axon_dagster.storage.edge_cache import CacheState, UnknownDataset
+
+
+def evaluate(world, cursor=None, policy="archive", start_uploads=True):
+    context = dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(),
+        cursor=cursor,
+        resources={"control_plane": world.control_plane, "review_policy": ReviewPolicy(rejected=policy, start_uploads=start_uploads)},
+    )
+    return review_decision_sensor(context)
+
+
+def run(world, job, run_config):
+    return job.execute_in_process(run_config=run_config, resources=world.resources(), instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+def requests_for(result, dataset_id):
+    return [r for r in result.run_requests if r.tags["axon/task_id"] == dataset_id]
+
+
+def test_upload_starts_only_on_approve_and_rejections_follow_the_policy(world):
+    approved, archived, deleted, pending = (world.inspected_task() for _ in range(4))
+    cloud = world.object_store.store()
+
+    # Nothing decided yet: no run requests, and the upload job refuses a dataset nobody approved.
+    first = evaluate(world)
+    assert first.run_requests == []
+    refused = run(world, upload_reviewed, {"ops": {"load_reviewed_dataset": {"config": {"task_id": pending}}}})
+    assert not refused.success
+    assert "not approved by a reviewer" in str(refused.all_events)
+    assert world.admin.get_dataset(pending)["status"] == "INSPECTED" and not list((world.root / "cloud").glob("*/*/*.lance"))
+
+    world.admin.review_dataset(approved, reviewer="alice", approve=True, comment="ok")
+    world.admin.review_dataset(archived, reviewer="bob", approve=False, comment="camera frozen")
+    world.admin.review_dataset(deleted, reviewer="bob", approve=False, comment="wrong scene")
+
+    tick = evaluate(world, cursor=first.cursor)
+    assert requests_for(tick, pending) == []
+    (up,) = requests_for(tick, approved)
+    assert (up.job_name, up.run_key) == ("upload_reviewed", f"upload_reviewed:{approved}")
+    (arch,) = requests_for(tick, archived)
+    assert (arch.job_name, arch.run_key) == ("dispose_rejected", f"dispose_rejected:{archived}")
+    assert arch.run_config["ops"]["dispose_rejected_dataset"]["config"]["policy"] == "archive"
+    # With uploads left to the bandwidth sensor, only the disposals are requested.
+    held = evaluate(world, cursor=first.cursor, start_uploads=False)
+    assert requests_for(held, approved) == [] and len(requests_for(held, archived)) == 1
+    # The cursor moves past what it has seen: the next tick asks for nothing again.
+    assert evaluate(world, cursor=tick.cursor).run_requests == []
+
+    # Approve -> upload: cloud copy verified against the robot's sidecar, task UPLOADED.
+    assert run(world, upload_reviewed, up.run_config).success
+    task, dataset = world.admin.get_task(approved), world.admin.get_dataset(approved)
+    assert (task["status"], dataset["status"], dataset["reviewed_by"]) == ("UPLOADED", "UPLOADED", "alice")
+    assert flow.verify_cloud_copy(cloud, task, dataset)
+
+    # Reject + archive: kept in the edge cache, marked rejected; dataset ARCHIVED; task FAILED with the reason.
+    assert run(world, dispose_rejected, arch.run_config).success
+    assert world.admin.get_dataset(archived)["status"] == "ARCHIVED"
+    task = world.admin.get_task(archived)
+    assert (task["status"], task["failure_reason"]) == ("FAILED", "rejected by reviewer bob: camera frozen")
+    assert world.edge_cache.cache().get(archived).state is CacheState.REJECTED
+
+    # Reject + delete policy: removed from the edge cache; dataset DELETED.
+    (dele,) = requests_for(evaluate(world, cursor=first.cursor, policy="delete"), deleted)
+    assert dele.run_config["ops"]["dispose_rejected_dataset"]["config"]["policy"] == "delete"
+    assert run(world, dispose_rejected, dele.run_config).success
+    assert world.admin.get_dataset(deleted)["status"] == "DELETED"
+    assert world.admin.get_task(deleted)["status"] == "FAILED"
+    with pytest.raises(UnknownDataset):
+        world.edge_cache.cache().get(deleted)
+
+    # Nothing rejected was uploaded, and acted-on datasets leave the feed.
+    assert len(list((world.root / "cloud").glob("*/*/*.lance"))) == 1
+    assert evaluate(world).run_requests == []
+    # The dispose job refuses a dataset that is not rejected (here: the approved, uploaded one).
+    wrong = run(world, dispose_rejected, {"ops": {"dispose_rejected_dataset": {"config": {"task_id": approved, "policy": "delete"}}}})
+    assert not wrong.success and "is not rejected" in str(wrong.all_events)
+    assert world.admin.get_dataset(approved)["status"] == "UPLOADED"
+
+
+def _manual(task_id, timeout, poll=0.2):
+    return {
+        "ops": {
+            "manual_inspection_op": {
+                "config": {"task_id": task_id, "approval_timeout_seconds": timeout, "poll_interval_seconds": poll}
+            }
+        }
+    }
+
+
+def test_manual_inspection_times_out_clearly(world):
+    task_id = world.inspected_task()
+    started = time.monotonic()
+    result = run(world, manual_inspection, _manual(task_id, 1.0))
+    assert not result.success and time.monotonic() - started < 30
+    failure = result.failure_data_for_node("manual_inspection_op")
+    message = failure.error.message if failure and failure.error else str(result.all_events)
+    assert "manual inspection timed out" in message and "approval_timeout_seconds" in message and task_id in message
+    assert world.admin.get_dataset(task_id)["qc_outcome"] == "needs_review"  # nothing decided for the reviewer
+
+
+def test_manual_inspection_returns_the_decision_when_it_arrives(world):
+    task_id = world.inspected_task()
+
+    def decide() -> None:
+        time.sleep(1.0)
+        world.admin.review_dataset(task_id, reviewer="alice", approve=True, comment="checked by hand")
+
+    threading.Thread(target=decide, daemon=True).start()
+    result = run(world, manual_inspection, _manual(task_id, 30.0))
+    assert result.success
+    decision = result.output_for_node("manual_inspection_op")
+    assert (decision["approval_status"], decision["approved_by"], decision["comment"]) == ("approved", "alice", "checked by hand")
+
+
+def test_review_defs_load_in_a_code_location(world):
+    defs = dg.Definitions(
+        jobs=REVIEW_DEFS["jobs"], sensors=REVIEW_DEFS["sensors"], resources={**world.resources(), **REVIEW_DEFS["resources"]}
+    )
+    repo = defs.get_repository_def()
+    assert {j.name for j in repo.get_all_jobs()} >= {"upload_reviewed", "dispose_rejected", "manual_inspection"}
+    assert {t.job_name for t in repo.get_sensor_def("review_decision_sensor").targets} == {"upload_reviewed", "dispose_rejected"}
+    with pytest.raises(Exception, match="archive"):
+        ReviewPolicy(rejected="shred")

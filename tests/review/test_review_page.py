@@ -1,0 +1,200 @@
+"""The reviewer page in a real headless Chromium against the real API: the queue shows the QC
+report, the rate plot drawn from the recording, metadata and lineage; approve and reject persist
+with reviewer and comment; a second decision is refused (409) and changes nothing."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from axon_dagster.api.client import ControlPlaneError
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.set_default_timeout(15_000)
+    yield pg
+    context.close()
+
+
+def card(page, dataset_id):
+    return page.locator(f'section.card[data-dataset="{dataset_id}"]')
+
+
+def test_queue_shows_report_plot_metadata_and_lineage(world, page):
+    task_id = world.inspected_task()
+    task = world.admin.get_task(task_id)
+    page.goto(f"{world.url}/review")
+    c = card(page, task_id)
+    assert c.count() == 1
+    lineage = c.locator("table.lineage").inner_text()
+    for value in (task["order_id"], task["batch_id"], task_id, "robot-1", "carol", "warehouse/aisle_1", "pick"):
+        assert value in lineage, value
+    # The failing check is named in the report table, marked failed.
+    failed = c.locator("table.checks tr.fail").all_inner_texts()
+    assert any("max_gap" in row and "FAIL" in row for row in failed), failed
+    assert "needs_review" in c.locator("table.meta").inner_text()
+    # One line per recorded topic; the 2 s stall shows as buckets at 0 Hz on every line.
+    lines = c.locator("svg.rate-plot polyline.rate-line")
+    assert sorted(lines.evaluate_all("ls => ls.map(l => l.dataset.topic)")) == ["/camera/image_raw", "/imu", "/joint_states"]
+    points = lines.first.get_attribute("points").split()
+    bottom = max(float(p.split(",")[1]) for p in points)
+    assert sum(1 for p in points if float(p.split(",")[1]) == bottom) >= 2
+
+
+def test_approve_and_reject_in_the_browser_persist_and_are_final(world, page):
+    approve_id, reject_id = world.inspected_task(), world.inspected_task()
+    page.goto(f"{world.url}/review")
+
+    # No reviewer id: refused in the page, nothing sent.
+    card(page, approve_id).locator("button.approve").click()
+    assert "reviewer id" in card(page, approve_id).locator(".error").inner_text()
+    assert world.admin.get_dataset(approve_id)["reviewed_by"] is None
+
+    page.fill("#reviewer", "alice")
+    card(page, approve_id).locator("textarea[name=comment]").fill("stall is during a pause, data is fine")
+    card(page, approve_id).locator("button.approve").click()
+    page.wait_for_function(f"document.querySelector('section[data-dataset=\"{approve_id}\"] .decision').textContent.includes('approved')")
+
+    page.fill("#reviewer", "bob")
+    card(page, reject_id).locator("textarea[name=comment]").fill("camera stalls mid-grasp")
+    card(page, reject_id).locator("button.reject").click()
+    page.wait_for_function(f"document.querySelector('section[data-dataset=\"{reject_id}\"] .decision').textContent.includes('rejected')")
+
+    approved, rejected = world.admin.get_dataset(approve_id), world.admin.get_dataset(reject_id)
+    assert (approved["qc_outcome"], approved["reviewed_by"], approved["review_comment"]) == (
+        "approved",
+        "alice",
+        "stall is during a pause, data is fine",
+    )
+    assert (rejected["qc_outcome"], rejected["reviewed_by"], rejected["review_comment"]) == ("rejected", "bob", "camera stalls mid-grasp")
+
+    # Decided datasets leave the queue; their own page shows the decision and offers no buttons.
+    page.reload()
+    assert card(page, approve_id).count() == 0 and card(page, reject_id).count() == 0
+    page.goto(f"{world.url}/review/{approve_id}")
+    assert "approved by alice" in card(page, approve_id).locator(".decision").inner_text()
+    assert card(page, approve_id).locator("button").count() == 0
+
+    # A second decision over the API: 409, clear message, nothing changes.
+    with pytest.raises(ControlPlaneError) as refused:
+        world.admin.review_dataset(approve_id, reviewer="bob", approve=False, comment="changed my mind")
+    assert refused.value.status_code == 409 and "already reviewed by alice" in refused.value.detail
+    assert world.admin.get_dataset(approve_id) == approved
+
+
+def test_a_stale_page_cannot_overwrite_a_decision(world, page):
+    task_id = world.inspected_task()
+    page.goto(f"{world.url}/review")
+    page.fill("#reviewer", "erin")
+    world.admin.review_dataset(task_id, reviewer="dave", approve=False, comment="decided elsewhere")  # another reviewer, first
+    card(page, task_id).locator("button.approve").click()
+    error = card(page, task_id).locator(".error")
+    error.wait_for()
+    page.wait_for_function(f"document.querySelector('section[data-dataset=\"{task_id}\"] .error').textContent.length > 0")
+    text = error.inner_text()
+    assert "409" in text and "already reviewed by dave" in text
+    assert card(page, task_id).locator("button.approve").is_disabled()
+    after = world.admin.get_dataset(task_id)
+    assert (after["qc_outcome"], after["reviewed_by"], after["review_comment"]) == ("rejected", "dave", "decided elsewhere")
+
+
+def test_a_human_decision_survives_re_inspection(world):
+    task_id = world.inspected_task()
+    world.admin.review_dataset(task_id, reviewer="alice", approve=False, comment="frozen gripper")
+    # An automatic re-inspection that would approve it: the score is updated, the decision is not.
+    world.admin.dataset_inspected(task_id, score=0.99, outcome="approved", report={"checks": [], "score": 0.99})
+    after = world.admin.get_dataset(task_id)
+    assert (after["qc_outcome"], after["qc_score"], after["reviewed_by"]) == ("rejected", 0.99, "alice")
+    # And a real re-inspection of the cached recording through the data flow keeps it too.
+    from axon_dagster.services import data_flow as flow
+
+    task = world.admin.get_task(task_id)
+    staged = flow.StagedRecording(
+        task_id=task_id, order_id=task["order_id"], batch_id=task["batch_id"], robot_id="robot-1", scene="warehouse",
+        sub_scene="aisle_1", skills=("pick",), cache_path=after["cache_path"], dataset_digest=after["dataset_digest"],
+        size_bytes=after["size_bytes"], requirements={"review_floor": 0.0, "auto_approve": 0.0}, stage_seconds=0.0,
+    )  # requirements that would auto-approve anything
+    _, outcome = flow.inspect_staged(world.admin, world.edge_cache.cache(), world.inspection.inspect, staged)
+    assert outcome.value == "rejected"
+    assert world.admin.get_dataset(task_id)["reviewed_by"] == "alice"
+
+
+def test_review_api_refuses_bad_input_and_changes_nothing(world):
+    task_id = world.inspected_task()
+    before = world.admin.get_dataset(task_id)
+    for kwargs, status, words in (
+        ({"reviewer": "bad id!", "approve": True}, 422, "reviewer"),
+        ({"reviewer": "alice", "approve": "maybe"}, 422, "approve"),
+    ):
+        with pytest.raises(ControlPlaneError) as err:
+            world.admin.review_dataset(task_id, **kwargs)
+        assert err.value.status_code == status and words in err.value.detail
+    with pytest.raises(ControlPlaneError) as err:
+        world.admin.dispose_rejected(task_id, "delete")  # not rejected: never disposed of
+    assert err.value.status_code == 409 and "not rejected" in err.value.detail
+    with pytest.raises(ControlPlaneError) as err:
+        world.admin.dispose_rejected(task_id, "shred")
+    assert err.value.status_code == 422 and "archive, delete" in err.value.detail
+    with pytest.raises(ControlPlaneError) as err:
+        world.admin.review_dataset("no-such-dataset", reviewer="alice", approve=True)
+    assert err.value.status_code == 404
+    assert world.admin.get_dataset(task_id) == before
+    assert task_id in [i["dataset"]["dataset_id"] for i in world.admin.review_queue()]
+
+
+def test_with_an_admin_token_the_page_asks_for_it_and_sends_it(world, browser):
+    """A second API on the same store, with an admin token: no token, no queue (nor decisions)."""
+    import httpx
+
+    from axon_dagster.api.app import create_app
+    from axon_dagster.api.server import ApiThread
+
+    task_id = world.inspected_task()
+    server = ApiThread(create_app(f"sqlite:///{world.root / 'cp.db'}", admin_token="s3cret-token")).start()
+    context = browser.new_context()
+    try:
+        assert httpx.get(f"{server.url}/api/v1/review/queue").status_code == 401
+        assert httpx.post(f"{server.url}/api/v1/datasets/{task_id}/disposal", json={"policy": "delete"}).status_code == 401
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        response = page.goto(f"{server.url}/review")
+        assert response.status == 401 and card(page, task_id).count() == 0
+        page.fill("#token", "wrong")
+        page.click("#signin-button")
+        page.wait_for_selector("#token")  # still the sign-in page
+        assert card(page, task_id).count() == 0
+        page.fill("#token", "s3cret-token")
+        page.click("#signin-button")
+        card(page, task_id).wait_for()
+        page.fill("#reviewer", "frank")
+        card(page, task_id).locator("button.approve").click()
+        page.wait_for_function(f"document.querySelector('section[data-dataset=\"{task_id}\"] .decision').textContent.includes('approved')")
+        assert world.admin.get_dataset(task_id)["reviewed_by"] == "frank"
+    finally:
+        context.close()
+        server.stop()
