@@ -20,6 +20,8 @@ $(INSTALLED): pyproject.toml
 system-deps:
 	bash scripts/system-deps.sh
 	bash scripts/ros1-deps.sh
+	bash scripts/chromium-deps.sh
+	bash scripts/prometheus-deps.sh
 
 demo: install
 	$(PY) -m axon_dagster.cli demo $(DEMO_ARGS)

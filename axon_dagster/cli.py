@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="axon-dagster", description="Robot data-collection orchestration.")
     parser.add_argument("--log-level", default=os.environ.get("AXON_LOG_LEVEL", "WARNING"))
     sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
 
     demo = sub.add_parser("demo", help="run a simulated fleet through both flows, end to end")
     demo.add_argument("--robots", type=int, default=2)
@@ -181,10 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Subcommands with their own parser live beside their room; `axon-dagster X ...` hands over the rest.
+DELEGATED = {
+    "inspect": ("axon_dagster.inspection.cli", "inspect a Lance recording: axon-dagster inspect PATH [--runner ...] [--json]"),
+    "datasets": ("axon_dagster.datasets_cli", "search datasets: axon-dagster datasets --scene ... [--json]"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    import importlib
     import warnings
 
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)

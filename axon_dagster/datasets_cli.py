@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene")
     p.add_argument("--sub-scene", dest="sub_scene")
     p.add_argument("--skill", action="append", default=[], help="repeat for several; a dataset must have all")
-    p.add_argument("--status", help="RECORDED, CACHED, INSPECTED, UPLOADING, UPLOADED, ARCHIVED, DELETED")
+    p.add_argument("--status", help="recorded, cached, inspected, uploading, uploaded, archived, deleted (any case)")
     p.add_argument("--outcome", help="QC outcome: approved, needs_review, rejected")
     p.add_argument("--order", dest="order_id")
     p.add_argument("--batch", dest="batch_id")

@@ -6,6 +6,8 @@ import dagster as dg
 
 from .control_flow import order_processing
 from .data_flow import data_flow
+from axon_dagster.observability import OBSERVABILITY_DEFS
+
 from .lineage import LINEAGE_SPECS
 from .recording import RECORDING_DEFS
 from .review import REVIEW_DEFS
@@ -18,8 +20,14 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         assets=[*LINEAGE_SPECS, *RECORDING_DEFS["assets"]],
         jobs=[order_processing, data_flow, *RECORDING_DEFS["jobs"], *REVIEW_DEFS["jobs"]],
         schedules=list(RECORDING_DEFS["schedules"]),
-        sensors=[task_status_sensor, *RECORDING_DEFS["sensors"], *REVIEW_DEFS["sensors"]],
-        resources={**RECORDING_DEFS["resources"], **REVIEW_DEFS["resources"], **resources_from_env(), **(resources or {})},
+        sensors=[task_status_sensor, *RECORDING_DEFS["sensors"], *REVIEW_DEFS["sensors"], *OBSERVABILITY_DEFS["sensors"]],
+        resources={
+            **RECORDING_DEFS["resources"],
+            **REVIEW_DEFS["resources"],
+            **OBSERVABILITY_DEFS["resources"],
+            **resources_from_env(),
+            **(resources or {}),
+        },
     )
 
 

@@ -56,7 +56,7 @@ def build_query(
         scene=opt_id(scene, "scene"),
         sub_scene=validate_label(sub_scene, "sub_scene") if sub_scene else None,
         skills=tuple(validate_id(s, "skill") for s in skills if s),
-        status=cp._enum(DatasetStatus, status, "status").value if status else None,
+        status=cp._enum(DatasetStatus, status.upper(), "status").value if status else None,  # `uploaded` reads as UPLOADED
         outcome=cp._enum(QcOutcome, outcome, "outcome").value if outcome else None,
         order_id=opt_id(order_id, "order_id"),
         batch_id=opt_id(batch_id, "batch_id"),

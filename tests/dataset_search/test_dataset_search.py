@@ -147,3 +147,10 @@ def test_bad_filters_are_refused_by_name(seeded, capsys):
         assert r.status_code == 422 and word in r.json()["detail"], r.text
     assert datasets_main(["--database-url", url, "--status", "bogus"]) == 2
     assert "status" in capsys.readouterr().err
+
+
+def test_status_filter_is_case_insensitive_as_in_the_issue_example(seeded, capsys):
+    url, _, seed = seeded
+    lower, lower_total = _cli_all(url, {"status": "uploaded"}, capsys)
+    upper, upper_total = _cli_all(url, {"status": "UPLOADED"}, capsys)
+    assert lower == upper and lower_total == upper_total == len(_expected(seed, status="UPLOADED")) > 0
