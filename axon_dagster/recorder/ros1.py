@@ -32,22 +32,14 @@ from .protocol import (
     RecorderError,
     RecorderProtocolError,
     RecorderRefused,
-    RecorderStatus,
     RecorderTimeout,
     RecorderUnreachable,
-    StartRecordingResponse,
-    StopRecordingResponse,
-    UpdateConfigResponse,
 )
 from .ros1_env import import_ros1
 from .srv import (
+    RosServiceRecorder,
     SERVICES,
-    request_config_path,
     service_name,
-    start_response,
-    status_response,
-    stop_response,
-    update_response,
     validate_namespace,
 )
 
@@ -115,7 +107,7 @@ def _init_node(rospy: ModuleType, node_name: str) -> None:
 # -- the client ---------------------------------------------------------------------------------
 
 
-class Ros1Recorder:
+class Ros1Recorder(RosServiceRecorder):
     """The Axon recorder's ROS 1 services under ``/<namespace>/``.
 
     ``retry_attempts`` is the number of *re*-tries after the first attempt when the recorder
@@ -160,26 +152,6 @@ class Ros1Recorder:
 
     def close(self) -> None:
         """Nothing to release: proxies live for one call and the node belongs to the process."""
-
-    def __enter__(self) -> "Ros1Recorder":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # -- RecorderClient ----------------------------------------------------------------------
-
-    def start_recording(self, config_path: str) -> StartRecordingResponse:
-        return start_response(self._call("start_recording", config_path=request_config_path(config_path)))
-
-    def stop_recording(self) -> StopRecordingResponse:
-        return stop_response(self._call("stop_recording"))
-
-    def get_status(self) -> RecorderStatus:
-        return status_response(self._call("get_status"))
-
-    def update_config(self, config_path: str) -> UpdateConfigResponse:
-        return update_response(self._call("update_config", config_path=request_config_path(config_path)))
 
     # -- the ROS graph (topic_availability sensor) ---------------------------------------------
 

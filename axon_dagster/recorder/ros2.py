@@ -35,22 +35,14 @@ from typing import Any
 
 from .protocol import (
     RecorderError,
-    RecorderStatus,
     RecorderTimeout,
     RecorderUnreachable,
-    StartRecordingResponse,
-    StopRecordingResponse,
-    UpdateConfigResponse,
 )
 from .srv import (
+    RosServiceRecorder,
     PACKAGE,
     SERVICES,
-    request_config_path,
     service_name,
-    start_response,
-    status_response,
-    stop_response,
-    update_response,
     validate_namespace,
 )
 
@@ -116,7 +108,7 @@ def _release_context(rclpy: ModuleType) -> None:
             rclpy.shutdown()
 
 
-class Ros2Recorder:
+class Ros2Recorder(RosServiceRecorder):
     """The Axon recorder's ROS 2 services under ``/<namespace>/``. Close it (or use ``with``)."""
 
     def __init__(
@@ -197,26 +189,6 @@ class Ros2Recorder:
                 self._node.destroy_node()  # destroys its clients too
         finally:
             _release_context(self._rclpy)
-
-    def __enter__(self) -> "Ros2Recorder":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # -- RecorderClient ----------------------------------------------------------------------
-
-    def start_recording(self, config_path: str) -> StartRecordingResponse:
-        return start_response(self._call("start_recording", config_path=request_config_path(config_path)))
-
-    def stop_recording(self) -> StopRecordingResponse:
-        return stop_response(self._call("stop_recording"))
-
-    def get_status(self) -> RecorderStatus:
-        return status_response(self._call("get_status"))
-
-    def update_config(self, config_path: str) -> UpdateConfigResponse:
-        return update_response(self._call("update_config", config_path=request_config_path(config_path)))
 
     # -- the ROS graph (topic_availability sensor) ---------------------------------------------
 

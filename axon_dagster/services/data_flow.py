@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from axon_dagster.domain import QcOutcome, Requirements, TaskStatus, cloud_dataset_key, report_key, sidecar_key
 from axon_dagster.storage.digest import DigestMismatch

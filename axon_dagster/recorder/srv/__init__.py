@@ -219,3 +219,32 @@ RESPONSE_MAPPERS = {
     "get_status": status_response,
     "update_config": update_response,
 }
+
+
+class RosServiceRecorder:
+    """The four RecorderClient calls, shared by the ROS 1 and ROS 2 backends: each backend only
+    provides ``_call(operation, **request_fields)`` (how a service is reached) and ``close()``."""
+
+    def _call(self, operation: str, **fields: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start_recording(self, config_path: str) -> StartRecordingResponse:
+        return start_response(self._call("start_recording", config_path=request_config_path(config_path)))
+
+    def stop_recording(self) -> StopRecordingResponse:
+        return stop_response(self._call("stop_recording"))
+
+    def get_status(self) -> RecorderStatus:
+        return status_response(self._call("get_status"))
+
+    def update_config(self, config_path: str) -> UpdateConfigResponse:
+        return update_response(self._call("update_config", config_path=request_config_path(config_path)))
