@@ -36,8 +36,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(f"AXON_MAX_BODY_BYTES must be an integer number of bytes, got {raw_limit!r}") from None
     if max_body <= 0:
         raise ValueError(f"AXON_MAX_BODY_BYTES must be positive, got {max_body}")
+    database_url = env.get("AXON_DATABASE_URL", "").strip() or None
+    admin_token = env.get("AXON_ADMIN_TOKEN", "").strip() or None
+    from axon_dagster.config import ConfigError, config_selected, load_config  # stdlib + PyYAML only
+
+    if config_selected(env):
+        # AXON_ENV / AXON_CONFIG_FILE picks configs/<env>.yaml: its values are the defaults.
+        cp = load_config(environ=env).control_plane
+        database_url = database_url or cp.resolve_database_url(env)
+        if database_url is None:
+            raise ConfigError(f"no database URL: set {cp.database_url_secret.describe()}", key="control_plane.database_url_env")
+        admin_token = admin_token or cp.admin_token.resolve(env)
+        if cp.admin_token_required and admin_token is None:
+            raise ConfigError(f"the admin token is required: set {cp.admin_token.describe()}", key="control_plane.admin_token_env")
     return Settings(
-        database_url=env.get("AXON_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
-        admin_token=env.get("AXON_ADMIN_TOKEN", "").strip() or None,
+        database_url=database_url or DEFAULT_DATABASE_URL,
+        admin_token=admin_token,
         max_body_bytes=max_body,
     )

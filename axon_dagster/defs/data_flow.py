@@ -4,7 +4,9 @@
 import dagster as dg
 from pydantic import Field
 
+from axon_dagster.api.rate_plot import rate_plot_markdown
 from axon_dagster.domain import QcOutcome
+from axon_dagster.storage.recording import report_path
 from axon_dagster.services import data_flow as flow
 
 from .lineage import CLOUD_DATASET, DATASET, INSPECTION_REPORT, QC_CHECK, materialization
@@ -52,7 +54,13 @@ def inspect_dataset(
         materialization(
             INSPECTION_REPORT,
             recording.order_id,
-            {**recording.lineage, "qc_score": report.score, "outcome": outcome.value, **checks},
+            {
+                **recording.lineage,
+                "qc_score": report.score,
+                "outcome": outcome.value,
+                "report": dg.MetadataValue.path(str(report_path(recording.cache_path))),
+                **checks,
+            },
         )
     )
     context.log_event(
@@ -61,7 +69,14 @@ def inspect_dataset(
             check_name=QC_CHECK,
             passed=outcome is QcOutcome.APPROVED,
             partition=recording.order_id,
-            metadata={"task_id": recording.task_id, "qc_score": report.score, "outcome": outcome.value, **checks},
+            metadata={
+                "task_id": recording.task_id,
+                "qc_score": report.score,
+                "outcome": outcome.value,
+                "report": dg.MetadataValue.path(str(report_path(recording.cache_path))),
+                "rate_plot": dg.MetadataValue.md(rate_plot_markdown(recording.cache_path)),
+                **checks,
+            },
             severity=dg.AssetCheckSeverity.WARN if outcome is QcOutcome.NEEDS_REVIEW else dg.AssetCheckSeverity.ERROR,
         )
     )

@@ -15,21 +15,20 @@ from pydantic import Field
 from axon_dagster.domain import Requirements
 
 
-def _env_token(name: str) -> Optional[str]:
-    return os.environ.get(name) or None
-
-
 class ControlPlaneResource(dg.ConfigurableResource):
     """The control-plane API: orders, tasks, events and dataset records."""
 
     url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the control-plane API")
     token_env_var: str = Field(default="AXON_ADMIN_TOKEN", description="Environment variable holding the admin token")
+    token_file: Optional[str] = Field(default=None, description="File holding the admin token (when the env var is unset)")
     timeout_seconds: float = 10.0
 
     def client(self):
         from axon_dagster.api.client import ControlPlaneClient
+        from axon_dagster.config import SecretRef
 
-        return ControlPlaneClient(self.url, token=_env_token(self.token_env_var), timeout=self.timeout_seconds)
+        token = SecretRef(env=self.token_env_var, file=self.token_file, key="token_file").resolve()
+        return ControlPlaneClient(self.url, token=token, timeout=self.timeout_seconds)
 
 
 class EdgeCacheResource(dg.ConfigurableResource):
@@ -97,22 +96,38 @@ def _absolute_file_url(url: str) -> str:
 
 
 def resources_from_env() -> dict[str, dg.ConfigurableResource]:
+    """Defaults from the selected environment config (``AXON_ENV`` / ``AXON_CONFIG_FILE``, see
+    :mod:`axon_dagster.config`; built-in defaults when neither is set); ``AXON_*`` variables override."""
+    from axon_dagster.config import AxonConfig, config_selected, load_config
+
+    cfg = load_config() if config_selected() else AxonConfig()
+    cp, cache, store, insp, rec = cfg.control_plane, cfg.storage.edge_cache, cfg.storage.object_store, cfg.inspection, cfg.recorder
     env = os.environ.get
+    max_gb = env("AXON_EDGE_CACHE_MAX_GB")
     return {
-        "control_plane": ControlPlaneResource(url=env("AXON_CONTROL_PLANE_URL", "http://127.0.0.1:8000")),
+        "control_plane": ControlPlaneResource(
+            url=env("AXON_CONTROL_PLANE_URL", cp.url),
+            token_env_var=cp.admin_token.env or "AXON_ADMIN_TOKEN",
+            token_file=cp.admin_token.file,
+            timeout_seconds=cfg.timeouts.control_plane_seconds,
+        ),
         "edge_cache": EdgeCacheResource(
-            root=os.path.abspath(env("AXON_EDGE_CACHE_DIR", ".axon/edge-cache")),
-            max_size_gb=float(env("AXON_EDGE_CACHE_MAX_GB")) if env("AXON_EDGE_CACHE_MAX_GB") else None,
-            policy=env("AXON_EDGE_CACHE_POLICY", "lru"),
+            root=os.path.abspath(env("AXON_EDGE_CACHE_DIR", cache.root)),
+            max_size_gb=float(max_gb) if max_gb else cache.max_size_gb,
+            policy=env("AXON_EDGE_CACHE_POLICY", cache.policy),
         ),
         "object_store": ObjectStoreResource(
-            url=_absolute_file_url(env("AXON_OBJECT_STORE_URL", "file://.axon/cloud")),
-            endpoint_url=env("AWS_ENDPOINT_URL") or None,
+            url=_absolute_file_url(env("AXON_OBJECT_STORE_URL", store.url)),
+            endpoint_url=env("AWS_ENDPOINT_URL") or store.endpoint_url,
         ),
-        "inspection": InspectionResource(runner=env("AXON_INSPECTION_RUNNER", "native"), ray_address=env("AXON_RAY_ADDRESS")),
+        "inspection": InspectionResource(
+            runner=env("AXON_INSPECTION_RUNNER", insp.runner), ray_address=env("AXON_RAY_ADDRESS") or insp.ray_address
+        ),
         "recorder": RecorderResource(
-            transport=env("AXON_RECORDER_TRANSPORT", "http"),
-            url=env("AXON_RECORDER_URL", "http://127.0.0.1:8091"),
-            namespace=env("AXON_RECORDER_NAMESPACE", "axon"),
+            transport=env("AXON_RECORDER_TRANSPORT", rec.transport),
+            url=env("AXON_RECORDER_URL", rec.url),
+            namespace=env("AXON_RECORDER_NAMESPACE", rec.namespace),
+            timeout_seconds=rec.timeout_seconds,
+            retry_attempts=rec.retry_attempts,
         ),
     }
