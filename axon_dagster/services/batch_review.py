@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 UnitOfWork = SqlAlchemyUnitOfWork
 MAX_TASKS = 10_000
-RECORDING_TEMPLATES = ("default", "camera_only", "lidar_only")
+from axon_dagster.config import RECORDING_TEMPLATES  # noqa: E402  (one list of template names)
 
 
 def _actor(actor: Any) -> str:

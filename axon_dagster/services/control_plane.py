@@ -8,6 +8,8 @@ changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import logging
 import secrets
@@ -15,6 +17,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
+from axon_dagster.config import recording_template
 from axon_dagster.domain import (
     Dataset,
     DatasetStatus,
@@ -163,12 +166,15 @@ def plan_order(
             raise NotFoundError("order", order_id)
         if uow.batches.any_for_order(order_id):
             raise AlreadyExistsError("plan", order_id, f"order {order_id!r} is already planned")
+        policy = uow.batch_review.order_policy(order_id)
+        if not template.topics and policy:
+            # No explicit topics: the order's recording template says what every task records.
+            template = dataclasses.replace(template, topics=recording_template(policy[1]).topic_names)
         plan = domain_plan_order(order, strategy, template, manual_batches)
         try:
             uow.batches.add_many(plan.batches)
             records = uow.tasks.add_many(plan.tasks)
             # Batch review: approved now when the order auto-approves (the default), else pending.
-            policy = uow.batch_review.order_policy(order_id)
             uow.batch_review.set_status([b.batch_id for b in plan.batches], initial_status(policy[0] if policy else True).value)
         except DuplicateKeyError as exc:
             raise AlreadyExistsError("plan", order_id, f"planned ids of order {order_id!r} collide with stored ones: {exc}") from None

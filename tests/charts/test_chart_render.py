@@ -99,6 +99,10 @@ def _cloud(render, name):
     return render("axon-cloud", CHARTS_DIR / "axon-cloud" / "ci" / f"{name}.yaml", release="axon-cloud")
 
 
+def _cloud_with(render, name, *sets):
+    return render("axon-cloud", CHARTS_DIR / "axon-cloud" / "ci" / f"{name}.yaml", release="axon-cloud", sets=sets)
+
+
 def test_cloud_code_server_contract(render):
     dep = next(o for o in _cloud(render, "production-like-values") if o["kind"] == "Deployment"
                and o["metadata"]["name"] == "axon-cloud-code")
@@ -111,6 +115,106 @@ def test_cloud_code_server_contract(render):
     refs = c["envFrom"]
     assert {"configMapRef": {"name": "axon-cloud-env"}} in refs
     assert {"secretRef": {"name": "axon-runtime-prod"}} in refs
+
+
+def _code_server(rendered):
+    dep = next(o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == "axon-cloud-code")
+    svc = next(o for o in rendered if o["kind"] == "Service" and o["metadata"]["name"] == "axon-cloud-code")
+    return dep["spec"]["template"]["spec"]["containers"][0], svc
+
+
+def test_cloud_code_server_serves_metrics_on_its_own_port(render):
+    rendered = _cloud(render, "production-like-values")
+    c, svc = _code_server(rendered)
+    env = {e["name"]: e for e in c["env"]}
+    assert env["AXON_METRICS_PORT"] == {"name": "AXON_METRICS_PORT", "value": "9464"}
+    assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in c["ports"]
+    assert {"name": "metrics", "port": 9464, "targetPort": "metrics", "protocol": "TCP"} in svc["spec"]["ports"]
+    # Only the long-lived code server binds it, never the run pods that share the env ConfigMap.
+    cm = next(o for o in rendered if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "axon-cloud-env")
+    assert "AXON_METRICS_PORT" not in cm["data"]
+    # ServiceMonitor endpoint: selects the code-server Service and scrapes its `metrics` port.
+    mon = next(o for o in rendered if o["kind"] == "ServiceMonitor" and o["metadata"]["name"] == "axon-cloud-code")
+    assert mon["spec"]["endpoints"][0]["port"] == "metrics" and mon["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert mon["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    sel = mon["spec"]["selector"]["matchLabels"]
+    assert sel and all(svc["metadata"]["labels"].get(k) == v for k, v in sel.items())
+    assert not any(all(o["metadata"]["labels"].get(k) == v for k, v in sel.items())
+                   for o in rendered if o["kind"] == "Service" and o is not svc)
+    assert check_custom_resource(mon) == []
+    # The code-server NetworkPolicy lets the monitoring namespace in on the metrics port only.
+    np_ = next(o for o in rendered if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "axon-cloud-code-server")
+    scrape = [r for r in np_["spec"]["ingress"] if {"port": 9464, "protocol": "TCP"} in r["ports"]]
+    assert len(scrape) == 1 and scrape[0]["ports"] == [{"port": 9464, "protocol": "TCP"}]
+    assert scrape[0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+
+
+def test_cloud_code_server_metrics_port_is_configurable_and_switchable(render):
+    rendered = _cloud_with(render, "production-like-values", "codeServer.metrics.port=9100",
+                           "networkPolicy.monitoringPodLabels.app\\.kubernetes\\.io/name=prometheus")
+    c, svc = _code_server(rendered)
+    assert {e["name"]: e.get("value") for e in c["env"]}["AXON_METRICS_PORT"] == "9100"
+    assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in c["ports"]
+    assert {"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP"} in svc["spec"]["ports"]
+    nps = {o["metadata"]["name"]: o for o in _by_kind(rendered, "NetworkPolicy")}
+    scrape = [r for r in nps["axon-cloud-code-server"]["spec"]["ingress"] if {"port": 9100, "protocol": "TCP"} in r["ports"]]
+    prom_peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    assert scrape[0]["from"] == [prom_peer]
+    assert any(r.get("from") == [prom_peer] for r in nps["axon-cloud-ray"]["spec"]["ingress"])
+
+    off = _cloud_with(render, "production-like-values", "codeServer.metrics.enabled=false")
+    c, svc = _code_server(off)
+    assert "AXON_METRICS_PORT" not in {e["name"] for e in c["env"]}
+    assert [p["name"] for p in c["ports"]] == ["grpc"] and [p["name"] for p in svc["spec"]["ports"]] == ["grpc"]
+    assert "axon-cloud-code" not in {o["metadata"]["name"] for o in _by_kind(off, "ServiceMonitor")}
+    np_ = next(o for o in off if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "axon-cloud-code-server")
+    assert [r["ports"] for r in np_["spec"]["ingress"]] == [[{"port": 3030, "protocol": "TCP"}]]
+    # No Prometheus namespace configured: no scrape rule either.
+    no_ns = _cloud_with(render, "production-like-values", "networkPolicy.monitoringNamespace=")
+    np_ = next(o for o in no_ns if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "axon-cloud-code-server")
+    assert len(np_["spec"]["ingress"]) == 1
+    # Monitoring off: the port is still served, but no ServiceMonitor.
+    minimal = _cloud(render, "minimal-values")
+    assert {e["name"]: e.get("value") for e in _code_server(minimal)[0]["env"]}["AXON_METRICS_PORT"] == "9464"
+    assert not _by_kind(minimal, "ServiceMonitor")
+    with pytest.raises(HelmError, match="codeServer.metrics.port"):
+        _cloud_with(render, "minimal-values", "codeServer.metrics.port=3030")
+
+
+def test_cloud_code_server_alert_and_review_env(render):
+    c, _ = _code_server(_cloud(render, "minimal-values"))
+    env = {e["name"]: e for e in c["env"]}
+    assert env["AXON_REVIEW_REJECTED_POLICY"]["value"] == "archive"
+    # Unset alert values leave the code's defaults alone.
+    assert not {n for n in env if n.startswith("AXON_ALERT_")}
+    rendered = _cloud_with(render, "minimal-values", "codeServer.alerts.failureRatio=0.35",
+                           "codeServer.alerts.windowSeconds=3600", "codeServer.alerts.minRuns=10",
+                           "codeServer.alerts.webhookUrlSecret.name=axon-alerting",
+                           "codeServer.review.rejectedPolicy=delete")
+    c, _ = _code_server(rendered)
+    env = {e["name"]: e for e in c["env"]}
+    assert env["AXON_ALERT_FAILURE_RATIO"]["value"] == "0.35"
+    assert env["AXON_ALERT_WINDOW_SECONDS"]["value"] == "3600"
+    assert env["AXON_ALERT_MIN_RUNS"]["value"] == "10"
+    assert env["AXON_ALERT_WEBHOOK_URL"] == {"name": "AXON_ALERT_WEBHOOK_URL", "valueFrom": {
+        "secretKeyRef": {"name": "axon-alerting", "key": "AXON_ALERT_WEBHOOK_URL"}}}
+    assert env["AXON_REVIEW_REJECTED_POLICY"]["value"] == "delete"
+    assert not [p for o in rendered for p in check_secret_handling(o)]
+    # The rendered env is what the code reads.
+    from axon_dagster.observability.sensors import RunFailureAlertResource
+    from axon_dagster.defs.review import ReviewPolicy
+    plain = {n: e["value"] for n, e in env.items() if "value" in e}
+    import os
+    from unittest import mock
+    with mock.patch.dict(os.environ, {**plain, "AXON_ALERT_WEBHOOK_URL": "https://hooks.example.com/x"}):
+        res = RunFailureAlertResource.from_env()
+    assert (res.failure_ratio_threshold, res.window_seconds, res.min_runs) == (0.35, 3600, 10)
+    assert ReviewPolicy(rejected=plain["AXON_REVIEW_REJECTED_POLICY"]).rejected == "delete"
+    # Values files carry floats as numbers; the env is still a plain decimal string.
+    c, _ = _code_server(render("axon-cloud", CHARTS_DIR / "axon-cloud" / "ci" / "multi-robot-values.yaml",
+                               release="axon-cloud", sets=("codeServer.alerts.windowSeconds=86400",)))
+    assert {e["name"]: e.get("value") for e in c["env"]}["AXON_ALERT_WINDOW_SECONDS"] == "86400"
 
 
 def test_cloud_env_configmap_carries_the_runtime_contract(render):
@@ -252,6 +356,71 @@ def test_edge_simulator_sidecar_is_dev_only(render):
     assert env["ROS_MASTER_URI"] == "http://127.0.0.1:11311"
 
 
+def _agent_env(rendered):
+    (dep,) = _by_kind(rendered, "Deployment")
+    agent = next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "agent")
+    return {e["name"]: e.get("value") for e in agent["env"]}
+
+
+def test_edge_recorder_and_teleop_transports(render):
+    # http (default): the recorder URL, no ROS namespace.
+    env = _agent_env(_edge(render, "minimal-values"))
+    assert (env["AXON_RECORDER_TRANSPORT"], env["AXON_RECORDER_URL"], env["AXON_TELEOP"]) == (
+        "http", "http://127.0.0.1:8091", "http")
+    assert env["AXON_SUPERVISION_INTERVAL"] == "1"
+    assert "AXON_RECORDER_NAMESPACE" not in env
+    # ros2: the recorder's ROS namespace, no URL.
+    env = _agent_env(_edge(render, "production-like-values", release="amr-0042"))
+    assert (env["AXON_RECORDER_TRANSPORT"], env["AXON_RECORDER_NAMESPACE"]) == ("ros2", "axon")
+    assert "AXON_RECORDER_URL" not in env
+    # ros1 recorder + ros1 teleop (ci/ros1-values.yaml), with the master the agent's node needs.
+    env = _agent_env(_edge(render, "ros1-values", release="amr-ros1-0007"))
+    assert (env["AXON_RECORDER_TRANSPORT"], env["AXON_RECORDER_NAMESPACE"], env["AXON_TELEOP"]) == ("ros1", "rec", "ros1")
+    assert env["AXON_SUPERVISION_INTERVAL"] == "2" and env["ROS_MASTER_URI"] == "http://127.0.0.1:11311"
+    assert "AXON_RECORDER_URL" not in env
+    # HTTP recorder (simulator) with ROS 1 teleop and a fractional supervision interval.
+    env = _agent_env(_edge(render, "multi-robot-values", release="robot-2"))
+    assert (env["AXON_RECORDER_TRANSPORT"], env["AXON_TELEOP"], env["AXON_SUPERVISION_INTERVAL"]) == ("http", "ros1", "0.5")
+    # --set passes floats as strings: still accepted and rendered as given.
+    env = _agent_env(render("axon-edge", CHARTS_DIR / "axon-edge" / "ci" / "minimal-values.yaml", release="robot-1",
+                            sets=("recorder.supervisionIntervalSeconds=0.25",)))
+    assert env["AXON_SUPERVISION_INTERVAL"] == "0.25"
+
+
+def test_edge_rendered_env_is_accepted_by_the_agent_cli(render):
+    """The agent parses exactly the env the chart renders (every ci values file)."""
+    import os
+    from unittest import mock
+
+    from axon_edge import cli
+
+    for values_file in ci_values("axon-edge"):
+        env = {k: v for k, v in _agent_env(render("axon-edge", values_file, release="robot-1")).items() if v is not None}
+        env["AXON_ROBOT_TOKEN"] = "t"  # from its Secret in the pod
+        with mock.patch.dict(os.environ, env, clear=True):
+            args = cli._parser().parse_args(["run"])
+        assert args.recorder_transport == env["AXON_RECORDER_TRANSPORT"], values_file.name
+        assert args.teleop == env["AXON_TELEOP"]
+        assert float(args.supervision_interval) > 0
+        if args.recorder_transport == "http":
+            assert args.recorder_url
+        else:
+            from axon_dagster.recorder.srv import validate_namespace
+            assert validate_namespace(args.recorder_namespace)
+        if "ros1" in (args.recorder_transport, args.teleop):
+            assert env.get("ROS_MASTER_URI"), values_file.name
+
+
+@pytest.mark.parametrize(("sets", "expected"), [
+    (["recorder.transport=http", "recorder.url="], "recorder.url is required"),
+    (["recorder.transport=ros1", "ros.masterUri="], "ros.masterUri"),
+    (["teleop.transport=ros1", "ros.masterUri="], "ros.masterUri"),
+])
+def test_edge_refuses_incomplete_transport_settings(render, sets, expected):
+    with pytest.raises(HelmError, match=expected):
+        render("axon-edge", CHARTS_DIR / "axon-edge" / "ci" / "minimal-values.yaml", release="robot-1", sets=tuple(sets))
+
+
 def test_edge_one_release_per_robot_never_collides(render):
     values = CHARTS_DIR / "axon-edge" / "ci" / "minimal-values.yaml"
     seen = {}
@@ -276,12 +445,31 @@ def test_edge_one_release_per_robot_never_collides(render):
     ("axon-cloud", ["podSecurityContext.runAsNonRoot=false"], ["/podSecurityContext/runAsNonRoot"]),
     ("axon-cloud", ["codeServer.resources.limits=null"], ["/codeServer/resources"]),
     ("axon-cloud", ["apiReplicas=2"], ["apiReplicas"]),  # typo of a key: refused, not ignored
+    ("axon-cloud", ["codeServer.metrics.port=metrics"], ["/codeServer/metrics/port", "want integer"]),
+    ("axon-cloud", ["codeServer.metrics.port=70000"], ["/codeServer/metrics/port", "maximum"]),
+    ("axon-cloud", ["codeServer.metrics.enabled=maybe"], ["/codeServer/metrics/enabled", "want boolean"]),
+    ("axon-cloud", ["codeServer.review.rejectedPolicy=shred"], ["/codeServer/review/rejectedPolicy"]),
+    ("axon-cloud", ["codeServer.alerts.failureRatio=1.5"], ["/codeServer/alerts/failureRatio"]),
+    ("axon-cloud", ["codeServer.alerts.failureRatio=0"], ["/codeServer/alerts/failureRatio"]),
+    ("axon-cloud", ["codeServer.alerts.windowSeconds=0"], ["/codeServer/alerts/windowSeconds"]),
+    ("axon-cloud", ["codeServer.alerts.minRuns=some"], ["/codeServer/alerts/minRuns"]),
+    # The webhook URL is never a chart value: only a Secret reference.
+    ("axon-cloud", ["codeServer.alerts.webhookUrl=https://hooks.example.com/T0/B0/x"], ["/codeServer/alerts", "webhookUrl"]),
+    ("axon-cloud", ["networkPolicy.monitoringPodLabels.app=1"], ["/networkPolicy/monitoringPodLabels/app", "want string"]),
     ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "ros.domainId=abc"], ["/ros/domainId", "want integer"]),
     ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "ros.domainId=300"], ["/ros/domainId", "maximum"]),
     ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "hostNetwork=yes-please"], ["/hostNetwork", "want boolean"]),
     ("axon-edge", ["controlPlaneUrl=http://x"], ["/robotId"]),  # required value missing
     ("axon-edge", ["robotId=Robot_1", "controlPlaneUrl=http://x"], ["/robotId"]),
     ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=ftp://x"], ["/controlPlaneUrl"]),
+    ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "recorder.transport=ros3"], ["/recorder/transport"]),
+    ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "teleop.transport=ros2"], ["/teleop/transport"]),
+    ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "recorder.namespace=1axon"], ["/recorder/namespace"]),
+    ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "recorder.supervisionIntervalSeconds=0"],
+     ["/recorder/supervisionIntervalSeconds"]),
+    ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "recorder.supervisionIntervalSeconds=soon"],
+     ["/recorder/supervisionIntervalSeconds"]),
+    ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "teleop.topic=/x"], ["/teleop", "topic"]),
 ])
 def test_schema_refuses_wrong_values_with_a_clear_message(render, chart, sets, expected):
     with pytest.raises(HelmError) as err:
@@ -354,6 +542,11 @@ def test_secret_leak_check_bites(render):
     api = copy.deepcopy(api)
     api["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "AWS_SECRET_ACCESS_KEY", "value": "x"})
     assert check_secret_handling(api)
+    code = copy.deepcopy(next(o for o in _cloud(render, "minimal-values") if o["kind"] == "Deployment"
+                              and o["metadata"]["name"] == "axon-cloud-code"))
+    code["spec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "AXON_ALERT_WEBHOOK_URL", "value": "https://hooks.example.com/T0/B0/x"})
+    assert check_secret_handling(code)
     assert check_secret_handling(dep) == []
 
 

@@ -154,3 +154,15 @@ app.kubernetes.io/component: {{ . }}
 {{- define "axon-cloud.securityContext" -}}
 {{- toYaml .Values.securityContext }}
 {{- end }}
+
+{{/* NetworkPolicy peer for Prometheus: its namespace, narrowed to its pods when labels are given. */}}
+{{- define "axon-cloud.monitoringPeer" -}}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ .Values.networkPolicy.monitoringNamespace }}
+  {{- with .Values.networkPolicy.monitoringPodLabels }}
+  podSelector:
+    matchLabels:
+      {{- toYaml . | nindent 6 }}
+  {{- end }}
+{{- end }}
