@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo dev test bench-control clean kind-up tilt
+.PHONY: install system-deps demo dev test bench-control bench-upload bench-qc clean kind-up tilt
 
 install: $(INSTALLED)
 
@@ -34,6 +34,11 @@ test: install system-deps
 
 bench-control: install system-deps
 	$(PY) bench/control_plane.py
+
+# Staging vs copytree, then our uploader vs boto3 (last line: ratio of upload throughputs).
+bench-upload: install
+	$(PY) bench/staging.py
+	$(PY) bench/upload_throughput.py
 
 clean:
 	rm -rf .axon .pytest_cache

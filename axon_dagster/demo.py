@@ -53,11 +53,13 @@ class DagsterDriver:
 
     # The demo shows its own progress; Dagster's per-step DEBUG lines would drown it.
     LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    SENSORS = ("task_status_sensor", "bandwidth_sensor", "review_decision_sensor")
 
     def __init__(self, defs, instance):
         self.defs = defs
         self.instance = instance
-        self.cursor: str | None = None
+        self.sensors = [defs.resolve_sensor_def(name) for name in self.SENSORS]
+        self.cursors: dict[str, str | None] = {}
         self.launched: set[str] = set()
         self.failed_runs: list[str] = []
 
@@ -68,25 +70,28 @@ class DagsterDriver:
         assert result.success
 
     def tick(self) -> int:
+        """One evaluation of each sensor that moves data (new recordings, uploads through the
+        bandwidth gate, review decisions), then every run they request, once per run_key."""
         import dagster as dg
 
-        from axon_dagster.defs.sensors import task_status_sensor
-
-        resources = {"control_plane": self.defs.resources["control_plane"]}
-        with dg.build_sensor_context(instance=self.instance, cursor=self.cursor, resources=resources) as context:
-            result = task_status_sensor(context)
-        self.cursor = result.cursor
         started = 0
-        for request in result.run_requests or []:
-            if request.run_key in self.launched:
-                continue
-            self.launched.add(request.run_key)
-            job = self.defs.resolve_job_def("data_flow")
-            run = job.execute_in_process(run_config={**request.run_config, **self.LOGGING}, instance=self.instance, tags=request.tags, raise_on_error=False)
-            if not run.success:
-                self.failed_runs.append(run.run_id)
-                log.error("data_flow run %s for %s failed", run.run_id, request.tags.get("axon/task_id"))
-            started += 1
+        for sensor in self.sensors:
+            resources = {k: self.defs.resources[k] for k in sensor.required_resource_keys}
+            with dg.build_sensor_context(instance=self.instance, cursor=self.cursors.get(sensor.name), resources=resources) as context:
+                result = sensor.evaluate_tick(context)
+            self.cursors[sensor.name] = result.cursor
+            for request in result.run_requests or []:
+                if request.run_key in self.launched:
+                    continue
+                self.launched.add(request.run_key)
+                job = self.defs.resolve_job_def(request.job_name or sensor.job_name)
+                run = job.execute_in_process(
+                    run_config={**request.run_config, **self.LOGGING}, instance=self.instance, tags=request.tags, raise_on_error=False
+                )
+                if not run.success:
+                    self.failed_runs.append(run.run_id)
+                    log.error("%s run %s for %s failed", job.name, run.run_id, request.tags.get("axon/task_id"))
+                started += 1
         return started
 
 
@@ -112,6 +117,7 @@ def run_demo(options: DemoOptions, progress=None) -> DemoResult:
         import os
 
         os.environ["AXON_ADMIN_TOKEN"] = fleet.admin_token
+        os.environ.setdefault("AXON_UPLOAD_STATE_DIR", str(workdir / "upload-state"))
         os.environ.update(fleet.ros_env)  # ros1: this process's recorder resource uses the fleet's master
         first = fleet.robot_processes[0]
         defs = build_definitions(

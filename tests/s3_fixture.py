@@ -12,10 +12,16 @@ Fixtures:
 
 ``S3RequestLog(client)`` records every request a client actually sends (operation and key), e.g.
 to prove that a re-upload sends no PutObject.
+
+``s3_server.wait_idle()`` waits until the server has finished every request it started (a killed
+client's last request may still be processed after the kill: tests that inspect the store right
+after killing an uploader wait for that first).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from urllib.parse import unquote, urlsplit
 from collections.abc import Iterator
@@ -31,11 +37,50 @@ DUMMY_CREDENTIALS = {
 }
 
 
+class _InFlight:
+    """WSGI middleware counting the requests the server is working on."""
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.count = 0
+        self.last_change = time.monotonic()
+        self.lock = threading.Lock()
+
+    def _add(self, n: int) -> None:
+        with self.lock:
+            self.count += n
+            self.last_change = time.monotonic()
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        self._add(1)
+        try:
+            return list(self.app(environ, start_response))
+        finally:
+            self._add(-1)
+
+    def wait_idle(self, quiet: float = 0.05, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                idle = self.count == 0 and time.monotonic() - self.last_change >= quiet
+            if idle:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"S3 server still busy with {self.count} request(s) after {timeout}s")
+            time.sleep(0.01)
+
+
 @dataclass(frozen=True)
 class S3Endpoint:
     url: str
     host: str
     port: int
+    inflight: _InFlight | None = field(default=None, compare=False, repr=False)
+
+    def wait_idle(self, quiet: float = 0.05, timeout: float = 10.0) -> None:
+        """Return once no request has been in progress for ``quiet`` seconds."""
+        if self.inflight is not None:
+            self.inflight.wait_idle(quiet, timeout)
 
 
 @pytest.fixture(scope="session")
@@ -48,8 +93,10 @@ def s3_server() -> Iterator[S3Endpoint]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    inflight = _InFlight(server._server.app)  # type: ignore[union-attr]
+    server._server.app = inflight  # type: ignore[union-attr]
     try:
-        yield S3Endpoint(f"http://{host}:{port}", host, port)
+        yield S3Endpoint(f"http://{host}:{port}", host, port, inflight)
     finally:
         server.stop()
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .bandwidth import bandwidth_resource_from_env, bandwidth_sensor
 from .control_flow import order_processing
-from .data_flow import data_flow
+from .data_flow import data_flow, upload_approved
 from axon_dagster.observability import OBSERVABILITY_DEFS
 
 from .lineage import LINEAGE_SPECS
@@ -18,13 +19,14 @@ from .sensors import task_status_sensor
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[*LINEAGE_SPECS, *RECORDING_DEFS["assets"]],
-        jobs=[order_processing, data_flow, *RECORDING_DEFS["jobs"], *REVIEW_DEFS["jobs"]],
+        jobs=[order_processing, data_flow, upload_approved, *RECORDING_DEFS["jobs"], *REVIEW_DEFS["jobs"]],
         schedules=list(RECORDING_DEFS["schedules"]),
-        sensors=[task_status_sensor, *RECORDING_DEFS["sensors"], *REVIEW_DEFS["sensors"], *OBSERVABILITY_DEFS["sensors"]],
+        sensors=[task_status_sensor, bandwidth_sensor, *RECORDING_DEFS["sensors"], *REVIEW_DEFS["sensors"], *OBSERVABILITY_DEFS["sensors"]],
         resources={
             **RECORDING_DEFS["resources"],
             **REVIEW_DEFS["resources"],
             **OBSERVABILITY_DEFS["resources"],
+            "bandwidth": bandwidth_resource_from_env(),
             **resources_from_env(),
             **(resources or {}),
         },

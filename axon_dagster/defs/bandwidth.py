@@ -26,7 +26,7 @@ from axon_dagster.storage.bandwidth import ProbeError, probe_bandwidth
 from .resources import ControlPlaneResource
 
 UPLOAD_JOB_NAME = "upload_approved"
-UPLOAD_OP_NAME = "upload_dataset"
+UPLOAD_OP_NAME = "load_approved_dataset"
 ACTIVE_RUN_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -127,7 +127,8 @@ def evaluate_bandwidth(context: dg.SensorEvaluationContext, control_plane: Contr
 @dg.sensor(
     name="bandwidth_sensor",
     job_name=UPLOAD_JOB_NAME,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Launches uploads of approved datasets in priority order while upload bandwidth >= min_bandwidth_mbps.",
 )
 def bandwidth_sensor(context: dg.SensorEvaluationContext, control_plane: ControlPlaneResource, bandwidth: BandwidthGate):

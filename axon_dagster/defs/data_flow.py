@@ -1,4 +1,8 @@
-"""`data_flow`: stage -> inspect -> (gate) -> upload -> report UPLOADED, one run per EXECUTED task."""
+"""`data_flow` (stage -> inspect, one run per EXECUTED task) and `upload_approved` (upload ->
+report UPLOADED, one run per approved dataset, launched by the bandwidth sensor).
+
+Uploads are their own job so that every upload — approved by QC or by a reviewer — goes through
+the bandwidth gate, in priority order, while inspection never waits for the link."""
 
 
 import dagster as dg
@@ -39,14 +43,14 @@ def stage_recording(
     return staged.to_dict()
 
 
-@dg.op(out={"approved": dg.Out(dict, is_required=False)}, retry_policy=NETWORK_RETRY)
+@dg.op(retry_policy=NETWORK_RETRY)
 def inspect_dataset(
     context: dg.OpExecutionContext,
     control_plane: ControlPlaneResource,
     edge_cache: EdgeCacheResource,
     inspection: InspectionResource,
     staged: dict,
-):
+) -> str:
     recording = flow.StagedRecording.from_dict(staged)
     report, outcome = flow.inspect_staged(control_plane.client(), edge_cache.cache(), inspection.inspect, recording)
     checks = {f"check.{c.name}": bool(c.passed) for c in report.checks}
@@ -80,10 +84,21 @@ def inspect_dataset(
             severity=dg.AssetCheckSeverity.WARN if outcome is QcOutcome.NEEDS_REVIEW else dg.AssetCheckSeverity.ERROR,
         )
     )
-    if outcome is QcOutcome.APPROVED:
-        yield dg.Output(staged, "approved")
-    else:
+    if outcome is not QcOutcome.APPROVED:
         context.log.warning(f"task {recording.task_id} not uploaded: QC outcome {outcome.value} (score {report.score:.3f})")
+    return outcome.value
+
+
+class UploadConfig(dg.Config):
+    task_id: str = Field(description="The approved dataset (= its task id) to upload")
+
+
+@dg.op(retry_policy=NETWORK_RETRY)
+def load_approved_dataset(config: UploadConfig, control_plane: ControlPlaneResource) -> dict:
+    try:
+        return flow.load_approved(control_plane.client(), config.task_id).to_dict()
+    except flow.DataFlowError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
 @dg.op(retry_policy=NETWORK_RETRY)
@@ -120,6 +135,11 @@ def report_uploaded(context: dg.OpExecutionContext, control_plane: ControlPlaneR
     context.log.info(f"task {uploaded['task_id']} is {task['status']}: {uploaded['cloud_uri']}")
 
 
-@dg.job(description="Move one EXECUTED task's recording: stage, inspect, upload if approved, report UPLOADED.")
+@dg.job(description="Stage one EXECUTED task's recording into the edge cache and inspect it.")
 def data_flow():
-    report_uploaded(upload_dataset(inspect_dataset(stage_recording())))
+    inspect_dataset(stage_recording())
+
+
+@dg.job(description="Upload one approved dataset with its sidecar and QC report, verify it, report UPLOADED.")
+def upload_approved():
+    report_uploaded(upload_dataset(load_approved_dataset()))

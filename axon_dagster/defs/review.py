@@ -39,7 +39,7 @@ class ReviewPolicy(dg.ConfigurableResource):
 
     rejected: Literal["archive", "delete"] = Field(default="archive", description="archive | delete")
     start_uploads: bool = Field(
-        default=True,
+        default=False,
         description="Start upload_reviewed runs for approved datasets. Turn off when the bandwidth sensor "
         "already launches the upload of every INSPECTED+approved dataset (reviewed ones included).",
     )
@@ -61,29 +61,10 @@ class ReviewedDatasetConfig(dg.Config):
 @dg.op(retry_policy=NETWORK_RETRY)
 def load_reviewed_dataset(config: ReviewedDatasetConfig, control_plane: ControlPlaneResource) -> dict:
     """The reviewed dataset as the data flow's StagedRecording; refuses anything not approved by a human."""
-    client = control_plane.client()
-    dataset = client.get_dataset(config.task_id)
-    if dataset["qc_outcome"] != QcOutcome.APPROVED.value or not dataset.get("reviewed_by"):
-        raise dg.Failure(
-            description=f"dataset {config.task_id} is not approved by a reviewer "
-            f"(outcome {dataset['qc_outcome']}, reviewed_by {dataset.get('reviewed_by')}): not uploading it",
-            allow_retries=False,
-        )
-    task = client.get_task(config.task_id)
-    staged = flow.StagedRecording(
-        task_id=task["task_id"],
-        order_id=task["order_id"],
-        batch_id=task["batch_id"],
-        robot_id=task.get("robot_id") or "",
-        scene=task["scene"],
-        sub_scene=task.get("sub_scene") or "",
-        skills=tuple(task["skills"]),
-        cache_path=dataset["cache_path"],
-        dataset_digest=dataset["dataset_digest"],
-        size_bytes=int(dataset["size_bytes"] or 0),
-        requirements=task.get("requirements") or {},
-        stage_seconds=0.0,
-    )
+    try:
+        staged = flow.load_approved(control_plane.client(), config.task_id, require_reviewer=True)
+    except flow.DataFlowError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     return staged.to_dict()
 
 

@@ -38,8 +38,13 @@ log = logging.getLogger(__name__)
 
 # Runs are labelled `dagster_job`, not `job`: `job` is Prometheus' own target label.
 # Data-flow stages and the op that runs each (the data_flow job's step keys).
-STAGE_OF_STEP = {"stage_recording": "stage", "inspect_dataset": "inspect", "upload_dataset": "upload"}
-STAGES = tuple(STAGE_OF_STEP.values())
+STAGE_OF_STEP = {
+    "stage_recording": "stage",
+    "inspect_dataset": "inspect",
+    "upload_dataset": "upload",
+    "upload_reviewed_dataset": "upload",
+}
+STAGES = tuple(dict.fromkeys(STAGE_OF_STEP.values()))
 QC_OUTCOMES = ("approved", "needs_review", "rejected")
 RUN_STATUSES = ("success", "failure", "canceled")
 

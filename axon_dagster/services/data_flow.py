@@ -108,6 +108,33 @@ def stage_recording(control_plane, edge_cache, task_id: str) -> StagedRecording:
     return staged
 
 
+def load_approved(control_plane, task_id: str, *, require_reviewer: bool = False) -> StagedRecording:
+    """An inspected, approved dataset as it sits in the edge cache, ready for upload. Refuses
+    anything not approved (by a reviewer, with ``require_reviewer``)."""
+    dataset = control_plane.get_dataset(task_id)
+    if dataset["qc_outcome"] != QcOutcome.APPROVED.value or (require_reviewer and not dataset.get("reviewed_by")):
+        who = "a reviewer" if require_reviewer else "QC or a reviewer"
+        raise DataFlowError(
+            f"dataset {task_id} is not approved by {who} (outcome {dataset['qc_outcome']}, "
+            f"reviewed_by {dataset.get('reviewed_by')}): not uploading it"
+        )
+    task = control_plane.get_task(task_id)
+    return StagedRecording(
+        task_id=task["task_id"],
+        order_id=task["order_id"],
+        batch_id=task["batch_id"],
+        robot_id=task.get("robot_id") or "",
+        scene=task["scene"],
+        sub_scene=task.get("sub_scene") or "",
+        skills=tuple(task["skills"]),
+        cache_path=dataset["cache_path"],
+        dataset_digest=dataset["dataset_digest"],
+        size_bytes=int(dataset["size_bytes"] or 0),
+        requirements=task.get("requirements") or {},
+        stage_seconds=0.0,
+    )
+
+
 def inspect_staged(control_plane, edge_cache, inspect: Inspector, staged: StagedRecording):
     """Run QC, store the report beside the dataset, record the outcome. A rejected recording fails
     its task (with the failing checks as reason) and is marked rejected in the cache."""

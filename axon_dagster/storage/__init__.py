@@ -28,3 +28,21 @@ from .object_store import (
 from .recording import Sidecar, TopicSummary, report_path, sidecar_path
 
 __all__ = [name for name in dir() if not name.startswith("_")]
+
+# The uploader and the bandwidth cap are loaded on first use, not with the package: loading them
+# registers the axon_upload_* metrics, which a process that never uploads should not export.
+_LAZY = {
+    "MultipartUploader": "uploader", "UploadError": "uploader", "UploadResult": "uploader", "UploadStateStore": "uploader",
+    "BandwidthConfigError": "bandwidth", "BandwidthSchedule": "bandwidth", "ProbeError": "bandwidth",
+    "ProbeResult": "bandwidth", "ThroughputLog": "bandwidth", "TokenBucket": "bandwidth", "UploadQueue": "bandwidth",
+    "probe_bandwidth": "bandwidth", "shared_bucket": "bandwidth", "shared_queue": "bandwidth",
+}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

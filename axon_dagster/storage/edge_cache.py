@@ -40,12 +40,13 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ..domain.ids import validate_id
-from .digest import DigestMismatch, digest_of_files
+from .digest import DigestMismatch, digest_of_files, file_sha256
 from .recording import Sidecar, sidecar_path
 
 log = logging.getLogger(__name__)
 
 EvictionPolicy = Literal["lru", "fifo", "manual"]
+VerifyLinked = Literal["inode", "hash"]
 BYTES_PER_GB = 10**9  # quotas are in decimal GB, like disk sizes on a spec sheet
 SCHEMA_VERSION = 1
 
@@ -103,25 +104,57 @@ class EdgeCache:
         max_size_gb: float | None = None,
         policy: EvictionPolicy = "lru",
         *,
-        verify_linked: bool = True,
+        verify_linked: VerifyLinked | bool = "inode",
+        delete_after_upload: bool = False,
+        retention_days: float | None = None,
     ):
-        """``verify_linked=False`` skips re-hashing hardlinked files (they are the recorder's own
-        inodes, so hashing them checks the recording, not a copy); the file list is still checked and
-        the upload verifies every byte against the sidecar. Copies are always verified."""
+        """How a staged dataset is checked against its sidecar: copied files are always re-hashed.
+        Hardlinked files (same filesystem) are checked by ``verify_linked``:
+
+        - ``"inode"`` (default): the staged file list equals the sidecar's, the sidecar's digest
+          follows from that list, and every staged file *is* the recorder's file (same device and
+          inode). Re-hashing a hardlink would only re-read the recorder's own bytes — no copy was
+          made that could differ — so it checks the recording against its sidecar, not the staging.
+          That check happens anyway, on every byte, when the dataset is uploaded (the uploader
+          hashes what it sends and refuses a file that differs from the sidecar), and nothing is
+          ever deleted from the cache before a verified upload. Staging 1 GB costs milliseconds.
+        - ``"hash"`` (or ``True``): re-hash linked files too, catching a recording that does not
+          match its sidecar at staging instead of at upload.
+
+        ``delete_after_upload``: remove a dataset as soon as :meth:`mark_uploaded` has recorded its
+        verified cloud copy (never before). ``retention_days``: :meth:`apply_retention` removes
+        uploaded-and-verified or rejected datasets that have been so for longer than this."""
         if policy not in get_args(EvictionPolicy):
             raise ValueError(f"unknown eviction policy {policy!r}; expected one of {get_args(EvictionPolicy)}")
-        if max_size_gb is not None and (not isinstance(max_size_gb, (int, float)) or max_size_gb < 0):
+        if max_size_gb is not None and (isinstance(max_size_gb, bool) or not isinstance(max_size_gb, (int, float)) or max_size_gb < 0):
             raise ValueError(f"max_size_gb must be a non-negative number or None, got {max_size_gb!r}")
+        if verify_linked is True:
+            verify_linked = "hash"
+        elif verify_linked is False:
+            verify_linked = "inode"
+        if verify_linked not in get_args(VerifyLinked):
+            raise ValueError(f"verify_linked must be one of {get_args(VerifyLinked)}, got {verify_linked!r}")
+        if not isinstance(delete_after_upload, bool):
+            raise ValueError(f"delete_after_upload must be true or false, got {delete_after_upload!r}")
+        if retention_days is not None and (
+            isinstance(retention_days, bool) or not isinstance(retention_days, (int, float)) or not retention_days > 0
+        ):
+            raise ValueError(f"retention_days must be a positive number of days or None, got {retention_days!r}")
         self.root = Path(root).resolve()
         self.policy: EvictionPolicy = policy
         self.quota_bytes = None if max_size_gb is None else int(max_size_gb * BYTES_PER_GB)
-        self.verify_linked = verify_linked
+        self.verify_linked: VerifyLinked = verify_linked
+        self.delete_after_upload = delete_after_upload
+        self.retention_days = retention_days
         self._datasets = self.root / "datasets"
         self._tmp = self.root / "tmp"
         self._db = self.root / "index.db"
         self._datasets.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(exist_ok=True)
         self._init_db()
+        # An idle connection held for the cache's lifetime: without it every short-lived
+        # connection would be the last one to close and checkpoint the WAL (fsyncs) each time.
+        self._keeper = self._connect()
         self._recover()
 
     # ----------------------------------------------------------------- public surface
@@ -155,13 +188,12 @@ class EdgeCache:
         scratch = self._scratch_dir()
         try:
             staged_dataset = scratch / f"{dataset_id}.lance"
-            method = self._materialize(src, staged_dataset)
+            method, made_dirs = self._materialize(src, staged_dataset)
             shutil.copyfile(src_sidecar, scratch / f"{dataset_id}.json")
-            if method == "link" and not self.verify_linked:
-                _check_file_list(sidecar, staged_dataset)
-            else:
+            if method == "copy" or self.verify_linked == "hash":
                 sidecar.verify(staged_dataset)
-            _fsync_dir(staged_dataset)
+            else:
+                _verify_links(sidecar, src, staged_dataset)
             try:
                 os.rename(scratch, entry_dir)
             except OSError as exc:
@@ -176,6 +208,15 @@ class EdgeCache:
         finally:
             # After a successful rename the scratch path no longer exists; otherwise drop our copy.
             shutil.rmtree(scratch, ignore_errors=True)
+        # Durability, before the index row makes the dataset CACHED: the sidecar's bytes, then every
+        # directory entry (links, the rename). The entry is visible a moment before it is durable;
+        # a crash in that moment leaves an unindexed entry, which is only ever adopted after it
+        # verifies against its sidecar byte for byte (_adopt_orphan). On a journalling filesystem
+        # the first fsync commits every pending link and rename at once; the rest find nothing left.
+        _fsync_file(entry_dir / f"{dataset_id}.json")
+        for made in reversed(made_dirs):
+            _fsync_dir(entry_dir / made)
+        _fsync_dir(entry_dir)
         _fsync_dir(self._datasets)
 
         entry = self._index_new(dataset_id, sidecar.dataset_digest)
@@ -225,7 +266,12 @@ class EdgeCache:
                 (CacheState.UPLOADED.value, cloud_uri, verified_digest, time.time(), dataset_id),
             )
         log.info("dataset %s marked uploaded to %s (verified digest %s)", dataset_id, cloud_uri, verified_digest)
-        return self._require(dataset_id)
+        entry = self._require(dataset_id)
+        if self.delete_after_upload:
+            # Only here, after the verified digest was recorded: the cloud copy is the dataset now.
+            if self._delete_entry(dataset_id, require_evictable=True):
+                log.info("deleted dataset %s from the edge cache after its verified upload (delete_after_upload)", dataset_id)
+        return entry
 
     def mark_rejected(self, dataset_id: str) -> CachedDataset:
         dataset_id = validate_id(dataset_id, "dataset_id")
@@ -285,6 +331,54 @@ class EdgeCache:
             )
         return evicted
 
+    def apply_retention(self, now: float | None = None) -> builtins.list[str]:
+        """The retention schedule's step: remove every uploaded-and-verified or rejected dataset that
+        has been so for more than ``retention_days`` (whatever the quota). Never touches a dataset
+        that is only cached. Returns the removed ids; a no-op without ``retention_days``."""
+        if self.retention_days is None:
+            return []
+        cutoff = (time.time() if now is None else now) - self.retention_days * 86400
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                "SELECT dataset_id FROM entries WHERE state IN (?, ?) AND updated_at <= ? ORDER BY updated_at",
+                (*(s.value for s in EVICTABLE_STATES), cutoff),
+            ).fetchall()
+        removed = [row["dataset_id"] for row in rows if self._delete_entry(row["dataset_id"], require_evictable=True, older_than=cutoff)]
+        if removed:
+            log.info("edge cache %s: retention (%.1f days) removed %d dataset(s): %s", self.root, self.retention_days, len(removed), removed)
+        return removed
+
+    def disk_usage(self) -> dict:
+        """A JSON-ready report for the control plane: quota, usage by state, what eviction could
+        free, the filesystem's free space, and the oldest dataset still waiting for upload."""
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                "SELECT state, COUNT(*) AS n, COALESCE(SUM(size_bytes), 0) AS bytes, MIN(staged_at) AS oldest FROM entries GROUP BY state"
+            ).fetchall()
+        by_state = {s.value: {"count": 0, "bytes": 0} for s in CacheState}
+        oldest_cached = None
+        for row in rows:
+            by_state[row["state"]] = {"count": row["n"], "bytes": row["bytes"]}
+            if row["state"] == CacheState.CACHED.value and row["oldest"] is not None:
+                oldest_cached = datetime.fromtimestamp(row["oldest"], timezone.utc).isoformat()
+        used = sum(v["bytes"] for v in by_state.values())
+        fs = shutil.disk_usage(self.root)
+        return {
+            "root": str(self.root),
+            "policy": self.policy,
+            "quota_bytes": self.quota_bytes,
+            "used_bytes": used,
+            "pressure": self.quota_bytes is not None and used > self.quota_bytes,
+            "datasets": by_state,
+            "evictable_bytes": sum(by_state[s.value]["bytes"] for s in EVICTABLE_STATES),
+            "pending_upload_bytes": by_state[CacheState.CACHED.value]["bytes"],
+            "oldest_pending_staged_at": oldest_cached,
+            "filesystem": {"total_bytes": fs.total, "free_bytes": fs.free},
+            "delete_after_upload": self.delete_after_upload,
+            "retention_days": self.retention_days,
+            "reported_at": datetime.now(timezone.utc).isoformat(),
+        }
+
     def remove(self, dataset_id: str) -> None:
         """Remove one dataset now (operator action, or delete-after-upload). Same rule as eviction:
         refuses (CacheConflict) a dataset that is not uploaded-and-verified or rejected."""
@@ -301,18 +395,22 @@ class EdgeCache:
         """Hardlinks only work within one filesystem; tests replace this to exercise the copy path."""
         return os.stat(src).st_dev == os.stat(self._tmp).st_dev
 
-    def _materialize(self, src: Path, dest: Path) -> str:
-        """Recreate ``src`` under ``dest`` by hardlinks where possible, copies otherwise.
-        Returns "link", "copy" or "mixed". Files in the cache are never modified in place: a linked
-        file is the recorder's own inode."""
+    def _materialize(self, src: Path, dest: Path) -> tuple[str, builtins.list[str]]:
+        """Recreate ``src`` under ``dest`` by hardlinks where possible, copies otherwise (copied
+        files are fsynced; the directories are left to the caller, after its rename).
+        Returns ("link" | "copy" | "mixed", the created directories relative to ``dest.parent``).
+        Files in the cache are never modified in place: a linked file is the recorder's own inode."""
         try_link = self._same_filesystem(src)
         linked = copied = 0
+        made: builtins.list[str] = []
         for dirpath, dirnames, filenames in os.walk(src):
             dirnames.sort()
-            rel_dir = Path(dirpath).relative_to(src)
-            (dest / rel_dir).mkdir(parents=True, exist_ok=True)
+            rel = os.path.normpath(os.path.join(dest.name, os.path.relpath(dirpath, src)))
+            target_dir = os.path.join(dest.parent, rel)
+            os.makedirs(target_dir, exist_ok=True)
+            made.append(rel)
             for name in sorted(filenames):
-                source, target = Path(dirpath, name), dest / rel_dir / name
+                source, target = os.path.join(dirpath, name), os.path.join(target_dir, name)
                 if try_link:
                     try:
                         os.link(source, target)
@@ -321,11 +419,9 @@ class EdgeCache:
                     except OSError as exc:  # EXDEV, EPERM (protected_hardlinks), EMLINK...
                         log.debug("hardlink %s failed (%s); copying", source, exc)
                 shutil.copyfile(source, target)
-                with open(target, "rb+") as fh:
-                    os.fsync(fh.fileno())
+                _fsync_file(Path(target))
                 copied += 1
-            _fsync_dir(dest / rel_dir)
-        return "link" if copied == 0 else ("copy" if linked == 0 else "mixed")
+        return ("link" if copied == 0 else ("copy" if linked == 0 else "mixed")), made
 
     def _same_or_conflict(self, entry: CachedDataset, digest: str, src: Path) -> CachedDataset:
         if entry.dataset_digest != digest:
@@ -365,15 +461,17 @@ class EdgeCache:
         entry_dir = self._entry_dir(dataset_id)
         return entry_dir / f"{dataset_id}.lance", entry_dir / f"{dataset_id}.json"
 
-    def _delete_entry(self, dataset_id: str, *, require_evictable: bool) -> bool:
+    def _delete_entry(self, dataset_id: str, *, require_evictable: bool, older_than: float | None = None) -> bool:
         """Move the entry out of ``datasets/`` and drop its row in one transaction, then delete the
         files. A crash in between leaves an evictable row without files, cleaned up by _recover."""
         with self._tx() as db:
-            row = db.execute("SELECT state FROM entries WHERE dataset_id = ?", (dataset_id,)).fetchone()
+            row = db.execute("SELECT state, updated_at FROM entries WHERE dataset_id = ?", (dataset_id,)).fetchone()
             if row is None:
                 return False
             if require_evictable and CacheState(row["state"]) not in EVICTABLE_STATES:
                 return False  # its state changed since the candidate list was read
+            if older_than is not None and row["updated_at"] > older_than:
+                return False
             trash = self._tmp / f"{os.getpid()}-{uuid.uuid4().hex}-evict-{dataset_id}"
             entry_dir = self._entry_dir(dataset_id)
             if entry_dir.exists():
@@ -387,6 +485,12 @@ class EdgeCache:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._db, timeout=30, isolation_level=None)
         db.row_factory = sqlite3.Row
+        # WAL + NORMAL (as the rest of the project): a commit survives a process crash; a power
+        # loss may roll back the last commits, and every such loss errs on the side of keeping
+        # data: a lost "staged" row leaves an entry that is re-adopted only after it verifies, a
+        # lost "uploaded"/"rejected" mark keeps the dataset un-evictable, a lost eviction is
+        # finished by _recover.
+        db.execute("PRAGMA synchronous=NORMAL")
         return db
 
     @contextmanager
@@ -520,6 +624,39 @@ def _check_sidecar_consistent(sidecar: Sidecar, path: Path) -> None:
         raise DigestMismatch(f"sidecar {path} (dataset_digest field vs its file list)", sidecar.dataset_digest, derived)
 
 
+def _verify_links(sidecar: Sidecar, src: Path, staged: Path) -> None:
+    """Staged by hardlinks: the file list must be the sidecar's, and every staged file the source's
+    very inode (same filesystem: checked by the caller, and hardlinks cannot cross filesystems);
+    a file that is not (copied after a failed link) is re-hashed. Reads directory entries only."""
+    staged_inodes, src_inodes = _scan_inodes(staged), _scan_inodes(src)
+    if set(staged_inodes) != set(sidecar.files):
+        _check_file_list(sidecar, staged)
+    if os.stat(src).st_dev != os.stat(staged).st_dev:
+        sidecar.verify(staged)
+        return
+    for rel, sha in sidecar.files.items():
+        if staged_inodes[rel] != src_inodes.get(rel):
+            actual = file_sha256(staged / rel)
+            if actual != sha:
+                raise DigestMismatch(f"{staged / rel} (copied from {src / rel}) does not match its sidecar", sha, actual)
+
+
+def _scan_inodes(root: Path) -> dict[str, int]:
+    """``{relative_posix_path: inode}`` of every regular file under ``root``, from directory entries
+    (``d_ino``: no stat, no read)."""
+    out: dict[str, int] = {}
+    stack = [("", str(root))]
+    while stack:
+        prefix, path = stack.pop()
+        with os.scandir(path) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((f"{prefix}{entry.name}/", entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    out[prefix + entry.name] = entry.inode()
+    return out
+
+
 def _check_file_list(sidecar: Sidecar, dataset_dir: Path) -> None:
     present = {p.relative_to(dataset_dir).as_posix() for p in dataset_dir.rglob("*") if p.is_file()}
     if present != set(sidecar.files):
@@ -528,7 +665,21 @@ def _check_file_list(sidecar: Sidecar, dataset_dir: Path) -> None:
 
 
 def _tree_size(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    total = 0
+    stack = [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
 
 
 def _fsync_dir(path: Path) -> None:

@@ -11,6 +11,9 @@ def test_definitions_load_with_jobs_sensor_and_resources():
     for job in ("order_processing", "data_flow"):
         assert defs.resolve_job_def(job).name == job
     assert defs.resolve_sensor_def("task_status_sensor").job_name == "data_flow"
+    # Every upload, approved by QC or by a reviewer, goes through the bandwidth gate.
+    assert defs.resolve_sensor_def("bandwidth_sensor").job_name == "upload_approved"
+    assert "upload_dataset" not in {n.name for n in defs.resolve_job_def("data_flow").nodes}
     assert set(defs.resources) >= {"control_plane", "edge_cache", "object_store", "inspection", "recorder"}
 
 
@@ -23,7 +26,7 @@ def test_lineage_graph_runs_order_to_cloud_dataset():
 
 
 def test_network_steps_retry_with_backoff():
-    for job in ("order_processing", "data_flow"):
+    for job in ("order_processing", "data_flow", "upload_approved"):
         for node in defs.resolve_job_def(job).nodes:
             policy = node.definition.retry_policy
             assert policy is not None and policy.backoff == dg.Backoff.EXPONENTIAL, node.name

@@ -95,3 +95,11 @@ def tamper(dataset_dir: Path) -> Path:
     tmp.write_bytes(bytes(data))
     os.replace(tmp, victim)
     return victim
+
+
+@pytest.fixture(autouse=True)
+def _upload_state_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """S3 stores keep their upload state in AXON_UPLOAD_STATE_DIR: never in the working tree."""
+    state = tmp_path / "upload-state"
+    monkeypatch.setenv("AXON_UPLOAD_STATE_DIR", str(state))
+    return state

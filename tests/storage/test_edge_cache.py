@@ -113,7 +113,9 @@ def test_a_tampered_recording_is_refused_and_leaves_nothing_behind(tmp_path, mak
         monkeypatch.setattr(EdgeCache, "_same_filesystem", lambda self, src: False)
     src = make_recording("task-1")
     tamper(src)
-    cache = EdgeCache(tmp_path / "cache")
+    # Hardlinks are re-hashed only with verify_linked="hash" (the default checks inode identity and
+    # leaves the byte check to the upload: tests/upload/test_edge_cache_policies.py).
+    cache = EdgeCache(tmp_path / "cache", verify_linked="hash")
 
     with pytest.raises(DigestMismatch, match="does not match"):
         cache.stage(src, "task-1")
@@ -209,6 +211,12 @@ def test_bad_configuration_is_refused(tmp_path):
         EdgeCache(tmp_path / "c", policy="random")
     with pytest.raises(ValueError, match="max_size_gb"):
         EdgeCache(tmp_path / "c", max_size_gb=-1)
+    with pytest.raises(ValueError, match="verify_linked"):
+        EdgeCache(tmp_path / "c", verify_linked="sometimes")
+    with pytest.raises(ValueError, match="retention_days"):
+        EdgeCache(tmp_path / "c", retention_days=0)
+    with pytest.raises(ValueError, match="delete_after_upload"):
+        EdgeCache(tmp_path / "c", delete_after_upload="yes")
 
 
 # ------------------------------------------------------------------------------------- states
