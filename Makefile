@@ -35,6 +35,10 @@ test: install system-deps
 bench-control: install system-deps
 	$(PY) bench/control_plane.py
 
+# The full QC suite vs a raw scan of the same columns (last line: ratio of times).
+bench-qc: install
+	$(PY) bench/qc_throughput.py
+
 # Staging vs copytree, then our uploader vs boto3 (last line: ratio of upload throughputs).
 bench-upload: install
 	$(PY) bench/staging.py

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from axon_dagster.domain import Requirements
 from axon_dagster.inspection.errors import InspectionInfrastructureError
 from axon_dagster.inspection.kuberay import (
     ENTRYPOINT_MODULE,
@@ -32,7 +33,10 @@ from axon_dagster.inspection.kuberay import (
 
 DATASET = "s3://axon-edge-cache/robot-1/task-42/recording.lance"
 OUTPUT = "s3://axon-datasets/reports/task-42.json"
-REQUIREMENTS = {"min_duration_s": 5, "topics": ["/camera/image_raw", "/joint_states"], "note": "it's \"quoted\" $HOME"}
+# Topic names with quotes and $ prove the requirements survive the shell.
+REQUIREMENTS = {"min_duration_seconds": 5, "required_topics": ["/camera/image_raw", "/joint_states", "/it's \"quoted\" $HOME"]}
+# What the entrypoint carries: every key pinned, so the cluster's defaults cannot drift from ours.
+PINNED = Requirements.from_dict(REQUIREMENTS).to_dict()
 
 
 def config(**overrides) -> KubeRayRunnerConfig:
@@ -136,9 +140,10 @@ def test_manifest_targets_the_existing_cluster_with_the_inspection_entrypoint():
     argv = shlex.split(spec["entrypoint"])
     assert argv[:3] == ["python", "-m", ENTRYPOINT_MODULE]
     args = dict(zip(argv[3::2], argv[4::2], strict=True))
-    assert args == {"--dataset": DATASET, "--requirements": json.dumps(REQUIREMENTS, sort_keys=True, separators=(",", ":")),
+    assert args == {"--dataset": DATASET, "--requirements": json.dumps(PINNED, sort_keys=True, separators=(",", ":")),
                     "--output": OUTPUT}
-    assert json.loads(args["--requirements"]) == REQUIREMENTS  # quotes and $ survive the shell
+    assert json.loads(args["--requirements"]) == PINNED  # quotes and $ survive the shell
+    assert Requirements.from_dict(json.loads(args["--requirements"])).required_topics[-1] == "/it's \"quoted\" $HOME"
     assert m["metadata"]["labels"]["dagster/run-id"] == "r1"
     assert m["metadata"]["annotations"] == {"axon.io/dataset-uri": DATASET, "axon.io/output-uri": OUTPUT}
 
@@ -188,20 +193,24 @@ def test_manifest_passes_the_same_checks_as_the_charts():
 
 @pytest.mark.parametrize("requirements", [REQUIREMENTS, json.dumps(REQUIREMENTS)])
 def test_requirements_as_mapping_or_json(requirements):
-    assert json.loads(shlex.split(build_entrypoint(DATASET, requirements, OUTPUT))[6]) == REQUIREMENTS
+    assert json.loads(shlex.split(build_entrypoint(DATASET, requirements, OUTPUT))[6]) == PINNED
 
 
 def test_requirements_object_with_to_dict():
     class Req:
         def to_dict(self):
-            return {"min_duration_s": 1}
+            return {"min_duration_seconds": 1}
 
-    assert '{"min_duration_s":1}' in build_entrypoint(DATASET, Req(), OUTPUT)
+    assert '"min_duration_seconds":1' in build_entrypoint(DATASET, Req(), OUTPUT)
+    req = Requirements.from_dict({"max_gap_seconds": 0.5})
+    assert json.loads(shlex.split(build_entrypoint(DATASET, req, OUTPUT))[6]) == req.to_dict()
 
 
 @pytest.mark.parametrize(("dataset", "requirements", "output", "message"), [
     (DATASET, "{not json", OUTPUT, "not valid JSON"),
     (DATASET, ["a"], OUTPUT, "must be a mapping"),
+    (DATASET, {"min_duration_s": 5}, OUTPUT, "unknown requirement key"),
+    (DATASET, {"auto_approve": 0.5, "review_floor": 0.8}, OUTPUT, "review_floor"),
     ("", REQUIREMENTS, OUTPUT, "dataset_uri"),
     (DATASET, REQUIREMENTS, "  ", "output_uri"),
 ])
@@ -422,3 +431,58 @@ def test_no_kubeconfig_is_an_infrastructure_error(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(InspectionInfrastructureError, match="no Kubernetes configuration"):
         default_custom_objects_api()
+
+
+# ------------------------------------------------------------------------------ inspect_recording(runner="kuberay")
+
+class ExecutingCustomObjectsApi(FakeCustomObjectsApi):
+    """Runs the RayJob's entrypoint when the RayJob is created, as KubeRay's submitter would —
+    here in this process on Daft's native runner (there is no cluster) — then reports the
+    outcome the entry point's exit status means."""
+
+    def create_namespaced_custom_object(self, group, version, namespace, plural, body, **kw):
+        from axon_dagster.inspection.job import main as job_main
+
+        created = super().create_namespaced_custom_object(group, version, namespace, plural, body, **kw)
+        argv = shlex.split(body["spec"]["entrypoint"])
+        assert argv[:3] == ["python", "-m", ENTRYPOINT_MODULE]
+        code = job_main(argv[3:] + ["--runner", "native"])
+        self.statuses = [_status("RUNNING", "Running"), _status("SUCCEEDED" if code == 0 else "FAILED", "Complete",
+                                                                 message=f"exit code {code}")]
+        return created
+
+
+def _recording(tmp_path, name, **faults):
+    from axon_dagster.recorder.sim.synthetic import Faults, write_recording
+
+    path = tmp_path / f"{name}.lance"
+    write_recording(path, task_id=name, robot_id="robot-1", start_ns=1_700_000_000_000_000_000, duration_s=2.0,
+                    faults=Faults(**faults))
+    return path
+
+
+def test_inspect_recording_on_kuberay_reads_back_the_report_the_job_wrote(tmp_path):
+    from axon_dagster.domain import QcOutcome
+    from axon_dagster.inspection import inspect_recording
+    from axon_dagster.storage.recording import report_path
+
+    path = _recording(tmp_path, "kr", frozen_topics=("/camera/image_raw",))
+    api = ExecutingCustomObjectsApi()
+    report = inspect_recording(path, {"max_gap_seconds": 0.5}, runner="kuberay", kuberay_runner=runner(api))
+    assert report.outcome is QcOutcome.NEEDS_REVIEW and not report.check("frozen_streams").passed
+    assert report.runner == "kuberay"
+    assert report_path(path).exists()  # default output: beside the dataset
+    assert api.verbs() == ["create", "get", "get", "delete"]
+    native = inspect_recording(path, {"max_gap_seconds": 0.5})
+    assert report.checks == native.checks and report.per_topic == native.per_topic
+
+
+def test_inspect_recording_on_kuberay_when_the_job_fails_is_infrastructure(tmp_path):
+    from axon_dagster.inspection import inspect_recording
+
+    api = ExecutingCustomObjectsApi()
+    with pytest.raises(KubeRayJobFailed, match="exit code 3") as err:
+        inspect_recording(tmp_path / "missing.lance", {}, runner="kuberay", kuberay_runner=runner(api),
+                          output_uri=str(tmp_path / "out.json"))
+    assert isinstance(err.value, InspectionInfrastructureError)
+    assert not (tmp_path / "out.json").exists()

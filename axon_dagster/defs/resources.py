@@ -65,7 +65,7 @@ class InspectionResource(dg.ConfigurableResource):
     def inspect(self, dataset_path: str, requirements: Requirements):
         from axon_dagster.inspection import inspect_recording
 
-        return inspect_recording(dataset_path, requirements, runner=self.runner)
+        return inspect_recording(dataset_path, requirements, runner=self.runner, ray_address=self.ray_address)
 
 
 class RecorderResource(dg.ConfigurableResource):

@@ -36,6 +36,20 @@ class Requirements:
     max_duration_seconds: float | None = None
     auto_approve: float = 0.9
     review_floor: float = 0.6
+    # Share of a topic's messages lost in isolated sequence holes (holes inside a stall longer
+    # than max_gap_seconds count as the gap, not as drops).
+    max_drop_rate: float = 0.01
+    # Cross-topic sync: for each sync_topic message, the offset to the nearest
+    # sync_reference_topic message; the sync_percentile-th percentile of |offset| must be at most
+    # max_sync_offset_seconds. None for either topic turns the check off.
+    sync_topic: str | None = "/camera/image_raw"
+    sync_reference_topic: str | None = "/joint_states"
+    sync_percentile: float = 95.0
+    max_sync_offset_seconds: float = 0.02
+    # Frozen streams: the longest run of identical consecutive payloads on these topics must span
+    # at most max_frozen_seconds.
+    frozen_topics: tuple[str, ...] = ("/camera/image_raw", "/joint_states")
+    max_frozen_seconds: float = 1.0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "Requirements":
@@ -56,9 +70,22 @@ class Requirements:
             ):
                 raise PlanningError("requirement expected_rates_hz must map topic names to positive rates")
             data["expected_rates_hz"] = {str(k): float(v) for k, v in rates.items()}
-        for key in ("rate_tolerance", "max_gap_seconds", "min_duration_seconds", "auto_approve", "review_floor"):
-            if key in data and (not isinstance(data[key], (int, float)) or data[key] < 0):
+        if "frozen_topics" in data:
+            topics = data["frozen_topics"]
+            if not isinstance(topics, (list, tuple)) or not all(isinstance(t, str) for t in topics):
+                raise PlanningError("requirement frozen_topics must be a list of topic names")
+            data["frozen_topics"] = tuple(topics)
+        for key in ("sync_topic", "sync_reference_topic"):
+            if key in data and data[key] is not None and (not isinstance(data[key], str) or not data[key]):
+                raise PlanningError(f"requirement {key} must be a topic name or null, got {data[key]!r}")
+        for key in ("rate_tolerance", "max_gap_seconds", "min_duration_seconds", "auto_approve", "review_floor",
+                    "max_drop_rate", "sync_percentile", "max_sync_offset_seconds", "max_frozen_seconds"):
+            if key in data and (not isinstance(data[key], (int, float)) or isinstance(data[key], bool) or data[key] < 0):
                 raise PlanningError(f"requirement {key} must be a non-negative number, got {data[key]!r}")
+        if "max_drop_rate" in data and data["max_drop_rate"] > 1:
+            raise PlanningError(f"requirement max_drop_rate must be a fraction in [0, 1], got {data['max_drop_rate']!r}")
+        if "sync_percentile" in data and not 0 < data["sync_percentile"] <= 100:
+            raise PlanningError(f"requirement sync_percentile must be in (0, 100], got {data['sync_percentile']!r}")
         max_duration = data.get("max_duration_seconds")
         if max_duration is not None and (not isinstance(max_duration, (int, float)) or max_duration < 0):
             raise PlanningError(f"requirement max_duration_seconds must be a non-negative number or null, got {max_duration!r}")
@@ -73,6 +100,7 @@ class Requirements:
         out = dataclasses.asdict(self)
         out["required_topics"] = list(self.required_topics)
         out["expected_rates_hz"] = dict(self.expected_rates_hz)
+        out["frozen_topics"] = list(self.frozen_topics)
         return out
 
     def outcome_for(self, score: float) -> QcOutcome:

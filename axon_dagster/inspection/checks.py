@@ -1,51 +1,51 @@
-"""The QC checks, as pure functions over a recording's per-topic profile.
+"""The QC checks, as pure functions over a recording's profile and its sidecar findings.
 
-Daft computes the profile (one small aggregate row per topic, see :mod:`.daft_profile`); the
-verdicts here need no I/O, so they are the same whichever runner (native, Ray, KubeRay) computed
-the profile.
+Daft computes the profile (small aggregates per topic plus the sync offsets, see
+:mod:`.daft_profile`); :mod:`.sidecar_check` compares the files with the sidecar. The verdicts here
+need no I/O, so they are the same whichever runner (native, Ray, Ray job, KubeRay) computed the
+profile.
+
+Scoring: every scored check weighs the same, so with N applicable checks one failure costs 1/N of
+the score. There are at most 9 scored checks, so one failed check always scores below 0.9 — the
+default ``auto_approve`` — and a recording with a failed check is never auto-approved at the
+default thresholds. ``rows_present`` is a gate, not scored: an empty recording fails every data
+check anyway. A failed critical check (rows, required topics, sidecar consistency) rejects the
+recording whatever its score: nothing else can make up for missing or corrupt data.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from axon_dagster.domain import PlanningError, QcOutcome, Requirements
 
+from .daft_profile import RecordingProfile, TopicProfile
 from .report import CheckResult, TopicStats
+from .sidecar_check import SidecarFindings
 
 ROWS_PRESENT = "rows_present"
 REQUIRED_TOPICS = "required_topics"
 TOPIC_RATES = "topic_rates"
+DROPPED_MESSAGES = "dropped_messages"
 MAX_GAP = "max_gap"
 MONOTONIC_TIMESTAMPS = "monotonic_timestamps"
 DURATION = "duration"
+TOPIC_SYNC = "topic_sync"
+FROZEN_STREAMS = "frozen_streams"
+SIDECAR_CONSISTENCY = "sidecar_consistency"
 
-# Share of the score. Missing data matters most; a slightly short recording least.
-CHECK_WEIGHTS: Mapping[str, float] = {
-    ROWS_PRESENT: 1.0,
-    REQUIRED_TOPICS: 3.0,
-    TOPIC_RATES: 2.0,
-    MAX_GAP: 2.0,
-    MONOTONIC_TIMESTAMPS: 2.0,
-    DURATION: 1.0,
-}
-# A recording failing one of these is rejected whatever its score: nothing else can make up for it.
-CRITICAL_CHECKS = frozenset({ROWS_PRESENT, REQUIRED_TOPICS})
-
-
-@dataclass(frozen=True)
-class TopicProfile:
-    """What the Daft pipeline measures for one topic."""
-
-    count: int
-    first_ns: int
-    last_ns: int
-    max_step_ns: int  # largest log-time step between consecutive messages in sequence order
-    backward_steps: int
-    lost_messages: int
+# Report order.
+CHECK_NAMES = (
+    ROWS_PRESENT, REQUIRED_TOPICS, TOPIC_RATES, DROPPED_MESSAGES, MAX_GAP, MONOTONIC_TIMESTAMPS,
+    DURATION, TOPIC_SYNC, FROZEN_STREAMS, SIDECAR_CONSISTENCY,
+)
+CHECK_WEIGHTS: Mapping[str, float] = {name: (0.0 if name == ROWS_PRESENT else 1.0) for name in CHECK_NAMES}
+CRITICAL_CHECKS = frozenset({ROWS_PRESENT, REQUIRED_TOPICS, SIDECAR_CONSISTENCY})
+# Checks measured from the data; they cannot be measured when the data cannot be read.
+DATA_CHECKS = tuple(n for n in CHECK_NAMES if n not in (REQUIRED_TOPICS, SIDECAR_CONSISTENCY))
+MAX_LISTED = 5  # problems named in a detail line before "... and N more"
 
 
 def checked_requirements(requirements: Requirements | Mapping[str, Any]) -> Requirements:
@@ -57,17 +57,17 @@ def checked_requirements(requirements: Requirements | Mapping[str, Any]) -> Requ
     raise PlanningError(f"requirements must be Requirements or a mapping, got {type(requirements).__name__}")
 
 
-def recording_duration_s(profile: Mapping[str, TopicProfile]) -> float:
-    """Span of the recording. Messages at t0..tN stand for [t0, tN + one period): add the mean
-    period of the fastest topic so a clean 5 s recording measures 5 s, not 4.995 s."""
-    if not profile:
+def recording_duration_s(topics: Mapping[str, TopicProfile]) -> float:
+    """How long the recording ran: the longest span any topic covered (forward log-time steps, so
+    a clock jumping back does not shorten it), plus the shortest mean period — messages at t0..tN
+    stand for [t0, tN + one period), so a clean 5 s recording measures 5 s, not 4.995 s."""
+    if not topics:
         return 0.0
-    span_ns = max(p.last_ns for p in profile.values()) - min(p.first_ns for p in profile.values())
-    periods = [(p.last_ns - p.first_ns) / (p.count - 1) for p in profile.values() if p.count > 1 and p.last_ns > p.first_ns]
-    return (span_ns + (min(periods) if periods else 0.0)) / 1e9
+    periods = [p.active_ns / (p.count - 1) for p in topics.values() if p.count > 1 and p.active_ns > 0]
+    return (max(p.active_ns for p in topics.values()) + (min(periods) if periods else 0.0)) / 1e9
 
 
-def topic_stats(profile: Mapping[str, TopicProfile], duration_s: float) -> dict[str, TopicStats]:
+def topic_stats(topics: Mapping[str, TopicProfile], duration_s: float) -> dict[str, TopicStats]:
     return {
         topic: TopicStats(
             count=p.count,
@@ -77,33 +77,58 @@ def topic_stats(profile: Mapping[str, TopicProfile], duration_s: float) -> dict[
             last_ns=p.last_ns,
             backward_steps=p.backward_steps,
             lost_messages=p.lost_messages,
+            dropped_messages=p.dropped_messages,
+            lost_in_gaps=p.lost_in_gaps,
+            repeated_payloads=p.repeated_payloads,
+            longest_frozen_s=round(p.longest_frozen_ns / 1e9, 6),
+            active_s=round(p.active_ns / 1e9, 6),
         )
-        for topic, p in sorted(profile.items())
+        for topic, p in sorted(topics.items())
     }
 
 
 def run_checks(
-    profile: Mapping[str, TopicProfile], requirements: Requirements
+    profile: RecordingProfile | None,
+    sidecar: SidecarFindings | None,
+    requirements: Requirements,
+    *,
+    unmeasured_reason: str = "",
 ) -> tuple[list[CheckResult], dict[str, TopicStats], float]:
-    """All checks of inspection v0 → (check results, per-topic stats, duration in seconds)."""
-    duration_s = recording_duration_s(profile)
-    stats = topic_stats(profile, duration_s)
-    row_count = sum(p.count for p in profile.values())
-    checks = [_rows_present(row_count), _required_topics(stats, requirements)]
+    """Every check → (results in CHECK_NAMES order, per-topic stats, duration in seconds).
+
+    ``profile`` is None when the data could not be read because the dataset is incomplete (the
+    sidecar proves files missing or changed): the data checks then fail as not measured."""
+    if profile is None:
+        reason = f"not measured: {unmeasured_reason or 'the data could not be read'}"
+        checks = {name: _fail(name, reason) for name in DATA_CHECKS}
+        checks[REQUIRED_TOPICS] = _fail(REQUIRED_TOPICS, reason, value=None, threshold=sorted(requirements.required_topics))
+        checks[SIDECAR_CONSISTENCY] = _sidecar_consistency(sidecar, None)
+        return [checks[n] for n in CHECK_NAMES], {}, 0.0
+
+    topics = profile.topics
+    duration_s = recording_duration_s(topics)
+    stats = topic_stats(topics, duration_s)
+    row_count = sum(p.count for p in topics.values())
+    checks = {
+        ROWS_PRESENT: _rows_present(row_count),
+        REQUIRED_TOPICS: _required_topics(stats, requirements),
+        SIDECAR_CONSISTENCY: _sidecar_consistency(sidecar, topics),
+    }
     if row_count == 0:
         # Nothing else can be measured; say so instead of passing checks vacuously.
-        checks += [
-            CheckResult(name, False, None, None, CHECK_WEIGHTS[name], "no rows to measure")
-            for name in (TOPIC_RATES, MAX_GAP, MONOTONIC_TIMESTAMPS, DURATION)
-        ]
+        for name in DATA_CHECKS[1:]:
+            checks[name] = _fail(name, "no rows to measure")
     else:
-        checks += [
-            _topic_rates(stats, requirements, duration_s),
-            _max_gap(stats, requirements),
-            _monotonic(stats),
-            _duration(duration_s, requirements),
-        ]
-    return checks, stats, duration_s
+        checks.update({
+            TOPIC_RATES: _topic_rates(stats, requirements, duration_s),
+            DROPPED_MESSAGES: _dropped(stats, requirements),
+            MAX_GAP: _max_gap(stats, requirements),
+            MONOTONIC_TIMESTAMPS: _monotonic(stats),
+            DURATION: _duration(duration_s, requirements),
+            TOPIC_SYNC: _sync(profile, requirements),
+            FROZEN_STREAMS: _frozen(stats, requirements),
+        })
+    return [checks[n] for n in CHECK_NAMES], stats, duration_s
 
 
 def score_of(checks: list[CheckResult]) -> float:
@@ -119,6 +144,22 @@ def outcome_of(checks: list[CheckResult], score: float, requirements: Requiremen
     return requirements.outcome_for(score)
 
 
+# ------------------------------------------------------------------------------------ checks
+
+def _fail(name: str, detail: str, value: Any = None, threshold: Any = None) -> CheckResult:
+    return CheckResult(name, False, value, threshold, CHECK_WEIGHTS[name], detail)
+
+
+def _not_applicable(name: str, detail: str, value: Any = None, threshold: Any = None) -> CheckResult:
+    """Nothing to check: passes with weight 0, so it neither helps nor hurts the score."""
+    return CheckResult(name, True, value, threshold, 0.0, detail)
+
+
+def _listed(items: list[str]) -> str:
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f" ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+
+
 def _rows_present(row_count: int) -> CheckResult:
     return CheckResult(
         ROWS_PRESENT, row_count > 0, row_count, 0, CHECK_WEIGHTS[ROWS_PRESENT],
@@ -129,29 +170,50 @@ def _rows_present(row_count: int) -> CheckResult:
 def _required_topics(stats: Mapping[str, TopicStats], req: Requirements) -> CheckResult:
     required = sorted(req.required_topics)
     if not required:
-        return CheckResult(REQUIRED_TOPICS, True, [], [], 0.0, "no required topics set")
+        return _not_applicable(REQUIRED_TOPICS, "no required topics set", [], [])
     missing = [t for t in required if t not in stats]
     detail = f"missing {', '.join(missing)}" if missing else f"all {len(required)} required topics present"
     return CheckResult(REQUIRED_TOPICS, not missing, missing, required, CHECK_WEIGHTS[REQUIRED_TOPICS], detail)
 
 
 def _topic_rates(stats: Mapping[str, TopicStats], req: Requirements, duration_s: float) -> CheckResult:
-    """value: the worst relative deviation from an expected rate; threshold: rate_tolerance."""
+    """value: the worst relative deviation of a topic's count (= its rate) from expected_rate x
+    duration; threshold: rate_tolerance."""
     if not req.expected_rates_hz:
-        return CheckResult(TOPIC_RATES, True, 0.0, req.rate_tolerance, 0.0, "no expected rates set")
+        return _not_applicable(TOPIC_RATES, "no expected rates set", 0.0, req.rate_tolerance)
     deviations: dict[str, float] = {}
+    off: list[str] = []
     for topic, expected in sorted(req.expected_rates_hz.items()):
-        actual = stats[topic].rate_hz if topic in stats else 0.0
-        deviations[topic] = abs(actual - expected) / expected
-    worst_topic = max(deviations, key=deviations.__getitem__)
-    worst = round(deviations[worst_topic], 4)
-    off = [
-        f"{t} {stats[t].rate_hz if t in stats else 0.0:.2f} Hz (expected {req.expected_rates_hz[t]:.2f})"
-        for t, d in deviations.items()
-        if d > req.rate_tolerance
-    ]
+        count = stats[topic].count if topic in stats else 0
+        expected_count = expected * duration_s
+        deviations[topic] = abs(count - expected_count) / expected_count if expected_count > 0 else 1.0
+        if deviations[topic] > req.rate_tolerance:
+            rate = stats[topic].rate_hz if topic in stats else 0.0
+            off.append(f"{topic} {count} msgs = {rate:.2f} Hz (expected {expected:.2f} Hz, ~{expected_count:.0f} msgs)")
+    worst = round(max(deviations.values()), 4)
     detail = ("off rate: " + "; ".join(off)) if off else f"all {len(deviations)} topics within {req.rate_tolerance:.0%}"
     return CheckResult(TOPIC_RATES, not off, worst, req.rate_tolerance, CHECK_WEIGHTS[TOPIC_RATES], detail)
+
+
+def _dropped(stats: Mapping[str, TopicStats], req: Requirements) -> CheckResult:
+    """value: the worst share of a topic's messages lost in sequence holes outside stalls.
+
+    Every lost message is judged by exactly one check: a hole whose log-time step exceeds
+    max_gap_seconds is a stall, judged by max_gap; any other hole is a drop, judged here (so
+    the messages lost in a stall that max_gap tolerates count as drops)."""
+    rates = {
+        t: s.dropped_messages / (s.count + s.lost_messages) if s.count + s.lost_messages else 0.0
+        for t, s in stats.items()
+    }
+    worst_topic = max(rates, key=rates.__getitem__)
+    worst = round(rates[worst_topic], 4)
+    over = [f"{t} {stats[t].dropped_messages} lost ({r:.1%})" for t, r in rates.items() if r > req.max_drop_rate]
+    if over:
+        detail = f"sequence holes over {req.max_drop_rate:.1%}: " + "; ".join(over)
+    else:
+        total = sum(s.dropped_messages for s in stats.values())
+        detail = f"{total} messages lost in sequence holes; worst {worst_topic} {worst:.2%}"
+    return CheckResult(DROPPED_MESSAGES, not over, worst, req.max_drop_rate, CHECK_WEIGHTS[DROPPED_MESSAGES], detail)
 
 
 def _max_gap(stats: Mapping[str, TopicStats], req: Requirements) -> CheckResult:
@@ -160,7 +222,10 @@ def _max_gap(stats: Mapping[str, TopicStats], req: Requirements) -> CheckResult:
     passed = worst <= req.max_gap_seconds
     detail = f"largest gap {worst:.3f} s on {worst_topic}"
     if not passed:
-        over = [t for t, s in stats.items() if s.max_gap_s > req.max_gap_seconds]
+        over = [
+            f"{t} ({s.max_gap_s:.3f} s, {s.lost_in_gaps} msgs lost in it)"
+            for t, s in stats.items() if s.max_gap_s > req.max_gap_seconds
+        ]
         detail += f"; over {req.max_gap_seconds} s on {', '.join(over)}"
     return CheckResult(MAX_GAP, passed, worst, req.max_gap_seconds, CHECK_WEIGHTS[MAX_GAP], detail)
 
@@ -180,7 +245,76 @@ def _duration(duration_s: float, req: Requirements) -> CheckResult:
     high = req.max_duration_seconds if req.max_duration_seconds is not None else math.inf
     passed = req.min_duration_seconds <= duration_s <= high
     bounds = [req.min_duration_seconds, req.max_duration_seconds]
-    detail = f"{duration_s:.3f} s within [{req.min_duration_seconds}, {high}]" if passed else (
-        f"{duration_s:.3f} s outside [{req.min_duration_seconds}, {high}]"
-    )
+    detail = f"{duration_s:.3f} s {'within' if passed else 'outside'} [{req.min_duration_seconds}, {high}]"
     return CheckResult(DURATION, passed, round(duration_s, 6), bounds, CHECK_WEIGHTS[DURATION], detail)
+
+
+def _sync(profile: RecordingProfile, req: Requirements) -> CheckResult:
+    limit = req.max_sync_offset_seconds
+    if not req.sync_topic or not req.sync_reference_topic:
+        return _not_applicable(TOPIC_SYNC, "sync check off (no sync topics set)", None, limit)
+    sync = profile.sync
+    if sync is None:
+        absent = [t for t in (req.sync_topic, req.sync_reference_topic) if t not in profile.topics]
+        return _not_applicable(TOPIC_SYNC, f"not measured: {', '.join(absent)} not in the recording", None, limit)
+    value = round(sync.offset_percentile_ns / 1e9, 6)
+    passed = value <= limit
+    pct = f"p{sync.percentile:g}"
+    detail = (
+        f"{pct} |{sync.topic} - nearest {sync.reference}| = {value * 1e3:.2f} ms "
+        f"{'<=' if passed else '>'} {limit * 1e3:.2f} ms over {sync.samples} messages "
+        f"(max {sync.max_offset_ns / 1e6:.2f} ms)"
+    )
+    return CheckResult(TOPIC_SYNC, passed, value, limit, CHECK_WEIGHTS[TOPIC_SYNC], detail)
+
+
+def _frozen(stats: Mapping[str, TopicStats], req: Requirements) -> CheckResult:
+    limit = req.max_frozen_seconds
+    watched = [t for t in req.frozen_topics if t in stats]
+    if not watched:
+        return _not_applicable(FROZEN_STREAMS, "not measured: no frozen_topics in the recording", 0.0, limit)
+    worst_topic = max(watched, key=lambda t: stats[t].longest_frozen_s)
+    worst = stats[worst_topic].longest_frozen_s
+    frozen = [
+        f"{t} identical payloads for {stats[t].longest_frozen_s:.3f} s ({stats[t].repeated_payloads} repeats)"
+        for t in watched if stats[t].longest_frozen_s > limit
+    ]
+    if frozen:
+        detail = "frozen: " + "; ".join(frozen)
+    else:
+        detail = f"longest identical-payload run {worst:.3f} s on {worst_topic} (watching {', '.join(watched)})"
+    return CheckResult(FROZEN_STREAMS, not frozen, worst, limit, CHECK_WEIGHTS[FROZEN_STREAMS], detail)
+
+
+def _sidecar_consistency(findings: SidecarFindings | None, topics: Mapping[str, TopicProfile] | None) -> CheckResult:
+    if findings is None:
+        return _not_applicable(SIDECAR_CONSISTENCY, "no sidecar beside the dataset (or a remote dataset)", 0, 0)
+    if findings.error:
+        return _fail(SIDECAR_CONSISTENCY, findings.error, value=1, threshold=0)
+    side = findings.sidecar
+    assert side is not None
+    problems: list[str] = []
+    problems += [f"file {f} missing" for f in findings.missing_files]
+    problems += [f"file {f} changed (SHA-256 differs)" for f in findings.changed_files]
+    problems += [f"file {f} not in the sidecar" for f in findings.extra_files]
+    if not problems and findings.digest_verified and findings.actual_digest != side.dataset_digest:
+        problems.append(f"dataset digest {findings.actual_digest[:12]} != sidecar {side.dataset_digest[:12]}")
+    if topics is not None:
+        for topic in sorted(set(side.topics) | set(topics)):
+            listed, measured = side.topics.get(topic), topics.get(topic)
+            if listed is None:
+                problems.append(f"{topic} recorded but not in the sidecar")
+            elif measured is None:
+                problems.append(f"{topic} in the sidecar ({listed.count} msgs) but not recorded")
+            else:
+                if listed.count != measured.count:
+                    problems.append(f"{topic} count {measured.count} != sidecar {listed.count}")
+                if (listed.first_ns, listed.last_ns) != (measured.first_ns, measured.last_ns):
+                    problems.append(
+                        f"{topic} time range [{measured.first_ns}, {measured.last_ns}] != sidecar "
+                        f"[{listed.first_ns}, {listed.last_ns}]"
+                    )
+    digest = "SHA-256 verified" if findings.digest_verified else "names only, digest not verified"
+    checked = f"{len(side.files)} files, {digest}" + (f", counts and time ranges of {len(side.topics)} topics" if topics is not None else "")
+    detail = ("inconsistent with the sidecar: " + _listed(problems)) if problems else f"matches the sidecar ({checked})"
+    return CheckResult(SIDECAR_CONSISTENCY, not problems, len(problems), 0, CHECK_WEIGHTS[SIDECAR_CONSISTENCY], detail)

@@ -1,79 +1,299 @@
-"""The Daft pipeline behind inspection: one aggregate row per topic.
+"""The Daft pipelines behind inspection.
 
-It reads only ``topic``, ``sequence`` and ``log_time_ns`` (never the payload), orders each topic by
-sequence with a window, takes the log-time step to the previous message, and groups by topic:
-count, first/last log time, largest step, backward steps and sequence holes. Daft is imported
-lazily so the package imports on machines without it; the caller chooses the Daft runner.
+One scan reads the recording once: ``topic``, ``sequence``, ``log_time_ns`` and a 64-bit xxh3 hash
+of ``payload`` (hashed by Daft, so the payload bytes never reach Python). The scan is materialised
+(a few dozen bytes per message) and every check's pipeline runs over that small frame:
+
+* steps — per topic, in sequence order: log-time step to the previous message, sequence step,
+  payload equal to the previous one; aggregated per topic into count, first/last time, largest
+  step, backward steps, messages lost in isolated holes vs inside stalls, repeated payloads;
+* frozen runs — a running count of payload changes numbers the runs of identical consecutive
+  payloads; the longest run per topic, in log time and messages;
+* sync — an as-of join (nearest) of each ``sync_topic`` message to the ``sync_reference_topic``
+  messages; the percentile and maximum of |offset|.
+
+Daft is imported lazily so the package imports on machines without it; the caller chooses the
+Daft runner (native, or Ray — the same pipelines run on either).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from axon_dagster.domain import Requirements
 from axon_dagster.storage.recording import RECORDING_COLUMNS
 
-from .checks import TopicProfile
 from .errors import InspectionInfrastructureError
 
 logger = logging.getLogger(__name__)
 
-PROFILE_COLUMNS = ("topic", "sequence", "log_time_ns")
+PROFILE_COLUMNS = ("topic", "sequence", "log_time_ns", "payload")
 assert set(PROFILE_COLUMNS) <= set(RECORDING_COLUMNS)
+# Target bytes per scanned record batch. Lance's default (8192 rows) makes batches of hundreds of
+# MB when camera frames are large. Batches above glibc's largest mmap threshold (32 MB) are
+# mapped fresh and page-faulted in for every batch, which doubles the cost of a scan; ~8 MB
+# batches are reused from the heap and keep the per-batch overhead small.
+TARGET_BATCH_BYTES = 8 << 20
+MIN_BATCH_ROWS, MAX_BATCH_ROWS = 16, 65536
 
 
-def profile_recording(dataset_path: str | os.PathLike) -> dict[str, TopicProfile]:
-    """Per-topic profile of the Lance recording at ``dataset_path`` on the current Daft runner.
+@dataclass(frozen=True)
+class TopicProfile:
+    """What the Daft pipelines measure for one topic."""
 
-    Raises InspectionInfrastructureError when the dataset cannot be read (missing, not a Lance
-    dataset, files lost or unreadable, not in the recording format).
-    """
-    import daft
-    from daft import Window, col
+    count: int
+    first_ns: int  # smallest log time
+    last_ns: int  # largest log time
+    max_step_ns: int  # largest log-time step between consecutive messages in sequence order
+    backward_steps: int
+    lost_messages: int = 0  # all holes in the sequence numbers
+    dropped_messages: int = 0  # ... in isolated holes (step <= max_gap)
+    lost_in_gaps: int = 0  # ... inside stalls (step > max_gap)
+    active_ns: int = 0  # sum of forward steps: the span the topic covered, backward jumps excluded
+    repeated_payloads: int = 0  # messages whose payload hash equals the previous message's
+    longest_frozen_ns: int = 0  # log-time span of the longest run of identical consecutive payloads
+    longest_frozen_messages: int = 1  # messages in that run (1 = no repeat)
 
-    path = str(dataset_path)
-    if "://" not in path and not Path(path).is_dir():
-        raise InspectionInfrastructureError(path, "dataset directory not found")
+
+@dataclass(frozen=True)
+class SyncProfile:
+    """Offsets of ``topic`` messages to the nearest ``reference`` message."""
+
+    topic: str
+    reference: str
+    samples: int
+    percentile: float  # which percentile, 0-100
+    offset_percentile_ns: float  # that percentile of |offset|
+    max_offset_ns: int
+
+
+@dataclass(frozen=True)
+class RecordingProfile:
+    topics: dict[str, TopicProfile]
+    sync: SyncProfile | None = None  # None when either sync topic is absent or the check is off
+    scanned_bytes: int = 0  # on-disk size of the data files, for throughput logs
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def _local_path(path: str) -> Path:
+    return Path(path[len("file://"):] if path.startswith("file://") else path)
+
+
+def _open_dataset(path: str, io_config: Any) -> tuple[Any, int]:
+    """Open with Lance (metadata only) to refuse non-datasets with a clear message and to size
+    the scan batches. Returns (dataset, bytes on disk of the data files)."""
+    import lance
+
+    storage_options = None
+    if _is_local(path):
+        local = _local_path(path)
+        if not local.is_dir():
+            raise InspectionInfrastructureError(path, "dataset directory not found")
+        try:
+            os.listdir(local)
+        except OSError as exc:
+            raise InspectionInfrastructureError(path, f"dataset directory unreadable: {exc}") from exc
+        uri, failure = str(local), "not a readable Lance dataset"
+    else:
+        from daft.io.object_store_options import io_config_to_storage_options
+
+        storage_options = io_config_to_storage_options(io_config, path) if io_config is not None else None
+        uri, failure = path, "cannot open the Lance dataset (storage unreachable, no access or not a dataset)"
     try:
-        df = daft.read_lance(path)
+        ds = lance.dataset(uri, storage_options=storage_options)
     except Exception as exc:
-        raise InspectionInfrastructureError(path, f"not a readable Lance dataset: {exc}") from exc
+        raise InspectionInfrastructureError(path, f"{failure}: {exc}") from exc
+    try:
+        data_bytes = sum(f.bytes_on_disk for f in ds.stats.data_stats().fields)
+    except Exception as exc:  # a data file lost or unreadable
+        raise InspectionInfrastructureError(path, f"reading the dataset failed: {exc}") from exc
+    return ds, data_bytes
+
+
+def scan_batch_rows(rows: int, data_bytes: int) -> int | None:
+    """Rows per scanned batch for ~TARGET_BATCH_BYTES batches; None (Lance's default) if unknown."""
+    if rows <= 0 or data_bytes <= 0:
+        return None
+    return max(MIN_BATCH_ROWS, min(MAX_BATCH_ROWS, rows * TARGET_BATCH_BYTES // data_bytes))
+
+
+def s3_io_config(environ: dict[str, str] | None = None):
+    """Daft IOConfig for S3 from the usual AWS variables. ``AWS_ENDPOINT_URL`` may name an
+    S3-compatible store at the site (MinIO); plain http is allowed when the endpoint says so.
+    Without keys in the environment, Lance's own credential chain applies."""
+    from daft.io import IOConfig, S3Config
+
+    env = os.environ if environ is None else environ
+    kwargs: dict[str, Any] = {}
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+        kwargs["use_ssl"] = not endpoint.startswith("http://")
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region_name"] = region
+    for key, var in (("key_id", "AWS_ACCESS_KEY_ID"), ("access_key", "AWS_SECRET_ACCESS_KEY"),
+                     ("session_token", "AWS_SESSION_TOKEN")):
+        if env.get(var):
+            kwargs[key] = env[var]
+    return IOConfig(s3=S3Config(**kwargs))
+
+
+def read_recording(path: str):
+    """The scan every check shares: metadata columns plus the payload hash, materialised."""
+    import daft
+    from daft import col
+
+    io_config = s3_io_config() if path.startswith(("s3://", "s3a://")) else None
+    ds, data_bytes = _open_dataset(path, io_config)
+    options: dict[str, Any] = {"io_config": io_config} if io_config is not None else {}
+    try:
+        batch = scan_batch_rows(ds.count_rows(), data_bytes)
+    except Exception as exc:
+        raise InspectionInfrastructureError(path, f"cannot read the dataset's metadata: {exc}") from exc
+    if batch:
+        options["default_scan_options"] = {"batch_size": batch}
+    try:
+        df = daft.read_lance(path, **options)
+    except Exception as exc:
+        raise InspectionInfrastructureError(path, f"cannot open the Lance dataset: {exc}") from exc
     missing = [c for c in PROFILE_COLUMNS if c not in df.column_names]
     if missing:
         raise InspectionInfrastructureError(path, f"not a recording: missing column(s) {', '.join(missing)}")
+    base = df.select(
+        "topic",
+        "sequence",
+        "log_time_ns",
+        col("payload").hash(hash_function="xxhash3_64").alias("payload_hash"),
+    )
+    try:
+        return base.collect(), data_bytes
+    except Exception as exc:
+        # Lost or corrupt data files, storage down: these surface only when the scan runs.
+        raise InspectionInfrastructureError(path, f"reading the dataset failed: {exc}") from exc
 
+
+def profile_recording(dataset_path: str | os.PathLike, requirements: Requirements | None = None) -> RecordingProfile:
+    """Profile the Lance recording at ``dataset_path`` on the current Daft runner.
+
+    Raises InspectionInfrastructureError when the dataset cannot be read (missing, not a Lance
+    dataset, files lost or unreadable, storage unreachable, not in the recording format).
+    """
+    requirements = requirements or Requirements()
+    path = str(dataset_path)
+    started = time.monotonic()
+    base, data_bytes = read_recording(path)
+    scanned = time.monotonic()
+    logger.info(
+        "scanned %s: %.1f MB in %.2f s (payloads hashed by Daft)", path, data_bytes / 1e6, scanned - started
+    )
+    try:
+        topics = _topic_profiles(base, round(requirements.max_gap_seconds * 1e9))
+        sync = _sync_profile(base, requirements, topics)
+    except Exception as exc:
+        raise InspectionInfrastructureError(path, f"the inspection pipelines failed: {exc}") from exc
+    logger.info(
+        "profiled %s: %d topics, %d messages; pipelines %.2f s",
+        path, len(topics), sum(p.count for p in topics.values()), time.monotonic() - scanned,
+    )
+    return RecordingProfile(topics=topics, sync=sync, scanned_bytes=data_bytes)
+
+
+def _topic_profiles(base, max_gap_ns: int) -> dict[str, TopicProfile]:
+    import daft
+    from daft import Window, col, lit
+
+    int64 = daft.DataType.int64()
     by_sequence = Window().partition_by("topic").order_by("sequence", "log_time_ns")
-    steps = df.select(*PROFILE_COLUMNS).with_columns(
+    steps = base.with_columns(
         {
             "step_ns": col("log_time_ns") - col("log_time_ns").lag(1).over(by_sequence),
             "seq_step": col("sequence") - col("sequence").lag(1).over(by_sequence),
+            "repeat": (col("payload_hash") == col("payload_hash").lag(1).over(by_sequence)).fill_null(False),
         }
     )
+    # a step of k in the sequence means k - 1 messages never arrived
+    lost = (col("seq_step") - 1).clip(0, None)
+    in_stall = (col("step_ns") > lit(max_gap_ns)).cast(int64)
     per_topic = steps.groupby("topic").agg(
         col("log_time_ns").count().alias("count"),
         col("log_time_ns").min().alias("first_ns"),
         col("log_time_ns").max().alias("last_ns"),
         col("step_ns").max().alias("max_step_ns"),
-        (col("step_ns") < 0).cast(daft.DataType.int64()).sum().alias("backward_steps"),
-        # a step of k in the sequence means k - 1 messages never arrived
-        (col("seq_step") - 1).clip(0, None).sum().alias("lost_messages"),
+        col("step_ns").clip(0, None).sum().alias("active_ns"),
+        (col("step_ns") < 0).cast(int64).sum().alias("backward_steps"),
+        lost.sum().alias("lost_messages"),
+        (lost * (lit(1) - in_stall)).sum().alias("dropped_messages"),
+        (lost * in_stall).sum().alias("lost_in_gaps"),
+        col("repeat").cast(int64).sum().alias("repeated_payloads"),
     )
-    try:
-        rows = per_topic.to_pylist()
-    except Exception as exc:
-        # Lost or corrupt data files surface only when the scan runs.
-        raise InspectionInfrastructureError(path, f"reading the dataset failed: {exc}") from exc
-    profile = {
-        r["topic"]: TopicProfile(
+    # Runs of identical consecutive payloads: a running count of changes numbers the runs.
+    running = by_sequence.rows_between(Window.unbounded_preceding, Window.current_row)
+    runs = (
+        steps.with_column("run", (~col("repeat")).cast(int64).sum().over(running))
+        .groupby("topic", "run")
+        .agg(
+            col("log_time_ns").count().alias("messages"),
+            (col("log_time_ns").max() - col("log_time_ns").min()).alias("span_ns"),
+        )
+        .where(col("messages") > 1)
+        .groupby("topic")
+        .agg(col("span_ns").max().alias("longest_frozen_ns"), col("messages").max().alias("longest_frozen_messages"))
+    )
+    frozen = {r["topic"]: r for r in runs.to_pylist()}
+
+    def n(value: Any) -> int:
+        return int(value or 0)  # null for a single-message topic
+
+    out: dict[str, TopicProfile] = {}
+    for r in per_topic.to_pylist():
+        f = frozen.get(r["topic"], {})
+        out[r["topic"]] = TopicProfile(
             count=int(r["count"]),
             first_ns=int(r["first_ns"]),
             last_ns=int(r["last_ns"]),
-            max_step_ns=int(r["max_step_ns"] or 0),  # null for a single-message topic
-            backward_steps=int(r["backward_steps"] or 0),
-            lost_messages=int(r["lost_messages"] or 0),
+            max_step_ns=n(r["max_step_ns"]),
+            backward_steps=n(r["backward_steps"]),
+            lost_messages=n(r["lost_messages"]),
+            dropped_messages=n(r["dropped_messages"]),
+            lost_in_gaps=n(r["lost_in_gaps"]),
+            active_ns=n(r["active_ns"]),
+            repeated_payloads=n(r["repeated_payloads"]),
+            longest_frozen_ns=n(f.get("longest_frozen_ns")),
+            longest_frozen_messages=int(f.get("longest_frozen_messages") or 1),
         )
-        for r in rows
-    }
-    logger.debug("profiled %s: %d topics, %d rows", path, len(profile), sum(p.count for p in profile.values()))
-    return profile
+    return dict(sorted(out.items()))
+
+
+def _sync_profile(base, req: Requirements, topics: dict[str, TopicProfile]) -> SyncProfile | None:
+    from daft import col
+
+    topic, reference = req.sync_topic, req.sync_reference_topic
+    if not topic or not reference or topic not in topics or reference not in topics:
+        return None
+    left = base.where(col("topic") == topic).select(col("log_time_ns").alias("t"))
+    right = base.where(col("topic") == reference).select(col("log_time_ns").alias("t_ref"))
+    offsets = left.join_asof(right, left_on="t", right_on="t_ref", strategy="nearest").select(
+        (col("t") - col("t_ref")).abs().alias("offset_ns")
+    )
+    (row,) = offsets.agg(
+        col("offset_ns").count().alias("samples"),
+        col("offset_ns").percentile(req.sync_percentile / 100.0).alias("pct"),
+        col("offset_ns").max().alias("max"),
+    ).to_pylist()
+    return SyncProfile(
+        topic=topic,
+        reference=reference,
+        samples=int(row["samples"] or 0),
+        percentile=float(req.sync_percentile),
+        offset_percentile_ns=float(row["pct"] or 0.0),
+        max_offset_ns=int(row["max"] or 0),
+    )

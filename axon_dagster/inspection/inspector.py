@@ -1,4 +1,23 @@
-"""Inspect a recording: profile it with Daft, run the checks, score it, decide the outcome."""
+"""Inspect a recording: profile it with Daft, run the checks, score it, decide the outcome.
+
+Runners (``inspect_recording(..., runner=...)``):
+
+* ``native`` (default) — Daft's native runner in this process.
+* ``ray`` — Daft's Ray runner on a Ray cluster (``host:6379`` or ``ray://host:10001``). Daft fixes
+  its runner once per process and ``ray.init`` leaves a driver connection behind, so the
+  inspection runs in a child process (``python -m axon_dagster.inspection.job --runner ray``); the
+  caller keeps its own runner, can inspect on native and Ray alternately, and a hung cluster is
+  bounded by a timeout that kills the child.
+* ``ray-job`` — submitted through the Ray Jobs API of a head (``http://head:8265``: a local head or
+  a KubeRay head service); the job runs the same entry point on the cluster and prints the report,
+  which is read back from the job's logs.
+* ``kuberay`` — a ``ray.io/v1`` RayJob created through the Kubernetes API
+  (:class:`~axon_dagster.inspection.kuberay.KubeRayRunner`); the report goes to ``output_uri``.
+
+Whatever the runner, the checks are the same pure functions over the same Daft aggregates, so
+the verdicts agree. Failures to run (Ray unreachable, storage unreadable, timeouts) raise
+InspectionInfrastructureError — never a verdict on the data.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +26,7 @@ import os
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from axon_dagster.domain import Requirements
 
@@ -15,45 +34,104 @@ from .checks import checked_requirements, outcome_of, run_checks, score_of
 from .daft_profile import profile_recording
 from .errors import InspectionInfrastructureError
 from .report import InspectionReport
+from .sidecar_check import start_sidecar_check
+
+if TYPE_CHECKING:
+    from .kuberay import KubeRayRunner
+    from .ray_runners import RayConfig
 
 logger = logging.getLogger(__name__)
 
 NATIVE = "native"
+RAY = "ray"
+RAY_JOB = "ray-job"
+KUBERAY = "kuberay"
+RUNNERS = (NATIVE, RAY, RAY_JOB, KUBERAY)
 
 
 def inspect_recording(
     dataset_path: str | os.PathLike,
     requirements: Requirements | Mapping[str, Any],
     runner: str = NATIVE,
+    ray_address: str | None = None,
+    *,
+    ray_config: RayConfig | None = None,
+    timeout_s: float | None = None,
+    kuberay_runner: KubeRayRunner | None = None,
+    output_uri: str | None = None,
+    verify_digest: bool = True,
 ) -> InspectionReport:
     """Inspect the Lance recording at ``dataset_path`` against ``requirements``.
 
-    ``runner="native"`` runs Daft's native runner in this process. Ray and KubeRay runners live in
-    :mod:`axon_dagster.inspection.kuberay`; inside a Ray job, call :func:`run_inspection`.
+    ``ray_address`` (or ``ray_config.address``, or ``AXON_RAY_ADDRESS``) names the cluster for the
+    Ray runners: ``host:port`` / ``ray://host:port`` for ``ray``, ``http://head:8265`` for
+    ``ray-job``. ``ray_config`` carries the auth token, the job's Python and timeouts
+    (default: :meth:`RayConfig.from_env`). ``kuberay_runner`` and ``output_uri`` are for
+    ``kuberay`` (default runner: from the chart's environment; default output: the report path
+    beside the dataset). ``verify_digest=False`` skips hashing the files against the sidecar's
+    SHA-256 digests (names, counts and time ranges are still compared) — for a dataset whose
+    digest was just verified, e.g. by ``EdgeCache.stage``; it saves a second full read.
 
-    Raises PlanningError (a ValueError) for bad requirements and ValueError for an unknown runner,
-    before touching the data; InspectionInfrastructureError when the data cannot be read.
+    Raises PlanningError (a ValueError) for bad requirements and ValueError for an unknown runner
+    or bad runner settings, before touching the data; InspectionInfrastructureError when the
+    inspection could not run.
     """
     requirements = checked_requirements(requirements)
-    if runner != NATIVE:
-        raise ValueError(f"unknown inspection runner {runner!r}: inspect_recording runs {NATIVE!r} only")
-    use_native_runner(str(dataset_path))
-    return run_inspection(dataset_path, requirements, runner=NATIVE)
+    if runner not in RUNNERS:
+        raise ValueError(f"unknown inspection runner {runner!r}: expected one of {', '.join(RUNNERS)}")
+    path = os.fspath(dataset_path)
+    if runner == NATIVE:
+        use_native_runner(path)
+        return run_inspection(path, requirements, runner=NATIVE, verify_digest=verify_digest)
+    if runner == KUBERAY:
+        from .ray_runners import run_on_kuberay
+
+        return run_on_kuberay(path, requirements, runner=kuberay_runner, output_uri=output_uri)
+
+    from .ray_runners import RayConfig, run_as_ray_job, run_on_ray_address
+
+    config = ray_config or RayConfig.from_env()
+    if ray_address is not None:
+        config = config.with_address(ray_address)
+    if timeout_s is not None:
+        config = config.with_timeout(timeout_s)
+    if runner == RAY:
+        return run_on_ray_address(path, requirements, config, verify_digest=verify_digest)
+    return run_as_ray_job(path, requirements, config, verify_digest=verify_digest)
 
 
 def run_inspection(
     dataset_path: str | os.PathLike,
     requirements: Requirements | Mapping[str, Any],
     runner: str = NATIVE,
+    *,
+    verify_digest: bool = True,
 ) -> InspectionReport:
-    """Inspect on whatever Daft runner this process already uses (``runner`` is only recorded)."""
+    """Inspect on whatever Daft runner this process already uses (``runner`` is only recorded).
+
+    The sidecar's files are hashed in a thread while Daft scans the columns."""
     requirements = checked_requirements(requirements)
+    path = os.fspath(dataset_path)
     started = time.monotonic()
-    profile = profile_recording(dataset_path)
-    checks, per_topic, duration_s = run_checks(profile, requirements)
+    logger.info("inspecting %s on the %s runner", path, runner)
+    sidecar_job = start_sidecar_check(path, verify_digest)
+    unmeasured = ""
+    try:
+        profile = profile_recording(path, requirements)
+    except InspectionInfrastructureError as exc:
+        findings = _sidecar_result(sidecar_job, path)
+        if findings is None or not (findings.missing_files or findings.changed_files or findings.error):
+            raise
+        # The sidecar proves the dataset lost or changed files since it was written: a defect of
+        # the data (a truncated dataset), not of the infrastructure. It gets a verdict.
+        logger.warning("%s is incomplete (files differ from its sidecar); the scan failed: %s", path, exc.reason)
+        profile, unmeasured = None, "the dataset is incomplete (see sidecar_consistency)"
+    else:
+        findings = _sidecar_result(sidecar_job, path)
+    checks, per_topic, duration_s = run_checks(profile, findings, requirements, unmeasured_reason=unmeasured)
     score = score_of(checks)
     report = InspectionReport(
-        dataset_path=str(dataset_path),
+        dataset_path=path,
         checks=checks,
         score=score,
         outcome=outcome_of(checks, score, requirements),
@@ -66,15 +144,25 @@ def run_inspection(
         elapsed_s=round(time.monotonic() - started, 3),
     )
     logger.info(
-        "inspected %s: %s (score %.3f, %d rows, %.2f s)%s",
+        "inspected %s: %s (score %.3f, %d rows, %.2f s) in %.2f s%s",
         report.dataset_path,
         report.outcome.value,
         report.score,
         report.row_count,
         report.duration_s,
+        report.elapsed_s,
         "; failed: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failed_checks) if report.failed_checks else "",
     )
     return report
+
+
+def _sidecar_result(job, path: str):
+    try:
+        return job.result()
+    except InspectionInfrastructureError:
+        raise
+    except Exception as exc:  # a bug or an odd filesystem: never a verdict
+        raise InspectionInfrastructureError(path, f"checking the sidecar failed: {exc}") from exc
 
 
 def use_native_runner(dataset_path: str = "") -> None:

@@ -1,11 +1,17 @@
-"""Entry point of an inspection run as a (Ray) job — what the KubeRay runner's RayJob executes:
+"""Entry point of an inspection run as a (Ray) job — what the Ray runners execute:
 
-    python -m axon_dagster.inspection.job --dataset <uri> --requirements <json> --output <uri>
+    python -m axon_dagster.inspection.job --dataset <uri> --requirements <json> --output <uri|->
+        [--runner ray|native] [--ray-address ADDR] [--no-digest]
 
 It inspects the dataset and writes the report JSON to ``--output`` (a local path, ``file://`` or
-``s3://bucket/key``). Exit status: 0 when a report was written, whatever its verdict; 2 for bad
-arguments or requirements; 3 when the data could not be read (infrastructure — the caller retries;
-it never becomes a verdict).
+``s3://bucket/key``), or with ``--output -`` prints it on one stdout line starting with
+``AXON_QC_REPORT `` (read back from the Ray job's logs). Exit status: 0 when a report was written,
+whatever its verdict; 2 for bad arguments or requirements; 3 when the inspection could not run
+(infrastructure — the caller retries; it never becomes a verdict).
+
+With ``--runner ray`` Daft connects to ``--ray-address``, else to the cluster a Ray job runs in
+(``RAY_ADDRESS``). Token auth comes from the environment (``RAY_AUTH_MODE=token``,
+``RAY_AUTH_TOKEN``).
 """
 
 from __future__ import annotations
@@ -19,40 +25,80 @@ from urllib.parse import unquote, urlsplit
 
 from axon_dagster.domain import DomainError
 
-from .errors import InspectionInfrastructureError
 from .checks import checked_requirements
-from .inspector import NATIVE, run_inspection, use_native_runner
+from .errors import InspectionInfrastructureError
+from .inspector import NATIVE, RAY, run_inspection, use_native_runner
 from .report import InspectionReport
 
 logger = logging.getLogger(__name__)
 
-RAY = "ray"
 EXIT_BAD_INPUT = 2
 EXIT_INFRASTRUCTURE = 3
+STDOUT = "-"
+REPORT_MARKER = "AXON_QC_REPORT "
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log lines to stderr; Daft's per-operator tracing spans stay quiet."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("tracing").setLevel(logging.WARNING)
+    logging.getLogger("tracing.span").setLevel(logging.WARNING)
 
 
 def write_report(report: InspectionReport, output_uri: str) -> str:
     """Write ``report`` to a local path, ``file:///abs/path`` or ``s3://bucket/key``; return where."""
+    if output_uri == STDOUT:
+        sys.stdout.write(REPORT_MARKER + json.dumps(report.to_dict(), sort_keys=True, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+        return "stdout"
     parts = urlsplit(output_uri)
     if parts.scheme == "s3":
         from axon_dagster.storage.object_store import object_store_from_url
 
-        prefix, _, name = parts.path.strip("/").rpartition("/")
-        if not parts.netloc or not name:
-            raise ValueError(f"output {output_uri!r} must name an object: s3://bucket/key")
+        prefix, name = _s3_key(output_uri)
         store = object_store_from_url(f"s3://{parts.netloc}/{prefix}")
         return store.put_bytes(name, report.to_json().encode())
-    if parts.scheme not in ("", "file"):
-        raise ValueError(f"unsupported output {output_uri!r}: expected a path, file:///abs/path or s3://bucket/key")
-    path = Path(unquote(parts.path) if parts.scheme == "file" else output_uri)
+    path = _local(output_uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     return str(report.write(path))
 
 
-def _use_ray_runner() -> None:
-    """Inside a Ray job RAY_ADDRESS names the cluster; Daft's Ray runner connects to it."""
-    import daft
+def read_report(output_uri: str) -> InspectionReport:
+    """Read a report written by :func:`write_report` (path, ``file://`` or ``s3://``)."""
+    parts = urlsplit(output_uri)
+    if parts.scheme == "s3":
+        from axon_dagster.storage.object_store import object_store_from_url
 
+        prefix, name = _s3_key(output_uri)
+        data = object_store_from_url(f"s3://{parts.netloc}/{prefix}").get_bytes(name)
+        return InspectionReport.from_dict(json.loads(data))
+    return InspectionReport.read(_local(output_uri))
+
+
+def _s3_key(uri: str) -> tuple[str, str]:
+    parts = urlsplit(uri)
+    prefix, _, name = parts.path.strip("/").rpartition("/")
+    if not parts.netloc or not name:
+        raise ValueError(f"output {uri!r} must name an object: s3://bucket/key")
+    return prefix, name
+
+
+def _local(uri: str) -> Path:
+    parts = urlsplit(uri)
+    if parts.scheme not in ("", "file"):
+        raise ValueError(f"unsupported output {uri!r}: expected a path, file:///abs/path, s3://bucket/key or -")
+    return Path(unquote(parts.path) if parts.scheme == "file" else uri)
+
+
+def _use_ray_runner(address: str | None) -> None:
+    """Connect Daft's Ray runner: to ``address``, or inside a Ray job to RAY_ADDRESS."""
+    import daft
+    import ray
+
+    if address and not ray.is_initialized():
+        # Connect first, so Daft's workers get our environment (no progress bars in the logs).
+        # Inside a Ray job the job's runtime_env already carries it.
+        ray.init(address=address, runtime_env={"env_vars": {"DAFT_PROGRESS_BAR": "0"}})
     daft.set_runner_ray(noop_if_initialized=True)
 
 
@@ -60,15 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m axon_dagster.inspection.job", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, help="Lance recording: path or URI")
     parser.add_argument("--requirements", required=True, help="requirements as a JSON object")
-    parser.add_argument("--output", required=True, help="where to write the report JSON: path, file:// or s3://")
+    parser.add_argument("--output", required=True, help="where to write the report JSON: path, file://, s3:// or - (stdout)")
     parser.add_argument("--runner", choices=[RAY, NATIVE], default=RAY, help="Daft runner (default: ray)")
+    parser.add_argument("--ray-address", default=None, help="Ray cluster address for --runner ray (default: RAY_ADDRESS)")
+    parser.add_argument("--no-digest", action="store_true", help="compare file names with the sidecar, skip hashing them")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     try:
         requirements = checked_requirements(json.loads(args.requirements))
-        if urlsplit(args.output).scheme not in ("", "file", "s3"):
-            raise ValueError(f"unsupported output {args.output!r}: expected a path, file:///abs/path or s3://bucket/key")
+        if args.output != STDOUT and urlsplit(args.output).scheme not in ("", "file", "s3"):
+            raise ValueError(f"unsupported output {args.output!r}: expected a path, file:///abs/path, s3://bucket/key or -")
     except (ValueError, DomainError) as exc:  # JSONDecodeError and PlanningError are ValueErrors
         logger.error("bad input: %s", exc)
         return EXIT_BAD_INPUT
@@ -76,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.runner == NATIVE:
             use_native_runner(args.dataset)
         else:
-            _use_ray_runner()
-        report = run_inspection(args.dataset, requirements, runner=args.runner)
+            _use_ray_runner(args.ray_address)
+        report = run_inspection(args.dataset, requirements, runner=args.runner, verify_digest=not args.no_digest)
     except InspectionInfrastructureError as exc:
         logger.error("%s", exc)
         return EXIT_INFRASTRUCTURE

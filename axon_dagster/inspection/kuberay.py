@@ -185,6 +185,10 @@ class KubeRayRunnerConfig:
 # ------------------------------------------------------------------------------------ manifest
 
 def _requirements_json(requirements: Any) -> str:
+    """Validated requirements, every key pinned (the cluster's defaults cannot drift from ours).
+    Raises ValueError (PlanningError for unknown or bad keys) before anything is submitted."""
+    from .checks import checked_requirements
+
     if isinstance(requirements, str):
         try:
             requirements = json.loads(requirements)
@@ -194,7 +198,7 @@ def _requirements_json(requirements: Any) -> str:
         requirements = requirements.to_dict()
     if not isinstance(requirements, Mapping):
         raise ValueError(f"requirements must be a mapping (or its JSON), got {type(requirements).__name__}")
-    return json.dumps(requirements, sort_keys=True, separators=(",", ":"))
+    return json.dumps(checked_requirements(requirements).to_dict(), sort_keys=True, separators=(",", ":"))
 
 
 def build_entrypoint(dataset_uri: str, requirements: Any, output_uri: str) -> str:

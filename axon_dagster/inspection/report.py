@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from axon_dagster.domain import QcOutcome
 
-REPORT_FORMAT_VERSION = 1
+REPORT_FORMAT_VERSION = 2  # 2: drops/gaps split, frozen-stream and sync figures
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,12 @@ class TopicStats:
     first_ns: int
     last_ns: int
     backward_steps: int = 0  # times the log time went back between consecutive messages
-    lost_messages: int = 0  # holes in the sequence numbers
+    lost_messages: int = 0  # holes in the sequence numbers (dropped + lost in gaps)
+    dropped_messages: int = 0  # lost in isolated holes (a step no longer than max_gap_seconds)
+    lost_in_gaps: int = 0  # lost inside stalls longer than max_gap_seconds
+    repeated_payloads: int = 0  # messages whose payload equals the previous message's
+    longest_frozen_s: float = 0.0  # longest run of identical consecutive payloads, in log time
+    active_s: float = 0.0  # sum of forward log-time steps (the span, minus backward jumps)
 
 
 @dataclass

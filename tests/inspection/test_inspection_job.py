@@ -1,6 +1,6 @@
-"""The job entry point the KubeRay runner's RayJob executes, run in-process on the native runner.
+"""The job entry point the Ray runners execute, run in-process on the native runner.
 
-(The Ray runner path needs a Ray cluster; these tests drive everything around it.)"""
+(Its Ray runner path is exercised against a real Ray head in test_ray_runners.py.)"""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ import pytest
 
 from axon_dagster.domain import QcOutcome
 from axon_dagster.inspection import InspectionReport
-from axon_dagster.inspection.job import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, main
+from axon_dagster.inspection.job import (
+    EXIT_BAD_INPUT,
+    EXIT_INFRASTRUCTURE,
+    REPORT_MARKER,
+    main,
+)
+from axon_dagster.inspection.ray_runners import parse_report_from_logs
 from axon_dagster.recorder.sim.synthetic import Faults
+from axon_dagster.storage.recording import sidecar_path
 
 
 def run(dataset, requirements, output) -> int:
@@ -26,7 +33,8 @@ def test_job_writes_the_report_to_a_path_or_file_uri(make_recording, tmp_path):
     report = InspectionReport.read(out)
     assert report.dataset_path == str(path) and report.outcome is QcOutcome.NEEDS_REVIEW
 
-    assert run(path, {"max_gap_seconds": 3.0}, f"file://{tmp_path}/again.json") == 0
+    # A tolerated stall's lost messages are judged as drops: tolerate those too.
+    assert run(path, {"max_gap_seconds": 3.0, "max_drop_rate": 0.5}, f"file://{tmp_path}/again.json") == 0
     assert InspectionReport.read(tmp_path / "again.json").approved
 
 
@@ -60,6 +68,25 @@ def test_job_refuses_an_unsupported_output(make_recording, tmp_path):
 
 def test_unreadable_dataset_is_an_infrastructure_exit_and_no_report(make_recording, tmp_path):
     out = tmp_path / "out.json"
-    assert run(make_recording("trunc", faults=Faults(truncate=True)), {}, out) == EXIT_INFRASTRUCTURE
+    truncated = make_recording("trunc", faults=Faults(truncate=True))
+    sidecar_path(truncated).unlink()  # nothing proves the files were lost rather than unreachable
+    assert run(truncated, {}, out) == EXIT_INFRASTRUCTURE
     assert run(tmp_path / "missing.lance", {}, out) == EXIT_INFRASTRUCTURE
     assert not out.exists()
+
+
+def test_a_truncated_dataset_with_its_sidecar_gets_a_rejected_report(make_recording, tmp_path):
+    out = tmp_path / "out.json"
+    assert run(make_recording("trunc", faults=Faults(truncate=True)), {}, out) == 0
+    report = InspectionReport.read(out)
+    assert report.outcome is QcOutcome.REJECTED and "missing" in report.check("sidecar_consistency").detail
+
+
+def test_report_on_stdout_is_one_marked_line(make_recording, capsys):
+    path = make_recording("stdout", faults=Faults(drop_rate=0.1))
+    assert run(path, {}, "-") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(REPORT_MARKER)
+    report = parse_report_from_logs("some log line\n" + lines[0] + "\nmore logs\n")
+    assert report.dataset_path == str(path) and not report.check("dropped_messages").passed
+    assert parse_report_from_logs("no report here") is None
