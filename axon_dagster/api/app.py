@@ -9,7 +9,7 @@ import logging
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,6 +29,7 @@ from axon_dagster.services.errors import AlreadyExistsError, AuthenticationError
 from axon_dagster.services.views import (
     BatchView,
     DatasetView,
+    EdgeCacheUsageView,
     EventPage,
     EventResult,
     OrderView,
@@ -225,6 +226,15 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     @admin.post("/datasets/{dataset_id}/uploaded", response_model=DatasetView)
     def dataset_uploaded(dataset_id: str, body: schemas.DatasetUploaded, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
         return cp.dataset_uploaded(u, dataset_id, body.cloud_uri, body.dataset_digest)
+
+    # ------------------------------------------------------------------ edge caches (disk usage reports)
+    @admin.put("/edge-caches/{cache_id}/usage", response_model=EdgeCacheUsageView)
+    def report_cache_usage(cache_id: str, body: dict[str, Any] = Body(...), u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.report_cache_usage(u, cache_id, body)
+
+    @admin.get("/edge-caches", response_model=list[EdgeCacheUsageView])
+    def list_cache_usage(u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.list_cache_usage(u)
 
     # ------------------------------------------------------------------ robot side
     @edge.get("/tasks", response_model=TaskPage)

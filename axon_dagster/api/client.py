@@ -260,6 +260,16 @@ class ControlPlaneClient(_HttpClient):
         return self._request("POST", f"/datasets/{_seg(dataset_id)}/uploaded", json=body)
 
 
+    # ---------------------------------------------------------------- edge caches
+    def report_cache_usage(self, cache_id: str, usage: Mapping[str, Any]) -> dict[str, Any]:
+        """Store ``usage`` (``EdgeCache.disk_usage()``) as the current usage of edge cache ``cache_id``."""
+        return self._request("PUT", f"/edge-caches/{_seg(cache_id)}/usage", json=dict(usage))
+
+    def list_cache_usage(self) -> list[dict[str, Any]]:
+        """The last usage report of every edge cache, by cache id."""
+        return self._request("GET", "/edge-caches")
+
+
 class EdgeSyncClient(_HttpClient):
     """A robot's side of the API, authenticated by its own token (``AXON_ROBOT_TOKEN``)."""
 

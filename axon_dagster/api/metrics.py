@@ -2,7 +2,8 @@
 
 - **From the store at scrape time** (the store is the truth, so gauges are right after a restart
   and equal across API replicas): orders, batches and tasks by status, robots' last-seen time, the
-  human review queue (length and oldest age).
+  human review queue (length and oldest age), and each edge cache's last reported usage
+  (``axon_edge_cache_*{cache_id}``).
 - **Counted as events arrive**: status events ingested per robot and result, and the ingest lag
   (receive time minus the event's ``occurred_at`` on the robot) per robot — a growing lag means a
   robot's outbox is draining a backlog.
@@ -38,6 +39,12 @@ STORE_GAUGES = (
     "axon_robot_last_seen_timestamp_seconds",
     "axon_review_queue_length",
     "axon_review_queue_oldest_age_seconds",
+    # The last usage report of each edge cache (PUT /api/v1/edge-caches/{cache_id}/usage), labelled
+    # cache_id. The same names as the edge agent's own gauges (labelled robot_id), so the
+    # "edge cache near quota" alert covers both.
+    "axon_edge_cache_used_bytes",
+    "axon_edge_cache_quota_bytes",
+    "axon_edge_cache_pressure",
 )
 
 
@@ -107,6 +114,29 @@ class StoreCollector:
             "Seconds the oldest dataset has waited for review (0 when the queue is empty)",
             value=snapshot.review_queue_oldest_age_seconds,
         )
+        yield from _edge_cache_gauges(snapshot.edge_caches)
+
+
+def _edge_cache_gauges(caches: dict[str, tuple[int, int | None, bool]]) -> Iterator[Metric]:
+    used = GaugeMetricFamily(
+        "axon_edge_cache_used_bytes", "Bytes of datasets held in each edge cache (last report)", labels=["cache_id"]
+    )
+    quota = GaugeMetricFamily(
+        "axon_edge_cache_quota_bytes", "Edge-cache quota in bytes (absent: no quota)", labels=["cache_id"]
+    )
+    pressure = GaugeMetricFamily(
+        "axon_edge_cache_pressure",
+        "1 while the edge cache is over quota and eviction could not bring it under (last report)",
+        labels=["cache_id"],
+    )
+    for cache_id, (used_bytes, quota_bytes, over) in caches.items():
+        used.add_metric([cache_id], used_bytes)
+        if quota_bytes is not None:
+            quota.add_metric([cache_id], quota_bytes)
+        pressure.add_metric([cache_id], 1 if over else 0)
+    yield used
+    yield quota
+    yield pressure
 
 
 def _by_status(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetricFamily:

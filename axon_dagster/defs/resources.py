@@ -37,11 +37,21 @@ class EdgeCacheResource(dg.ConfigurableResource):
     root: str = Field(default=".axon/edge-cache", description="Edge cache directory")
     max_size_gb: Optional[float] = Field(default=None, description="Quota; eviction never removes un-uploaded data")
     policy: str = Field(default="lru", description="lru | fifo | manual")
+    retention_days: Optional[float] = Field(
+        default=None, description="The retention schedule removes uploaded-and-verified or rejected datasets older than this"
+    )
+    delete_after_upload: bool = Field(default=False, description="Remove a dataset as soon as its upload is verified")
 
     def cache(self):
         from axon_dagster.storage.edge_cache import EdgeCache
 
-        return EdgeCache(self.root, max_size_gb=self.max_size_gb, policy=self.policy)
+        return EdgeCache(
+            self.root,
+            max_size_gb=self.max_size_gb,
+            policy=self.policy,
+            retention_days=self.retention_days,
+            delete_after_upload=self.delete_after_upload,
+        )
 
 
 class ObjectStoreResource(dg.ConfigurableResource):
@@ -104,6 +114,7 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
     cp, cache, store, insp, rec = cfg.control_plane, cfg.storage.edge_cache, cfg.storage.object_store, cfg.inspection, cfg.recorder
     env = os.environ.get
     max_gb = env("AXON_EDGE_CACHE_MAX_GB")
+    retention_days = env("AXON_EDGE_CACHE_RETENTION_DAYS")
     return {
         "control_plane": ControlPlaneResource(
             url=env("AXON_CONTROL_PLANE_URL", cp.url),
@@ -115,6 +126,8 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             root=os.path.abspath(env("AXON_EDGE_CACHE_DIR", cache.root)),
             max_size_gb=float(max_gb) if max_gb else cache.max_size_gb,
             policy=env("AXON_EDGE_CACHE_POLICY", cache.policy),
+            retention_days=float(retention_days) if retention_days else None,
+            delete_after_upload=env("AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD", "").strip().lower() in ("1", "true", "yes"),
         ),
         "object_store": ObjectStoreResource(
             url=_absolute_file_url(env("AXON_OBJECT_STORE_URL", store.url)),

@@ -39,13 +39,14 @@ from axon_dagster.domain import (
 from axon_dagster.domain import plan_order as domain_plan_order
 from axon_dagster.domain.batch_review import BatchReviewStatus, initial_status
 from axon_dagster.domain.ids import MAX_ID_LENGTH
-from axon_dagster.store import EventRecord, SqlAlchemyUnitOfWork, TaskFilter, TaskRecord
+from axon_dagster.store import EdgeCacheUsageRecord, EventRecord, SqlAlchemyUnitOfWork, TaskFilter, TaskRecord
 from axon_dagster.store.errors import DuplicateKeyError
 
 from .errors import AlreadyExistsError, AuthenticationError, InvalidRequestError, NotFoundError
 from .views import (
     BatchView,
     DatasetView,
+    EdgeCacheUsageView,
     EventPage,
     EventResult,
     EventView,
@@ -557,6 +558,109 @@ def _dataset_step(uow: UnitOfWork, dataset_id: str, what: str, step: Any, report
     return DatasetView.of(dataset, record.created_at, report if report is not None else record.inspection_report)
 
 
+# ------------------------------------------------------------------------------------ edge caches
+
+CACHE_STATES = ("cached", "uploaded", "rejected")  # axon_dagster.storage.edge_cache.CacheState
+# Fields of EdgeCache.disk_usage() kept beside the main columns (anything else is dropped).
+_REPORT_INTS = ("evictable_bytes", "pending_upload_bytes")
+_REPORT_TEXTS = ("root", "policy", "oldest_pending_staged_at", "reported_at")
+MAX_BYTES = 2**63 - 1
+
+
+def report_cache_usage(uow: UnitOfWork, cache_id: str, usage: Mapping[str, Any]) -> EdgeCacheUsageView:
+    """Store ``usage`` (an ``EdgeCache.disk_usage()`` report) as the current usage of ``cache_id``,
+    replacing its previous report. Everything is checked before anything is written."""
+    cache_id = validate_id(cache_id, "cache_id")
+    record = _cache_usage_record(cache_id, usage, utcnow())
+    with uow.writing():
+        uow.edge_caches.put(record)
+        uow.commit()
+    log.info(
+        "edge cache %s reported %d of %s bytes used%s",
+        cache_id, record.used_bytes, record.quota_bytes if record.quota_bytes is not None else "unlimited",
+        " (PRESSURE)" if record.pressure else "",
+    )
+    return EdgeCacheUsageView.of(record)
+
+
+def list_cache_usage(uow: UnitOfWork) -> list[EdgeCacheUsageView]:
+    with uow.reading():
+        return [EdgeCacheUsageView.of(r) for r in uow.edge_caches.list()]
+
+
+def _byte_count(value: Any, field: str, *, nullable: bool = False) -> int | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_BYTES:
+        raise InvalidRequestError(f"{field} must be a non-negative integer{' or null' if nullable else ''}, got {value!r}")
+    return value
+
+
+def _cache_usage_record(cache_id: str, usage: Any, received_at: datetime) -> EdgeCacheUsageRecord:
+    if not isinstance(usage, Mapping):
+        raise InvalidRequestError(f"usage must be an object, got {type(usage).__name__}")
+    for key in ("used_bytes", "pressure", "datasets"):
+        if key not in usage:
+            raise InvalidRequestError(f"usage.{key} is required")
+    used = _byte_count(usage["used_bytes"], "usage.used_bytes")
+    quota = _byte_count(usage.get("quota_bytes"), "usage.quota_bytes", nullable=True)
+    pressure = usage["pressure"]
+    if not isinstance(pressure, bool):
+        raise InvalidRequestError(f"usage.pressure must be true or false, got {pressure!r}")
+    if pressure != (quota is not None and used > quota):
+        raise InvalidRequestError(
+            f"usage.pressure={pressure} contradicts used_bytes={used} and quota_bytes={quota} (pressure means over quota)"
+        )
+    raw_datasets = usage["datasets"]
+    if not isinstance(raw_datasets, Mapping):
+        raise InvalidRequestError("usage.datasets must be an object of {state: {count, bytes}}")
+    unknown = sorted(set(map(str, raw_datasets)) - set(CACHE_STATES))
+    if unknown:
+        raise InvalidRequestError(f"usage.datasets has unknown states {unknown}; expected {list(CACHE_STATES)}")
+    datasets: dict[str, Any] = {}
+    for state in CACHE_STATES:
+        entry = raw_datasets.get(state, {"count": 0, "bytes": 0})
+        if not isinstance(entry, Mapping):
+            raise InvalidRequestError(f"usage.datasets.{state} must be an object with count and bytes")
+        datasets[state] = {
+            "count": _byte_count(entry.get("count"), f"usage.datasets.{state}.count"),
+            "bytes": _byte_count(entry.get("bytes"), f"usage.datasets.{state}.bytes"),
+        }
+    total = sum(d["bytes"] for d in datasets.values())
+    if total != used:
+        raise InvalidRequestError(f"usage.used_bytes={used} differs from the sum of usage.datasets bytes ({total})")
+    report: dict[str, Any] = {}
+    for key in _REPORT_INTS:
+        if usage.get(key) is not None:
+            report[key] = _byte_count(usage[key], f"usage.{key}")
+    for key in _REPORT_TEXTS:
+        if usage.get(key) is not None:
+            report[key] = _text(usage[key], f"usage.{key}")
+    if usage.get("filesystem") is not None:
+        fs = usage["filesystem"]
+        if not isinstance(fs, Mapping):
+            raise InvalidRequestError("usage.filesystem must be an object with total_bytes and free_bytes")
+        report["filesystem"] = {k: _byte_count(fs.get(k), f"usage.filesystem.{k}") for k in ("total_bytes", "free_bytes")}
+    if usage.get("delete_after_upload") is not None:
+        if not isinstance(usage["delete_after_upload"], bool):
+            raise InvalidRequestError("usage.delete_after_upload must be true or false")
+        report["delete_after_upload"] = usage["delete_after_upload"]
+    if usage.get("retention_days") is not None:
+        days = usage["retention_days"]
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days < float("inf"):
+            raise InvalidRequestError(f"usage.retention_days must be a positive number or null, got {days!r}")
+        report["retention_days"] = days
+    return EdgeCacheUsageRecord(
+        cache_id=cache_id,
+        used_bytes=used,
+        quota_bytes=quota,
+        pressure=pressure,
+        datasets=datasets,
+        report=report,
+        reported_at=received_at,
+    )
+
+
 # ------------------------------------------------------------------------------------ metrics
 
 
@@ -575,6 +679,7 @@ def metrics_snapshot(uow: UnitOfWork) -> MetricsSnapshot:
             for r in uow.datasets.list(DatasetStatus.INSPECTED.value, QcOutcome.NEEDS_REVIEW.value, _REVIEW_SCAN_LIMIT, 0)
             if r.dataset.reviewed_by is None
         ]
+        caches = uow.edge_caches.list()
     orders = Counter(rollup_of(per_order.get(oid, {})).value for oid in order_ids)
     batches = Counter(rollup_of(per_batch.get(bid, {})).value for bid in batch_ids)
     now = utcnow()
@@ -585,6 +690,7 @@ def metrics_snapshot(uow: UnitOfWork) -> MetricsSnapshot:
         batches_by_status=dict(batches),
         review_queue_length=len(waiting),
         review_queue_oldest_age_seconds=max(((now - d.updated_at).total_seconds() for d in waiting), default=0.0),
+        edge_caches={c.cache_id: (c.used_bytes, c.quota_bytes, c.pressure) for c in caches},
     )
 
 
@@ -687,6 +793,7 @@ __all__ = [
     "get_task",
     "hash_token",
     "list_batches",
+    "list_cache_usage",
     "list_datasets",
     "list_orders",
     "list_robots",
@@ -696,6 +803,7 @@ __all__ = [
     "plan_order",
     "pull_tasks",
     "register_robot",
+    "report_cache_usage",
     "review_dataset",
     "transition_task",
 ]

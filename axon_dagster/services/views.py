@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 
 from axon_dagster.domain import Batch, Dataset, Order, RollupStatus, TaskStatus, rollup
-from axon_dagster.store import DatasetRecord, EventRecord, RobotRecord, TaskRecord
+from axon_dagster.store import DatasetRecord, EdgeCacheUsageRecord, EventRecord, RobotRecord, TaskRecord
 
 
 def _all_statuses(counts: dict[TaskStatus, int]) -> dict[str, int]:
@@ -260,3 +260,30 @@ class MetricsSnapshot:
     batches_by_status: dict[str, int] = field(default_factory=dict)
     review_queue_length: int = 0
     review_queue_oldest_age_seconds: float = 0.0
+    # 0003: the last usage report of each edge cache, {cache_id: (used_bytes, quota_bytes | None, pressure)}.
+    edge_caches: dict[str, tuple[int, int | None, bool]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EdgeCacheUsageView(View):
+    """The last disk-usage report of one edge cache (``EdgeCache.disk_usage()``, as stored)."""
+
+    cache_id: str
+    used_bytes: int
+    quota_bytes: int | None
+    pressure: bool
+    datasets: dict[str, Any]  # {state: {"count": n, "bytes": b}}
+    report: dict[str, Any]  # policy, filesystem, pending/evictable bytes, ... as the cache reported them
+    reported_at: datetime  # when the control plane received the report
+
+    @classmethod
+    def of(cls, r: EdgeCacheUsageRecord) -> "EdgeCacheUsageView":
+        return cls(
+            cache_id=r.cache_id,
+            used_bytes=r.used_bytes,
+            quota_bytes=r.quota_bytes,
+            pressure=r.pressure,
+            datasets=r.datasets,
+            report=r.report,
+            reported_at=r.reported_at,
+        )

@@ -2,11 +2,12 @@
 
 from .engine import is_sqlite, make_engine
 from .migrate import SchemaOutOfDateError, check_schema, current_revision, head_revision, upgrade
-from .repositories import DatasetRecord, EventRecord, RobotRecord, TaskFilter, TaskRecord
+from .repositories import DatasetRecord, EdgeCacheUsageRecord, EventRecord, RobotRecord, TaskFilter, TaskRecord
 from .unit_of_work import SqlAlchemyUnitOfWork, UnitOfWorkFactory
 
 __all__ = [
     "DatasetRecord",
+    "EdgeCacheUsageRecord",
     "EventRecord",
     "RobotRecord",
     "SchemaOutOfDateError",

@@ -24,6 +24,7 @@ from .schema import (
     TASK_REVISION_COUNTER,
     BatchRow,
     DatasetRow,
+    EdgeCacheUsageRow,
     EventRow,
     OrderRow,
     RevisionCounterRow,
@@ -615,3 +616,57 @@ def _dataset(row: DatasetRow) -> DatasetRecord:
         updated_at=row.updated_at,
     )
     return DatasetRecord(dataset, row.created_at, row.inspection_report)
+
+
+# ---------------------------------------------------------------- edge-cache usage (0003)
+
+
+@dataclass(frozen=True)
+class EdgeCacheUsageRecord:
+    cache_id: str
+    used_bytes: int
+    quota_bytes: int | None
+    pressure: bool
+    datasets: dict[str, Any]  # {state: {"count": n, "bytes": b}}
+    report: dict[str, Any]
+    reported_at: datetime
+
+
+class EdgeCacheUsageRepository:
+    """The last usage report of each edge cache: a report replaces the cache's previous one."""
+
+    def __init__(self, session: Session):
+        self._session = session
+
+    def put(self, record: EdgeCacheUsageRecord) -> None:
+        row = self._session.get(EdgeCacheUsageRow, record.cache_id)
+        if row is None:
+            row = EdgeCacheUsageRow(cache_id=record.cache_id)
+            self._session.add(row)
+        row.used_bytes = record.used_bytes
+        row.quota_bytes = record.quota_bytes
+        row.pressure = record.pressure
+        row.datasets = record.datasets
+        row.report = record.report
+        row.reported_at = record.reported_at
+        self._session.flush()
+
+    def get(self, cache_id: str) -> EdgeCacheUsageRecord | None:
+        row = self._session.get(EdgeCacheUsageRow, cache_id)
+        return _cache_usage(row) if row else None
+
+    def list(self) -> list[EdgeCacheUsageRecord]:
+        stmt = select(EdgeCacheUsageRow).order_by(EdgeCacheUsageRow.cache_id)
+        return [_cache_usage(r) for r in self._session.execute(stmt).scalars()]
+
+
+def _cache_usage(row: EdgeCacheUsageRow) -> EdgeCacheUsageRecord:
+    return EdgeCacheUsageRecord(
+        cache_id=row.cache_id,
+        used_bytes=row.used_bytes,
+        quota_bytes=row.quota_bytes,
+        pressure=bool(row.pressure),
+        datasets=dict(row.datasets or {}),
+        report=dict(row.report or {}),
+        reported_at=row.reported_at,
+    )

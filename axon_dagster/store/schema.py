@@ -168,6 +168,20 @@ class AuditRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class EdgeCacheUsageRow(Base):
+    """0003: the last disk-usage report of each edge cache (``EdgeCache.disk_usage()``), one row per cache."""
+
+    __tablename__ = "edge_cache_usage"
+
+    cache_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    used_bytes: Mapped[int] = mapped_column(BigInteger)
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # None: no quota
+    pressure: Mapped[bool] = mapped_column(Boolean)
+    datasets: Mapped[dict[str, Any]] = mapped_column(JSON)  # {state: {"count": n, "bytes": b}}
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)  # the rest of the report (policy, filesystem, ...)
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class RevisionCounterRow(Base):
     """One row per counter. Write transactions lock the ``tasks`` row first (see unit_of_work)."""
 

@@ -19,6 +19,7 @@ from .engine import SQLITE_BEGIN_OPTION
 from .repositories import (
     BatchRepository,
     DatasetRepository,
+    EdgeCacheUsageRepository,
     EventRepository,
     OrderRepository,
     RevisionCounter,
@@ -45,6 +46,7 @@ class SqlAlchemyUnitOfWork:
     batch_review: BatchReviewRepository
     audit: AuditRepository
     dataset_search: DatasetSearchRepository
+    edge_caches: EdgeCacheUsageRepository
 
     def __init__(self, session_factory: Callable[[], Session]):
         self._session_factory = session_factory
@@ -82,6 +84,7 @@ class SqlAlchemyUnitOfWork:
         self.batch_review = BatchReviewRepository(session)
         self.audit = AuditRepository(session)
         self.dataset_search = DatasetSearchRepository(session)
+        self.edge_caches = EdgeCacheUsageRepository(session)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
