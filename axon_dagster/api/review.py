@@ -1,11 +1,13 @@
 """Human review, served by the control-plane API.
 
-- ``GET /review``: the reviewer's queue — every needs_review dataset with its QC report, a per-topic
+- ``GET /review?scene=&sub_scene=&skill=..&robot_id=&since=``: the reviewer's queue — every needs_review dataset with its QC report, a per-topic
   rate-over-time plot drawn from the recording, its metadata and lineage (order, batch, task, robot,
   collector), and approve / reject with a comment and the reviewer's identity. The page posts to
   the existing ``POST /api/v1/datasets/{id}/review``; a decision is final (a second one: 409).
+  A GET filter form narrows the queue with the dataset-search filters (so a filtered queue is a
+  shareable URL); they are validated by ``dataset_search.build_query`` (a bad one: 422, named).
 - ``GET /review/{dataset_id}``: one dataset, decided or not.
-- ``GET /api/v1/review/queue``, ``GET /api/v1/review/decisions?after=`` (the review-decision
+- ``GET /api/v1/review/queue`` (same filters), ``GET /api/v1/review/decisions?after=`` (the review-decision
   sensor's feed), ``POST /api/v1/datasets/{id}/disposal`` (record archive/delete of a rejected
   dataset), ``GET /api/v1/datasets/{id}/rate-plot.svg``.
 
@@ -25,9 +27,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict
 
+from axon_dagster.services import dataset_search as ds
 from axon_dagster.services import review as rv
-from axon_dagster.services.errors import AuthenticationError
+from axon_dagster.services.errors import AuthenticationError, InvalidRequestError
 from axon_dagster.services.views import DatasetView
+from axon_dagster.store.review_repositories import DatasetQuery
 
 from .client import ControlPlaneClient, _seg
 from .rate_plot import rate_plot_svg
@@ -36,6 +40,9 @@ API_PREFIX = "/api/v1"
 TOKEN_COOKIE = "axon_admin_token"
 SHARED_CSS = Path(__file__).resolve().parent.parent / "web" / "static" / "axon.css"
 SHARED_CSS_URL = "/static/axon.css"
+# The dataset-search filters that make sense on the needs_review queue (status/outcome are fixed there).
+QUEUE_FILTERS = ("scene", "sub_scene", "skill", "robot_id", "since")
+QUEUE_PARAMS = frozenset(QUEUE_FILTERS) | {"limit", "offset"}
 
 
 class DisposalBody(BaseModel):
@@ -59,6 +66,16 @@ def _uow(request: Request) -> Any:
     return request.app.state.uow_factory()
 
 
+def _queue_query(request: Request) -> DatasetQuery:
+    """The queue filters of the request, validated by the dataset search's own rules."""
+    params = request.query_params
+    unknown = sorted(set(params.keys()) - QUEUE_PARAMS)
+    if unknown:
+        raise InvalidRequestError(f"unknown query parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(QUEUE_PARAMS))}")
+    single = {k: params.get(k) for k in QUEUE_FILTERS if k != "skill"}
+    return ds.build_query(skills=params.getlist("skill"), **single)
+
+
 router = APIRouter(tags=["review"])
 
 
@@ -66,9 +83,21 @@ router = APIRouter(tags=["review"])
 def review_page(request: Request, limit: int = 50, offset: int = 0) -> Response:
     if not _signed_in(request):
         return HTMLResponse(_page("Sign in", _SIGN_IN), status_code=401)
-    items = rv.review_queue(_uow(request), limit=limit, offset=offset)
-    cards = "".join(_card(i) for i in items) or '<p class="empty">No datasets are waiting for review.</p>'
-    body = f'<h1>Review queue <small>({len(items)} waiting)</small></h1>{_IDENTITY}<div id="queue">{cards}</div>'
+    form = _filter_form(request)
+    try:
+        query = _queue_query(request)
+    except InvalidRequestError as refused:
+        body = (
+            f'<h1>Review queue</h1>{form}<p class="error filter-error" role="alert">Bad filter: {_e(refused)}</p>'
+            '<div id="queue"></div>'
+        )
+        return HTMLResponse(_page("Review queue", body), status_code=422)
+    items = rv.review_queue(_uow(request), limit=limit, offset=offset, query=query)
+    filtered = query != DatasetQuery()
+    empty = "No datasets matching these filters are waiting for review." if filtered else "No datasets are waiting for review."
+    cards = "".join(_card(i) for i in items) or f'<p class="empty">{empty}</p>'
+    count = f"{len(items)} waiting{', filtered' if filtered else ''}"
+    body = f'<h1>Review queue <small>({count})</small></h1>{form}{_IDENTITY}<div id="queue">{cards}</div>'
     return HTMLResponse(_page("Review queue", body))
 
 
@@ -86,7 +115,7 @@ api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(_require_admin)], tags=
 
 @api.get("/review/queue", response_model=list[rv.ReviewItem])
 def review_queue(request: Request, limit: int = 50, offset: int = 0) -> Any:
-    return rv.review_queue(_uow(request), limit=limit, offset=offset)
+    return rv.review_queue(_uow(request), limit=limit, offset=offset, query=_queue_query(request))
 
 
 @api.get("/review/decisions", response_model=rv.DecisionPage)
@@ -111,8 +140,9 @@ router.include_router(api)
 class ReviewClient(ControlPlaneClient):
     """The control-plane client plus the review routes of this module."""
 
-    def review_queue(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-        return self._request("GET", "/review/queue", params={"limit": limit, "offset": offset})
+    def review_queue(self, limit: int = 50, offset: int = 0, **filters: Any) -> list[dict[str, Any]]:
+        """``filters``: scene, sub_scene, skill (a string or a list), robot_id, since."""
+        return self._request("GET", "/review/queue", params={"limit": limit, "offset": offset, **filters})
 
     def review_decisions(self, after: str = "", limit: int = 100) -> dict[str, Any]:
         return self._request("GET", "/review/decisions", params={"after": after, "limit": limit})
@@ -130,6 +160,28 @@ def _signed_in(request: Request) -> bool:
     except AuthenticationError:
         return False
     return True
+
+
+def _filter_form(request: Request) -> str:
+    """A GET form: submitting it puts the filters in the URL (a shareable filtered queue)."""
+    params = request.query_params
+    labels = {"scene": "Scene", "sub_scene": "Sub-scene", "robot_id": "Robot", "since": "Since"}
+    fields = []
+    for name in QUEUE_FILTERS:
+        if name == "skill":
+            skills = params.getlist("skill") or [""]
+            fields += [
+                f'<label>Skill <input id="filter-skill" name="skill" value="{_e(v)}" placeholder="e.g. pick"></label>' if i == 0
+                else f'<label>Skill <input name="skill" value="{_e(v)}"></label>'
+                for i, v in enumerate(skills)
+            ]
+            continue
+        hint = ' placeholder="2026-11-01 or ISO time"' if name == "since" else ""
+        fields.append(f'<label>{labels[name]} <input id="filter-{name}" name="{name}" value="{_e(params.get(name, ""))}"{hint}></label>')
+    return (
+        f'<form id="filters" method="get" action="/review">{"".join(fields)}'
+        '<button type="submit" id="filter-button">Filter</button> <a href="/review">clear filters</a></form>'
+    )
 
 
 def _plot(item: rv.ReviewItem) -> str:
@@ -253,6 +305,7 @@ body{font-family:system-ui,sans-serif;margin:1.5rem;max-width:1100px;color:#222}
 th,td{text-align:left;padding:2px 8px;border-bottom:1px solid #eee} caption{text-align:left;font-weight:600}
 tr.fail td{color:#b00;font-weight:600} .error{color:#b00} .decision.approved{color:#060} .decision.rejected{color:#b00}
 textarea{width:100%;box-sizing:border-box} button{margin:.4rem .4rem 0 0;padding:.4rem 1rem}
+#filters label{margin-right:.6rem;font-size:.85rem} #filters input{width:9rem}
 button.approve{background:#e6f4e6} button.reject{background:#fbe9e9} .muted,.empty{color:#777}
 """
 

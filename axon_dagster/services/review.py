@@ -18,7 +18,8 @@ from sqlalchemy import and_, or_, select
 from axon_dagster.domain import DATASET_TRANSITIONS, DatasetStatus, DomainError, QcOutcome, utcnow, validate_id
 from axon_dagster.domain.states import check_transition
 from axon_dagster.store import SqlAlchemyUnitOfWork
-from axon_dagster.store.schema import DatasetRow
+from axon_dagster.store.review_repositories import DatasetQuery
+from axon_dagster.store.schema import DatasetRow, TaskRow
 
 from .errors import InvalidRequestError, NotFoundError
 from .views import DatasetView, View
@@ -62,13 +63,17 @@ class DecisionPage(View):
     cursor: str
 
 
-def review_queue(uow: SqlAlchemyUnitOfWork, limit: int = 50, offset: int = 0) -> list[ReviewItem]:
-    """Datasets waiting for a human: INSPECTED, outcome needs_review, not yet reviewed; oldest first."""
+def review_queue(uow: SqlAlchemyUnitOfWork, limit: int = 50, offset: int = 0, query: DatasetQuery | None = None) -> list[ReviewItem]:
+    """Datasets waiting for a human: INSPECTED, outcome needs_review, not yet reviewed; oldest first.
+    ``query`` (built and validated by ``dataset_search.build_query``) narrows the queue with the
+    dataset-search filters (scene, sub-scene, skills, robot, since, ...)."""
     limit, offset = _page(limit, offset)
     with uow.reading():
+        stmt = select(DatasetRow.dataset_id)
+        if query is not None and query != DatasetQuery():
+            stmt = stmt.join(TaskRow, DatasetRow.task_id == TaskRow.task_id).where(*uow.dataset_search.conditions(query))
         stmt = (
-            select(DatasetRow.dataset_id)
-            .where(
+            stmt.where(
                 DatasetRow.status == DatasetStatus.INSPECTED.value,
                 DatasetRow.qc_outcome == QcOutcome.NEEDS_REVIEW.value,
                 DatasetRow.reviewed_by.is_(None),

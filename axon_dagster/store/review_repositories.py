@@ -138,6 +138,10 @@ class DatasetSearchRepository:
     def __init__(self, session: Session):
         self._session = session
 
+    def conditions(self, q: DatasetQuery) -> list[Any]:
+        """The WHERE conditions of ``q`` over datasets joined with their tasks (also used by the review queue)."""
+        return self._where(q)
+
     def _where(self, q: DatasetQuery) -> list[Any]:
         conds: list[Any] = []
         if q.scene is not None:

@@ -4,7 +4,7 @@ cache and a local-dir object store in tmp, and the real Daft inspection."""
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -34,6 +34,14 @@ class World:
     edge_cache: EdgeCacheResource
     object_store: ObjectStoreResource
     inspection: InspectionResource
+    edges: dict[str, EdgeSyncClient] = field(default_factory=dict)  # robots other than ROBOT
+
+    def edge_for(self, robot: str) -> EdgeSyncClient:
+        if robot == ROBOT:
+            return self.edge
+        if robot not in self.edges:
+            self.edges[robot] = EdgeSyncClient(self.url, self.admin.register_robot(robot)["token"])
+        return self.edges[robot]
 
     def resources(self, **extra) -> dict:
         return {
@@ -43,17 +51,21 @@ class World:
             **extra,
         }
 
-    def recorded_task(self, *, gap_seconds: float = 2.0, collector: str = "carol") -> str:
+    def recorded_task(
+        self, *, gap_seconds: float = 2.0, collector: str = "carol", scene: str = "warehouse", sub_scene: str = "aisle_1",
+        skills: tuple[str, ...] = ("pick",), robot: str = ROBOT,
+    ) -> str:
         """An EXECUTED task whose real Lance recording (a 2 s stall by default) sits on the robot."""
         n = next(_counter)
         order_id = f"order-{n}"
-        self.admin.create_order(order_id, "warehouse", ["pick"], sub_scene="aisle_1", created_by="test")
+        self.admin.create_order(order_id, scene, list(skills), sub_scene=sub_scene, created_by="test")
         plan = self.admin.plan_order(order_id, task_count=1, duration_seconds=6)
         task_id = plan["tasks"][0]["task_id"]
-        self.admin.dispatch_order(order_id, [ROBOT])
+        edge = self.edge_for(robot)
+        self.admin.dispatch_order(order_id, [robot])
         dataset = self.root / "robot" / f"{task_id}.lance"
         write_recording(
-            dataset, task_id=task_id, robot_id=ROBOT, start_ns=START_NS + n * 10**10, duration_s=6, faults=Faults(gap_seconds=gap_seconds)
+            dataset, task_id=task_id, robot_id=robot, start_ns=START_NS + n * 10**10, duration_s=6, faults=Faults(gap_seconds=gap_seconds)
         )
         for status, data in (
             (TaskStatus.READY, {}),
@@ -62,7 +74,7 @@ class World:
             (TaskStatus.EXECUTED, {"dataset_path": str(dataset)}),
         ):
             event = {"event_id": f"{task_id}.{status.value.lower()}", "task_id": task_id, "status": status.value, "data": data}
-            assert self.edge.push_events([event])[0]["result"] == "applied", status
+            assert edge.push_events([event])[0]["result"] == "applied", status
         return task_id
 
     def inspected_task(self, **kwargs) -> str:
@@ -83,8 +95,9 @@ def world(tmp_path_factory) -> Iterator[World]:
     admin = ReviewClient(server.url)
     token = admin.register_robot(ROBOT)["token"]
     edge = EdgeSyncClient(server.url, token)
+    made = None
     try:
-        yield World(
+        made = World(
             root=root,
             url=server.url,
             admin=admin,
@@ -94,7 +107,10 @@ def world(tmp_path_factory) -> Iterator[World]:
             object_store=ObjectStoreResource(url=f"file://{root / 'cloud'}"),
             inspection=InspectionResource(runner="native"),
         )
+        yield made
     finally:
+        for other in (made.edges.values() if made else ()):
+            other.close()
         admin.close()
         edge.close()
         server.stop()
