@@ -101,15 +101,15 @@ def load_approved_dataset(config: UploadConfig, control_plane: ControlPlaneResou
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
-@dg.op(retry_policy=NETWORK_RETRY)
-def upload_dataset(
+def upload_and_record(
     context: dg.OpExecutionContext,
     control_plane: ControlPlaneResource,
     edge_cache: EdgeCacheResource,
     object_store: ObjectStoreResource,
-    approved: dict,
+    recording: flow.StagedRecording,
+    extra_metadata: dict | None = None,
 ) -> dict:
-    recording = flow.StagedRecording.from_dict(approved)
+    """Upload an approved recording and materialize its cloud copy; shared by every upload job."""
     uploaded = flow.upload_approved(control_plane.client(), edge_cache.cache(), object_store.store(), recording)
     rate = uploaded.size_bytes / uploaded.upload_seconds if uploaded.upload_seconds > 0 else 0.0
     context.log_event(
@@ -123,10 +123,22 @@ def upload_dataset(
                 "size_bytes": uploaded.size_bytes,
                 "upload_seconds": uploaded.upload_seconds,
                 "upload_bytes_per_second": rate,
+                **(extra_metadata or {}),
             },
         )
     )
-    return {**uploaded.__dict__}
+    return dict(uploaded.__dict__)
+
+
+@dg.op(retry_policy=NETWORK_RETRY)
+def upload_dataset(
+    context: dg.OpExecutionContext,
+    control_plane: ControlPlaneResource,
+    edge_cache: EdgeCacheResource,
+    object_store: ObjectStoreResource,
+    approved: dict,
+) -> dict:
+    return upload_and_record(context, control_plane, edge_cache, object_store, flow.StagedRecording.from_dict(approved))
 
 
 @dg.op(retry_policy=NETWORK_RETRY)

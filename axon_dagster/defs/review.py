@@ -24,7 +24,8 @@ from pydantic import Field
 from axon_dagster.domain import DatasetStatus, QcOutcome, TaskStatus
 from axon_dagster.services import data_flow as flow
 
-from .lineage import CLOUD_DATASET, DATASET, materialization
+from .data_flow import report_uploaded, upload_and_record
+from .lineage import DATASET
 from .resources import ControlPlaneResource, EdgeCacheResource, ObjectStoreResource
 from .retry import NETWORK_RETRY
 
@@ -77,36 +78,18 @@ def upload_reviewed_dataset(
     staged: dict,
 ) -> dict:
     recording = flow.StagedRecording.from_dict(staged)
-    uploaded = flow.upload_approved(control_plane.client(), edge_cache.cache(), object_store.store(), recording)
     dataset = control_plane.client().get_dataset(recording.task_id)
-    context.log_event(
-        materialization(
-            CLOUD_DATASET,
-            recording.order_id,
-            {
-                **recording.lineage,
-                "cloud_uri": dg.MetadataValue.url(uploaded.cloud_uri),
-                "dataset_digest": uploaded.dataset_digest,
-                "size_bytes": uploaded.size_bytes,
-                "upload_seconds": uploaded.upload_seconds,
-                "reviewed_by": dataset.get("reviewed_by") or "",
-                "rate_plot": dg.MetadataValue.url(f"{control_plane.url.rstrip('/')}/api/v1/datasets/{recording.task_id}/rate-plot.svg"),
-                "review_comment": dataset.get("review_comment") or "",
-            },
-        )
-    )
-    return dict(uploaded.__dict__)
-
-
-@dg.op(retry_policy=NETWORK_RETRY)
-def report_reviewed_uploaded(context: dg.OpExecutionContext, control_plane: ControlPlaneResource, uploaded: dict) -> None:
-    task = flow.report_uploaded(control_plane.client(), flow.Uploaded(**uploaded))
-    context.log.info(f"task {uploaded['task_id']} is {task['status']}: {uploaded['cloud_uri']}")
+    review = {
+        "reviewed_by": dataset.get("reviewed_by") or "",
+        "review_comment": dataset.get("review_comment") or "",
+        "rate_plot": dg.MetadataValue.url(f"{control_plane.url.rstrip('/')}/api/v1/datasets/{recording.task_id}/rate-plot.svg"),
+    }
+    return upload_and_record(context, control_plane, edge_cache, object_store, recording, review)
 
 
 @dg.job(name=UPLOAD_REVIEWED_JOB, description="Upload a dataset a reviewer approved and report the task UPLOADED.")
 def upload_reviewed():
-    report_reviewed_uploaded(upload_reviewed_dataset(load_reviewed_dataset()))
+    report_uploaded(upload_reviewed_dataset(load_reviewed_dataset()))
 
 
 # ------------------------------------------------------------------------------ dispose_rejected
