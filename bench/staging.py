@@ -16,7 +16,8 @@ Builds a dataset directory of ``--size-mb`` of random bytes in ``--files`` files
   busy disk an fsync waits for other writers' data: that wait, not the staging work, dominates).
 
 Each stage goes into a fresh cache; every measurement starts after ``os.sync()`` (see ``timed``).
-Note: copytree's copy is not fsynced (not durable); staging is (directory fsyncs, SQLite commit). The last line is ``staging ratio: X.XXXX`` (default stage time
+Note: copytree's copy is not fsynced (not durable); staging is (the rename into the cache is
+fsynced, and a linked entry holds no new bytes: its files are the recorder's own inodes). The last line is ``staging ratio: X.XXXX`` (default stage time
 / copytree time; target <= 0.01).
 """
 

@@ -29,11 +29,12 @@ import logging
 import os
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -97,6 +98,21 @@ class CacheUsage:
     pressure: bool  # over quota (eviction could not, or has not yet, brought it under)
 
 
+@dataclass
+class _Materialized:
+    """What :meth:`EdgeCache._materialize` did: directories made (relative to the scratch dir),
+    files linked, files copied (relative to the dataset), and the bytes the dataset holds."""
+
+    made_dirs: builtins.list[str] = field(default_factory=list)
+    copied: builtins.list[str] = field(default_factory=list)
+    linked: int = 0
+    size_bytes: int = 0
+
+    @property
+    def method(self) -> str:
+        return "link" if not self.copied else ("copy" if self.linked == 0 else "mixed")
+
+
 class EdgeCache:
     def __init__(
         self,
@@ -151,10 +167,11 @@ class EdgeCache:
         self._db = self.root / "index.db"
         self._datasets.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(exist_ok=True)
+        # One connection per thread (and process), kept for the cache's lifetime: opening one costs
+        # more than the queries staging makes, and a short-lived connection would be the last to
+        # close and checkpoint the WAL (fsyncs) every time.
+        self._local = threading.local()
         self._init_db()
-        # An idle connection held for the cache's lifetime: without it every short-lived
-        # connection would be the last one to close and checkpoint the WAL (fsyncs) each time.
-        self._keeper = self._connect()
         self._recover()
 
     # ----------------------------------------------------------------- public surface
@@ -171,7 +188,8 @@ class EdgeCache:
         src_sidecar = sidecar_path(src)
         if not src_sidecar.is_file():
             raise FileNotFoundError(f"sidecar not found beside {src}: expected {src_sidecar}")
-        sidecar = _read_sidecar(src_sidecar)
+        sidecar_bytes = src_sidecar.read_bytes()
+        sidecar = _read_sidecar(src_sidecar, sidecar_bytes)
         _check_sidecar_consistent(sidecar, src_sidecar)
 
         existing = self._find(dataset_id)
@@ -188,12 +206,15 @@ class EdgeCache:
         scratch = self._scratch_dir()
         try:
             staged_dataset = scratch / f"{dataset_id}.lance"
-            method, made_dirs = self._materialize(src, staged_dataset)
-            shutil.copyfile(src_sidecar, scratch / f"{dataset_id}.json")
-            if method == "copy" or self.verify_linked == "hash":
+            done = self._materialize(src, staged_dataset)
+            staged_sidecar = scratch / f"{dataset_id}.json"
+            sidecar_linked = self._link_or_copy(src_sidecar, staged_sidecar, try_link=done.linked > 0)
+            if staged_sidecar.read_bytes() != sidecar_bytes:
+                raise CacheConflict(f"sidecar {src_sidecar} was replaced while {dataset_id} was being staged; stage it again")
+            if done.method == "copy" or self.verify_linked == "hash":
                 sidecar.verify(staged_dataset)
             else:
-                _verify_links(sidecar, src, staged_dataset)
+                _verify_links(sidecar, staged_dataset, done.copied)
             try:
                 os.rename(scratch, entry_dir)
             except OSError as exc:
@@ -208,23 +229,24 @@ class EdgeCache:
         finally:
             # After a successful rename the scratch path no longer exists; otherwise drop our copy.
             shutil.rmtree(scratch, ignore_errors=True)
-        # Durability, before the index row makes the dataset CACHED: the sidecar's bytes, then every
-        # directory entry (links, the rename). The entry is visible a moment before it is durable;
-        # a crash in that moment leaves an unindexed entry, which is only ever adopted after it
-        # verifies against its sidecar byte for byte (_adopt_orphan). On a journalling filesystem
-        # the first fsync commits every pending link and rename at once; the rest find nothing left.
-        _fsync_file(entry_dir / f"{dataset_id}.json")
-        for made in reversed(made_dirs):
-            _fsync_dir(entry_dir / made)
-        _fsync_dir(entry_dir)
+        # Durability, before the index row makes the dataset CACHED. Copied files hold new bytes:
+        # each was fsynced when copied, and every directory entry (copies, the rename) is fsynced
+        # now. Linked files hold none: each is the recorder's inode, still named in the recorder's
+        # directory, so one fsync of datasets/ makes the rename durable (on a journalling filesystem
+        # the links commit with it). A crash before that leaves an unindexed or partial entry, only
+        # ever adopted after it verifies against its sidecar byte for byte (_adopt_orphan), and the
+        # recording where the recorder wrote it: staging it again is idempotent.
+        if done.copied or not sidecar_linked:
+            for made in reversed(done.made_dirs):
+                _fsync_dir(entry_dir / made)
+            _fsync_dir(entry_dir)
         _fsync_dir(self._datasets)
 
-        entry = self._index_new(dataset_id, sidecar.dataset_digest)
+        entry, usage = self._index_new(dataset_id, sidecar.dataset_digest, done.size_bytes)
         log.info(
             "staged dataset %s from %s by %s (%d files, %d bytes, digest %s)",
-            dataset_id, src, method, len(sidecar.files), entry.size_bytes, entry.dataset_digest,
+            dataset_id, src, done.method, len(sidecar.files), entry.size_bytes, entry.dataset_digest,
         )
-        usage = self.usage()
         if usage.pressure:
             log.warning(
                 "edge cache %s over quota after staging %s: %d of %d bytes used",
@@ -243,7 +265,7 @@ class EdgeCache:
 
     def list(self) -> builtins.list[CachedDataset]:
         """Every cached dataset, oldest staged first. Does not count as an access."""
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             rows = db.execute("SELECT * FROM entries ORDER BY staged_seq").fetchall()
         return [self._to_entry(row) for row in rows]
 
@@ -289,8 +311,11 @@ class EdgeCache:
         return self._require(dataset_id)
 
     def usage(self) -> CacheUsage:
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             used = db.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM entries").fetchone()[0]
+        return self._usage_of(used)
+
+    def _usage_of(self, used: int) -> CacheUsage:
         return CacheUsage(used, self.quota_bytes, self.quota_bytes is not None and used > self.quota_bytes)
 
     def evict(self) -> builtins.list[str]:
@@ -308,7 +333,7 @@ class EdgeCache:
             )
             return []
         order = "access_seq" if self.policy == "lru" else "staged_seq"
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             candidates = db.execute(
                 f"SELECT dataset_id, size_bytes FROM entries WHERE state IN (?, ?) ORDER BY {order}",
                 tuple(s.value for s in EVICTABLE_STATES),
@@ -338,7 +363,7 @@ class EdgeCache:
         if self.retention_days is None:
             return []
         cutoff = (time.time() if now is None else now) - self.retention_days * 86400
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             rows = db.execute(
                 "SELECT dataset_id FROM entries WHERE state IN (?, ?) AND updated_at <= ? ORDER BY updated_at",
                 (*(s.value for s in EVICTABLE_STATES), cutoff),
@@ -351,7 +376,7 @@ class EdgeCache:
     def disk_usage(self) -> dict:
         """A JSON-ready report for the control plane: quota, usage by state, what eviction could
         free, the filesystem's free space, and the oldest dataset still waiting for upload."""
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             rows = db.execute(
                 "SELECT state, COUNT(*) AS n, COALESCE(SUM(size_bytes), 0) AS bytes, MIN(staged_at) AS oldest FROM entries GROUP BY state"
             ).fetchall()
@@ -395,33 +420,44 @@ class EdgeCache:
         """Hardlinks only work within one filesystem; tests replace this to exercise the copy path."""
         return os.stat(src).st_dev == os.stat(self._tmp).st_dev
 
-    def _materialize(self, src: Path, dest: Path) -> tuple[str, builtins.list[str]]:
+    def _materialize(self, src: Path, dest: Path) -> _Materialized:
         """Recreate ``src`` under ``dest`` by hardlinks where possible, copies otherwise (copied
-        files are fsynced; the directories are left to the caller, after its rename).
-        Returns ("link" | "copy" | "mixed", the created directories relative to ``dest.parent``).
-        Files in the cache are never modified in place: a linked file is the recorder's own inode."""
+        files are fsynced; the directories are left to the caller, after its rename). A linked file
+        *is* the recorder's inode — a successful ``link(2)`` makes it so — and files in the cache
+        are never modified in place."""
+        done = _Materialized()
         try_link = self._same_filesystem(src)
-        linked = copied = 0
-        made: builtins.list[str] = []
-        for dirpath, dirnames, filenames in os.walk(src):
-            dirnames.sort()
-            rel = os.path.normpath(os.path.join(dest.name, os.path.relpath(dirpath, src)))
-            target_dir = os.path.join(dest.parent, rel)
-            os.makedirs(target_dir, exist_ok=True)
-            made.append(rel)
-            for name in sorted(filenames):
-                source, target = os.path.join(dirpath, name), os.path.join(target_dir, name)
-                if try_link:
-                    try:
-                        os.link(source, target)
-                        linked += 1
-                        continue
-                    except OSError as exc:  # EXDEV, EPERM (protected_hardlinks), EMLINK...
-                        log.debug("hardlink %s failed (%s); copying", source, exc)
-                shutil.copyfile(source, target)
-                _fsync_file(Path(target))
-                copied += 1
-        return ("link" if copied == 0 else ("copy" if linked == 0 else "mixed")), made
+        stack = [(str(src), str(dest), dest.name)]
+        while stack:
+            source_dir, target_dir, rel_dir = stack.pop()
+            os.mkdir(target_dir)
+            done.made_dirs.append(rel_dir)
+            with os.scandir(source_dir) as it:
+                entries = sorted(it, key=lambda e: e.name)
+            for entry in entries:
+                target = f"{target_dir}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, target, f"{rel_dir}/{entry.name}"))
+                    continue
+                done.size_bytes += entry.stat(follow_symlinks=False).st_size
+                if self._link_or_copy(entry.path, target, try_link):
+                    done.linked += 1
+                else:
+                    done.copied.append(f"{rel_dir}/{entry.name}".split("/", 1)[1])
+        return done
+
+    @staticmethod
+    def _link_or_copy(source: str | Path, target: str | Path, try_link: bool) -> bool:
+        """Hardlink ``source`` to ``target`` (True), or copy and fsync it when that fails (False)."""
+        if try_link:
+            try:
+                os.link(source, target)
+                return True
+            except OSError as exc:  # EXDEV, EPERM (protected_hardlinks), EMLINK...
+                log.debug("hardlink %s failed (%s); copying", source, exc)
+        shutil.copyfile(source, target)
+        _fsync_file(Path(target))
+        return False
 
     def _same_or_conflict(self, entry: CachedDataset, digest: str, src: Path) -> CachedDataset:
         if entry.dataset_digest != digest:
@@ -447,7 +483,7 @@ class EdgeCache:
             log.error("unindexed cache entry %s does not verify (%s); moved to %s", entry_dir, exc, quarantine)
             return None
         log.warning("adopting unindexed cache entry %s (verified against its sidecar)", entry_dir)
-        return self._index_new(dataset_id, sidecar.dataset_digest)
+        return self._index_new(dataset_id, sidecar.dataset_digest)[0]
 
     def _scratch_dir(self) -> Path:
         path = self._tmp / f"{os.getpid()}-{uuid.uuid4().hex}"
@@ -482,6 +518,17 @@ class EdgeCache:
 
     # ----------------------------------------------------------------- index
 
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection to the index (a forked child opens its own)."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.db, local.pid = self._connect(), os.getpid()
+        return local.db
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        yield self._connection()
+
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._db, timeout=30, isolation_level=None)
         db.row_factory = sqlite3.Row
@@ -497,47 +544,41 @@ class EdgeCache:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; BEGIN IMMEDIATE so concurrent writers (edge agent and Dagster op)
         queue instead of failing on upgrade."""
-        db = self._connect()
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        finally:
-            db.close()
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def _init_db(self) -> None:
-        db = self._connect()
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS entries (
-                    dataset_id TEXT PRIMARY KEY,
-                    state TEXT NOT NULL CHECK (state IN ('cached', 'uploaded', 'rejected')),
-                    size_bytes INTEGER NOT NULL,
-                    dataset_digest TEXT NOT NULL,
-                    cloud_uri TEXT,
-                    verified_digest TEXT,
-                    staged_at REAL NOT NULL,
-                    staged_seq INTEGER NOT NULL,
-                    last_access_at REAL NOT NULL,
-                    access_seq INTEGER NOT NULL,
-                    updated_at REAL NOT NULL
-                );
-                CREATE INDEX IF NOT EXISTS entries_by_state ON entries (state);
-                """
-            )
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
-                raise EdgeCacheError(f"edge cache index {self._db} has schema {version}, newer than this code ({SCHEMA_VERSION})")
-        finally:
-            db.close()
+        db = self._connection()
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS entries (
+                dataset_id TEXT PRIMARY KEY,
+                state TEXT NOT NULL CHECK (state IN ('cached', 'uploaded', 'rejected')),
+                size_bytes INTEGER NOT NULL,
+                dataset_digest TEXT NOT NULL,
+                cloud_uri TEXT,
+                verified_digest TEXT,
+                staged_at REAL NOT NULL,
+                staged_seq INTEGER NOT NULL,
+                last_access_at REAL NOT NULL,
+                access_seq INTEGER NOT NULL,
+                updated_at REAL NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS entries_by_state ON entries (state);
+            """
+        )
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version > SCHEMA_VERSION:
+            raise EdgeCacheError(f"edge cache index {self._db} has schema {version}, newer than this code ({SCHEMA_VERSION})")
 
     def _recover(self) -> None:
         """Finish what a crashed process left: drop rows of evictable entries whose files were already
@@ -557,18 +598,22 @@ class EdgeCache:
                 shutil.rmtree(scratch, ignore_errors=True)
                 log.info("removed leftover scratch %s", scratch)
 
-    def _index_new(self, dataset_id: str, digest: str) -> CachedDataset:
+    def _index_new(self, dataset_id: str, digest: str, dataset_bytes: int | None = None) -> tuple[CachedDataset, CacheUsage]:
+        """Index a dataset whose entry directory is in place (``dataset_bytes``: the size of its
+        ``.lance`` directory, if known); returns its entry and the cache's usage."""
         ds, sc = self._paths(dataset_id)
-        size = _tree_size(ds) + sc.stat().st_size
+        size = (_tree_size(ds) if dataset_bytes is None else dataset_bytes) + sc.stat().st_size
         now = time.time()
         with self._tx() as db:
-            seq = db.execute("SELECT COALESCE(MAX(staged_seq), 0) + 1, COALESCE(MAX(access_seq), 0) + 1 FROM entries").fetchone()
             db.execute(
                 "INSERT OR IGNORE INTO entries (dataset_id, state, size_bytes, dataset_digest, staged_at, staged_seq, "
-                "last_access_at, access_seq, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (dataset_id, CacheState.CACHED.value, size, digest, now, seq[0], now, seq[1], now),
+                "last_access_at, access_seq, updated_at) SELECT ?, ?, ?, ?, ?, COALESCE(MAX(staged_seq), 0) + 1, ?, "
+                "COALESCE(MAX(access_seq), 0) + 1, ? FROM entries",
+                (dataset_id, CacheState.CACHED.value, size, digest, now, now, now),
             )
-        return self._require(dataset_id)
+            row = self._row_or_raise(db, dataset_id)
+            used = db.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM entries").fetchone()[0]
+        return self._to_entry(row), self._usage_of(used)
 
     def _touch(self, db: sqlite3.Connection, dataset_id: str) -> None:
         # A logical clock orders accesses exactly, even when wall-clock times tie.
@@ -579,7 +624,7 @@ class EdgeCache:
         )
 
     def _find(self, dataset_id: str) -> CachedDataset | None:
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             row = db.execute("SELECT * FROM entries WHERE dataset_id = ?", (dataset_id,)).fetchone()
         return None if row is None else self._to_entry(row)
 
@@ -610,9 +655,9 @@ class EdgeCache:
         )
 
 
-def _read_sidecar(path: Path) -> Sidecar:
+def _read_sidecar(path: Path, raw: bytes | None = None) -> Sidecar:
     try:
-        return Sidecar.read(path)
+        return Sidecar.from_json(path.read_bytes() if raw is None else raw)
     except (ValueError, KeyError, TypeError) as exc:  # bad JSON, missing or unknown fields
         raise ValueError(f"unreadable sidecar {path}: {exc}") from exc
 
@@ -624,27 +669,21 @@ def _check_sidecar_consistent(sidecar: Sidecar, path: Path) -> None:
         raise DigestMismatch(f"sidecar {path} (dataset_digest field vs its file list)", sidecar.dataset_digest, derived)
 
 
-def _verify_links(sidecar: Sidecar, src: Path, staged: Path) -> None:
-    """Staged by hardlinks: the file list must be the sidecar's, and every staged file the source's
-    very inode (same filesystem: checked by the caller, and hardlinks cannot cross filesystems);
-    a file that is not (copied after a failed link) is re-hashed. Reads directory entries only."""
-    staged_inodes, src_inodes = _scan_inodes(staged), _scan_inodes(src)
-    if set(staged_inodes) != set(sidecar.files):
-        _check_file_list(sidecar, staged)
-    if os.stat(src).st_dev != os.stat(staged).st_dev:
-        sidecar.verify(staged)
-        return
-    for rel, sha in sidecar.files.items():
-        if staged_inodes[rel] != src_inodes.get(rel):
-            actual = file_sha256(staged / rel)
-            if actual != sha:
-                raise DigestMismatch(f"{staged / rel} (copied from {src / rel}) does not match its sidecar", sha, actual)
+def _verify_links(sidecar: Sidecar, staged: Path, copied: builtins.list[str]) -> None:
+    """Staged by hardlinks: the file list must be the sidecar's, and a file that was copied after a
+    failed link is re-hashed. A linked file is the recorder's very inode (``link(2)`` succeeded), so
+    its bytes are the recording's own: they are checked against the sidecar on upload, byte for byte.
+    Reads directory entries only."""
+    _check_file_list(sidecar, staged)
+    for rel in copied:
+        expected, actual = sidecar.files[rel], file_sha256(staged / rel)
+        if actual != expected:
+            raise DigestMismatch(f"{staged / rel} (copied after a failed hardlink) does not match its sidecar", expected, actual)
 
 
-def _scan_inodes(root: Path) -> dict[str, int]:
-    """``{relative_posix_path: inode}`` of every regular file under ``root``, from directory entries
-    (``d_ino``: no stat, no read)."""
-    out: dict[str, int] = {}
+def _scan_files(root: Path) -> builtins.list[str]:
+    """The relative POSIX path of every regular file under ``root``, from directory entries alone."""
+    out: builtins.list[str] = []
     stack = [("", str(root))]
     while stack:
         prefix, path = stack.pop()
@@ -653,12 +692,12 @@ def _scan_inodes(root: Path) -> dict[str, int]:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((f"{prefix}{entry.name}/", entry.path))
                 elif entry.is_file(follow_symlinks=False):
-                    out[prefix + entry.name] = entry.inode()
+                    out.append(prefix + entry.name)
     return out
 
 
 def _check_file_list(sidecar: Sidecar, dataset_dir: Path) -> None:
-    present = {p.relative_to(dataset_dir).as_posix() for p in dataset_dir.rglob("*") if p.is_file()}
+    present = set(_scan_files(dataset_dir))
     if present != set(sidecar.files):
         missing, extra = sorted(set(sidecar.files) - present), sorted(present - set(sidecar.files))
         raise DigestMismatch(f"{dataset_dir} file list (missing {missing}, unexpected {extra})", sidecar.dataset_digest, "n/a")
@@ -678,8 +717,12 @@ def _tree_size(root: Path) -> int:
 
 
 def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
+    # Read-only is enough for fsync on Linux, and a linked file may be the recorder's, not ours.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -107,6 +107,59 @@ def test_stage_falls_back_to_copy_when_a_hardlink_fails(tmp_path, make_recording
     assert dataset_digest(entry.path) == entry.dataset_digest
 
 
+def _record_fsyncs(monkeypatch) -> list[str]:
+    """The paths fsynced by the cache (file or directory), in order."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(edge_cache_module.os, "fsync", fsync)
+    return synced
+
+
+def test_a_linked_stage_makes_its_rename_durable_and_a_copied_one_every_new_byte(tmp_path, make_recording, monkeypatch):
+    src = make_recording("task-1")
+    cache = EdgeCache(tmp_path / "cache")
+    synced = _record_fsyncs(monkeypatch)
+
+    cache.stage(src, "task-1")
+    # Linked: no new bytes exist (every file is the recorder's inode); the rename into datasets/ is synced.
+    assert synced == [str(cache.root / "datasets")]
+
+    synced.clear()
+    monkeypatch.setattr(EdgeCache, "_same_filesystem", lambda self, src: False)
+    entry = cache.stage(make_recording("task-2"), "task-2")
+    copied_files = [p for p in entry.path.rglob("*") if p.is_file()] + [entry.sidecar_path]
+    directories = [p for p in entry.path.rglob("*") if p.is_dir()] + [entry.path, entry.path.parent, cache.root / "datasets"]
+    # Copied: every copied file's bytes (fsynced in scratch, so compared by name) and every directory entry.
+    assert sorted(Path(p).name for p in synced[: len(copied_files)]) == sorted(p.name for p in copied_files)
+    assert sorted(synced[len(copied_files):]) == sorted(str(d) for d in directories)
+    assert synced[-1] == str(cache.root / "datasets")  # the rename last, after everything it names
+
+
+def test_a_sidecar_replaced_during_staging_is_refused_and_leaves_nothing_behind(tmp_path, make_recording, monkeypatch):
+    src = make_recording("task-1")
+    cache = EdgeCache(tmp_path / "cache")
+    real_materialize = EdgeCache._materialize
+
+    def recorder_rewrites_sidecar(self, source, dest):
+        done = real_materialize(self, source, dest)
+        # The recorder writes a new sidecar (atomic replace) between the links and the sidecar's.
+        replaced = sidecar_path(src).read_text().replace('"robot-1"', '"robot-2"')
+        tmp = sidecar_path(src).with_suffix(".tmp")
+        tmp.write_text(replaced)
+        os.replace(tmp, sidecar_path(src))
+        return done
+
+    monkeypatch.setattr(EdgeCache, "_materialize", recorder_rewrites_sidecar)
+    with pytest.raises(CacheConflict, match="replaced while task-1 was being staged"):
+        cache.stage(src, "task-1")
+    assert cache_files(cache) == [] and cache.list() == []
+
+
 @pytest.mark.parametrize("path", ["hardlink", "copy"])
 def test_a_tampered_recording_is_refused_and_leaves_nothing_behind(tmp_path, make_recording, monkeypatch, path):
     if path == "copy":
