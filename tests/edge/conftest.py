@@ -3,15 +3,12 @@ data dir per test (see edge_support.py for the helpers they are made of)."""
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from edge_support import ADMIN_TOKEN, ROBOT_ID, ControlPlaneServer, EdgeEnv, Recorder
+from edge_support import EdgeEnv, edge_environment
 
-from axon_dagster.api.client import ControlPlaneClient
 from axon_dagster.store import upgrade
 
 
@@ -31,23 +28,5 @@ def _migrated_control_plane_db(tmp_path_factory: pytest.TempPathFactory) -> Path
 
 @pytest.fixture
 def edge_env(tmp_path: Path, _migrated_control_plane_db: Path) -> Iterator[EdgeEnv]:
-    db_path = tmp_path / "control-plane.db"
-    shutil.copyfile(_migrated_control_plane_db, db_path)
-    control_plane = ControlPlaneServer(f"sqlite:///{db_path}")
-    control_plane.start()
-    admin = ControlPlaneClient(control_plane.url, token=ADMIN_TOKEN)
-    token = admin.register_robot(ROBOT_ID, "edge suite robot")["token"]
-    recorder = Recorder(tmp_path / "recordings")
-    recorder.start()
-    env = EdgeEnv(control_plane, admin, recorder, token, tmp_path / "edge")
-    try:
+    with edge_environment(tmp_path, _migrated_control_plane_db, "edge suite robot") as env:
         yield env
-    finally:
-        for cleanup in reversed(env._cleanup):
-            try:
-                cleanup()
-            except Exception as exc:  # keep tearing down the rest
-                print(f"cleanup failed: {exc!r}", file=sys.stderr)
-        recorder.stop()
-        admin.close()
-        control_plane.stop()

@@ -10,12 +10,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -183,6 +186,33 @@ class EdgeEnv:
         process = AgentProcess(self, port)
         self._cleanup.append(process.kill)
         return process
+
+
+@contextmanager
+def edge_environment(tmp_path: Path, migrated_db: Path, robot_name: str) -> Iterator[EdgeEnv]:
+    """A control plane on a copy of the migrated ``migrated_db``, one registered robot and a
+    recorder simulator, all on free ports; everything registered in ``env._cleanup`` is undone
+    (last first) before the servers stop."""
+    db_path = tmp_path / "control-plane.db"
+    shutil.copyfile(migrated_db, db_path)
+    control_plane = ControlPlaneServer(f"sqlite:///{db_path}")
+    control_plane.start()
+    admin = ControlPlaneClient(control_plane.url, token=ADMIN_TOKEN)
+    token = admin.register_robot(ROBOT_ID, robot_name)["token"]
+    recorder = Recorder(tmp_path / "recordings")
+    recorder.start()
+    env = EdgeEnv(control_plane, admin, recorder, token, tmp_path / "edge")
+    try:
+        yield env
+    finally:
+        for cleanup in reversed(env._cleanup):
+            try:
+                cleanup()
+            except Exception as exc:  # keep tearing down the rest
+                print(f"cleanup failed: {exc!r}", file=sys.stderr)
+        recorder.stop()
+        admin.close()
+        control_plane.stop()
 
 
 class AgentProcess:

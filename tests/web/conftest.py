@@ -3,7 +3,6 @@ edge agent (HTTP on a free port) and one headless Chromium per test module."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -13,9 +12,8 @@ import pytest
 # The edge suite's helpers (real servers on free ports) are reused, not copied.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edge"))
 
-from edge_support import ADMIN_TOKEN, ROBOT_ID, ControlPlaneServer, EdgeEnv, Recorder  # noqa: E402
+from edge_support import EdgeEnv, edge_environment  # noqa: E402
 
-from axon_dagster.api.client import ControlPlaneClient  # noqa: E402
 from axon_dagster.store import upgrade  # noqa: E402
 
 from browser import chromium_context  # noqa: E402
@@ -45,23 +43,5 @@ def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def edge_env(tmp_path: Path, _migrated_db: Path) -> Iterator[EdgeEnv]:
-    db_path = tmp_path / "control-plane.db"
-    shutil.copyfile(_migrated_db, db_path)
-    control_plane = ControlPlaneServer(f"sqlite:///{db_path}")
-    control_plane.start()
-    admin = ControlPlaneClient(control_plane.url, token=ADMIN_TOKEN)
-    token = admin.register_robot(ROBOT_ID, "web suite robot")["token"]
-    recorder = Recorder(tmp_path / "recordings")
-    recorder.start()
-    env = EdgeEnv(control_plane, admin, recorder, token, tmp_path / "edge")
-    try:
+    with edge_environment(tmp_path, _migrated_db, "web suite robot") as env:
         yield env
-    finally:
-        for cleanup in reversed(env._cleanup):
-            try:
-                cleanup()
-            except Exception as exc:
-                print(f"cleanup failed: {exc!r}", file=sys.stderr)
-        recorder.stop()
-        admin.close()
-        control_plane.stop()
