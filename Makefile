@@ -22,6 +22,7 @@ system-deps:
 	bash scripts/ros1-deps.sh
 	bash scripts/chromium-deps.sh
 	bash scripts/prometheus-deps.sh
+	bash scripts/azurite-deps.sh
 
 demo: install
 	$(PY) -m axon_dagster.cli demo $(DEMO_ARGS)

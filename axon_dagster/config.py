@@ -288,7 +288,7 @@ _SCHEMA: dict[str, Callable[[Any, str], Any]] = {
             "policy": _enum(*CACHE_POLICIES),
         }),
         "object_store": _nested({
-            "url": _url("file", "s3"),
+            "url": _url("file", "s3", "gs", "az"),
             "endpoint_url": _optional(_url("http", "https")),
         }),
     }),

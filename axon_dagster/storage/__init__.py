@@ -36,6 +36,7 @@ _LAZY = {
     "BandwidthConfigError": "bandwidth", "BandwidthSchedule": "bandwidth", "ProbeError": "bandwidth",
     "ProbeResult": "bandwidth", "ThroughputLog": "bandwidth", "TokenBucket": "bandwidth", "UploadQueue": "bandwidth",
     "probe_bandwidth": "bandwidth", "shared_bucket": "bandwidth", "shared_queue": "bandwidth",
+    "AzureBlobObjectStore": "azure_store",
 }
 __all__ += list(_LAZY)
 

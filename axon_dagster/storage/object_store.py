@@ -1,11 +1,13 @@
-"""The "cloud" object store: a local directory (embedded default) or S3 (any S3-compatible endpoint).
+"""The "cloud" object store: a local directory (embedded default), S3 (any S3-compatible endpoint,
+GCS through its XML API) or Azure Blob Storage (``azure_store.py``, on ``azure-storage-blob``).
 
 A dataset is a directory, so it is stored as one object per file under ``<key>/``; its sidecar is a
 separate object beside it (``domain.sidecar_key``). Every file is verified after upload against the
 SHA-256 the sidecar lists, so a cloud copy is only ever reported with the digest it really has.
 
 Keys are relative, ``/``-separated and checked before anything is written (:func:`validate_key`).
-boto3 is imported only when an S3 store is built: robots import this module without it.
+boto3 (azure-storage-blob) is imported only when an S3 (Azure) store is built: robots import this
+module without them.
 """
 
 from __future__ import annotations
@@ -792,13 +794,19 @@ def _validate_bucket(bucket: object) -> None:
 GCS_XML_ENDPOINT = "https://storage.googleapis.com"
 
 
-def object_store_from_url(url: str, endpoint_url: str | None = None) -> LocalDirObjectStore | S3ObjectStore:
+def object_store_from_url(url: str, endpoint_url: str | None = None) -> _DatasetStore:
     """``file:///abs/path`` -> LocalDirObjectStore; ``s3://bucket/prefix`` -> S3ObjectStore, with the
     endpoint from ``endpoint_url`` or ``AWS_ENDPOINT_URL`` (S3-compatible stores such as MinIO);
     ``gs://bucket/prefix`` -> S3ObjectStore on Google Cloud Storage's S3-compatible XML API
     (HMAC keys in ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``; no x-amz-checksum headers, so
-    uploads are verified by re-reading)."""
+    uploads are verified by re-reading); ``az://account/container/prefix`` ->
+    :class:`~.azure_store.AzureBlobObjectStore` (credentials from ``AZURE_STORAGE_CONNECTION_STRING``
+    or ``AZURE_STORAGE_KEY``; endpoint from ``endpoint_url`` or ``AZURE_STORAGE_BLOB_ENDPOINT``)."""
     parts = urlsplit(url)
+    if parts.scheme == "az":
+        from .azure_store import azure_store_from_url
+
+        return azure_store_from_url(url, endpoint_url=endpoint_url)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise ValueError(f"invalid object store URL {url!r}: file URLs name no host (use file:///abs/path)")
@@ -815,4 +823,4 @@ def object_store_from_url(url: str, endpoint_url: str | None = None) -> LocalDir
                 client_config={"region_name": os.environ.get("AWS_DEFAULT_REGION") or "auto"}, scheme="gs",
             )
         return S3ObjectStore(parts.netloc, prefix=unquote(parts.path), endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
-    raise ValueError(f"unsupported object store URL {url!r}: expected file:///abs/path, s3://bucket/prefix or gs://bucket/prefix")
+    raise ValueError(f"unsupported object store URL {url!r}: expected file:///abs/path, s3://bucket/prefix, gs://bucket/prefix or az://account/container/prefix")

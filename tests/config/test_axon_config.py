@@ -107,7 +107,7 @@ BAD = [
     ("inspection.thresholds.auto_approve", 1.5, "between 0 and 1"),
     ("inspection.thresholds.review_floor", 0.95, "must not exceed auto_approve"),
     ("control_plane.url", "ftp://cp", "http:// or https://"),
-    ("storage.object_store.url", "gs://bucket", "file:// or s3://"),
+    ("storage.object_store.url", "ftp://bucket", "file:// or s3:// or gs:// or az://"),
     ("control_plane.admin_token_env", "not a var name", "environment variable name"),
     ("control_plane.admin_token_required", "yes", "true or false"),
     ("storage.edge_cache", "big", "must be a mapping"),
