@@ -10,17 +10,34 @@ through as the measurement (``probe_upload_when_unmeasured``), otherwise it coul
 What it launches: one run of the upload job (``UPLOAD_JOB_NAME``) per dataset that is INSPECTED
 and approved, ordered by its order's priority (highest first), then by age (oldest first), at most
 ``max_uploads_per_tick`` per tick and never more than ``max_concurrent_uploads`` upload runs at
-once. ``run_key = "upload:<dataset_id>"`` makes a dataset's upload launch once however often it
-is seen. The upload job itself is the lead's wiring (see ``UPLOAD_JOB_NAME`` / ``UPLOAD_OP_NAME``).
+once. Every dataset's upload goes through here, whether QC or a reviewer approved it.
+
+Idempotency and retries: a dataset's runs carry the tag ``axon/upload=<dataset_id>``, and its
+``run_key`` names the attempt: ``upload:<dataset_id>`` for the first, ``upload:<dataset_id>:attempt-<n>``
+after ``n - 1`` failed (FAILURE/CANCELED) runs, so a dataset seen on many ticks launches one run per
+attempt, and a failed upload is launched again (Dagster never launches a run_key twice). A retry
+waits ``retry_backoff_seconds * 2**(failures - 1)`` after the last failed run ended; after
+``max_upload_attempts`` failed runs the sensor gives the dataset up: it logs a warning naming the
+dataset and the last failure, counts an alert (``axon_dagster_alerts_total{dagster_job=upload_approved}``)
+and posts it to the run-failure alert webhook (``AXON_ALERT_WEBHOOK_URL``) once, and names it in
+the tick's skip reason / log from then on. A dataset with an upload run in flight (queued or
+started) is never launched again. A failed upload run leaves the dataset UPLOADING (the op
+moved it there), so approved datasets UPLOADING with no run in flight and a failed run are
+candidates too. The upload job itself is ``upload_approved`` (``UPLOAD_JOB_NAME`` / ``UPLOAD_OP_NAME``).
 """
 
 
+import json
 import os
-from typing import Any, Optional
+import time
+from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from axon_dagster.observability import metrics
+from axon_dagster.observability.sensors import RunFailureAlertResource, _post_webhook
 from axon_dagster.storage.bandwidth import ProbeError, probe_bandwidth
 
 from .resources import ControlPlaneResource
@@ -32,15 +49,19 @@ ACTIVE_RUN_STATUSES = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
 ]
+FAILED_RUN_STATUSES = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+UPLOAD_TAG = "axon/upload"
+_GIVEN_UP_KEPT = 1000  # dataset ids remembered in the cursor as already alerted on
 
 
 class BandwidthGate(dg.ConfigurableResource):
     """When uploads may start: the bandwidth threshold and how it is measured."""
 
     min_bandwidth_mbps: float = Field(default=10.0, ge=0, description="Hold uploads back below this upload bandwidth (Mbps)")
-    probe_command: Optional[str] = Field(default=None, description="Command printing upload Mbps (number or JSON upload_mbps)")
-    throughput_log: Optional[str] = Field(
+    probe_command: str | None = Field(default=None, description="Command printing upload Mbps (number or JSON upload_mbps)")
+    throughput_log: str | None = Field(
         default=None, description="Uploader's throughput log (default: $AXON_UPLOAD_STATE_DIR/throughput.json)"
     )
     window_seconds: float = Field(default=600.0, gt=0, description="How far back measured throughput counts")
@@ -48,6 +69,10 @@ class BandwidthGate(dg.ConfigurableResource):
     probe_upload_when_unmeasured: bool = Field(default=True, description="With no recent measurement, let one upload through")
     max_uploads_per_tick: int = Field(default=10, ge=1)
     max_concurrent_uploads: int = Field(default=2, ge=1, description="Upload runs in flight at once")
+    max_upload_attempts: int = Field(default=5, ge=1, description="Upload runs per dataset before giving it up")
+    retry_backoff_seconds: float = Field(
+        default=60.0, ge=0, description="Wait after a failed upload run before the next; doubles with each failure"
+    )
 
     def log_path(self) -> str:
         if self.throughput_log:
@@ -72,18 +97,31 @@ def bandwidth_resource_from_env() -> BandwidthGate:
     )
 
 
-def upload_run_request(dataset: dict[str, Any], priority: int) -> dg.RunRequest:
+def upload_run_key(dataset_id: str, attempt: int) -> str:
+    """``upload:<id>`` for the first attempt (as before retries existed), ``upload:<id>:attempt-<n>`` after."""
+    return f"upload:{dataset_id}" if attempt <= 1 else f"upload:{dataset_id}:attempt-{attempt}"
+
+
+def upload_run_request(dataset: dict[str, Any], priority: int, attempt: int = 1) -> dg.RunRequest:
     dataset_id = dataset["dataset_id"]
     return dg.RunRequest(
-        run_key=f"upload:{dataset_id}",
+        run_key=upload_run_key(dataset_id, attempt),
         run_config={"ops": {UPLOAD_OP_NAME: {"config": {"task_id": dataset["task_id"]}}}},
-        tags={"axon/task_id": dataset["task_id"], "axon/upload": dataset_id, "axon/priority": str(priority)},
+        tags={
+            "axon/task_id": dataset["task_id"],
+            UPLOAD_TAG: dataset_id,
+            "axon/priority": str(priority),
+            "axon/upload_attempt": str(attempt),
+        },
     )
 
 
 def upload_candidates(client: Any, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
-    """Approved, not-yet-uploading datasets as ``(priority, created_at, dataset)``, most urgent first."""
+    """Approved datasets waiting for upload as ``(priority, created_at, dataset)``, most urgent first:
+    INSPECTED ones, and UPLOADING ones (a failed upload run leaves them there; :func:`upload_history`
+    tells which of those have no run in flight)."""
     datasets = client.list_datasets(status="INSPECTED", outcome="approved", limit=max(limit, 100))
+    datasets += client.list_datasets(status="UPLOADING", outcome="approved", limit=max(limit, 100))
     ranked = []
     for d in datasets:
         task = client.get_task(d["task_id"])
@@ -92,7 +130,108 @@ def upload_candidates(client: Any, limit: int) -> list[tuple[int, str, dict[str,
     return ranked
 
 
-def evaluate_bandwidth(context: dg.SensorEvaluationContext, control_plane: ControlPlaneResource, bandwidth: BandwidthGate):
+@dataclass(frozen=True)
+class UploadHistory:
+    """What the instance knows of one dataset's upload runs."""
+
+    in_flight: bool
+    failures: int  # finished FAILURE/CANCELED runs
+    last_failed_at: float | None  # end time (epoch seconds) of the newest failed run
+    last_failed_run_id: str | None
+    last_failed_status: str | None
+
+    def next_attempt_at(self, backoff_seconds: float) -> float:
+        if not self.failures or self.last_failed_at is None:
+            return 0.0
+        return self.last_failed_at + backoff_seconds * 2 ** (self.failures - 1)
+
+
+def upload_history(instance: dg.DagsterInstance, dataset_id: str) -> UploadHistory:
+    records = instance.get_run_records(dg.RunsFilter(job_name=UPLOAD_JOB_NAME, tags={UPLOAD_TAG: dataset_id}))
+    in_flight = any(r.dagster_run.status in ACTIVE_RUN_STATUSES for r in records)
+    failed = [r for r in records if r.dagster_run.status in FAILED_RUN_STATUSES]
+    last = max(failed, key=_ended_at, default=None)
+    return UploadHistory(
+        in_flight=in_flight,
+        failures=len(failed),
+        last_failed_at=_ended_at(last) if last else None,
+        last_failed_run_id=last.dagster_run.run_id if last else None,
+        last_failed_status=last.dagster_run.status.value if last else None,
+    )
+
+
+def _ended_at(record: Any) -> float:
+    if record.end_time:
+        return float(record.end_time)
+    ts = record.update_timestamp
+    return ts.timestamp() if hasattr(ts, "timestamp") else float(ts)
+
+
+def last_failure_message(instance: dg.DagsterInstance, history: UploadHistory) -> str:
+    """The failed step's error (else the run failure's message) of the dataset's last failed run."""
+    run_id = history.last_failed_run_id
+    if run_id is None:
+        return "no failed run"
+    try:
+        for event_type in (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED):
+            records = instance.get_records_for_run(run_id, of_type=event_type).records
+            for rec in reversed(records):
+                event = rec.event_log_entry.dagster_event
+                data = getattr(event, "event_specific_data", None)
+                error = getattr(data, "error", None)
+                while getattr(error, "cause", None) is not None:  # the op's own exception, not Dagster's wrapper
+                    error = error.cause
+                message = (getattr(error, "message", None) or (event.message if event else None) or "").strip()
+                if message:
+                    return f"run {run_id} ({history.last_failed_status}): {message.splitlines()[0][:500]}"
+    except Exception as exc:  # noqa: BLE001 - the warning matters more than its detail
+        return f"run {run_id} ({history.last_failed_status}; its failure could not be read: {exc})"
+    return f"run {run_id} ({history.last_failed_status})"
+
+
+@dataclass(frozen=True)
+class UploadGivenUp:
+    """The alert raised once when a dataset's upload is given up (payload shape of the run-failure alerts)."""
+
+    dataset_id: str
+    attempts: int
+    last_failure: str
+
+    @property
+    def summary(self) -> str:
+        return (
+            f"upload of dataset {self.dataset_id} given up after {self.attempts} failed attempt(s) "
+            f"(max_upload_attempts); last failure: {self.last_failure}"
+        )
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "alert": "AxonDagsterUploadGivenUp",
+            "job": UPLOAD_JOB_NAME,
+            "dataset_id": self.dataset_id,
+            "attempts": self.attempts,
+            "last_failure": self.last_failure,
+            "summary": self.summary,
+            "runbook": "Fix the cause (object store, digest, edge cache), then relaunch the upload_approved run "
+            f"for {self.dataset_id} from the Dagster UI or raise max_upload_attempts.",
+        }
+
+
+def _given_up_cursor(raw: str | None) -> list[str]:
+    if not raw:
+        return []
+    try:
+        return [str(x) for x in json.loads(raw).get("given_up", [])]
+    except (ValueError, AttributeError):
+        return []
+
+
+def evaluate_bandwidth(
+    context: dg.SensorEvaluationContext,
+    control_plane: ControlPlaneResource,
+    bandwidth: BandwidthGate,
+    now: float | None = None,
+):
     """The sensor body, callable without the decorator (tests, other sensors)."""
     limit = bandwidth.max_uploads_per_tick
     try:
@@ -116,12 +255,56 @@ def evaluate_bandwidth(context: dg.SensorEvaluationContext, control_plane: Contr
     ranked = upload_candidates(control_plane.client(), room)
     if not ranked:
         return dg.SkipReason("No approved dataset waiting for upload")
-    chosen = ranked[:room]
+
+    now = time.time() if now is None else now
+    alerted = _given_up_cursor(context.cursor)
+    chosen: list[tuple[int, dict[str, Any], int]] = []
+    backing_off: list[str] = []
+    given_up: list[str] = []
+    for priority, _, dataset in ranked:
+        dataset_id = dataset["dataset_id"]
+        history = upload_history(context.instance, dataset_id)
+        if history.in_flight:
+            continue  # its run is queued or running: never a second one
+        if dataset["status"] != "INSPECTED" and not history.failures:
+            continue  # UPLOADING without a failed run here: someone else is uploading it
+        if history.failures >= bandwidth.max_upload_attempts:
+            given_up.append(dataset_id)
+            if dataset_id not in alerted:
+                _give_up(context, UploadGivenUp(dataset_id, history.failures, last_failure_message(context.instance, history)))
+                alerted.append(dataset_id)
+            continue
+        retry_at = history.next_attempt_at(bandwidth.retry_backoff_seconds)
+        if now < retry_at:
+            backing_off.append(f"{dataset_id} (attempt {history.failures + 1} in {retry_at - now:.0f}s)")
+            continue
+        if len(chosen) < room:
+            chosen.append((priority, dataset, history.failures + 1))
+    cursor = json.dumps({"given_up": alerted[-_GIVEN_UP_KEPT:]}) if alerted else context.cursor
+    notes = []
+    if backing_off:
+        notes.append("backing off after a failed upload: " + _few(backing_off))
+    if given_up:
+        notes.append(f"given up after {bandwidth.max_upload_attempts} failed attempts: " + _few(given_up))
+    if not chosen:
+        return dg.SensorResult(skip_reason=dg.SkipReason("No approved dataset ready for upload" + "".join(f"; {n}" for n in notes)), cursor=cursor)
     context.log.info(
         f"launching {len(chosen)} upload(s) of {len(ranked)} waiting, by priority then age: "
-        + ", ".join(f"{d['dataset_id']} (p{p})" for p, _, d in chosen)
+        + ", ".join(f"{d['dataset_id']} (p{p}" + (f", attempt {a})" if a > 1 else ")") for p, d, a in chosen)
+        + "".join(f"; {n}" for n in notes)
     )
-    return [upload_run_request(d, p) for p, _, d in chosen]
+    return dg.SensorResult(run_requests=[upload_run_request(d, p, a) for p, d, a in chosen], cursor=cursor)
+
+
+def _few(items: list[str], shown: int = 20) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def _give_up(context: dg.SensorEvaluationContext, alert: UploadGivenUp) -> None:
+    """Raise the alert the run-failure alert sensor's way: a log line, the alerts counter, its webhook."""
+    context.log.warning(alert.summary)
+    metrics.ALERTS_TOTAL.labels(UPLOAD_JOB_NAME).inc()
+    _post_webhook(RunFailureAlertResource.from_env(), alert, context.log)
 
 
 @dg.sensor(

@@ -138,7 +138,20 @@ def upload_dataset(
     object_store: ObjectStoreResource,
     approved: dict,
 ) -> dict:
-    return upload_and_record(context, control_plane, edge_cache, object_store, flow.StagedRecording.from_dict(approved))
+    recording = flow.StagedRecording.from_dict(approved)
+    return upload_and_record(context, control_plane, edge_cache, object_store, recording, review_metadata(control_plane, recording.task_id))
+
+
+def review_metadata(control_plane: ControlPlaneResource, task_id: str) -> dict:
+    """Who approved a reviewer-approved dataset (and why), for its cloud copy; {} when QC approved it."""
+    dataset = control_plane.client().get_dataset(task_id)
+    if not dataset.get("reviewed_by"):
+        return {}
+    return {
+        "reviewed_by": dataset["reviewed_by"],
+        "review_comment": dataset.get("review_comment") or "",
+        "rate_plot": dg.MetadataValue.url(f"{control_plane.url.rstrip('/')}/api/v1/datasets/{task_id}/rate-plot.svg"),
+    }
 
 
 @dg.op(retry_policy=NETWORK_RETRY)

@@ -1,11 +1,14 @@
 """Human review in Dagster: act on review decisions, and wait for one.
 
 - ``review_decision_sensor`` follows the control plane's feed of decided datasets (cursor:
-  ``(updated_at, dataset_id)`` of the last one seen) and starts, per dataset, exactly one run
-  (``run_key``): ``upload_reviewed`` for a dataset a reviewer approved; ``dispose_rejected`` for a
-  rejected one (by a reviewer or by QC) — archived (kept in the edge cache, marked rejected and
-  evictable) or deleted (removed from the edge cache now) per ``ReviewPolicy.rejected``, the
-  dataset recorded ARCHIVED/DELETED and its task FAILED ("rejected by reviewer …").
+  ``(updated_at, dataset_id)`` of the last one seen) and starts, per rejected dataset (by a
+  reviewer or by QC), exactly one ``dispose_rejected`` run (``run_key``): archived (kept in the
+  edge cache, marked rejected and evictable) or deleted (removed from the edge cache now) per
+  ``ReviewPolicy.rejected``, the dataset recorded ARCHIVED/DELETED and its task FAILED
+  ("rejected by reviewer …").
+- A reviewer's approval leaves the dataset INSPECTED + approved: the bandwidth sensor uploads it
+  with ``upload_approved``, like a QC-approved one (one upload job, always behind the bandwidth
+  gate, in priority order, retried on failure); that job records the reviewer on the cloud copy.
 - ``manual_inspection`` (reference design 9.4): waits for a human decision on one dataset up to
   ``approval_timeout_seconds`` and fails clearly when none came; it decides nothing itself (the
   sensor acts on the decision once it is made).
@@ -22,15 +25,12 @@ import dagster as dg
 from pydantic import Field
 
 from axon_dagster.domain import DatasetStatus, QcOutcome, TaskStatus
-from axon_dagster.services import data_flow as flow
 
-from .data_flow import report_uploaded, upload_and_record
 from .lineage import DATASET
-from .resources import ControlPlaneResource, EdgeCacheResource, ObjectStoreResource
+from .resources import ControlPlaneResource, EdgeCacheResource
 from .retry import NETWORK_RETRY
 
 DECISIONS_PER_TICK = 200
-UPLOAD_REVIEWED_JOB = "upload_reviewed"
 DISPOSE_REJECTED_JOB = "dispose_rejected"
 
 
@@ -39,57 +39,12 @@ class ReviewPolicy(dg.ConfigurableResource):
     rejected (never uploaded; evictable under quota/retention); ``delete`` removes it now."""
 
     rejected: Literal["archive", "delete"] = Field(default="archive", description="archive | delete")
-    start_uploads: bool = Field(
-        default=False,
-        description="Start upload_reviewed runs for approved datasets. Turn off when the bandwidth sensor "
-        "already launches the upload of every INSPECTED+approved dataset (reviewed ones included).",
-    )
 
 
 def _review_client(control_plane: ControlPlaneResource):
     from axon_dagster.api.review import ReviewClient
 
     return ReviewClient(control_plane.url, token=os.environ.get(control_plane.token_env_var) or None, timeout=control_plane.timeout_seconds)
-
-
-# ------------------------------------------------------------------------------ upload_reviewed
-
-
-class ReviewedDatasetConfig(dg.Config):
-    task_id: str = Field(description="The reviewed dataset (= its task id)")
-
-
-@dg.op(retry_policy=NETWORK_RETRY)
-def load_reviewed_dataset(config: ReviewedDatasetConfig, control_plane: ControlPlaneResource) -> dict:
-    """The reviewed dataset as the data flow's StagedRecording; refuses anything not approved by a human."""
-    try:
-        staged = flow.load_approved(control_plane.client(), config.task_id, require_reviewer=True)
-    except flow.DataFlowError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    return staged.to_dict()
-
-
-@dg.op(retry_policy=NETWORK_RETRY)
-def upload_reviewed_dataset(
-    context: dg.OpExecutionContext,
-    control_plane: ControlPlaneResource,
-    edge_cache: EdgeCacheResource,
-    object_store: ObjectStoreResource,
-    staged: dict,
-) -> dict:
-    recording = flow.StagedRecording.from_dict(staged)
-    dataset = control_plane.client().get_dataset(recording.task_id)
-    review = {
-        "reviewed_by": dataset.get("reviewed_by") or "",
-        "review_comment": dataset.get("review_comment") or "",
-        "rate_plot": dg.MetadataValue.url(f"{control_plane.url.rstrip('/')}/api/v1/datasets/{recording.task_id}/rate-plot.svg"),
-    }
-    return upload_and_record(context, control_plane, edge_cache, object_store, recording, review)
-
-
-@dg.job(name=UPLOAD_REVIEWED_JOB, description="Upload a dataset a reviewer approved and report the task UPLOADED.")
-def upload_reviewed():
-    report_uploaded(upload_reviewed_dataset(load_reviewed_dataset()))
 
 
 # ------------------------------------------------------------------------------ dispose_rejected
@@ -155,13 +110,6 @@ def decision_run_request(item: dict[str, Any], policy: str) -> dg.RunRequest | N
     dataset, lineage = item["dataset"], item.get("lineage") or {}
     dataset_id = dataset["dataset_id"]
     tags = {"axon/task_id": dataset_id, "axon/robot_id": lineage.get("robot_id") or "", "axon/reviewed_by": dataset.get("reviewed_by") or ""}
-    if dataset["qc_outcome"] == QcOutcome.APPROVED.value and dataset.get("reviewed_by"):
-        return dg.RunRequest(
-            run_key=f"{UPLOAD_REVIEWED_JOB}:{dataset_id}",
-            job_name=UPLOAD_REVIEWED_JOB,
-            run_config={"ops": {"load_reviewed_dataset": {"config": {"task_id": dataset_id}}}},
-            tags=tags,
-        )
     if dataset["qc_outcome"] == QcOutcome.REJECTED.value:
         return dg.RunRequest(
             run_key=f"{DISPOSE_REJECTED_JOB}:{dataset_id}",
@@ -172,19 +120,20 @@ def decision_run_request(item: dict[str, Any], policy: str) -> dg.RunRequest | N
     return None
 
 
-@dg.sensor(jobs=[upload_reviewed, dispose_rejected], minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job=dispose_rejected, minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
 def review_decision_sensor(
     context: dg.SensorEvaluationContext, control_plane: ControlPlaneResource, review_policy: ReviewPolicy
 ) -> dg.SensorResult:
-    """Upload what reviewers approved; archive or delete (per ``review_policy``) what was rejected."""
+    """Archive or delete (per ``review_policy``) what was rejected. Approved datasets are the
+    bandwidth sensor's (``upload_approved``)."""
     after = context.cursor or ""
     page = _review_client(control_plane).review_decisions(after=after, limit=DECISIONS_PER_TICK)
     requests = [r for r in (decision_run_request(i, review_policy.rejected) for i in page["decisions"]) if r is not None]
-    if not review_policy.start_uploads:
-        requests = [r for r in requests if r.job_name != UPLOAD_REVIEWED_JOB]
     if page["decisions"]:
-        uploads = sum(1 for r in requests if r.job_name == UPLOAD_REVIEWED_JOB)
-        context.log.info(f"{len(page['decisions'])} decided dataset(s): {uploads} to upload, {len(requests) - uploads} to {review_policy.rejected}")
+        context.log.info(
+            f"{len(page['decisions'])} decided dataset(s): {len(requests)} to {review_policy.rejected}, "
+            "approved ones left to the bandwidth sensor"
+        )
     return dg.SensorResult(run_requests=requests, cursor=page["cursor"])
 
 
@@ -255,7 +204,7 @@ def manual_inspection():
 
 
 REVIEW_DEFS: dict[str, list[Any] | dict[str, Any]] = {
-    "jobs": [upload_reviewed, dispose_rejected, manual_inspection],
+    "jobs": [dispose_rejected, manual_inspection],
     "sensors": [review_decision_sensor],
     "resources": {"review_policy": ReviewPolicy(rejected=os.environ.get("AXON_REVIEW_REJECTED_POLICY", "archive"))},  # type: ignore[arg-type]
 }

@@ -42,7 +42,6 @@ STAGE_OF_STEP = {
     "stage_recording": "stage",
     "inspect_dataset": "inspect",
     "upload_dataset": "upload",
-    "upload_reviewed_dataset": "upload",
 }
 STAGES = tuple(dict.fromkeys(STAGE_OF_STEP.values()))
 QC_OUTCOMES = ("approved", "needs_review", "rejected")

@@ -64,6 +64,11 @@ def evaluate(cp_url: str, gate: BandwidthGate, instance: dg.DagsterInstance | No
     return bandwidth_sensor(context)
 
 
+def launched(result) -> list[dg.RunRequest]:
+    assert isinstance(result, dg.SensorResult), result
+    return list(result.run_requests or [])
+
+
 def probe(mbps: float) -> str:
     return f'{sys.executable} -c "print({mbps})"'
 
@@ -78,10 +83,11 @@ def test_below_the_threshold_uploads_are_held_back(control_plane):
 def test_above_the_threshold_uploads_launch_by_priority_then_age(control_plane):
     url, ids = control_plane
     result = evaluate(url, BandwidthGate(min_bandwidth_mbps=10, probe_command=probe(50), max_concurrent_uploads=3))
-    assert [r.run_key for r in result] == [f"upload:{ids['high-0']}", f"upload:{ids['low-0']}", f"upload:{ids['low-1']}"]
-    assert result[0].tags["axon/priority"] == "5"
+    requests = launched(result)
+    assert [r.run_key for r in requests] == [f"upload:{ids['high-0']}", f"upload:{ids['low-0']}", f"upload:{ids['low-1']}"]
+    assert requests[0].tags["axon/priority"] == "5"
     # The run config fits the upload job's op config.
-    ran = stub_upload_job.execute_in_process(run_config=result[0].run_config, instance=dg.DagsterInstance.ephemeral())
+    ran = stub_upload_job.execute_in_process(run_config=requests[0].run_config, instance=dg.DagsterInstance.ephemeral())
     assert ran.output_for_node(UPLOAD_OP_NAME) == ids["high-0"]
 
 
@@ -90,7 +96,7 @@ def test_runs_in_flight_count_against_the_concurrency_limit(control_plane):
     instance = dg.DagsterInstance.ephemeral()
     instance.create_run_for_job(stub_upload_job, run_config={"ops": {UPLOAD_OP_NAME: {"config": {"task_id": "x"}}}})
     result = evaluate(url, BandwidthGate(probe_command=probe(50), max_concurrent_uploads=2), instance)
-    assert [r.run_key for r in result] == [f"upload:{ids['high-0']}"]
+    assert [r.run_key for r in launched(result)] == [f"upload:{ids['high-0']}"]
     instance.create_run_for_job(stub_upload_job, run_config={"ops": {UPLOAD_OP_NAME: {"config": {"task_id": "y"}}}})
     held = evaluate(url, BandwidthGate(probe_command=probe(50), max_concurrent_uploads=2), instance)
     assert isinstance(held, dg.SkipReason) and "2 upload run(s) in flight" in held.skip_message
@@ -109,14 +115,14 @@ def test_measured_throughput_gates_uploads(control_plane, tmp_path):
 
     # Nothing measured yet: one upload goes through to measure the link.
     first = evaluate(url, gate)
-    assert [r.run_key for r in first] == [f"upload:{ids['high-0']}"]
+    assert [r.run_key for r in launched(first)] == [f"upload:{ids['high-0']}"]
 
     ThroughputLog(log_path).record(500_000, 1.0)  # 4 Mbps
     slow = evaluate(url, gate)
     assert isinstance(slow, dg.SkipReason) and "Insufficient bandwidth: 4.00 Mbps" in slow.skip_message
 
     ThroughputLog(log_path).record(20_000_000, 1.0)  # brings the window to ~81 Mbps
-    assert len(evaluate(url, gate)) == 3
+    assert len(launched(evaluate(url, gate))) == 3
 
 
 def test_bandwidth_defs_merge_with_an_upload_job():

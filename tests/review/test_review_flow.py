@@ -1,33 +1,48 @@
 """The review-decision sensor and the review jobs under Dagster's testing APIs, against the real API
-(SQLite), real recordings, a real edge cache and a local-dir object store: upload starts only on
-approve; rejected datasets are archived or deleted per policy and their tasks FAILED;
-manual_inspection waits for a decision and times out clearly."""
+(SQLite), real recordings, a real edge cache and a local-dir object store: a reviewer's approval is
+uploaded by the bandwidth sensor's ``upload_approved`` (the only upload job); rejected datasets are
+archived or deleted per policy and their tasks FAILED; manual_inspection waits for a decision and
+times out clearly."""
 
+import sys
 import threading
 import time
 
 import dagster as dg
 import pytest
 
+from axon_dagster.defs import build_definitions
+from axon_dagster.defs.bandwidth import BandwidthGate, bandwidth_sensor
+from axon_dagster.defs.data_flow import upload_approved
+from axon_dagster.defs.lineage import CLOUD_DATASET
 from axon_dagster.defs.review import (
     REVIEW_DEFS,
     ReviewPolicy,
     dispose_rejected,
     manual_inspection,
     review_decision_sensor,
-    upload_reviewed,
 )
 from axon_dagster.services import data_flow as flow
 from axon_dagster.storage.edge_cache import CacheState, UnknownDataset
 
+FAST_LINK = BandwidthGate(probe_command=f'{sys.executable} -c "print(50)"', max_concurrent_uploads=10)
 
-def evaluate(world, cursor=None, policy="archive", start_uploads=True):
+
+def evaluate(world, cursor=None, policy="archive"):
     context = dg.build_sensor_context(
         instance=dg.DagsterInstance.ephemeral(),
         cursor=cursor,
-        resources={"control_plane": world.control_plane, "review_policy": ReviewPolicy(rejected=policy, start_uploads=start_uploads)},
+        resources={"control_plane": world.control_plane, "review_policy": ReviewPolicy(rejected=policy)},
     )
     return review_decision_sensor(context)
+
+
+def bandwidth_tick(world, instance=None):
+    context = dg.build_sensor_context(
+        instance=instance or dg.DagsterInstance.ephemeral(), resources={"control_plane": world.control_plane, "bandwidth": FAST_LINK}
+    )
+    result = bandwidth_sensor(context)
+    return [] if isinstance(result, dg.SkipReason) else result.run_requests or []
 
 
 def run(world, job, run_config):
@@ -38,40 +53,48 @@ def requests_for(result, dataset_id):
     return [r for r in result.run_requests if r.tags["axon/task_id"] == dataset_id]
 
 
-def test_upload_starts_only_on_approve_and_rejections_follow_the_policy(world):
+def test_reviewer_approval_is_uploaded_by_the_bandwidth_gated_job_and_rejections_follow_the_policy(world):
     approved, archived, deleted, pending = (world.inspected_task() for _ in range(4))
     cloud = world.object_store.store()
 
-    # Nothing decided yet: no run requests, and the upload job refuses a dataset nobody approved.
+    # Nothing decided yet: no run requests, nothing to upload, and the upload job refuses a dataset nobody approved.
     first = evaluate(world)
     assert first.run_requests == []
-    refused = run(world, upload_reviewed, {"ops": {"load_reviewed_dataset": {"config": {"task_id": pending}}}})
+    assert not [r for r in bandwidth_tick(world) if r.tags["axon/upload"] in (approved, pending)]
+    refused = run(world, upload_approved, {"ops": {"load_approved_dataset": {"config": {"task_id": pending}}}})
     assert not refused.success
-    assert "not approved by a reviewer" in str(refused.all_events)
+    assert "not approved by QC or a reviewer" in str(refused.all_events)
     assert world.admin.get_dataset(pending)["status"] == "INSPECTED" and not list((world.root / "cloud").glob("*/*/*.lance"))
 
     world.admin.review_dataset(approved, reviewer="alice", approve=True, comment="ok")
     world.admin.review_dataset(archived, reviewer="bob", approve=False, comment="camera frozen")
     world.admin.review_dataset(deleted, reviewer="bob", approve=False, comment="wrong scene")
 
+    # The review sensor only disposes of rejections; it never starts an upload.
     tick = evaluate(world, cursor=first.cursor)
-    assert requests_for(tick, pending) == []
-    (up,) = requests_for(tick, approved)
-    assert (up.job_name, up.run_key) == ("upload_reviewed", f"upload_reviewed:{approved}")
+    assert requests_for(tick, pending) == [] and requests_for(tick, approved) == []
+    assert {r.job_name for r in tick.run_requests} == {"dispose_rejected"}
     (arch,) = requests_for(tick, archived)
     assert (arch.job_name, arch.run_key) == ("dispose_rejected", f"dispose_rejected:{archived}")
     assert arch.run_config["ops"]["dispose_rejected_dataset"]["config"]["policy"] == "archive"
-    # With uploads left to the bandwidth sensor, only the disposals are requested.
-    held = evaluate(world, cursor=first.cursor, start_uploads=False)
-    assert requests_for(held, approved) == [] and len(requests_for(held, archived)) == 1
     # The cursor moves past what it has seen: the next tick asks for nothing again.
     assert evaluate(world, cursor=tick.cursor).run_requests == []
 
-    # Approve -> upload: cloud copy verified against the robot's sidecar, task UPLOADED.
-    assert run(world, upload_reviewed, up.run_config).success
+    # The reviewer-approved dataset is the bandwidth sensor's: one upload_approved run.
+    (up,) = [r for r in bandwidth_tick(world) if r.tags["axon/upload"] == approved]
+    assert up.run_key == f"upload:{approved}"
+    assert world.admin.get_dataset(pending)["qc_outcome"] == "needs_review"
+
+    # Approve -> upload: cloud copy verified against the robot's sidecar, task UPLOADED, reviewer on the cloud copy.
+    uploaded = run(world, upload_approved, up.run_config)
+    assert uploaded.success
     task, dataset = world.admin.get_task(approved), world.admin.get_dataset(approved)
     assert (task["status"], dataset["status"], dataset["reviewed_by"]) == ("UPLOADED", "UPLOADED", "alice")
     assert flow.verify_cloud_copy(cloud, task, dataset)
+    (cloud_copy,) = [m for m in uploaded.get_asset_materialization_events() if m.asset_key == CLOUD_DATASET]
+    meta = cloud_copy.materialization.metadata
+    assert (meta["reviewed_by"].value, meta["review_comment"].value) == ("alice", "ok")
+    assert not [r for r in bandwidth_tick(world) if r.tags["axon/upload"] == approved]
 
     # Reject + archive: kept in the edge cache, marked rejected; dataset ARCHIVED; task FAILED with the reason.
     assert run(world, dispose_rejected, arch.run_config).success
@@ -138,7 +161,17 @@ def test_review_defs_load_in_a_code_location(world):
         jobs=REVIEW_DEFS["jobs"], sensors=REVIEW_DEFS["sensors"], resources={**world.resources(), **REVIEW_DEFS["resources"]}
     )
     repo = defs.get_repository_def()
-    assert {j.name for j in repo.get_all_jobs()} >= {"upload_reviewed", "dispose_rejected", "manual_inspection"}
-    assert {t.job_name for t in repo.get_sensor_def("review_decision_sensor").targets} == {"upload_reviewed", "dispose_rejected"}
+    assert {j.name for j in repo.get_all_jobs()} >= {"dispose_rejected", "manual_inspection"}
+    assert {t.job_name for t in repo.get_sensor_def("review_decision_sensor").targets} == {"dispose_rejected"}
+    assert set(ReviewPolicy.model_fields) == {"rejected"}  # no switch to start uploads from here
+
+
+def test_one_upload_job_in_the_code_location():
+    """Every upload, QC- or reviewer-approved, is an upload_approved run launched by the bandwidth sensor."""
+    defs = build_definitions()
+    jobs = {j.name for j in defs.get_repository_def().get_all_jobs()}
+    assert "upload_approved" in jobs and not {j for j in jobs if j.startswith("upload") and j != "upload_approved"}
+    launching = {t.job_name for s in defs.get_repository_def().sensor_defs for t in s.targets if t.job_name.startswith("upload")}
+    assert launching == {"upload_approved"}
     with pytest.raises(Exception, match="archive"):
         ReviewPolicy(rejected="shred")
