@@ -145,6 +145,7 @@ class AzureBlobObjectStore(_DatasetStore):
         concurrency: int = DEFAULT_CONCURRENCY,
         bandwidth: Any = None,
         upload_queue: Any = None,
+        throughput_log: Any = None,
         connection_timeout: float = 5,
         read_timeout: float = 60,
         retries: int = 3,
@@ -171,6 +172,11 @@ class AzureBlobObjectStore(_DatasetStore):
         self.progress_interval = progress_interval
         self._bandwidth = bandwidth
         self._queue = upload_queue
+        self._throughput = throughput_log if throughput_log is None or hasattr(throughput_log, "record") else None
+        if throughput_log is not None and self._throughput is None:
+            from .bandwidth import ThroughputLog
+
+            self._throughput = ThroughputLog(throughput_log)
         self._ctx = threading.local()
         self._verified: dict[str, tuple[str, str]] = {}  # blob name -> (etag, sha256) proven to match
         self._verified_lock = threading.Lock()
@@ -226,7 +232,9 @@ class AzureBlobObjectStore(_DatasetStore):
             if request.method == "PUT":
                 n = int(request.headers.get("Content-Length") or 0)
                 if n > 0:
+                    started = time.monotonic()
                     self.bandwidth.acquire(n)  # per attempt, so retries are capped too
+                    self._ctx.cap_wait = getattr(self._ctx, "cap_wait", 0.0) + time.monotonic() - started
             if user_hook is not None:
                 user_hook(pipeline_request)
 
@@ -443,10 +451,11 @@ class AzureBlobObjectStore(_DatasetStore):
 
         md5 = hashlib.md5(data).digest()
         blob = self._blob(name)
-        resp = blob.upload_blob(
-            data, length=len(data), overwrite=True, metadata=_to_azure(metadata), validate_content=True,
-            content_settings=ContentSettings(content_md5=bytearray(md5), content_type=content_type),
-        )
+        with self._measured(len(data)):
+            resp = blob.upload_blob(
+                data, length=len(data), overwrite=True, metadata=_to_azure(metadata), validate_content=True,
+                content_settings=ContentSettings(content_md5=bytearray(md5), content_type=content_type),
+            )
         self._record_sent(len(data))
         stored_md5 = resp.get("content_md5")
         if self.verify == "reread" or not stored_md5:
@@ -462,6 +471,31 @@ class AzureBlobObjectStore(_DatasetStore):
         from . import metrics
 
         metrics.record_sent(n)
+
+    @property
+    def throughput(self) -> Any:
+        """Where measured link throughput goes: the log the bandwidth sensor's probe reads (the
+        same file the S3 uploader writes, under ``AXON_UPLOAD_STATE_DIR``)."""
+        if self._throughput is None:
+            from .bandwidth import ThroughputLog
+
+            state_dir = Path(os.environ.get("AXON_UPLOAD_STATE_DIR") or ".axon/upload-state")
+            self._throughput = ThroughputLog(state_dir.resolve() / "throughput.json")
+        return self._throughput
+
+    @contextmanager
+    def _measured(self, n_bytes: int) -> Iterator[None]:
+        """Time one request carrying ``n_bytes``; time spent waiting for the bandwidth cap is not
+        link time. Requests under 1 MiB measure latency, not the link: not recorded."""
+        self._ctx.cap_wait = 0.0
+        started = time.monotonic()
+        yield
+        link_seconds = time.monotonic() - started - self._ctx.cap_wait
+        if n_bytes >= MiB and link_seconds > 0:
+            try:
+                self.throughput.record(n_bytes, link_seconds)
+            except OSError as exc:  # the probe's data is best effort; never fail an upload for it
+                log.debug("could not record throughput: %s", exc)
 
     def _fit_block_size(self, size: int) -> int:
         block = self.block_size
@@ -501,7 +535,8 @@ class AzureBlobObjectStore(_DatasetStore):
 
         def stage(bid: str, data: bytes) -> None:
             try:
-                blob.stage_block(bid, data, length=len(data), validate_content=True)
+                with self._measured(len(data)):
+                    blob.stage_block(bid, data, length=len(data), validate_content=True)
             finally:
                 slots.release()
             self._record_sent(len(data))

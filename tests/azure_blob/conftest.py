@@ -25,7 +25,7 @@ BLOCK = 256 * KiB
 
 
 @pytest.fixture
-def make_store(azurite, azure_container) -> Callable[..., Any]:
+def make_store(azurite, azure_container, tmp_path) -> Callable[..., Any]:
     """``make_store(**options)``: an AzureBlobObjectStore on the test's container, prefix
     ``datasets``, 256 KiB blocks, its own uncapped bucket and queue (no process-wide state)."""
     from axon_dagster.storage.azure_store import AzureBlobObjectStore
@@ -35,6 +35,7 @@ def make_store(azurite, azure_container) -> Callable[..., Any]:
         options.setdefault("bandwidth", TokenBucket(None))
         options.setdefault("upload_queue", UploadQueue())
         options.setdefault("prefix", "datasets")
+        options.setdefault("throughput_log", tmp_path / "throughput.json")
         if log is not None:
             options["client_kwargs"] = {"raw_request_hook": log}
         return AzureBlobObjectStore(azure_container, connection_string=azurite.connection_string, **options)

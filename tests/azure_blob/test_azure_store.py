@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import json
 import time
 from pathlib import Path
 
@@ -293,3 +295,24 @@ def test_a_sigkilled_upload_process_resumes(make_store, tmp_path, azure_service,
     assert log.count("PUT", "block") == 10 - len(uncommitted)
     assert blob.download_blob().readall() == data
     assert blob.get_block_list("all")[1] == []  # the commit left no stray uncommitted block
+
+
+def test_uploads_feed_the_bandwidth_probe_with_link_time_only(make_store, tmp_path):
+    """The bandwidth sensor's probe reads the throughput log: every block of >= 1 MiB is a sample,
+    timed without the wait for the cap (else a capped upload would report the cap, not the link)."""
+    from axon_dagster.storage.bandwidth import ThroughputLog
+
+    src = tmp_path / "ds"
+    src.mkdir()
+    (src / "payload.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    log_path = tmp_path / "probe.json"
+    rate = 1_500_000
+    store = make_store(block_size=1024 * 1024, bandwidth=TokenBucket(rate), throughput_log=log_path)
+    started = time.monotonic()
+    store.put_dataset(src, "probe/ds", file_digests(src))
+    assert time.monotonic() - started >= 1.5  # the cap held the upload back...
+
+    samples = json.loads(log_path.read_text())["samples"]
+    assert len(samples) == 3  # one per 1 MiB block
+    link = ThroughputLog(log_path).recent_bytes_per_second(window_seconds=60)
+    assert link is not None and link > 3 * rate  # ...but the link measured is Azurite's, not the cap

@@ -231,6 +231,23 @@ def test_cloud_env_configmap_carries_the_runtime_contract(render):
     assert d["AXON_EDGE_CACHE_DIR"] == "/data/edge-cache"
 
 
+def test_an_azure_object_store_gets_the_blob_endpoint_not_the_s3_one(render, monkeypatch):
+    objects = _cloud_with(render, "multi-robot-values", "objectStore.url=az://fleetdata/datasets/fleet",
+                          "objectStore.endpointUrl=http://azurite.dev.svc:10000/fleetdata")
+    d = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "axon-cloud-env")["data"]
+    assert d["AXON_OBJECT_STORE_URL"] == "az://fleetdata/datasets/fleet"
+    assert d["AZURE_STORAGE_BLOB_ENDPOINT"] == "http://azurite.dev.svc:10000/fleetdata"
+    assert "AWS_ENDPOINT_URL" not in d
+    # The code location reads the same contract and builds an Azure store from it.
+    from axon_dagster.storage.object_store import object_store_from_url
+
+    monkeypatch.setenv("AZURE_STORAGE_KEY", "a2V5")
+    monkeypatch.setenv("AZURE_STORAGE_BLOB_ENDPOINT", d["AZURE_STORAGE_BLOB_ENDPOINT"])
+    store = object_store_from_url(d["AXON_OBJECT_STORE_URL"])
+    assert store.uri_for("x/ds") == "az://fleetdata/datasets/fleet/x/ds"
+    assert store.endpoint.startswith("http://azurite.dev.svc:10000/fleetdata")
+
+
 @pytest.mark.parametrize("strategy", ["initContainer", "hook"])
 def test_cloud_migration_runs_before_the_api(render, strategy):
     rendered = render("axon-cloud", release="axon-cloud", sets=(f"api.migrations.strategy={strategy}",))
