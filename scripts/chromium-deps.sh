@@ -3,14 +3,9 @@
 # system chromium; `playwright install` is never run). Idempotent: does nothing when
 # /usr/bin/chromium exists. Uses sudo when not root.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 if [ -x /usr/bin/chromium ]; then
   exit 0
 fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  SUDO="sudo"
-fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends chromium chromium-driver
+apt_install chromium chromium-driver
 test -x /usr/bin/chromium

@@ -3,6 +3,7 @@
 # Python cannot import rospy from /usr/lib/python3/dist-packages; idempotent, a no-op otherwise.
 # The ros1 recorder transport and its tests (a real rosmaster) need them.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 PACKAGES=(python3-rospy python3-rosmaster python3-genpy python3-std-msgs)
 DIST_PACKAGES=/usr/lib/python3/dist-packages
@@ -13,13 +14,4 @@ if python3 -I -c "import sys; sys.path.append('$DIST_PACKAGES'); import rospy, g
   exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "ros1-deps: rospy is missing and this is not a Debian/Ubuntu system; install ${PACKAGES[*]} (or ROS Noetic) by hand" >&2
-  exit 1
-fi
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "installing Debian packages: ${PACKAGES[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
+apt_install "${PACKAGES[@]}"
