@@ -223,6 +223,10 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     def dataset_upload_started(dataset_id: str, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
         return cp.dataset_upload_started(u, dataset_id)
 
+    @admin.post("/datasets/{dataset_id}/upload-failed", response_model=DatasetView)
+    def dataset_upload_failed(dataset_id: str, body: schemas.DatasetUploadFailed, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        return cp.dataset_upload_failed(u, dataset_id, body.reason)
+
     @admin.post("/datasets/{dataset_id}/uploaded", response_model=DatasetView)
     def dataset_uploaded(dataset_id: str, body: schemas.DatasetUploaded, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
         return cp.dataset_uploaded(u, dataset_id, body.cloud_uri, body.dataset_digest)

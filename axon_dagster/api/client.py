@@ -255,6 +255,10 @@ class ControlPlaneClient(_HttpClient):
     def dataset_upload_started(self, dataset_id: str) -> dict[str, Any]:
         return self._request("POST", f"/datasets/{_seg(dataset_id)}/upload-started")
 
+    def dataset_upload_failed(self, dataset_id: str, reason: str) -> dict[str, Any]:
+        """The upload of ``dataset_id`` failed for good: back to INSPECTED, with ``reason`` kept."""
+        return self._request("POST", f"/datasets/{_seg(dataset_id)}/upload-failed", json={"reason": reason})
+
     def dataset_uploaded(self, dataset_id: str, *, cloud_uri: str, dataset_digest: str) -> dict[str, Any]:
         body = {"cloud_uri": cloud_uri, "dataset_digest": dataset_digest}
         return self._request("POST", f"/datasets/{_seg(dataset_id)}/uploaded", json=body)

@@ -88,3 +88,7 @@ class DatasetReview(Body):
 class DatasetUploaded(Body):
     cloud_uri: str
     dataset_digest: str
+
+
+class DatasetUploadFailed(Body):
+    reason: str  # why the upload failed for good (the failed op's error message)

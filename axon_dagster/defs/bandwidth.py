@@ -21,9 +21,10 @@ waits ``retry_backoff_seconds * 2**(failures - 1)`` after the last failed run en
 dataset and the last failure, counts an alert (``axon_dagster_alerts_total{dagster_job=upload_approved}``)
 and posts it to the run-failure alert webhook (``AXON_ALERT_WEBHOOK_URL``) once, and names it in
 the tick's skip reason / log from then on. A dataset with an upload run in flight (queued or
-started) is never launched again. A failed upload run leaves the dataset UPLOADING (the op
-moved it there), so approved datasets UPLOADING with no run in flight and a failed run are
-candidates too. The upload job itself is ``upload_approved`` (``UPLOAD_JOB_NAME`` / ``UPLOAD_OP_NAME``).
+started) is never launched again. A failed upload run reports the failure (the upload op's
+failure hook: the dataset goes back to INSPECTED with ``last_upload_error``); if that report
+could not reach the control plane the dataset stays UPLOADING, so approved datasets UPLOADING
+with no run in flight and a failed run are candidates too. The upload job itself is ``upload_approved`` (``UPLOAD_JOB_NAME`` / ``UPLOAD_OP_NAME``).
 """
 
 
@@ -118,8 +119,9 @@ def upload_run_request(dataset: dict[str, Any], priority: int, attempt: int = 1)
 
 def upload_candidates(client: Any, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
     """Approved datasets waiting for upload as ``(priority, created_at, dataset)``, most urgent first:
-    INSPECTED ones, and UPLOADING ones (a failed upload run leaves them there; :func:`upload_history`
-    tells which of those have no run in flight)."""
+    INSPECTED ones (including those a failed upload run handed back), and UPLOADING ones (a failed
+    run whose report never reached the control plane; :func:`upload_history` tells which of those
+    have no run in flight)."""
     datasets = client.list_datasets(status="INSPECTED", outcome="approved", limit=max(limit, 100))
     datasets += client.list_datasets(status="UPLOADING", outcome="approved", limit=max(limit, 100))
     ranked = []

@@ -154,6 +154,46 @@ def review_metadata(control_plane: ControlPlaneResource, task_id: str) -> dict:
     }
 
 
+MAX_UPLOAD_ERROR_CHARS = 1000  # of the error message sent as the dataset's last_upload_error
+
+
+@dg.failure_hook(required_resource_keys={"control_plane"})
+def report_upload_failed(context: dg.HookContext) -> None:
+    """``upload_dataset`` failed for good (Dagster runs failure hooks on the op's final failure only,
+    not on the attempts its RetryPolicy retries): tell the control plane, which moves the dataset
+    back to INSPECTED with the error kept. Never raises: a report that cannot be made is a warning
+    (the bandwidth sensor relaunches the upload from Dagster's run history either way)."""
+    try:
+        task_id = _upload_task_id(context)
+        reason = upload_error_reason(context.op_exception, context.run_id)
+        context.resources.control_plane.client().dataset_upload_failed(task_id, reason)
+        context.log.warning(f"dataset {task_id}: upload failed for good, reported to the control plane: {reason}")
+    except Exception as exc:  # noqa: BLE001 - a hook must never fail the run's bookkeeping
+        context.log.warning(f"could not report the failed upload to the control plane: {type(exc).__name__}: {exc}")
+
+
+def _upload_task_id(context: dg.HookContext) -> str:
+    run = context.instance.get_run_by_id(context.run_id)
+    assert run is not None, f"run {context.run_id} not found"
+    config = (run.run_config or {}).get("ops", {}).get(load_approved_dataset.name, {}).get("config", {})
+    return config.get("task_id") or run.tags["axon/upload"]
+
+
+def upload_error_reason(exc: BaseException | None, run_id: str) -> str:
+    """One line naming the op's own error (not Dagster's wrapper), trimmed, without control characters."""
+    while exc is not None and getattr(exc, "user_exception", None) is not None:
+        exc = exc.user_exception
+    if exc is None:
+        message = "upload failed"
+    else:
+        text = " ".join("".join(ch if ch.isprintable() or ch.isspace() else " " for ch in str(exc)).split())
+        message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    suffix = f" (run {run_id})"
+    if len(message) + len(suffix) > MAX_UPLOAD_ERROR_CHARS:
+        message = message[: MAX_UPLOAD_ERROR_CHARS - len(suffix) - 1] + "…"
+    return message + suffix
+
+
 @dg.op(retry_policy=NETWORK_RETRY)
 def report_uploaded(context: dg.OpExecutionContext, control_plane: ControlPlaneResource, uploaded: dict) -> None:
     task = flow.report_uploaded(control_plane.client(), flow.Uploaded(**uploaded))
@@ -167,4 +207,4 @@ def data_flow():
 
 @dg.job(description="Upload one approved dataset with its sidecar and QC report, verify it, report UPLOADED.")
 def upload_approved():
-    report_uploaded(upload_dataset(load_approved_dataset()))
+    report_uploaded(upload_dataset.with_hooks({report_upload_failed})(load_approved_dataset()))

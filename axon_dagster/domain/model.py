@@ -242,6 +242,7 @@ class Dataset:
     reviewed_by: str | None = None
     review_comment: str | None = None
     cloud_uri: str | None = None
+    last_upload_error: str | None = None  # why the last upload failed; cleared once uploaded
     updated_at: datetime = field(default_factory=utcnow)
 
     def __post_init__(self) -> None:
@@ -300,4 +301,20 @@ class Dataset:
             raise DomainError(f"dataset {self.dataset_id}: cloud digest {digest} != cached digest {self.dataset_digest}")
         self._move(DatasetStatus.UPLOADED)
         self.cloud_uri = cloud_uri
+        self.last_upload_error = None
+        return True
+
+    def upload_failed(self, reason: str) -> bool:
+        """An upload that failed for good: back to INSPECTED (so it can be retried), keeping why.
+        Only an UPLOADING dataset can fail its upload: a late failure report never un-uploads one."""
+        if not reason:
+            raise DomainError(f"dataset {self.dataset_id}: an upload failure needs a reason")
+        if self.status is DatasetStatus.INSPECTED and self.last_upload_error == reason:
+            return False  # the same failure reported again
+        if self.status is not DatasetStatus.UPLOADING:
+            raise DomainError(
+                f"dataset {self.dataset_id} is not uploading (status {self.status.value}): cannot record an upload failure"
+            )
+        self._move(DatasetStatus.INSPECTED)
+        self.last_upload_error = reason
         return True

@@ -66,6 +66,7 @@ UnitOfWork = SqlAlchemyUnitOfWork
 
 MAX_PAGE = 10_000
 MAX_TEXT = 4096  # paths and free text a robot or an admin may send
+MAX_UPLOAD_ERROR = 2000  # the reason of a failed upload (an error message, trimmed by the reporter)
 # A robot's pull updates its last-seen time at most this often, so polling is not a stream of writes.
 LAST_SEEN_RESOLUTION = timedelta(seconds=5)
 # Event data keys the control plane copies onto the task (the rest stays in the event only).
@@ -516,6 +517,14 @@ def dataset_upload_started(uow: UnitOfWork, dataset_id: str) -> DatasetView:
         return dataset.start_upload()
 
     return _dataset_step(uow, dataset_id, "uploading", step)
+
+
+def dataset_upload_failed(uow: UnitOfWork, dataset_id: str, reason: str) -> DatasetView:
+    """An upload that failed for good (after its retries): the dataset returns to INSPECTED with
+    ``reason`` kept as its ``last_upload_error``. The same report again is a no-op; a report for a
+    dataset that is not uploading (e.g. already UPLOADED) is refused."""
+    reason = _text(reason, "reason", limit=MAX_UPLOAD_ERROR, required=True)
+    return _dataset_step(uow, dataset_id, f"upload failed: {reason}", lambda d: d.upload_failed(reason))
 
 
 def dataset_uploaded(uow: UnitOfWork, dataset_id: str, cloud_uri: str, dataset_digest: str) -> DatasetView:

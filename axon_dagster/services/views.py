@@ -226,6 +226,7 @@ class DatasetView(View):
     inspection_report: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+    last_upload_error: str | None  # why the last upload failed for good; None once uploaded
 
     @classmethod
     def of(cls, d: Dataset, created_at: datetime, report: dict[str, Any] | None) -> "DatasetView":
@@ -245,6 +246,7 @@ class DatasetView(View):
             inspection_report=report,
             created_at=created_at,
             updated_at=d.updated_at,
+            last_upload_error=d.last_upload_error,
         )
 
     @classmethod

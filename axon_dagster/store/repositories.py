@@ -551,6 +551,7 @@ _DATASET_COLUMNS = (
     "reviewed_by",
     "review_comment",
     "cloud_uri",
+    "last_upload_error",
     "updated_at",
 )
 
@@ -613,6 +614,7 @@ def _dataset(row: DatasetRow) -> DatasetRecord:
         reviewed_by=row.reviewed_by,
         review_comment=row.review_comment,
         cloud_uri=row.cloud_uri,
+        last_upload_error=row.last_upload_error,
         updated_at=row.updated_at,
     )
     return DatasetRecord(dataset, row.created_at, row.inspection_report)

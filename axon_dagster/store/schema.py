@@ -150,6 +150,8 @@ class DatasetRow(Base):
     cloud_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # 0004: why the last upload failed for good (None once uploaded, or if no upload ever failed).
+    last_upload_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AuditRow(Base):

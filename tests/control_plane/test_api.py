@@ -279,6 +279,40 @@ def test_dataset_review_is_final_through_the_api(api: Api) -> None:
     assert missing.value.status_code == 404
 
 
+def test_failed_upload_is_reported_through_the_api(api_both: Api) -> None:
+    assignments = _order(api_both)
+    task = sorted(assignments)[0]
+    api_both.robots[assignments[task]].push_events([_ev(task, S.READY), _ev(task, S.EXECUTING), _ev(task, S.EXECUTED, dataset_path="/r.lance")])
+    api_both.admin.dataset_cached(task, cache_path="/cache/r.lance", dataset_digest="d" * 64, size_bytes=10)
+    api_both.admin.dataset_inspected(task, score=0.9, outcome="approved")
+    assert api_both.admin.get_dataset(task)["last_upload_error"] is None
+    before = api_both.row_counts()
+    with pytest.raises(ControlPlaneError) as not_uploading:  # INSPECTED, never started: illegal
+        api_both.admin.dataset_upload_failed(task, "boom")
+    assert not_uploading.value.status_code == 409
+    with pytest.raises(ControlPlaneError) as missing:
+        api_both.admin.dataset_upload_failed("ghost", "boom")
+    assert missing.value.status_code == 404
+    for body in ({}, {"reason": ""}, {"reason": 3}, {"reason": "x" * 5000}, {"reason": "boom", "retry": True}):
+        assert api_both.http.post(f"/datasets/{task}/upload-failed", json=body).status_code == 422, body
+    assert api_both.row_counts() == before
+
+    api_both.admin.dataset_upload_started(task)
+    failed = api_both.admin.dataset_upload_failed(task, "OSError: bucket gone (run r1)")
+    assert (failed["status"], failed["last_upload_error"]) == ("INSPECTED", "OSError: bucket gone (run r1)")
+    assert api_both.admin.dataset_upload_failed(task, "OSError: bucket gone (run r1)")["status"] == "INSPECTED"  # replay
+    listed = api_both.admin.list_datasets(status="INSPECTED", outcome="approved")  # what the bandwidth sensor lists
+    assert [(d["dataset_id"], d["last_upload_error"]) for d in listed] == [(task, "OSError: bucket gone (run r1)")]
+
+    api_both.admin.dataset_upload_started(task)
+    done = api_both.admin.dataset_uploaded(task, cloud_uri="file:///cloud/r.lance", dataset_digest="d" * 64)
+    assert (done["status"], done["last_upload_error"]) == ("UPLOADED", None)
+    with pytest.raises(ControlPlaneError) as late:
+        api_both.admin.dataset_upload_failed(task, "late")
+    assert late.value.status_code == 409
+    assert api_both.admin.get_dataset(task)["status"] == "UPLOADED"
+
+
 # ---------------------------------------------------------------------------- auth, limits, shape
 
 

@@ -303,6 +303,50 @@ def test_dataset_refusals(uow_factory: UnitOfWorkFactory, fleet: dict[str, str],
     assert row_counts() == before
 
 
+def test_failed_upload_returns_to_inspected_with_its_reason_until_uploaded(
+    uow_factory: UnitOfWorkFactory, fleet: dict[str, str], row_counts, caplog: pytest.LogCaptureFixture
+) -> None:
+    ds = _dataset_ready(uow_factory, fleet)
+    cp.dataset_inspected(uow_factory(), ds, 0.95, "approved")
+    cp.dataset_upload_started(uow_factory(), ds)
+    with caplog.at_level("INFO", logger="axon_dagster.services.control_plane"):
+        failed = cp.dataset_upload_failed(uow_factory(), ds, "OSError: bucket gone")
+    assert (failed.status, failed.last_upload_error) == ("INSPECTED", "OSError: bucket gone")
+    assert f"dataset {ds} upload failed: OSError: bucket gone" in caplog.text
+    stored = cp.get_dataset(uow_factory(), ds)  # persisted, on both backends
+    assert (stored.status, stored.last_upload_error) == ("INSPECTED", "OSError: bucket gone")
+    assert cp.get_dataset(uow_factory(), ds).to_dict()["last_upload_error"] == "OSError: bucket gone"
+    before = row_counts()
+    assert cp.dataset_upload_failed(uow_factory(), ds, "OSError: bucket gone").updated_at == stored.updated_at  # replay: no-op
+    with pytest.raises(DomainError, match="not uploading"):
+        cp.dataset_upload_failed(uow_factory(), ds, "another error")
+    assert row_counts() == before
+    # the bandwidth sensor relaunches it: the retry keeps the last error until the upload lands
+    assert cp.dataset_upload_started(uow_factory(), ds).last_upload_error == "OSError: bucket gone"
+    done = cp.dataset_uploaded(uow_factory(), ds, "s3://b/x.lance", "a" * 64)
+    assert (done.status, done.last_upload_error) == ("UPLOADED", None)
+    assert cp.get_dataset(uow_factory(), ds).last_upload_error is None
+    with pytest.raises(DomainError, match="not uploading"):  # a late failure report never un-uploads it
+        cp.dataset_upload_failed(uow_factory(), ds, "late")
+    assert cp.get_dataset(uow_factory(), ds).status == "UPLOADED"
+
+
+def test_upload_failure_refusals(uow_factory: UnitOfWorkFactory, fleet: dict[str, str], row_counts) -> None:
+    ds = _dataset_ready(uow_factory, fleet)
+    before = row_counts()
+    with pytest.raises(NotFoundError):
+        cp.dataset_upload_failed(uow_factory(), "ghost", "boom")
+    with pytest.raises(InvalidIdError):
+        cp.dataset_upload_failed(uow_factory(), "../x", "boom")
+    for reason in ("", None, 42, "x" * (cp.MAX_UPLOAD_ERROR + 1), "bad\x00byte"):
+        with pytest.raises(InvalidRequestError):
+            cp.dataset_upload_failed(uow_factory(), ds, reason)  # type: ignore[arg-type]
+    with pytest.raises(DomainError, match="not uploading"):
+        cp.dataset_upload_failed(uow_factory(), ds, "boom")  # CACHED: never started uploading
+    assert row_counts() == before
+    assert cp.get_dataset(uow_factory(), ds).status == "CACHED"
+
+
 def test_paging_arguments_are_checked(uow_factory: UnitOfWorkFactory) -> None:
     for kwargs in ({"limit": 0}, {"limit": 10_001}, {"offset": -1}):
         with pytest.raises(InvalidRequestError):

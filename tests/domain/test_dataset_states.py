@@ -46,3 +46,61 @@ def test_upload_digest_must_match_cached_digest():
     with pytest.raises(DomainError, match="digest"):
         ds.uploaded("s3://b/k", "other")
     assert ds.status is DatasetStatus.UPLOADING
+
+
+def uploading() -> Dataset:
+    ds = inspected(QcOutcome.APPROVED)
+    ds.start_upload()
+    return ds
+
+
+def test_failed_upload_returns_to_inspected_with_its_reason():
+    ds = uploading()
+    assert ds.upload_failed("object store refused: 503") is True
+    assert ds.status is DatasetStatus.INSPECTED
+    assert ds.last_upload_error == "object store refused: 503"
+    assert ds.upload_failed("object store refused: 503") is False  # replay: no-op
+    assert ds.status is DatasetStatus.INSPECTED
+
+
+def test_failed_upload_can_be_retried_and_success_clears_the_error():
+    ds = uploading()
+    ds.upload_failed("timeout")
+    assert ds.start_upload()
+    assert ds.last_upload_error == "timeout"  # still the last failure while the retry runs
+    assert ds.uploaded("s3://b/k.lance", "abc")
+    assert ds.status is DatasetStatus.UPLOADED and ds.last_upload_error is None
+
+
+def test_late_failure_report_never_un_uploads_a_dataset():
+    ds = uploading()
+    ds.uploaded("s3://b/k.lance", "abc")
+    with pytest.raises(DomainError, match="not uploading"):
+        ds.upload_failed("late failure")
+    assert ds.status is DatasetStatus.UPLOADED and ds.last_upload_error is None
+
+
+@pytest.mark.parametrize("outcome", [QcOutcome.APPROVED, QcOutcome.REJECTED])
+def test_upload_failure_is_refused_unless_uploading(outcome):
+    ds = inspected(outcome)
+    with pytest.raises(DomainError, match="not uploading"):
+        ds.upload_failed("boom")
+    assert ds.status is DatasetStatus.INSPECTED and ds.last_upload_error is None
+    fresh = Dataset(dataset_id="t2", task_id="t2")
+    with pytest.raises(DomainError, match="not uploading"):
+        fresh.upload_failed("boom")
+
+
+def test_a_different_failure_of_an_inspected_dataset_is_refused():
+    ds = uploading()
+    ds.upload_failed("first")
+    with pytest.raises(DomainError, match="not uploading"):
+        ds.upload_failed("second")
+    assert ds.last_upload_error == "first"
+
+
+def test_upload_failure_needs_a_reason():
+    ds = uploading()
+    with pytest.raises(DomainError, match="reason"):
+        ds.upload_failed("")
+    assert ds.status is DatasetStatus.UPLOADING
