@@ -66,7 +66,7 @@ from .object_store import (
     ObjectNotFound,
     ObjectStoreError,
     ObjectStoreUnavailable,
-    _DatasetStore,
+    _RemoteDatasetStore,
     validate_key,
     validate_prefix,
 )
@@ -122,7 +122,7 @@ def _from_azure(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return {_FROM_AZURE.get(k.lower(), k): v for k, v in (metadata or {}).items()}
 
 
-class AzureBlobObjectStore(_DatasetStore):
+class AzureBlobObjectStore(_RemoteDatasetStore):
     """Objects in Azure container ``container`` under ``prefix``; see the module docstring.
 
     Give one of ``service_client`` (a ``BlobServiceClient``), ``connection_string``, or
@@ -286,33 +286,8 @@ class AzureBlobObjectStore(_DatasetStore):
 
     # --- datasets
 
-    def put_dataset(
-        self, local_dir: str | os.PathLike, key: str, files: Mapping[str, str], *, priority: int = 0, created_at: float | None = None
-    ) -> str:
-        key = validate_key(key, "dataset key")
-        queued = time.monotonic()
-        with self.queue.slot(priority, created_at, self.uri_for(key)), self._dataset_context(key):
-            started = time.monotonic()
-            uri = super().put_dataset(local_dir, key, files)
-            stats = dict(self._ctx.stats)
-        seconds = time.monotonic() - started
-        stats.update(
-            upload_seconds=round(seconds, 3),
-            queued_seconds=round(started - queued, 3),
-            upload_bytes_per_second=round(stats["bytes_sent"] / seconds, 1) if seconds > 0 else 0.0,
-        )
-        self._ctx.last_upload = stats
-        return uri
-
-    def last_upload_stats(self) -> dict[str, Any]:
-        """What the last :meth:`put_dataset` of this thread did (files, bytes and blocks sent,
-        blocks kept from an interrupted run, seconds queued and uploading, rate)."""
-        return dict(getattr(self._ctx, "last_upload", None) or {})
-
-    def verify_dataset(self, key: str, files: Mapping[str, str]) -> str:
-        key = validate_key(key, "dataset key")
-        with self._dataset_context(key):
-            return super().verify_dataset(key, files)
+    def _upload_queue(self) -> Any:
+        return self.queue
 
     @contextmanager
     def _dataset_context(self, key: str) -> Iterator[None]:

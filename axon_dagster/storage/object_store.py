@@ -400,7 +400,50 @@ class LocalDirObjectStore(_DatasetStore):
 # --------------------------------------------------------------------------- S3
 
 
-class S3ObjectStore(_DatasetStore):
+class _RemoteDatasetStore(_DatasetStore):
+    """A store across a link: a dataset upload waits for its turn in the process's priority queue
+    (order priority, then age) and leaves what it did in :meth:`last_upload_stats`. Subclasses give
+    the queue and a ``_dataset_context(key)`` that resets ``self._ctx.stats`` for one dataset."""
+
+    _ctx: threading.local
+
+    def _upload_queue(self) -> Any:
+        raise NotImplementedError
+
+    def _dataset_context(self, key: str) -> Any:
+        raise NotImplementedError
+
+    def put_dataset(
+        self, local_dir: str | os.PathLike, key: str, files: Mapping[str, str], *, priority: int = 0, created_at: float | None = None
+    ) -> str:
+        key = validate_key(key, "dataset key")
+        queued = time.monotonic()
+        with self._upload_queue().slot(priority, created_at, self.uri_for(key)), self._dataset_context(key):
+            started = time.monotonic()
+            uri = super().put_dataset(local_dir, key, files)
+            stats = dict(self._ctx.stats)
+        seconds = time.monotonic() - started
+        stats.update(
+            upload_seconds=round(seconds, 3),
+            queued_seconds=round(started - queued, 3),
+            upload_bytes_per_second=round(stats["bytes_sent"] / seconds, 1) if seconds > 0 else 0.0,
+        )
+        self._ctx.last_upload = stats
+        return uri
+
+    def last_upload_stats(self) -> dict[str, Any]:
+        """What the last :meth:`put_dataset` of this thread did (files and bytes sent, parts or
+        blocks kept from an interrupted run, seconds queued and uploading, rate): run metadata for
+        Dagster."""
+        return dict(getattr(self._ctx, "last_upload", None) or {})
+
+    def verify_dataset(self, key: str, files: Mapping[str, str]) -> str:
+        key = validate_key(key, "dataset key")
+        with self._dataset_context(key):
+            return super().verify_dataset(key, files)
+
+
+class S3ObjectStore(_RemoteDatasetStore):
     """Objects in ``bucket`` under ``prefix``. Every upload carries a SHA-256 checksum of the bytes
     it sends (real S3 validates it on receipt and keeps it), so verification is a HEAD comparing the
     store's checksum with the sidecar's — no download. Files of ``multipart_threshold`` bytes or more
@@ -543,34 +586,8 @@ class S3ObjectStore(_DatasetStore):
                         out.append(rel)
         return sorted(out)
 
-    def put_dataset(
-        self, local_dir: str | os.PathLike, key: str, files: Mapping[str, str], *, priority: int = 0, created_at: float | None = None
-    ) -> str:
-        key = validate_key(key, "dataset key")
-        queue = self.uploader.queue
-        queued = time.monotonic()
-        with queue.slot(priority, created_at, self.uri_for(key)), self._dataset_context(key):
-            started = time.monotonic()
-            uri = super().put_dataset(local_dir, key, files)
-            stats = dict(self._ctx.stats)
-        seconds = time.monotonic() - started
-        stats.update(
-            upload_seconds=round(seconds, 3),
-            queued_seconds=round(started - queued, 3),
-            upload_bytes_per_second=round(stats["bytes_sent"] / seconds, 1) if seconds > 0 else 0.0,
-        )
-        self._ctx.last_upload = stats
-        return uri
-
-    def last_upload_stats(self) -> dict[str, Any]:
-        """What the last :meth:`put_dataset` of this thread did (files and bytes sent, parts kept
-        from an interrupted run, seconds queued and uploading, rate): run metadata for Dagster."""
-        return dict(getattr(self._ctx, "last_upload", None) or {})
-
-    def verify_dataset(self, key: str, files: Mapping[str, str]) -> str:
-        key = validate_key(key, "dataset key")
-        with self._dataset_context(key):
-            return super().verify_dataset(key, files)
+    def _upload_queue(self) -> Any:
+        return self.uploader.queue
 
     # --- the dataset record: binds composite checksums of multipart files to their SHA-256
 
