@@ -81,6 +81,7 @@ def search_datasets(uow: SqlAlchemyUnitOfWork, query: DatasetQuery, *, limit: in
             "qc_outcome": r["qc_outcome"],
             "reviewed_by": r["reviewed_by"],
             "cloud_uri": r["cloud_uri"],
+            "last_upload_error": r["last_upload_error"],
             "cache_path": r["cache_path"],
             "dataset_digest": r["dataset_digest"],
             "size_bytes": r["size_bytes"],

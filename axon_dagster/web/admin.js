@@ -118,7 +118,8 @@
         el("td", {}, d.skills.join(", ")), el("td", {}, el("span", { class: "badge " + d.status }, d.status)),
         el("td", {}, d.qc_outcome ? d.qc_outcome + (d.qc_score != null ? " " + d.qc_score.toFixed(2) : "") : "–"),
         el("td", { class: "muted" }, [d.lineage.order_id, d.lineage.batch_id, d.lineage.robot_id, d.lineage.collector_id].filter(Boolean).join(" › ")),
-        el("td", {}, d.cloud_uri || "–"))));
+        d.cloud_uri || !d.last_upload_error ? el("td", {}, d.cloud_uri || "–")
+          : el("td", { class: "upload-error", title: d.last_upload_error }, "upload failed: " + d.last_upload_error.slice(0, 120)))));
       $("#prev").disabled = r.offset === 0;
       $("#next").disabled = r.offset + r.datasets.length >= r.total;
     } catch (e) { say(e.message); }

@@ -57,6 +57,7 @@ def seeded(tmp_path_factory):
                               failure_reason=None, created_at=created, updated_at=created, revision=len(tasks) + 1))
             datasets.append(dict(dataset_id=tid, task_id=tid, status=status, qc_outcome=outcome,
                                  qc_score=0.5 if outcome else None, cloud_uri=f"s3://b/{tid}" if status == "UPLOADED" else None,
+                                 last_upload_error=f"store unreachable ({tid})" if status == "INSPECTED" and t % 5 == 0 else None,
                                  created_at=created, updated_at=created))
             seed.append(dict(id=tid, scene=scene, sub_scene=sub, skills=skills, status=status, outcome=outcome,
                              created=created, order=oid, robot=robot))
@@ -154,3 +155,13 @@ def test_status_filter_is_case_insensitive_as_in_the_issue_example(seeded, capsy
     lower, lower_total = _cli_all(url, {"status": "uploaded"}, capsys)
     upper, upper_total = _cli_all(url, {"status": "UPLOADED"}, capsys)
     assert lower == upper and lower_total == upper_total == len(_expected(seed, status="UPLOADED")) > 0
+
+
+def test_a_failed_upload_shows_its_error_in_the_search(seeded):
+    url, server, seed = seeded
+    page = httpx.get(f"{server.url}/api/v1/dataset-search", params={"status": "INSPECTED", "limit": 500},
+                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    errors = {d["dataset_id"]: d["last_upload_error"] for d in page["datasets"]}
+    failed = {i: e for i, e in errors.items() if e}
+    assert failed and len(failed) < len(errors)  # some failed, some never did
+    assert all(e == f"store unreachable ({i})" for i, e in failed.items())
