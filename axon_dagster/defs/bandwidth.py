@@ -264,6 +264,8 @@ def evaluate_bandwidth(
     backing_off: list[str] = []
     given_up: list[str] = []
     for priority, _, dataset in ranked:
+        if len(chosen) >= room:
+            break  # the rest wait for a later tick: no run-history query for them now
         dataset_id = dataset["dataset_id"]
         history = upload_history(context.instance, dataset_id)
         if history.in_flight:
@@ -280,8 +282,7 @@ def evaluate_bandwidth(
         if now < retry_at:
             backing_off.append(f"{dataset_id} (attempt {history.failures + 1} in {retry_at - now:.0f}s)")
             continue
-        if len(chosen) < room:
-            chosen.append((priority, dataset, history.failures + 1))
+        chosen.append((priority, dataset, history.failures + 1))
     cursor = json.dumps({"given_up": alerted[-_GIVEN_UP_KEPT:]}) if alerted else context.cursor
     notes = []
     if backing_off:
