@@ -96,6 +96,7 @@ class EdgeCacheConfig:
     root: str = ".axon/edge-cache"
     max_size_gb: float | None = None
     policy: str = "lru"
+    release_source: bool = False  # the cache takes ownership: the recorder's copy is removed once staged
 
 
 @dataclass(frozen=True)
@@ -286,6 +287,7 @@ _SCHEMA: dict[str, Callable[[Any, str], Any]] = {
             "root": _str,
             "max_size_gb": _optional(_positive),
             "policy": _enum(*CACHE_POLICIES),
+            "release_source": _bool,
         }),
         "object_store": _nested({
             "url": _url("file", "s3", "gs", "az"),
@@ -374,6 +376,23 @@ def _read_yaml(path: Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", source=path) from None
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def env_flag(name: str, default: bool, *, key: str, environ: Mapping[str, str] | None = None) -> bool:
+    """A boolean ``AXON_*`` override of the config key ``key``: ``default`` when unset or empty,
+    else 1/true/yes/on or 0/false/no/off (any case); anything else is refused (ConfigError)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name} overrides it and must be true or false (1/0, yes/no, on/off), got {env[name]!r}", key=key)
 
 
 def config_selected(environ: Mapping[str, str] | None = None) -> bool:
@@ -505,7 +524,8 @@ def _summary(cfg: AxonConfig, environ: Mapping[str, str]) -> list[str]:
         f"config OK: env={cfg.env} file={cfg.source}",
         f"  control_plane.url = {cp.url}; admin token: {'set' if token else 'unset'} ({cp.admin_token.describe()})",
         f"  database: {'from ' + cp.database_url_secret.describe() if cp.database_url is None else cp.database_url}",
-        f"  storage.edge_cache = {s.edge_cache.root} (max {s.edge_cache.max_size_gb} GB, {s.edge_cache.policy})",
+        f"  storage.edge_cache = {s.edge_cache.root} (max {s.edge_cache.max_size_gb} GB, {s.edge_cache.policy}"
+        f"{', release_source' if s.edge_cache.release_source else ''})",
         f"  storage.object_store = {s.object_store.url}" + (f" via {s.object_store.endpoint_url}" if s.object_store.endpoint_url else ""),
         f"  inspection.runner = {i.runner}" + (f" at {i.ray_address}" if i.ray_address else "")
         + f"; thresholds auto_approve={i.thresholds.auto_approve} review_floor={i.thresholds.review_floor}",

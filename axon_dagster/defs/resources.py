@@ -41,6 +41,9 @@ class EdgeCacheResource(dg.ConfigurableResource):
         default=None, description="The retention schedule removes uploaded-and-verified or rejected datasets older than this"
     )
     delete_after_upload: bool = Field(default=False, description="Remove a dataset as soon as its upload is verified")
+    release_source: bool = Field(
+        default=False, description="Take ownership of a staged recording: remove the recorder's copy once the entry is durable"
+    )
 
     def cache(self):
         from axon_dagster.storage.edge_cache import EdgeCache
@@ -51,6 +54,7 @@ class EdgeCacheResource(dg.ConfigurableResource):
             policy=self.policy,
             retention_days=self.retention_days,
             delete_after_upload=self.delete_after_upload,
+            release_source=self.release_source,
         )
 
 
@@ -108,7 +112,7 @@ def _absolute_file_url(url: str) -> str:
 def resources_from_env() -> dict[str, dg.ConfigurableResource]:
     """Defaults from the selected environment config (``AXON_ENV`` / ``AXON_CONFIG_FILE``, see
     :mod:`axon_dagster.config`; built-in defaults when neither is set); ``AXON_*`` variables override."""
-    from axon_dagster.config import AxonConfig, config_selected, load_config
+    from axon_dagster.config import AxonConfig, config_selected, env_flag, load_config
 
     cfg = load_config() if config_selected() else AxonConfig()
     cp, cache, store, insp, rec = cfg.control_plane, cfg.storage.edge_cache, cfg.storage.object_store, cfg.inspection, cfg.recorder
@@ -128,6 +132,7 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             policy=env("AXON_EDGE_CACHE_POLICY", cache.policy),
             retention_days=float(retention_days) if retention_days else None,
             delete_after_upload=env("AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD", "").strip().lower() in ("1", "true", "yes"),
+            release_source=env_flag("AXON_EDGE_CACHE_RELEASE_SOURCE", cache.release_source, key="storage.edge_cache.release_source"),
         ),
         "object_store": ObjectStoreResource(
             url=_absolute_file_url(env("AXON_OBJECT_STORE_URL", store.url)),

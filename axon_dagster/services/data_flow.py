@@ -160,8 +160,13 @@ def cloud_key(scene: str, sub_scene: str, skills, sidecar: Sidecar) -> str:
 
 def verify_cloud_copy(object_store, task: dict[str, Any], dataset: dict[str, Any]) -> bool:
     """True when the cloud copy of an UPLOADED task is where its record says and its digest equals
-    the digest in the recording's sidecar on the robot."""
-    sidecar = Sidecar.read(sidecar_path(task["dataset_path"]))
+    the digest in the recording's sidecar: the recorder's, or the edge cache's copy of it once the
+    cache has taken the recording over (``release_source``)."""
+    candidates = [sidecar_path(p) for p in (task.get("dataset_path"), dataset.get("cache_path")) if p]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise DataFlowError(f"no sidecar to verify {task['task_id']} against: none of {[str(c) for c in candidates]} exists")
+    sidecar = Sidecar.read(found)
     key = cloud_key(task["scene"], task.get("sub_scene") or "", task["skills"], sidecar)
     if object_store.uri_for(key) != dataset.get("cloud_uri"):
         return False

@@ -15,6 +15,17 @@ Promises (DESIGN.md, "Rules"):
 - Eviction only ever removes a dataset that is uploaded-and-verified or rejected. Over quota with
   nothing evictable, the cache reports pressure rather than delete anything else.
 
+Source release (``release_source=True``, opt-in): the cache takes ownership of what it stages.
+A linked stage leaves the recorder's directory naming the same inodes, so removing the cache's names
+(eviction, retention, delete_after_upload) would free nothing. With ``release_source`` a successful
+stage, once its entry is durable (every directory it made, the entry dir and ``datasets/`` fsynced),
+removes the recorder's copy: each file of the sidecar's list that is the staged file's inode (or whose
+bytes match the sidecar, when it was copied), then the sidecar, then the directories staged from that
+are now empty (``os.rmdir``: anything the recorder added since stays, with its directories). A
+failure to release never fails the stage: it is logged as a warning and the entry says
+``source_released=False``; staging the id again finishes the release, even once the recorder's
+sidecar is gone.
+
 Eviction is explicit: :meth:`EdgeCache.evict` is called by whoever owns the schedule (the data flow
 after an upload, the retention schedule); staging never deletes anything. Policy ``manual`` makes
 :meth:`evict` a no-op; an operator removes datasets one by one with :meth:`EdgeCache.remove`, which
@@ -29,12 +40,13 @@ import logging
 import os
 import shutil
 import sqlite3
+import stat
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -89,6 +101,10 @@ class CachedDataset:
     cloud_uri: str | None = None
     staged_at: datetime | None = None
     last_access_at: datetime | None = None
+    # Only set by stage(): None without release_source; True when nothing of the staged recording is
+    # left in the recorder's directory; False when the release failed or was partial (a warning was
+    # logged; staging the id again finishes it). Not stored in the index.
+    source_released: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,7 @@ class EdgeCache:
         verify_linked: VerifyLinked | bool = "inode",
         delete_after_upload: bool = False,
         retention_days: float | None = None,
+        release_source: bool = False,
     ):
         """How a staged dataset is checked against its sidecar: copied files are always re-hashed.
         Hardlinked files (same filesystem) are checked by ``verify_linked``:
@@ -139,7 +156,11 @@ class EdgeCache:
 
         ``delete_after_upload``: remove a dataset as soon as :meth:`mark_uploaded` has recorded its
         verified cloud copy (never before). ``retention_days``: :meth:`apply_retention` removes
-        uploaded-and-verified or rejected datasets that have been so for longer than this."""
+        uploaded-and-verified or rejected datasets that have been so for longer than this.
+
+        ``release_source``: after a successful, durable stage remove the recorder's copy of the
+        recording (see the module docstring), so the cache holds the only names of its files and
+        eviction gives the disk its space back."""
         if policy not in get_args(EvictionPolicy):
             raise ValueError(f"unknown eviction policy {policy!r}; expected one of {get_args(EvictionPolicy)}")
         if max_size_gb is not None and (isinstance(max_size_gb, bool) or not isinstance(max_size_gb, (int, float)) or max_size_gb < 0):
@@ -152,6 +173,8 @@ class EdgeCache:
             raise ValueError(f"verify_linked must be one of {get_args(VerifyLinked)}, got {verify_linked!r}")
         if not isinstance(delete_after_upload, bool):
             raise ValueError(f"delete_after_upload must be true or false, got {delete_after_upload!r}")
+        if not isinstance(release_source, bool):
+            raise ValueError(f"release_source must be true or false, got {release_source!r}")
         if retention_days is not None and (
             isinstance(retention_days, bool) or not isinstance(retention_days, (int, float)) or not retention_days > 0
         ):
@@ -161,6 +184,7 @@ class EdgeCache:
         self.quota_bytes = None if max_size_gb is None else int(max_size_gb * BYTES_PER_GB)
         self.verify_linked: VerifyLinked = verify_linked
         self.delete_after_upload = delete_after_upload
+        self.release_source = release_source
         self.retention_days = retention_days
         self._datasets = self.root / "datasets"
         self._tmp = self.root / "tmp"
@@ -180,9 +204,37 @@ class EdgeCache:
         """Put the recording ``dataset_dir`` (a ``.lance`` directory with its sidecar ``.json`` beside
         it) into the cache as ``dataset_id``. Idempotent: staging the same recording again returns the
         existing entry. Raises DigestMismatch (and leaves nothing behind) if the files do not match
-        the sidecar."""
+        the sidecar.
+
+        With ``release_source`` the recorder's copy is removed after the entry is durable, and the
+        returned entry says whether that worked (``source_released``). Staging an id that is cached
+        when its recording is gone (or half released: its sidecar gone) returns the cached entry
+        and finishes the release."""
         dataset_id = validate_id(dataset_id, "dataset_id")
         src = Path(dataset_dir)
+        if not self.release_source:
+            return self._stage(src, dataset_id)[0]
+        if not src.is_dir() or not sidecar_path(src).is_file():
+            entry = self._cached_for_release(dataset_id)
+            if entry is None:
+                return self._stage(src, dataset_id)[0]  # not cached: refused as without release_source
+            durable = False
+        else:
+            entry, durable = self._stage(src, dataset_id)
+        if not durable:
+            # Staged earlier (maybe without release_source: only datasets/ fsynced) or by another
+            # process: make every directory entry durable before the recorder's names go.
+            try:
+                self._fsync_entry_tree(entry.dataset_id)
+            except OSError as exc:
+                log.warning("not releasing the recorder's copy of dataset %s at %s: its cache entry could not be made "
+                            "durable (%s)", entry.dataset_id, src, exc)
+                return replace(entry, source_released=False)
+        return replace(entry, source_released=self._release_source(entry, src))
+
+    def _stage(self, src: Path, dataset_id: str) -> tuple[CachedDataset, bool]:
+        """stage() without the release: the entry, and whether this call created it durably
+        (every directory it made fsynced, as release_source needs)."""
         if not src.is_dir():
             raise FileNotFoundError(f"dataset directory not found: {src}")
         src_sidecar = sidecar_path(src)
@@ -194,14 +246,14 @@ class EdgeCache:
 
         existing = self._find(dataset_id)
         if existing is not None:
-            return self._same_or_conflict(existing, sidecar.dataset_digest, src)
+            return self._same_or_conflict(existing, sidecar.dataset_digest, src), False
 
         entry_dir = self._entry_dir(dataset_id)
         if entry_dir.exists():
             # A previous stage renamed the entry into place but died before indexing it.
             adopted = self._adopt_orphan(dataset_id)
             if adopted is not None:
-                return self._same_or_conflict(adopted, sidecar.dataset_digest, src)
+                return self._same_or_conflict(adopted, sidecar.dataset_digest, src), False
 
         scratch = self._scratch_dir()
         try:
@@ -225,7 +277,7 @@ class EdgeCache:
                 entry = self._find(dataset_id) or self._adopt_orphan(dataset_id)
                 if entry is None:
                     raise
-                return self._same_or_conflict(entry, sidecar.dataset_digest, src)
+                return self._same_or_conflict(entry, sidecar.dataset_digest, src), False
         finally:
             # After a successful rename the scratch path no longer exists; otherwise drop our copy.
             shutil.rmtree(scratch, ignore_errors=True)
@@ -235,8 +287,10 @@ class EdgeCache:
         # directory, so one fsync of datasets/ makes the rename durable (on a journalling filesystem
         # the links commit with it). A crash before that leaves an unindexed or partial entry, only
         # ever adopted after it verifies against its sidecar byte for byte (_adopt_orphan), and the
-        # recording where the recorder wrote it: staging it again is idempotent.
-        if done.copied or not sidecar_linked:
+        # recording where the recorder wrote it: staging it again is idempotent. With release_source
+        # the recorder's names are about to go, so the links must be durable on their own: every
+        # directory made is fsynced as for copies (a few directories: milliseconds).
+        if done.copied or not sidecar_linked or self.release_source:
             for made in reversed(done.made_dirs):
                 _fsync_dir(entry_dir / made)
             _fsync_dir(entry_dir)
@@ -252,7 +306,7 @@ class EdgeCache:
                 "edge cache %s over quota after staging %s: %d of %d bytes used",
                 self.root, dataset_id, usage.used_bytes, usage.quota_bytes,
             )
-        return entry
+        return entry, True
 
     def get(self, dataset_id: str) -> CachedDataset:
         """The cached dataset; counts as an access for the lru policy."""
@@ -400,6 +454,7 @@ class EdgeCache:
             "oldest_pending_staged_at": oldest_cached,
             "filesystem": {"total_bytes": fs.total, "free_bytes": fs.free},
             "delete_after_upload": self.delete_after_upload,
+            "release_source": self.release_source,
             "retention_days": self.retention_days,
             "reported_at": datetime.now(timezone.utc).isoformat(),
         }
@@ -458,6 +513,100 @@ class EdgeCache:
         shutil.copyfile(source, target)
         _fsync_file(Path(target))
         return False
+
+    def _cached_for_release(self, dataset_id: str) -> CachedDataset | None:
+        """The cached entry of ``dataset_id`` when its recording's sidecar is gone (released, or
+        half released by a killed process); an unindexed entry (its row lost, e.g. to a power loss
+        after the release) is adopted if it verifies. None: not cached."""
+        entry = self._find(dataset_id)
+        if entry is None and self._entry_dir(dataset_id).exists():
+            entry = self._adopt_orphan(dataset_id)
+        if entry is None:
+            return None
+        log.info("dataset %s already cached and its recording is gone (released); staging is a no-op", dataset_id)
+        return self.get(dataset_id)
+
+    def _fsync_entry_tree(self, dataset_id: str) -> None:
+        """fsync every directory of a cached entry (deepest first), the entry dir and datasets/."""
+        entry_dir = self._entry_dir(dataset_id)
+        for dirpath, _dirs, _files in os.walk(entry_dir, topdown=False):
+            _fsync_dir(Path(dirpath))
+        _fsync_dir(self._datasets)
+
+    def _release_source(self, entry: CachedDataset, src: Path) -> bool:
+        """Remove the recorder's copy of ``entry`` at ``src`` (the cache's entry must be durable).
+        Only what was staged goes: each file of the cached sidecar's list that is the cached file's
+        inode, or whose bytes match the sidecar (a copy); the sidecar if it is byte for byte the
+        cached one; then the directories that were staged and are now empty, deepest first. True
+        when nothing of the recording is left; never raises (a failure is logged as a warning)."""
+        src_sidecar = sidecar_path(src)
+        removed = linked_bytes = copied_bytes = 0
+        kept: builtins.list[str] = []
+        try:
+            sidecar = _read_sidecar(entry.sidecar_path)
+            for rel, digest in sorted(sidecar.files.items()):
+                source = src / rel
+                try:
+                    st = os.lstat(source)
+                except FileNotFoundError:
+                    continue  # released already
+                cached = os.lstat(entry.path / rel)  # missing in the cache: raise, remove nothing more
+                same_inode = (st.st_dev, st.st_ino) == (cached.st_dev, cached.st_ino)
+                if not stat.S_ISREG(st.st_mode) or (not same_inode and file_sha256(source) != digest):
+                    kept.append(rel)  # replaced since staging: not what the cache holds
+                    continue
+                os.unlink(source)
+                removed += 1
+                if same_inode:
+                    linked_bytes += st.st_size
+                else:
+                    copied_bytes += st.st_size
+            sidecar_removed = False
+            if os.path.lexists(src_sidecar):
+                if src_sidecar.is_file() and src_sidecar.read_bytes() == entry.sidecar_path.read_bytes():
+                    os.unlink(src_sidecar)
+                    sidecar_removed = True
+                else:
+                    kept.append(src_sidecar.name)
+            staged_dirs = {"."} | {Path(d).relative_to(entry.path).as_posix() for d, _, _ in os.walk(entry.path)}
+            removed_dirs = 0
+            for dirpath, _dirs, _files in os.walk(src, topdown=False):
+                if Path(dirpath).relative_to(src).as_posix() not in staged_dirs:
+                    continue  # the recorder made it since: not ours
+                try:
+                    os.rmdir(dirpath)
+                    removed_dirs += 1
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                        raise
+            if removed or sidecar_removed or removed_dirs:
+                _fsync_dir(src.parent)
+        except OSError as exc:
+            log.warning(
+                "could not release the recorder's copy of dataset %s at %s (%s: %s); the cache entry is intact, "
+                "staging it again finishes the release",
+                entry.dataset_id, src, getattr(exc, "filename", None) or src, exc.strerror or exc,
+            )
+            return False
+        except (ValueError, KeyError, TypeError) as exc:  # the cached sidecar is unreadable
+            log.warning("could not release the recorder's copy of dataset %s at %s: %s", entry.dataset_id, src, exc)
+            return False
+        if removed or sidecar_removed or removed_dirs:
+            log.info(
+                "released the recorder's copy of dataset %s at %s: %d files%s and %d directories, %d bytes "
+                "(%d freed now, %d named only by the cache: freed when it evicts the dataset)",
+                entry.dataset_id, src, removed, " + sidecar" if sidecar_removed else "", removed_dirs,
+                linked_bytes + copied_bytes, copied_bytes, linked_bytes,
+            )
+        if kept:
+            log.warning(
+                "kept %d file(s) of dataset %s at %s that differ from what the cache holds (replaced since staging?): %s",
+                len(kept), entry.dataset_id, src, kept,
+            )
+            return False
+        if os.path.lexists(src):
+            log.info("kept %s: it holds files the recorder added after the recording (not staged)", src)
+        return True
 
     def _same_or_conflict(self, entry: CachedDataset, digest: str, src: Path) -> CachedDataset:
         if entry.dataset_digest != digest:

@@ -334,3 +334,40 @@ def test_the_loader_is_import_light_for_the_edge_agent() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=axcfg.CONFIG_DIR.parent, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+# -- storage.edge_cache.release_source -----------------------------------------------------------
+
+
+def test_release_source_key_defaults_off_and_is_validated(tmp_path: Path) -> None:
+    assert load_config("dev").storage.edge_cache.release_source is False
+    assert load_config("prod").storage.edge_cache.release_source is False
+    assert parse_config(_with("storage.edge_cache.release_source", True)).storage.edge_cache.release_source is True
+    for bad in ("yes", 1, None):
+        with pytest.raises(ConfigError) as info:
+            parse_config(_with("storage.edge_cache.release_source", bad))
+        assert info.value.key == "storage.edge_cache.release_source"
+
+
+def test_release_source_env_overrides_the_config_and_a_bad_value_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from axon_dagster.defs.resources import resources_from_env
+
+    monkeypatch.setenv("AXON_CONFIG_FILE", str(_write(tmp_path, _with("storage.edge_cache.release_source", True))))
+    assert resources_from_env()["edge_cache"].release_source is True  # from the config
+    monkeypatch.setenv("AXON_EDGE_CACHE_RELEASE_SOURCE", "0")
+    assert resources_from_env()["edge_cache"].release_source is False
+    monkeypatch.delenv("AXON_CONFIG_FILE")
+    assert resources_from_env()["edge_cache"].release_source is False  # built-in default
+    for on in ("1", "true", "YES", " on "):
+        monkeypatch.setenv("AXON_EDGE_CACHE_RELEASE_SOURCE", on)
+        resource = resources_from_env()["edge_cache"]
+        assert resource.release_source is True
+    from axon_dagster.defs.resources import EdgeCacheResource
+
+    assert EdgeCacheResource(root=str(tmp_path / "cache"), release_source=resource.release_source).cache().release_source is True
+    monkeypatch.setenv("AXON_EDGE_CACHE_RELEASE_SOURCE", "sometimes")
+    with pytest.raises(ConfigError, match="AXON_EDGE_CACHE_RELEASE_SOURCE") as info:
+        resources_from_env()
+    assert info.value.key == "storage.edge_cache.release_source"

@@ -13,6 +13,7 @@ from axon_dagster.defs.bandwidth import BandwidthGate, evaluate_bandwidth
 from axon_dagster.defs.data_flow import report_upload_failed, upload_approved, upload_error_reason
 from axon_dagster.defs.resources import ControlPlaneResource, ObjectStoreResource
 from axon_dagster.services import data_flow as flow
+from axon_dagster.storage.recording import sidecar_path
 
 
 def test_a_failed_upload_is_retried_by_the_bandwidth_sensor_until_it_lands(world):
@@ -61,6 +62,10 @@ def test_a_failed_upload_is_retried_by_the_bandwidth_sensor_until_it_lands(world
     task, dataset = world.admin.get_task(task_id), world.admin.get_dataset(task_id)
     assert (task["status"], dataset["status"]) == ("UPLOADED", "UPLOADED")
     assert dataset["last_upload_error"] is None  # cleared by the successful upload
+    assert flow.verify_cloud_copy(object_store.store(), task, dataset)
+    # The recorder's copy released to the edge cache (release_source): verified against the cache's sidecar.
+    recorder_sidecar = sidecar_path(task["dataset_path"])
+    recorder_sidecar.rename(recorder_sidecar.with_suffix(".moved"))
     assert flow.verify_cloud_copy(object_store.store(), task, dataset)
     assert tick(time.time() + 1000) == []
 

@@ -445,3 +445,232 @@ def test_an_unreadable_sidecar_is_refused_clearly(tmp_path, make_recording):
     with pytest.raises(ValueError, match="unreadable sidecar"):
         cache.stage(src, "task-1")
     assert cache_files(cache) == []
+
+
+# ------------------------------------------------------------------------------------- release_source
+
+
+def _tree_inodes(*roots: Path) -> set[int]:
+    return {p.lstat().st_ino for root in roots if root.exists() for p in root.rglob("*") if p.is_file()}
+
+
+def _verify_entry(entry) -> None:
+    sidecar = Sidecar.read(entry.sidecar_path)
+    sidecar.verify(entry.path)  # every file, byte for byte
+    assert sidecar.dataset_digest == entry.dataset_digest == dataset_digest(entry.path)
+
+
+def test_release_source_removes_the_recorders_copy_and_the_entry_verifies(tmp_path, make_recording, caplog):
+    src = make_recording("task-1")
+    source_bytes = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+    cache = EdgeCache(tmp_path / "cache", release_source=True)
+
+    with caplog.at_level(logging.INFO, logger="axon_dagster.storage.edge_cache"):
+        entry = cache.stage(src, "task-1")
+
+    assert entry.source_released is True
+    assert not src.exists() and not sidecar_path(src).exists()
+    assert list(src.parent.iterdir()) == []  # the recorder's directory itself stays
+    _verify_entry(entry)
+    assert all(p.stat().st_nlink == 1 for p in entry.path.rglob("*") if p.is_file())  # the cache holds the only names
+    assert entry.sidecar_path.stat().st_nlink == 1
+    n_files = len(Sidecar.read(entry.sidecar_path).files)
+    assert f"released the recorder's copy of dataset task-1 at {src}: {n_files} files + sidecar" in caplog.text
+    assert f"{source_bytes} bytes" in caplog.text
+    assert cache.get("task-1").state is CacheState.CACHED and cache.disk_usage()["release_source"] is True
+
+
+def test_release_source_makes_every_made_directory_durable_before_the_first_unlink(tmp_path, make_recording, monkeypatch):
+    src = make_recording("task-1")
+    cache = EdgeCache(tmp_path / "cache", release_source=True)
+    events: list[tuple[str, str]] = []
+    real_fsync, real_unlink, real_rmdir = os.fsync, os.unlink, os.rmdir
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def unlink(path, *args, **kwargs):
+        events.append(("unlink", str(path)))
+        real_unlink(path, *args, **kwargs)
+
+    def rmdir(path, *args, **kwargs):
+        events.append(("rmdir", str(path)))
+        real_rmdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(edge_cache_module.os, "fsync", fsync)
+    monkeypatch.setattr(edge_cache_module.os, "unlink", unlink)
+    monkeypatch.setattr(edge_cache_module.os, "rmdir", rmdir)
+
+    entry = cache.stage(src, "task-1")
+
+    first_unlink = next(i for i, (kind, _) in enumerate(events) if kind == "unlink")
+    synced_before = {path for kind, path in events[:first_unlink] if kind == "fsync"}
+    entry_dirs = {str(p) for p in entry.path.rglob("*") if p.is_dir()} | {str(entry.path), str(entry.path.parent)}
+    assert entry_dirs | {str(cache.root / "datasets")} <= synced_before
+    removals = [path for kind, path in events if kind in ("unlink", "rmdir")]
+    assert all(Path(p).is_relative_to(src.parent) for p in removals)  # nothing but the recorder's copy
+    assert str(sidecar_path(src)) in removals and str(src) in removals
+    last_removal = max(i for i, (kind, _) in enumerate(events) if kind in ("unlink", "rmdir"))
+    assert ("fsync", str(src.parent)) in events[last_removal:]  # the removals made durable
+
+
+def test_a_file_the_recorder_added_after_recording_survives_the_release(tmp_path, make_recording, monkeypatch):
+    src = make_recording("task-1")
+    cache = EdgeCache(tmp_path / "cache", release_source=True)
+    real_materialize = EdgeCache._materialize
+
+    def recorder_writes_more(self, source, dest):
+        done = real_materialize(self, source, dest)
+        (src / "data" / "late.bin").write_bytes(b"written after the recording")
+        (src / "notes").mkdir()
+        (src / "notes" / "n.txt").write_text("mine")
+        return done
+
+    monkeypatch.setattr(EdgeCache, "_materialize", recorder_writes_more)
+    entry = cache.stage(src, "task-1")
+
+    assert entry.source_released is True  # nothing that was staged is left
+    assert sorted(p.relative_to(src).as_posix() for p in src.rglob("*")) == ["data", "data/late.bin", "notes", "notes/n.txt"]
+    assert (src / "data" / "late.bin").read_bytes() == b"written after the recording"
+    assert not sidecar_path(src).exists()
+    _verify_entry(entry)
+
+
+def test_staging_again_after_the_release_returns_the_cached_entry(tmp_path, make_recording):
+    src = make_recording("task-1")
+    cache = EdgeCache(tmp_path / "cache", release_source=True)
+    first = cache.stage(src, "task-1")
+    assert not src.exists()
+
+    again = cache.stage(src, "task-1")
+    after_restart = EdgeCache(tmp_path / "cache", release_source=True).stage(src, "task-1")
+
+    for entry in (again, after_restart):
+        assert (entry.path, entry.dataset_digest, entry.size_bytes, entry.source_released) == (
+            first.path, first.dataset_digest, first.size_bytes, True)
+    assert len(cache.list()) == 1
+    _verify_entry(first)
+    with pytest.raises(FileNotFoundError):  # without release_source a missing recording is refused, as ever
+        EdgeCache(tmp_path / "cache").stage(src, "task-1")
+    with pytest.raises(FileNotFoundError):  # and an id never cached too
+        cache.stage(src, "task-2")
+
+
+def test_an_interrupted_release_keeps_the_entry_warns_and_a_second_stage_finishes_it(tmp_path, make_recording, monkeypatch, caplog):
+    src = make_recording("task-1")
+    n_files = len(Sidecar.read(sidecar_path(src)).files)
+    cache = EdgeCache(tmp_path / "cache", release_source=True)
+    real_unlink = os.unlink
+    calls = {"n": 0}
+
+    def unlink_fails_after_two(path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(edge_cache_module.os, "unlink", unlink_fails_after_two)
+    with caplog.at_level(logging.WARNING, logger="axon_dagster.storage.edge_cache"):
+        entry = cache.stage(src, "task-1")
+
+    assert entry.source_released is False and entry.state is CacheState.CACHED
+    assert "could not release the recorder's copy of dataset task-1" in caplog.text and "Permission denied" in caplog.text
+    assert str(src) in caplog.text
+    _verify_entry(entry)  # the cache's copy is whole
+    left = [p for p in src.rglob("*") if p.is_file()]
+    assert len(left) == n_files - 2 and sidecar_path(src).exists()
+
+    monkeypatch.setattr(edge_cache_module.os, "unlink", real_unlink)
+    again = cache.stage(src, "task-1")
+
+    assert again.source_released is True and again.path == entry.path
+    assert not src.exists() and not sidecar_path(src).exists()
+    _verify_entry(again)
+
+
+def test_a_release_killed_after_the_sidecar_went_is_finished_by_the_next_stage(tmp_path, make_recording):
+    """The recording was staged without release_source (only datasets/ fsynced), then a release
+    died after removing some files and the sidecar: a release_source stage finishes it."""
+    src = make_recording("task-1")
+    entry = EdgeCache(tmp_path / "cache").stage(src, "task-1")
+    assert entry.source_released is None and sidecar_path(src).exists()
+    files = sorted(p for p in src.rglob("*") if p.is_file())
+    for p in files[: len(files) // 2]:
+        p.unlink()
+    sidecar_path(src).unlink()
+
+    again = EdgeCache(tmp_path / "cache", release_source=True).stage(src, "task-1")
+
+    assert again.source_released is True and not src.exists()
+    _verify_entry(again)
+
+
+def test_release_of_a_copied_stage_checks_the_bytes_and_keeps_a_replaced_file(tmp_path, make_recording, monkeypatch):
+    monkeypatch.setattr(EdgeCache, "_same_filesystem", lambda self, src: False)
+    cache = EdgeCache(tmp_path / "cache", release_source=True)
+    src = make_recording("task-1")
+    assert cache.stage(src, "task-1").source_released is True and not src.exists()
+
+    other = make_recording("task-2", seed=1)
+    real_materialize = EdgeCache._materialize
+    replaced: list[Path] = []
+
+    def recorder_replaces_a_file(self, source, dest):
+        done = real_materialize(self, source, dest)
+        replaced.append(tamper(other))  # a new inode with other bytes, after the copy was made
+        return done
+
+    monkeypatch.setattr(EdgeCache, "_materialize", recorder_replaces_a_file)
+    entry = cache.stage(other, "task-2")
+
+    assert entry.source_released is False
+    assert [p for p in other.rglob("*") if p.is_file()] == replaced  # only the replaced file is kept
+    _verify_entry(entry)
+
+
+def test_evicting_a_released_dataset_leaves_its_inodes_without_a_name(tmp_path, make_recording):
+    src = make_recording("task-1")
+    cache = EdgeCache(tmp_path / "cache", release_source=True)
+    entry = cache.stage(src, "task-1")
+    staged = _tree_inodes(entry.path.parent)
+    assert staged and not staged & _tree_inodes(src.parent)  # the cache holds the only names
+
+    cache.mark_uploaded("task-1", "s3://bucket/task-1.lance", entry.dataset_digest)
+    cache.quota_bytes = 1
+    assert cache.evict() == ["task-1"]
+
+    # No name is left for any staged inode in either tree: st_nlink 0, the space is free.
+    assert not staged & _tree_inodes(src.parent, cache.root)
+    assert cache.usage().used_bytes == 0
+
+
+def test_without_release_source_eviction_leaves_the_recording_where_it_was(tmp_path, make_recording):
+    """Today's behaviour, kept: the source is untouched (and so still names the staged inodes)."""
+    src = make_recording("task-1")
+    before = {p.relative_to(src.parent).as_posix(): (p.lstat().st_ino, p.read_bytes()) for p in src.parent.rglob("*") if p.is_file()}
+    cache = EdgeCache(tmp_path / "cache")
+    entry = cache.stage(src, "task-1")
+    assert entry.source_released is None
+    cache.mark_uploaded("task-1", "s3://bucket/task-1.lance", entry.dataset_digest)
+    cache.quota_bytes = 1
+    assert cache.evict() == ["task-1"]
+
+    after = {p.relative_to(src.parent).as_posix(): (p.lstat().st_ino, p.read_bytes()) for p in src.parent.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_release_source_refuses_a_different_recording_under_a_cached_id_and_keeps_it(tmp_path, make_recording):
+    cache = EdgeCache(tmp_path / "cache", release_source=True)
+    cache.stage(make_recording("task-1", seed=0), "task-1")
+    other = make_recording("other", seed=1)
+    before = inodes(other)
+
+    with pytest.raises(CacheConflict, match="already cached"):
+        cache.stage(other, "task-1")
+    assert inodes(other) == before and sidecar_path(other).exists()
+
+
+def test_release_source_must_be_a_bool(tmp_path):
+    with pytest.raises(ValueError, match="release_source"):
+        EdgeCache(tmp_path / "c", release_source="yes")
