@@ -131,7 +131,7 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             max_size_gb=float(max_gb) if max_gb else cache.max_size_gb,
             policy=env("AXON_EDGE_CACHE_POLICY", cache.policy),
             retention_days=float(retention_days) if retention_days else None,
-            delete_after_upload=env("AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD", "").strip().lower() in ("1", "true", "yes"),
+            delete_after_upload=env_flag("AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD", False, key="AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD"),
             release_source=env_flag("AXON_EDGE_CACHE_RELEASE_SOURCE", cache.release_source, key="storage.edge_cache.release_source"),
         ),
         "object_store": ObjectStoreResource(

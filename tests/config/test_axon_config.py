@@ -371,3 +371,16 @@ def test_release_source_env_overrides_the_config_and_a_bad_value_is_refused(
     with pytest.raises(ConfigError, match="AXON_EDGE_CACHE_RELEASE_SOURCE") as info:
         resources_from_env()
     assert info.value.key == "storage.edge_cache.release_source"
+
+
+def test_delete_after_upload_reads_its_flag_like_every_other_and_refuses_a_typo(monkeypatch):
+    from axon_dagster.defs.resources import resources_from_env
+
+    for name in ("AXON_ENV", "AXON_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert resources_from_env()["edge_cache"].delete_after_upload is False
+    monkeypatch.setenv("AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD", " On ")
+    assert resources_from_env()["edge_cache"].delete_after_upload is True
+    monkeypatch.setenv("AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD", "ture")  # silently off before: data kept by surprise
+    with pytest.raises(ConfigError, match="AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD"):
+        resources_from_env()
