@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+import pydantic
 from pydantic import Field
 
 from axon_dagster.observability import metrics
@@ -91,11 +92,29 @@ class BandwidthGate(dg.ConfigurableResource):
 
 
 def bandwidth_resource_from_env() -> BandwidthGate:
+    """The gate from ``AXON_MIN_BANDWIDTH_MBPS``, ``AXON_BANDWIDTH_PROBE_COMMAND``,
+    ``AXON_MAX_UPLOAD_ATTEMPTS`` and ``AXON_UPLOAD_RETRY_BACKOFF_SECONDS`` (unset: the defaults).
+    A value that is not a number, or out of range, is refused with the variable's name."""
     env = os.environ.get
-    return BandwidthGate(
-        min_bandwidth_mbps=float(env("AXON_MIN_BANDWIDTH_MBPS", "10")),
-        probe_command=env("AXON_BANDWIDTH_PROBE_COMMAND") or None,
-    )
+    numbers = {
+        "min_bandwidth_mbps": ("AXON_MIN_BANDWIDTH_MBPS", float),
+        "max_upload_attempts": ("AXON_MAX_UPLOAD_ATTEMPTS", int),
+        "retry_backoff_seconds": ("AXON_UPLOAD_RETRY_BACKOFF_SECONDS", float),
+    }
+    fields: dict[str, Any] = {"probe_command": env("AXON_BANDWIDTH_PROBE_COMMAND") or None}
+    for field, (name, kind) in numbers.items():
+        raw = (env(name) or "").strip()
+        if not raw:
+            continue
+        try:
+            fields[field] = kind(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+    try:
+        return BandwidthGate(**fields)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{numbers[str(e['loc'][0])][0]} {e['msg']}" for e in exc.errors() if e["loc"] and e["loc"][0] in numbers)
+        raise ValueError(problems or str(exc)) from None
 
 
 def upload_run_key(dataset_id: str, attempt: int) -> str:

@@ -251,3 +251,22 @@ def test_an_upload_in_flight_is_not_launched_again(world, status):
     other = world.approved_dataset(priority=0)
     requested, _ = world.tick(policy, now=time.time() + 1000)
     assert keys(requested) == [f"upload:{other}"]  # neither in-flight dataset, and the slot goes to the next one
+
+
+def test_retry_settings_come_from_the_environment_and_bad_values_are_named(monkeypatch):
+    from axon_dagster.defs.bandwidth import bandwidth_resource_from_env
+
+    for name in ("AXON_MIN_BANDWIDTH_MBPS", "AXON_MAX_UPLOAD_ATTEMPTS", "AXON_UPLOAD_RETRY_BACKOFF_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    default = bandwidth_resource_from_env()
+    assert (default.max_upload_attempts, default.retry_backoff_seconds) == (5, 60.0)
+    monkeypatch.setenv("AXON_MAX_UPLOAD_ATTEMPTS", "3")
+    monkeypatch.setenv("AXON_UPLOAD_RETRY_BACKOFF_SECONDS", "2.5")
+    gate = bandwidth_resource_from_env()
+    assert (gate.max_upload_attempts, gate.retry_backoff_seconds) == (3, 2.5)
+    monkeypatch.setenv("AXON_MAX_UPLOAD_ATTEMPTS", "0")
+    with pytest.raises(ValueError, match="AXON_MAX_UPLOAD_ATTEMPTS .*greater than or equal to 1"):
+        bandwidth_resource_from_env()
+    monkeypatch.setenv("AXON_MAX_UPLOAD_ATTEMPTS", "three")
+    with pytest.raises(ValueError, match="AXON_MAX_UPLOAD_ATTEMPTS must be an integer, got 'three'"):
+        bandwidth_resource_from_env()
