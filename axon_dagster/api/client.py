@@ -80,8 +80,12 @@ class _HttpClient:
         self.base_url = _api_base(base_url)
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, verify=_tls_context())
 
-    def _request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None) -> Any:
-        query = {k: v for k, v in (params or {}).items() if v is not None}
+    def _request(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None
+    ) -> Any:
+        # Pairs, not a dict, so a parameter may repeat (?skill=a&skill=b); None means "not given".
+        pairs = params.items() if isinstance(params, Mapping) else (params or ())
+        query = [(k, item) for k, v in pairs for item in (v if isinstance(v, (list, tuple)) else (v,)) if item is not None]
         try:
             response = self._http.request(method, path, json=json, params=query)
         except (httpx.TransportError, httpx.TimeoutException) as exc:
@@ -232,6 +236,13 @@ class ControlPlaneClient(_HttpClient):
         self, *, status: str | None = None, outcome: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[dict[str, Any]]:
         return self._request("GET", "/datasets", params={"status": status, "outcome": outcome, "limit": limit, "offset": offset})
+
+    def search_datasets(self, *, skills: Sequence[str] = (), limit: int = 100, offset: int = 0, **filters: str | None) -> dict[str, Any]:
+        """``GET /dataset-search``: ``{datasets, total, limit, offset}``; each dataset carries its
+        lineage and its order's priority. ``filters``: scene, sub_scene, status, outcome, order_id,
+        batch_id, robot_id, collector_id, since, until."""
+        params = [*filters.items(), *(("skill", s) for s in skills), ("limit", limit), ("offset", offset)]
+        return self._request("GET", "/dataset-search", params=params)
 
     def get_dataset(self, dataset_id: str) -> dict[str, Any]:
         return self._request("GET", f"/datasets/{_seg(dataset_id)}")

@@ -45,6 +45,7 @@ from axon_dagster.storage.bandwidth import ProbeError, probe_bandwidth
 from .resources import ControlPlaneResource
 
 UPLOAD_JOB_NAME = "upload_approved"
+CANDIDATES_PER_STATUS = 500  # oldest first per status; a tick launches a handful at most
 UPLOAD_OP_NAME = "load_approved_dataset"
 ACTIVE_RUN_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -140,13 +141,12 @@ def upload_candidates(client: Any, limit: int) -> list[tuple[int, str, dict[str,
     """Approved datasets waiting for upload as ``(priority, created_at, dataset)``, most urgent first:
     INSPECTED ones (including those a failed upload run handed back), and UPLOADING ones (a failed
     run whose report never reached the control plane; :func:`upload_history` tells which of those
-    have no run in flight)."""
-    datasets = client.list_datasets(status="INSPECTED", outcome="approved", limit=max(limit, 100))
-    datasets += client.list_datasets(status="UPLOADING", outcome="approved", limit=max(limit, 100))
-    ranked = []
-    for d in datasets:
-        task = client.get_task(d["task_id"])
-        ranked.append((int(task.get("priority") or 0), str(d.get("created_at") or ""), d))
+    have no run in flight). One dataset search per status: each answer carries the order's priority."""
+    found: list[dict[str, Any]] = []
+    for status in ("INSPECTED", "UPLOADING"):
+        page = client.search_datasets(status=status, outcome="approved", limit=max(limit, CANDIDATES_PER_STATUS))
+        found += [{**d, "task_id": d["lineage"]["task_id"]} for d in page["datasets"]]
+    ranked = [(int(d.get("priority") or 0), str(d.get("created_at") or ""), d) for d in found]
     ranked.sort(key=lambda r: (-r[0], r[1]))
     return ranked
 

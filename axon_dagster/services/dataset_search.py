@@ -92,6 +92,7 @@ def search_datasets(uow: SqlAlchemyUnitOfWork, query: DatasetQuery, *, limit: in
             "skills": list(r["skills"]),
             "topics": list(r["topics"]),
             "duration_seconds": r["duration_seconds"],
+            "priority": r["priority"],  # the order's, as its tasks carry it: what uploads are ranked by
             "lineage": {
                 "order_id": r["order_id"],
                 "batch_id": r["batch_id"],

@@ -176,7 +176,7 @@ class DatasetSearchRepository:
             DatasetRow.dataset_id, DatasetRow.status, DatasetRow.qc_score, DatasetRow.qc_outcome,
             DatasetRow.reviewed_by, DatasetRow.cloud_uri, DatasetRow.last_upload_error, DatasetRow.cache_path, DatasetRow.dataset_digest,
             DatasetRow.size_bytes, DatasetRow.created_at, DatasetRow.updated_at,
-            TaskRow.task_id, TaskRow.order_id, TaskRow.batch_id, TaskRow.robot_id, TaskRow.data_collector_id,
+            TaskRow.task_id, TaskRow.order_id, TaskRow.batch_id, TaskRow.robot_id, TaskRow.data_collector_id, TaskRow.priority,
             TaskRow.scene, TaskRow.sub_scene, TaskRow.skills, TaskRow.topics, TaskRow.duration_seconds,
         ).select_from(join)
         count = select(func.count()).select_from(join)

@@ -91,6 +91,25 @@ def test_above_the_threshold_uploads_launch_by_priority_then_age(control_plane):
     assert ran.output_for_node(UPLOAD_OP_NAME) == ids["high-0"]
 
 
+def test_a_tick_ranks_candidates_from_the_search_alone(control_plane, monkeypatch):
+    """Priority comes with each dataset of the search: a tick asks the control plane twice (one
+    search per status), never once per candidate."""
+    from axon_dagster.api.client import ControlPlaneClient
+
+    url, ids = control_plane
+    calls: list[str] = []
+    real_request = ControlPlaneClient._request
+
+    def counted(self, method, path, **kwargs):
+        calls.append(f"{method} {path}")
+        return real_request(self, method, path, **kwargs)
+
+    monkeypatch.setattr(ControlPlaneClient, "_request", counted)
+    requests = launched(evaluate(url, BandwidthGate(min_bandwidth_mbps=10, probe_command=probe(50), max_concurrent_uploads=3)))
+    assert [r.run_key for r in requests] == [f"upload:{ids['high-0']}", f"upload:{ids['low-0']}", f"upload:{ids['low-1']}"]
+    assert calls == ["GET /dataset-search", "GET /dataset-search"]
+
+
 def test_runs_in_flight_count_against_the_concurrency_limit(control_plane):
     url, ids = control_plane
     instance = dg.DagsterInstance.ephemeral()
