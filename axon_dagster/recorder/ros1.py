@@ -40,7 +40,6 @@ from .srv import (
     RosServiceRecorder,
     SERVICES,
     service_name,
-    validate_namespace,
 )
 
 logger = logging.getLogger(__name__)
@@ -126,17 +125,7 @@ class Ros1Recorder(RosServiceRecorder):
         max_backoff_seconds: float = 2.0,
         srv_module: ModuleType | None = None,
     ):
-        if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, (int, float)) or not timeout_seconds > 0:
-            raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds!r}")
-        if isinstance(retry_attempts, bool) or not isinstance(retry_attempts, int) or retry_attempts < 0:
-            raise ValueError(f"retry_attempts must be a non-negative integer, got {retry_attempts!r}")
-        if backoff_seconds < 0 or max_backoff_seconds < 0:
-            raise ValueError("backoff_seconds and max_backoff_seconds must not be negative")
-        self.namespace = validate_namespace(namespace)
-        self.timeout_seconds = float(timeout_seconds)
-        self.retry_attempts = retry_attempts
-        self.backoff_seconds = backoff_seconds
-        self.max_backoff_seconds = max_backoff_seconds
+        self._configure(namespace, timeout_seconds, retry_attempts, backoff_seconds, max_backoff_seconds)
         # import now, so a machine without ROS 1 fails at configuration time with the install hint
         self._rospy = import_ros1("rospy")
         if srv_module is None:

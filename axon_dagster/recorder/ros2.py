@@ -43,7 +43,6 @@ from .srv import (
     PACKAGE,
     SERVICES,
     service_name,
-    validate_namespace,
 )
 
 logger = logging.getLogger(__name__)
@@ -123,17 +122,7 @@ class Ros2Recorder(RosServiceRecorder):
         max_backoff_seconds: float = 2.0,
     ):
         # every argument is checked before rclpy is touched: bad input changes nothing
-        if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, (int, float)) or not timeout_seconds > 0:
-            raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds!r}")
-        if isinstance(retry_attempts, bool) or not isinstance(retry_attempts, int) or retry_attempts < 0:
-            raise ValueError(f"retry_attempts must be a non-negative integer, got {retry_attempts!r}")
-        if backoff_seconds < 0 or max_backoff_seconds < 0:
-            raise ValueError("backoff_seconds and max_backoff_seconds must not be negative")
-        self.namespace = validate_namespace(namespace)
-        self.timeout_seconds = float(timeout_seconds)
-        self.retry_attempts = retry_attempts
-        self.backoff_seconds = backoff_seconds
-        self.max_backoff_seconds = max_backoff_seconds
+        self._configure(namespace, timeout_seconds, retry_attempts, backoff_seconds, max_backoff_seconds)
         self._rclpy = rclpy_module if rclpy_module is not None else import_rclpy()
         srv = srv_module if srv_module is not None else import_srv_module()
         self._types = {op: getattr(srv, name) for op, name in SERVICES.items()}

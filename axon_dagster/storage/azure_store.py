@@ -242,14 +242,6 @@ class AzureBlobObjectStore(_RemoteDatasetStore):
 
     # --- names
 
-    def _full(self, key: str) -> str:
-        key = validate_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    def _record_name(self, key: str) -> str:
-        base = f"{self.prefix}/" if self.prefix else ""
-        return f"{base}{RESERVED_PREFIX}meta/{validate_key(key, 'dataset key')}.json"
-
     def uri_for(self, key: str) -> str:
         return f"az://{self.account}/{self.container}/{self._full(key)}"
 
@@ -308,13 +300,13 @@ class AzureBlobObjectStore(_RemoteDatasetStore):
         """The dataset record (files and verified ETags); seeds the verified-ETag registry."""
         try:
             with self._errors(key):
-                record = json.loads(self._blob(self._record_name(key)).download_blob().readall())
+                record = json.loads(self._blob(self._record_key(key)).download_blob().readall())
             if not isinstance(record, dict):
                 raise ValueError("not an object")
         except ObjectNotFound:
             record = {}
         except ValueError:
-            log.warning("dataset record %s is unreadable; verifying by re-reading", self._record_name(key))
+            log.warning("dataset record %s is unreadable; verifying by re-reading", self._record_key(key))
             record = {}
         files, etags = record.get("files") or {}, record.get("etags") or {}
         with self._verified_lock:
@@ -340,7 +332,7 @@ class AzureBlobObjectStore(_RemoteDatasetStore):
             return
         body = json.dumps(record, sort_keys=True).encode()
         with self._errors(key):
-            self._put_blob(self._record_name(key), body, {}, hashlib.sha256(body).hexdigest(), content_type="application/json")
+            self._put_blob(self._record_key(key), body, {}, hashlib.sha256(body).hexdigest(), content_type="application/json")
         self._ctx.record = record
 
     def _recorded_manifest(self, key: str) -> dict[str, str] | None:

@@ -406,6 +406,16 @@ class _RemoteDatasetStore(_DatasetStore):
     the queue and a ``_dataset_context(key)`` that resets ``self._ctx.stats`` for one dataset."""
 
     _ctx: threading.local
+    prefix: str
+
+    def _full(self, key: str) -> str:
+        key = validate_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _record_key(self, key: str) -> str:
+        """Where the dataset record of ``key`` lives (a reserved segment: never a dataset key)."""
+        base = f"{self.prefix}/" if self.prefix else ""
+        return f"{base}{RESERVED_PREFIX}meta/{validate_key(key, 'dataset key')}.json"
 
     def _upload_queue(self) -> Any:
         raise NotImplementedError
@@ -543,15 +553,6 @@ class S3ObjectStore(_RemoteDatasetStore):
                     on_event=args["on_event"],
                 )
             return self._uploader
-
-    def _full(self, key: str) -> str:
-        key = validate_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    def _record_key(self, key: str) -> str:
-        """Where the dataset record of ``key`` lives (a reserved segment: never a dataset key)."""
-        base = f"{self.prefix}/" if self.prefix else ""
-        return f"{base}{RESERVED_PREFIX}meta/{validate_key(key, 'dataset key')}.json"
 
     def uri_for(self, key: str) -> str:
         return f"{self.scheme}://{self.bucket}/{self._full(key)}"

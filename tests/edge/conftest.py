@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from edge_support import EdgeEnv, edge_environment
+from edge_support import EdgeEnv, edge_environment, migrated_template_db
 
-from axon_dagster.store import upgrade
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,9 +20,7 @@ def _lance_imported() -> None:
 
 @pytest.fixture(scope="session")
 def _migrated_control_plane_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("edge-cp-template") / "control-plane.db"
-    upgrade(f"sqlite:///{path}")
-    return path
+    return migrated_template_db(tmp_path_factory.mktemp("edge-cp-template"))
 
 
 @pytest.fixture

@@ -188,6 +188,16 @@ class EdgeEnv:
         return process
 
 
+def migrated_template_db(directory: Path) -> Path:
+    """A control-plane SQLite database migrated to head in ``directory``: copied per test, so
+    migrations run once per session."""
+    from axon_dagster.store import upgrade
+
+    path = directory / "control-plane.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
 @contextmanager
 def edge_environment(tmp_path: Path, migrated_db: Path, robot_name: str) -> Iterator[EdgeEnv]:
     """A control plane on a copy of the migrated ``migrated_db``, one registered robot and a

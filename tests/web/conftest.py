@@ -12,9 +12,8 @@ import pytest
 # The edge suite's helpers (real servers on free ports) are reused, not copied.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edge"))
 
-from edge_support import EdgeEnv, edge_environment  # noqa: E402
+from edge_support import EdgeEnv, edge_environment, migrated_template_db  # noqa: E402
 
-from axon_dagster.store import upgrade  # noqa: E402
 
 from browser import chromium_context  # noqa: E402
 
@@ -36,9 +35,7 @@ def page(browser_context) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("web-cp-template") / "control-plane.db"
-    upgrade(f"sqlite:///{path}")
-    return path
+    return migrated_template_db(tmp_path_factory.mktemp("web-cp-template"))
 
 
 @pytest.fixture

@@ -225,6 +225,23 @@ class RosServiceRecorder:
     """The four RecorderClient calls, shared by the ROS 1 and ROS 2 backends: each backend only
     provides ``_call(operation, **request_fields)`` (how a service is reached) and ``close()``."""
 
+    def _configure(
+        self, namespace: str, timeout_seconds: float, retry_attempts: int, backoff_seconds: float, max_backoff_seconds: float
+    ) -> None:
+        """Check and keep the settings both backends share; raises ValueError before anything is
+        connected, so bad input changes nothing."""
+        if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, (int, float)) or not timeout_seconds > 0:
+            raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds!r}")
+        if isinstance(retry_attempts, bool) or not isinstance(retry_attempts, int) or retry_attempts < 0:
+            raise ValueError(f"retry_attempts must be a non-negative integer, got {retry_attempts!r}")
+        if backoff_seconds < 0 or max_backoff_seconds < 0:
+            raise ValueError("backoff_seconds and max_backoff_seconds must not be negative")
+        self.namespace = validate_namespace(namespace)
+        self.timeout_seconds = float(timeout_seconds)
+        self.retry_attempts = retry_attempts
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+
     def _call(self, operation: str, **fields: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
