@@ -96,11 +96,24 @@ class Faults:
     clock_backwards_at_fraction: float | None = None  # log time jumps back once, here ...
     clock_backwards_seconds: float = 0.5  # ... by this much
     truncate: bool = False  # a data file is lost after writing: the dataset is unreadable
+    # Content faults, applied by the MCAP writer (:mod:`.axon_mcap`); the Lance layout ignores them.
+    nan_topics: tuple[str, ...] = ()  # numeric fields of these topics turn NaN ...
+    nan_at_fraction: float = 0.5  # ... from this fraction of the recording on
+    image_change_at_fraction: float | None = None  # images change size and encoding here
+    header_stamp_skew_seconds: float = 0.0  # every header.stamp lags its log time by this much
+    sidecar_count_delta: int = 0  # the sidecar (and axon.recording) claim this many extra messages
 
     def __post_init__(self) -> None:
         # Coerce JSON lists to tuples so Faults.from_dict(json.loads(...)) works and stays hashable.
         object.__setattr__(self, "missing_topics", _topic_tuple("missing_topics", self.missing_topics))
         object.__setattr__(self, "frozen_topics", _topic_tuple("frozen_topics", self.frozen_topics))
+        object.__setattr__(self, "nan_topics", _topic_tuple("nan_topics", self.nan_topics))
+        _require_number("nan_at_fraction", self.nan_at_fraction, 0.0, 1.0)
+        if self.image_change_at_fraction is not None:
+            _require_number("image_change_at_fraction", self.image_change_at_fraction, 0.0, 1.0)
+        _require_number("header_stamp_skew_seconds", self.header_stamp_skew_seconds, -math.inf, math.inf)
+        if isinstance(self.sidecar_count_delta, bool) or not isinstance(self.sidecar_count_delta, int):
+            raise ValueError(f"fault sidecar_count_delta must be an integer, got {self.sidecar_count_delta!r}")
         _require_number("drop_rate", self.drop_rate, 0.0, 1.0, upper_open=True)
         _require_number("gap_seconds", self.gap_seconds, 0.0, math.inf)
         _require_number("gap_at_fraction", self.gap_at_fraction, 0.0, 1.0)
@@ -125,6 +138,7 @@ class Faults:
         out = dataclasses.asdict(self)
         out["missing_topics"] = list(self.missing_topics)
         out["frozen_topics"] = list(self.frozen_topics)
+        out["nan_topics"] = list(self.nan_topics)
         return out
 
     @property
@@ -145,6 +159,36 @@ def _topic_tuple(name: str, value: object) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
         raise ValueError(f"fault {name} must be a list of topic names, got {value!r}")
     return tuple(value)
+
+
+def window_messages(rate_hz: float, duration_s: float, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (sequence numbers, nominal time offsets in ns) of a topic's messages in time window
+    ``window`` (``CHUNK_SECONDS`` long) of a ``duration_s`` recording. The same boundary function
+    for a window's end and the next window's start: every message lands in exactly one window."""
+    total = math.ceil(duration_s * rate_hz - 1e-9)
+    k_lo = min(total, math.ceil(window * CHUNK_SECONDS * rate_hz - 1e-9))
+    k_hi = min(total, math.ceil((window + 1) * CHUNK_SECONDS * rate_hz - 1e-9))
+    seq = np.arange(k_lo, max(k_lo, k_hi), dtype=np.int64)
+    return seq, np.round(seq * (1e9 / rate_hz)).astype(np.int64)
+
+
+def check_recording_args(
+    start_ns: object, duration_s: object, topics: Mapping[str, TopicSpec], faults: object, *, start_name: str
+) -> None:
+    """The checks every synthetic-recording writer (Lance or MCAP) makes before writing anything."""
+    if not isinstance(start_ns, int) or isinstance(start_ns, bool) or start_ns < 0:
+        raise ValueError(f"{start_name} must be a non-negative integer, got {start_ns!r}")
+    if not isinstance(duration_s, (int, float)) or not math.isfinite(duration_s) or duration_s <= 0:
+        raise ValueError(f"duration_s must be a positive number of seconds, got {duration_s!r}")
+    if not topics:
+        raise ValueError("a recording needs at least one topic")
+    for name, spec in topics.items():
+        if not isinstance(name, str) or not name.startswith("/"):
+            raise ValueError(f"topic names must be absolute ROS names starting with '/', got {name!r}")
+        if not isinstance(spec, TopicSpec):
+            raise ValueError(f"topic {name}: expected a TopicSpec, got {type(spec).__name__}")
+    if not isinstance(faults, Faults):
+        raise ValueError(f"faults must be a Faults, got {type(faults).__name__}")
 
 
 def write_recording(
@@ -171,19 +215,7 @@ def write_recording(
     dataset_dir = Path(dataset_dir)
     validate_id(task_id, "task_id")
     validate_id(robot_id, "robot_id")
-    if not isinstance(start_ns, int) or isinstance(start_ns, bool) or start_ns < 0:
-        raise ValueError(f"start_ns must be a non-negative integer, got {start_ns!r}")
-    if not isinstance(duration_s, (int, float)) or not math.isfinite(duration_s) or duration_s <= 0:
-        raise ValueError(f"duration_s must be a positive number of seconds, got {duration_s!r}")
-    if not topics:
-        raise ValueError("a recording needs at least one topic")
-    for name, spec in topics.items():
-        if not isinstance(name, str) or not name.startswith("/"):
-            raise ValueError(f"topic names must be absolute ROS names starting with '/', got {name!r}")
-        if not isinstance(spec, TopicSpec):
-            raise ValueError(f"topic {name}: expected a TopicSpec, got {type(spec).__name__}")
-    if not isinstance(faults, Faults):
-        raise ValueError(f"faults must be a Faults, got {type(faults).__name__}")
+    check_recording_args(start_ns, duration_s, topics, faults, start_name="start_ns")
     try:
         json.dumps(dict(metadata or {}))
     except (TypeError, ValueError) as exc:
@@ -267,29 +299,19 @@ class _Generator:
             if batch is not None:
                 yield batch
 
-    def _message_count(self, spec: TopicSpec) -> int:
-        # messages whose nominal time offset k / rate lies in [0, duration)
-        return math.ceil(self.duration_s * spec.rate_hz - 1e-9)
-
     def _window(self, window: int) -> Any:
         import pyarrow as pa
 
         parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, pa.Array]] = []  # topic, seq, log, arrival, payload
         for name, spec in self.topics.items():
-            total = self._message_count(spec)
-            # The same boundary function for a window's end and the next window's start:
-            # every message lands in exactly one window.
-            k_lo = min(total, math.ceil(window * CHUNK_SECONDS * spec.rate_hz - 1e-9))
-            k_hi = min(total, math.ceil((window + 1) * CHUNK_SECONDS * spec.rate_hz - 1e-9))
-            if k_hi <= k_lo:
+            seq, offset_ns = window_messages(spec.rate_hz, self.duration_s, window)
+            if not len(seq):
                 continue
-            seq = np.arange(k_lo, k_hi, dtype=np.int64)
-            period_ns = 1e9 / spec.rate_hz
-            offset_ns = np.round(seq * period_ns).astype(np.int64)
             keep = self._kept(offset_ns)
             if not keep.any():
                 continue
             seq, offset_ns = seq[keep], offset_ns[keep]
+            period_ns = 1e9 / spec.rate_hz
             # Log time is a little after the nominal publish time (transport + scheduling latency);
             # jitter stays under half a period so a healthy topic remains monotonic.
             jitter_ns = np.minimum(np.abs(self.rng.normal(0.0, 0.03 * period_ns, len(seq))), 0.45 * period_ns)
