@@ -1,0 +1,302 @@
+"""MCAP (as Axon writes it) -> a Lance recording with decoded columns, and the Lance-era sidecar.
+
+One pass over the MCAP in file order (chunks decompressed once, by ``mcap``'s reader): every
+message becomes one row with the columns every recording has (``topic``, ``log_time_ns``,
+``sequence``, ``message_type``, ``payload`` = the raw message bytes, untouched) plus the decoded
+columns of :mod:`.decode`. Rows are written to Lance in bounded record batches while the file is
+read, so memory stays flat however large the recording. Progress is logged every
+``progress_every_s`` seconds (bytes read of the file, messages, rate).
+
+The dataset appears atomically (built beside the target, then renamed); the sidecar is written
+last. It records where the data came from (``extra.source``): the MCAP's name, size and SHA-256,
+Axon's checksum and sidecar (or the ``axon.*`` metadata records standing in for one), and how many
+messages could not be decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from axon_dagster.storage.axon_recording import AxonRecordingError, AxonSidecar, AxonRecordingFiles, load_sidecar
+from axon_dagster.storage.digest import digest_of_files, file_digests
+from axon_dagster.storage.recording import RECORDING_COLUMNS, Sidecar, TopicSummary, sidecar_path
+
+from .decode import DECODED_COLUMNS, RosDecoderFactory, decoded_columns, decoded_schema_fields, ros2_type_name
+
+log = logging.getLogger(__name__)
+
+TARGET_BATCH_BYTES = 32 << 20  # payload bytes per written record batch
+MAX_BATCH_ROWS = 65536
+SOURCE_FORMAT = "mcap"
+
+
+class IngestError(Exception):
+    """The MCAP cannot be ingested (unreadable, not an MCAP, target exists). Nothing was written."""
+
+
+def ingested_schema():
+    """The recording schema plus the decoded columns."""
+    import pyarrow as pa
+
+    from axon_dagster.storage.recording import recording_schema
+
+    base = recording_schema()
+    return pa.schema(list(base) + decoded_schema_fields())
+
+
+@dataclass
+class IngestResult:
+    dataset_path: Path
+    sidecar: Sidecar
+    rows: int
+    decoded: int  # messages whose type was decoded
+    undecodable: dict[str, str] = field(default_factory=dict)  # message type -> why it was kept raw
+    decode_errors: int = 0  # messages of a known type whose bytes failed to decode
+    mcap_bytes: int = 0
+    seconds: float = 0.0
+
+
+class _Batcher:
+    """Accumulates rows column-wise; yields pyarrow record batches of bounded size."""
+
+    def __init__(self, schema):
+        self.schema = schema
+        self.names = [f.name for f in schema]
+        self._reset()
+
+    def _reset(self):
+        self.cols: dict[str, list] = {n: [] for n in self.names}
+        self.rows = 0
+        self.bytes = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        for n in self.names:
+            self.cols[n].append(row.get(n))
+        self.rows += 1
+        self.bytes += len(row["payload"])
+
+    def full(self) -> bool:
+        return self.bytes >= TARGET_BATCH_BYTES or self.rows >= MAX_BATCH_ROWS
+
+    def flush(self):
+        import pyarrow as pa
+
+        batch = pa.RecordBatch.from_arrays([pa.array(self.cols[n], type=f.type) for n, f in zip(self.names, self.schema)], schema=self.schema)
+        self._reset()
+        return batch
+
+
+def iter_mcap_rows(mcap_path: str | os.PathLike, stats: dict[str, Any], *, progress_every_s: float = 10.0) -> Iterator[dict[str, Any]]:
+    """Rows of the MCAP, in file order, decoded. Fills ``stats`` as it goes (topics, counts,
+    undecodable types, decode errors, bytes read). Raises IngestError if the file is not a readable MCAP."""
+    from mcap.exceptions import McapError
+    from mcap.reader import make_reader
+
+    factory = RosDecoderFactory()
+    decoders: dict[int, Any] = {}
+    topics: dict[str, TopicSummary] = stats.setdefault("topics", {})
+    stats.setdefault("undecodable", {})
+    stats.setdefault("decode_errors", 0)
+    stats.setdefault("decoded", 0)
+    size = os.path.getsize(mcap_path)
+    started = last_log = time.monotonic()
+    rows = 0
+    with open(mcap_path, "rb") as fh:
+        try:
+            reader = make_reader(fh)
+            for schema, channel, message in reader.iter_messages(log_time_order=False):
+                type_name = schema.name if schema is not None else ""
+                if channel.id not in decoders:
+                    decode = factory.decoder_for(channel.message_encoding, schema)
+                    if decode is None:
+                        reason = (factory.type_problem(channel.message_encoding, schema) if schema is not None else None) \
+                            or f"no decoder for message encoding {channel.message_encoding!r}"
+                        stats["undecodable"][type_name or channel.topic] = reason
+                    decoders[channel.id] = decode
+                decode = decoders[channel.id]
+                row: dict[str, Any] = {
+                    "topic": channel.topic,
+                    "log_time_ns": message.log_time,
+                    "sequence": message.sequence,
+                    "message_type": ros2_type_name(type_name) if type_name else "",
+                    "payload": message.data,
+                }
+                if decode is not None:
+                    try:
+                        row.update(decoded_columns(type_name, decode(message.data)))
+                        stats["decoded"] += 1
+                    except Exception as exc:  # corrupt bytes: keep the row, say why
+                        row["decode_error"] = f"{type(exc).__name__}: {exc}"[:200]
+                        stats["decode_errors"] += 1
+                t = topics.get(channel.topic)
+                if t is None:
+                    topics[channel.topic] = TopicSummary(1, row["message_type"], message.log_time, message.log_time)
+                else:
+                    t.count += 1
+                    t.first_ns = min(t.first_ns, message.log_time)
+                    t.last_ns = max(t.last_ns, message.log_time)
+                rows += 1
+                yield row
+                now = time.monotonic()
+                if now - last_log >= progress_every_s:
+                    done = fh.tell()
+                    log.info(
+                        "ingesting %s: %d messages, %.0f of %.0f MB read (%.0f%%), %.1f MB/s",
+                        mcap_path, rows, done / 1e6, size / 1e6, 100.0 * done / size if size else 100.0,
+                        done / 1e6 / (now - started),
+                    )
+                    last_log = now
+        except (McapError, EOFError, ValueError, OSError) as exc:
+            raise IngestError(f"{mcap_path} is not a readable MCAP file: {type(exc).__name__}: {exc}") from None
+    stats["rows"] = rows
+    stats["bytes_read"] = size
+
+
+def _task_metadata(axon: AxonSidecar | None, extra: dict[str, Any] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    if axon is not None:
+        t = axon.task
+        meta.update({
+            "order_id": t.order_id, "scene": t.scene, "sub_scene": t.subscene, "skills": list(t.skills),
+            "factory": t.factory, "data_collector_id": t.data_collector_id, "operator_name": t.operator_name,
+        })
+    meta.update(extra or {})
+    return meta
+
+
+def ingest_mcap(
+    mcap_path: str | os.PathLike,
+    dataset_dir: str | os.PathLike,
+    *,
+    axon_sidecar: AxonSidecar | None = None,
+    task_id: str | None = None,
+    robot_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    mcap_sha256: str | None = None,
+    progress_every_s: float = 10.0,
+) -> IngestResult:
+    """Ingest ``mcap_path`` into a new Lance dataset at ``dataset_dir`` and write its sidecar beside it.
+
+    ``axon_sidecar`` defaults to Axon's sidecar beside the MCAP, or the MCAP's ``axon.*`` metadata
+    records (a plain MCAP without them ingests too: task and device then come from the arguments).
+    ``mcap_sha256``: the verified SHA-256 of the MCAP, recorded in the sidecar's ``extra.source``.
+    Refuses to overwrite; a failure leaves nothing behind."""
+    import lance
+    import pyarrow as pa
+
+    mcap_path, dataset_dir = Path(mcap_path), Path(dataset_dir)
+    started = time.monotonic()
+    if not mcap_path.is_file():
+        raise IngestError(f"MCAP file not found: {mcap_path}")
+    side = sidecar_path(dataset_dir)
+    if dataset_dir.exists() or side.exists():
+        raise IngestError(f"refusing to overwrite {dataset_dir} (or its sidecar {side})")
+    if axon_sidecar is None and mcap_path.suffix == ".mcap":
+        try:
+            axon_sidecar = load_sidecar(AxonRecordingFiles.for_mcap(mcap_path))
+        except AxonRecordingError as exc:  # a plain MCAP: no Axon facts, still ingestible
+            log.info("%s has no Axon sidecar or axon.* metadata (%s); ingesting without them", mcap_path, exc)
+    schema = ingested_schema()
+    stats: dict[str, Any] = {}
+    log.info("ingesting %s (%.1f MB) into %s", mcap_path, mcap_path.stat().st_size / 1e6, dataset_dir)
+
+    def batches() -> Iterator[Any]:
+        batcher = _Batcher(schema)
+        try:
+            for row in iter_mcap_rows(mcap_path, stats, progress_every_s=progress_every_s):
+                batcher.add(row)
+                if batcher.full():
+                    yield batcher.flush()
+        except IngestError as exc:  # Lance wraps what the stream raises: keep ours to re-raise
+            stats["error"] = exc
+            raise
+        if batcher.rows:
+            yield batcher.flush()
+
+    dataset_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{dataset_dir.name}.", suffix=".tmp", dir=dataset_dir.parent))
+    try:
+        staged = tmp_dir / dataset_dir.name
+        reader = pa.RecordBatchReader.from_batches(schema, batches())
+        try:
+            lance.write_dataset(reader, str(staged), schema=schema, mode="create")
+        except Exception:
+            if "error" in stats:
+                raise stats["error"] from None
+            raise
+        if not stats.get("rows"):
+            # Lance writes no dataset for an empty stream: make an empty one so the recording exists.
+            if not staged.exists():
+                lance.write_dataset(pa.Table.from_batches([], schema=schema), str(staged), schema=schema, mode="create")
+        files = file_digests(staged)
+        os.rename(staged, dataset_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+    topics: dict[str, TopicSummary] = dict(sorted(stats.get("topics", {}).items()))
+    first = min((t.first_ns for t in topics.values()), default=0)
+    last = max((t.last_ns for t in topics.values()), default=0)
+    start_ns = (axon_sidecar.recording.started_at_ns if axon_sidecar else None) or first
+    end_ns = (axon_sidecar.recording.finished_at_ns if axon_sidecar else None) or last
+    source: dict[str, Any] = {
+        "format": SOURCE_FORMAT,
+        "mcap_file": mcap_path.name,
+        "mcap_size_bytes": mcap_path.stat().st_size,
+        "mcap_sha256": mcap_sha256,
+        "axon_checksum_sha256": axon_sidecar.checksum_sha256 if axon_sidecar else None,
+        "axon_sidecar_origin": axon_sidecar.source if axon_sidecar else None,
+        "decoded_messages": stats.get("decoded", 0),
+        "decode_errors": stats.get("decode_errors", 0),
+        "undecodable_types": dict(stats.get("undecodable", {})),
+    }
+    sidecar = Sidecar(
+        task_id=task_id or (axon_sidecar.task_id if axon_sidecar else mcap_path.stem),
+        robot_id=robot_id or (axon_sidecar.device.device_id if axon_sidecar else ""),
+        metadata=_task_metadata(axon_sidecar, metadata),
+        topics=topics,
+        start_ns=int(start_ns),
+        end_ns=int(end_ns),
+        files=files,
+        dataset_digest=digest_of_files(files),
+        extra={"source": source, "axon": axon_sidecar.to_dict() if axon_sidecar else None},
+    )
+    sidecar.write(side)
+    result = IngestResult(
+        dataset_path=dataset_dir,
+        sidecar=sidecar,
+        rows=stats.get("rows", 0),
+        decoded=stats.get("decoded", 0),
+        undecodable=dict(stats.get("undecodable", {})),
+        decode_errors=stats.get("decode_errors", 0),
+        mcap_bytes=mcap_path.stat().st_size,
+        seconds=time.monotonic() - started,
+    )
+    log.info(
+        "ingested %s: %d messages in %d topics (%d decoded, %d decode errors%s) -> %s in %.2f s (%.1f MB/s)",
+        mcap_path.name, result.rows, len(topics), result.decoded, result.decode_errors,
+        f", kept raw: {', '.join(sorted(result.undecodable))}" if result.undecodable else "",
+        dataset_dir, result.seconds, result.mcap_bytes / 1e6 / max(result.seconds, 1e-9),
+    )
+    return result
+
+
+def axon_facts(sidecar: Sidecar) -> AxonSidecar | None:
+    """Axon's sidecar as recorded in a Lance-era sidecar written by :func:`ingest_mcap` (None for
+    recordings that did not come from an Axon MCAP)."""
+    raw = (sidecar.extra or {}).get("axon")
+    if not raw:
+        return None
+    origin = ((sidecar.extra or {}).get("source") or {}).get("axon_sidecar_origin") or "sidecar"
+    return AxonSidecar.from_dict(raw, source=f"{sidecar.task_id} (recorded at ingestion)",
+                                 require_checksum=origin == "sidecar", origin=origin)
+
+
+__all__ = ["DECODED_COLUMNS", "IngestError", "IngestResult", "RECORDING_COLUMNS", "axon_facts", "ingest_mcap", "ingested_schema", "iter_mcap_rows"]

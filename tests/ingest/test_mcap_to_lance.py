@@ -1,0 +1,194 @@
+"""MCAP -> Lance ingestion against real MCAP files (mcap writer, zstd, real ROS 1 / ROS 2 bytes)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from axon_dagster.ingest import IngestError, ingest_mcap
+from axon_dagster.storage.axon_recording import AxonRecordingFiles
+from axon_dagster.storage.digest import dataset_digest
+from axon_dagster.storage.recording import RECORDING_COLUMNS, Sidecar, sidecar_path
+
+try:
+    from tests.axon_mcap_fixture import T0_NS, Msg, standard_messages, typestore, write_axon_mcap
+except ModuleNotFoundError:
+    from axon_mcap_fixture import T0_NS, Msg, standard_messages, typestore, write_axon_mcap  # type: ignore[no-redef]
+
+
+def _table(path):
+    import lance
+
+    return lance.dataset(str(path)).to_table()
+
+
+@pytest.mark.parametrize("encoding", ["ros2", "ros1"])
+@pytest.mark.parametrize("schema", ["empty", "full"])
+def test_every_message_becomes_a_row_with_raw_bytes_and_decoded_columns(tmp_path, encoding, schema):
+    w = write_axon_mcap(tmp_path / "rec", "task-1", encoding=encoding, schema=schema)
+    result = ingest_mcap(w.mcap_path, tmp_path / "lake" / "task-1.lance", mcap_sha256=w.checksum_sha256)
+    assert result.rows == len(w.messages) == result.decoded and result.decode_errors == 0 and not result.undecodable
+    table = _table(result.dataset_path)
+    assert set(RECORDING_COLUMNS) <= set(table.column_names)
+    rows = table.to_pylist()
+    # raw bytes kept exactly: the payload column equals what is in the MCAP
+    from mcap.reader import make_reader
+
+    with open(w.mcap_path, "rb") as fh:
+        raw = {(c.topic, m.sequence): m.data for _, c, m in make_reader(fh).iter_messages()}
+    assert {(r["topic"], r["sequence"]): r["payload"] for r in rows} == raw
+    by_topic: dict[str, list] = {}
+    for r in rows:
+        by_topic.setdefault(r["topic"], []).append(r)
+    sent = {}
+    for m in w.messages:
+        sent.setdefault(m.topic, []).append(m)
+    for topic, msgs in sent.items():
+        got = sorted(by_topic[topic], key=lambda r: r["sequence"])
+        assert [r["log_time_ns"] for r in got] == [m.log_time_ns for m in msgs]
+        assert [r["sequence"] for r in got] == list(range(len(msgs)))
+        if topic != "/status":
+            assert [r["header_stamp_ns"] for r in got] == [m.stamp_ns for m in msgs]
+            assert {r["frame_id"] for r in got} == {"base"}
+    assert by_topic["/status"][0]["header_stamp_ns"] is None and by_topic["/status"][0]["message_type"] == "std_msgs/msg/String"
+    imu = sorted(by_topic["/imu"], key=lambda r: r["sequence"])[4]
+    assert imu["message_type"] == "sensor_msgs/msg/Imu"
+    assert imu["angular_velocity"] == pytest.approx([0.05, 0.02, 0.03]) and imu["linear_acceleration"] == pytest.approx([0.5, 0.0, 9.81])
+    assert imu["orientation"] == [0.0, 0.0, 0.0, 1.0] and imu["width"] is None
+    js = sorted(by_topic["/joint_states"], key=lambda r: r["sequence"])[9]
+    assert js["joint_names"] == ["j0", "j1"] and js["joint_position"] == pytest.approx([0.1, -0.1]) and js["joint_velocity"] == [0.5, -0.5]
+    odom = sorted(by_topic["/odom"], key=lambda r: r["sequence"])[1]
+    assert odom["position"] == pytest.approx([0.1, 1.0, 0.0]) and odom["linear_velocity"] == pytest.approx([0.5, 0.0, 0.0])
+    assert odom["angular_velocity"] == pytest.approx([0.0, 0.0, 0.1])
+    img = by_topic["/camera/image_raw"][0]
+    assert (img["width"], img["height"], img["encoding"]) == (8, 6, "rgb8")
+    assert by_topic["/camera/compressed"][0]["encoding"] == "jpeg"
+    cloud = by_topic["/lidar/points"][0]
+    assert (cloud["width"], cloud["height"], cloud["point_count"]) == (16, 1, 16)
+
+
+def test_the_sidecar_carries_task_counts_digests_and_axons_checksum(tmp_path):
+    w = write_axon_mcap(tmp_path / "rec", "task-1")
+    result = ingest_mcap(w.mcap_path, tmp_path / "lake" / "task-1.lance", mcap_sha256=w.checksum_sha256)
+    side = Sidecar.read(sidecar_path(result.dataset_path))
+    assert side == result.sidecar
+    assert side.task_id == "task-1" and side.robot_id == "robot-1"
+    assert side.metadata["scene"] == "warehouse" and side.metadata["sub_scene"] == "aisle_1" and side.metadata["skills"] == ["pick_place"]
+    assert side.dataset_digest == dataset_digest(result.dataset_path)
+    assert side.row_count == len(w.messages) and side.topics["/imu"].count == 200
+    assert side.topics["/imu"].first_ns == min(m.log_time_ns for m in w.messages if m.topic == "/imu")
+    src = side.extra["source"]
+    assert src["format"] == "mcap" and src["mcap_file"] == "task-1.mcap" and src["mcap_sha256"] == w.checksum_sha256
+    assert src["axon_checksum_sha256"] == w.checksum_sha256 and src["axon_sidecar_origin"] == "sidecar"
+    assert side.extra["axon"]["recording"]["checksum_sha256"] == w.checksum_sha256
+    assert side.start_ns < side.topics["/imu"].first_ns  # Axon's recording start, not the first message
+    side.verify(result.dataset_path)
+
+
+def test_without_a_sidecar_the_metadata_records_describe_the_task(tmp_path):
+    w = write_axon_mcap(tmp_path / "rec", "task-2", sidecar=False)
+    result = ingest_mcap(w.mcap_path, tmp_path / "lake" / "task-2.lance")
+    assert result.sidecar.extra["source"]["axon_sidecar_origin"] == "mcap-metadata"
+    assert result.sidecar.extra["source"]["axon_checksum_sha256"] is None
+    assert result.sidecar.metadata["order_id"] == "order-1"
+
+
+def test_a_custom_type_decodes_from_the_schema_and_an_unknown_one_is_kept_raw(tmp_path):
+    from mcap.writer import CompressionType, Writer
+    from rosbags.typesys import get_types_from_msg
+
+    ts = typestore("ros2")
+    ts.register(get_types_from_msg("std_msgs/Header header\nfloat64 torque", "my_msgs/msg/Torque"))
+    T = ts.types["my_msgs/msg/Torque"]
+    stamp = ts.types["builtin_interfaces/msg/Time"](sec=5, nanosec=7)
+    data = bytes(ts.serialize_cdr(T(header=ts.types["std_msgs/msg/Header"](stamp=stamp, frame_id="arm"), torque=1.5), "my_msgs/msg/Torque"))
+    path = tmp_path / "custom.mcap"
+    with open(path, "wb") as fh:
+        wr = Writer(fh, compression=CompressionType.ZSTD)
+        wr.start()
+        full = wr.register_schema("my_msgs/msg/Torque", "ros2msg", b"std_msgs/Header header\nfloat64 torque\n"
+                                  b"================================================================================\n"
+                                  b"MSG: std_msgs/Header\nbuiltin_interfaces/Time stamp\nstring frame_id\n")
+        empty = wr.register_schema("other_msgs/msg/Unknown", "ros2msg", b"")
+        c1 = wr.register_channel("/torque", "cdr", full)
+        c2 = wr.register_channel("/mystery", "cdr", empty)
+        for i in range(3):
+            wr.add_message(c1, log_time=T0_NS + i, publish_time=T0_NS + i, data=data, sequence=i)
+            wr.add_message(c2, log_time=T0_NS + i, publish_time=T0_NS + i, data=b"\x00\x01\x00\x00abc", sequence=i)
+        wr.finish()
+    result = ingest_mcap(path, tmp_path / "custom.lance")
+    assert result.rows == 6 and result.decoded == 3
+    assert "other_msgs/msg/Unknown" in result.undecodable and "schema is empty" in result.undecodable["other_msgs/msg/Unknown"]
+    rows = {r["topic"]: r for r in _table(result.dataset_path).to_pylist()}
+    assert rows["/torque"]["header_stamp_ns"] == 5_000_000_007 and rows["/torque"]["frame_id"] == "arm"
+    assert rows["/mystery"]["payload"] == b"\x00\x01\x00\x00abc" and rows["/mystery"]["header_stamp_ns"] is None
+
+
+def test_corrupt_message_bytes_are_kept_and_named_not_fatal(tmp_path):
+    msgs = [Msg("/imu", "sensor_msgs/msg/Imu", T0_NS + i * 10_000_000, {}) for i in range(5)]
+    w = write_axon_mcap(tmp_path / "rec", "t", msgs)
+    # rewrite one message's bytes with garbage of a size the decoder cannot take
+    from mcap.reader import make_reader
+    from mcap.writer import CompressionType, Writer
+
+    with open(w.mcap_path, "rb") as fh:
+        items = [(s, c, m) for s, c, m in make_reader(fh).iter_messages()]
+    bad = tmp_path / "bad.mcap"
+    with open(bad, "wb") as fh:
+        wr = Writer(fh, compression=CompressionType.ZSTD)
+        wr.start()
+        sid = wr.register_schema(items[0][0].name, items[0][0].encoding, b"")
+        cid = wr.register_channel("/imu", "cdr", sid)
+        for i, (_, _, m) in enumerate(items):
+            wr.add_message(cid, log_time=m.log_time, publish_time=m.log_time, data=m.data if i != 2 else b"\x00\x01\x00\x00\x01", sequence=i)
+        wr.finish()
+    result = ingest_mcap(bad, tmp_path / "bad.lance")
+    assert result.rows == 5 and result.decode_errors == 1 and result.decoded == 4
+    rows = sorted(_table(result.dataset_path).to_pylist(), key=lambda r: r["sequence"])
+    assert rows[2]["decode_error"] and rows[2]["header_stamp_ns"] is None and rows[2]["payload"] == b"\x00\x01\x00\x00\x01"
+    assert all(r["decode_error"] is None for i, r in enumerate(rows) if i != 2)
+
+
+def test_unreadable_input_is_refused_and_nothing_is_left_behind(tmp_path):
+    w = write_axon_mcap(tmp_path / "rec", "t")
+    truncated = tmp_path / "trunc.mcap"
+    truncated.write_bytes(w.mcap_path.read_bytes()[: w.mcap_path.stat().st_size // 2])
+    with pytest.raises(IngestError, match="not a readable MCAP"):
+        ingest_mcap(truncated, tmp_path / "out" / "trunc.lance")
+    (tmp_path / "junk.mcap").write_bytes(b"not an mcap at all")
+    with pytest.raises(IngestError, match="not a readable MCAP"):
+        ingest_mcap(tmp_path / "junk.mcap", tmp_path / "out" / "junk.lance")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+    with pytest.raises(IngestError, match="not found"):
+        ingest_mcap(tmp_path / "none.mcap", tmp_path / "out" / "none.lance")
+    good = ingest_mcap(w.mcap_path, tmp_path / "out" / "t.lance")
+    with pytest.raises(IngestError, match="refusing to overwrite"):
+        ingest_mcap(w.mcap_path, good.dataset_path)
+
+
+def test_long_ingests_log_progress(tmp_path, caplog):
+    w = write_axon_mcap(tmp_path / "rec", "t", standard_messages(seconds=4.0))
+    with caplog.at_level(logging.INFO, logger="axon_dagster.ingest"):
+        ingest_mcap(w.mcap_path, tmp_path / "t.lance", progress_every_s=0.0)
+    progress = [r.getMessage() for r in caplog.records if "MB read" in r.getMessage()]
+    assert len(progress) > 10 and "messages" in progress[-1] and "%" in progress[-1]
+    assert any("ingested t.mcap" in r.getMessage() for r in caplog.records)
+
+
+def test_nan_values_survive_ingestion_as_nan(tmp_path):
+    msgs = [Msg("/imu", "sensor_msgs/msg/Imu", T0_NS + i * 10_000_000, {"angular_velocity": (float("nan") if i == 3 else 0.1, 0.0, float("inf") if i == 4 else 0.0)}) for i in range(6)]
+    w = write_axon_mcap(tmp_path / "rec", "t", msgs)
+    rows = sorted(_table(ingest_mcap(w.mcap_path, tmp_path / "t.lance").dataset_path).to_pylist(), key=lambda r: r["sequence"])
+    assert math.isnan(rows[3]["angular_velocity"][0]) and math.isinf(rows[4]["angular_velocity"][2])
+
+
+def test_the_ingest_package_imports_nothing_heavy():
+    code = "import sys, axon_dagster.ingest; print(sorted(m for m in ('pyarrow', 'lance', 'rosbags', 'daft', 'dagster') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
