@@ -50,6 +50,12 @@ class Requirements:
     # at most max_frozen_seconds.
     frozen_topics: tuple[str, ...] = ("/camera/image_raw", "/joint_states")
     max_frozen_seconds: float = 1.0
+    # Content (recordings ingested from MCAP, with decoded columns): p95 of |log time - header
+    # stamp| per topic, pauses taken out, must be at most max_stamp_skew_seconds; the recorder's
+    # wall time (Axon's duration_sec) must be the data's span plus its pauses within
+    # max_unaccounted_seconds.
+    max_stamp_skew_seconds: float = 0.5
+    max_unaccounted_seconds: float = 2.0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "Requirements":
@@ -79,7 +85,8 @@ class Requirements:
             if key in data and data[key] is not None and (not isinstance(data[key], str) or not data[key]):
                 raise PlanningError(f"requirement {key} must be a topic name or null, got {data[key]!r}")
         for key in ("rate_tolerance", "max_gap_seconds", "min_duration_seconds", "auto_approve", "review_floor",
-                    "max_drop_rate", "sync_percentile", "max_sync_offset_seconds", "max_frozen_seconds"):
+                    "max_drop_rate", "sync_percentile", "max_sync_offset_seconds", "max_frozen_seconds",
+                    "max_stamp_skew_seconds", "max_unaccounted_seconds"):
             if key in data and (not isinstance(data[key], (int, float)) or isinstance(data[key], bool) or data[key] < 0):
                 raise PlanningError(f"requirement {key} must be a non-negative number, got {data[key]!r}")
         if "max_drop_rate" in data and data["max_drop_rate"] > 1:

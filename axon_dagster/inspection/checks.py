@@ -6,9 +6,10 @@ need no I/O, so they are the same whichever runner (native, Ray, Ray job, KubeRa
 profile.
 
 Scoring: every scored check weighs the same, so with N applicable checks one failure costs 1/N of
-the score. There are at most 9 scored checks, so one failed check always scores below 0.9 — the
-default ``auto_approve`` — and a recording with a failed check is never auto-approved at the
-default thresholds. ``rows_present`` is a gate, not scored: an empty recording fails every data
+the score — but never less than 1/SCORE_SPREAD (1/9): with the content checks of MCAP recordings
+up to 15 checks apply, and one failed check must still score below 0.9 — the default
+``auto_approve`` — so a recording with a failed check is never auto-approved at the default
+thresholds (an admin who lowers ``auto_approve`` decides otherwise). ``rows_present`` is a gate, not scored: an empty recording fails every data
 check anyway. A failed critical check (rows, required topics, sidecar consistency) rejects the
 recording whatever its score: nothing else can make up for missing or corrupt data.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 from axon_dagster.domain import PlanningError, QcOutcome, Requirements
 
-from .daft_profile import RecordingProfile, TopicProfile
+from .daft_profile import ContentProfile, RecordingProfile, TopicProfile
 from .report import CheckResult, TopicStats
 from .sidecar_check import SidecarFindings
 
@@ -35,16 +36,28 @@ DURATION = "duration"
 TOPIC_SYNC = "topic_sync"
 FROZEN_STREAMS = "frozen_streams"
 SIDECAR_CONSISTENCY = "sidecar_consistency"
+# Content checks: they read the decoded columns of recordings ingested from MCAP (not applicable to
+# recordings without them) and Axon's sidecar as recorded at ingestion.
+HEADER_STAMP_SKEW = "header_stamp_skew"
+NONFINITE_VALUES = "nonfinite_values"
+IMAGE_FORMAT_STABLE = "image_format_stable"
+FROZEN_VALUES = "frozen_values"
+AXON_SIDECAR_MATCH = "axon_sidecar_match"
+PAUSES_ACCOUNTED = "pauses_accounted"
+CONTENT_CHECKS = (HEADER_STAMP_SKEW, NONFINITE_VALUES, IMAGE_FORMAT_STABLE, FROZEN_VALUES, AXON_SIDECAR_MATCH, PAUSES_ACCOUNTED)
+# Axon's times are whole milliseconds and the first message may arrive just before its clock
+# starts the recording: log times this close outside the sidecar's range are within it.
+AXON_TIME_TOLERANCE_NS = 1_000_000_000
 
 # Report order.
 CHECK_NAMES = (
     ROWS_PRESENT, REQUIRED_TOPICS, TOPIC_RATES, DROPPED_MESSAGES, MAX_GAP, MONOTONIC_TIMESTAMPS,
-    DURATION, TOPIC_SYNC, FROZEN_STREAMS, SIDECAR_CONSISTENCY,
+    DURATION, TOPIC_SYNC, FROZEN_STREAMS, SIDECAR_CONSISTENCY, *CONTENT_CHECKS,
 )
 CHECK_WEIGHTS: Mapping[str, float] = {name: (0.0 if name == ROWS_PRESENT else 1.0) for name in CHECK_NAMES}
 CRITICAL_CHECKS = frozenset({ROWS_PRESENT, REQUIRED_TOPICS, SIDECAR_CONSISTENCY})
 # Checks measured from the data; they cannot be measured when the data cannot be read.
-DATA_CHECKS = tuple(n for n in CHECK_NAMES if n not in (REQUIRED_TOPICS, SIDECAR_CONSISTENCY))
+DATA_CHECKS = tuple(n for n in CHECK_NAMES if n not in (REQUIRED_TOPICS, SIDECAR_CONSISTENCY, *CONTENT_CHECKS))
 MAX_LISTED = 5  # problems named in a detail line before "... and N more"
 
 
@@ -98,9 +111,11 @@ def run_checks(
 
     ``profile`` is None when the data could not be read because the dataset is incomplete (the
     sidecar proves files missing or changed): the data checks then fail as not measured."""
+    axon = _axon_facts(sidecar)
     if profile is None:
         reason = f"not measured: {unmeasured_reason or 'the data could not be read'}"
         checks = {name: _fail(name, reason) for name in DATA_CHECKS}
+        checks.update(_content_unmeasured(axon, reason))
         checks[REQUIRED_TOPICS] = _fail(REQUIRED_TOPICS, reason, value=None, threshold=sorted(requirements.required_topics))
         checks[SIDECAR_CONSISTENCY] = _sidecar_consistency(sidecar, None)
         return [checks[n] for n in CHECK_NAMES], {}, 0.0
@@ -118,6 +133,7 @@ def run_checks(
         # Nothing else can be measured; say so instead of passing checks vacuously.
         for name in DATA_CHECKS[1:]:
             checks[name] = _fail(name, "no rows to measure")
+        checks.update(_content_unmeasured(axon, "no rows to measure"))
     else:
         checks.update({
             TOPIC_RATES: _topic_rates(stats, requirements, duration_s),
@@ -127,15 +143,22 @@ def run_checks(
             DURATION: _duration(duration_s, requirements),
             TOPIC_SYNC: _sync(profile, requirements),
             FROZEN_STREAMS: _frozen(stats, requirements),
+            **content_checks(profile, axon, requirements),
         })
     return [checks[n] for n in CHECK_NAMES], stats, duration_s
 
 
+SCORE_SPREAD = 9.0  # a failed check (weight 1) costs at least 1/SCORE_SPREAD of the score
+
+
 def score_of(checks: list[CheckResult]) -> float:
+    """Passed weight over applicable weight; with more than SCORE_SPREAD applicable checks the
+    failed weight is counted against SCORE_SPREAD instead, so each failure costs at least 1/9."""
     total = sum(c.weight for c in checks)
     if total == 0:
         return 0.0
-    return round(sum(c.weight for c in checks if c.passed) / total, 4)
+    failed = sum(c.weight for c in checks if not c.passed)
+    return round(max(0.0, 1.0 - failed / min(total, SCORE_SPREAD)), 4)
 
 
 def outcome_of(checks: list[CheckResult], score: float, requirements: Requirements) -> QcOutcome:
@@ -318,3 +341,162 @@ def _sidecar_consistency(findings: SidecarFindings | None, topics: Mapping[str, 
     checked = f"{len(side.files)} files, {digest}" + (f", counts and time ranges of {len(side.topics)} topics" if topics is not None else "")
     detail = ("inconsistent with the sidecar: " + _listed(problems)) if problems else f"matches the sidecar ({checked})"
     return CheckResult(SIDECAR_CONSISTENCY, not problems, len(problems), 0, CHECK_WEIGHTS[SIDECAR_CONSISTENCY], detail)
+
+
+# ------------------------------------------------------------------------------ content checks
+
+
+def _axon_facts(findings: SidecarFindings | None):
+    """Axon's sidecar as recorded at ingestion in the dataset's sidecar; None when there is none
+    (a recording that did not come from an Axon MCAP) or it cannot be parsed."""
+    if findings is None or findings.sidecar is None:
+        return None
+    from axon_dagster.storage.axon_recording import AxonRecordingError
+
+    from axon_dagster.ingest.mcap_to_lance import axon_facts
+
+    try:
+        return axon_facts(findings.sidecar)
+    except (AxonRecordingError, ValueError):
+        return None
+
+
+def _content_unmeasured(axon, reason: str) -> dict[str, CheckResult]:
+    """The content checks when the data could not be measured: failed for an Axon recording (they
+    would have applied), not applicable for one that did not come from an MCAP."""
+    if axon is None:
+        return {name: _not_applicable(name, "no decoded content (not ingested from MCAP)") for name in CONTENT_CHECKS}
+    return {name: _fail(name, reason) for name in CONTENT_CHECKS}
+
+
+def content_checks(profile: RecordingProfile, axon, req: Requirements) -> dict[str, CheckResult]:
+    content = profile.content
+    out: dict[str, CheckResult] = {}
+    if content is None:
+        why = "no decoded content (not ingested from MCAP)"
+        out.update({name: _not_applicable(name, why) for name in (HEADER_STAMP_SKEW, NONFINITE_VALUES, IMAGE_FORMAT_STABLE, FROZEN_VALUES, PAUSES_ACCOUNTED)})
+    else:
+        out[HEADER_STAMP_SKEW] = _stamp_skew(content, req)
+        out[NONFINITE_VALUES] = _nonfinite(content)
+        out[IMAGE_FORMAT_STABLE] = _image_format(content)
+        out[FROZEN_VALUES] = _frozen_values(content, req)
+        out[PAUSES_ACCOUNTED] = _pauses(profile, axon, req)
+    out[AXON_SIDECAR_MATCH] = _axon_sidecar(profile.topics, axon)
+    return out
+
+
+def _stamp_skew(content: Mapping[str, ContentProfile], req: Requirements) -> CheckResult:
+    limit = req.max_stamp_skew_seconds
+    stamped = {t: c for t, c in content.items() if c.stamped}
+    if not stamped:
+        return _not_applicable(HEADER_STAMP_SKEW, "no message carries a header stamp", None, limit)
+    worst_topic = max(stamped, key=lambda t: stamped[t].skew_p95_ns)
+    worst = round(stamped[worst_topic].skew_p95_ns / 1e9, 6)
+    over = [
+        f"{t} p95 {c.skew_p95_ns / 1e9:.3f} s (max {c.skew_max_ns / 1e9:.3f} s)"
+        for t, c in stamped.items() if c.skew_p95_ns / 1e9 > limit
+    ]
+    paused = max(c.pause_ns for c in stamped.values()) / 1e9
+    note = f"; {paused:.3f} s of pauses taken out" if paused else ""
+    detail = (
+        f"header stamps off their log times by more than {limit} s: " + _listed(over)
+        if over else f"p95 |log time - header stamp| {worst * 1e3:.1f} ms at most, on {worst_topic}{note}"
+    )
+    return CheckResult(HEADER_STAMP_SKEW, not over, worst, limit, CHECK_WEIGHTS[HEADER_STAMP_SKEW], detail)
+
+
+def _nonfinite(content: Mapping[str, ContentProfile]) -> CheckResult:
+    valued = {t: c for t, c in content.items() if c.valued}
+    if not valued:
+        return _not_applicable(NONFINITE_VALUES, "no decoded numeric fields (Imu, JointState, Odometry)", 0, 0)
+    bad = {t: c for t, c in valued.items() if c.nonfinite_messages}
+    total = sum(c.nonfinite_messages for c in bad.values())
+    detail = (
+        "NaN/Inf in " + _listed([f"{t} ({c.nonfinite_messages} msgs: {', '.join(c.nonfinite_columns)})" for t, c in bad.items()])
+        if bad else f"all decoded numeric fields finite on {len(valued)} topics"
+    )
+    return CheckResult(NONFINITE_VALUES, not bad, total, 0, CHECK_WEIGHTS[NONFINITE_VALUES], detail)
+
+
+def _image_format(content: Mapping[str, ContentProfile]) -> CheckResult:
+    images = {t: c.image_formats for t, c in content.items() if c.image_formats}
+    if not images:
+        return _not_applicable(IMAGE_FORMAT_STABLE, "no images or point clouds", 0, 1)
+    changed = {t: f for t, f in images.items() if len(f) > 1}
+    worst = max(len(f) for f in images.values())
+    detail = (
+        "size or encoding changed mid-recording: " + _listed([f"{t} {' -> '.join(f)}" for t, f in changed.items()])
+        if changed else f"one size and encoding per topic on {len(images)} topics"
+    )
+    return CheckResult(IMAGE_FORMAT_STABLE, not changed, worst, 1, CHECK_WEIGHTS[IMAGE_FORMAT_STABLE], detail)
+
+
+def _frozen_values(content: Mapping[str, ContentProfile], req: Requirements) -> CheckResult:
+    limit = req.max_frozen_seconds
+    watched = [t for t in req.frozen_topics if t in content and content[t].valued > 1]
+    if not watched:
+        return _not_applicable(FROZEN_VALUES, "not measured: no frozen_topics with decoded numeric fields", 0.0, limit)
+    worst_topic = max(watched, key=lambda t: content[t].longest_frozen_values_ns)
+    worst = round(content[worst_topic].longest_frozen_values_ns / 1e9, 6)
+    frozen = [
+        f"{t} identical decoded values for {content[t].longest_frozen_values_ns / 1e9:.3f} s "
+        f"({content[t].longest_frozen_values_messages} msgs)"
+        for t in watched if content[t].longest_frozen_values_ns / 1e9 > limit
+    ]
+    detail = ("frozen: " + "; ".join(frozen)) if frozen else (
+        f"longest run of identical decoded values {worst:.3f} s on {worst_topic} (watching {', '.join(watched)})"
+    )
+    return CheckResult(FROZEN_VALUES, not frozen, worst, limit, CHECK_WEIGHTS[FROZEN_VALUES], detail)
+
+
+def _axon_sidecar(topics: Mapping[str, TopicProfile], axon) -> CheckResult:
+    if axon is None:
+        return _not_applicable(AXON_SIDECAR_MATCH, "no Axon sidecar (not recorded by Axon)", 0, 0)
+    problems: list[str] = []
+    rows = sum(p.count for p in topics.values())
+    if axon.recording.message_count != rows:
+        problems.append(f"message_count {axon.recording.message_count} != {rows} messages in the data")
+    listed = axon.topic_counts()
+    for topic in sorted(set(listed) | set(topics)):
+        measured = topics[topic].count if topic in topics else None
+        if topic not in listed:
+            problems.append(f"{topic} recorded ({measured} msgs) but not in topics_summary")
+        elif measured is None:
+            if listed[topic]:
+                problems.append(f"{topic} in topics_summary ({listed[topic]} msgs) but not recorded")
+        elif measured != listed[topic]:
+            problems.append(f"{topic} count {measured} != topics_summary {listed[topic]}")
+    start, end = axon.recording.started_at_ns, axon.recording.finished_at_ns
+    if topics and start is not None and end is not None:
+        first = min(p.first_ns for p in topics.values())
+        last = max(p.last_ns for p in topics.values())
+        if first < start - AXON_TIME_TOLERANCE_NS:
+            problems.append(f"first message {(start - first) / 1e9:.3f} s before recording_started_at")
+        if last > end + AXON_TIME_TOLERANCE_NS:
+            problems.append(f"last message {(last - end) / 1e9:.3f} s after recording_finished_at")
+    origin = "sidecar" if axon.source == "sidecar" else "axon.* metadata"
+    detail = (
+        f"data disagrees with Axon's {origin}: " + _listed(problems) if problems
+        else f"counts of {len(listed)} topics ({rows} messages) and the time range match Axon's {origin}"
+    )
+    return CheckResult(AXON_SIDECAR_MATCH, not problems, len(problems), 0, CHECK_WEIGHTS[AXON_SIDECAR_MATCH], detail)
+
+
+def _pauses(profile: RecordingProfile, axon, req: Requirements) -> CheckResult:
+    limit = req.max_unaccounted_seconds
+    if axon is None or not axon.recording.duration_sec:
+        return _not_applicable(PAUSES_ACCOUNTED, "no recorder wall time (Axon's duration_sec) to account for", None, limit)
+    topics, content = profile.topics, profile.content or {}
+    if not topics:
+        return _fail(PAUSES_ACCOUNTED, "no rows to measure")
+    wall = axon.recording.duration_sec
+    span = (max(p.last_ns for p in topics.values()) - min(p.first_ns for p in topics.values())) / 1e9
+    paused = max((c.pause_ns for c in content.values()), default=0) / 1e9
+    unaccounted = round(wall - span - paused, 6)
+    passed = abs(unaccounted) <= limit
+    detail = (
+        f"recorder wall time {wall:.3f} s = data {span:.3f} s + pauses {paused:.3f} s "
+        f"{'+' if unaccounted >= 0 else '-'} {abs(unaccounted):.3f} s unaccounted "
+        f"({'within' if passed else 'over'} {limit} s)"
+    )
+    return CheckResult(PAUSES_ACCOUNTED, passed, unaccounted, limit, CHECK_WEIGHTS[PAUSES_ACCOUNTED], detail)

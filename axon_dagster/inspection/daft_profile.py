@@ -73,10 +73,30 @@ class SyncProfile:
 
 
 @dataclass(frozen=True)
+class ContentProfile:
+    """What the decoded columns of one topic say (recordings ingested from MCAP; see
+    :mod:`axon_dagster.ingest.decode`)."""
+
+    stamped: int = 0  # messages with a header stamp
+    skew_p95_ns: float = 0.0  # p95 of |log time - header stamp|, pauses taken out
+    skew_max_ns: int = 0
+    pause_ns: int = 0  # stamp time that passed while log time did not: the recorder was paused
+    nonfinite_messages: int = 0  # messages with NaN or Inf in a decoded numeric field
+    nonfinite_columns: tuple[str, ...] = ()  # ... in these fields
+    image_formats: tuple[str, ...] = ()  # distinct "WIDTHxHEIGHT ENCODING" (images, point clouds), first seen first
+    valued: int = 0  # messages with decoded numeric fields
+    longest_frozen_values_ns: int = 0  # log-time span of the longest run of identical decoded values
+    longest_frozen_values_messages: int = 1
+    decode_errors: int = 0
+
+
+@dataclass(frozen=True)
 class RecordingProfile:
     topics: dict[str, TopicProfile]
     sync: SyncProfile | None = None  # None when either sync topic is absent or the check is off
     scanned_bytes: int = 0  # on-disk size of the data files, for throughput logs
+    # Per topic, from the decoded columns; None for a recording without them (the Lance-era layout).
+    content: dict[str, ContentProfile] | None = None
 
 
 def _is_local(path: str) -> bool:
@@ -203,11 +223,141 @@ def profile_recording(dataset_path: str | os.PathLike, requirements: Requirement
         sync = _sync_profile(base, requirements, topics)
     except Exception as exc:
         raise InspectionInfrastructureError(path, f"the inspection pipelines failed: {exc}") from exc
+    content = content_profile(path)
     logger.info(
-        "profiled %s: %d topics, %d messages; pipelines %.2f s",
-        path, len(topics), sum(p.count for p in topics.values()), time.monotonic() - scanned,
+        "profiled %s: %d topics, %d messages%s; pipelines %.2f s",
+        path, len(topics), sum(p.count for p in topics.values()),
+        ", decoded content read" if content is not None else "", time.monotonic() - scanned,
     )
-    return RecordingProfile(topics=topics, sync=sync, scanned_bytes=data_bytes)
+    return RecordingProfile(topics=topics, sync=sync, scanned_bytes=data_bytes, content=content)
+
+
+# A step in (header stamp - log time) larger than this between consecutive messages of a topic is
+# a pause: Axon subtracts paused time from log time, while the sensors' stamps keep running.
+PAUSE_MIN_NS = 100_000_000
+CONTENT_COLUMNS = ("header_stamp_ns", "width", "height", "encoding", "decode_error")
+
+
+def content_profile(path: str) -> dict[str, ContentProfile] | None:
+    """Per-topic content figures from the decoded columns, or None when the recording has none.
+
+    * skew: per topic in sequence order, ``jump`` = the stamp step minus the log-time step when it
+      exceeds PAUSE_MIN_NS (a pause), running-summed; ``|log - stamp + jumps so far|`` is the skew
+      with pauses taken out; its p95 and max per topic, and the jumps' sum (the topic's paused time);
+    * non-finite: NaN/Inf in any decoded numeric list (the list's sum is NaN/Inf), per topic and field;
+    * image formats: distinct width x height + encoding per topic;
+    * frozen values: runs of identical decoded numeric values (a hash of the numeric fields,
+      header excluded), numbered by a running count of changes like the payload runs.
+    """
+    import daft
+    from daft import Window, col, lit
+    from daft.functions import list_sum, to_struct
+
+    from axon_dagster.ingest.decode import NUMERIC_LIST_COLUMNS
+
+    io_config = s3_io_config() if path.startswith(("s3://", "s3a://")) else None
+    options: dict[str, Any] = {"io_config": io_config} if io_config is not None else {}
+    try:
+        df = daft.read_lance(path, **options)
+    except Exception as exc:
+        raise InspectionInfrastructureError(path, f"cannot open the Lance dataset: {exc}") from exc
+    if "header_stamp_ns" not in df.column_names:
+        return None
+    numeric = [c for c in NUMERIC_LIST_COLUMNS if c in df.column_names]
+    int64 = daft.DataType.int64()
+    try:
+        df = df.select("topic", "sequence", "log_time_ns", *[c for c in CONTENT_COLUMNS if c in df.column_names], *numeric)
+        flags = {c: (list_sum(col(c)).is_nan() | list_sum(col(c)).is_inf()).fill_null(False) for c in numeric}
+        has_values = None
+        for c in numeric:
+            has_values = col(c).not_null() if has_values is None else (has_values | col(c).not_null())
+        base = df.with_columns({
+            **{f"nf_{c}": flag.cast(int64) for c, flag in flags.items()},
+            "has_values": has_values if has_values is not None else lit(False),
+            # a struct of the per-field hashes: hashing a struct of list fields directly gives one
+            # value for every row when trailing fields are null (Daft 0.7)
+            "values_hash": to_struct(*[col(c).hash().fill_null(0).alias(c) for c in numeric]).hash() if numeric else lit(0),
+            "fmt": (col("width").cast(daft.DataType.string()).fill_null("?") + lit("x")
+                    + col("height").cast(daft.DataType.string()).fill_null("?") + lit(" ")
+                    + col("encoding").fill_null("")) if "width" in df.column_names else lit(None),
+        }).collect()
+
+        by_sequence = Window().partition_by("topic").order_by("sequence", "log_time_ns")
+        running = by_sequence.rows_between(Window.unbounded_preceding, Window.current_row)
+        stamped = base.where(col("header_stamp_ns").not_null())
+        step = (col("header_stamp_ns") - col("header_stamp_ns").lag(1).over(by_sequence)) - (
+            col("log_time_ns") - col("log_time_ns").lag(1).over(by_sequence)
+        )
+        jumps = stamped.with_column("step", step.fill_null(0)).with_column(
+            "jump", (col("step") > lit(PAUSE_MIN_NS)).cast(int64) * col("step")
+        )
+        skewed = jumps.with_column("paused_so_far", col("jump").sum().over(running)).with_column(
+            "skew", (col("log_time_ns") - col("header_stamp_ns") + col("paused_so_far")).abs()
+        )
+        skew = {
+            r["topic"]: r
+            for r in skewed.groupby("topic").agg(
+                col("skew").count().alias("stamped"),
+                col("skew").percentile(0.95).alias("p95"),
+                col("skew").max().alias("max"),
+                col("jump").sum().alias("pause_ns"),
+            ).to_pylist()
+        }
+        per_topic = {
+            r["topic"]: r
+            for r in base.groupby("topic").agg(
+                col("log_time_ns").count().alias("count"),
+                *[col(f"nf_{c}").sum().alias(f"nf_{c}") for c in numeric],
+                (sum((col(f"nf_{c}") for c in numeric), lit(0)) > lit(0)).cast(int64).sum().alias("nonfinite")
+                if numeric else lit(0).alias("nonfinite"),
+                col("has_values").cast(int64).sum().alias("valued"),
+                (col("decode_error").not_null().cast(int64).sum() if "decode_error" in df.column_names else lit(0)).alias("decode_errors"),
+            ).to_pylist()
+        }
+        formats: dict[str, list[str]] = {}
+        if "width" in df.column_names:
+            rows = (
+                base.where(col("width").not_null() | col("encoding").not_null())
+                .groupby("topic", "fmt").agg(col("log_time_ns").min().alias("first"))
+                .sort(["topic", "first"]).to_pylist()
+            )
+            for r in rows:
+                formats.setdefault(r["topic"], []).append(r["fmt"].replace("?x? ", ""))
+        valued = base.where(col("has_values"))
+        repeat = (col("values_hash") == col("values_hash").lag(1).over(by_sequence)).fill_null(False)
+        runs = {
+            r["topic"]: r
+            for r in valued.with_column("repeat", repeat)
+            .with_column("run", (~col("repeat")).cast(int64).sum().over(running))
+            .groupby("topic", "run")
+            .agg(col("log_time_ns").count().alias("messages"), (col("log_time_ns").max() - col("log_time_ns").min()).alias("span_ns"))
+            .where(col("messages") > 1)
+            .groupby("topic")
+            .agg(col("span_ns").max().alias("span_ns"), col("messages").max().alias("messages"))
+            .to_pylist()
+        }
+    except InspectionInfrastructureError:
+        raise
+    except Exception as exc:
+        raise InspectionInfrastructureError(path, f"the content pipelines failed: {exc}") from exc
+
+    out: dict[str, ContentProfile] = {}
+    for topic, r in sorted(per_topic.items()):
+        s, f = skew.get(topic, {}), runs.get(topic, {})
+        out[topic] = ContentProfile(
+            stamped=int(s.get("stamped") or 0),
+            skew_p95_ns=float(s.get("p95") or 0.0),
+            skew_max_ns=int(s.get("max") or 0),
+            pause_ns=int(s.get("pause_ns") or 0),
+            nonfinite_messages=int(r["nonfinite"] or 0),
+            nonfinite_columns=tuple(c for c in numeric if r.get(f"nf_{c}")),
+            image_formats=tuple(formats.get(topic, ())),
+            valued=int(r["valued"] or 0),
+            longest_frozen_values_ns=int(f.get("span_ns") or 0),
+            longest_frozen_values_messages=int(f.get("messages") or 1),
+            decode_errors=int(r["decode_errors"] or 0),
+        )
+    return out
 
 
 def _topic_profiles(base, max_gap_ns: int) -> dict[str, TopicProfile]:

@@ -66,6 +66,32 @@ def test_daft_on_a_ray_address_agrees_with_native(ray_head, faulty_recording):
     same_verdicts(native, on_ray)
 
 
+@pytest.fixture(scope="module")
+def faulty_mcap_recording(tmp_path_factory) -> Path:
+    """An Axon MCAP (simulator's writer) with content faults and a pause, ingested into Lance."""
+    from axon_dagster.ingest import ingest_mcap
+    from axon_dagster.recorder.sim.axon_mcap import write_axon_recording
+
+    root = tmp_path_factory.mktemp("ray-mcap")
+    rec = write_axon_recording(
+        root / "robot", task_config={"task_id": "mcap-faulty", "scene": "warehouse", "skills": ["pick"]},
+        device_id="robot-1", started_at_ns=1_700_000_000_000_000_000, duration_s=4.0, pauses=((1.0, 0.5),), seed=5,
+        faults=Faults(nan_topics=("/imu",), image_change_at_fraction=0.5, header_stamp_skew_seconds=0.8,
+                      frozen_topics=("/joint_states",), sidecar_count_delta=2),
+    )
+    return ingest_mcap(rec.mcap_path, root / "lake" / "mcap-faulty.lance").dataset_path
+
+
+@pytest.mark.slow
+def test_content_checks_on_a_ray_address_agree_with_native(ray_head, faulty_mcap_recording):
+    native = inspect_recording(faulty_mcap_recording, REQ)
+    assert {c.name for c in native.failed_checks} >= {"nonfinite_values", "image_format_stable", "header_stamp_skew",
+                                                      "frozen_values", "axon_sidecar_match"}
+    config = RayConfig(auth_token=ray_head.token, timeout_s=240)
+    on_ray = inspect_recording(faulty_mcap_recording, REQ, runner="ray", ray_address=ray_head.gcs_address, ray_config=config)
+    same_verdicts(native, on_ray)
+
+
 @pytest.mark.slow
 def test_ray_job_submission_agrees_with_native(ray_head, faulty_recording):
     native = inspect_recording(faulty_recording, REQ)

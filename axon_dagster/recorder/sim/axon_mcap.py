@@ -17,7 +17,7 @@
 
 Content faults (:class:`.synthetic.Faults`) shape what is written: drops, a stall, missing or frozen
 topics, a clock jump, NaN values, an image size/encoding change, header-stamp skew, a sidecar whose
-counts lie, a truncated file. Generation is streamed window by window: memory stays flat however
+counts lie, every topic going silent before the finish, a truncated file. Generation is streamed window by window: memory stays flat however
 long the recording.
 """
 
@@ -553,8 +553,12 @@ class _Generator:
         for window in range(n_windows):
             for recv_ns, name, seq, offset_ns, stamp_ns in self._window(window):
                 body = self.builders[name].message(seq, offset_ns, stamp_ns)
-                writer.add_message(channels[name], log_time=recv_ns, data=body, publish_time=recv_ns, sequence=seq & 0xFFFFFFFF)
-                self.counts[name] = self.counts.get(name, 0) + 1
+                # Axon numbers a topic's messages as its workers dequeue them (worker_thread_pool.cpp):
+                # messages discarded while paused or dropped at a full queue never get a number,
+                # so the MCAP sequence has no holes.
+                written = self.counts.get(name, 0)
+                writer.add_message(channels[name], log_time=recv_ns, data=body, publish_time=recv_ns, sequence=written & 0xFFFFFFFF)
+                self.counts[name] = written + 1
                 self.written += 1
 
     def _window(self, window: int) -> list[tuple[int, str, int, int, int]]:
@@ -574,6 +578,8 @@ class _Generator:
             if f.gap_seconds > 0:
                 gap_lo = f.gap_at_fraction * self.duration_s * 1e9
                 keep &= ~((capture_ns >= gap_lo) & (capture_ns < gap_lo + f.gap_seconds * 1e9))
+            if f.silent_from_fraction is not None:  # the sensors went quiet; the recorder did not notice
+                keep &= capture_ns < f.silent_from_fraction * self.duration_s * 1e9
             paused, pause_offset = self._paused_before(recv_ns)
             self.received[name] = self.received.get(name, 0) + int((keep).sum())
             keep &= ~paused

@@ -102,6 +102,7 @@ class Faults:
     image_change_at_fraction: float | None = None  # images change size and encoding here
     header_stamp_skew_seconds: float = 0.0  # every header.stamp lags its log time by this much
     sidecar_count_delta: int = 0  # the sidecar (and axon.recording) claim this many extra messages
+    silent_from_fraction: float | None = None  # every topic stops publishing here; the recorder runs on
 
     def __post_init__(self) -> None:
         # Coerce JSON lists to tuples so Faults.from_dict(json.loads(...)) works and stays hashable.
@@ -112,6 +113,8 @@ class Faults:
         if self.image_change_at_fraction is not None:
             _require_number("image_change_at_fraction", self.image_change_at_fraction, 0.0, 1.0)
         _require_number("header_stamp_skew_seconds", self.header_stamp_skew_seconds, -math.inf, math.inf)
+        if self.silent_from_fraction is not None:
+            _require_number("silent_from_fraction", self.silent_from_fraction, 0.0, 1.0)
         if isinstance(self.sidecar_count_delta, bool) or not isinstance(self.sidecar_count_delta, int):
             raise ValueError(f"fault sidecar_count_delta must be an integer, got {self.sidecar_count_delta!r}")
         _require_number("drop_rate", self.drop_rate, 0.0, 1.0, upper_open=True)
