@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands with their own parser live beside their room; `axon-dagster X ...` hands over the rest.
 DELEGATED = {
-    "inspect": ("axon_dagster.inspection.cli", "inspect a Lance recording: axon-dagster inspect PATH [--runner ...] [--json]"),
+    "inspect": ("axon_dagster.inspection.cli", "inspect a Lance or MCAP recording: axon-dagster inspect PATH [--runner ...] [--json]"),
     "datasets": ("axon_dagster.datasets_cli", "search datasets: axon-dagster datasets --scene ... [--json]"),
 }
 

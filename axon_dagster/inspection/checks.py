@@ -322,6 +322,13 @@ def _sidecar_consistency(findings: SidecarFindings | None, topics: Mapping[str, 
     problems += [f"file {f} not in the sidecar" for f in findings.extra_files]
     if not problems and findings.digest_verified and findings.actual_digest != side.dataset_digest:
         problems.append(f"dataset digest {findings.actual_digest[:12]} != sidecar {side.dataset_digest[:12]}")
+    source = (side.extra or {}).get("source") if isinstance(side.extra, dict) else None
+    if isinstance(source, dict) and source.get("mcap_sha256") and source.get("axon_checksum_sha256") \
+            and source["mcap_sha256"] != source["axon_checksum_sha256"]:
+        problems.append(
+            f"{source.get('mcap_file', 'the MCAP')} SHA-256 {source['mcap_sha256'][:12]} != Axon's checksum "
+            f"{source['axon_checksum_sha256'][:12]} (changed since it was recorded)"
+        )
     if topics is not None:
         for topic in sorted(set(side.topics) | set(topics)):
             listed, measured = side.topics.get(topic), topics.get(topic)

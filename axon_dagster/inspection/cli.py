@@ -1,4 +1,4 @@
-"""``axon-dagster inspect``: inspect any Lance recording and print its QC report.
+"""``axon-dagster inspect``: inspect any Lance recording, or an MCAP recording, and print its QC report.
 
     axon-dagster inspect PATH [--requirements FILE] [--runner native|ray|ray-job]
                               [--ray-address ADDR] [--json] [--timeout S] [--job-python PY]
@@ -10,6 +10,12 @@ outcome, per-topic statistics). Progress is logged on stderr.
 
 Exit status: 0 approved, 1 needs_review, 2 rejected, 3 could not inspect (bad arguments or
 requirements, unreadable data, Ray unreachable — nothing was judged).
+
+``PATH.mcap`` (a local file, e.g. Axon's ``<task_id>.mcap``): the MCAP is hashed and ingested into a
+temporary Lance dataset with decoded columns (:func:`axon_dagster.ingest.ingest_mcap`, reading Axon's
+sidecar beside it or the ``axon.*`` metadata records), which is inspected and then deleted; a
+SHA-256 that differs from Axon's checksum fails ``sidecar_consistency``. An MCAP that cannot be read
+exits 3.
 
 Ray settings not given as options come from the environment (``AXON_RAY_ADDRESS``,
 ``AXON_RAY_AUTH_TOKEN`` / ``AXON_RAY_AUTH_TOKEN_FILE`` or Ray's own ``RAY_AUTH_TOKEN``,
@@ -24,6 +30,7 @@ import dataclasses
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -50,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Inspect a Lance recording and print its QC report. "
         "Exit status: 0 approved, 1 needs_review, 2 rejected, 3 could not inspect.",
     )
-    p.add_argument("path", help="the Lance recording (directory, file:// or s3:// URI)")
+    p.add_argument("path", help="the Lance recording (directory, file:// or s3:// URI) or a local .mcap recording")
     p.add_argument("--requirements", metavar="FILE", help="requirements as a YAML or JSON mapping (default: built-in defaults)")
     p.add_argument("--runner", choices=CLI_RUNNERS, default="native", help="where Daft runs (default: native)")
     p.add_argument("--ray-address", metavar="ADDR",
@@ -125,9 +132,21 @@ def _inspect(args: argparse.Namespace) -> int:
                 ray_config = dataclasses.replace(ray_config, job_python=args.job_python)
     except (ValueError, DomainError) as exc:
         return _not_inspected(args, f"bad input: {exc}")
+    is_mcap = args.path.endswith(".mcap") and "://" not in args.path
     try:
-        report = inspect_recording(args.path, requirements, runner=args.runner, ray_address=args.ray_address,
-                                   ray_config=ray_config, timeout_s=args.timeout, verify_digest=not args.no_digest)
+        with tempfile.TemporaryDirectory(prefix="axon-inspect-") as scratch:
+            target = args.path
+            if is_mcap:
+                from axon_dagster.ingest import IngestError
+
+                try:
+                    target = str(ingest_for_inspection(args.path, Path(scratch)))
+                except (IngestError, OSError) as exc:
+                    return _not_inspected(args, f"cannot ingest the MCAP: {exc}")
+            report = inspect_recording(target, requirements, runner=args.runner, ray_address=args.ray_address,
+                                       ray_config=ray_config, timeout_s=args.timeout, verify_digest=not args.no_digest)
+            if is_mcap:
+                report.dataset_path = args.path
     except InspectionInfrastructureError as exc:
         return _not_inspected(args, str(exc))
     except (ValueError, DomainError) as exc:
@@ -137,6 +156,17 @@ def _inspect(args: argparse.Namespace) -> int:
     else:
         print_report(report, requirements)
     return EXIT_CODES[report.outcome]
+
+
+def ingest_for_inspection(mcap_path: str | Path, scratch: Path) -> Path:
+    """Hash ``mcap_path`` and ingest it into ``scratch/<stem>.lance``; the Lance path."""
+    from axon_dagster.ingest import ingest_mcap
+    from axon_dagster.storage.digest import file_sha256
+
+    mcap = Path(mcap_path)
+    if not mcap.is_file():
+        raise FileNotFoundError(f"MCAP file not found: {mcap}")
+    return ingest_mcap(mcap, scratch / f"{mcap.stem}.lance", mcap_sha256=file_sha256(mcap)).dataset_path
 
 
 def _not_inspected(args: argparse.Namespace, message: str) -> int:

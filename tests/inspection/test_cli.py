@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -88,3 +89,57 @@ def test_unreachable_ray_exits_3_quickly(make_recording):
     done = inspect(make_recording("r"), "--runner", "ray", "--ray-address", f"127.0.0.1:{port}", timeout=60)
     assert done.returncode == 3
     assert f"Ray cluster unreachable at 127.0.0.1:{port}" in done.stderr
+
+
+# ------------------------------------------------------------------------------ MCAP recordings
+
+def _axon_mcap(tmp_path, name="rec", **kwargs):
+    from axon_dagster.recorder.sim.axon_mcap import write_axon_recording
+
+    return write_axon_recording(tmp_path / "robot", task_config={"task_id": name, "scene": "warehouse", "skills": ["pick"]},
+                                device_id="robot-1", started_at_ns=1_780_000_000_000_000_000, duration_s=3.0, seed=1, **kwargs)
+
+
+def test_an_mcap_is_ingested_to_a_temporary_lance_dataset_then_inspected(tmp_path):
+    rec = _axon_mcap(tmp_path, pauses=((1.0, 0.5),))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    done = subprocess.run([sys.executable, "-m", "axon_dagster.inspection.cli", str(rec.mcap_path), "--json"],
+                          capture_output=True, text=True, timeout=180, env={**os.environ, "TMPDIR": str(scratch)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["outcome"] == "approved" and report["dataset_path"] == str(rec.mcap_path)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["nonfinite_values"]["weight"] == 1 and checks["header_stamp_skew"]["passed"]
+    assert "matches the sidecar" in checks["sidecar_consistency"]["detail"]
+    assert report["row_count"] == rec.message_count
+    assert "ingested rec.mcap" in done.stderr  # ingestion progress on stderr
+    assert list(scratch.iterdir()) == []  # the temporary dataset is gone
+
+
+def test_an_mcap_with_a_content_fault_needs_review(tmp_path, capsys):
+    rec = _axon_mcap(tmp_path, faults=Faults(nan_topics=("/imu",)))
+    assert main(["inspect", str(rec.mcap_path), "--json", "--quiet"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert {c["name"] for c in report["checks"] if not c["passed"]} == {"nonfinite_values"}
+
+
+def test_an_mcap_changed_after_recording_is_rejected(tmp_path, capsys):
+    rec = _axon_mcap(tmp_path, compression="none")
+    raw = bytearray(rec.mcap_path.read_bytes())
+    at = len(raw) // 3
+    raw[at] ^= 0x01  # one bit in a message body: still readable, no longer what Axon hashed
+    rec.mcap_path.write_bytes(bytes(raw))
+    assert main(["inspect", str(rec.mcap_path), "--json", "--quiet"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    check = next(c for c in report["checks"] if c["name"] == "sidecar_consistency")
+    assert not check["passed"] and "rec.mcap SHA-256" in check["detail"] and "Axon's checksum" in check["detail"]
+
+
+def test_an_unreadable_or_missing_mcap_could_not_be_inspected(tmp_path, capsys):
+    rec = _axon_mcap(tmp_path)
+    rec.mcap_path.write_bytes(rec.mcap_path.read_bytes()[:1000])
+    assert main(["inspect", str(rec.mcap_path), "--quiet"]) == 3
+    assert "cannot ingest the MCAP" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path / "none.mcap"), "--quiet"]) == 3
+    assert "MCAP file not found" in capsys.readouterr().err
