@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo dev test bench-control bench-upload bench-qc clean kind-up tilt
+.PHONY: install system-deps ros2-msgs demo dev test bench-control bench-upload bench-qc bench-rpc clean kind-up tilt
 
 install: $(INSTALLED)
 
@@ -23,14 +23,21 @@ system-deps:
 	bash scripts/chromium-deps.sh
 	bash scripts/prometheus-deps.sh
 	bash scripts/azurite-deps.sh
+	bash scripts/ros2-deps.sh
 
-demo: install
+# The ROS 2 interface package of the recorder's services (rosidl, from the .srv files), built into
+# the venv's axon-build/ cache; a no-op while it is up to date (rebuilt when a .srv changes).
+ros2-msgs: install
+	bash scripts/ros2-deps.sh
+	$(PY) -m axon_dagster.recorder.ros2_build
+
+demo: install $(if $(findstring ros2,$(DEMO_ARGS)),ros2-msgs)
 	$(PY) -m axon_dagster.cli demo $(DEMO_ARGS)
 
-dev: install
+dev: install ros2-msgs
 	$(PY) -m axon_dagster.cli dev $(DEV_ARGS)
 
-test: install system-deps
+test: install system-deps ros2-msgs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench-control: install system-deps
@@ -44,6 +51,11 @@ bench-qc: install
 bench-upload: install
 	$(PY) bench/staging.py
 	$(PY) bench/upload_throughput.py
+
+# Median get_status round trip over ROS 2, ROS 1 and Axon's HTTP RPC against the simulator
+# (last line: ratio of ROS 2 to HTTP).
+bench-rpc: install system-deps ros2-msgs
+	$(PY) bench/recorder_rpc.py
 
 clean:
 	rm -rf .axon .pytest_cache

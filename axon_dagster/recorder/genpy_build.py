@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import importlib.util
 import os
 import shutil
 import sys
@@ -115,20 +116,39 @@ def _swap_into_place(staging: Path, target: Path, stamp: str) -> None:
             raise
 
 
+def module_name(package: str) -> str:
+    """The name the genpy package is imported under: ``<package>_ros1``, so that a process may
+    hold both generations at once (the rosidl package must be importable as ``<package>``, since
+    its type support is looked up by that name)."""
+    return f"{package}_ros1"
+
+
 def import_generated(out_dir: str | os.PathLike, package: str) -> ModuleType:
-    """Import ``<package>.srv`` from a build directory (appended to sys.path)."""
-    root = str(Path(out_dir).resolve())
-    if root not in sys.path:
-        sys.path.append(root)
-    importlib.invalidate_caches()
+    """Import ``<package>.srv`` from a build directory, as module ``<package>_ros1.srv``."""
     import_ros1("genpy")  # the generated modules import genpy
-    return importlib.import_module(f"{package}.srv")
+    name = module_name(package)
+    existing = sys.modules.get(name)
+    if existing is None:
+        package_dir = Path(out_dir).resolve() / package
+        spec = importlib.util.spec_from_file_location(
+            name, package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]
+        )
+        if spec is None or spec.loader is None:
+            raise GenpyBuildError(f"cannot import the genpy build in {package_dir}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return importlib.import_module(f"{name}.srv")
 
 
 def load_srv_module(out_dir: str | os.PathLike | None = None) -> ModuleType:
     """Our ROS 1 service classes (``.StartRecording``, ``.GetStatus``, ...), generated at first use."""
     with _lock:
-        existing = sys.modules.get(f"{PACKAGE}.srv")
+        existing = sys.modules.get(f"{module_name(PACKAGE)}.srv")
         if existing is not None:
             return existing
         return import_generated(build(out_dir), PACKAGE)

@@ -1,7 +1,10 @@
-"""Fixtures for the ROS suites: a real rosmaster on a free port, the simulator as a real ROS 1 node.
+"""Fixtures for the ROS suites: a real rosmaster on a free port, the simulator as a real ROS 1
+node, and the simulator as a real ROS 2 node.
 
-ROS 1 is real here (Debian's python3-rospy & co., installed by ``scripts/ros1-deps.sh``); only
-rclpy cannot exist on these machines, and its test double lives in ``fake_rclpy.py``.
+Both ROS generations are real here: ROS 1 from Debian (python3-rospy & co., installed by
+``scripts/ros1-deps.sh``), ROS 2 from the PyPI wheels (rclpy, Fast DDS) with our interface
+package built by ``python -m axon_dagster.recorder.ros2_build``. The ROS 2 graph of the session
+is on loopback in a domain of its own (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,9 +19,8 @@ import pytest
 
 from axon_dagster.recorder import RecordingConfig
 from axon_dagster.recorder.ros1_env import Ros1Unavailable, import_ros1
-from ros_support import axon_sim_command, free_port, new_namespace, read_line, stop_process
+from ros_support import STARTUP_TIMEOUT, RosSim, free_port, kill, launch_sim, stop_process
 
-STARTUP_TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="session")
@@ -69,61 +70,20 @@ def rosmaster(ros_env):
     log.close()
 
 
-@dataclass
-class Ros1Sim:
-    namespace: str
-    data_dir: Path
-    proc: subprocess.Popen
-    log_path: Path
+def _sim_starter(transport: str, directory: Path):
+    sims: list[RosSim] = []
 
-    def client(self, **kwargs: Any):
-        from axon_dagster.recorder.ros1 import Ros1Recorder
+    def start(**kwargs: Any) -> RosSim:
+        sims.append(launch_sim(transport, directory, **kwargs))
+        return sims[-1]
 
-        kwargs.setdefault("timeout_seconds", 30.0)  # the first finish imports lance in the simulator
-        kwargs.setdefault("retry_attempts", 0)
-        return Ros1Recorder(self.namespace, **kwargs)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def launch_ros1_sim(directory: Path, *, faults: str | None = None, robot_id: str = "robot-1") -> Ros1Sim:
-    """``axon-sim --transport ros1`` as a child process, registered at ROS_MASTER_URI under a fresh
-    namespace; returns once it says all four services are advertised."""
-    namespace = new_namespace()
-    log_path = directory / f"{namespace}.log"
-    command = [
-        *axon_sim_command(), "--transport", "ros1", "--namespace", namespace,
-        "--data-dir", str(directory / f"data-{namespace}"), "--robot-id", robot_id,
-    ]
-    if faults:
-        command += ["--faults", faults]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(log_path, "w"), text=True)
-    sim = Ros1Sim(namespace, directory / f"data-{namespace}", proc, log_path)
-    line = read_line(proc.stdout, STARTUP_TIMEOUT)
-    if f"serving ROS 1 services under /{namespace}/" not in line:
-        kill(sim)
-        raise AssertionError(f"axon-sim did not start: {line!r}\n{sim.log()}")
-    return sim
-
-
-def kill(sim: Ros1Sim) -> None:
-    # SIGKILL: a clean stop is tested on its own; here it would only cost a second per sim, and
-    # the stale registration it leaves is under a namespace no other test uses
-    if sim.proc.poll() is None:
-        sim.proc.kill()
-    sim.proc.wait(timeout=10)
+    return start, sims
 
 
 @pytest.fixture
 def start_ros1_sim(rosmaster, tmp_path):
-    """``start_ros1_sim(faults=None)``: a simulator of this test's own (killed at teardown)."""
-    sims: list[Ros1Sim] = []
-
-    def start(**kwargs: Any) -> Ros1Sim:
-        sims.append(launch_ros1_sim(tmp_path, **kwargs))
-        return sims[-1]
-
+    """``start_ros1_sim(faults=None)``: a ROS 1 simulator of this test's own (killed at teardown)."""
+    start, sims = _sim_starter("ros1", tmp_path)
     yield start
     for sim in sims:
         kill(sim)
@@ -131,8 +91,36 @@ def start_ros1_sim(rosmaster, tmp_path):
 
 @pytest.fixture(scope="module")
 def shared_ros1_sim(rosmaster, tmp_path_factory):
-    """A healthy simulator shared by a module's tests (each records its own task ids)."""
-    sim = launch_ros1_sim(tmp_path_factory.mktemp("shared-ros1-sim"))
+    """A healthy ROS 1 simulator shared by a module's tests (each records its own task ids)."""
+    sim = launch_sim("ros1", tmp_path_factory.mktemp("shared-ros1-sim"))
+    yield sim
+    kill(sim)
+
+
+@pytest.fixture(scope="session")
+def ros2_ready():
+    """rclpy importable and our interface package built (fails, never skips, where it is not)."""
+    from axon_dagster.recorder.ros2_env import Ros2Unavailable, load_srv_module
+
+    try:
+        return load_srv_module()
+    except Ros2Unavailable as exc:
+        pytest.fail(f"ROS 2 is required for the ROS 2 tests: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def start_ros2_sim(ros2_ready, tmp_path):
+    """``start_ros2_sim(faults=None)``: a ROS 2 simulator of this test's own (killed at teardown)."""
+    start, sims = _sim_starter("ros2", tmp_path)
+    yield start
+    for sim in sims:
+        kill(sim)
+
+
+@pytest.fixture(scope="module")
+def shared_ros2_sim(ros2_ready, tmp_path_factory):
+    """A healthy ROS 2 simulator shared by a module's tests (each records its own task ids)."""
+    sim = launch_sim("ros2", tmp_path_factory.mktemp("shared-ros2-sim"))
     yield sim
     kill(sim)
 

@@ -10,11 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 
 _namespaces = itertools.count(1)
+STARTUP_TIMEOUT = 30.0
 
 
 def new_namespace(prefix: str = "sim") -> str:
@@ -139,3 +141,66 @@ class HangUpServicePeer:
         self._stop.set()
         self._thread.join(timeout=2)
         self._server.close()
+
+
+@dataclass
+class RosSim:
+    """``axon-sim --transport ros1|ros2`` as a child process serving under ``namespace``."""
+
+    transport: str  # ros1 | ros2
+    namespace: str
+    data_dir: Path
+    proc: subprocess.Popen
+    log_path: Path
+
+    def client(self, **kwargs: Any):
+        """A recorder client of the same ROS generation (the caller closes it)."""
+        kwargs.setdefault("timeout_seconds", 30.0)  # the first finish imports lance in the simulator
+        kwargs.setdefault("retry_attempts", 0)
+        if self.transport == "ros2":
+            from axon_dagster.recorder.ros2 import Ros2Recorder
+
+            return Ros2Recorder(self.namespace, **kwargs)
+        from axon_dagster.recorder.ros1 import Ros1Recorder
+
+        return Ros1Recorder(self.namespace, **kwargs)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def spawn_sim(transport: str, directory: Path, namespace: str | None = None, *, faults: str | None = None,
+              robot_id: str = "robot-1") -> RosSim:
+    """Start the simulator as a ROS node (returns at once; :func:`wait_sim` waits for its services)."""
+    namespace = namespace or new_namespace(f"sim{transport[-1]}")
+    log_path = directory / f"{namespace}.log"
+    command = [
+        *axon_sim_command(), "--transport", transport, "--namespace", namespace,
+        "--data-dir", str(directory / f"data-{namespace}"), "--robot-id", robot_id,
+    ]
+    if faults:
+        command += ["--faults", faults]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(log_path, "w"), text=True)
+    return RosSim(transport, namespace, directory / f"data-{namespace}", proc, log_path)
+
+
+def wait_sim(sim: RosSim) -> RosSim:
+    """Wait for the line saying all four services exist (fails the test, never hangs)."""
+    line = read_line(sim.proc.stdout, STARTUP_TIMEOUT)
+    if f"serving ROS {sim.transport[-1]} services under /{sim.namespace}/" not in line:
+        kill(sim)
+        raise AssertionError(f"axon-sim did not start: {line!r}\n{sim.log()}")
+    return sim
+
+
+def launch_sim(transport: str, directory: Path, **kwargs: Any) -> RosSim:
+    """The simulator as a ROS node under a fresh namespace, once its services exist."""
+    return wait_sim(spawn_sim(transport, directory, **kwargs))
+
+
+def kill(sim: RosSim) -> None:
+    # SIGKILL: a clean stop is tested on its own; here it would only cost a second per sim, and
+    # the stale registration it leaves is under a namespace no other test uses
+    if sim.proc.poll() is None:
+        sim.proc.kill()
+    sim.proc.wait(timeout=10)

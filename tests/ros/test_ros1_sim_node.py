@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -80,11 +79,14 @@ def test_the_factory_builds_the_ros1_backend(rosmaster):
         recorder_from_config("ros1", namespace="robot 7")
 
 
-def test_the_factory_says_rclpy_is_not_installed_for_ros2():
-    if importlib.util.find_spec("rclpy") is not None:
-        pytest.skip("rclpy is installed on this machine")
-    with pytest.raises(ImportError, match="rclpy is not installed.*use transport 'ros1' or 'http'"):
-        recorder_from_config("ros2")
+def test_the_factory_builds_the_ros2_backend(ros2_ready):
+    from axon_dagster.recorder.ros2 import Ros2Recorder
+
+    with recorder_from_config("ros2", namespace="robot_7/axon", timeout_seconds=2, retry_attempts=1) as client:
+        assert isinstance(client, Ros2Recorder)
+        assert (client.namespace, client.timeout_seconds, client.retry_attempts) == ("robot_7/axon", 2.0, 1)
+    with pytest.raises(ValueError, match="invalid ROS namespace"):
+        recorder_from_config("ros2", namespace="robot 7")
 
 
 def _probe(code: str, **env: str) -> dict:

@@ -1,12 +1,14 @@
-"""Ros2Recorder against ``FakeRclpy`` — a TEST DOUBLE for rclpy, which cannot be installed here.
+"""Ros2Recorder against the simulator as a real ROS 2 node (rclpy + Fast DDS from the PyPI wheels,
+our interface package built by rosidl), over a real ROS 2 graph on loopback — no test double.
 
-The double stands in for rclpy only; the services behind it are the simulator's real service
-semantics (:class:`RecorderServices` over a :class:`SimulatedRecorder`), so recordings are real
-Lance datasets and refusals are the simulator's own.
+Each test that hurts its recorder (stops it, kills it, gives it faults) has a simulator of its
+own under a namespace no other test uses; the healthy ones share one per module.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -15,69 +17,36 @@ import pytest
 from axon_dagster.recorder import (
     RecorderClient,
     RecorderError,
-    RecorderProtocolError,
     RecorderRefused,
     RecorderTimeout,
     RecorderUnreachable,
     RecordingConfigError,
 )
 from axon_dagster.recorder.ros2 import Ros2Recorder
-from axon_dagster.recorder.sim.ros1_node import RecorderServices
-from axon_dagster.recorder.sim.server import SimulatedRecorder
-from axon_dagster.recorder.srv import SERVICES
 from axon_dagster.storage.digest import dataset_digest
 from axon_dagster.storage.recording import Sidecar, sidecar_path
-from fake_rclpy import FakeGraph, FakeRclpy, FakeServiceServer, make_srv_module
-from ros_support import wait_until
-
-SRV = make_srv_module()
-
-
-def serve_recorder(graph: FakeGraph, services: RecorderServices, namespace: str = "axon", *, delay: float = 0.0) -> dict:
-    """The recorder's four services on the fake graph, each answering with the simulator's semantics."""
-    handlers = {
-        "start_recording": lambda req: SRV.StartRecording.Response(**services.start_recording(req.config_path)),
-        "stop_recording": lambda req: SRV.StopRecording.Response(**services.stop_recording()),
-        "get_status": lambda req: SRV.GetStatus.Response(**services.get_status()),
-        "update_config": lambda req: SRV.UpdateConfig.Response(**services.update_config(req.config_path)),
-    }
-    return {
-        op: graph.serve(f"/{namespace}/{op}", FakeServiceServer(getattr(SRV, srv), handlers[op], delay))
-        for op, srv in SERVICES.items()
-    }
+from ros_support import kill, new_namespace, spawn_sim, wait_sim, wait_until
 
 
 @pytest.fixture
-def recorder(tmp_path):
-    return SimulatedRecorder(tmp_path / "sim-data", "robot-1")
-
-
-@pytest.fixture
-def rclpy_double():
-    """A fresh FakeRclpy (test double for rclpy) per test."""
-    return FakeRclpy()
-
-
-@pytest.fixture
-def make_client(rclpy_double):
-    clients: list[Ros2Recorder] = []
-
-    def make(namespace: str = "axon", **kwargs) -> Ros2Recorder:
-        # generous: the first finish in a process imports lance (seconds on a busy machine)
-        kwargs.setdefault("timeout_seconds", 30.0)
-        kwargs.setdefault("retry_attempts", 0)
-        client = Ros2Recorder(namespace, rclpy_module=rclpy_double, srv_module=SRV, **kwargs)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
+def clients(ros2_ready):
+    """Clients made by a test, closed after it."""
+    made: list[Ros2Recorder] = []
+    yield made
+    for client in made:
         client.close()
 
 
-def test_full_cycle_over_ros2_writes_a_dataset_whose_digest_matches(rclpy_double, make_client, recorder, write_config):
-    serve_recorder(rclpy_double.graph, RecorderServices(recorder))
-    client = make_client()
+def client_of(clients, sim_or_namespace, **kwargs) -> Ros2Recorder:
+    namespace = getattr(sim_or_namespace, "namespace", sim_or_namespace)
+    kwargs.setdefault("timeout_seconds", 30.0)  # the first finish imports lance in the simulator
+    kwargs.setdefault("retry_attempts", 0)
+    clients.append(Ros2Recorder(namespace, **kwargs))
+    return clients[-1]
+
+
+def test_full_cycle_over_ros2_writes_a_dataset_whose_digest_matches(shared_ros2_sim, clients, write_config):
+    client = client_of(clients, shared_ros2_sim, retry_attempts=3)  # discovery of a new peer takes a moment
     assert isinstance(client, RecorderClient)
     config_path = write_config("task-r2-1", topics=["/imu", "/joint_states"])
 
@@ -85,123 +54,133 @@ def test_full_cycle_over_ros2_writes_a_dataset_whose_digest_matches(rclpy_double
     assert client.update_config(config_path).success
     assert "task-r2-1" in client.start_recording(config_path).message
     assert client.start_recording(config_path).message == "already recording task task-r2-1"  # duplicate press
-    time.sleep(0.2)
+    time.sleep(0.3)
     status = client.get_status()
     assert status.is_recording and status.active_topics == ["/imu", "/joint_states"]
     assert all(isinstance(n, int) and n > 0 for n in status.batch_sizes)  # array('i') from rosidl, as lists
     stopped = client.stop_recording()
     assert stopped.success and stopped.flushed_batches >= 1
 
-    dataset = recorder.data_dir / "task-r2-1.lance"
+    dataset = shared_ros2_sim.data_dir / "task-r2-1.lance"
     sidecar = Sidecar.read(sidecar_path(dataset))
     assert sidecar.dataset_digest == dataset_digest(dataset)
     assert set(sidecar.topics) == {"/imu", "/joint_states"}
     after = client.get_status()
     assert (after.is_recording, after.dataset_path) == (False, str(dataset))
+    # the recorder really was the ROS 2 node (no HTTP server in that process)
+    assert "axon-sim listening on" not in shared_ros2_sim.log()
 
 
-def test_unavailable_service_is_unreachable_after_bounded_retries(make_client):
-    client = make_client("nobody", timeout_seconds=0.2, retry_attempts=2, backoff_seconds=0.05)
+def test_stop_with_nothing_recording_is_refused_with_the_recorders_reason(shared_ros2_sim, clients):
+    client = client_of(clients, shared_ros2_sim, retry_attempts=3)
+    with pytest.raises(RecorderRefused, match="nothing to stop: recorder is idle") as refused:
+        client.stop_recording()
+    assert refused.value.operation == "stop_recording"
+
+
+def test_unavailable_service_is_unreachable_after_bounded_retries(clients):
+    client = client_of(clients, new_namespace("nobody"), timeout_seconds=0.3, retry_attempts=2, backoff_seconds=0.05)
     started = time.monotonic()
-    with pytest.raises(RecorderUnreachable, match="/nobody/get_status not available within 0.2s after 3 attempt"):
+    with pytest.raises(RecorderUnreachable, match=r"/nobody_\w+/get_status not available within 0.3s after 3 attempt"):
         client.get_status()
     elapsed = time.monotonic() - started
     assert client.attempts == 3
-    assert 0.6 <= elapsed < 2.0, elapsed
+    assert 0.9 <= elapsed < 3.0, elapsed
 
 
-def test_service_slower_than_the_timeout_is_a_timeout_and_its_late_reply_is_ignored(
-    rclpy_double, make_client, recorder
-):
-    servers = serve_recorder(rclpy_double.graph, RecorderServices(recorder), delay=0.6)
-    client = make_client(timeout_seconds=0.2, retry_attempts=3)
+def test_a_recorder_that_comes_up_late_is_reached_by_the_retries(ros2_ready, clients, tmp_path):
+    namespace = new_namespace("late")
+    client = client_of(clients, namespace, timeout_seconds=2.0, retry_attempts=10, backoff_seconds=0.1)
+    sim = spawn_sim("ros2", tmp_path, namespace)  # not up yet: the interpreter and rclpy still load
+    try:
+        status = client.get_status()
+        assert status.is_recording is False
+        assert client.attempts >= 1
+        wait_sim(sim)
+    finally:
+        kill(sim)
+
+
+def test_a_hung_recorder_is_a_timeout_never_repeated_and_its_late_reply_is_ignored(start_ros2_sim, clients):
+    sim = start_ros2_sim()
+    client = client_of(clients, sim, timeout_seconds=1.0, retry_attempts=3)
+    assert client.get_status().is_recording is False
+    os.kill(sim.proc.pid, signal.SIGSTOP)  # the request goes out; nobody answers
+    try:
+        started = time.monotonic()
+        with pytest.raises(RecorderTimeout, match=r"did not answer /sim2_\w+/get_status within 1s"):
+            client.get_status()
+        assert time.monotonic() - started < 1.9
+        assert client.attempts == 2, "a call that went out is never repeated"
+    finally:
+        os.kill(sim.proc.pid, signal.SIGCONT)
+    # the recorder now answers the old request too; the client forgot it, so the next call gets its own reply
+    assert client.get_status().is_recording is False
+    wait_until(lambda: sim.log().count("get_status ->") == 3, timeout=10)
+
+
+def test_recorder_killed_mid_call_is_a_timeout_that_says_so_then_unreachable(start_ros2_sim, clients, write_config):
+    sim = start_ros2_sim()
+    client = client_of(clients, sim, timeout_seconds=7.0, retry_attempts=0)
+    client.start_recording(write_config("task-killed"))
+    os.kill(sim.proc.pid, signal.SIGSTOP)
+    threading.Timer(0.5, sim.proc.kill).start()  # dies with the request in flight, without leaving the graph
     started = time.monotonic()
-    with pytest.raises(RecorderTimeout, match="did not answer /axon/get_status within 0.2s"):
+    with pytest.raises(RecorderTimeout, match="no longer available"):
+        client.get_status()  # the loopback profile's 4 s lease tells the client the peer is gone
+    assert time.monotonic() - started < 8.0
+    started = time.monotonic()
+    with pytest.raises(RecorderUnreachable, match="not available within 7s"):
         client.get_status()
-    assert time.monotonic() - started < 0.6
-    assert client.attempts == 1, "a call that went out is never repeated"
-    # the server answers later; the client has forgotten the request, so nothing completes
-    get_status_client = client._clients["get_status"]
-    wait_until(lambda: get_status_client.ignored_responses == 1, timeout=3)
-    assert servers["get_status"].requests == 1
+    assert time.monotonic() - started < 8.0
 
 
-def test_refused_start_carries_the_recorders_message(rclpy_double, make_client, tmp_path, write_config):
-    recorder = SimulatedRecorder(tmp_path / "faulty", "robot-1", faults={"fail_start": True})
-    serve_recorder(rclpy_double.graph, RecorderServices(recorder))
-    client = make_client()
+def test_refused_start_carries_the_recorders_message(start_ros2_sim, clients, write_config):
+    sim = start_ros2_sim(faults='{"fail_start": true}')
+    client = client_of(clients, sim, retry_attempts=3)
     with pytest.raises(RecorderRefused, match="simulated start failure") as refused:
         client.start_recording(write_config("task-refused"))
     assert refused.value.operation == "start_recording"
     assert client.get_status().last_error.startswith("failed to start recording")
+    assert not any(sim.data_dir.glob("task-refused*"))
 
 
-def test_bad_config_is_refused_before_any_call(rclpy_double, make_client, recorder, tmp_path):
-    servers = serve_recorder(rclpy_double.graph, RecorderServices(recorder))
-    client = make_client()
+def test_bad_config_is_refused_before_any_call(clients, tmp_path):
+    client = client_of(clients, new_namespace("unused"))
     bad = tmp_path / "bad.yaml"
     bad.write_text("task_id: t1\n")  # no device_id
     with pytest.raises(RecordingConfigError, match="device_id"):
         client.start_recording(str(bad))
     with pytest.raises(RecordingConfigError, match="file not found"):
         client.update_config(str(tmp_path / "missing.yaml"))
-    assert servers["start_recording"].requests == servers["update_config"].requests == 0
-    assert recorder.state == "idle"
+    assert client.attempts == 0
 
 
-def test_recorder_dying_mid_recording_fails_status_calls_never_hangs(rclpy_double, make_client, recorder, write_config):
-    serve_recorder(rclpy_double.graph, RecorderServices(recorder))
-    client = make_client(timeout_seconds=0.3, retry_attempts=1, backoff_seconds=0.05)
-    client.start_recording(write_config("task-dies"))
-    for op in SERVICES:
-        rclpy_double.graph.kill(f"/axon/{op}")
-    started = time.monotonic()
-    with pytest.raises(RecorderUnreachable, match="not available"):
-        client.get_status()
-    assert time.monotonic() - started < 2.0
+def test_close_releases_rclpy_only_after_the_last_client_and_only_if_it_initialised_it(shared_ros2_sim, ros2_ready):
+    import rclpy
 
-
-def test_server_dying_with_the_request_in_flight_is_a_timeout_that_says_so(rclpy_double, make_client, recorder):
-    serve_recorder(rclpy_double.graph, RecorderServices(recorder), delay=5.0)
-    client = make_client(timeout_seconds=0.3)
-    threading.Timer(0.1, rclpy_double.graph.kill, args=("/axon/get_status",)).start()
-    with pytest.raises(RecorderTimeout, match="no longer available"):
-        client.get_status()
-
-
-def test_reply_of_the_wrong_shape_is_a_protocol_error(rclpy_double, make_client):
-    # a server of another interface version: its reply lacks fields our GetStatus promises
-    rclpy_double.graph.serve("/axon/get_status", FakeServiceServer(SRV.GetStatus, lambda req: SRV.UpdateConfig.Response()))
-    with pytest.raises(RecorderProtocolError, match="has no field 'is_recording'"):
-        make_client().get_status()
-
-
-def test_close_shuts_everything_down_and_rclpy_only_if_it_initialised_it(rclpy_double, recorder):
-    serve_recorder(rclpy_double.graph, RecorderServices(recorder))
-    first = Ros2Recorder(rclpy_module=rclpy_double, srv_module=SRV)
-    second = Ros2Recorder(rclpy_module=rclpy_double, srv_module=SRV)
-    assert rclpy_double.init_calls == 1 and rclpy_double.ok()
-    spin_thread = first._spin_thread
-    wait_until(lambda: first._executor.spinning)
-
+    assert not rclpy.ok(), "another test left rclpy running"
+    first = Ros2Recorder(shared_ros2_sim.namespace, timeout_seconds=10, retry_attempts=3)
+    second = Ros2Recorder(shared_ros2_sim.namespace, timeout_seconds=10, retry_attempts=3)
+    spinner = first._spinner
+    assert rclpy.ok() and spinner.spinning
     first.close()
     first.close()  # idempotent
-    assert not spin_thread.is_alive() and not first._executor.spinning
-    assert first._node.destroyed and all(c.destroyed for c in first._node.clients)
-    assert rclpy_double.ok(), "the second client still uses the context"
+    assert not spinner.spinning
+    assert rclpy.ok(), "the second client still uses the context"
     assert second.get_status().is_recording is False
     with pytest.raises(RecorderError, match="closed"):
         first.get_status()
-
     second.close()
-    assert rclpy_double.shutdown_calls == 1 and not rclpy_double.ok()
+    assert not rclpy.ok()
 
-
-def test_a_context_the_host_initialised_is_left_running(rclpy_double):
-    rclpy_double.init()
-    with Ros2Recorder(rclpy_module=rclpy_double, srv_module=SRV) as client:
-        assert client._executor.nodes == [client._node]
-    assert rclpy_double.init_calls == 1 and rclpy_double.shutdown_calls == 0 and rclpy_double.ok()
+    rclpy.init()  # a host that initialised rclpy itself keeps it
+    try:
+        with Ros2Recorder(shared_ros2_sim.namespace, timeout_seconds=10, retry_attempts=3) as third:
+            assert third.get_status().is_recording is False
+        assert rclpy.ok()
+    finally:
+        rclpy.shutdown()
 
 
 @pytest.mark.parametrize(
@@ -213,13 +192,22 @@ def test_a_context_the_host_initialised_is_left_running(rclpy_double):
         ({"retry_attempts": -1}, "retry_attempts"),
     ],
 )
-def test_bad_arguments_are_refused_before_rclpy_is_touched(rclpy_double, kwargs, words):
+def test_bad_arguments_are_refused_before_rclpy_is_touched(ros2_ready, kwargs, words):
+    import rclpy
+
     with pytest.raises(ValueError, match=words):
-        Ros2Recorder(rclpy_module=rclpy_double, srv_module=SRV, **kwargs)
-    assert rclpy_double.init_calls == 0 and rclpy_double.nodes == []
+        Ros2Recorder(**kwargs)
+    assert not rclpy.ok()
 
 
-def test_available_topics_come_from_the_ros2_graph(rclpy_double, make_client):
-    rclpy_double.graph.publish("/imu", "sensor_msgs/msg/Imu")
-    rclpy_double.graph.publish("/cmd_vel", "geometry_msgs/msg/Twist", count=0)  # subscribed only
-    assert make_client().available_topics() == {"/imu": "sensor_msgs/msg/Imu"}
+def test_available_topics_come_from_the_ros2_graph(clients):
+    from std_msgs.msg import String
+
+    client = client_of(clients, new_namespace("graph"))
+    topic = f"/{new_namespace('topic')}"
+    publisher = client._node.create_publisher(String, topic, 10)
+    try:
+        topics = wait_until(lambda: client.available_topics().get(topic) and client.available_topics())
+        assert topics[topic] == "std_msgs/msg/String"
+    finally:
+        client._node.destroy_publisher(publisher)

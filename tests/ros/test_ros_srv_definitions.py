@@ -47,6 +47,17 @@ EXPECTED = {
 }
 
 
+# .srv type -> the type rosidl reports for it
+ROSIDL_TYPES = {
+    "bool": "boolean",
+    "string": "string",
+    "int32": "int32",
+    "float64": "double",
+    "string[]": "sequence<string>",
+    "int32[]": "sequence<int32>",
+}
+
+
 def _as_pairs(fields: tuple[SrvField, ...]) -> list[tuple[str, str]]:
     return [(f.type + ("[]" if f.is_array else ""), f.name) for f in fields]
 
@@ -58,18 +69,26 @@ def test_the_srv_files_define_exactly_the_reference_services():
         assert (_as_pairs(specs[name].request), _as_pairs(specs[name].response)) == (request, response), name
 
 
-def test_the_ros2_interface_package_carries_identical_copies_and_builds_all_four():
-    for srv in SRV_DIR.glob("*.srv"):
-        assert (INTERFACES / "srv" / srv.name).read_bytes() == srv.read_bytes(), f"{srv.name} copy differs"
-    assert sorted(p.name for p in (INTERFACES / "srv").glob("*.srv")) == sorted(f"{n}.srv" for n in EXPECTED)
+def test_the_ros2_interface_package_is_a_standard_ament_package_of_our_srv_files():
+    assert not (INTERFACES / "srv").exists(), "the .srv files live in recorder/srv only (one source of truth)"
     cmake = (INTERFACES / "CMakeLists.txt").read_text()
-    assert f"project({PACKAGE})" in cmake
-    generated = re.search(r"rosidl_generate_interfaces\(\$\{PROJECT_NAME\}(.*?)\)", cmake, re.S).group(1)
-    assert sorted(re.findall(r'"srv/(\w+)\.srv"', generated)) == sorted(EXPECTED)
+    assert f"project({PACKAGE})" in cmake and "rosidl_generate_interfaces(${PROJECT_NAME}" in cmake
     package = ET.parse(INTERFACES / "package.xml").getroot()
     assert package.get("format") == "3" and package.findtext("name") == PACKAGE
     assert package.findtext("member_of_group") == "rosidl_interface_packages"
     assert {e.text for e in package.findall("buildtool_depend")} == {"ament_cmake", "rosidl_default_generators"}
+
+
+def test_the_built_ros2_types_have_exactly_the_srv_fields():
+    from axon_dagster.recorder.ros2_env import load_srv_module
+
+    srv = load_srv_module()
+    for name, (request, response) in EXPECTED.items():
+        srv_type = getattr(srv, name)
+        for message, fields in ((srv_type.Request, request), (srv_type.Response, response)):
+            types = message.get_fields_and_field_types()
+            assert list(types) == [field for _t, field in fields], name
+            assert list(types.values()) == [ROSIDL_TYPES[t] for t, _f in fields], name
 
 
 def test_genpy_generates_classes_with_the_srv_fields(tmp_path):

@@ -2,8 +2,9 @@
 
     axon-sim --port 8091 --data-dir .axon/sim/robot-1 --robot-id robot-1 --faults '{"drop_rate": 0.1}'
     ROS_MASTER_URI=http://127.0.0.1:11311 axon-sim --transport ros1 --namespace axon --data-dir DIR
+    ROS_DOMAIN_ID=7 axon-sim --transport ros2 --namespace axon --data-dir DIR
 
-With ``--transport ros1`` the line printed once ready is ``axon-sim serving ROS 1 services under /<ns>/ ...``.
+With ``--transport ros1`` (``ros2``) the line printed once ready is ``axon-sim serving ROS 1 (ROS 2) services under /<ns>/ ...``.
 
 Prints ``axon-sim listening on <url>`` on stdout once it accepts connections (with ``--port 0``
 that line says which port was chosen). Exit status: 0 after Ctrl-C / SIGTERM, 1 after a simulated crash (fault ``die_after_seconds``),
@@ -59,11 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--transport",
         default="http",
-        choices=["http", "ros1"],
+        choices=["http", "ros1", "ros2"],
         help="http: Axon's HTTP RPC on --host/--port (default); ros1: the four ROS services under "
-        "/<namespace>/ as a rospy node of $ROS_MASTER_URI",
+        "/<namespace>/ as a rospy node of $ROS_MASTER_URI; ros2: the same services as an rclpy node "
+        "(DDS settings such as ROS_DOMAIN_ID from the environment)",
     )
-    parser.add_argument("--namespace", default="axon", help="ROS namespace of the services with --transport ros1 (default axon)")
+    parser.add_argument("--namespace", default="axon", help="ROS namespace of the services with --transport ros1/ros2 (default axon)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -89,15 +91,19 @@ def main(argv: list[str] | None = None) -> int:
         except FaultsError as exc:
             parser.error(f"--faults: {exc}")
     data_dir = args.data_dir or Path(".axon") / "sim" / robot_id
-    if args.transport == "ros1":
+    if args.transport in ("ros1", "ros2"):
         from axon_dagster.recorder.srv import validate_namespace
-
-        from .ros1_node import run_ros1
 
         try:
             namespace = validate_namespace(args.namespace)
         except ValueError as exc:
             parser.error(f"--namespace: {exc}")
+        if args.transport == "ros2":
+            from .ros2_node import run_ros2
+
+            return run_ros2(SimulatedRecorder(data_dir, robot_id, faults=faults), namespace)
+        from .ros1_node import run_ros1
+
         return run_ros1(SimulatedRecorder(data_dir, robot_id, faults=faults), namespace)
     try:
         sock = bind_socket(args.host, args.port)

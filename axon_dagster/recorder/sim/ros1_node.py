@@ -174,7 +174,7 @@ def run_ros1(recorder: SimulatedRecorder, namespace: str, *, startup_timeout: fl
     from axon_dagster.recorder.protocol import RecorderError
     from axon_dagster.recorder.ros1 import ensure_node
 
-    from .cli import EXIT_CRASHED, EXIT_USAGE
+    from .cli import EXIT_USAGE
 
     try:
         rospy = ensure_node(startup_timeout, node_name=NODE_NAME)
@@ -183,8 +183,30 @@ def run_ros1(recorder: SimulatedRecorder, namespace: str, *, startup_timeout: fl
         print(f"axon-sim: cannot serve ROS 1: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    def stop_node() -> None:
+        node.shutdown()
+        rospy.signal_shutdown("axon-sim stopping")
+        # rospy's shutdown hooks run in its own threads; give them a moment, never forever
+        time.sleep(0.05)
+
+    # the line a supervisor waits for: every service is advertised by now
+    return serve_until_stopped(
+        recorder,
+        f"axon-sim serving ROS 1 services under /{node.namespace}/ (master {os.environ.get('ROS_MASTER_URI', '')})",
+        alive=lambda: not rospy.is_shutdown(),
+        on_stop=stop_node,
+    )
+
+
+def serve_until_stopped(
+    recorder: SimulatedRecorder, ready_line: str, *, alive: Callable[[], bool] = lambda: True, on_stop: Callable[[], None]
+) -> int:
+    """The ROS modes' main loop: print ``ready_line``, then wait for SIGTERM/SIGINT (exit 0) or a
+    simulated crash (exit 1 on the spot: a crashed recorder leaves its registrations behind)."""
+    from .cli import EXIT_CRASHED
+
     def crash() -> None:
-        logger.error("axon-sim %s: simulated crash (fault die_after_seconds); exiting without unregistering", recorder.robot_id)
+        logger.error("axon-sim %s: simulated crash (fault die_after_seconds); exiting on the spot", recorder.robot_id)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_CRASHED)
@@ -197,17 +219,12 @@ def run_ros1(recorder: SimulatedRecorder, namespace: str, *, startup_timeout: fl
 
     recorder.on_crash = crash
     previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGTERM, signal.SIGINT)}
-    # the line a supervisor waits for: every service is advertised by now
-    print(f"axon-sim serving ROS 1 services under /{node.namespace}/ (master {os.environ.get('ROS_MASTER_URI', '')})", flush=True)
+    print(ready_line, flush=True)
     try:
-        while not stop.is_set() and not rospy.is_shutdown():
+        while not stop.is_set() and alive():
             stop.wait(0.2)
     finally:
-        node.shutdown()
-        rospy.signal_shutdown("axon-sim stopping")
+        on_stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        # rospy's shutdown hooks run in its own threads; give them a moment, never forever
-        time.sleep(0.05)
     return 0
-
