@@ -20,13 +20,22 @@ from .retry import NETWORK_RETRY
 
 class DataFlowConfig(dg.Config):
     task_id: str = Field(description="The EXECUTED task whose recording to move")
+    recording_format: str | None = Field(
+        default=None, description="mcap (Axon v0.4) or lance (Lance-era layout); default: from the recording's path"
+    )
+    recorder_checksum_sha256: str | None = Field(
+        default=None, description="The MCAP's SHA-256 as the recorder reported it, checked besides Axon's sidecar"
+    )
 
 
 @dg.op(retry_policy=NETWORK_RETRY)
 def stage_recording(
     context: dg.OpExecutionContext, config: DataFlowConfig, control_plane: ControlPlaneResource, edge_cache: EdgeCacheResource
 ) -> dict:
-    staged = flow.stage_recording(control_plane.client(), edge_cache.cache(), config.task_id)
+    staged = flow.stage_recording(
+        control_plane.client(), edge_cache.cache(), config.task_id,
+        recording_format=config.recording_format, recorder_checksum=config.recorder_checksum_sha256,
+    )
     context.log_event(
         materialization(
             DATASET,

@@ -14,9 +14,16 @@ EVENTS_PER_TICK = 500
 
 def data_flow_run_request(event: dict) -> dg.RunRequest:
     task_id = event["task_id"]
+    data = event.get("data") or {}
+    config: dict = {"task_id": task_id}
+    # What the agent knows of the recording (an old agent says nothing: the Lance-era layout).
+    if isinstance(data.get("recording_format"), str):
+        config["recording_format"] = data["recording_format"]
+    if isinstance(data.get("checksum_sha256"), str) and data["checksum_sha256"]:
+        config["recorder_checksum_sha256"] = data["checksum_sha256"]
     return dg.RunRequest(
         run_key=f"data_flow:{task_id}",  # one data flow per task, however often the event is seen
-        run_config={"ops": {"stage_recording": {"config": {"task_id": task_id}}}},
+        run_config={"ops": {"stage_recording": {"config": config}}},
         tags={"axon/task_id": task_id, "axon/robot_id": event.get("robot_id") or ""},
     )
 

@@ -3,7 +3,7 @@
 from .errors import DomainError, IllegalTransitionError, InvalidIdError, PlanningError
 from .events import TaskEvent, transition_event_id
 from .ids import validate_id
-from .layout import cloud_dataset_key, report_key, sidecar_key
+from .layout import axon_sidecar_key, cloud_dataset_key, mcap_key, report_key, sidecar_key
 from .model import Batch, Dataset, Order, Requirements, ReviewDecisionFinal, RollupStatus, Task, rollup, utcnow
 from .planning import BatchStrategy, ManualBatch, Plan, TaskTemplate, assign_round_robin, plan_order, plan_tasks
 from .states import (

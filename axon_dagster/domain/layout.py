@@ -30,7 +30,21 @@ def sidecar_key(dataset_key: str) -> str:
     return dataset_key[: -len(".lance")] + ".json" if dataset_key.endswith(".lance") else dataset_key + ".json"
 
 
+def _beside(dataset_key: str, suffix: str) -> str:
+    stem = dataset_key[: -len(".lance")] if dataset_key.endswith(".lance") else dataset_key
+    return stem + suffix
+
+
 def report_key(dataset_key: str) -> str:
     """The inspection report sits beside the dataset too: ``x.lance`` -> ``x.qc.json``."""
-    stem = dataset_key[: -len(".lance")] if dataset_key.endswith(".lance") else dataset_key
-    return stem + ".qc.json"
+    return _beside(dataset_key, ".qc.json")
+
+
+def mcap_key(dataset_key: str) -> str:
+    """The original MCAP recording sits beside its Lance dataset: ``x.lance`` -> ``x.mcap``."""
+    return _beside(dataset_key, ".mcap")
+
+
+def axon_sidecar_key(dataset_key: str) -> str:
+    """Axon's own sidecar of that MCAP: ``x.lance`` -> ``x.axon.json`` (``x.json`` is the dataset's)."""
+    return _beside(dataset_key, ".axon.json")

@@ -2,22 +2,51 @@
 
 Dagster ops call these one each; the rules (what may be uploaded, what a rejection does to the task,
 which digest must match which) live here and in the domain, testable without Dagster.
+
+Two recording layouts arrive:
+
+* Axon v0.4 MCAP (``dataset_path`` = ``<dir>/<task_id>.mcap``, or ``recording_format: "mcap"`` in
+  the EXECUTED event): staging waits until the recording is complete (``.mcap.done`` / Axon's
+  sidecar), verifies Axon's ``checksum_sha256`` (and the one the recorder reported), and ingests the
+  MCAP into a Lance dataset with decoded columns inside the edge cache; the original MCAP and Axon's
+  sidecar stay beside the dataset and are uploaded with it (``x.mcap``, ``x.axon.json``).
+* the Lance-era layout (``<task_id>.lance`` + our sidecar; an event without ``recording_format``).
+
+Either way inspection and upload work on the cached Lance dataset, whose digest is "our digest";
+lineage carries Axon's checksum beside it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from axon_dagster.domain import QcOutcome, Requirements, TaskStatus, cloud_dataset_key, report_key, sidecar_key
+from axon_dagster.domain import (
+    QcOutcome,
+    Requirements,
+    TaskStatus,
+    axon_sidecar_key,
+    cloud_dataset_key,
+    mcap_key,
+    report_key,
+    sidecar_key,
+)
+from axon_dagster.storage.axon_recording import AxonRecordingFiles, AxonSidecar, wait_complete
 from axon_dagster.storage.digest import DigestMismatch
-from axon_dagster.storage.recording import Sidecar, report_path, sidecar_path
+from axon_dagster.storage.recording import Sidecar, axon_sidecar_path, report_path, sidecar_path, source_mcap_path
 
 log = logging.getLogger(__name__)
+
+MCAP, LANCE = "mcap", "lance"
+RECORDING_FORMATS = (MCAP, LANCE)
+# How long staging waits for Axon to finish a recording (close, patch, hash: minutes for a big file).
+RECORDING_WAIT_ENV = "AXON_RECORDING_WAIT_SECONDS"
+DEFAULT_RECORDING_WAIT_S = 600.0
 
 
 class DataFlowError(Exception):
@@ -38,6 +67,8 @@ class StagedRecording:
     size_bytes: int
     requirements: dict[str, Any]
     stage_seconds: float
+    recording_format: str = LANCE
+    axon_checksum_sha256: str = ""  # Axon's checksum of the original MCAP (verified at staging)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -58,6 +89,8 @@ class StagedRecording:
             "scene": self.scene,
             "sub_scene": self.sub_scene,
             "skills": ",".join(self.skills),
+            "recording_format": self.recording_format,
+            **({"axon_checksum_sha256": self.axon_checksum_sha256} if self.axon_checksum_sha256 else {}),
         }
 
 
@@ -74,15 +107,79 @@ class Inspector(Protocol):
     def __call__(self, dataset_path: str, requirements: Requirements) -> Any: ...
 
 
-def stage_recording(control_plane, edge_cache, task_id: str) -> StagedRecording:
-    """Copy (or hardlink) an EXECUTED task's recording into the edge cache, digest-verified."""
+def recording_format_of(dataset_path: str, reported: str | None = None) -> str:
+    """``mcap`` or ``lance``: what the EXECUTED event said, else what the path looks like (an old
+    agent reports no format: the Lance-era layout)."""
+    if reported is not None:
+        if reported not in RECORDING_FORMATS:
+            raise DataFlowError(f"unknown recording_format {reported!r}: expected one of {', '.join(RECORDING_FORMATS)}")
+        return reported
+    return MCAP if str(dataset_path).endswith(".mcap") else LANCE
+
+
+def recording_wait_seconds(environ: dict[str, str] | None = None) -> float:
+    env = os.environ if environ is None else environ
+    raw = env.get(RECORDING_WAIT_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_RECORDING_WAIT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{RECORDING_WAIT_ENV} must be a number of seconds, got {raw!r}") from None
+    if not value >= 0:
+        raise ValueError(f"{RECORDING_WAIT_ENV} must be a non-negative number of seconds, got {raw!r}")
+    return value
+
+
+def mcap_ingester(task: dict[str, Any]):
+    """The ``ingest`` callable for :meth:`EdgeCache.stage_mcap`: MCAP -> Lance with decoded columns,
+    its sidecar labelled with the task's ids (the control plane's, not the robot's say)."""
+
+    def ingest(mcap: Path, lance_dir: Path, sha256: str, axon: AxonSidecar | None) -> Sidecar:
+        from axon_dagster.ingest import ingest_mcap
+
+        metadata = {
+            "order_id": task["order_id"], "batch_id": task["batch_id"], "scene": task["scene"],
+            "sub_scene": task.get("sub_scene") or "", "skills": list(task["skills"]),
+        }
+        return ingest_mcap(mcap, lance_dir, axon_sidecar=axon, task_id=task["task_id"], robot_id=task.get("robot_id") or None,
+                           metadata=metadata, mcap_sha256=sha256).sidecar
+
+    return ingest
+
+
+def stage_recording(
+    control_plane,
+    edge_cache,
+    task_id: str,
+    *,
+    recording_format: str | None = None,
+    recorder_checksum: str | None = None,
+    wait_timeout_s: float | None = None,
+) -> StagedRecording:
+    """Put an EXECUTED task's recording into the edge cache, verified: a Lance-era recording is
+    hardlinked or copied against its sidecar's digests; an Axon MCAP is awaited until complete,
+    checked against Axon's checksum (and ``recorder_checksum``, the EXECUTED event's), and
+    ingested into Lance in the cache (see the module docstring)."""
     task = control_plane.get_task(task_id)
     if task["status"] != TaskStatus.EXECUTED.value:
         raise DataFlowError(f"task {task_id} is {task['status']}, the data flow starts from EXECUTED")
     if not task.get("dataset_path"):
         raise DataFlowError(f"task {task_id} is EXECUTED but reported no dataset_path")
     started = time.monotonic()
-    cached = edge_cache.stage(task["dataset_path"], dataset_id=task_id)
+    fmt = recording_format_of(task["dataset_path"], recording_format)
+    axon_checksum = ""
+    if fmt == MCAP:
+        try:
+            files = AxonRecordingFiles.for_mcap(task["dataset_path"])
+        except ValueError as exc:
+            raise DataFlowError(f"task {task_id}: {exc}") from None
+        wait = recording_wait_seconds() if wait_timeout_s is None else wait_timeout_s
+        wait_complete(files, timeout_s=wait, poll_s=min(1.0, max(0.05, wait / 20)))
+        cached = edge_cache.stage_mcap(files.mcap_path, task_id, ingest=mcap_ingester(task), expected_checksum=recorder_checksum)
+        axon_checksum = _source_facts(cached.path)[1] or (recorder_checksum or "").lower()
+    else:
+        cached = edge_cache.stage(task["dataset_path"], dataset_id=task_id)
     control_plane.dataset_cached(
         task_id,
         task_id=task_id,
@@ -103,9 +200,23 @@ def stage_recording(control_plane, edge_cache, task_id: str) -> StagedRecording:
         size_bytes=cached.size_bytes,
         requirements=task.get("requirements") or {},
         stage_seconds=time.monotonic() - started,
+        recording_format=fmt,
+        axon_checksum_sha256=axon_checksum,
     )
-    log.info("staged %s (%d bytes, digest %s) into %s", task_id, cached.size_bytes, cached.dataset_digest[:12], cached.path)
+    log.info("staged %s (%s, %d bytes, digest %s%s) into %s", task_id, fmt, cached.size_bytes, cached.dataset_digest[:12],
+             f", Axon checksum {axon_checksum[:12]}" if axon_checksum else "", cached.path)
     return staged
+
+
+def _source_facts(cache_path: str | os.PathLike) -> tuple[str, str]:
+    """(recording format, Axon's checksum) of a cached dataset, from its sidecar's ``extra.source``."""
+    try:
+        source = (Sidecar.read(sidecar_path(cache_path)).extra or {}).get("source") or {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return LANCE, ""
+    if source.get("format") != MCAP:
+        return LANCE, ""
+    return MCAP, source.get("axon_checksum_sha256") or ""
 
 
 def load_approved(control_plane, task_id: str, *, require_reviewer: bool = False) -> StagedRecording:
@@ -119,7 +230,10 @@ def load_approved(control_plane, task_id: str, *, require_reviewer: bool = False
             f"reviewed_by {dataset.get('reviewed_by')}): not uploading it"
         )
     task = control_plane.get_task(task_id)
+    fmt, axon_checksum = _source_facts(dataset["cache_path"])
     return StagedRecording(
+        recording_format=fmt,
+        axon_checksum_sha256=axon_checksum,
         task_id=task["task_id"],
         order_id=task["order_id"],
         batch_id=task["batch_id"],
@@ -162,7 +276,10 @@ def verify_cloud_copy(object_store, task: dict[str, Any], dataset: dict[str, Any
     """True when the cloud copy of an UPLOADED task is where its record says and its digest equals
     the digest in the recording's sidecar: the recorder's, or the edge cache's copy of it once the
     cache has taken the recording over (``release_source``)."""
-    candidates = [sidecar_path(p) for p in (task.get("dataset_path"), dataset.get("cache_path")) if p]
+    # An MCAP recording's sidecar beside the recorder's file is Axon's, not the dataset's: only
+    # the cache's copy of the dataset sidecar counts then.
+    paths = [p for p in (task.get("dataset_path"), dataset.get("cache_path")) if p and not str(p).endswith(".mcap")]
+    candidates = [sidecar_path(p) for p in paths]
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         raise DataFlowError(f"no sidecar to verify {task['task_id']} against: none of {[str(c) for c in candidates]} exists")
@@ -170,6 +287,9 @@ def verify_cloud_copy(object_store, task: dict[str, Any], dataset: dict[str, Any
     key = cloud_key(task["scene"], task.get("sub_scene") or "", task["skills"], sidecar)
     if object_store.uri_for(key) != dataset.get("cloud_uri"):
         return False
+    source = (sidecar.extra or {}).get("source") or {}
+    if source.get("format") == MCAP and not object_store.exists(mcap_key(key)):
+        return False  # the original MCAP must sit beside the dataset
     return object_store.verify_dataset(key, sidecar.files) == sidecar.dataset_digest == dataset.get("dataset_digest")
 
 
@@ -184,6 +304,12 @@ def upload_approved(control_plane, edge_cache, object_store, staged: StagedRecor
     object_store.put_file(sidecar_path(cache_path), sidecar_key(key))
     if report_path(cache_path).exists():
         object_store.put_file(report_path(cache_path), report_key(key))
+    # The original recording (for Foxglove and re-ingestion) beside the dataset: put_file verifies
+    # the stored copy's SHA-256 against the cached file, which staging verified against Axon's.
+    if source_mcap_path(cache_path).exists():
+        object_store.put_file(source_mcap_path(cache_path), mcap_key(key))
+        if axon_sidecar_path(cache_path).exists():
+            object_store.put_file(axon_sidecar_path(cache_path), axon_sidecar_key(key))
     digest = object_store.verify_dataset(key, sidecar.files)
     if digest != sidecar.dataset_digest:
         raise DigestMismatch(uri, sidecar.dataset_digest, digest)

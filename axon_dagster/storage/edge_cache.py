@@ -44,7 +44,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ..domain.ids import validate_id
+from .axon_recording import AxonRecordingFiles, AxonSidecar, ChecksumMismatch, IncompleteRecording, SidecarError, completeness_problem
 from .digest import DigestMismatch, digest_of_files, file_sha256
 from .recording import Sidecar, sidecar_path
 
@@ -307,6 +308,106 @@ class EdgeCache:
                 self.root, dataset_id, usage.used_bytes, usage.quota_bytes,
             )
         return entry, True
+
+    def stage_mcap(
+        self,
+        mcap_path: str | os.PathLike,
+        dataset_id: str,
+        *,
+        ingest: Callable[[Path, Path, str, AxonSidecar | None], Sidecar],
+        expected_checksum: str | None = None,
+    ) -> CachedDataset:
+        """Put an Axon MCAP recording (``<task_id>.mcap`` with Axon's sidecar and ``.mcap.done``
+        beside it) into the cache as ``dataset_id``, ingested into Lance. The entry holds::
+
+            <id>.lance/  <id>.json (the dataset's sidecar)  <id>.mcap (the original)  <id>.axon.json (Axon's)
+
+        In a scratch directory: the MCAP (and Axon's sidecar) is hardlinked or copied, the staged
+        copy's SHA-256 checked against Axon's ``checksum_sha256`` and ``expected_checksum`` (what
+        the recorder reported), then ``ingest(staged_mcap, lance_dir, sha256, axon_sidecar)`` builds
+        the dataset and writes its sidecar; the entry appears with one rename. Refuses an incomplete
+        recording (IncompleteRecording), a malformed Axon sidecar (SidecarError) and a checksum
+        mismatch (ChecksumMismatch, a DigestMismatch), leaving nothing behind. Idempotent: the same
+        recording staged again returns the entry; a different one under the same id is a
+        CacheConflict. The recorder's copy is never removed (``release_source`` is for Lance)."""
+        dataset_id = validate_id(dataset_id, "dataset_id")
+        files = AxonRecordingFiles.for_mcap(mcap_path)
+        problem = completeness_problem(files)
+        if problem is not None:
+            raise IncompleteRecording(files.mcap_path, problem)
+        axon = AxonSidecar.read(files.sidecar_path) if files.sidecar_path.exists() else None
+        if axon is not None and axon.mcap_file != files.mcap_path.name:
+            raise SidecarError(str(files.sidecar_path), f"describes {axon.mcap_file!r}, not {files.mcap_path.name!r}")
+        wanted = [(source, sha.lower()) for source, sha in (("sidecar", axon.checksum_sha256 if axon else None),
+                                                             ("recorder", expected_checksum)) if sha]
+
+        existing = self._find(dataset_id)
+        if existing is None and self._entry_dir(dataset_id).exists():
+            existing = self._adopt_orphan(dataset_id)
+        if existing is not None:
+            return self._same_mcap_or_conflict(existing, wanted, files.mcap_path)
+
+        scratch = self._scratch_dir()
+        try:
+            staged_mcap = scratch / f"{dataset_id}.mcap"
+            link = self._same_filesystem(files.mcap_path)
+            linked = self._link_or_copy(files.mcap_path, staged_mcap, try_link=link)
+            if axon is not None:
+                self._link_or_copy(files.sidecar_path, scratch / f"{dataset_id}.axon.json", try_link=link)
+            sha = file_sha256(staged_mcap)
+            for source, want in wanted:
+                if want != sha:
+                    raise ChecksumMismatch(files.mcap_path, want, sha, source)
+            sidecar = ingest(staged_mcap, scratch / f"{dataset_id}.lance", sha, axon)
+            try:
+                os.rename(scratch, self._entry_dir(dataset_id))
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                entry = self._find(dataset_id) or self._adopt_orphan(dataset_id)
+                if entry is None:
+                    raise
+                return self._same_mcap_or_conflict(entry, wanted, files.mcap_path)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        # Durable before indexed, as for copies: the ingested files hold new bytes (the MCAP copy
+        # was fsynced when copied; a linked one is the recorder's inode, still named there).
+        entry_dir = self._entry_dir(dataset_id)
+        for dirpath, _dirs, names in os.walk(entry_dir / f"{dataset_id}.lance"):
+            for name in names:
+                _fsync_file(Path(dirpath, name))
+            _fsync_dir(Path(dirpath))
+        _fsync_file(entry_dir / f"{dataset_id}.json")
+        _fsync_dir(entry_dir)
+        _fsync_dir(self._datasets)
+        ds, sc = self._paths(dataset_id)
+        size = _tree_size(entry_dir) - sc.stat().st_size  # _index_new adds the sidecar's size
+        entry, usage = self._index_new(dataset_id, sidecar.dataset_digest, size)
+        log.info(
+            "staged MCAP recording %s from %s by %s (SHA-256 %s verified against %s), ingested: %d messages, "
+            "%d bytes in the cache, digest %s",
+            dataset_id, files.mcap_path, "link" if linked else "copy", sha[:12],
+            " and ".join(s for s, _ in wanted) or "nothing (no sidecar, no reported checksum)",
+            sidecar.row_count, entry.size_bytes, entry.dataset_digest,
+        )
+        if usage.pressure:
+            log.warning("edge cache %s over quota after staging %s: %d of %d bytes used",
+                        self.root, dataset_id, usage.used_bytes, usage.quota_bytes)
+        return entry
+
+    def _same_mcap_or_conflict(self, entry: CachedDataset, wanted: builtins.list[tuple[str, str]], src: Path) -> CachedDataset:
+        """An entry staged earlier is the same recording when the MCAP SHA-256 it recorded is the
+        checksum Axon gives now."""
+        source = (_read_sidecar(entry.sidecar_path).extra or {}).get("source") or {}
+        have = source.get("mcap_sha256")
+        for _source, want in wanted:
+            if have != want:
+                raise CacheConflict(
+                    f"dataset {entry.dataset_id} is already cached from an MCAP with SHA-256 {have}; "
+                    f"refusing to replace it with {src} (SHA-256 {want})"
+                )
+        log.info("MCAP recording %s already cached (digest %s); staging is a no-op", entry.dataset_id, entry.dataset_digest)
+        return self.get(entry.dataset_id)
 
     def get(self, dataset_id: str) -> CachedDataset:
         """The cached dataset; counts as an access for the lru policy."""

@@ -90,8 +90,22 @@ def sidecar_path(dataset_dir: str | os.PathLike) -> Path:
     return p.with_suffix(".json") if p.suffix == ".lance" else p.with_name(p.name + ".json")
 
 
-def report_path(dataset_dir: str | os.PathLike) -> Path:
-    """``/x/name.lance`` -> ``/x/name.qc.json`` (the inspection report beside the dataset)."""
+def _beside(dataset_dir: str | os.PathLike, suffix: str) -> Path:
     p = Path(dataset_dir)
     stem = p.name[: -len(".lance")] if p.name.endswith(".lance") else p.name
-    return p.with_name(stem + ".qc.json")
+    return p.with_name(stem + suffix)
+
+
+def report_path(dataset_dir: str | os.PathLike) -> Path:
+    """``/x/name.lance`` -> ``/x/name.qc.json`` (the inspection report beside the dataset)."""
+    return _beside(dataset_dir, ".qc.json")
+
+
+def source_mcap_path(dataset_dir: str | os.PathLike) -> Path:
+    """``/x/name.lance`` -> ``/x/name.mcap``: the original MCAP a dataset was ingested from, kept beside it."""
+    return _beside(dataset_dir, ".mcap")
+
+
+def axon_sidecar_path(dataset_dir: str | os.PathLike) -> Path:
+    """``/x/name.lance`` -> ``/x/name.axon.json``: Axon's sidecar of that MCAP (``name.json`` is the dataset's)."""
+    return _beside(dataset_dir, ".axon.json")
