@@ -200,6 +200,8 @@ def lance_dataset_metadata(dataset_path: str | os.PathLike) -> dict[str, Any]:
     """The ``lance_dataset`` asset's metadata, after checking the dataset against its sidecar's
     digest: path, size, topics, time range, schema and the recording config it was made with."""
     path = Path(dataset_path)
+    if path.suffix == ".mcap":
+        return mcap_recording_metadata(path)
     side = sidecar_path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"no Lance dataset at {path}")
@@ -226,6 +228,36 @@ def lance_dataset_metadata(dataset_path: str | os.PathLike) -> dict[str, Any]:
         "dagster/column_schema": schema,
         "recording_config": dg.MetadataValue.json(sidecar.metadata),
         "dataset_digest": sidecar.dataset_digest,
+    }
+
+
+def mcap_recording_metadata(mcap_path: str | os.PathLike) -> dict[str, Any]:
+    """The recording asset's metadata for an Axon MCAP, after checking it is complete and matches
+    Axon's checksum: what Axon's sidecar (or, without one, the MCAP's axon.* records) says."""
+    from axon_dagster.storage.axon_recording import AxonRecordingFiles, IncompleteRecording, completeness_problem, load_sidecar, verify_checksum
+
+    files = AxonRecordingFiles.for_mcap(mcap_path)
+    problem = completeness_problem(files)
+    if problem is not None:
+        raise IncompleteRecording(files.mcap_path, problem)
+    sha = verify_checksum(files)  # ChecksumMismatch if the file changed since Axon hashed it
+    axon = load_sidecar(files)
+    rec = axon.recording
+    return {
+        "dataset_path": dg.MetadataValue.path(str(files.mcap_path)),
+        "recording_format": "mcap",
+        "task_id": axon.task_id,
+        "robot_id": axon.device.device_id,
+        "size_bytes": files.mcap_path.stat().st_size,
+        "row_count": rec.message_count,
+        "topics": dg.MetadataValue.json(sorted(axon.topic_counts())),
+        "topic_message_counts": dg.MetadataValue.json(dict(sorted(axon.topic_counts().items()))),
+        "start_time": rec.recording_started_at,
+        "end_time": rec.recording_finished_at,
+        "duration_seconds": rec.duration_sec,
+        "recording_config": dg.MetadataValue.json(axon.to_dict()["task"]),
+        "axon_checksum_sha256": rec.checksum_sha256 or "",
+        "mcap_sha256": sha,
     }
 
 

@@ -85,9 +85,9 @@ class Sidecar:
 
 
 def sidecar_path(dataset_dir: str | os.PathLike) -> Path:
-    """``/x/name.lance`` -> ``/x/name.json``."""
+    """``/x/name.lance`` -> ``/x/name.json``; ``/x/name.mcap`` -> ``/x/name.json`` (Axon's naming)."""
     p = Path(dataset_dir)
-    return p.with_suffix(".json") if p.suffix == ".lance" else p.with_name(p.name + ".json")
+    return p.with_suffix(".json") if p.suffix in (".lance", ".mcap") else p.with_name(p.name + ".json")
 
 
 def _beside(dataset_dir: str | os.PathLike, suffix: str) -> Path:
