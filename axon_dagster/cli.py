@@ -107,12 +107,15 @@ def cmd_dev(args) -> int:
 
     from axon_dagster.collectors import SimulatedCollector
     from axon_dagster.fleet import SimulatedFleet
+    from axon_dagster.recorder.ros2_env import reserve_domain_id
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="axon-dev-")).resolve()
-    with SimulatedFleet(workdir, robots=args.robots, control_plane_port=args.api_port) as fleet:
+    with SimulatedFleet(workdir, robots=args.robots, control_plane_port=args.api_port, transport=args.transport) as fleet:
         stop = threading.Event()
         for robot in fleet.robot_processes:
             SimulatedCollector(robot.edge_url, f"collector-{robot.robot_id}", stop_event=stop).start()
+        # whatever speaks ROS 2 here stays on loopback, in the fleet's domain (ros2) or one of its own
+        domain = None if "ROS_DOMAIN_ID" in fleet.ros_env else reserve_domain_id()
         env = {
             **os.environ,
             "AXON_CONTROL_PLANE_URL": fleet.control_plane_url,
@@ -120,13 +123,20 @@ def cmd_dev(args) -> int:
             "AXON_EDGE_CACHE_DIR": str(workdir / "edge-cache"),
             "AXON_OBJECT_STORE_URL": f"file://{workdir / 'cloud'}",
             "AXON_RECORDER_URL": fleet.robot_processes[0].recorder_url if fleet.robot_processes else "",
+            "AXON_RECORDER_TRANSPORT": args.transport,
+            "AXON_RECORDER_NAMESPACE": fleet.robot_processes[0].recorder_namespace if fleet.robot_processes else "",
             "DAGSTER_HOME": str(workdir / "dagster-home"),
+            **fleet.ros_env,
+            **(domain.env() if domain is not None else {}),
         }
+        if args.transport == "http":
+            del env["AXON_RECORDER_NAMESPACE"]
         Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
         print(f"control plane {fleet.control_plane_url} (admin token in {workdir / 'admin-token'})")
         (workdir / "admin-token").write_text(fleet.admin_token)
         for robot in fleet.robot_processes:
-            print(f"{robot.robot_id}: edge agent {robot.edge_url}, recorder {robot.recorder_url}")
+            print(f"{robot.robot_id}: edge agent {robot.edge_url}, recorder {robot.recorder_url or '/' + robot.recorder_namespace + '/'}")
+        print(f"ROS 2 on loopback only, ROS_DOMAIN_ID {env['ROS_DOMAIN_ID']}")
         print(f"Dagster UI on http://127.0.0.1:{args.ui_port} — launch order_processing from the launchpad; Ctrl-C stops all")
         try:
             return subprocess.call(
@@ -136,6 +146,8 @@ def cmd_dev(args) -> int:
             return 0
         finally:
             stop.set()
+            if domain is not None:
+                domain.release()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="http",
         choices=["http", "ros1", "ros2"],
         help="how edge agents reach their recorders: Axon HTTP RPC, or ROS 1 services on a real rosmaster "
-        "the demo starts (ros2 needs rclpy)",
+        "the demo starts, or ROS 2 services (rclpy nodes on loopback, in a ROS_DOMAIN_ID of the demo's own)",
     )
     demo.set_defaults(func=cmd_demo)
 
@@ -167,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--workdir")
     dev.add_argument("--api-port", type=int, default=8000)
     dev.add_argument("--ui-port", type=int, default=3000)
+    dev.add_argument("--transport", default="http", choices=["http", "ros1", "ros2"], help="as for demo")
     dev.set_defaults(func=cmd_dev)
 
     api = sub.add_parser("api", help="serve the control-plane API")

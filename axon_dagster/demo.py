@@ -33,7 +33,7 @@ class DemoOptions:
     workdir: Path | None = None
     json_path: Path | None = None
     timeout_seconds: float = 110.0
-    transport: str = "http"  # how edge agents reach their recorders: http | ros1 (ros2 needs rclpy)
+    transport: str = "http"  # how edge agents reach their recorders: http | ros1 | ros2
     order_id: str = field(default_factory=lambda: time.strftime("demo-%Y%m%d-%H%M%S"))
 
 
@@ -118,7 +118,7 @@ def run_demo(options: DemoOptions, progress=None) -> DemoResult:
 
         os.environ["AXON_ADMIN_TOKEN"] = fleet.admin_token
         os.environ.setdefault("AXON_UPLOAD_STATE_DIR", str(workdir / "upload-state"))
-        os.environ.update(fleet.ros_env)  # ros1: this process's recorder resource uses the fleet's master
+        os.environ.update(fleet.ros_env)  # this process's recorder resource joins the fleet's master (ros1) / domain (ros2)
         first = fleet.robot_processes[0]
         defs = build_definitions(
             {
@@ -127,8 +127,8 @@ def run_demo(options: DemoOptions, progress=None) -> DemoResult:
                 "object_store": ObjectStoreResource(url=f"file://{workdir / 'cloud'}"),
                 "inspection": InspectionResource(runner="native"),
                 "recorder": (
-                    RecorderResource(transport="ros1", namespace=first.recorder_namespace)
-                    if options.transport == "ros1"
+                    RecorderResource(transport=options.transport, namespace=first.recorder_namespace)
+                    if options.transport in ("ros1", "ros2")
                     else RecorderResource(url=first.recorder_url)
                 ),
             }
@@ -188,15 +188,12 @@ def check_transport(transport: str) -> None:
     if transport not in DEMO_TRANSPORTS:
         raise DemoTransportUnavailable(f"unknown transport {transport!r}; choose one of {', '.join(DEMO_TRANSPORTS)}")
     if transport == "ros2":
+        from axon_dagster.recorder.ros2_env import Ros2Unavailable, load_srv_module
+
         try:
-            import rclpy  # noqa: F401
-        except ImportError:
-            raise DemoTransportUnavailable(
-                "--transport ros2 needs rclpy, which is not installed on this machine (source a ROS 2 setup); "
-                "use --transport ros1 or http"
-            ) from None
-        # rclpy exists, but the simulator has no ROS 2 mode yet
-        raise DemoTransportUnavailable("--transport ros2: the recorder simulator has no ROS 2 mode yet; use ros1 or http")
+            load_srv_module()  # rclpy there, and our interface package built (or buildable: built now)
+        except Ros2Unavailable as exc:
+            raise DemoTransportUnavailable(f"--transport ros2: {exc}") from None
     if transport == "ros1":
         from axon_dagster.recorder.ros1_env import ros1_available
 

@@ -43,7 +43,7 @@ def wait_healthy(url: str, process: subprocess.Popen | None = None, timeout: flo
     raise TimeoutError(f"{url} not healthy after {timeout:.0f}s")
 
 
-FLEET_TRANSPORTS = ("http", "ros1")
+FLEET_TRANSPORTS = ("http", "ros1", "ros2")
 
 
 def wait_for_log_line(text: str, process: subprocess.Popen, log_path: Path, timeout: float = 90.0) -> None:
@@ -63,11 +63,11 @@ def wait_for_log_line(text: str, process: subprocess.Popen, log_path: Path, time
 class RobotProcesses:
     robot_id: str
     token: str
-    recorder_url: str  # "" with the ros1 transport
+    recorder_url: str  # "" with the ros1/ros2 transports
     edge_url: str
     data_dir: Path
     processes: list[subprocess.Popen] = field(default_factory=list)
-    recorder_namespace: str = ""  # ROS namespace of the recorder's services (ros1)
+    recorder_namespace: str = ""  # ROS namespace of the recorder's services (ros1/ros2)
 
 
 @dataclass
@@ -79,8 +79,9 @@ class SimulatedFleet:
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     control_plane_port: int | None = None
     sim_faults: dict[str, str] = field(default_factory=dict)  # robot_id -> faults JSON
-    # How agents reach their recorders: "http" (Axon HTTP RPC) or "ros1" (a real rosmaster, each
-    # robot's recorder serving ROS 1 services under robot_N/axon).
+    # How agents reach their recorders: "http" (Axon HTTP RPC), "ros1" (a real rosmaster, each
+    # robot's recorder serving ROS 1 services under robot_N/axon) or "ros2" (each recorder an rclpy
+    # node serving ROS 2 services under robot_N/axon, on loopback in a domain of the fleet's own).
     transport: str = "http"
 
     def __post_init__(self) -> None:
@@ -90,7 +91,9 @@ class SimulatedFleet:
         self.control_plane_url = ""
         self.robot_processes: list[RobotProcesses] = []
         self._processes: list[subprocess.Popen] = []
-        self.ros_env: dict[str, str] = {}  # ROS_MASTER_URI & co. of the fleet's rosmaster (ros1)
+        # ROS_MASTER_URI & co. of the fleet's rosmaster (ros1); ROS_DOMAIN_ID & co. (ros2)
+        self.ros_env: dict[str, str] = {}
+        self._domain = None
         if self.transport not in FLEET_TRANSPORTS:
             raise ValueError(f"unknown fleet transport {self.transport!r}; available: {', '.join(FLEET_TRANSPORTS)}")
 
@@ -133,6 +136,8 @@ class SimulatedFleet:
         admin = ControlPlaneClient(self.control_plane_url, token=self.admin_token)
         if self.transport == "ros1":
             self._start_rosmaster()
+        elif self.transport == "ros2":
+            self._reserve_ros2_domain()
 
         pending: list[tuple[str, subprocess.Popen, Path]] = []
         ros_pending: list[tuple[str, subprocess.Popen, Path]] = []
@@ -151,11 +156,13 @@ class SimulatedFleet:
             sim_argv = [py, "-m", "axon_dagster.recorder.sim.cli", "--data-dir", str(data_dir / "recordings"), "--robot-id", robot_id]
             edge_argv = [py, "-m", "axon_edge.cli", "run", "--robot-id", robot_id, "--control-plane-url", self.control_plane_url,
                          "--data-dir", str(data_dir / "edge"), "--port", str(edge_port), "--poll-interval", "0.5"]
-            if self.transport == "ros1":
+            if self.transport in ("ros1", "ros2"):
                 robot.recorder_url = ""
                 robot.recorder_namespace = f"{robot_id.replace('-', '_')}/axon"
-                sim_argv += ["--transport", "ros1", "--namespace", robot.recorder_namespace]
-                edge_argv += ["--recorder-transport", "ros1", "--recorder-namespace", robot.recorder_namespace]
+                sim_argv += ["--transport", self.transport, "--namespace", robot.recorder_namespace]
+                edge_argv += ["--recorder-transport", self.transport, "--recorder-namespace", robot.recorder_namespace]
+                if self.transport == "ros2":
+                    edge_argv += ["--teleop", "ros2"]
             else:
                 sim_argv += ["--host", "127.0.0.1", "--port", str(sim_port)]
                 edge_argv += ["--recorder-url", robot.recorder_url]
@@ -165,8 +172,8 @@ class SimulatedFleet:
             edge, edge_log = self._spawn(f"{robot_id}-edge", edge_argv, {"AXON_ROBOT_TOKEN": token, **self.ros_env})
             robot.processes = [sim, edge]
             self.robot_processes.append(robot)
-            if self.transport == "ros1":
-                ros_pending.append((f"serving ROS 1 services under /{robot.recorder_namespace}/", sim, sim_log))
+            if self.transport in ("ros1", "ros2"):
+                ros_pending.append((f"serving ROS {self.transport[-1]} services under /{robot.recorder_namespace}/", sim, sim_log))
             else:
                 pending.append((f"{robot.recorder_url}/health", sim, sim_log))
             pending.append((f"{robot.edge_url}/healthz", edge, edge_log))
@@ -203,6 +210,15 @@ class SimulatedFleet:
             time.sleep(0.1)
         log.info("rosmaster up at %s", uri)
 
+    def _reserve_ros2_domain(self) -> None:
+        """A ROS_DOMAIN_ID of the fleet's own (held until :meth:`stop`), DDS on loopback only."""
+        from axon_dagster.recorder.ros2_env import load_srv_module, reserve_domain_id
+
+        load_srv_module()  # a clear error now where ROS 2 is missing; builds the interface package once, not per child
+        self._domain = reserve_domain_id()
+        self.ros_env = self._domain.env()
+        log.info("ROS 2 graph on loopback, ROS_DOMAIN_ID %d", self._domain.domain_id)
+
     def stop(self) -> None:
         for proc in reversed(self._processes):
             if proc.poll() is None:
@@ -218,6 +234,9 @@ class SimulatedFleet:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self._processes.clear()
+        if self._domain is not None:
+            self._domain.release()
+            self._domain = None
 
     def admin_client(self):
         from axon_dagster.api.client import ControlPlaneClient

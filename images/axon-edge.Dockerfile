@@ -1,16 +1,18 @@
 # syntax=docker/dockerfile:1.7
-# axon-edge: the robot-side agent on a ROS 2 Jazzy base (rclpy path for the recorder's ROS
-# services). Only the bare package is installed: no Dagster, Ray or Daft on a robot.
+# axon-edge: the robot-side agent with ROS 2 (Kilted) from the PyPI wheels — rclpy + Fast DDS for
+# the recorder's ROS 2 services and ROS 2 teleop — and our interface package (axon_recorder_msgs)
+# built from the .srv files at image build time. No Dagster, Ray or Daft on a robot.
 #   docker build -f images/axon-edge.Dockerfile -t axon-edge:0.1.0 .
-# Pin by digest in production: --build-arg ROS_IMAGE=ros:jazzy-ros-base-noble@sha256:...
-ARG ROS_IMAGE=ros:jazzy-ros-base-noble
+# Python 3.11: the ROS 2 wheels are cp311. Pin by digest in production:
+#   --build-arg PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:...
+ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
-FROM ${ROS_IMAGE} AS build
+FROM ${PYTHON_IMAGE} AS build
+# rosidl generates C/C++ for the interface package: compilers, CMake and Ninja (build stage only)
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3-venv python3-pip \
+ && apt-get install -y --no-install-recommends gcc g++ cmake ninja-build \
  && rm -rf /var/lib/apt/lists/*
-# --system-site-packages: rclpy and the message packages come from /opt/ros/jazzy.
-RUN python3 -m venv --system-site-packages /opt/venv
+RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -18,11 +20,14 @@ WORKDIR /src
 COPY pyproject.toml README.md* ./
 COPY axon_dagster ./axon_dagster
 COPY edge ./edge
-RUN pip install . \
- && python -c "import axon_edge" \
+# the interface package goes to /opt/venv/axon-build/ros2_msgs (the venv's build cache), so the
+# runtime stage gets it with the venv; the import check proves rclpy loads it
+RUN pip install '.[ros2]' \
+ && python -m axon_dagster.recorder.ros2_build \
+ && python -c "import axon_edge; from axon_dagster.recorder.ros2_env import load_srv_module; load_srv_module()" \
  && ! python -c "import dagster" 2>/dev/null
 
-FROM ${ROS_IMAGE} AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 axon \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/axon --create-home --shell /usr/sbin/nologin axon \
  && mkdir -p /data/edge /data/recordings \
@@ -33,12 +38,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     AXON_EDGE_DATA_DIR=/data/edge \
     AXON_EDGE_PORT=8090 \
+    RMW_IMPLEMENTATION=rmw_fastrtps_cpp \
     ROS_HOME=/tmp/ros \
     ROS_LOG_DIR=/tmp/ros/log
 # No secrets here: the robot token comes from a Kubernetes Secret at run time.
 USER 10001:10001
 WORKDIR /home/axon
 EXPOSE 8090
-# The ROS base image's entrypoint sources /opt/ros/$ROS_DISTRO/setup.bash, then runs the command.
-ENTRYPOINT ["/ros_entrypoint.sh"]
 CMD ["axon-edge", "run"]

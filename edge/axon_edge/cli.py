@@ -58,9 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--teleop",
         default=env("AXON_TELEOP", "http"),
-        choices=["http", "ros1"],
-        help="teleop device transport: http (POST /teleop, always served) or ros1 (also listen on "
-        "/teleop/recording_commands; ROS_MASTER_URI from the env) [AXON_TELEOP, default http]",
+        choices=["http", "ros1", "ros2"],
+        help="teleop device transport: http (POST /teleop, always served), ros1 or ros2 (also listen on "
+        "/teleop/recording_commands; ROS_MASTER_URI / ROS_DOMAIN_ID & co. from the env) [AXON_TELEOP, default http]",
     )
     run.add_argument(
         "--supervision-interval",
@@ -97,11 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     supervision_interval = _number(parser, args.supervision_interval, "--supervision-interval", float)
     if supervision_interval <= 0:
         parser.error(f"--supervision-interval must be positive, got {supervision_interval}")
-    if args.recorder_transport == "ros2":
+    if "ros2" in (args.recorder_transport, args.teleop):
+        from axon_dagster.recorder.ros2_env import Ros2Unavailable, import_rclpy, load_srv_module
+
         try:
-            import rclpy  # noqa: F401
-        except ImportError:
-            parser.error("--recorder-transport ros2 needs rclpy, which is not installed here (source a ROS 2 setup)")
+            # the recorder client needs our interface package too (built now if it is missing)
+            load_srv_module() if args.recorder_transport == "ros2" else import_rclpy()
+        except Ros2Unavailable as exc:
+            parser.error(f"ROS 2 (--recorder-transport/--teleop ros2): {exc}")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return run_agent(

@@ -46,7 +46,7 @@ def build_agent(
     **agent_options,
 ) -> EdgeAgent:
     """``recorder_transport``: ``http`` (Axon HTTP RPC at ``recorder_url``), ``ros1`` or ``ros2``
-    (the recorder's services under ``/<recorder_namespace>/``; ROS_MASTER_URI from the env)."""
+    (the recorder's services under ``/<recorder_namespace>/``; ROS_MASTER_URI, ROS_DOMAIN_ID & co. from the env)."""
     control_plane = EdgeSyncClient(control_plane_url, token)
     if recorder_transport == "ros1":
         try:
@@ -118,8 +118,8 @@ def start_agent_in_thread(
         local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         agent.callback_base_url = f"http://{'[' + local + ']' if ':' in local else local}:{actual_port}"
     listener = None
-    if teleop == "ros1":
-        listener = RosTeleopListener(agent)
+    if teleop in ("ros1", "ros2"):
+        listener = RosTeleopListener(agent, generation=teleop)
         try:
             listener.start()
         except BaseException:

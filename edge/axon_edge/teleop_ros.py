@@ -1,4 +1,4 @@
-"""Teleop over ROS 1: the handheld device publishes start/stop presses on a topic.
+"""Teleop over ROS (1 or 2): the handheld device publishes start/stop presses on a topic.
 
     /teleop/recording_commands   std_msgs/String   {"task_id": "...", "command": "start" | "stop"}
     /teleop/recording_feedback   std_msgs/String   {"task_id", "command", "ok", "error", "status"}
@@ -8,8 +8,11 @@ is harmless and a stop for a task that is not recording is refused with the same
 command gets one feedback message (``ok`` false with ``error`` when refused or malformed), so the
 device can show what happened; refusals are logged too.
 
-rospy is imported only when this listener is started (``axon-edge run --teleop ros1``); it shares
-the process's one rospy node with the ros1 recorder client (``ROS_MASTER_URI`` from the env).
+The ROS library is imported only when this listener is started: ``axon-edge run --teleop ros1``
+shares the process's one rospy node with the ros1 recorder client (``ROS_MASTER_URI`` from the
+env); ``--teleop ros2`` runs an rclpy node of its own (a subscription and a publisher, spun in a
+background thread) in the process's rclpy context, shared with the ros2 recorder client (DDS
+settings such as ``ROS_DOMAIN_ID`` from the env).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ log = logging.getLogger(__name__)
 
 COMMAND_TOPIC = "/teleop/recording_commands"
 FEEDBACK_TOPIC = "/teleop/recording_feedback"
-TELEOP_TRANSPORTS = ("http", "ros1")  # http is always served; ros1 adds this listener
+TELEOP_TRANSPORTS = ("http", "ros1", "ros2")  # http is always served; ros1/ros2 add this listener
+QUEUE_DEPTH = 20
 
 
 def ensure_ros1_node(timeout_seconds: float) -> Any:
@@ -51,27 +55,62 @@ def ensure_ros1_node(timeout_seconds: float) -> Any:
 
 
 class TeleopUnavailable(EdgeError):
-    """The ROS teleop listener cannot start (no ROS 1, no master)."""
+    """The ROS teleop listener cannot start (no ROS 1 or ROS 2 here, no master)."""
 
 
 class RosTeleopListener:
+    """``generation``: ``ros1`` (rospy) or ``ros2`` (rclpy)."""
+
     def __init__(
         self,
         agent: "EdgeAgent",
         *,
+        generation: str = "ros1",
         command_topic: str = COMMAND_TOPIC,
         feedback_topic: str = FEEDBACK_TOPIC,
         timeout_seconds: float = 10.0,
     ):
+        if generation not in ("ros1", "ros2"):
+            raise ValueError(f"unknown ROS generation {generation!r} for teleop; expected ros1 or ros2")
         self.agent = agent
+        self.generation = generation
         self.command_topic = command_topic
         self.feedback_topic = feedback_topic
         self.timeout_seconds = timeout_seconds
         self._subscriber: Any = None
         self._publisher: Any = None
         self._String: Any = None
+        self._spinner: Any = None
 
     def start(self) -> None:
+        if self.generation == "ros2":
+            self._start_ros2()
+        else:
+            self._start_ros1()
+        log.info(
+            "listening for teleop commands on %s topic %s (feedback on %s)",
+            self.generation.upper().replace("ROS", "ROS "), self.command_topic, self.feedback_topic,
+        )
+
+    def _start_ros2(self) -> None:
+        import os
+
+        from axon_dagster.recorder.ros2_env import Ros2Unavailable, SpinningNode
+
+        try:
+            self._spinner = SpinningNode(f"axon_edge_teleop_{os.getpid()}", shutdown_timeout=self.timeout_seconds)
+            from std_msgs.msg import String
+        except (Ros2Unavailable, ImportError) as exc:
+            if self._spinner is not None:
+                self._spinner.close()
+                self._spinner = None
+            raise TeleopUnavailable(f"cannot listen for teleop on ROS 2 topic {self.command_topic}: {exc}") from None
+        self._String = String
+        node = self._spinner.node
+        self._publisher = node.create_publisher(String, self.feedback_topic, QUEUE_DEPTH)
+        self._subscriber = node.create_subscription(String, self.command_topic, self._on_message, QUEUE_DEPTH)
+
+    def _start_ros1(self) -> None:
         from axon_dagster.recorder.protocol import RecorderError
         from axon_dagster.recorder.ros1_env import Ros1Unavailable, import_ros1
 
@@ -80,11 +119,15 @@ class RosTeleopListener:
             self._String = import_ros1("std_msgs.msg").String
         except (Ros1Unavailable, RecorderError) as exc:
             raise TeleopUnavailable(f"cannot listen for teleop on ROS topic {self.command_topic}: {exc}") from None
-        self._publisher = rospy.Publisher(self.feedback_topic, self._String, queue_size=20)
-        self._subscriber = rospy.Subscriber(self.command_topic, self._String, self._on_message, queue_size=20)
-        log.info("listening for teleop commands on ROS topic %s (feedback on %s)", self.command_topic, self.feedback_topic)
+        self._publisher = rospy.Publisher(self.feedback_topic, self._String, queue_size=QUEUE_DEPTH)
+        self._subscriber = rospy.Subscriber(self.command_topic, self._String, self._on_message, queue_size=QUEUE_DEPTH)
 
     def stop(self) -> None:
+        if self._spinner is not None:  # ros2: the node takes its subscription and publisher with it
+            spinner, self._spinner = self._spinner, None
+            self._subscriber = self._publisher = None
+            spinner.close()
+            return
         for handle in (self._subscriber, self._publisher):
             if handle is not None:
                 try:
@@ -93,7 +136,7 @@ class RosTeleopListener:
                     log.debug("unregister failed: %s", exc)
         self._subscriber = self._publisher = None
 
-    # rospy calls this on the subscriber's own thread, one message at a time.
+    # rospy calls this on the subscriber's own thread, rclpy on the node's executor thread; one message at a time.
     def _on_message(self, message: Any) -> None:
         feedback = self.handle(getattr(message, "data", message))
         self._publish(feedback)

@@ -379,7 +379,7 @@ def test_edge_agent_contract(render):
     assert pod["nodeSelector"] == {"axon.io/robot": "amr-0042"}
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
     (agent,) = pod["containers"]
-    assert agent["args"] == ["axon-edge", "run"] and "command" not in agent  # keep the ROS entrypoint
+    assert agent["args"] == ["axon-edge", "run"] and "command" not in agent  # the image's CMD, overridable
     env = {e["name"]: e for e in agent["env"]}
     assert env["AXON_ROBOT_ID"]["value"] == "amr-0042"
     assert env["AXON_CONTROL_PLANE_URL"]["value"] == "https://axon.example.com"
@@ -428,6 +428,12 @@ def test_edge_recorder_and_teleop_transports(render):
     assert (env["AXON_RECORDER_TRANSPORT"], env["AXON_RECORDER_NAMESPACE"], env["AXON_TELEOP"]) == ("ros1", "rec", "ros1")
     assert env["AXON_SUPERVISION_INTERVAL"] == "2" and env["ROS_MASTER_URI"] == "http://127.0.0.1:11311"
     assert "AXON_RECORDER_URL" not in env
+    # ros2 recorder + ros2 teleop (ci/ros2-values.yaml): domain, discovery on the robot, no master, no URL.
+    env = _agent_env(_edge(render, "ros2-values", release="amr-ros2-0017"))
+    assert (env["AXON_RECORDER_TRANSPORT"], env["AXON_RECORDER_NAMESPACE"], env["AXON_TELEOP"]) == ("ros2", "axon", "ros2")
+    assert (env["ROS_DOMAIN_ID"], env["ROS_AUTOMATIC_DISCOVERY_RANGE"], env["FASTDDS_BUILTIN_TRANSPORTS"]) == ("17", "LOCALHOST", "UDPv4")
+    assert "ROS_MASTER_URI" not in env and "AXON_RECORDER_URL" not in env
+    assert "ROS_AUTOMATIC_DISCOVERY_RANGE" not in _agent_env(_edge(render, "production-like-values", release="amr-0042"))
     # HTTP recorder (simulator) with ROS 1 teleop and a fractional supervision interval.
     env = _agent_env(_edge(render, "multi-robot-values", release="robot-2"))
     assert (env["AXON_RECORDER_TRANSPORT"], env["AXON_TELEOP"], env["AXON_SUPERVISION_INTERVAL"]) == ("http", "ros1", "0.5")
@@ -513,7 +519,8 @@ def test_edge_one_release_per_robot_never_collides(render):
     ("axon-edge", ["robotId=Robot_1", "controlPlaneUrl=http://x"], ["/robotId"]),
     ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=ftp://x"], ["/controlPlaneUrl"]),
     ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "recorder.transport=ros3"], ["/recorder/transport"]),
-    ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "teleop.transport=ros2"], ["/teleop/transport"]),
+    ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "teleop.transport=ros3"], ["/teleop/transport"]),
+    ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "ros.automaticDiscoveryRange=LAN"], ["/ros/automaticDiscoveryRange"]),
     ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "recorder.namespace=1axon"], ["/recorder/namespace"]),
     ("axon-edge", ["robotId=robot-1", "controlPlaneUrl=http://x", "recorder.supervisionIntervalSeconds=0"],
      ["/recorder/supervisionIntervalSeconds"]),

@@ -1,6 +1,7 @@
-"""Teleop over ROS 1, all real processes on a real rosmaster: the recorder simulator serving its
-ROS 1 services under ``robot_1/axon``, ``axon-edge run --recorder-transport ros1 --teleop ros1``,
-and a teleop device node publishing on /teleop/recording_commands and reading the feedback."""
+"""Teleop over ROS 1 and ROS 2, all real processes: the recorder simulator serving its ROS services
+under ``robot_1/axon``, ``axon-edge run --recorder-transport rosN --teleop rosN``, and a teleop
+device node publishing on /teleop/recording_commands and reading the feedback — on a real
+rosmaster (ROS 1) or on the run's loopback DDS domain (ROS 2)."""
 
 from __future__ import annotations
 
@@ -24,13 +25,15 @@ def _child_env(ros_master: dict[str, str], **extra: str) -> dict[str, str]:
     return {**env, **ros_master, **extra}
 
 
-@pytest.fixture
-def ros_robot(edge_env, ros_master, tmp_path):
-    """The ROS 1 simulator and the agent (ros1 recorder + ros1 teleop) as processes."""
+@pytest.fixture(params=["ros1", "ros2"])
+def ros_robot(request, edge_env, ros_master, tmp_path):
+    """The simulator and the agent (recorder + teleop over the same ROS generation) as processes;
+    yields (generation, agent url, agent log)."""
+    generation = request.param
     children: list[subprocess.Popen] = []
     sim_log = tmp_path / "sim.log"
     sim = subprocess.Popen(
-        [*axon_sim_command(), "--transport", "ros1", "--namespace", NAMESPACE,
+        [*axon_sim_command(), "--transport", generation, "--namespace", NAMESPACE,
          "--data-dir", str(tmp_path / "recordings"), "--robot-id", edge_env.robot_id],
         env=_child_env(ros_master), stdout=subprocess.PIPE, stderr=open(sim_log, "w"), text=True,
     )
@@ -39,7 +42,7 @@ def ros_robot(edge_env, ros_master, tmp_path):
     port = free_port()
     try:
         line = read_line(sim.stdout, 30)
-        assert f"serving ROS 1 services under /{NAMESPACE}/" in line, f"{line!r}\n{sim_log.read_text()}"
+        assert f"serving ROS {generation[-1]} services under /{NAMESPACE}/" in line, f"{line!r}\n{sim_log.read_text()}"
         agent = subprocess.Popen(
             [sys.executable, "-m", "axon_edge.cli", "run", "--host", "127.0.0.1", "--port", str(port),
              "--poll-interval", "0.2", "--supervision-interval", "0.5"],
@@ -47,7 +50,7 @@ def ros_robot(edge_env, ros_master, tmp_path):
                 ros_master,
                 AXON_ROBOT_ID=edge_env.robot_id, AXON_CONTROL_PLANE_URL=edge_env.control_plane.url,
                 AXON_ROBOT_TOKEN=edge_env.robot_token, AXON_EDGE_DATA_DIR=str(edge_env.data_dir),
-                AXON_RECORDER_TRANSPORT="ros1", AXON_RECORDER_NAMESPACE=NAMESPACE, AXON_TELEOP="ros1",
+                AXON_RECORDER_TRANSPORT=generation, AXON_RECORDER_NAMESPACE=NAMESPACE, AXON_TELEOP=generation,
             ),
             cwd=REPO_ROOT, stdout=open(agent_log, "wb"), stderr=subprocess.STDOUT,
         )
@@ -62,8 +65,8 @@ def ros_robot(edge_env, ros_master, tmp_path):
                 return False
 
         wait_for(healthy, timeout=40, what="axon-edge with ROS teleop")
-        yield url, agent_log
-        agent.terminate()  # a clean shutdown with a rospy node in the process: exit 0, in time
+        yield generation, url, agent_log
+        agent.terminate()  # a clean shutdown with a ROS node in the process: exit 0, in time
         assert agent.wait(timeout=20) == 0, agent_log.read_text()[-3000:]
         assert "edge agent robot-1 stopped" in agent_log.read_text()
     finally:
@@ -74,7 +77,7 @@ def ros_robot(edge_env, ros_master, tmp_path):
 @pytest.fixture
 def device(ros_master, ros_robot):
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("teleop_device.py"))],
+        [sys.executable, str(Path(__file__).with_name("teleop_device.py")), ros_robot[0]],
         env=_child_env(ros_master), cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -97,10 +100,10 @@ def _status(url: str, task_id: str) -> str:
 
 
 def test_teleop_commands_over_ros_drive_the_recording(edge_env, ros_robot, device):
-    url, agent_log = ros_robot
+    generation, url, agent_log = ros_robot
     first, second = edge_env.dispatch_order(task_count=2, duration=120.0)
     wait_for(lambda: all(_status(url, t) == "READY" for t in (first, second)) if _known(url, first, second) else False,
-             timeout=40, what="both tasks READY (configs pushed over ROS 1)")
+             timeout=40, what=f"both tasks READY (configs pushed over {generation})")
 
     fb = device(json.dumps({"task_id": first, "command": "start"}))
     assert fb == {"task_id": first, "command": "start", "ok": True, "error": None, "status": "EXECUTING"}
@@ -133,7 +136,7 @@ def test_teleop_commands_over_ros_drive_the_recording(edge_env, ros_robot, devic
     assert edge_env.cloud_statuses(first)[-3:] == ["READY", "EXECUTING", "EXECUTED"]
     assert edge_env.cloud_statuses(second)[-1] == "READY"
     modules = httpx.get(f"{url}/debug/modules", timeout=5).json()["modules"]
-    assert "rospy" in modules
+    assert ("rospy" in modules, "rclpy" in modules) == ((True, False) if generation == "ros1" else (False, True))
     assert not {"dagster", "ray", "daft", "fastapi", "sqlalchemy", "boto3", "lance", "pyarrow"} & set(modules)
 
 
