@@ -19,7 +19,7 @@ def _database_url(args) -> str:
 def cmd_api(args) -> int:
     from axon_dagster.api.server import serve
 
-    serve(host=args.host, port=args.port, database_url=_database_url(args), admin_token=os.environ.get("AXON_ADMIN_TOKEN"))
+    serve(host=args.host, port=args.port, database_url=_database_url(args), admin_token=os.environ.get("AXON_ADMIN_TOKEN"), workers=args.workers)
     return 0
 
 
@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--database-url")
+    api.add_argument(
+        "--workers", type=int, default=None, help="uvicorn worker processes (default: AXON_API_WORKERS, else one per CPU, at most 4)"
+    )
     api.set_defaults(func=cmd_api)
 
     db = sub.add_parser("db", help="control-plane database")

@@ -45,7 +45,7 @@ from axon_dagster.services import control_plane as cp  # noqa: E402
 from axon_dagster.store import UnitOfWorkFactory, make_engine, upgrade  # noqa: E402
 from axon_dagster.store.bulk import insert_rows  # noqa: E402
 from axon_dagster.store.ephemeral_postgres import EphemeralPostgres  # noqa: E402
-from axon_dagster.store.schema import BatchRow, EventRow, OrderRow, RobotRow, TaskRow, TASK_REVISION_COUNTER, RevisionCounterRow  # noqa: E402
+from axon_dagster.store.schema import BatchRow, EventRow, OrderRow, RobotRow, TaskRow, EVENT_SEQ_COUNTER, RevisionCounterRow  # noqa: E402
 
 FAN_OUT_TASKS = 10_000
 ROBOTS = 100
@@ -190,7 +190,8 @@ def build_store(uow_factory: UnitOfWorkFactory, n_tasks: int) -> int:
             session,
             RobotRow.__table__,
             [
-                {"robot_id": f"robot-{i:03d}", "name": "", "token_hash": cp.hash_token(f"{BENCH_ROBOT_TOKEN}-{i}"), "created_at": now, "last_seen_at": None}
+                {"robot_id": f"robot-{i:03d}", "name": "", "token_hash": cp.hash_token(f"{BENCH_ROBOT_TOKEN}-{i}"), "created_at": now, "last_seen_at": None,
+                 "task_revision": n_tasks}  # tasks below carry revisions up to n_tasks
                 for i in range(ROBOTS)
             ],
         )
@@ -214,6 +215,7 @@ def build_store(uow_factory: UnitOfWorkFactory, n_tasks: int) -> int:
             ],
         )
         chunk = 20_000
+        seq = 0
         for start in range(0, n_tasks, chunk):
             tasks, events = [], []
             for i in range(start, min(start + chunk, n_tasks)):
@@ -228,13 +230,14 @@ def build_store(uow_factory: UnitOfWorkFactory, n_tasks: int) -> int:
                      "created_at": now, "updated_at": now, "revision": i + 1}
                 )
                 if not open_task:
+                    seq += 1  # published already (as the publisher would have)
                     events.append(
-                        {"event_id": f"{task_id}.uploaded", "task_id": task_id, "robot_id": f"robot-{i % ROBOTS:03d}", "status": "UPLOADED",
+                        {"seq": seq, "event_id": f"{task_id}.uploaded", "task_id": task_id, "robot_id": f"robot-{i % ROBOTS:03d}", "status": "UPLOADED",
                          "occurred_at": now, "received_at": now, "data": {"source": "cloud"}}
                     )
             insert_rows(session, TaskRow.__table__, tasks)
             insert_rows(session, EventRow.__table__, events)
-        session.execute(update(RevisionCounterRow).where(RevisionCounterRow.name == TASK_REVISION_COUNTER).values(value=n_tasks))
+        session.execute(update(RevisionCounterRow).where(RevisionCounterRow.name == EVENT_SEQ_COUNTER).values(value=seq))
         uow.commit()
     if uow_factory.engine.dialect.name == "postgresql":
         with uow_factory.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

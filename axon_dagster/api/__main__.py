@@ -15,9 +15,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", default=None, help="default: AXON_DATABASE_URL or sqlite:///.axon/control-plane.db")
     parser.add_argument("--upgrade", action="store_true", help="migrate the database to the newest schema first")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: AXON_API_WORKERS, else one per CPU, at most 4)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(args.host, args.port, args.database_url, upgrade_first=args.upgrade, log_level=args.log_level)
+    serve(args.host, args.port, args.database_url, upgrade_first=args.upgrade, log_level=args.log_level, workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ parses its input, calls one service function and maps errors to HTTP status code
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
-from contextlib import asynccontextmanager
+import time
+from contextlib import asynccontextmanager, suppress
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
@@ -14,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, TypeAdapter
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from axon_dagster.domain import (
     DomainError,
@@ -45,6 +49,7 @@ from axon_dagster.store import SqlAlchemyUnitOfWork, UnitOfWorkFactory, check_sc
 from . import schemas
 from .review import router as review_router
 from .admin import pages as admin_pages, router as admin_router
+from .fleet_sync import MAX_WAIT_SECONDS, RevisionWatch, RobotTokens, flush_last_seen_forever
 from .metrics import ControlPlaneMetrics
 
 log = logging.getLogger(__name__)
@@ -83,16 +88,30 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     api_metrics = ControlPlaneMetrics(uow_factory)  # axon_dagster.api.metrics
     registry = api_metrics.registry
 
+    tokens = RobotTokens(uow_factory)  # api.fleet_sync: what keeps idle robots cheap
+    last_seen = cp.LastSeen()
+    watch = RevisionWatch(uow_factory)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         mode = "admin token required" if settings.admin_token else "admin API OPEN (embedded mode)"
         log.info("control-plane API on %s, %s", engine.url.render_as_string(hide_password=True), mode)
-        yield
-        engine.dispose()
+        background = [asyncio.create_task(watch.run()), asyncio.create_task(flush_last_seen_forever(last_seen, uow_factory))]
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+            with suppress(Exception):
+                last_seen.flush(uow_factory())
+            engine.dispose()
 
     app = FastAPI(title="axon-dagster control plane", version="1", lifespan=lifespan, redirect_slashes=False)
     app.state.settings = settings
     app.state.uow_factory = uow_factory
+    app.state.revision_watch = watch
     app.state.metrics_registry = registry
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
     _install_error_handlers(app)
@@ -107,8 +126,13 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         if token is None or not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
             raise AuthenticationError("missing or invalid admin token")
 
-    def current_robot(request: Request, u: SqlAlchemyUnitOfWork = Depends(uow)) -> str:
-        return cp.authenticate_robot(u, _bearer(request))
+    async def current_robot(request: Request) -> str:
+        token = _bearer(request)
+        robot = tokens.cached(token)
+        if robot is None:
+            robot = await run_in_threadpool(tokens.resolve, token)
+        last_seen.saw(robot)  # written in a batch every few seconds, never on the request path
+        return robot
 
     admin = APIRouter(dependencies=[Depends(require_admin)])
     edge = APIRouter(prefix="/edge")
@@ -242,8 +266,27 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
 
     # ------------------------------------------------------------------ robot side
     @edge.get("/tasks", response_model=TaskPage)
-    def pull_tasks(after: int = 0, limit: int = 100, robot: str = Depends(current_robot), u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
-        return _json(TaskPage, cp.pull_tasks(u, robot, after, limit))
+    async def pull_tasks(after: int = 0, limit: int = 100, wait: float = 0, robot: str = Depends(current_robot)) -> Any:
+        """``wait`` > 0 long-polls: with nothing new for this robot the answer comes when its tasks
+        change or after ``wait`` seconds (an empty page), and the wait costs no database access.
+        ``Server-Timing: wait;dur=<ms>`` says how long the answer was held."""
+        if not 0 <= wait <= MAX_WAIT_SECONDS:
+            raise InvalidRequestError(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds, got {wait!r}")
+        held = 0.0
+        if wait > 0 and isinstance(after, int) and after >= 0:
+            known = watch.known_changed(robot, after)
+            if known is None:  # the watch has not read yet: ask the store once
+                page = await run_in_threadpool(cp.pull_tasks, uow_factory(), robot, after, limit)
+                if page.tasks:
+                    return _json(TaskPage, page)
+            if not known:
+                started = time.monotonic()
+                changed = await watch.wait(robot, after, wait)
+                held = time.monotonic() - started
+                if not changed:
+                    return _json(TaskPage, TaskPage(tasks=[], cursor=after), headers=_held(held))
+        page = await run_in_threadpool(cp.pull_tasks, uow_factory(), robot, after, limit)
+        return _json(TaskPage, page, headers=_held(held))
 
     @edge.post("/events", response_model=EventResultsResponse)
     def push_events(body: schemas.EdgeEvents, robot: str = Depends(current_robot), u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
@@ -256,12 +299,26 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    def readyz() -> Response:
+        """Ready when the database answers (the readiness probe: a replica that cannot reach it
+        leaves the Service instead of failing requests)."""
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("not ready: database unreachable: %s", exc)
+            return _error(503, f"database unreachable: {exc.__class__.__name__}")
+        return JSONResponse({"status": "ready"})
+
     def metrics() -> Response:
+        with suppress(Exception):  # this process's robots' last-seen times, fresh for the scrape
+            last_seen.flush(uow_factory())
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     # Served at the root (where probes and Prometheus look) and under the API prefix.
     for prefix in ("", API_PREFIX):
         app.add_api_route(f"{prefix}/healthz", healthz, methods=["GET"], include_in_schema=not prefix)
+        app.add_api_route(f"{prefix}/readyz", readyz, methods=["GET"], include_in_schema=not prefix)
         app.add_api_route(f"{prefix}/metrics", metrics, methods=["GET"], include_in_schema=not prefix)
 
     app.include_router(admin, prefix=API_PREFIX)
@@ -277,14 +334,18 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 
 
-def _json(view_type: Any, value: Any, status_code: int = 200) -> Response:
+def _held(seconds: float) -> dict[str, str]:
+    return {"Server-Timing": f"wait;dur={seconds * 1000:.1f}"}
+
+
+def _json(view_type: Any, value: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     """Serialize a (possibly 10,000-task) view straight to JSON bytes in pydantic's Rust core.
     The route's ``response_model`` still documents the shape; this skips FastAPI's generic
     validate-then-encode pass, which dominated the time of big answers."""
     adapter = _ADAPTERS.get(view_type)
     if adapter is None:
         adapter = _ADAPTERS[view_type] = TypeAdapter(view_type)
-    return Response(adapter.dump_json(value), status_code=status_code, media_type="application/json")
+    return Response(adapter.dump_json(value), status_code=status_code, media_type="application/json", headers=headers)
 
 
 # ---------------------------------------------------------------------- errors

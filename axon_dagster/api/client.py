@@ -81,13 +81,23 @@ class _HttpClient:
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, verify=_tls_context())
 
     def _request(
-        self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+        extra_timeout: float = 0.0,
     ) -> Any:
         # Pairs, not a dict, so a parameter may repeat (?skill=a&skill=b); None means "not given".
         pairs = params.items() if isinstance(params, Mapping) else (params or ())
         query = [(k, item) for k, v in pairs for item in (v if isinstance(v, (list, tuple)) else (v,)) if item is not None]
+        timeout: Any = httpx.USE_CLIENT_DEFAULT
+        if extra_timeout:  # a long-poll: the server may hold the answer this much longer
+            base = self._http.timeout
+            timeout = httpx.Timeout(connect=base.connect, read=(base.read or 0) + extra_timeout, write=base.write, pool=base.pool)
         try:
-            response = self._http.request(method, path, json=json, params=query)
+            response = self._http.request(method, path, json=json, params=query, timeout=timeout)
         except (httpx.TransportError, httpx.TimeoutException) as exc:
             raise ControlPlaneUnavailable(f"{method} {self.base_url}{path}: {exc.__class__.__name__}: {exc}") from exc
         if response.status_code in _RETRYABLE_STATUS:
@@ -293,9 +303,14 @@ class EdgeSyncClient(_HttpClient):
             raise ValueError("EdgeSyncClient needs the robot's token")
         super().__init__(base_url, robot_token, timeout)
 
-    def pull_tasks(self, after: int = 0, limit: int = 100) -> TaskPage:
-        """This robot's tasks changed since revision ``after``, oldest change first, and the new cursor."""
-        return self._request("GET", "/edge/tasks", params={"after": after, "limit": limit})
+    def pull_tasks(self, after: int = 0, limit: int = 100, wait: float = 0) -> TaskPage:
+        """This robot's tasks changed since revision ``after``, oldest change first, and the new
+        cursor. With ``wait`` > 0 a long-poll: when nothing changed, the answer comes as soon as
+        something does, or after ``wait`` seconds with no tasks (the server holds it for free)."""
+        params: dict[str, Any] = {"after": after, "limit": limit}
+        if wait > 0:
+            params["wait"] = wait
+        return self._request("GET", "/edge/tasks", params=params, extra_timeout=wait)
 
     def push_events(self, events: Sequence[Any]) -> list[EventResult]:
         """Deliver status events in order. Each is a ``domain.TaskEvent`` or a mapping with

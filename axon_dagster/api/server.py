@@ -5,6 +5,7 @@ tests and benchmarks)."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -12,6 +13,22 @@ from types import TracebackType
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+def default_workers(environ: dict[str, str] | None = None) -> int:
+    """``AXON_API_WORKERS``, else one uvicorn worker process per CPU, at most 4 (the database,
+    not Python, is the limit past that; more replicas scale further)."""
+    env = os.environ if environ is None else environ
+    raw = env.get("AXON_API_WORKERS", "").strip()
+    if raw:
+        try:
+            workers = int(raw)
+        except ValueError:
+            raise ValueError(f"AXON_API_WORKERS must be a whole number of processes, got {raw!r}") from None
+        if not 1 <= workers <= 64:
+            raise ValueError(f"AXON_API_WORKERS must be between 1 and 64, got {workers}")
+        return workers
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def serve(
@@ -22,9 +39,12 @@ def serve(
     *,
     upgrade_first: bool = False,
     log_level: str = "info",
+    workers: int | None = None,
 ) -> None:
     """Serve until interrupted. ``database_url``/``admin_token`` default to ``AXON_DATABASE_URL`` /
-    ``AXON_ADMIN_TOKEN``. With ``upgrade_first`` the schema is migrated before serving."""
+    ``AXON_ADMIN_TOKEN``. With ``upgrade_first`` the schema is migrated before serving.
+    ``workers`` (default :func:`default_workers`) uvicorn processes share the port; each builds
+    its own app from the environment (nothing in a process is shared or needs to be)."""
     import uvicorn
 
     from axon_dagster.settings import load_settings
@@ -33,11 +53,25 @@ def serve(
     from .app import create_app
 
     url = database_url or load_settings().database_url
+    workers = default_workers() if workers is None else workers
     if upgrade_first:
         upgrade(url)
-    app = create_app(database_url=url, admin_token=admin_token)
-    log.info("serving the control-plane API on http://%s:%d", host, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    log.info("serving the control-plane API on http://%s:%d with %d worker(s)", host, port, workers)
+    if workers == 1:
+        uvicorn.run(create_app(database_url=url, admin_token=admin_token), host=host, port=port, log_level=log_level)
+        return
+    from axon_dagster.store import check_schema, make_engine
+
+    engine = make_engine(url)
+    try:
+        check_schema(engine)  # fail here, once, not in every worker
+    finally:
+        engine.dispose()
+    # Worker processes read their settings from the environment (what the chart sets anyway).
+    os.environ["AXON_DATABASE_URL"] = url
+    if admin_token is not None:
+        os.environ["AXON_ADMIN_TOKEN"] = admin_token
+    uvicorn.run("axon_dagster.api.app:create_app", factory=True, host=host, port=port, log_level=log_level, workers=workers)
 
 
 class ApiThread:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterable, Mapping, Sequence
@@ -124,13 +125,21 @@ def _planned_id(value: str, kind: str) -> str:
 
 
 def assign_round_robin(task_ids: Iterable[str], robot_ids: Sequence[str], load: Mapping[str, int] | None = None) -> dict[str, str]:
-    """Spread tasks over robots, least-loaded first, so a new order evens out the fleet."""
+    """Spread tasks over robots, least-loaded first (ties: smallest robot id), so a new order
+    evens out the fleet. A heap keyed by (load, robot id): O(tasks * log robots), so 10,000 tasks
+    over 1,000 robots plan in milliseconds.
+
+    >>> assign_round_robin(["t1", "t2", "t3"], ["b", "a"], {"a": 1})
+    {'t1': 'b', 't2': 'a', 't3': 'b'}
+    """
     if not robot_ids:
         raise PlanningError("no robots to assign tasks to")
-    counts = {r: (load or {}).get(r, 0) for r in robot_ids}
+    loads = load or {}
+    heap = [(loads.get(r, 0), r) for r in dict.fromkeys(robot_ids)]
+    heapq.heapify(heap)
     assignment: dict[str, str] = {}
     for task_id in task_ids:
-        robot = min(robot_ids, key=lambda r: (counts[r], r))
+        count, robot = heap[0]
         assignment[task_id] = robot
-        counts[robot] += 1
+        heapq.heapreplace(heap, (count + 1, robot))
     return assignment

@@ -108,6 +108,7 @@ def edit_batch(uow: UnitOfWork, batch_id: str, actor: str, changes: Mapping[str,
         batch = uow.batches.get(batch_id)
         if batch is None:
             raise NotFoundError("batch", batch_id)
+        uow.orders.get(batch.order_id, lock=True)  # writers of an order's unassigned tasks take turns
         status = uow.batch_review.statuses([batch_id])[batch_id]
         check_editable(batch_id, status, released=uow.batch_review.released(batch_id))
         order = uow.orders.get(batch.order_id)
@@ -152,6 +153,7 @@ def _decide(uow: UnitOfWork, batch_id: str, actor: str, target: BatchReviewStatu
         batch = uow.batches.get(batch_id)
         if batch is None:
             raise NotFoundError("batch", batch_id)
+        uow.orders.get(batch.order_id, lock=True)  # writers of an order's unassigned tasks take turns
         current = uow.batch_review.statuses([batch_id])[batch_id]
         if not check_move(batch_id, current, target, released=uow.batch_review.released(batch_id)):
             return _one(uow, batch_id)  # the same decision again: nothing changes
@@ -193,7 +195,7 @@ def add_batch(
                                 "task_count": task_count, "duration_seconds": duration_seconds,
                                 "topics": list(topics) if isinstance(topics, (list, tuple)) else topics})
     with uow.writing():
-        order = uow.orders.get(order_id)
+        order = uow.orders.get(order_id, lock=True)
         if order is None:
             raise NotFoundError("order", order_id)
         existing = set(uow.batch_review.batch_ids_of_order(order_id))

@@ -13,8 +13,9 @@ import dataclasses
 import hashlib
 import logging
 import secrets
+import threading
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from axon_dagster.config import recording_template
@@ -67,8 +68,6 @@ UnitOfWork = SqlAlchemyUnitOfWork
 MAX_PAGE = 10_000
 MAX_TEXT = 4096  # paths and free text a robot or an admin may send
 MAX_UPLOAD_ERROR = 2000  # the reason of a failed upload (an error message, trimmed by the reporter)
-# A robot's pull updates its last-seen time at most this often, so polling is not a stream of writes.
-LAST_SEEN_RESOLUTION = timedelta(seconds=5)
 # Event data keys the control plane copies onto the task (the rest stays in the event only).
 _TASK_FIELDS_FROM_EVENT = ("data_collector_id", "config_path", "dataset_path")
 
@@ -98,19 +97,45 @@ def register_robot(uow: UnitOfWork, robot_id: str, name: str = "") -> Registered
 
 
 def authenticate_robot(uow: UnitOfWork, token: str | None) -> str:
-    """The robot a bearer token belongs to; refreshes its last-seen time (coarsely)."""
+    """The robot a bearer token belongs to (one read of the unique token index; writes nothing:
+    "last seen" is :class:`LastSeen`'s batched bookkeeping)."""
     if not token:
         raise AuthenticationError()
-    now = utcnow()
     with uow.reading():
         robot = uow.robots.by_token_hash(hash_token(token))
     if robot is None:
         raise AuthenticationError()
-    if robot.last_seen_at is None or now - robot.last_seen_at >= LAST_SEEN_RESOLUTION:
-        with uow.writing():
-            uow.robots.touch(robot.robot_id, now)
-            uow.commit()
     return robot.robot_id
+
+
+class LastSeen:
+    """Robots' "last seen" times, noted in memory on the request path and written in one batched
+    UPDATE by :meth:`flush` (the API calls it every few seconds off the request path). Each API
+    process keeps its own; the UPDATE never moves a time backwards, so replicas agree."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def saw(self, robot_id: str, at: datetime | None = None) -> None:
+        with self._lock:
+            self._pending[robot_id] = at or utcnow()
+
+    def flush(self, uow: UnitOfWork) -> int:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return 0
+        try:
+            with uow.writing():
+                uow.robots.touch_many(pending)
+                uow.commit()
+        except Exception:
+            with self._lock:  # keep them for the next flush (newer sightings win)
+                for robot_id, at in pending.items():
+                    self._pending.setdefault(robot_id, at)
+            raise
+        return len(pending)
 
 
 def list_robots(uow: UnitOfWork) -> list[RobotView]:
@@ -163,7 +188,7 @@ def plan_order(
     """Split an order into batches and tasks (domain ``plan_order``), stored in one transaction."""
     order_id = validate_id(order_id, "order_id")
     with uow.writing():
-        order = uow.orders.get(order_id)
+        order = uow.orders.get(order_id, lock=True)
         if order is None:
             raise NotFoundError("order", order_id)
         if uow.batches.any_for_order(order_id):
@@ -197,7 +222,7 @@ def dispatch_order(uow: UnitOfWork, order_id: str, robot_ids: Sequence[str] | No
     order_id = validate_id(order_id, "order_id")
     wanted = None if robot_ids is None else list(dict.fromkeys(validate_id(r, "robot_id") for r in robot_ids))
     with uow.writing():
-        if uow.orders.get(order_id) is None:
+        if uow.orders.get(order_id, lock=True) is None:  # one dispatch of an order at a time
             raise NotFoundError("order", order_id)
         if wanted is None:
             robots = [r.robot_id for r in uow.robots.list()]
@@ -303,9 +328,7 @@ def transition_task(
     event_data = _event_data(data)
     now = utcnow()
     with uow.writing():
-        record = uow.tasks.get(task_id)
-        if record is None:
-            raise NotFoundError("task", task_id)
+        record = _locked_task(uow, task_id)
         task = record.task
         if not task.transition(target, reason=reason, at=now):
             return _task_views(uow, [record])[0]
@@ -338,13 +361,23 @@ def transition_task(
 
 
 def pull_tasks(uow: UnitOfWork, robot_id: str, after: int = 0, limit: int = 100) -> TaskPage:
-    """This robot's tasks whose revision is greater than ``after``, in revision order."""
+    """This robot's tasks whose revision is greater than ``after``, in revision order. When
+    nothing changed this is one primary-key read of the robot's revision and nothing else."""
     after = _cursor(after)
     limit, _ = _page(limit, 0)
     with uow.reading():
+        robot = uow.robots.get(robot_id)
+        if robot is None or robot.task_revision <= after:
+            return TaskPage(tasks=[], cursor=after)
         records = uow.tasks.changed_for_robot(robot_id, after, limit)
         tasks = _task_views(uow, records)
     return TaskPage(tasks=tasks, cursor=records[-1].revision if records else after)
+
+
+def robot_revisions(uow: UnitOfWork) -> dict[str, int]:
+    """Every robot's newest task revision (what a long-polling pull waits for to grow)."""
+    with uow.reading():
+        return uow.robots.revisions()
 
 
 def parse_events(raw: Sequence[Mapping[str, Any]]) -> list[TaskEvent]:
@@ -385,6 +418,9 @@ def apply_events(uow: UnitOfWork, robot_id: str, events: Sequence[TaskEvent]) ->
     now = utcnow()
     results: list[EventResult] = []
     with uow.writing():
+        # This robot's row lock orders its pushes (and cloud moves of its tasks); other robots'
+        # pushes do not wait for it. The whole batch is one transaction.
+        uow.robots.lock(robot_id)
         owned = uow.tasks.get_many([e.task_id for e in events], robot_id=robot_id)
         foreign = [e.task_id for e in events if e.task_id not in owned]
         if foreign:
@@ -433,11 +469,32 @@ def apply_events(uow: UnitOfWork, robot_id: str, events: Sequence[TaskEvent]) ->
     return results
 
 
+def publish_events(uow: UnitOfWork) -> int:
+    """Give every committed, unpublished event its seq (``EventRepository.publish``); returns
+    how many. A probe of the unpublished-events index when there is nothing to do."""
+    published = 0
+    with uow.reading():
+        if not uow.events.has_unpublished():
+            return 0
+    while True:
+        with uow.writing():
+            count = uow.events.publish(_PUBLISH_BATCH)
+            uow.commit()
+        published += count
+        if count < _PUBLISH_BATCH:
+            return published
+
+
+_PUBLISH_BATCH = 10_000
+
+
 def events_after(uow: UnitOfWork, after: int = 0, limit: int = 100) -> EventPage:
     """The task-status sensor's feed: events with ``seq > after`` in seq order, at most ``limit``.
-    Costs what the returned events cost (a primary-key range scan), not what the store holds."""
+    Publishes first, so every event committed before this call is in the feed; costs what the
+    returned events cost (an index range scan), not what the store holds."""
     after = _cursor(after)
     limit, _ = _page(limit, 0)
+    publish_events(uow)
     with uow.reading():
         records = uow.events.after(after, limit)
     return EventPage(events=[EventView.of(e) for e in records], cursor=records[-1].seq if records else after)  # type: ignore[arg-type]
@@ -460,7 +517,7 @@ def dataset_cached(
         task = uow.tasks.get(task_id)
         if task is None:
             raise NotFoundError("task", task_id)
-        record = uow.datasets.get(dataset_id)
+        record = uow.datasets.get(dataset_id, lock=True)
         if record is None:
             dataset = Dataset(dataset_id=dataset_id, task_id=task_id, source_path=task.task.dataset_path)
             dataset.cached(cache_path, dataset_digest, size_bytes)
@@ -555,7 +612,7 @@ def get_dataset(uow: UnitOfWork, dataset_id: str) -> DatasetView:
 def _dataset_step(uow: UnitOfWork, dataset_id: str, what: str, step: Any, report: dict[str, Any] | None = None) -> DatasetView:
     dataset_id = validate_id(dataset_id, "dataset_id")
     with uow.writing():
-        record = uow.datasets.get(dataset_id)
+        record = uow.datasets.get(dataset_id, lock=True)
         if record is None:
             raise NotFoundError("dataset", dataset_id)
         dataset = record.dataset
@@ -709,6 +766,23 @@ _REVIEW_SCAN_LIMIT = 10_000  # a review queue longer than this is an incident of
 # ------------------------------------------------------------------------------------ helpers
 
 
+def _locked_task(uow: UnitOfWork, task_id: str) -> TaskRecord:
+    """A task read for a change, under the locks its writers take (``unit_of_work``): its order's
+    row, then (assigned) its robot's row. Read again after each: it may have moved meanwhile. Once
+    assigned (under the order's lock, held here) a task never changes robots."""
+    record = uow.tasks.get(task_id)
+    if record is None:
+        raise NotFoundError("task", task_id)
+    uow.orders.get(record.task.order_id, lock=True)
+    record = uow.tasks.get(task_id)
+    assert record is not None  # tasks are deleted only unassigned, under the order's lock
+    if record.task.robot_id is not None:
+        uow.robots.lock(record.task.robot_id)
+        record = uow.tasks.get(task_id)
+        assert record is not None
+    return record
+
+
 def _task_views(uow: UnitOfWork, records: Sequence[TaskRecord]) -> list[TaskView]:
     requirements = {oid: req.to_dict() for oid, req in uow.orders.requirements_for(r.task.order_id for r in records).items()}
     return [TaskView.of(r, requirements[r.task.order_id]) for r in records]
@@ -807,9 +881,12 @@ __all__ = [
     "list_orders",
     "list_robots",
     "list_tasks",
+    "LastSeen",
+    "robot_revisions",
     "metrics_snapshot",
     "parse_events",
     "plan_order",
+    "publish_events",
     "pull_tasks",
     "register_robot",
     "report_cache_usage",

@@ -125,7 +125,7 @@ def dispose_rejected(uow: SqlAlchemyUnitOfWork, dataset_id: str, policy: str) ->
         raise InvalidRequestError(f"policy must be one of {', '.join(DISPOSAL_POLICIES)}, got {policy!r}")
     target = DatasetStatus.ARCHIVED if policy == "archive" else DatasetStatus.DELETED
     with uow.writing():
-        record = uow.datasets.get(dataset_id)
+        record = uow.datasets.get(dataset_id, lock=True)
         if record is None:
             raise NotFoundError("dataset", dataset_id)
         dataset = record.dataset

@@ -29,7 +29,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":  # plain scheme: psycopg 3 is the driver we ship
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # One pooled connection per request, without a pre-ping round trip on every checkout (a
+        # request costs the statements it runs). A connection that died with the server fails
+        # one request, which SQLAlchemy answers by discarding the pool's stale connections.
+        return create_engine(parsed, echo=echo, pool_size=10, max_overflow=20, pool_recycle=1800)
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}; use sqlite:/// or postgresql+psycopg://")
 
 

@@ -3,7 +3,9 @@ local runs that want the production backend without a server to manage.
 
 It runs the real server binaries (``initdb``, ``pg_ctl``). ``initdb`` refuses to run as root, so
 as root the binaries run as the ``postgres`` user via ``runuser``. Durability is switched off
-(``fsync=off``): the data is thrown away at the end anyway.
+(``fsync=off``): the data is thrown away at the end anyway. ``durable=True`` keeps PostgreSQL's
+production defaults (fsync, synchronous commit, full-page writes) for benchmarks that must pay
+for them.
 """
 
 from __future__ import annotations
@@ -61,9 +63,10 @@ def find_postgres_bin_dir(install: bool = True) -> Path:
 class EphemeralPostgres:
     """``with EphemeralPostgres() as pg: url = pg.create_database("t1")``"""
 
-    def __init__(self, base_dir: str | os.PathLike[str] | None = None, user: str = "postgres"):
+    def __init__(self, base_dir: str | os.PathLike[str] | None = None, user: str = "postgres", *, durable: bool = False):
         self._base_dir = base_dir
         self._user = user
+        self._durable = durable
         self._as_root = os.geteuid() == 0
         self.root: Path | None = None
         self.port: int | None = None
@@ -86,10 +89,8 @@ class EphemeralPostgres:
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between probing and binding
             self.port = _free_port()
-            options = (
-                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-            )
+            durability = "" if self._durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 {durability}-c max_connections=300"
             proc = self._run(
                 ["pg_ctl", "-D", str(data), "-o", options, "-l", str(self.root / "server.log"), "-w", "-t", "30", "start"],
                 "pg_ctl start",
@@ -116,6 +117,14 @@ class EphemeralPostgres:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's process id (its backends are its children), while running."""
+        try:
+            return int((self.root / "data" / "postmaster.pid").read_text().split()[0]) if self.root else None
+        except (OSError, ValueError, IndexError):
+            return None
 
     # ------------------------------------------------------------ databases
 

@@ -6,13 +6,13 @@ tasks cost a handful of round trips, not 10,000.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from axon_dagster.domain import Batch, Dataset, Order, Requirements, Task, TaskS
 from .bulk import insert_rows, update_by_key
 from .errors import DuplicateKeyError
 from .schema import (
-    TASK_REVISION_COUNTER,
+    EVENT_SEQ_COUNTER,
     BatchRow,
     DatasetRow,
     EdgeCacheUsageRow,
@@ -58,6 +58,7 @@ class RobotRecord:
     name: str
     created_at: datetime
     last_seen_at: datetime | None
+    task_revision: int = 0  # the newest revision of this robot's tasks (its pull cursor's ceiling)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class TaskRecord:
 
 @dataclass(frozen=True)
 class EventRecord:
-    seq: int | None  # None until inserted
+    seq: int | None  # None until published (EventRepository.publish)
     event_id: str
     task_id: str
     robot_id: str | None
@@ -95,33 +96,6 @@ class TaskFilter:
     status: TaskStatus | None = None
 
 
-# ---------------------------------------------------------------- revision counter
-
-
-class RevisionCounter:
-    def __init__(self, session: Session):
-        self._session = session
-
-    def allocate(self, count: int) -> range:
-        """Reserve ``count`` consecutive revisions. The row stays locked until commit, so revisions
-        become visible in the order they were handed out (a cursor never skips a late commit)."""
-        if count <= 0:
-            return range(0)
-        stmt = (
-            update(RevisionCounterRow)
-            .where(RevisionCounterRow.name == TASK_REVISION_COUNTER)
-            .values(value=RevisionCounterRow.value + count)
-            .returning(RevisionCounterRow.value)
-        )
-        last = self._session.execute(stmt).scalar_one()
-        return range(last - count + 1, last + 1)
-
-    def current(self) -> int:
-        return self._session.execute(
-            select(RevisionCounterRow.value).where(RevisionCounterRow.name == TASK_REVISION_COUNTER)
-        ).scalar_one()
-
-
 # ---------------------------------------------------------------- robots
 
 
@@ -136,15 +110,46 @@ class RobotRepository:
         return RobotRecord(robot_id, name, created_at, None)
 
     def get(self, robot_id: str) -> RobotRecord | None:
-        row = self._session.get(RobotRow, robot_id)
+        row = self._session.execute(select(*_ROBOT_COLUMNS).where(_ROBOTS.c.robot_id == robot_id)).first()
         return _robot(row) if row else None
 
-    def by_token_hash(self, token_hash: str) -> RobotRecord | None:
-        row = self._session.execute(select(RobotRow).where(RobotRow.token_hash == token_hash)).scalar_one_or_none()
+    def by_token_hash(self, token_hash: str, *, lock: bool = False) -> RobotRecord | None:
+        """The robot a token hash belongs to: one read of the unique token index. With ``lock``
+        its row stays locked until commit (the robot's writes are ordered by that lock)."""
+        stmt = select(*_ROBOT_COLUMNS).where(_ROBOTS.c.token_hash == token_hash)
+        row = self._session.execute(stmt.with_for_update() if lock else stmt).first()
         return _robot(row) if row else None
+
+    def lock(self, robot_id: str) -> None:
+        """Hold this robot's row lock until commit (PostgreSQL; SQLite's writer is already alone)."""
+        self._session.execute(select(_ROBOTS.c.robot_id).where(_ROBOTS.c.robot_id == robot_id).with_for_update())
+
+    def allocate_revisions(self, counts: Mapping[str, int]) -> dict[str, range]:
+        """Reserve ``counts[robot]`` consecutive revisions of each robot. Rows are locked in robot id
+        order (no deadlock between two multi-robot writers) and stay locked until commit, so a
+        robot's revisions become visible in the order they were handed out."""
+        wanted = {r: n for r, n in counts.items() if n > 0}
+        if not wanted:
+            return {}
+        robots = sorted(wanted)
+        current: dict[str, int] = {}
+        for chunk in _chunks(robots):
+            stmt = select(_ROBOTS.c.robot_id, _ROBOTS.c.task_revision).where(_ROBOTS.c.robot_id.in_(chunk))
+            current.update(self._session.execute(stmt.order_by(_ROBOTS.c.robot_id).with_for_update()).tuples().all())
+        missing = [r for r in robots if r not in current]
+        if missing:
+            raise LookupError(f"robot {missing[0]} is not registered")
+        update_by_key(
+            self._session, _ROBOTS, "robot_id", [{"robot_id": r, "task_revision": current[r] + wanted[r]} for r in robots]
+        )
+        return {r: range(current[r] + 1, current[r] + wanted[r] + 1) for r in robots}
+
+    def revisions(self) -> dict[str, int]:
+        """Every robot's newest task revision: one scan of a table as small as the fleet."""
+        return dict(self._session.execute(select(_ROBOTS.c.robot_id, _ROBOTS.c.task_revision)).tuples().all())
 
     def list(self) -> list[RobotRecord]:
-        rows = self._session.execute(select(RobotRow).order_by(RobotRow.robot_id)).scalars()
+        rows = self._session.execute(select(*_ROBOT_COLUMNS).order_by(_ROBOTS.c.robot_id))
         return [_robot(r) for r in rows]
 
     def existing_ids(self, robot_ids: Sequence[str]) -> set[str]:
@@ -153,12 +158,27 @@ class RobotRepository:
             found.update(self._session.execute(select(RobotRow.robot_id).where(RobotRow.robot_id.in_(chunk))).scalars())
         return found
 
-    def touch(self, robot_id: str, seen_at: datetime) -> None:
-        self._session.execute(update(RobotRow).where(RobotRow.robot_id == robot_id).values(last_seen_at=seen_at))
+    def touch_many(self, seen: Mapping[str, datetime]) -> None:
+        """Batched "last seen" (one executemany): never moves a robot's time backwards, so two
+        API processes flushing in any order agree."""
+        if not seen:
+            return
+        stmt = (
+            update(RobotRow)
+            .where(RobotRow.robot_id == bindparam("rid"))
+            .where((RobotRow.last_seen_at.is_(None)) | (RobotRow.last_seen_at < bindparam("seen")))
+            .values(last_seen_at=bindparam("seen"))
+            .execution_options(synchronize_session=False)
+        )
+        self._session.connection().execute(stmt, [{"rid": r, "seen": t} for r, t in sorted(seen.items())])
 
 
-def _robot(row: RobotRow) -> RobotRecord:
-    return RobotRecord(row.robot_id, row.name, row.created_at, row.last_seen_at)
+_ROBOTS = RobotRow.__table__
+_ROBOT_COLUMNS = (_ROBOTS.c.robot_id, _ROBOTS.c.name, _ROBOTS.c.created_at, _ROBOTS.c.last_seen_at, _ROBOTS.c.task_revision)
+
+
+def _robot(row: Any) -> RobotRecord:
+    return RobotRecord(row.robot_id, row.name, row.created_at, row.last_seen_at, row.task_revision)
 
 
 # ---------------------------------------------------------------- orders and batches
@@ -187,8 +207,10 @@ class OrderRepository:
         )
         self._session.flush()
 
-    def get(self, order_id: str) -> Order | None:
-        row = self._session.get(OrderRow, order_id)
+    def get(self, order_id: str, *, lock: bool = False) -> Order | None:
+        """With ``lock``, the order's row stays locked until commit: writers of an order's
+        unassigned tasks (planning, dispatch, batch review, cloud moves) take it first."""
+        row = self._session.get(OrderRow, order_id, with_for_update=lock or None)
         return _order(row) if row else None
 
     def list(self, limit: int, offset: int) -> list[Order]:
@@ -284,6 +306,7 @@ def _batch(row: BatchRow) -> Batch:
 # UPDATEs below, and no per-row ORM object cost on big pages.
 _TASKS = TaskRow.__table__
 _EVENTS = EventRow.__table__
+_COUNTERS = RevisionCounterRow.__table__
 
 # Columns a task change may touch; everything else is fixed at planning time.
 _MUTABLE_TASK_COLUMNS = (
@@ -298,20 +321,32 @@ _MUTABLE_TASK_COLUMNS = (
 
 
 class TaskRepository:
-    def __init__(self, session: Session, revisions: RevisionCounter):
+    """Revisions are per robot (``RobotRepository.allocate_revisions``): a change of an assigned
+    task takes its robot's next revision (and that robot's row lock); an unassigned task has 0."""
+
+    def __init__(self, session: Session, robots: RobotRepository):
         self._session = session
-        self._revisions = revisions
+        self._robots = robots
+
+    def _revisions(self, tasks: Sequence[Task]) -> list[int]:
+        """The new revision of each task: its robot's next one, 0 while unassigned."""
+        counts: dict[str, int] = defaultdict(int)
+        for t in tasks:
+            if t.robot_id is not None:
+                counts[t.robot_id] += 1
+        ranges = {r: iter(rng) for r, rng in self._robots.allocate_revisions(counts).items()}
+        return [next(ranges[t.robot_id]) if t.robot_id is not None else 0 for t in tasks]
 
     def add_many(self, tasks: Sequence[Task]) -> list[TaskRecord]:
-        """Insert new tasks in one multi-row INSERT; each takes a fresh revision."""
+        """Insert new tasks in one multi-row INSERT."""
         if not tasks:
             return []
-        revisions = self._revisions.allocate(len(tasks))
+        revisions = self._revisions(tasks)
         with _unique("task"):
             self._insert(tasks, revisions)
         return [TaskRecord(t, rev) for t, rev in zip(tasks, revisions)]
 
-    def _insert(self, tasks: Sequence[Task], revisions: range) -> None:
+    def _insert(self, tasks: Sequence[Task], revisions: Sequence[int]) -> None:
         insert_rows(
             self._session,
             _TASKS,
@@ -341,10 +376,11 @@ class TaskRepository:
         )
 
     def save(self, tasks: Sequence[Task]) -> list[TaskRecord]:
-        """Write back changed tasks (status, assignment, recorder paths); each takes a fresh revision."""
+        """Write back changed tasks (status, assignment, recorder paths). An assigned task takes
+        its robot's next revision; an unassigned one keeps revision 0."""
         if not tasks:
             return []
-        revisions = self._revisions.allocate(len(tasks))
+        revisions = self._revisions(tasks)
         rows = []
         for task, rev in zip(tasks, revisions):
             row = {col: getattr(task, col) for col in _MUTABLE_TASK_COLUMNS}
@@ -375,18 +411,19 @@ class TaskRepository:
         stmt = (
             select(TaskRow.task_id)
             .where(TaskRow.order_id == order_id, TaskRow.robot_id.is_(None), TaskRow.status == TaskStatus.PENDING.value)
-            .order_by(TaskRow.revision)
+            .order_by(TaskRow.created_at, TaskRow.task_id)
         )
         if review_statuses is not None:
             stmt = stmt.join(BatchRow, BatchRow.batch_id == TaskRow.batch_id).where(BatchRow.review_status.in_(list(review_statuses)))
         return list(self._session.execute(stmt).scalars())
 
     def assign(self, assignments: Mapping[str, str], assigned_at: datetime) -> dict[str, int]:
-        """Bulk-assign tasks to robots (one executemany); returns each task's new revision."""
+        """Bulk-assign tasks to robots (one executemany); returns each task's new revision (its
+        robot's next one)."""
         if not assignments:
             return {}
-        revisions = self._revisions.allocate(len(assignments))
-        new_revisions = dict(zip(assignments, revisions))
+        ranges = {r: iter(rng) for r, rng in self._robots.allocate_revisions(Counter(assignments.values())).items()}
+        new_revisions = {task_id: next(ranges[robot_id]) for task_id, robot_id in assignments.items()}
         update_by_key(
             self._session,
             _TASKS,
@@ -494,7 +531,7 @@ class EventRepository:
         return found
 
     def add_many(self, events: Sequence[EventRecord]) -> None:
-        """Insert in the given order, so ``seq`` follows it."""
+        """Insert in the given order (unpublished: ``seq`` is NULL until :meth:`publish`)."""
         if not events:
             return
         with _unique("event"):
@@ -518,8 +555,35 @@ class EventRepository:
             ],
         )
 
+    def has_unpublished(self) -> bool:
+        """One probe of the partial index of unpublished events."""
+        stmt = select(_EVENTS.c.id).where(_EVENTS.c.seq.is_(None)).limit(1)
+        return self._session.execute(stmt).first() is not None
+
+    def publish(self, limit: int = 10_000) -> int:
+        """Give committed, unpublished events the next consecutive seqs in id order. The caller
+        commits. The ``events`` counter row stays locked until then, so publishers take turns and
+        seqs become visible in order and without holes (see ``schema.EventRow``)."""
+        counter = _COUNTERS.c.value
+        last = self._session.execute(
+            select(counter).where(_COUNTERS.c.name == EVENT_SEQ_COUNTER).with_for_update()
+        ).scalar_one()
+        # Read after the lock: on PostgreSQL (read committed) this statement sees every commit up
+        # to now, including the previous publisher's.
+        ids = list(
+            self._session.execute(select(_EVENTS.c.id).where(_EVENTS.c.seq.is_(None)).order_by(_EVENTS.c.id).limit(limit)).scalars()
+        )
+        if not ids:
+            return 0
+        update_by_key(self._session, _EVENTS, "id", [{"id": i, "seq": last + n} for n, i in enumerate(ids, start=1)])
+        self._session.execute(
+            update(_COUNTERS).where(_COUNTERS.c.name == EVENT_SEQ_COUNTER).values(value=last + len(ids))
+        )
+        return len(ids)
+
     def after(self, seq: int, limit: int) -> list[EventRecord]:
-        """The sensor feed: an index range scan on the primary key, cost proportional to ``limit``."""
+        """The sensor feed (published events only): an index range scan on ``ux_events_seq``, cost
+        proportional to ``limit``."""
         stmt = select(_EVENTS).where(_EVENTS.c.seq > seq).order_by(_EVENTS.c.seq).limit(limit)
         return [
             EventRecord(
@@ -560,8 +624,9 @@ class DatasetRepository:
     def __init__(self, session: Session):
         self._session = session
 
-    def get(self, dataset_id: str) -> DatasetRecord | None:
-        row = self._session.get(DatasetRow, dataset_id)
+    def get(self, dataset_id: str, *, lock: bool = False) -> DatasetRecord | None:
+        """With ``lock``, the dataset's row stays locked until commit (read-modify-write steps)."""
+        row = self._session.get(DatasetRow, dataset_id, with_for_update=lock or None)
         return _dataset(row) if row else None
 
     def add(self, dataset: Dataset, created_at: datetime) -> None:
@@ -641,7 +706,7 @@ class EdgeCacheUsageRepository:
         self._session = session
 
     def put(self, record: EdgeCacheUsageRecord) -> None:
-        row = self._session.get(EdgeCacheUsageRow, record.cache_id)
+        row = self._session.get(EdgeCacheUsageRow, record.cache_id, with_for_update=True)
         if row is None:
             row = EdgeCacheUsageRow(cache_id=record.cache_id)
             self._session.add(row)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, true
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -17,7 +17,8 @@ ID = String(128)  # domain ids are at most 128 characters (domain.ids.MAX_ID_LEN
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity column.
 BigIntegerPK = BigInteger().with_variant(Integer(), "sqlite")
 
-TASK_REVISION_COUNTER = "tasks"
+# 0005: the one counter left is the event publisher's (see EventRow); task revisions are per robot.
+EVENT_SEQ_COUNTER = "events"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -51,6 +52,10 @@ class RobotRow(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex; the token itself is never stored
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # 0005: this robot's sync revision. Every change of one of its tasks takes the next value(s)
+    # here, holding this row's lock until commit: a robot's pull cursor (tasks.revision) is ordered
+    # and never skips a late commit, and robots never wait on each other (no global counter).
+    task_revision: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class OrderRow(Base):
@@ -112,15 +117,34 @@ class TaskRow(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    # Globally increasing; every change of a task takes the next value(s) of the revision counter.
+    # 0005: the task's robot's sync revision at its last change (robots.task_revision); 0 while
+    # the task is unassigned (robots never see it then).
     revision: Mapped[int] = mapped_column(BigInteger)
 
 
 class EventRow(Base):
-    __tablename__ = "events"
+    """Status events. 0005: two numbers per event.
 
-    # The task-status sensor's cursor: WHERE seq > :after ORDER BY seq LIMIT :n walks the primary key.
-    seq: Mapped[int] = mapped_column(BigIntegerPK, primary_key=True, autoincrement=True)
+    ``id`` is taken at insert, by concurrent transactions (robots push without waiting on each
+    other), so ids may commit out of order. ``seq`` is the task-status sensor's cursor: NULL until
+    the *publisher* (``EventRepository.publish``, run under the ``events`` counter-row lock before
+    every read of the feed) hands committed, unpublished events the next consecutive values in id
+    order, in one transaction. Publishers are serialized, so seqs become visible in order and
+    without holes: ``WHERE seq > :cursor`` never skips or repeats an event. Events of one task keep
+    their order: every writer of a task holds its robot's row lock (or its order's, unassigned),
+    so its events' ids follow commit order.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        # The sensor feed: WHERE seq > :after ORDER BY seq LIMIT :n walks this index.
+        Index("ux_events_seq", "seq", unique=True),
+        # The publisher: WHERE seq IS NULL ORDER BY id -- only unpublished rows are in it.
+        Index("ix_events_unpublished", "id", postgresql_where=text("seq IS NULL"), sqlite_where=text("seq IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntegerPK, primary_key=True, autoincrement=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     event_id: Mapped[str] = mapped_column(ID, unique=True)
     task_id: Mapped[str] = mapped_column(ID, ForeignKey("tasks.task_id"), index=True)
     robot_id: Mapped[str | None] = mapped_column(ID, nullable=True)  # None for a cloud-side move of an unassigned task
@@ -185,7 +209,8 @@ class EdgeCacheUsageRow(Base):
 
 
 class RevisionCounterRow(Base):
-    """One row per counter. Write transactions lock the ``tasks`` row first (see unit_of_work)."""
+    """One row per counter. 0005: only ``events`` (the last published event seq); its row lock
+    serializes the event publisher and nothing else."""
 
     __tablename__ = "revision_counter"
 

@@ -1,9 +1,17 @@
 """Unit of work: one transaction, the repositories that work inside it, explicit commit.
 
-Write transactions are serialized: on SQLite by ``BEGIN IMMEDIATE``, on PostgreSQL by locking the
-revision-counter row first. That is SQLite's single-writer model on both backends, and it is what
-makes the two cursors safe: task revisions and event ``seq`` values become visible in the order
-they were handed out, so a robot's pull or the sensor's tick never skips a late commit.
+On SQLite a write transaction starts with ``BEGIN IMMEDIATE`` (SQLite has one writer anyway).
+On PostgreSQL writes that do not conflict run side by side; what must be ordered is ordered by
+the row it is about, locked in this order (so two writers never wait on each other in a cycle):
+
+1. the order's row (``orders.get(lock=True)``): writers of an order's unassigned tasks;
+2. robot rows, in robot id order (``robots.by_token_hash(lock=True)``, ``allocate_revisions``):
+   every change of a robot's tasks takes that robot's next revision while holding its row, so a
+   robot's pull cursor never skips a late commit and its events keep their order;
+3. task / dataset / edge-cache rows.
+
+The two cursors: a robot's pull (``tasks.revision``, per robot, see above) and the sensor's feed
+(``events.seq``, given by the single ordered publisher ``events.publish``, see ``schema.EventRow``).
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import logging
 from types import TracebackType
 from typing import Callable
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from .engine import SQLITE_BEGIN_OPTION
@@ -22,12 +30,10 @@ from .repositories import (
     EdgeCacheUsageRepository,
     EventRepository,
     OrderRepository,
-    RevisionCounter,
     RobotRepository,
     TaskRepository,
 )
 from .review_repositories import AuditRepository, BatchReviewRepository, DatasetSearchRepository
-from .schema import TASK_REVISION_COUNTER, RevisionCounterRow
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +48,6 @@ class SqlAlchemyUnitOfWork:
     tasks: TaskRepository
     events: EventRepository
     datasets: DatasetRepository
-    revisions: RevisionCounter
     batch_review: BatchReviewRepository
     audit: AuditRepository
     dataset_search: DatasetSearchRepository
@@ -66,19 +71,12 @@ class SqlAlchemyUnitOfWork:
             raise RuntimeError("unit of work is already open; use one per request")
         session = self._session_factory()
         self._session = session
-        dialect = session.get_bind().dialect.name
-        if self._write:
-            if dialect == "sqlite":
-                session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-            else:
-                session.execute(
-                    select(RevisionCounterRow.value).where(RevisionCounterRow.name == TASK_REVISION_COUNTER).with_for_update()
-                )
+        if self._write and session.get_bind().dialect.name == "sqlite":
+            session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
         self.robots = RobotRepository(session)
         self.orders = OrderRepository(session)
         self.batches = BatchRepository(session)
-        self.revisions = RevisionCounter(session)
-        self.tasks = TaskRepository(session, self.revisions)
+        self.tasks = TaskRepository(session, self.robots)
         self.events = EventRepository(session)
         self.datasets = DatasetRepository(session)
         self.batch_review = BatchReviewRepository(session)

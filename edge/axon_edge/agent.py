@@ -43,6 +43,11 @@ from .db import EdgeDB, LocalTask, OutboxEvent
 from .metrics import EdgeMetrics
 from .supervision import DEFAULT_INTERVAL as DEFAULT_SUPERVISION_INTERVAL
 from .supervision import DEFAULT_UNREACHABLE_POLLS, RecordingSupervisor
+
+# An idle robot asks the control plane once per this many seconds (it answers at once when work
+# comes); 0 turns long-polling off (poll every poll_interval).
+DEFAULT_LONG_POLL_SECONDS = 20.0
+MAX_LONG_POLL_SECONDS = 60.0
 from .errors import Conflict, DataDirLocked, InvalidRequest, NotRecording, RecorderBusy, RecorderFailure
 
 log = logging.getLogger(__name__)
@@ -62,7 +67,7 @@ class _TryLater(Exception):
 class ControlPlaneSync(Protocol):
     """What the agent needs of ``axon_dagster.api.client.EdgeSyncClient``."""
 
-    def pull_tasks(self, after: int, limit: int) -> Any: ...
+    def pull_tasks(self, after: int, limit: int) -> Any: ...  # and ``wait=`` seconds (long-poll), when used
 
     def push_events(self, events: Sequence[Mapping[str, Any]]) -> Any: ...
 
@@ -109,10 +114,16 @@ class EdgeAgent:
         supervision_interval: float = DEFAULT_SUPERVISION_INTERVAL,
         unreachable_polls: int = DEFAULT_UNREACHABLE_POLLS,
         callback_base_url: str = "",
+        long_poll_seconds: float = DEFAULT_LONG_POLL_SECONDS,
     ):
         self.robot_id = validate_id(robot_id, "robot_id")
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
+        if not 0 <= long_poll_seconds <= MAX_LONG_POLL_SECONDS:
+            raise ValueError(f"long_poll_seconds must be between 0 and {MAX_LONG_POLL_SECONDS}, got {long_poll_seconds!r}")
+        # > 0: a pull thread long-polls the control plane (an idle robot asks once per this many
+        # seconds and hears of new work at once); 0: the sync loop polls every poll_interval.
+        self.long_poll_seconds = long_poll_seconds
         self.control_plane = control_plane
         # Every recorder RPC is timed into the agent's metrics (axon_edge.metrics).
         self.metrics = EdgeMetrics(self.robot_id)
@@ -140,6 +151,7 @@ class EdgeAgent:
         self._stop = threading.Event()
         self._outbox_wake = threading.Event()
         self._sync_wake = threading.Event()
+        self._pull_lock = threading.Lock()  # a pull's store vs. stop() closing the database
         self._threads: list[threading.Thread] = []
         self.supervisor = RecordingSupervisor(self, interval=supervision_interval, unreachable_polls=unreachable_polls)
         # Axon HTTP callbacks: where the recorder reports start/finish (this agent's own HTTP
@@ -156,11 +168,13 @@ class EdgeAgent:
             raise RuntimeError("agent already started")
         self._refresh_recorder_health()
         self.reconcile()
-        loops = (
+        loops = [
             ("axon-edge-sync", self._sync_loop),
             ("axon-edge-outbox", self._outbox_loop),
             ("axon-edge-supervision", lambda: self.supervisor.run(self._stop)),
-        )
+        ]
+        if self.long_poll_seconds > 0:
+            loops.append(("axon-edge-pull", self._pull_loop))
         for name, target in loops:
             thread = threading.Thread(target=target, name=f"{name}-{self.robot_id}", daemon=True)
             thread.start()
@@ -178,11 +192,14 @@ class EdgeAgent:
         self._outbox_wake.set()
         self._sync_wake.set()
         for thread in self._threads:
-            thread.join(timeout)
-            if thread.is_alive():
+            # A long-poll in flight is not waited for: it finds the stop flag when it returns
+            # and stores nothing (the pull lock orders that against closing the database).
+            thread.join(0.5 if thread.name.startswith("axon-edge-pull") else timeout)
+            if thread.is_alive() and not thread.name.startswith("axon-edge-pull"):
                 log.warning("thread %s did not stop within %.1fs", thread.name, timeout)
         self._threads.clear()
-        self.db.close()
+        with self._pull_lock:
+            self.db.close()
         self._lock_file.close()  # releases the flock
         log.info("edge agent %s stopped", self.robot_id)
 
@@ -238,16 +255,43 @@ class EdgeAgent:
     def _sync_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.sync_once()
+                # With long-polling the pull thread pulls (and wakes this loop when tasks came).
+                self.sync_once(pull=self.long_poll_seconds <= 0)
             except Exception:  # the loop must survive anything; the error is visible in /status
                 log.exception("sync tick failed")
             self._sync_wake.wait(self.poll_interval)
             self._sync_wake.clear()
 
-    def sync_once(self) -> None:
-        """One tick: pull, settle in-flight recorder commands, prepare new tasks."""
+    def sync_once(self, pull: bool = True) -> None:
+        """One tick: pull (unless the pull thread does), settle in-flight recorder commands,
+        prepare new tasks."""
+        if pull:
+            self._pull_step(wait=0)
+        self._refresh_recorder_health()
+        self.reconcile()
+        self.prepare_pending()
+
+    def _pull_loop(self) -> None:
+        """Long-poll the control plane: one request per ``long_poll_seconds`` while idle, new
+        work as soon as it is dispatched. Exactly-once, in-order delivery is the cursor's (the
+        same ``pull``); a robot offline for an hour catches up page by page when it returns."""
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                count = self._pull_step(wait=self.long_poll_seconds)
+            except Exception:  # the loop must survive anything; the error is visible in /status
+                log.exception("pull failed unexpectedly")
+                count = 0
+            if count:
+                self._sync_wake.set()  # prepare the new tasks now
+            elif self.health.last_sync_error is not None or time.monotonic() - started < min(1.0, self.long_poll_seconds / 2):
+                # The control plane is down, or it answered an empty page at once (one that does
+                # not long-poll): fall back to the poll interval instead of spinning.
+                self._stop.wait(self.poll_interval)
+
+    def _pull_step(self, wait: float) -> int:
         try:
-            self.pull()
+            count = self.pull(wait=wait)
             if self.health.last_sync_error is not None:
                 log.info("pulling tasks works again")
             self.health.last_sync_error = None
@@ -258,19 +302,26 @@ class EdgeAgent:
             if self.health.last_sync_error != str(exc):
                 log.warning("pulling tasks failed: %s", exc)
             self.health.last_sync_error = str(exc)
+            count = 0
         self.health.last_sync_at = time.time()
-        self._refresh_recorder_health()
-        self.reconcile()
-        self.prepare_pending()
+        return count
 
-    def pull(self) -> int:
-        """Pull every page of tasks changed since the cursor; returns how many tasks came."""
+    def pull(self, wait: float = 0) -> int:
+        """Pull every page of tasks changed since the cursor; returns how many tasks came. With
+        ``wait`` the first request long-polls; further pages come at once."""
         total = 0
         while True:
             cursor = self.db.pull_cursor()
-            page = self.control_plane.pull_tasks(after=cursor, limit=self.pull_page_size)
+            if wait > 0:
+                page = self.control_plane.pull_tasks(after=cursor, limit=self.pull_page_size, wait=wait)  # type: ignore[call-arg]
+                wait = 0
+            else:
+                page = self.control_plane.pull_tasks(after=cursor, limit=self.pull_page_size)
             tasks, next_cursor = _page(page)
-            outcome = self.db.store_pulled(tasks, next_cursor, self.robot_id)
+            with self._pull_lock:
+                if self._stop.is_set():
+                    return total  # stop() may be closing the database
+                outcome = self.db.store_pulled(tasks, next_cursor, self.robot_id)
             total += len(tasks)
             if outcome.new_task_ids:
                 log.info("pulled %d new task(s): %s", len(outcome.new_task_ids), ", ".join(outcome.new_task_ids))

@@ -15,6 +15,7 @@ from typing import Sequence
 from .errors import EdgeError
 
 # Re-exported for programs that host agents (the demo): ``from axon_edge.cli import start_agent_in_thread``.
+from .agent import DEFAULT_LONG_POLL_SECONDS, MAX_LONG_POLL_SECONDS
 from .runner import DEFAULT_POLL_INTERVAL, DEFAULT_PORT, run_agent, start_agent_in_thread
 
 __all__ = ["main", "run_agent", "start_agent_in_thread"]
@@ -74,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--poll-interval", default=str(DEFAULT_POLL_INTERVAL), help=f"seconds between syncs (default {DEFAULT_POLL_INTERVAL})"
     )
+    run.add_argument(
+        "--long-poll",
+        default=env("AXON_LONG_POLL_SECONDS", str(DEFAULT_LONG_POLL_SECONDS)),
+        help="seconds the control plane may hold an idle pull (new work arrives at once; 0 = poll every "
+        f"--poll-interval) [AXON_LONG_POLL_SECONDS, default {DEFAULT_LONG_POLL_SECONDS:g}]",
+    )
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -94,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     poll_interval = _number(parser, args.poll_interval, "--poll-interval", float)
     if poll_interval <= 0:
         parser.error(f"--poll-interval must be positive, got {poll_interval}")
+    long_poll = _number(parser, args.long_poll, "--long-poll", float)
+    if not 0 <= long_poll <= MAX_LONG_POLL_SECONDS:
+        parser.error(f"--long-poll must be between 0 and {MAX_LONG_POLL_SECONDS:g} seconds, got {long_poll}")
     supervision_interval = _number(parser, args.supervision_interval, "--supervision-interval", float)
     if supervision_interval <= 0:
         parser.error(f"--supervision-interval must be positive, got {supervision_interval}")
@@ -120,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             recorder_transport=args.recorder_transport,
             recorder_namespace=args.recorder_namespace,
             supervision_interval=supervision_interval,
+            long_poll_seconds=long_poll,
         )
     except (EdgeError, ValueError, OSError) as exc:
         log.error("%s", exc)

@@ -297,7 +297,34 @@ def test_cloud_migration_runs_before_the_api(render, strategy):
         assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["axon-dagster", "db", "upgrade"]
     c = pod["containers"][0]
     assert c["command"] + c["args"] == ["axon-dagster", "api", "--host", "0.0.0.0", "--port", "8000"]
-    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"  # ready only while the database answers
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"  # alive even when it does not
+
+
+def test_cloud_api_scales_out_with_replicas_hpa_and_disruption_budget(render):
+    rendered = render("axon-cloud", release="axon-cloud")
+    api = next(o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == "axon-cloud-api")
+    (hpa,) = _by_kind(rendered, "HorizontalPodAutoscaler")
+    (pdb,) = _by_kind(rendered, "PodDisruptionBudget")
+    assert "replicas" not in api["spec"]  # the HPA owns the count
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "axon-cloud-api"}
+    assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] >= 2
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert api["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"]  # HPA utilization needs a request
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == api["spec"]["selector"]["matchLabels"]
+    env = {e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AXON_API_WORKERS"] == "2"
+    # Several replicas must not migrate at once: the default is the one pre-install/upgrade Job.
+    assert "initContainers" not in api["spec"]["template"]["spec"] and len(_by_kind(rendered, "Job")) == 1
+
+    fixed = render("axon-cloud", release="axon-cloud", sets=("api.autoscaling.enabled=false", "api.replicas=3",
+                                                            "api.podDisruptionBudget.enabled=false", "api.workers=4"))
+    api = next(o for o in fixed if o["kind"] == "Deployment" and o["metadata"]["name"] == "axon-cloud-api")
+    assert api["spec"]["replicas"] == 3
+    assert not _by_kind(fixed, "HorizontalPodAutoscaler") and not _by_kind(fixed, "PodDisruptionBudget")
+    env = {e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AXON_API_WORKERS"] == "4"
 
 
 def test_cloud_rbac_is_least_privilege(render):
@@ -467,6 +494,11 @@ def test_edge_rendered_env_is_accepted_by_the_agent_cli(render):
             assert env.get("ROS_MASTER_URI"), values_file.name
 
 
+def test_cloud_refuses_an_hpa_whose_minimum_is_above_its_maximum(render):
+    with pytest.raises(HelmError, match=r"minReplicas \(5\) is above api.autoscaling.maxReplicas \(3\)"):
+        render("axon-cloud", release="axon-cloud", sets=("api.autoscaling.minReplicas=5", "api.autoscaling.maxReplicas=3"))
+
+
 @pytest.mark.parametrize(("sets", "expected"), [
     (["recorder.transport=http", "recorder.url="], "recorder.url is required"),
     (["recorder.transport=ros1", "ros.masterUri="], "ros.masterUri"),
@@ -494,6 +526,9 @@ def test_edge_one_release_per_robot_never_collides(render):
 
 @pytest.mark.parametrize(("chart", "sets", "expected"), [
     ("axon-cloud", ["api.replicas=many"], ["/api/replicas", "want integer"]),
+    ("axon-cloud", ["api.workers=0"], ["/api/workers"]),
+    ("axon-cloud", ["api.autoscaling.maxReplicas=lots"], ["/api/autoscaling/maxReplicas", "want integer"]),
+    ("axon-cloud", ["api.podDisruptionBudget.maxUnavailable=1"], ["maxUnavailable"]),
     ("axon-cloud", ["api.port=http"], ["/api/port", "want integer"]),
     ("axon-cloud", ["inspection.runner=spark"], ["/inspection/runner"]),
     ("axon-cloud", ["objectStore.url=bucket-without-scheme"], ["/objectStore/url"]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from sqlalchemy import select
 
@@ -233,8 +235,22 @@ def test_robot_tokens_are_stored_hashed_and_checked(uow_factory: UnitOfWorkFacto
     with uow_factory.engine.connect() as conn:
         row = conn.execute(select(RobotRow.token_hash, RobotRow.last_seen_at).where(RobotRow.robot_id == "robot-x")).one()
     assert row.token_hash == cp.hash_token(registered.token) and registered.token not in row.token_hash
-    assert row.last_seen_at is not None
+    assert row.last_seen_at is None  # authentication writes nothing; "last seen" is batched
     assert cp.list_robots(uow_factory())[0].name == "Robot X"
+
+
+def test_last_seen_is_batched_and_never_moves_backwards(uow_factory: UnitOfWorkFactory) -> None:
+    for r in ("robot-a", "robot-b"):
+        cp.register_robot(uow_factory(), r)
+    early, late = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 2, tzinfo=timezone.utc)
+    replica_1, replica_2 = cp.LastSeen(), cp.LastSeen()
+    replica_1.saw("robot-a", late)
+    replica_1.saw("robot-b", early)
+    replica_2.saw("robot-a", early)  # an older sighting flushed later (another API process)
+    assert replica_1.flush(uow_factory()) == 2 and replica_2.flush(uow_factory()) == 1
+    assert replica_1.flush(uow_factory()) == 0  # nothing new: no write at all
+    seen = {r.robot_id: r.last_seen_at for r in cp.list_robots(uow_factory())}
+    assert seen == {"robot-a": late, "robot-b": early}
 
 
 def _dataset_ready(uow_factory: UnitOfWorkFactory, fleet: dict[str, str]) -> str:

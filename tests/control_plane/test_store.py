@@ -137,12 +137,19 @@ def test_events_after_walks_seq_in_order(uow_factory: UnitOfWorkFactory) -> None
         )
         uow.commit()
     with uow_factory().reading() as uow:
+        assert uow.events.after(0, 10) == [] and uow.events.has_unpublished()  # not in the feed until published
+    with uow_factory().writing() as uow:
+        assert uow.events.publish() == 5
+        assert uow.events.publish() == 0
+        uow.commit()
+    with uow_factory().reading() as uow:
+        assert not uow.events.has_unpublished()
         first = uow.events.after(0, 2)
         rest = uow.events.after(first[-1].seq, 10)  # type: ignore[arg-type]
         assert uow.events.existing_ids(["e1", "nope"]) == {"e1"}
     assert [e.event_id for e in first + rest] == [f"e{i}" for i in range(5)]
     seqs = [e.seq for e in first + rest]
-    assert seqs == sorted(seqs) and len(set(seqs)) == 5
+    assert seqs == [1, 2, 3, 4, 5]  # consecutive: the publisher leaves no holes
     assert rest[0].data == {"i": 2} and rest[0].occurred_at.tzinfo is not None
 
 
@@ -230,17 +237,18 @@ def test_cursor_queries_are_index_range_scans(uow_factory: UnitOfWorkFactory) ->
     with uow_factory.engine.connect() as conn:
         events = _plan(conn, "SELECT * FROM events WHERE seq > :a ORDER BY seq LIMIT 100", {"a": 5})
         pull = _plan(conn, "SELECT * FROM tasks WHERE robot_id = :r AND revision > :a ORDER BY revision LIMIT 100", {"r": "r1", "a": 5})
-    if uow_factory.engine.dialect.name == "sqlite":
-        assert "INTEGER PRIMARY KEY" in events and "TEMP B-TREE" not in events, events
-        assert "ix_tasks_robot_revision" in pull and "TEMP B-TREE" not in pull, pull
-    else:
-        assert "events_pkey" in events and "Sort" not in events, events
-        assert "ix_tasks_robot_revision" in pull and "Sort" not in pull, pull
+        unpublished = _plan(conn, "SELECT id FROM events WHERE seq IS NULL ORDER BY id LIMIT 100", {})
+        idle_pull = _plan(conn, "SELECT task_revision FROM robots WHERE robot_id = :r", {"r": "r1"})
+    sort = "TEMP B-TREE" if uow_factory.engine.dialect.name == "sqlite" else "Sort"
+    assert "ux_events_seq" in events and sort not in events, events
+    assert "ix_tasks_robot_revision" in pull and sort not in pull, pull
+    assert ("ix_events_unpublished" in unpublished or "ux_events_seq" in unpublished) and sort not in unpublished, unpublished
+    assert "robots_pkey" in idle_pull or "sqlite_autoindex_robots_1" in idle_pull, idle_pull  # the primary key
 
 
 def test_concurrent_writers_never_lose_an_update_or_reuse_a_revision(uow_factory: UnitOfWorkFactory) -> None:
-    """Write transactions are serialized (BEGIN IMMEDIATE / counter-row lock): parallel robots'
-    events all land, and revisions and seqs stay unique and commit-ordered."""
+    """Parallel robots' events all land (each robot's writes ordered by its own row lock), task
+    revisions stay unique per robot, and the published seqs are 1..n without holes."""
     robots = [f"r{i}" for i in range(4)]
     for r in robots:
         cp.register_robot(uow_factory(), r)
@@ -267,5 +275,9 @@ def test_concurrent_writers_never_lose_an_update_or_reuse_a_revision(uow_factory
         tasks = uow.tasks.list(TaskFilter(order_id="o1"), limit=100, offset=0)
         events = uow.events.after(0, 1000)
     assert {r.task.status for r in tasks} == {TaskStatus.EXECUTING}
-    assert len({r.revision for r in tasks}) == 20
-    assert len(events) == 40 and [e.seq for e in events] == sorted(e.seq for e in events)
+    for robot in robots:  # revisions are per robot: unique within a robot's tasks
+        mine = [r.revision for r in tasks if r.task.robot_id == robot]
+        assert len(set(mine)) == len(mine) == 5
+    assert events == []  # nothing is in the sensor's feed before the publisher ran
+    page = cp.events_after(uow_factory(), 0, 1000)
+    assert [e.seq for e in page.events] == list(range(1, 41))

@@ -1,0 +1,139 @@
+"""What keeps a thousand idle robots cheap for one API process: robot tokens resolved from
+memory, "last seen" written in batches off the request path, and long-polling pulls that wait on
+one shared revision watch instead of the database.
+
+Nothing here is shared between processes, and nothing needs to be: every piece is a cache of
+the store (tokens never change once issued; revisions only grow) or bookkeeping that the store
+merges (``LastSeen`` never moves a time backwards). Two replicas, or two uvicorn workers, each
+keep their own and agree through the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Callable
+
+from starlette.concurrency import run_in_threadpool
+
+from axon_dagster.services import control_plane as cp
+from axon_dagster.store import SqlAlchemyUnitOfWork
+
+log = logging.getLogger(__name__)
+
+# How long a token stays resolved in memory. Tokens are never rotated today; the bound is what a
+# future revocation would have to wait for.
+TOKEN_TTL_SECONDS = 60.0
+MAX_CACHED_TOKENS = 100_000
+LAST_SEEN_FLUSH_SECONDS = 5.0
+# How often a process re-reads every robot's revision while at least one pull is waiting: one
+# query for all waiting robots, whatever their number.
+WATCH_INTERVAL_SECONDS = 0.25
+MAX_WAIT_SECONDS = 60.0
+
+
+class RobotTokens:
+    """bearer token -> robot id, from memory after the first request (one indexed read per token
+    and process per TTL)."""
+
+    def __init__(self, uow_factory: Callable[[], SqlAlchemyUnitOfWork], ttl: float = TOKEN_TTL_SECONDS):
+        self._uow_factory = uow_factory
+        self._ttl = ttl
+        self._known: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, token: str | None) -> str | None:
+        if not token:
+            return None
+        hit = self._known.get(token)
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    def resolve(self, token: str | None) -> str:
+        """The robot of ``token`` (AuthenticationError if none); reads the store on a miss."""
+        robot = self.cached(token)
+        if robot is not None:
+            return robot
+        robot = cp.authenticate_robot(self._uow_factory(), token)
+        with self._lock:
+            if len(self._known) >= MAX_CACHED_TOKENS:
+                self._known.clear()
+            self._known[token] = (robot, time.monotonic() + self._ttl)  # type: ignore[index]
+        return robot
+
+
+class RevisionWatch:
+    """Long-polling: a pull that finds nothing new waits here, not in the database.
+
+    While anyone waits, one background loop reads every robot's revision (one query) each
+    ``interval`` and wakes the waiters whose robot moved past their cursor. Writes made by other
+    processes are seen the same way as this process's own, so replicas need no coordination.
+    """
+
+    def __init__(self, uow_factory: Callable[[], SqlAlchemyUnitOfWork], interval: float = WATCH_INTERVAL_SECONDS):
+        self._uow_factory = uow_factory
+        self._interval = interval
+        self._revisions: dict[str, int] | None = None  # None: not read yet
+        self._read_at = 0.0
+        self._waiters: dict[str, list[tuple[int, asyncio.Event]]] = {}
+        self._poke = asyncio.Event()
+        self.reads = 0  # how many revision reads the watch made (tests, metrics)
+
+    def known_changed(self, robot_id: str, after: int) -> bool | None:
+        """True/False if the last read says whether ``robot_id`` moved past ``after``; None if the
+        watch has not read yet (or not recently): ask the store."""
+        if self._revisions is None or time.monotonic() - self._read_at > 2 * self._interval + 1:
+            return None
+        return self._revisions.get(robot_id, 0) > after
+
+    async def wait(self, robot_id: str, after: int, timeout: float) -> bool:
+        """Wait until ``robot_id``'s revision exceeds ``after`` (True) or ``timeout`` passes (False)."""
+        event = asyncio.Event()
+        entry = (after, event)
+        self._waiters.setdefault(robot_id, []).append(entry)
+        self._poke.set()
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            waiting = self._waiters.get(robot_id)
+            if waiting is not None:
+                if entry in waiting:
+                    waiting.remove(entry)
+                if not waiting:
+                    del self._waiters[robot_id]
+
+    async def run(self) -> None:
+        """The watch loop (a task of the app's lifespan)."""
+        while True:
+            if not self._waiters:
+                self._poke.clear()
+                await self._poke.wait()
+            try:
+                revisions = await run_in_threadpool(cp.robot_revisions, self._uow_factory())
+            except Exception:  # the store is down: waiters time out and robots retry
+                log.warning("revision watch could not read the store", exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            self.reads += 1
+            self._revisions, self._read_at = revisions, time.monotonic()
+            for robot_id, waiting in list(self._waiters.items()):
+                current = revisions.get(robot_id, 0)
+                for after, event in waiting:
+                    if current > after:
+                        event.set()
+            await asyncio.sleep(self._interval)
+
+
+async def flush_last_seen_forever(last_seen: cp.LastSeen, uow_factory: Callable[[], SqlAlchemyUnitOfWork], interval: float = LAST_SEEN_FLUSH_SECONDS) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(last_seen.flush, uow_factory())
+        except Exception:
+            log.warning("could not write robots' last-seen times; kept for the next try", exc_info=True)
