@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps ros2-msgs demo dev test bench-control bench-upload bench-qc bench-rpc clean kind-up tilt
+.PHONY: install system-deps ros2-msgs demo dev test bench-control bench-fleet bench-upload bench-qc bench-rpc clean kind-up tilt
 
 install: $(INSTALLED)
 
@@ -42,6 +42,11 @@ test: install system-deps ros2-msgs
 
 bench-control: install system-deps
 	$(PY) bench/control_plane.py
+
+# Simulated robots (async) against the API on SQLite and PostgreSQL (fsync on), N = 100..2000
+# (last lines: scale_out: two API processes vs one; max_robots: largest N held on PostgreSQL).
+bench-fleet: install system-deps
+	$(PY) bench/fleet.py $(BENCH_ARGS)
 
 # The full QC suite vs a raw scan of the same columns (last line: ratio of times).
 bench-qc: install

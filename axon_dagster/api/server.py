@@ -15,6 +15,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+# On shutdown, requests still running after this long are cut: long-polls (held up to a minute)
+# must not hold a rolling update; their robots reconnect to another replica.
+SHUTDOWN_GRACE_SECONDS = 5
+
+
 def default_workers(environ: dict[str, str] | None = None) -> int:
     """``AXON_API_WORKERS``, else one uvicorn worker process per CPU, at most 4 (the database,
     not Python, is the limit past that; more replicas scale further)."""
@@ -58,7 +63,8 @@ def serve(
         upgrade(url)
     log.info("serving the control-plane API on http://%s:%d with %d worker(s)", host, port, workers)
     if workers == 1:
-        uvicorn.run(create_app(database_url=url, admin_token=admin_token), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(database_url=url, admin_token=admin_token), host=host, port=port, log_level=log_level,
+                    timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
         return
     from axon_dagster.store import check_schema, make_engine
 
@@ -71,7 +77,8 @@ def serve(
     os.environ["AXON_DATABASE_URL"] = url
     if admin_token is not None:
         os.environ["AXON_ADMIN_TOKEN"] = admin_token
-    uvicorn.run("axon_dagster.api.app:create_app", factory=True, host=host, port=port, log_level=log_level, workers=workers)
+    uvicorn.run("axon_dagster.api.app:create_app", factory=True, host=host, port=port, log_level=log_level, workers=workers,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
 
 
 class ApiThread:
@@ -87,7 +94,7 @@ class ApiThread:
         self.host = host
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=1))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, name="control-plane-api", daemon=True)
 
     def start(self, timeout: float = 15.0) -> "ApiThread":

@@ -361,7 +361,8 @@ def transition_task(
 
 
 def pull_tasks(uow: UnitOfWork, robot_id: str, after: int = 0, limit: int = 100) -> TaskPage:
-    """This robot's tasks whose revision is greater than ``after``, in revision order. When
+    """This robot's tasks whose revision is greater than ``after``, in revision order: new
+    assignments and cloud-side changes (a robot's own events do not come back to it). When
     nothing changed this is one primary-key read of the robot's revision and nothing else."""
     after = _cursor(after)
     limit, _ = _page(limit, 0)
@@ -461,7 +462,8 @@ def apply_events(uow: UnitOfWork, robot_id: str, events: Sequence[TaskEvent]) ->
             )
             results.append(EventResult(event.event_id, "applied"))
         if changed:
-            uow.tasks.save(list(changed.values()))
+            # The robot's own news: no new revision, no echo in its pull (see TaskRepository.save).
+            uow.tasks.save(list(changed.values()), echo=False)
             uow.events.add_many(new_events)
             uow.commit()
     tally = Counter(r.result for r in results)

@@ -375,21 +375,26 @@ class TaskRepository:
             ],
         )
 
-    def save(self, tasks: Sequence[Task]) -> list[TaskRecord]:
+    def save(self, tasks: Sequence[Task], *, echo: bool = True) -> list[TaskRecord]:
         """Write back changed tasks (status, assignment, recorder paths). An assigned task takes
-        its robot's next revision; an unassigned one keeps revision 0."""
+        its robot's next revision; an unassigned one keeps revision 0.
+
+        ``echo=False`` is for changes the robot itself reported: the tasks keep their revisions,
+        so the robot's pull never hands it its own news back (the edge ignores such echoes
+        anyway) and its long-poll is not woken by its own pushes. Returns no records then."""
         if not tasks:
             return []
-        revisions = self._revisions(tasks)
+        revisions = self._revisions(tasks) if echo else None
         rows = []
-        for task, rev in zip(tasks, revisions):
+        for i, task in enumerate(tasks):
             row = {col: getattr(task, col) for col in _MUTABLE_TASK_COLUMNS}
             row["status"] = task.status.value
-            row["revision"] = rev
+            if revisions is not None:
+                row["revision"] = revisions[i]
             row["task_id"] = task.task_id
             rows.append(row)
         update_by_key(self._session, _TASKS, "task_id", rows)
-        return [TaskRecord(t, rev) for t, rev in zip(tasks, revisions)]
+        return [TaskRecord(t, rev) for t, rev in zip(tasks, revisions)] if revisions is not None else []
 
     def get(self, task_id: str) -> TaskRecord | None:
         row = self._session.execute(select(_TASKS).where(_TASKS.c.task_id == task_id)).first()

@@ -52,9 +52,10 @@ class RobotRow(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex; the token itself is never stored
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    # 0005: this robot's sync revision. Every change of one of its tasks takes the next value(s)
-    # here, holding this row's lock until commit: a robot's pull cursor (tasks.revision) is ordered
-    # and never skips a late commit, and robots never wait on each other (no global counter).
+    # 0005: this robot's sync revision. Every change of one of its tasks that the robot did not
+    # report itself (assignment, cloud-side moves) takes the next value(s) here, holding this row's
+    # lock until commit: a robot's pull cursor (tasks.revision) is ordered and never skips a late
+    # commit, and robots never wait on each other (no global counter).
     task_revision: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 

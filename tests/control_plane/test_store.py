@@ -88,6 +88,45 @@ def test_unmigrated_database_is_refused_with_the_fix(tmp_path) -> None:
         engine.dispose()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_upgrade_to_0005_keeps_stored_cursors_valid(backend: str, tmp_path, request) -> None:
+    """A sensor's stored seq cursor and a robot's stored revision cursor, taken before 0005, still
+    mean the same afterwards: old events keep their seqs, robots' counters start above the old
+    global revision."""
+    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    upgrade(url, "0004_dataset_upload_error")
+    engine = make_engine(url)
+    ts = "2026-11-30 10:00:00+00:00"
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"INSERT INTO robots (robot_id, name, token_hash, created_at) VALUES ('r1', '', 'h', '{ts}')"))
+            conn.execute(text(f"INSERT INTO orders (order_id, scene, sub_scene, skills, requirements, priority, created_by, created_at) "
+                              f"VALUES ('o1', 'w', '', '[]', '{{}}', 0, '', '{ts}')"))
+            conn.execute(text(f"INSERT INTO batches (batch_id, order_id, scene, sub_scene, skills, task_count, duration_seconds, topics, created_at) "
+                              f"VALUES ('b1', 'o1', 'w', '', '[]', 1, 5, '[]', '{ts}')"))
+            conn.execute(text(f"INSERT INTO tasks (task_id, order_id, batch_id, scene, sub_scene, skills, duration_seconds, topics, priority, "
+                              f"status, robot_id, created_at, updated_at, revision) VALUES ('t1', 'o1', 'b1', 'w', '', '[]', 5, '[]', 0, "
+                              f"'READY', 'r1', '{ts}', '{ts}', 41)"))
+            for i in (1, 2):
+                conn.execute(text(f"INSERT INTO events (event_id, task_id, robot_id, status, occurred_at, received_at, data) "
+                                  f"VALUES ('e{i}', 't1', 'r1', 'READY', '{ts}', '{ts}', '{{}}')"))
+            conn.execute(text("UPDATE revision_counter SET value = 42 WHERE name = 'tasks'"))
+    finally:
+        engine.dispose()
+    upgrade(url)
+    factory = UnitOfWorkFactory(make_engine(url))
+    try:
+        assert [(e.event_id, e.seq) for e in cp.events_after(factory(), 0, 10).events] == [("e1", 1), ("e2", 2)]
+        with factory().writing() as uow:
+            uow.tasks.add_many([_task("t2")])
+            assert uow.tasks.assign({"t2": "r1"}, utcnow()) == {"t2": 43}  # above every cursor r1 may hold
+            uow.events.add_many([EventRecord(None, "e3", "t2", "r1", TaskStatus.READY, utcnow(), utcnow())])
+            uow.commit()
+        assert [(e.event_id, e.seq) for e in cp.events_after(factory(), 2, 10).events] == [("e3", 3)]
+    finally:
+        factory.engine.dispose()
+
+
 def test_order_batch_task_round_trip(uow_factory: UnitOfWorkFactory) -> None:
     _seed(uow_factory)
     with uow_factory().reading() as uow:

@@ -74,7 +74,8 @@ class ControlPlaneServer:
         sock = _listen(self.port)
         self.port = sock.getsockname()[1]
         app = create_app(database_url=self.database_url, admin_token=ADMIN_TOKEN)
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+        # Long-polls in flight are cut at once on stop, as a crashed control plane would cut them.
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=0.5))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 15

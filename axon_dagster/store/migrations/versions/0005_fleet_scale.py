@@ -44,7 +44,7 @@ def downgrade() -> None:
     op.execute("INSERT INTO revision_counter (name, value) SELECT 'tasks', COALESCE(MAX(task_revision), 0) FROM robots")
     op.drop_index("ix_events_unpublished", "events")
     op.drop_index("ux_events_seq", "events")
-    # Unpublished events get numbers after the published ones, in insert order.
+    # Events keep their insert ids as their seq (the pre-0005 numbering).
     with op.batch_alter_table("events") as batch:
         batch.drop_column("seq")
     op.execute("ALTER TABLE events RENAME COLUMN id TO seq")
