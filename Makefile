@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps ros2-msgs demo dev test bench-control bench-fleet bench-upload bench-qc bench-rpc clean kind-up tilt
+.PHONY: install system-deps ros2-msgs demo dev test bench-control bench-fleet bench-upload bench-qc bench-rpc bench-ingest clean kind-up tilt
 
 install: $(INSTALLED)
 
@@ -56,6 +56,11 @@ bench-qc: install
 bench-upload: install
 	$(PY) bench/staging.py
 	$(PY) bench/upload_throughput.py
+
+# An Axon MCAP of >= 1 GB (zstd; images, clouds, IMU, joint states) ingested into Lance vs read
+# and decoded with the mcap reader alone (last line: ratio of times; data under /tmp, deleted).
+bench-ingest: install
+	$(PY) bench/ingest.py $(BENCH_ARGS)
 
 # Median get_status round trip over ROS 2, ROS 1 and Axon's HTTP RPC against the simulator
 # (last line: ratio of ROS 2 to HTTP).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import struct
 import subprocess
 import sys
 
@@ -192,3 +193,31 @@ def test_the_ingest_package_imports_nothing_heavy():
     code = "import sys, axon_dagster.ingest; print(sorted(m for m in ('pyarrow', 'lance', 'rosbags', 'daft', 'dagster') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("encoding", ["ros2", "ros1"])
+def test_bulky_messages_read_from_their_bytes_give_what_full_decoding_gives(encoding):
+    """Images and clouds are read field by field from the bytes (no array copy): same columns as
+    rosbags' full deserialization, and bytes that do not parse are refused, not misread."""
+    from axon_dagster.ingest.decode import RosDecoderFactory, decoded_columns, fast_columns
+    from mcap.records import Schema
+
+    from tests.axon_mcap_fixture import serialize, type_name
+
+    ts = typestore(encoding)
+    factory = RosDecoderFactory()
+    msg_enc = "ros1" if encoding == "ros1" else "cdr"
+    cases = [
+        Msg("/c", "sensor_msgs/msg/Image", T0_NS + 123, {"width": 5, "height": 3, "encoding": "mono8"}, stamp_ns=T0_NS - 7),
+        Msg("/c", "sensor_msgs/msg/Image", T0_NS, {"width": 640, "height": 480, "encoding": "bgr8"}),
+        Msg("/z", "sensor_msgs/msg/CompressedImage", T0_NS + 5, {"format": "png"}),
+        Msg("/p", "sensor_msgs/msg/PointCloud2", T0_NS + 9, {"points": 33}),
+    ]
+    for m in cases:
+        name = type_name(m.type, encoding)
+        raw = serialize(ts, encoding, m)
+        full = decoded_columns(name, factory.decoder_for(msg_enc, Schema(id=1, name=name, encoding=encoding + "msg", data=b""))(raw))
+        assert fast_columns(msg_enc, name)(raw) == full
+        with pytest.raises((ValueError, struct.error)):
+            fast_columns(msg_enc, name)(raw[:10])
+    assert fast_columns(msg_enc, type_name("sensor_msgs/msg/Imu", encoding)) is None
