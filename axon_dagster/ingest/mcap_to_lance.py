@@ -39,6 +39,9 @@ SOURCE_FORMAT = "mcap"
 # Lance file format 2.0: writes payload-sized binary columns (camera frames, clouds) about twice as
 # fast as 2.1 (measured with bench/ingest.py's data on lance 14); Daft and Lance read both.
 LANCE_FILE_VERSION = "2.0"
+# Data files of at most this size, so the sidecar's SHA-256s are computed on every core at once.
+MAX_BYTES_PER_FILE = 256 << 20
+DIGEST_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 class IngestError(Exception):
@@ -257,7 +260,8 @@ def ingest_mcap(
         staged = tmp_dir / dataset_dir.name
         reader = pa.RecordBatchReader.from_batches(schema, batches())
         try:
-            lance.write_dataset(reader, str(staged), schema=schema, mode="create", data_storage_version=LANCE_FILE_VERSION)
+            lance.write_dataset(reader, str(staged), schema=schema, mode="create", data_storage_version=LANCE_FILE_VERSION,
+                                max_bytes_per_file=MAX_BYTES_PER_FILE)
         except Exception:
             if "error" in stats:
                 raise stats["error"] from None
@@ -267,7 +271,7 @@ def ingest_mcap(
             if not staged.exists():
                 lance.write_dataset(pa.Table.from_batches([], schema=schema), str(staged), schema=schema, mode="create",
                                     data_storage_version=LANCE_FILE_VERSION)
-        files = file_digests(staged)
+        files = file_digests(staged, workers=DIGEST_WORKERS)
         os.rename(staged, dataset_dir)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

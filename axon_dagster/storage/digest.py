@@ -18,18 +18,24 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def file_digests(root: str | os.PathLike) -> dict[str, str]:
-    """``{relative_posix_path: sha256_hex}`` for every regular file under ``root``."""
+def file_digests(root: str | os.PathLike, workers: int = 1) -> dict[str, str]:
+    """``{relative_posix_path: sha256_hex}`` for every regular file under ``root``; ``workers`` > 1
+    hashes that many files at once (hashlib releases the GIL: one core each)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset directory not found: {root}")
-    out: dict[str, str] = {}
+    paths: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
-        for name in sorted(filenames):
-            full = Path(dirpath, name)
-            out[full.relative_to(root).as_posix()] = file_sha256(full)
-    return out
+        paths.extend(Path(dirpath, name) for name in sorted(filenames))
+    if workers > 1 and len(paths) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(workers, len(paths)), thread_name_prefix="digest") as pool:
+            shas = list(pool.map(file_sha256, paths))
+    else:
+        shas = [file_sha256(p) for p in paths]
+    return {p.relative_to(root).as_posix(): sha for p, sha in zip(paths, shas)}
 
 
 def digest_of_files(files: dict[str, str]) -> str:
