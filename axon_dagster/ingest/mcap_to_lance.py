@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import struct
 import tempfile
 import time
 from collections.abc import Iterator
@@ -114,11 +115,76 @@ def _binary(values: list) -> Any:
     return pa.Array.from_buffers(pa.binary(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))])
 
 
+_RECORD = struct.Struct("<BQ")  # opcode, length
+_MESSAGE = struct.Struct("<HIQQ")  # channel_id, sequence, log_time, publish_time
+_OP_MESSAGE = 0x05
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    channel_id: int
+    sequence: int
+    log_time: int
+    publish_time: int
+    data: Any  # bytes, or a memoryview into the decompressed chunk
+
+
+def iter_messages(fh) -> Iterator[tuple[Any, Any, Any]]:
+    """``(schema, channel, message)`` for every message of the MCAP, in file order.
+
+    An indexed MCAP (Axon's: chunks + summary) is read chunk by chunk: ``mcap`` reads the summary
+    and each chunk record, the chunk is decompressed once, and its message records are sliced out
+    of the decompressed bytes as memoryviews — no copy per message (``mcap``'s own iteration reads
+    each message into new bytes, a second pass over every payload). Without a summary or chunk
+    index, ``mcap``'s reader does it all."""
+    from mcap.data_stream import ReadDataStream
+    from mcap.reader import make_reader
+    from mcap.records import Chunk
+
+    reader = make_reader(fh)
+    summary = reader.get_summary()
+    if summary is None or not summary.chunk_indexes:
+        fh.seek(0)
+        yield from make_reader(fh).iter_messages(log_time_order=False)
+        return
+    channels, schemas = summary.channels, summary.schemas
+    for index in sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset):
+        fh.seek(index.chunk_start_offset + 1 + 8)
+        chunk = Chunk.read(ReadDataStream(fh))
+        data = _decompress(chunk)
+        view, end, o = memoryview(data), len(data), 0
+        while o < end:
+            opcode, length = _RECORD.unpack_from(data, o)
+            body = o + _RECORD.size
+            if body + length > end:
+                raise ValueError(f"chunk at {index.chunk_start_offset}: record runs past the chunk")
+            if opcode == _OP_MESSAGE:
+                channel_id, sequence, log_time, publish_time = _MESSAGE.unpack_from(data, body)
+                channel = channels[channel_id]
+                schema = schemas.get(channel.schema_id) if channel.schema_id else None
+                yield schema, channel, RawMessage(channel_id, sequence, log_time, publish_time,
+                                                  view[body + _MESSAGE.size: body + length])
+            o = body + length
+
+
+def _decompress(chunk) -> bytes:
+    if chunk.compression == "zstd":
+        import zstandard
+
+        return zstandard.decompress(chunk.data, chunk.uncompressed_size)
+    if chunk.compression == "lz4":
+        import lz4.frame
+
+        return lz4.frame.decompress(chunk.data)
+    if chunk.compression == "":
+        return chunk.data
+    raise ValueError(f"unsupported chunk compression {chunk.compression!r}")
+
+
 def iter_mcap_rows(mcap_path: str | os.PathLike, stats: dict[str, Any], *, progress_every_s: float = 10.0) -> Iterator[dict[str, Any]]:
     """Rows of the MCAP, in file order, decoded. Fills ``stats`` as it goes (topics, counts,
     undecodable types, decode errors, bytes read). Raises IngestError if the file is not a readable MCAP."""
     from mcap.exceptions import McapError
-    from mcap.reader import make_reader
 
     factory = RosDecoderFactory()
     decoders: dict[int, Any] = {}
@@ -131,8 +197,7 @@ def iter_mcap_rows(mcap_path: str | os.PathLike, stats: dict[str, Any], *, progr
     rows = 0
     with open(mcap_path, "rb") as fh:
         try:
-            reader = make_reader(fh)
-            for schema, channel, message in reader.iter_messages(log_time_order=False):
+            for schema, channel, message in iter_messages(fh):
                 type_name = schema.name if schema is not None else ""
                 if channel.id not in decoders:
                     fast = fast_columns(channel.message_encoding, type_name)
@@ -178,7 +243,7 @@ def iter_mcap_rows(mcap_path: str | os.PathLike, stats: dict[str, Any], *, progr
                         done / 1e6 / (now - started),
                     )
                     last_log = now
-        except (McapError, EOFError, ValueError, OSError) as exc:
+        except (McapError, EOFError, ValueError, OSError, KeyError, struct.error) as exc:
             raise IngestError(f"{mcap_path} is not a readable MCAP file: {type(exc).__name__}: {exc}") from None
     stats["rows"] = rows
     stats["bytes_read"] = size
