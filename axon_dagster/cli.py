@@ -134,6 +134,9 @@ def cmd_dev(args) -> int:
         Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
         print(f"control plane {fleet.control_plane_url} (admin token in {workdir / 'admin-token'})")
         (workdir / "admin-token").write_text(fleet.admin_token)
+        password = _dev_admin_account(fleet.database_url)
+        (workdir / "admin-password").write_text(password)
+        print(f"pages: sign in at {fleet.control_plane_url}/login as 'admin' (password in {workdir / 'admin-password'})")
         for robot in fleet.robot_processes:
             print(f"{robot.robot_id}: edge agent {robot.edge_url}, recorder {robot.recorder_url or '/' + robot.recorder_namespace + '/'}")
         print(f"ROS 2 on loopback only, ROS_DOMAIN_ID {env['ROS_DOMAIN_ID']}")
@@ -148,6 +151,22 @@ def cmd_dev(args) -> int:
             stop.set()
             if domain is not None:
                 domain.release()
+
+
+def _dev_admin_account(database_url: str) -> str:
+    """`make dev`: an `admin` account for the pages (its random password is returned)."""
+    import secrets
+
+    from axon_dagster.services.accounts import create_user
+    from axon_dagster.store import UnitOfWorkFactory, make_engine
+
+    password = secrets.token_urlsafe(12)
+    engine = make_engine(database_url)
+    try:
+        create_user(UnitOfWorkFactory(engine)(), "admin", "admin", password)
+    finally:
+        engine.dispose()
+    return password
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 DELEGATED = {
     "inspect": ("axon_dagster.inspection.cli", "inspect a Lance or MCAP recording: axon-dagster inspect PATH [--runner ...] [--json]"),
     "datasets": ("axon_dagster.datasets_cli", "search datasets: axon-dagster datasets --scene ... [--json]"),
+    "accounts": ("axon_dagster.accounts_cli", "people and service tokens: axon-dagster accounts add NAME --role reviewer"),
 }
 
 

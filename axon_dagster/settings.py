@@ -12,6 +12,7 @@ from typing import Mapping
 
 DEFAULT_DATABASE_URL = "sqlite:///.axon/control-plane.db"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_SESSION_HOURS = 12.0
 
 
 @dataclass(frozen=True)
@@ -20,14 +21,25 @@ class Settings:
     # None means the admin API is open: acceptable for the embedded single-machine default only.
     admin_token: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Single sign-on: requests from these addresses (IPs or CIDRs) may name the signed-in person in
+    # oauth2-proxy's forwarded headers; from anywhere else those headers are ignored.
+    trusted_proxies: tuple[str, ...] = ()
+    sso_default_role: str | None = None  # role of a proxy-vouched person with no pinned role (None: refused)
+    cookie_secure: bool = True  # off only for the embedded default over plain http
+    session_hours: float = DEFAULT_SESSION_HOURS
 
     def __repr__(self) -> str:  # never print the token into logs
         token = "set" if self.admin_token else "unset"
-        return f"Settings(database_url={self.database_url!r}, admin_token=<{token}>, max_body_bytes={self.max_body_bytes})"
+        return (
+            f"Settings(database_url={self.database_url!r}, admin_token=<{token}>, max_body_bytes={self.max_body_bytes}, "
+            f"trusted_proxies={self.trusted_proxies!r}, sso_default_role={self.sso_default_role!r}, "
+            f"cookie_secure={self.cookie_secure!r}, session_hours={self.session_hours!r})"
+        )
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read ``AXON_DATABASE_URL``, ``AXON_ADMIN_TOKEN`` and ``AXON_MAX_BODY_BYTES``; empty means unset."""
+    """Read ``AXON_DATABASE_URL``, ``AXON_ADMIN_TOKEN``, ``AXON_MAX_BODY_BYTES``, ``AXON_TRUSTED_PROXIES``,
+    ``AXON_SSO_DEFAULT_ROLE``, ``AXON_COOKIE_SECURE`` and ``AXON_SESSION_HOURS``; empty means unset."""
     env = os.environ if environ is None else environ
     raw_limit = env.get("AXON_MAX_BODY_BYTES", "").strip()
     try:
@@ -49,8 +61,43 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         admin_token = admin_token or cp.admin_token.resolve(env)
         if cp.admin_token_required and admin_token is None:
             raise ConfigError(f"the admin token is required: set {cp.admin_token.describe()}", key="control_plane.admin_token_env")
+    identity = _identity_settings(env)
+    if not identity["cookie_secure"] and config_selected(env) and load_config(environ=env).control_plane.admin_token_required:
+        raise ConfigError("AXON_COOKIE_SECURE=0 is for the embedded default only (this environment requires authentication)",
+                          key="AXON_COOKIE_SECURE")
     return Settings(
         database_url=database_url or DEFAULT_DATABASE_URL,
         admin_token=admin_token,
         max_body_bytes=max_body,
+        **identity,  # type: ignore[arg-type]
     )
+
+
+def _identity_settings(env: Mapping[str, str]) -> dict[str, object]:
+    import ipaddress
+
+    proxies = tuple(p.strip() for p in env.get("AXON_TRUSTED_PROXIES", "").split(",") if p.strip())
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ValueError(f"AXON_TRUSTED_PROXIES: {proxy!r} is not an IP address or network") from None
+    role = env.get("AXON_SSO_DEFAULT_ROLE", "").strip().lower() or None
+    if role not in (None, "none", "viewer", "reviewer", "admin"):
+        raise ValueError(f"AXON_SSO_DEFAULT_ROLE must be viewer, reviewer, admin or none, got {role!r}")
+    secure = env.get("AXON_COOKIE_SECURE", "").strip().lower() or "1"
+    if secure not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError(f"AXON_COOKIE_SECURE must be 1 or 0, got {secure!r}")
+    raw_hours = env.get("AXON_SESSION_HOURS", "").strip()
+    try:
+        hours = float(raw_hours) if raw_hours else DEFAULT_SESSION_HOURS
+    except ValueError:
+        raise ValueError(f"AXON_SESSION_HOURS must be a number of hours, got {raw_hours!r}") from None
+    if not 0 < hours <= 24 * 30:
+        raise ValueError(f"AXON_SESSION_HOURS must be between 0 and 720, got {raw_hours!r}")
+    return {
+        "trusted_proxies": proxies,
+        "sso_default_role": None if role == "none" else role,
+        "cookie_secure": secure in ("1", "true", "yes", "on"),
+        "session_hours": hours,
+    }

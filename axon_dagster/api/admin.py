@@ -3,8 +3,8 @@
 Pages (no build step; plain files of ``axon_dagster.web``): ``GET /admin`` (batch review of an
 order + dataset search), ``GET /static/axon.css`` (the shared look, also used by ``/review``).
 
-JSON under ``/api/v1`` (admin token when configured: bearer header or the ``axon_admin_token``
-cookie):
+JSON under ``/api/v1`` (roles and sign-in: ``auth.py``; the actor recorded is the signed-in
+principal — ``actor`` in a body is only read from a service token or the open embedded default):
 
 - ``GET  /orders/{order_id}/review-policy`` · ``PUT`` it ``{actor, auto_approve_batches?, recording_template?}`` (before planning)
 - ``GET  /orders/{order_id}/review-batches`` → batches with ``review_status``, ``released``, ``editable``, ``task_counts``
@@ -18,7 +18,6 @@ cookie):
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -26,27 +25,23 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from axon_dagster.services import batch_review as br
 from axon_dagster.services import dataset_search as ds
-from axon_dagster.services.errors import AuthenticationError, InvalidRequestError
+from axon_dagster.domain.identity import recorded_actor
+from axon_dagster.services.errors import InvalidRequestError
 from axon_dagster.web import STATIC_DIR
 
+from .auth import authorize, current_principal, page_principal, sign_in_redirect
+
 API_PREFIX = "/api/v1"
-TOKEN_COOKIE = "axon_admin_token"
 WEB_DIR = STATIC_DIR.parent
 _STATIC = {"axon.css": "text/css; charset=utf-8"}
-_PAGE_ASSETS = {"admin.js": "text/javascript; charset=utf-8"}
+_PAGE_ASSETS = {name: "text/javascript; charset=utf-8" for name in ("admin.js", "login.js", "review.js", "session.js")}
 _NO_CACHE = {"cache-control": "no-cache"}
 SEARCH_PARAMS = {*ds.FILTERS, "limit", "offset"}
 
 
-def _require_admin(request: Request) -> None:
-    expected = request.app.state.settings.admin_token
-    if expected is None:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = (token.strip() if scheme.lower() == "bearer" else "") or request.cookies.get(TOKEN_COOKIE, "")
-    if not token or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise AuthenticationError("missing or invalid admin token")
+def _actor(request: Request, body: dict[str, Any]) -> str:
+    """Who makes the change: the signed-in principal (``auth.authorize`` admitted it), never the body."""
+    return recorded_actor(current_principal(request), body.pop("actor", None))
 
 
 def _uow(request: Request) -> Any:
@@ -77,11 +72,13 @@ def _int(value: str | None, name: str, default: int) -> int:
 
 
 pages = APIRouter(include_in_schema=False)
-router = APIRouter(prefix=API_PREFIX, tags=["admin"], dependencies=[Depends(_require_admin)])
+router = APIRouter(prefix=API_PREFIX, tags=["admin"], dependencies=[Depends(authorize)])
 
 
 @pages.get("/admin")
-def admin_page() -> Response:
+def admin_page(request: Request) -> Response:
+    if page_principal(request) is None:
+        return sign_in_redirect(request)
     return FileResponse(WEB_DIR / "admin.html", media_type="text/html; charset=utf-8", headers=_NO_CACHE)
 
 
@@ -108,7 +105,7 @@ def get_review_policy(order_id: str, request: Request) -> Any:
 async def put_review_policy(order_id: str, request: Request) -> Any:
     body = await _body(request, {"actor", "auto_approve_batches", "recording_template"})
     return br.set_review_policy(
-        _uow(request), order_id, body.get("actor"),
+        _uow(request), order_id, _actor(request, body),
         auto_approve_batches=body.get("auto_approve_batches"), recording_template=body.get("recording_template"),
     )
 
@@ -121,20 +118,20 @@ def review_batches(order_id: str, request: Request) -> Any:
 @router.patch("/batches/{batch_id}")
 async def edit_batch(batch_id: str, request: Request) -> Any:
     body = await _body(request)
-    actor = body.pop("actor", None)
+    actor = _actor(request, body)
     return br.edit_batch(_uow(request), batch_id, actor, body)
 
 
 @router.post("/batches/{batch_id}/approve")
 async def approve_batch(batch_id: str, request: Request) -> Any:
     body = await _body(request, {"actor", "comment"})
-    return br.approve_batch(_uow(request), batch_id, body.get("actor"), body.get("comment") or "")
+    return br.approve_batch(_uow(request), batch_id, _actor(request, body), body.get("comment") or "")
 
 
 @router.post("/batches/{batch_id}/reject")
 async def reject_batch(batch_id: str, request: Request) -> Any:
     body = await _body(request, {"actor", "comment"})
-    return br.reject_batch(_uow(request), batch_id, body.get("actor"), body.get("comment") or "")
+    return br.reject_batch(_uow(request), batch_id, _actor(request, body), body.get("comment") or "")
 
 
 @router.post("/orders/{order_id}/batches", status_code=201)
@@ -144,7 +141,7 @@ async def add_batch(order_id: str, request: Request) -> Any:
     if missing:
         raise InvalidRequestError(f"missing field(s): {', '.join(missing)}")
     return JSONResponse(
-        br.add_batch(_uow(request), order_id, body.get("actor"), skills=body["skills"], task_count=body["task_count"],
+        br.add_batch(_uow(request), order_id, _actor(request, body), skills=body["skills"], task_count=body["task_count"],
                      duration_seconds=body["duration_seconds"], topics=body.get("topics") or []),
         status_code=201,
     )

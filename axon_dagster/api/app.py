@@ -5,7 +5,7 @@ parses its input, calls one service function and maps errors to HTTP status code
 from __future__ import annotations
 
 import asyncio
-import hmac
+import dataclasses
 import logging
 import time
 from contextlib import asynccontextmanager, suppress
@@ -28,8 +28,16 @@ from axon_dagster.domain import (
     ReviewDecisionFinal,
     TaskTemplate,
 )
+from axon_dagster.domain.identity import ActorMismatchError, Principal, PrincipalKind, Role, recorded_actor
 from axon_dagster.services import control_plane as cp
-from axon_dagster.services.errors import AlreadyExistsError, AuthenticationError, InvalidRequestError, NotFoundError
+from axon_dagster.services.errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    CrossSiteRequestError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from axon_dagster.services.views import (
     BatchView,
     DatasetView,
@@ -43,10 +51,12 @@ from axon_dagster.services.views import (
     TaskPage,
     TaskView,
 )
-from axon_dagster.settings import Settings, load_settings
+from axon_dagster.settings import load_settings
 from axon_dagster.store import SqlAlchemyUnitOfWork, UnitOfWorkFactory, check_schema, make_engine
 
 from . import schemas
+from .auth import Authenticator, SecurityHeaders, accounts_api, authorize, bearer, current_principal, needs, session_api
+from .auth import pages as auth_pages
 from .review import router as review_router
 from .admin import pages as admin_pages, router as admin_router
 from .fleet_sync import MAX_WAIT_SECONDS, RevisionWatch, RobotTokens, flush_last_seen_forever
@@ -73,10 +83,10 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     always authenticate with their own tokens. The database must be migrated
     (``axon_dagster.store.upgrade``), else :class:`SchemaOutOfDateError` is raised here."""
     env = load_settings()
-    settings = Settings(
+    settings = dataclasses.replace(
+        env,
         database_url=database_url or env.database_url,
         admin_token=env.admin_token if admin_token is None else (admin_token or None),
-        max_body_bytes=env.max_body_bytes,
     )
     engine = make_engine(settings.database_url)
     try:
@@ -94,7 +104,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        mode = "admin token required" if settings.admin_token else "admin API OPEN (embedded mode)"
+        mode = "admin API OPEN (embedded mode)" if app.state.auth.open_mode() else "sign-in or service token required"
         log.info("control-plane API on %s, %s", engine.url.render_as_string(hide_password=True), mode)
         background = [asyncio.create_task(watch.run()), asyncio.create_task(flush_last_seen_forever(last_seen, uow_factory))]
         try:
@@ -113,28 +123,23 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     app.state.uow_factory = uow_factory
     app.state.revision_watch = watch
     app.state.metrics_registry = registry
+    app.state.auth = Authenticator(settings, uow_factory)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
+    app.add_middleware(SecurityHeaders)  # type: ignore[arg-type]
     _install_error_handlers(app)
 
     def uow() -> SqlAlchemyUnitOfWork:
         return uow_factory()
 
-    def require_admin(request: Request) -> None:
-        if settings.admin_token is None:
-            return
-        token = _bearer(request)
-        if token is None or not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
-            raise AuthenticationError("missing or invalid admin token")
-
     async def current_robot(request: Request) -> str:
-        token = _bearer(request)
+        token = bearer(request)
         robot = tokens.cached(token)
         if robot is None:
             robot = await run_in_threadpool(tokens.resolve, token)
         last_seen.saw(robot)  # written in a batch every few seconds, never on the request path
         return robot
 
-    admin = APIRouter(dependencies=[Depends(require_admin)])
+    admin = APIRouter(dependencies=[Depends(authorize)])  # the role each route needs: auth.needed_role
     edge = APIRouter(prefix="/edge")
 
     # ------------------------------------------------------------------ robots
@@ -148,7 +153,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
 
     # ------------------------------------------------------------------ orders and batches
     @admin.post("/orders", status_code=201, response_model=OrderView)
-    def create_order(body: schemas.CreateOrder, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+    def create_order(body: schemas.CreateOrder, u: SqlAlchemyUnitOfWork = Depends(uow), who: Principal = Depends(current_principal)) -> Any:
         return cp.create_order(
             u,
             body.order_id,
@@ -157,7 +162,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
             sub_scene=body.sub_scene,
             requirements=body.requirements,
             priority=body.priority,
-            created_by=body.created_by,
+            created_by=body.created_by if who.kind is PrincipalKind.OPEN else recorded_actor(who, body.created_by or None, "created_by"),
         )
 
     @admin.get("/orders", response_model=list[OrderView])
@@ -240,8 +245,12 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         return cp.dataset_inspected(u, dataset_id, body.score, body.outcome, body.report)
 
     @admin.post("/datasets/{dataset_id}/review", response_model=DatasetView)
-    def review_dataset(dataset_id: str, body: schemas.DatasetReview, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
-        return cp.review_dataset(u, dataset_id, body.reviewer, body.approve, body.comment)
+    @needs(Role.REVIEWER)
+    def review_dataset(
+        dataset_id: str, body: schemas.DatasetReview, u: SqlAlchemyUnitOfWork = Depends(uow), who: Principal = Depends(current_principal)
+    ) -> Any:
+        # The signed-in person is the reviewer; a body naming someone else is refused (403).
+        return cp.review_dataset(u, dataset_id, recorded_actor(who, body.reviewer, "reviewer"), body.approve, body.comment)
 
     @admin.post("/datasets/{dataset_id}/upload-started", response_model=DatasetView)
     def dataset_upload_started(dataset_id: str, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
@@ -321,6 +330,9 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         app.add_api_route(f"{prefix}/readyz", readyz, methods=["GET"], include_in_schema=not prefix)
         app.add_api_route(f"{prefix}/metrics", metrics, methods=["GET"], include_in_schema=not prefix)
 
+    app.include_router(auth_pages)  # /login
+    app.include_router(session_api)  # /api/v1/auth/login|logout|me
+    app.include_router(accounts_api)  # /api/v1/accounts (admin)
     app.include_router(admin, prefix=API_PREFIX)
     app.include_router(edge, prefix=API_PREFIX)
     app.include_router(review_router)  # /review pages + /api/v1 review routes (own admin guard)
@@ -351,14 +363,6 @@ def _json(view_type: Any, value: Any, status_code: int = 200, headers: dict[str,
 # ---------------------------------------------------------------------- errors
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
@@ -383,6 +387,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AlreadyExistsError, handler(409))
     app.add_exception_handler(NotFoundError, handler(404))
     app.add_exception_handler(AuthenticationError, handler(401, {"WWW-Authenticate": "Bearer"}))
+    app.add_exception_handler(PermissionDeniedError, handler(403))
+    app.add_exception_handler(CrossSiteRequestError, handler(403))
+    app.add_exception_handler(ActorMismatchError, handler(403))
 
     async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []

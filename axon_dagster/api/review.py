@@ -11,13 +11,13 @@
   sensor's feed), ``POST /api/v1/datasets/{id}/disposal`` (record archive/delete of a rejected
   dataset), ``GET /api/v1/datasets/{id}/rate-plot.svg``.
 
-Plain HTML and a few lines of vanilla JS; no build step. All routes sit behind the admin token when
-one is configured: a bearer header, or the ``axon_admin_token`` cookie the page's sign-in box sets.
+Plain HTML and a few lines of vanilla JS (``web/review.js``); no build step. Pages need a signed-in
+viewer (else they send you to ``/login``); deciding needs the reviewer role, and the decision records
+the signed-in person (``auth.py``), never a name in the request.
 """
 
 from __future__ import annotations
 
-import hmac
 import html
 import json
 from pathlib import Path
@@ -29,15 +29,16 @@ from pydantic import BaseModel, ConfigDict
 
 from axon_dagster.services import dataset_search as ds
 from axon_dagster.services import review as rv
-from axon_dagster.services.errors import AuthenticationError, InvalidRequestError
+from axon_dagster.domain.identity import Principal, PrincipalKind, Role, allows
+from axon_dagster.services.errors import InvalidRequestError
 from axon_dagster.services.views import DatasetView
 from axon_dagster.store.review_repositories import DatasetQuery
 
+from .auth import authorize, page_principal, sign_in_redirect
 from .client import ControlPlaneClient, _seg
 from .rate_plot import rate_plot_svg
 
 API_PREFIX = "/api/v1"
-TOKEN_COOKIE = "axon_admin_token"
 SHARED_CSS = Path(__file__).resolve().parent.parent / "web" / "static" / "axon.css"
 SHARED_CSS_URL = "/static/axon.css"
 # The dataset-search filters that make sense on the needs_review queue (status/outcome are fixed there).
@@ -48,18 +49,6 @@ QUEUE_PARAMS = frozenset(QUEUE_FILTERS) | {"limit", "offset"}
 class DisposalBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     policy: str
-
-
-def _require_admin(request: Request) -> None:
-    expected = request.app.state.settings.admin_token
-    if expected is None:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip() if scheme.lower() == "bearer" else ""
-    token = token or request.cookies.get(TOKEN_COOKIE, "")
-    if not token or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise AuthenticationError("missing or invalid admin token")
 
 
 def _uow(request: Request) -> Any:
@@ -81,8 +70,9 @@ router = APIRouter(tags=["review"])
 
 @router.get("/review", response_class=HTMLResponse, include_in_schema=False)
 def review_page(request: Request, limit: int = 50, offset: int = 0) -> Response:
-    if not _signed_in(request):
-        return HTMLResponse(_page("Sign in", _SIGN_IN), status_code=401)
+    who = page_principal(request)
+    if who is None:
+        return sign_in_redirect(request)
     form = _filter_form(request)
     try:
         query = _queue_query(request)
@@ -91,26 +81,29 @@ def review_page(request: Request, limit: int = 50, offset: int = 0) -> Response:
             f'<h1>Review queue</h1>{form}<p class="error filter-error" role="alert">Bad filter: {_e(refused)}</p>'
             '<div id="queue"></div>'
         )
-        return HTMLResponse(_page("Review queue", body), status_code=422)
+        return HTMLResponse(_page("Review queue", body, request), status_code=422)
     items = rv.review_queue(_uow(request), limit=limit, offset=offset, query=query)
     filtered = query != DatasetQuery()
     empty = "No datasets matching these filters are waiting for review." if filtered else "No datasets are waiting for review."
-    cards = "".join(_card(i) for i in items) or f'<p class="empty">{empty}</p>'
+    may_decide = allows(who.role, Role.REVIEWER)
+    cards = "".join(_card(i, may_decide) for i in items) or f'<p class="empty">{empty}</p>'
     count = f"{len(items)} waiting{', filtered' if filtered else ''}"
-    body = f'<h1>Review queue <small>({count})</small></h1>{form}{_IDENTITY}<div id="queue">{cards}</div>'
-    return HTMLResponse(_page("Review queue", body))
+    body = f'<h1>Review queue <small>({count})</small></h1>{form}{_identity(who)}<div id="queue">{cards}</div>'
+    return HTMLResponse(_page("Review queue", body, request))
 
 
 @router.get("/review/{dataset_id}", response_class=HTMLResponse, include_in_schema=False)
 def review_one(dataset_id: str, request: Request) -> Response:
-    if not _signed_in(request):
-        return HTMLResponse(_page("Sign in", _SIGN_IN), status_code=401)
+    who = page_principal(request)
+    if who is None:
+        return sign_in_redirect(request)
     item = rv.review_item(_uow(request), dataset_id)
-    body = f'<p><a href="/review">&larr; review queue</a></p><h1>Dataset {html.escape(item.dataset.dataset_id)}</h1>{_IDENTITY}{_card(item)}'
-    return HTMLResponse(_page(f"Review {item.dataset.dataset_id}", body))
+    card = _card(item, allows(who.role, Role.REVIEWER))
+    body = f'<p><a href="/review">&larr; review queue</a></p><h1>Dataset {html.escape(item.dataset.dataset_id)}</h1>{_identity(who)}{card}'
+    return HTMLResponse(_page(f"Review {item.dataset.dataset_id}", body, request))
 
 
-api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(_require_admin)], tags=["review"])
+api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)], tags=["review"])
 
 
 @api.get("/review/queue", response_model=list[rv.ReviewItem])
@@ -152,14 +145,6 @@ class ReviewClient(ControlPlaneClient):
 
 
 # ---------------------------------------------------------------------------------- rendering
-
-
-def _signed_in(request: Request) -> bool:
-    try:
-        _require_admin(request)
-    except AuthenticationError:
-        return False
-    return True
 
 
 def _filter_form(request: Request) -> str:
@@ -232,7 +217,7 @@ def _report_html(report: Mapping[str, Any] | None) -> str:
     )
 
 
-def _card(item: rv.ReviewItem) -> str:
+def _card(item: rv.ReviewItem, may_decide: bool) -> str:
     d, lin = item.dataset, item.lineage
     report = d.inspection_report or {}
     decided = d.reviewed_by is not None
@@ -270,10 +255,13 @@ def _card(item: rv.ReviewItem) -> str:
             f'{" — " + _e(d.review_comment) if d.review_comment else ""}. A review decision is final.</p>'
         )
         form = ""
+    elif not may_decide:
+        decision = '<p class="decision muted">Waiting for a reviewer (your role can only view).</p>'
+        form = ""
     else:
         decision = '<p class="decision"></p>'
         form = (
-            '<form class="review-form" onsubmit="return false">'
+            '<form class="review-form">'
             '<textarea name="comment" rows="2" placeholder="comment (why)" maxlength="4000"></textarea>'
             '<button type="button" class="approve" data-approve="true">Approve</button>'
             '<button type="button" class="reject" data-approve="false">Reject</button>'
@@ -290,11 +278,15 @@ def _card(item: rv.ReviewItem) -> str:
     )
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, request: Request) -> str:
+    """The page; scripts are files (the CSP allows no inline script), the session's CSRF token in a meta tag."""
     css = f'<link rel="stylesheet" href="{SHARED_CSS_URL}">' if SHARED_CSS.exists() else ""
+    found = getattr(request.state, "authenticated", None)
+    csrf = f'<meta name="csrf-token" content="{_e(found.csrf_token)}">' if found is not None and found.csrf_token else ""
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)} — axon-dagster</title>'
-        f"{css}<style>{_CSS}</style></head><body>{body}<script>{_JS}</script></body></html>"
+        f'{csrf}{css}<style>{_CSS}</style></head><body>{body}<script src="/admin/session.js"></script>'
+        '<script src="/admin/review.js"></script></body></html>'
     )
 
 
@@ -309,59 +301,15 @@ textarea{width:100%;box-sizing:border-box} button{margin:.4rem .4rem 0 0;padding
 button.approve{background:#e6f4e6} button.reject{background:#fbe9e9} .muted,.empty{color:#777}
 """
 
-_IDENTITY = (
-    '<p class="identity"><label>Reviewer id <input id="reviewer" name="reviewer" autocomplete="username" '
-    'placeholder="e.g. alice" pattern="[A-Za-z0-9][A-Za-z0-9._-]*"></label></p>'
-)
-
-_SIGN_IN = (
-    "<h1>Sign in</h1><p>The review pages need the control plane's admin token.</p>"
-    '<form id="signin" onsubmit="return false"><input id="token" type="password" placeholder="admin token">'
-    '<button type="button" id="signin-button">Sign in</button></form>'
-)
-
-_JS = r"""
-(function(){
-  const cookie = (n) => (document.cookie.split('; ').find(c => c.startsWith(n + '=')) || '').split('=').slice(1).join('=');
-  const reviewer = document.getElementById('reviewer');
-  if (reviewer) { reviewer.value = localStorage.getItem('axon.reviewer') || ''; }
-  const signin = document.getElementById('signin-button');
-  if (signin) signin.addEventListener('click', () => {
-    document.cookie = 'axon_admin_token=' + encodeURIComponent(document.getElementById('token').value) + '; path=/; SameSite=Strict';
-    location.reload();
-  });
-  document.querySelectorAll('.card').forEach(card => {
-    const form = card.querySelector('.review-form');
-    if (!form) return;
-    const error = card.querySelector('.error'), decision = card.querySelector('.decision');
-    form.querySelectorAll('button').forEach(button => button.addEventListener('click', async () => {
-      error.textContent = '';
-      const who = (reviewer && reviewer.value || '').trim();
-      if (!who) { error.textContent = 'Enter your reviewer id first.'; reviewer && reviewer.focus(); return; }
-      localStorage.setItem('axon.reviewer', who);
-      const approve = button.dataset.approve === 'true';
-      const headers = {'Content-Type': 'application/json'};
-      const token = decodeURIComponent(cookie('axon_admin_token'));
-      if (token) headers['Authorization'] = 'Bearer ' + token;
-      form.querySelectorAll('button').forEach(b => b.disabled = true);
-      try {
-        const r = await fetch('/api/v1/datasets/' + encodeURIComponent(card.dataset.dataset) + '/review',
-          {method: 'POST', headers, body: JSON.stringify({reviewer: who, approve, comment: form.comment.value})});
-        const body = await r.json().catch(() => ({}));
-        if (!r.ok) {
-          error.textContent = 'Refused (HTTP ' + r.status + '): ' + (body.detail || r.statusText);
-          if (r.status !== 409) form.querySelectorAll('button').forEach(b => b.disabled = false);
-          return;
-        }
-        decision.className = 'decision ' + body.qc_outcome;
-        decision.textContent = 'Decided: ' + body.qc_outcome + ' by ' + body.reviewed_by +
-          (body.review_comment ? ' — ' + body.review_comment : '') + '. A review decision is final.';
-        form.remove();
-      } catch (e) {
-        error.textContent = 'Could not reach the control plane: ' + e;
-        form.querySelectorAll('button').forEach(b => b.disabled = false);
-      }
-    }));
-  });
-})();
-"""
+def _identity(who: Principal) -> str:
+    """Open embedded default: the reviewer names themselves. Signed in: the session is the reviewer."""
+    if who.kind is PrincipalKind.OPEN:
+        return (
+            '<p class="identity"><label>Reviewer id <input id="reviewer" name="reviewer" autocomplete="username" '
+            'placeholder="e.g. alice" pattern="[A-Za-z0-9][A-Za-z0-9._@+-]*"></label></p>'
+        )
+    sign_out = '<button type="button" id="signout-button">Sign out</button>' if who.kind is PrincipalKind.USER else ""
+    return (
+        f'<p class="identity">Signed in as <b id="signed-in" data-role="{_e(who.role.value)}">{_e(who.name)}</b> '
+        f'({_e(who.role.value)}) {sign_out}</p>'
+    )

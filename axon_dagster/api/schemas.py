@@ -80,7 +80,9 @@ class DatasetInspected(Body):
 
 
 class DatasetReview(Body):
-    reviewer: str
+    # Who decided: the signed-in person (omit it; naming someone else is refused). A service token
+    # names the person it relays; with no authentication configured it is required.
+    reviewer: str | None = None
     approve: bool
     comment: str = ""
 

@@ -8,6 +8,7 @@ import logging
 from typing import Any, Mapping, Sequence
 
 from axon_dagster.domain import Batch, PlanningError, TaskStatus, plan_tasks, utcnow, validate_id
+from axon_dagster.domain.identity import validate_principal_name
 from axon_dagster.domain.batch_review import (
     BatchEdit,
     BatchReviewStatus,
@@ -32,7 +33,7 @@ from axon_dagster.config import RECORDING_TEMPLATES  # noqa: E402  (one list of 
 def _actor(actor: Any) -> str:
     if not isinstance(actor, str) or not actor:
         raise InvalidRequestError("actor (who makes the change) is required")
-    return validate_id(actor, "actor")
+    return validate_principal_name(actor, "actor")
 
 
 def _batch_dict(batch: Batch, counts: Mapping[TaskStatus, int], review_status: str, released: bool) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from axon_dagster.domain import (
 )
 from axon_dagster.domain import plan_order as domain_plan_order
 from axon_dagster.domain.batch_review import BatchReviewStatus, initial_status
+from axon_dagster.domain.identity import validate_principal_name
 from axon_dagster.domain.ids import MAX_ID_LENGTH
 from axon_dagster.store import EdgeCacheUsageRecord, EventRecord, SqlAlchemyUnitOfWork, TaskFilter, TaskRecord
 from axon_dagster.store.errors import DuplicateKeyError
@@ -554,7 +555,7 @@ def dataset_inspected(uow: UnitOfWork, dataset_id: str, score: float, outcome: s
 
 
 def review_dataset(uow: UnitOfWork, dataset_id: str, reviewer: str, approve: bool, comment: str = "") -> DatasetView:
-    reviewer = validate_id(reviewer, "reviewer")
+    reviewer = validate_principal_name(reviewer, "reviewer")
     if not isinstance(approve, bool):
         raise InvalidRequestError(f"approve must be true or false, got {approve!r}")
     comment = _text(comment or "", "comment")

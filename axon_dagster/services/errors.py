@@ -26,3 +26,11 @@ class AuthenticationError(ServiceError):
 
 class InvalidRequestError(ServiceError, ValueError):
     """Malformed input the domain has no word for (bad paging, mismatched ids, bad event data)."""
+
+
+class PermissionDeniedError(ServiceError):
+    """Authenticated, but the principal's role does not allow the action (HTTP 403)."""
+
+
+class CrossSiteRequestError(ServiceError):
+    """A state-changing request that a browser sent on another site's behalf (HTTP 403)."""

@@ -209,6 +209,33 @@ class EdgeCacheUsageRow(Base):
     reported_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class AccountRow(Base):
+    """0006: people and services that act on the control plane. ``secret_hash``: scrypt of a
+    password (``kind`` user) or SHA-256 of a service token (``kind`` service); NULL for SSO
+    accounts, which only pin a role to an identity the trusted proxy vouches for."""
+
+    __tablename__ = "accounts"
+
+    name: Mapped[str] = mapped_column(ID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str | None] = mapped_column(String(256), nullable=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class SessionRow(Base):
+    """0006: signed-in browser sessions. The cookie holds a random id; only its SHA-256 is stored."""
+
+    __tablename__ = "sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account: Mapped[str] = mapped_column(ID, ForeignKey("accounts.name", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class RevisionCounterRow(Base):
     """One row per counter. 0005: only ``events`` (the last published event seq); its row lock
     serializes the event publisher and nothing else."""

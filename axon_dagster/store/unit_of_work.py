@@ -33,6 +33,7 @@ from .repositories import (
     RobotRepository,
     TaskRepository,
 )
+from .identity_repositories import AccountRepository, SessionRepository
 from .review_repositories import AuditRepository, BatchReviewRepository, DatasetSearchRepository
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class SqlAlchemyUnitOfWork:
     audit: AuditRepository
     dataset_search: DatasetSearchRepository
     edge_caches: EdgeCacheUsageRepository
+    accounts: AccountRepository
+    sessions: SessionRepository
 
     def __init__(self, session_factory: Callable[[], Session]):
         self._session_factory = session_factory
@@ -83,6 +86,8 @@ class SqlAlchemyUnitOfWork:
         self.audit = AuditRepository(session)
         self.dataset_search = DatasetSearchRepository(session)
         self.edge_caches = EdgeCacheUsageRepository(session)
+        self.accounts = AccountRepository(session)
+        self.sessions = SessionRepository(session)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

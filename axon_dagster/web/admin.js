@@ -6,25 +6,33 @@
   const PAGE = 50;
   let searchOffset = 0;
 
-  for (const id of ["actor", "token"]) {
-    $("#" + id).value = localStorage.getItem("axon.admin." + id) || "";
-    $("#" + id).addEventListener("change", () => localStorage.setItem("axon.admin." + id, $("#" + id).value.trim()));
-  }
+  // Who is signed in decides what the page offers (the server enforces the same roles).
+  let me = { kind: "open", role: "admin", name: "" };
+  const ready = window.axon.whoami().then((m) => {
+    me = m;
+    if (m.kind === "open") {  // the open embedded default: nobody is signed in, so name yourself
+      $("#actor").hidden = $("label[for=actor]").hidden = false;
+      $("#actor").value = localStorage.getItem("axon.admin.actor") || "";
+    } else {
+      $("#identity").textContent = "Signed in as " + m.name + " (" + m.role + ")";
+      $("#identity").dataset.role = m.role;
+      $("#signout-button").hidden = m.kind !== "user";
+    }
+    if (m.role !== "admin") document.querySelectorAll("#dispatch-btn, #add-batch button").forEach((b) => (b.disabled = true));
+  });
   const params = new URLSearchParams(location.search);
   if (params.get("order")) $("#order-id").value = params.get("order");
 
   async function api(method, path, body) {
-    const headers = {};
-    const token = $("#token").value.trim();
-    if (token) headers.authorization = "Bearer " + token;
-    if (body) headers["content-type"] = "application/json";
     let r;
     try {
-      r = await fetch(API + path, { method, headers, body: body ? JSON.stringify(body) : undefined, cache: "no-store" });
+      r = method === "GET" ? await fetch(API + path, { cache: "no-store", credentials: "same-origin" })
+        : await window.axon.send(method, API + path, body);
     } catch (e) { throw new Error("control plane unreachable: " + e.message); }
+    if (r.status === 401) window.axon.toSignIn();
     let data = null;
     try { data = await r.json(); } catch (_) { data = { detail: r.statusText }; }
-    if (!r.ok) throw new Error((r.status === 409 ? "Refused: " : r.status === 401 ? "Not signed in: " : "Error " + r.status + ": ") + ((data && data.detail) || r.statusText));
+    if (!r.ok) throw new Error((r.status === 409 || r.status === 403 ? "Refused: " : r.status === 401 ? "Not signed in: " : "Error " + r.status + ": ") + ((data && data.detail) || r.statusText));
     return data;
   }
   function say(text, kind) { const m = $("#message"); m.className = "message " + (kind || "error"); m.textContent = text; m.hidden = false; }
@@ -38,7 +46,9 @@
     return n;
   }
   const list = (s) => s.split(",").map((x) => x.trim()).filter(Boolean);
+  // Signed in, the server records the session's principal; only the open default names an actor.
   const actor = () => {
+    if (me.kind !== "open") return undefined;
     const a = $("#actor").value.trim();
     if (!a) { $("#actor").focus(); throw new Error("Enter who you are (top right) before changing anything."); }
     localStorage.setItem("axon.admin.actor", a);
@@ -55,7 +65,7 @@
   }
 
   function batchRow(b) {
-    const dis = !b.editable;
+    const dis = !b.editable || me.role !== "admin";
     const skills = el("input", { class: "skills", value: b.skills.join(", "), disabled: dis, size: 16 });
     const count = el("input", { class: "count", type: "number", min: 1, value: b.task_count, disabled: dis, style: "width:5rem" });
     const dur = el("input", { class: "duration", type: "number", min: 1, step: "any", value: b.duration_seconds, disabled: dis, style: "width:6rem" });
@@ -128,5 +138,5 @@
   $("#prev").addEventListener("click", () => { searchOffset = Math.max(0, searchOffset - PAGE); search(); });
   $("#next").addEventListener("click", () => { searchOffset += PAGE; search(); });
 
-  if (orderId()) loadOrder(true);
+  ready.then(() => { if (orderId()) loadOrder(true); });
 })();

@@ -42,3 +42,29 @@ def chromium_context() -> Iterator[object]:
                 context.close()
     finally:
         shutil.rmtree(user_data, ignore_errors=True)
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def create_account(base_url: str, admin_token: str, name: str, role: str, password: str = PASSWORD) -> None:
+    """A built-in account, made over the API with a service (admin) token."""
+    import httpx
+
+    r = httpx.post(f"{base_url}/api/v1/accounts", json={"name": name, "role": role, "password": password},
+                   headers={"authorization": f"Bearer {admin_token}"}, timeout=30)
+    assert r.status_code == 201, r.text
+
+
+def sign_in(page: object, base_url: str, name: str, password: str = PASSWORD, path: str = "/admin") -> None:
+    """Open ``path``: an anonymous visit lands on /login; sign in there and come back."""
+    from urllib.parse import quote
+
+    from playwright.sync_api import expect
+
+    page.goto(base_url + path)  # type: ignore[attr-defined]
+    expect(page).to_have_url(f"{base_url}/login?next={quote(path, safe='')}")  # type: ignore[arg-type]
+    page.fill("#name", name)  # type: ignore[attr-defined]
+    page.fill("#password", password)  # type: ignore[attr-defined]
+    page.click("#login-button")  # type: ignore[attr-defined]
+    expect(page).to_have_url(base_url + path)  # type: ignore[arg-type]

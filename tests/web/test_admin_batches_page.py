@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from browser import create_account, sign_in
 from edge_support import ADMIN_TOKEN, wait_for
 from playwright.sync_api import expect
 
@@ -23,9 +24,9 @@ def test_edit_approve_reject_and_dispatch_from_the_page(edge_env, page):
     edge_env.admin.plan_order("o1", task_count=1, duration_seconds=5.0, topics=TOPICS)
     nav, pick = "o1_batch_navigation_1", "o1_batch_pick_place_2"
 
-    page.goto(cp + "/admin")
-    page.fill("#token", ADMIN_TOKEN)
-    page.fill("#actor", "carol")
+    create_account(cp, ADMIN_TOKEN, "carol", "admin")
+    sign_in(page, cp, "carol")
+    expect(page.locator("#identity")).to_have_text("Signed in as carol (admin)")
     page.fill("#order-id", "o1")
     page.click("#order-form button[type=submit]")
     nav_row, pick_row = page.locator(f"tr[data-batch-id='{nav}']"), page.locator(f"tr[data-batch-id='{pick}']")
