@@ -2,7 +2,7 @@
 hashes, service tokens as SHA-256, SSO role pins) and ``sessions`` (signed-in browsers).
 
 Revision ID: 0006_accounts_sessions
-Revises: 0004_dataset_upload_error
+Revises: 0005_fleet_scale
 Create Date: 2026-12-02
 
 New tables only; nothing existing changes.
@@ -15,7 +15,7 @@ from alembic import op
 
 
 revision = "0006_accounts_sessions"
-down_revision = "0004_dataset_upload_error"
+down_revision = "0005_fleet_scale"
 branch_labels = None
 depends_on = None
 
