@@ -258,6 +258,72 @@ def _full(type_name: str, decode):
     return columns
 
 
+class _DigestsAsWritten:
+    """SHA-256 of a dataset's files, hashed while Lance is still writing the rest.
+
+    Lance writes every file under a hidden temporary name (``.tmp…``) and renames it when complete,
+    so a file under its final name is finished: a watcher thread hashes each one as it appears
+    (hashlib releases the GIL — another core), instead of all of them after the write. ``finish``
+    hashes what is left and re-hashes any file whose size or mtime changed since it was hashed, so
+    the result is what :func:`file_digests` would give."""
+
+    def __init__(self, root: Path, workers: int):
+        import concurrent.futures
+        import threading
+
+        self.root = root
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ingest-digest")
+        self.jobs: dict[str, tuple[Any, tuple[int, int]]] = {}
+        self.stop = threading.Event()
+        self.watcher = threading.Thread(target=self._watch, name="ingest-digest-watch", daemon=True)
+        self.watcher.start()
+
+    def _finished_files(self) -> list[tuple[str, Path]]:
+        out = []
+        for dirpath, dirnames, names in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            out.extend((Path(dirpath, n).relative_to(self.root).as_posix(), Path(dirpath, n)) for n in sorted(names) if not n.startswith("."))
+        return out
+
+    def _submit_new(self) -> None:
+        from axon_dagster.storage.digest import file_sha256
+
+        for rel, path in self._finished_files():
+            if rel not in self.jobs:
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                self.jobs[rel] = (self.pool.submit(file_sha256, path), (st.st_size, st.st_mtime_ns))
+
+    def _watch(self) -> None:
+        while not self.stop.wait(0.05):
+            if self.root.exists():
+                self._submit_new()
+
+    def cancel(self) -> None:
+        self.stop.set()
+        self.watcher.join()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def finish(self) -> dict[str, str]:
+        from axon_dagster.storage.digest import file_sha256
+
+        self.stop.set()
+        self.watcher.join()
+        self._submit_new()
+        out: dict[str, str] = {}
+        try:
+            for rel, path in self._finished_files():
+                future, (size, mtime) = self.jobs[rel]
+                sha = future.result()
+                st = path.stat()
+                out[rel] = sha if (st.st_size, st.st_mtime_ns) == (size, mtime) else file_sha256(path)
+        finally:
+            self.pool.shutdown(wait=True)
+        return out
+
+
 def _task_metadata(axon: AxonSidecar | None, extra: dict[str, Any] | None) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     if axon is not None:
@@ -324,10 +390,12 @@ def ingest_mcap(
     try:
         staged = tmp_dir / dataset_dir.name
         reader = pa.RecordBatchReader.from_batches(schema, batches())
+        digests = _DigestsAsWritten(staged, DIGEST_WORKERS)
         try:
             lance.write_dataset(reader, str(staged), schema=schema, mode="create", data_storage_version=LANCE_FILE_VERSION,
                                 max_bytes_per_file=MAX_BYTES_PER_FILE)
         except Exception:
+            digests.cancel()
             if "error" in stats:
                 raise stats["error"] from None
             raise
@@ -336,7 +404,9 @@ def ingest_mcap(
             if not staged.exists():
                 lance.write_dataset(pa.Table.from_batches([], schema=schema), str(staged), schema=schema, mode="create",
                                     data_storage_version=LANCE_FILE_VERSION)
-        files = file_digests(staged, workers=DIGEST_WORKERS)
+        files = digests.finish() if staged.exists() else {}
+        if not files:
+            files = file_digests(staged, workers=DIGEST_WORKERS)
         os.rename(staged, dataset_dir)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -258,3 +258,17 @@ def serialize_msg(ts, m):
     from tests.axon_mcap_fixture import serialize
 
     return serialize(ts, "ros2", m)
+
+
+def test_files_hashed_while_lance_writes_them_match_a_hash_after_the_write(tmp_path, monkeypatch):
+    import axon_dagster.ingest.mcap_to_lance as m
+    from axon_dagster.storage.digest import file_digests
+
+    monkeypatch.setattr(m, "MAX_BYTES_PER_FILE", 8 << 20)  # several data files, finished one after another
+    monkeypatch.setattr(m, "TARGET_BATCH_BYTES", 2 << 20)
+    msgs = [Msg("/cam", "sensor_msgs/msg/Image", T0_NS + i * 33_000_000, {"width": 640, "height": 480, "fill": i}) for i in range(40)]
+    w = write_axon_mcap(tmp_path / "rec", "t", msgs)
+    result = ingest_mcap(w.mcap_path, tmp_path / "t.lance")
+    data_files = list((result.dataset_path / "data").iterdir())
+    assert len(data_files) >= 3
+    assert result.sidecar.files == file_digests(result.dataset_path)
