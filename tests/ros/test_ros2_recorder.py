@@ -110,7 +110,7 @@ def test_a_hung_recorder_is_a_timeout_never_repeated_and_its_late_reply_is_ignor
         started = time.monotonic()
         with pytest.raises(RecorderTimeout, match=r"did not answer /sim2_\w+/get_status within 1s"):
             client.get_status()
-        assert time.monotonic() - started < 1.9
+        assert time.monotonic() - started < 3.0  # the 1 s timeout, plus a busy machine's slack
         assert client.attempts == 2, "a call that went out is never repeated"
     finally:
         os.kill(sim.proc.pid, signal.SIGCONT)
@@ -128,11 +128,11 @@ def test_recorder_killed_mid_call_is_a_timeout_that_says_so_then_unreachable(sta
     started = time.monotonic()
     with pytest.raises(RecorderTimeout, match="no longer available"):
         client.get_status()  # the loopback profile's 4 s lease tells the client the peer is gone
-    assert time.monotonic() - started < 8.0
+    assert time.monotonic() - started < 10.0
     started = time.monotonic()
     with pytest.raises(RecorderUnreachable, match="not available within 7s"):
         client.get_status()
-    assert time.monotonic() - started < 8.0
+    assert time.monotonic() - started < 10.0
 
 
 def test_refused_start_carries_the_recorders_message(start_ros2_sim, clients, write_config):
