@@ -145,7 +145,7 @@ def _known(url: str, *task_ids: str) -> bool:
     return set(task_ids) <= known
 
 
-def test_http_only_agent_never_imports_rospy(edge_env):
+def test_http_only_agent_never_imports_ros(edge_env):
     process = edge_env.agent_process()
     modules = httpx.get(f"{process.url}/debug/modules", timeout=5).json()["modules"]
-    assert "rospy" not in modules and "rosgraph" not in modules
+    assert "rospy" not in modules and "rosgraph" not in modules and "rclpy" not in modules

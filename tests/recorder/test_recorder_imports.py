@@ -21,6 +21,7 @@ def test_importing_the_recorder_package_loads_no_heavy_module():
     )
     loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout))
     assert loaded & set(HEAVY) == set()
+    assert loaded & {"rclpy", "rospy", "axon_recorder_msgs"} == set(), "ROS is imported only by the transport that uses it"
     assert "httpx" in loaded and "yaml" in loaded, "sanity: the probe really imported the package"
 
 
