@@ -234,11 +234,24 @@ def reserve_domain_id(lock_dir: str | os.PathLike | None = None) -> DomainReserv
     """A ROS_DOMAIN_ID no other run on this machine holds (tests, demos, benchmarks each take one).
     Starts at an offset from the pid, so runs rarely even try the same id."""
     directory = Path(lock_dir or os.environ.get(DOMAIN_LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / "axon-ros-domains")
-    directory.mkdir(parents=True, exist_ok=True)
+    if not directory.is_dir():
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.chmod(0o1777)  # shared by every user's runs on the machine, like /tmp
+        except OSError:
+            pass
     ids = list(DOMAIN_IDS)
     start = os.getpid() % len(ids)
     for domain_id in ids[start:] + ids[:start]:
-        handle = open(directory / f"{domain_id}.lock", "a")
+        path = directory / f"{domain_id}.lock"
+        try:
+            handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666), "a")
+        except PermissionError:
+            continue  # another user's lock file we may not open: that id is theirs
+        try:
+            os.fchmod(handle.fileno(), 0o666)  # the umask narrowed it: let other users' runs lock it too
+        except OSError:
+            pass
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
