@@ -55,7 +55,8 @@ from axon_dagster.settings import load_settings
 from axon_dagster.store import SqlAlchemyUnitOfWork, UnitOfWorkFactory, check_schema, make_engine
 
 from . import schemas
-from .auth import Authenticator, SecurityHeaders, accounts_api, authorize, bearer, current_principal, needs, session_api
+from .asgi import BodySizeLimit, SecurityHeaders
+from .auth import Authenticator, accounts_api, authorize, bearer, current_principal, needs, session_api
 from .auth import pages as auth_pages
 from .review import router as review_router
 from .admin import pages as admin_pages, router as admin_router
@@ -401,61 +402,3 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(422, detail)
 
     app.add_exception_handler(RequestValidationError, validation)  # type: ignore[arg-type]
-
-
-# ---------------------------------------------------------------------- request body limit
-
-
-class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with 413 before the app reads them (chunked too)."""
-
-    def __init__(self, app: Any, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None:
-            try:
-                length = int(declared)
-            except ValueError:
-                await _send_json(send, 400, "invalid Content-Length header")
-                return
-            if length > self.max_bytes:
-                await _send_json(send, 413, f"request body of {length} bytes exceeds the limit of {self.max_bytes}")
-                return
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            total += len(body)
-            if total > self.max_bytes:
-                await _send_json(send, 413, f"request body exceeds the limit of {self.max_bytes} bytes")
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-async def _send_json(send: Any, status: int, detail: str) -> None:
-    import json
-
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})

@@ -23,7 +23,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable, Literal, TypeVar
+from typing import Any, Callable, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
@@ -329,37 +329,3 @@ def change_account(name: str, body: AccountChange, request: Request) -> Any:
         if view.name == name:
             return view.to_dict()
     raise NotFoundError("account", name)
-
-
-# ---------------------------------------------------------------------------- page headers
-
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-)
-_DOCS_CSP = "frame-ancestors 'none'"  # FastAPI's /docs loads its UI from a CDN
-_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"), (b"referrer-policy", b"same-origin")]
-
-
-class SecurityHeaders:
-    """Every response: a Content-Security-Policy with ``frame-ancestors 'none'``, X-Frame-Options,
-    nosniff and a same-origin referrer policy."""
-
-    def __init__(self, app: Any):
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        csp = (_DOCS_CSP if scope.get("path", "") in ("/docs", "/redoc", "/docs/oauth2-redirect") else CSP).encode()
-
-        async def with_headers(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers") or [])
-                present = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in [(b"content-security-policy", csp), *_HEADERS] if k not in present]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, with_headers)

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Sequence
 
+from .access import is_loopback, load_access
 from .errors import EdgeError
 
 # Re-exported for programs that host agents (the demo): ``from axon_edge.cli import start_agent_in_thread``.
@@ -68,7 +69,18 @@ def _parser() -> argparse.ArgumentParser:
         default=env("AXON_SUPERVISION_INTERVAL", "1.0"),
         help="seconds between recorder status polls while a task records [AXON_SUPERVISION_INTERVAL, default 1.0]",
     )
-    run.add_argument("--host", default="0.0.0.0", help="address to serve the collector API on (default 0.0.0.0)")
+    run.add_argument(
+        "--host", default=env("AXON_EDGE_HOST", "127.0.0.1"),
+        help="address to serve the collector API on; beyond loopback a collector PIN is required [AXON_EDGE_HOST, default 127.0.0.1]",
+    )
+    run.add_argument(
+        "--collector-pin-file", default=None,
+        help="file holding the robot-local collector PIN/token (or AXON_COLLECTOR_PIN / AXON_COLLECTOR_PIN_FILE); at least 6 characters",
+    )
+    run.add_argument(
+        "--debug-routes", action="store_true", default=env("AXON_EDGE_DEBUG_ROUTES", "") in ("1", "true", "yes"),
+        help="also serve /debug/modules [AXON_EDGE_DEBUG_ROUTES]",
+    )
     run.add_argument(
         "--port", default=env("AXON_EDGE_PORT", str(DEFAULT_PORT)), help=f"port [AXON_EDGE_PORT, default {DEFAULT_PORT}]"
     )
@@ -115,6 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_srv_module() if args.recorder_transport == "ros2" else import_rclpy()
         except Ros2Unavailable as exc:
             parser.error(f"ROS 2 (--recorder-transport/--teleop ros2): {exc}")
+    try:
+        access = load_access(os.environ, pin_file=args.collector_pin_file, debug_routes=args.debug_routes)
+    except (OSError, ValueError) as exc:
+        parser.error(f"collector PIN: {exc}")
+    if not is_loopback(args.host) and access.collector_credential is None:
+        parser.error(f"--host {args.host} exposes the collector page and teleop beyond this robot: set a collector PIN "
+                     "(AXON_COLLECTOR_PIN, AXON_COLLECTOR_PIN_FILE or --collector-pin-file)")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return run_agent(
@@ -127,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=port,
             poll_interval=poll_interval,
             teleop=args.teleop,
+            access=access,
             recorder_transport=args.recorder_transport,
             recorder_namespace=args.recorder_namespace,
             supervision_interval=supervision_interval,

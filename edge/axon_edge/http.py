@@ -3,7 +3,8 @@ metrics). Starlette only — robots never load FastAPI.
 
 Errors are JSON ``{"detail": ...}``: 404 unknown task, 409 illegal transition or busy recorder,
 422 bad input (including invalid ids), 502 recorder refused or answered nonsense, 503 recorder
-unreachable. A refused request changes nothing.
+unreachable; 401/403/413/429 from the access rules (``access.py``). A refused request changes
+nothing. The routes are described in ``GET /openapi.json`` (``openapi.py``).
 """
 
 from __future__ import annotations
@@ -19,19 +20,26 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from axon_dagster.api.asgi import BodySizeLimit, SecurityHeaders
 from axon_dagster.domain import DomainError, IllegalTransitionError, InvalidIdError, parse_task_status
 
+from .access import HttpAccess, CollectorGuard
 from .agent import EdgeAgent
 from .errors import Conflict, InvalidRequest, RecorderFailure, UnknownTask
 from .metrics import metrics_registry
+from .openapi import OPENAPI
 from .web import collector as collector_page
 
 log = logging.getLogger(__name__)
 
 
-def create_app(agent: EdgeAgent) -> Starlette:
+def create_app(agent: EdgeAgent, access: HttpAccess | None = None) -> Starlette:
+    """The agent's routes behind :class:`axon_edge.access.CollectorGuard` (who may call), a body
+    limit and the security headers. ``access`` defaults to loopback-only, no debug routes."""
+    access = access or HttpAccess()
     registry = metrics_registry(agent)
 
     def healthz(request: Request) -> JSONResponse:
@@ -109,9 +117,16 @@ def create_app(agent: EdgeAgent) -> Starlette:
         Route("/status", status),
         Route("/outbox", outbox),
         Route("/metrics", metrics),
-        Route("/debug/modules", loaded_modules),
+        Route("/openapi.json", lambda request: JSONResponse(OPENAPI)),
     ]
-    return Starlette(routes=routes, exception_handlers=_exception_handlers())
+    if access.debug_routes:
+        routes.append(Route("/debug/modules", loaded_modules))
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(BodySizeLimit, max_bytes=access.max_body_bytes),
+        Middleware(CollectorGuard, access=access),
+    ]
+    return Starlette(routes=routes, exception_handlers=_exception_handlers(), middleware=middleware)
 
 
 def _exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:

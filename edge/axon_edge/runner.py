@@ -20,6 +20,7 @@ import uvicorn
 from axon_dagster.api.client import EdgeSyncClient
 from axon_dagster.recorder.factory import DEFAULT_NAMESPACE, recorder_from_config
 
+from .access import HttpAccess
 from .agent import EdgeAgent
 from .http import create_app
 from .teleop_ros import TELEOP_TRANSPORTS, RosTeleopListener, ensure_ros1_node
@@ -101,6 +102,7 @@ def start_agent_in_thread(
     startup_timeout: float = 10.0,
     teleop: str = "http",
     callbacks: bool = True,
+    access: HttpAccess | None = None,
     **agent_options,
 ) -> RunningAgent:
     """Start an agent (loops + HTTP) in background threads; ``port=0`` picks a free port.
@@ -125,7 +127,7 @@ def start_agent_in_thread(
         except BaseException:
             sock.close()
             raise
-    config = uvicorn.Config(create_app(agent), log_config=None, access_log=False, lifespan="off")
+    config = uvicorn.Config(create_app(agent, access), log_config=None, access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     agent.start()
     thread = threading.Thread(
@@ -152,10 +154,11 @@ def run_agent(
     data_dir: str | os.PathLike,
     recorder_url: str,
     *,
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
     teleop: str = "http",
+    access: HttpAccess | None = None,
     **agent_options,
 ) -> int:
     """Run in the foreground until SIGTERM or SIGINT; returns the process exit code."""
@@ -169,7 +172,7 @@ def run_agent(
     try:
         running = start_agent_in_thread(
             robot_id, control_plane_url, token, data_dir, recorder_url, host=host, port=port, poll_interval=poll_interval,
-            teleop=teleop, **agent_options,
+            teleop=teleop, access=access, **agent_options,
         )
         try:
             while not stop.wait(1.0):

@@ -247,7 +247,7 @@ class AgentProcess:
         }
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "axon_edge.cli", "run", "--host", "127.0.0.1", "--poll-interval", str(POLL_INTERVAL)],
+            [sys.executable, "-m", "axon_edge.cli", "run", "--host", "127.0.0.1", "--debug-routes", "--poll-interval", str(POLL_INTERVAL)],
             env=environ,
             cwd=REPO_ROOT,
             stdout=self._log,

@@ -44,7 +44,7 @@ def ros_robot(request, edge_env, ros_master, tmp_path):
         line = read_line(sim.stdout, 30)
         assert f"serving ROS {generation[-1]} services under /{NAMESPACE}/" in line, f"{line!r}\n{sim_log.read_text()}"
         agent = subprocess.Popen(
-            [sys.executable, "-m", "axon_edge.cli", "run", "--host", "127.0.0.1", "--port", str(port),
+            [sys.executable, "-m", "axon_edge.cli", "run", "--host", "127.0.0.1", "--port", str(port), "--debug-routes",
              "--poll-interval", "0.2", "--supervision-interval", "0.5"],
             env=_child_env(
                 ros_master,

@@ -33,9 +33,22 @@
     return data;
   }
 
+  // From another machine the agent wants the robot's collector PIN: the login sets an HttpOnly cookie.
+  $("#pin-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    $("#pin-error").textContent = "";
+    try {
+      await api("POST", "/collector/login", { pin: $("#pin").value });
+      $("#pin").value = "";
+      $("#pin-card").hidden = true;
+      refresh();
+    } catch (err) { $("#pin-error").textContent = err.message; }
+  });
+
   function explain(err) {
     switch (err.status) {
       case 0: return "Edge agent unreachable: " + err.message;
+      case 401: $("#pin-card").hidden = false; return "Locked: enter the robot's collector PIN.";
       case 503: return "Recorder unreachable: " + err.message;
       case 502: return "Recorder refused the command: " + err.message;
       case 409: return "Refused: " + err.message;
