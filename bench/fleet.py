@@ -55,6 +55,7 @@ if str(REPO) not in sys.path:  # runnable as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402  (an async HTTP client that keeps up with 2,000 robots on one core)
+import httpx  # noqa: E402
 
 from axon_dagster.api.client import ControlPlaneClient  # noqa: E402
 from axon_dagster.api.server import default_workers  # noqa: E402
@@ -298,6 +299,13 @@ def api_processes(database_url: str, processes: int, workers: int, workdir: Path
                 ))
             urls.append(f"http://127.0.0.1:{port}")
             wait_healthy(f"{urls[-1]}/readyz", procs[-1], log_path=log_path)
+        for url in urls:  # every worker up (their start-up is not part of the measurement)
+            answered: set[int] = set()
+            deadline = time.monotonic() + 120
+            while len(answered) < workers and time.monotonic() < deadline:
+                with contextlib.suppress(Exception):
+                    answered.add(httpx.get(f"{url}/readyz", timeout=2).json()["worker"])
+                time.sleep(0.05)
         yield urls, [p.pid for p in procs]
     finally:
         for p in procs:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
 import logging
 import time
 from contextlib import asynccontextmanager, suppress
@@ -275,15 +277,22 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         return cp.list_cache_usage(u)
 
     # ------------------------------------------------------------------ robot side
+    # The two routes every robot calls all the time parse their own input (no dependency
+    # injection, no request model): most of what a request costs is what FastAPI does around it.
     @edge.get("/tasks", response_model=TaskPage)
-    async def pull_tasks(after: int = 0, limit: int = 100, wait: float = 0, robot: str = Depends(current_robot)) -> Any:
-        """``wait`` > 0 long-polls: with nothing new for this robot the answer comes when its tasks
+    async def pull_tasks(request: Request) -> Any:
+        """Query ``after`` (cursor, default 0), ``limit`` (default 100), ``wait`` (seconds, default
+        0). ``wait`` > 0 long-polls: with nothing new for this robot the answer comes when its tasks
         change or after ``wait`` seconds (an empty page), and the wait costs no database access.
         ``Server-Timing: wait;dur=<ms>`` says how long the answer was held."""
+        robot = await current_robot(request)
+        query = request.query_params
+        after, limit = _query_number(query, "after", 0, int), _query_number(query, "limit", 100, int)
+        wait = _query_number(query, "wait", 0.0, float)
         if not 0 <= wait <= MAX_WAIT_SECONDS:
             raise InvalidRequestError(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds, got {wait!r}")
         held = 0.0
-        if wait > 0 and isinstance(after, int) and after >= 0:
+        if wait > 0 and after >= 0:
             known = watch.known_changed(robot, after)
             if known is None:  # the watch has not read yet: ask the store once
                 page = await run_in_threadpool(cp.pull_tasks, uow_factory(), robot, after, limit)
@@ -299,11 +308,14 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         return _json(TaskPage, page, headers=_held(held))
 
     @edge.post("/events", response_model=EventResultsResponse)
-    def push_events(body: schemas.EdgeEvents, robot: str = Depends(current_robot), u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
-        events = cp.parse_events([e.model_dump() for e in body.events])
-        results = cp.apply_events(u, robot, events)
+    async def push_events(request: Request) -> Any:
+        """Body ``{"events": [{event_id, task_id, status, occurred_at?, data?}, ...]}``, applied in
+        order in one transaction."""
+        robot = await current_robot(request)
+        events = cp.parse_events(_edge_events(await request.body()))
+        results = await run_in_threadpool(cp.apply_events, uow_factory(), robot, events)
         api_metrics.events_received(robot, (e.occurred_at for e in events), results)
-        return {"results": results}
+        return _json(EventResultsResponse, EventResultsResponse(results=results))
 
     # ------------------------------------------------------------------ health and metrics (no auth)
     def healthz() -> dict[str, str]:
@@ -318,7 +330,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         except Exception as exc:
             log.warning("not ready: database unreachable: %s", exc)
             return _error(503, f"database unreachable: {exc.__class__.__name__}")
-        return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "ready", "worker": os.getpid()})  # which uvicorn worker answered
 
     def metrics() -> Response:
         with suppress(Exception):  # this process's robots' last-seen times, fresh for the scrape
@@ -345,6 +357,36 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
 # ---------------------------------------------------------------------- responses
 
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+_EVENT_KEYS = frozenset(schemas.EdgeEvent.model_fields)
+
+
+def _edge_events(body: bytes) -> list[dict[str, Any]]:
+    """The ``events`` of a push body, refused with a clear 422 unless it has exactly that shape."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        raise InvalidRequestError("the request body is not JSON") from None
+    if not isinstance(parsed, dict) or set(parsed) != {"events"} or not isinstance(parsed["events"], list):
+        raise InvalidRequestError('the body must be {"events": [{event_id, task_id, status, occurred_at?, data?}, ...]}')
+    for index, item in enumerate(parsed["events"]):
+        if not isinstance(item, dict):
+            raise InvalidRequestError(f"events[{index}] must be an object")
+        unknown = sorted(set(item) - _EVENT_KEYS)
+        if unknown:
+            raise InvalidRequestError(f"events[{index}] has unknown fields {unknown}")
+    return parsed["events"]
+
+
+def _query_number(query: Any, name: str, default: Any, kind: type) -> Any:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InvalidRequestError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
 
 
 def _held(seconds: float) -> dict[str, str]:

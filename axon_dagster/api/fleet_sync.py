@@ -30,7 +30,7 @@ MAX_CACHED_TOKENS = 100_000
 LAST_SEEN_FLUSH_SECONDS = 5.0
 # How often a process re-reads every robot's revision while at least one pull is waiting: one
 # query for all waiting robots, whatever their number.
-WATCH_INTERVAL_SECONDS = 0.25
+WATCH_INTERVAL_SECONDS = 0.5
 MAX_WAIT_SECONDS = 60.0
 
 

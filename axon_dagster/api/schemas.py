@@ -55,15 +55,13 @@ class TransitionTask(Body):
 
 
 class EdgeEvent(Body):
+    """One event of ``POST /edge/events {"events": [...]}`` (the route checks the shape itself)."""
+
     event_id: str
     task_id: str
     status: str
     occurred_at: datetime | None = None
     data: dict[str, Any] | None = None
-
-
-class EdgeEvents(Body):
-    events: list[EdgeEvent]
 
 
 class DatasetCached(Body):

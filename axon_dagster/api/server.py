@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 # On shutdown, requests still running after this long are cut: long-polls (held up to a minute)
 # must not hold a rolling update; their robots reconnect to another replica.
 SHUTDOWN_GRACE_SECONDS = 5
+# Idle keep-alive connections live this long (uvicorn's default is 5 s): a robot pushing every few
+# seconds reuses its connection, and the server never closes one just as a request is sent on it.
+KEEP_ALIVE_SECONDS = 75
 
 
 def default_workers(environ: dict[str, str] | None = None) -> int:
@@ -64,7 +67,7 @@ def serve(
     log.info("serving the control-plane API on http://%s:%d with %d worker(s)", host, port, workers)
     if workers == 1:
         uvicorn.run(create_app(database_url=url, admin_token=admin_token), host=host, port=port, log_level=log_level,
-                    timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
+                    timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, timeout_keep_alive=KEEP_ALIVE_SECONDS)
         return
     from axon_dagster.store import check_schema, make_engine
 
@@ -78,7 +81,7 @@ def serve(
     if admin_token is not None:
         os.environ["AXON_ADMIN_TOKEN"] = admin_token
     uvicorn.run("axon_dagster.api.app:create_app", factory=True, host=host, port=port, log_level=log_level, workers=workers,
-                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, timeout_keep_alive=KEEP_ALIVE_SECONDS)
 
 
 class ApiThread:

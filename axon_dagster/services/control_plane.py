@@ -15,7 +15,7 @@ import logging
 import secrets
 import threading
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
 from axon_dagster.config import recording_template
@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 UnitOfWork = SqlAlchemyUnitOfWork
 
 MAX_PAGE = 10_000
+# "Last seen" is written at most this often per robot and API process (a fleet dashboard's grain).
+LAST_SEEN_RESOLUTION = timedelta(seconds=30)
 MAX_TEXT = 4096  # paths and free text a robot or an admin may send
 MAX_UPLOAD_ERROR = 2000  # the reason of a failed upload (an error message, trimmed by the reporter)
 # Event data keys the control plane copies onto the task (the rest stays in the event only).
@@ -111,16 +113,23 @@ def authenticate_robot(uow: UnitOfWork, token: str | None) -> str:
 
 class LastSeen:
     """Robots' "last seen" times, noted in memory on the request path and written in one batched
-    UPDATE by :meth:`flush` (the API calls it every few seconds off the request path). Each API
-    process keeps its own; the UPDATE never moves a time backwards, so replicas agree."""
+    UPDATE by :meth:`flush` (the API calls it every few seconds off the request path). A robot is
+    written at most once per ``resolution`` per process, however often it calls. Each API process
+    keeps its own; the UPDATE never moves a time backwards, so replicas agree."""
 
-    def __init__(self) -> None:
+    def __init__(self, resolution: timedelta = LAST_SEEN_RESOLUTION) -> None:
         self._pending: dict[str, datetime] = {}
+        self._written: dict[str, datetime] = {}
+        self._resolution = resolution
         self._lock = threading.Lock()
 
     def saw(self, robot_id: str, at: datetime | None = None) -> None:
+        at = at or utcnow()
         with self._lock:
-            self._pending[robot_id] = at or utcnow()
+            written = self._written.get(robot_id)
+            if written is not None and timedelta(0) <= at - written < self._resolution:
+                return  # recent enough in the store already
+            self._pending[robot_id] = at
 
     def flush(self, uow: UnitOfWork) -> int:
         with self._lock:
@@ -131,6 +140,8 @@ class LastSeen:
             with uow.writing():
                 uow.robots.touch_many(pending)
                 uow.commit()
+            with self._lock:
+                self._written.update(pending)
         except Exception:
             with self._lock:  # keep them for the next flush (newer sightings win)
                 for robot_id, at in pending.items():
@@ -420,10 +431,10 @@ def apply_events(uow: UnitOfWork, robot_id: str, events: Sequence[TaskEvent]) ->
     now = utcnow()
     results: list[EventResult] = []
     with uow.writing():
-        # This robot's row lock orders its pushes (and cloud moves of its tasks); other robots'
-        # pushes do not wait for it. The whole batch is one transaction.
-        uow.robots.lock(robot_id)
-        owned = uow.tasks.get_many([e.task_id for e in events], robot_id=robot_id)
+        # The rows of the tasks named lock (until commit): events of one task are applied one
+        # push at a time and in order, cloud moves of a task wait for them; nothing else waits,
+        # not even this robot's other tasks. The whole batch is one transaction.
+        owned = uow.tasks.get_many([e.task_id for e in events], robot_id=robot_id, lock=True)
         foreign = [e.task_id for e in events if e.task_id not in owned]
         if foreign:
             # Same answer for "another robot's" and "no such task": never leak which it is.
@@ -771,8 +782,8 @@ _REVIEW_SCAN_LIMIT = 10_000  # a review queue longer than this is an incident of
 
 def _locked_task(uow: UnitOfWork, task_id: str) -> TaskRecord:
     """A task read for a change, under the locks its writers take (``unit_of_work``): its order's
-    row, then (assigned) its robot's row. Read again after each: it may have moved meanwhile. Once
-    assigned (under the order's lock, held here) a task never changes robots."""
+    row, then (assigned) its robot's row, then its own row. Read again after each: it may have
+    moved meanwhile. Once assigned (under the order's lock, held here) a task never changes robots."""
     record = uow.tasks.get(task_id)
     if record is None:
         raise NotFoundError("task", task_id)
@@ -781,8 +792,8 @@ def _locked_task(uow: UnitOfWork, task_id: str) -> TaskRecord:
     assert record is not None  # tasks are deleted only unassigned, under the order's lock
     if record.task.robot_id is not None:
         uow.robots.lock(record.task.robot_id)
-        record = uow.tasks.get(task_id)
-        assert record is not None
+    record = uow.tasks.get(task_id, lock=True)
+    assert record is not None
     return record
 
 

@@ -396,17 +396,23 @@ class TaskRepository:
         update_by_key(self._session, _TASKS, "task_id", rows)
         return [TaskRecord(t, rev) for t, rev in zip(tasks, revisions)] if revisions is not None else []
 
-    def get(self, task_id: str) -> TaskRecord | None:
-        row = self._session.execute(select(_TASKS).where(_TASKS.c.task_id == task_id)).first()
+    def get(self, task_id: str, *, lock: bool = False) -> TaskRecord | None:
+        """With ``lock``, the task's row stays locked until commit."""
+        stmt = select(_TASKS).where(_TASKS.c.task_id == task_id)
+        row = self._session.execute(stmt.with_for_update() if lock else stmt).first()
         return _task(row) if row else None
 
-    def get_many(self, task_ids: Sequence[str], *, robot_id: str | None = None) -> dict[str, TaskRecord]:
-        """Tasks by id; with ``robot_id``, only those assigned to that robot."""
+    def get_many(self, task_ids: Sequence[str], *, robot_id: str | None = None, lock: bool = False) -> dict[str, TaskRecord]:
+        """Tasks by id; with ``robot_id``, only those assigned to that robot. With ``lock`` their
+        rows stay locked until commit, taken in task id order (two writers of overlapping sets
+        never wait on each other in a cycle)."""
         found: dict[str, TaskRecord] = {}
         for chunk in _chunks(sorted(set(task_ids))):
             stmt = select(_TASKS).where(_TASKS.c.task_id.in_(chunk))
             if robot_id is not None:
                 stmt = stmt.where(_TASKS.c.robot_id == robot_id)
+            if lock:
+                stmt = stmt.order_by(_TASKS.c.task_id).with_for_update()
             for row in self._session.execute(stmt):
                 found[row.task_id] = _task(row)
         return found

@@ -132,7 +132,7 @@ class EventRow(Base):
     every read of the feed) hands committed, unpublished events the next consecutive values in id
     order, in one transaction. Publishers are serialized, so seqs become visible in order and
     without holes: ``WHERE seq > :cursor`` never skips or repeats an event. Events of one task keep
-    their order: every writer of a task holds its robot's row lock (or its order's, unassigned),
+    their order: every writer of a task holds the task's row lock (or its order's, unassigned),
     so its events' ids follow commit order.
     """
 

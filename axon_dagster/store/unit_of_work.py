@@ -5,10 +5,12 @@ On PostgreSQL writes that do not conflict run side by side; what must be ordered
 the row it is about, locked in this order (so two writers never wait on each other in a cycle):
 
 1. the order's row (``orders.get(lock=True)``): writers of an order's unassigned tasks;
-2. robot rows, in robot id order (``robots.by_token_hash(lock=True)``, ``allocate_revisions``):
-   every change of a robot's tasks takes that robot's next revision while holding its row, so a
-   robot's pull cursor never skips a late commit and its events keep their order;
-3. task / dataset / edge-cache rows.
+2. robot rows, in robot id order (``robots.allocate_revisions``): every change of a robot's tasks
+   that the robot must hear of takes that robot's next revision while holding its row, so a
+   robot's pull cursor never skips a late commit;
+3. task rows, in task id order (``tasks.get_many(lock=True)``): a robot's event push locks only
+   the tasks it names, so each task's events are applied in order and robots never wait on each
+   other; then dataset / edge-cache rows.
 
 The two cursors: a robot's pull (``tasks.revision``, per robot, see above) and the sensor's feed
 (``events.seq``, given by the single ordered publisher ``events.publish``, see ``schema.EventRow``).

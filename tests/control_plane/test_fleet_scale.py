@@ -115,6 +115,38 @@ def test_long_poll_answers_when_work_is_dispatched_and_waits_for_free_otherwise(
         robot.close()
 
 
+def test_a_malformed_push_or_pull_is_refused_clearly_and_changes_nothing(database_url: str, serve_app: Callable[[Any], Any], row_counts) -> None:
+    server = serve_app(create_app(database_url=database_url, admin_token=""))
+    admin = ControlPlaneClient(server.url)
+    token = admin.register_robot("robot-a")["token"]
+    admin.create_order("o1", "warehouse", ["nav"])
+    admin.plan_order("o1", task_count=1, duration_seconds=5)
+    (task,) = admin.dispatch_order("o1")
+    auth = {"Authorization": f"Bearer {token}"}
+    good = {"event_id": "e1", "task_id": task, "status": "READY"}
+    before = row_counts()
+    try:
+        for body, expected in [
+            (b"not json", "not JSON"),
+            (b"[]", '{"events"'),
+            (b'{"events": [], "more": 1}', '{"events"'),
+            (b'{"events": [1]}', "events[0] must be an object"),
+            (b'{"events": [{"event_id": "e1", "task_id": "%s", "status": "READY", "colour": "red"}]}' % task.encode(), "unknown fields ['colour']"),
+            (b'{"events": [{"event_id": "e1", "task_id": "%s", "status": "SLEEPING"}]}' % task.encode(), "events[0].status"),
+        ]:
+            response = httpx.post(f"{server.url}/api/v1/edge/events", content=body, headers=auth)
+            assert response.status_code == 422 and expected in response.json()["detail"], (body, response.text)
+        for params, expected in [({"after": "x"}, "after must be an integer"), ({"wait": "soon"}, "wait must be a number"),
+                                 ({"wait": "-1"}, "wait must be between"), ({"limit": "0"}, "limit")]:
+            response = httpx.get(f"{server.url}/api/v1/edge/tasks", params=params, headers=auth)
+            assert response.status_code == 422 and expected in response.json()["detail"], (params, response.text)
+        assert row_counts() == before
+        ok = httpx.post(f"{server.url}/api/v1/edge/events", json={"events": [good]}, headers=auth)
+        assert ok.json() == {"results": [{"event_id": "e1", "result": "applied", "error": None}]}
+    finally:
+        admin.close()
+
+
 def _fleet(uow_factory: UnitOfWorkFactory, robots: int, tasks_per_robot: int) -> dict[str, list[str]]:
     for i in range(robots):
         cp.register_robot(uow_factory(), f"r{i:02d}")

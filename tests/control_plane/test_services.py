@@ -254,6 +254,10 @@ def test_last_seen_is_batched_and_never_moves_backwards(uow_factory: UnitOfWorkF
     assert replica_1.flush(uow_factory()) == 0  # nothing new: no write at all
     seen = {r.robot_id: r.last_seen_at for r in cp.list_robots(uow_factory())}
     assert seen == {"robot-a": late, "robot-b": early}
+    replica_1.saw("robot-b", early + cp.LAST_SEEN_RESOLUTION / 2)  # within the resolution: not written again
+    assert replica_1.flush(uow_factory()) == 0
+    replica_1.saw("robot-b", early + cp.LAST_SEEN_RESOLUTION)
+    assert replica_1.flush(uow_factory()) == 1
 
 
 def _dataset_ready(uow_factory: UnitOfWorkFactory, fleet: dict[str, str]) -> str:
