@@ -250,3 +250,12 @@ def test_unknown_recording_formats_are_refused():
     with pytest.raises(ValueError, match="AXON_RECORDING_WAIT_SECONDS"):
         flow.recording_wait_seconds({"AXON_RECORDING_WAIT_SECONDS": "soon"})
     assert flow.recording_wait_seconds({}) == flow.DEFAULT_RECORDING_WAIT_S
+
+
+def test_an_old_agents_event_starts_the_lance_era_flow():
+    """An event without recording_format (agents before MCAP) passes only the task id."""
+    event = {"task_id": "t-old", "robot_id": "r", "data": {"dataset_path": "/rec/t-old.lance"}}
+    assert data_flow_run_request(event).run_config == {"ops": {"stage_recording": {"config": {"task_id": "t-old"}}}}
+    event = {"task_id": "t-new", "robot_id": "r", "data": {"dataset_path": "/rec/t-new.mcap", "recording_format": "mcap",
+                                                         "checksum_sha256": ""}}
+    assert data_flow_run_request(event).run_config["ops"]["stage_recording"]["config"] == {"task_id": "t-new", "recording_format": "mcap"}
