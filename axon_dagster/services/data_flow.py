@@ -174,6 +174,8 @@ def stage_recording(
             files = AxonRecordingFiles.for_mcap(task["dataset_path"])
         except ValueError as exc:
             raise DataFlowError(f"task {task_id}: {exc}") from None
+        if files.mcap_path.name != f"{task_id}.mcap":  # Axon names it after the task: nothing else is taken
+            raise DataFlowError(f"task {task_id}: reported recording {files.mcap_path.name!r} is not {task_id}.mcap")
         wait = recording_wait_seconds() if wait_timeout_s is None else wait_timeout_s
         wait_complete(files, timeout_s=wait, poll_s=min(1.0, max(0.05, wait / 20)))
         cached = edge_cache.stage_mcap(files.mcap_path, task_id, ingest=mcap_ingester(task), expected_checksum=recorder_checksum)

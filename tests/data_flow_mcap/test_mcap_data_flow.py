@@ -259,3 +259,12 @@ def test_an_old_agents_event_starts_the_lance_era_flow():
     event = {"task_id": "t-new", "robot_id": "r", "data": {"dataset_path": "/rec/t-new.mcap", "recording_format": "mcap",
                                                          "checksum_sha256": ""}}
     assert data_flow_run_request(event).run_config["ops"]["stage_recording"]["config"] == {"task_id": "t-new", "recording_format": "mcap"}
+
+
+def test_a_reported_path_that_is_not_the_tasks_recording_is_refused(world):
+    task_id = world.task()["task_id"]
+    other = world.record(f"{task_id}-other")
+    world.executed(task_id, event_data(other))
+    with pytest.raises(flow.DataFlowError, match=f"is not {task_id}.mcap"):
+        flow.stage_recording(world.admin, world.edge_cache.cache(), task_id)
+    assert not (world.edge_cache.cache().root / "datasets" / task_id).exists()
