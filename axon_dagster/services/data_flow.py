@@ -37,7 +37,7 @@ from axon_dagster.domain import (
     sidecar_key,
 )
 from axon_dagster.storage.axon_recording import AxonRecordingFiles, AxonSidecar, wait_complete
-from axon_dagster.storage.digest import DigestMismatch
+from axon_dagster.storage.digest import DigestMismatch, file_sha256
 from axon_dagster.storage.recording import Sidecar, axon_sidecar_path, report_path, sidecar_path, source_mcap_path
 
 log = logging.getLogger(__name__)
@@ -306,10 +306,18 @@ def upload_approved(control_plane, edge_cache, object_store, staged: StagedRecor
     object_store.put_file(sidecar_path(cache_path), sidecar_key(key))
     if report_path(cache_path).exists():
         object_store.put_file(report_path(cache_path), report_key(key))
-    # The original recording (for Foxglove and re-ingestion) beside the dataset: put_file verifies
-    # the stored copy's SHA-256 against the cached file, which staging verified against Axon's.
-    if source_mcap_path(cache_path).exists():
-        object_store.put_file(source_mcap_path(cache_path), mcap_key(key))
+    # The original recording (for Foxglove and re-ingestion) beside the dataset. The cached MCAP
+    # may be a hardlink to the recorder's file: it must still be what staging verified against
+    # Axon's checksum (a recorder overwriting the same task's file in place would change it), and
+    # put_file verifies the stored copy against it.
+    mcap = source_mcap_path(cache_path)
+    if mcap.exists():
+        staged_sha = ((sidecar.extra or {}).get("source") or {}).get("mcap_sha256")
+        if staged_sha:
+            actual = file_sha256(mcap)
+            if actual != staged_sha:
+                raise DigestMismatch(f"{mcap} (changed since it was staged)", staged_sha, actual)
+        object_store.put_file(mcap, mcap_key(key))
         if axon_sidecar_path(cache_path).exists():
             object_store.put_file(axon_sidecar_path(cache_path), axon_sidecar_key(key))
     digest = object_store.verify_dataset(key, sidecar.files)

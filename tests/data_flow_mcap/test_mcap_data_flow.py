@@ -28,7 +28,7 @@ from axon_dagster.recorder.sim.axon_mcap import write_axon_recording
 from axon_dagster.recorder.sim.synthetic import Faults
 from axon_dagster.services import data_flow as flow
 from axon_dagster.storage.axon_recording import ChecksumMismatch, IncompleteRecording, SidecarError
-from axon_dagster.storage.digest import file_sha256
+from axon_dagster.storage.digest import DigestMismatch, file_sha256
 from axon_dagster.storage.edge_cache import CacheConflict
 from axon_dagster.storage.recording import Sidecar
 from axon_dagster.store import upgrade
@@ -268,3 +268,21 @@ def test_a_reported_path_that_is_not_the_tasks_recording_is_refused(world):
     with pytest.raises(flow.DataFlowError, match=f"is not {task_id}.mcap"):
         flow.stage_recording(world.admin, world.edge_cache.cache(), task_id)
     assert not (world.edge_cache.cache().root / "datasets" / task_id).exists()
+
+
+def test_an_mcap_changed_in_the_cache_after_staging_is_not_uploaded(world):
+    """The cached MCAP can be a hardlink to the recorder's file: if the recorder rewrites it in
+    place, the upload refuses it rather than store something that is not what Axon hashed."""
+    task_id = world.task()["task_id"]
+    rec = world.record(task_id)
+    world.executed(task_id, event_data(rec))
+    cache = world.edge_cache.cache()
+    staged = flow.stage_recording(world.admin, cache, task_id)
+    _, outcome = flow.inspect_staged(world.admin, cache, world.inspection.inspect, staged)
+    assert outcome is QcOutcome.APPROVED
+    cached_mcap = Path(staged.cache_path).with_suffix(".mcap")
+    with open(cached_mcap, "r+b") as fh:  # in place, as a recorder truncating and rewriting would
+        fh.seek(100)
+        fh.write(b"\x00" * 16)
+    with pytest.raises(DigestMismatch, match="changed since it was staged"):
+        flow.upload_approved(world.admin, cache, world.object_store.store(), flow.load_approved(world.admin, task_id))
