@@ -52,8 +52,20 @@ def cmd_demo(args) -> int:
     from rich.table import Table
 
     from axon_dagster.demo import DemoOptions, run_demo
+    from axon_dagster.fleet import ExternalRecorder
 
     console = Console(width=None if sys.stdout.isatty() else 160)
+    try:
+        external = [ExternalRecorder.parse(spec) for spec in args.external_recorder or []]
+    except ValueError as exc:
+        print(f"axon-dagster demo: error: {exc}", file=sys.stderr)
+        return 2
+    if external and args.transport != "http":
+        print("axon-dagster demo: error: --external-recorder speaks Axon's HTTP RPC: use --transport http", file=sys.stderr)
+        return 2
+    if len({r.robot_id for r in external}) != len(external):
+        print("axon-dagster demo: error: --external-recorder names a robot twice", file=sys.stderr)
+        return 2
     options = DemoOptions(
         robots=args.robots,
         skills=tuple(s for s in args.skills.split(",") if s),
@@ -63,7 +75,11 @@ def cmd_demo(args) -> int:
         json_path=Path(args.json) if args.json else None,
         timeout_seconds=args.timeout,
         transport=args.transport,
+        recording_format=args.recording_format,
+        external_recorders=external,
     )
+    if external:
+        options.robots = len(external)
     from axon_dagster.demo import DemoTransportUnavailable, check_transport
 
     try:
@@ -71,8 +87,13 @@ def cmd_demo(args) -> int:
     except DemoTransportUnavailable as exc:
         print(f"axon-dagster demo: error: {exc}", file=sys.stderr)
         return 2
+    fleet_text = (
+        f"{len(external)} external recorder(s) ({', '.join(f'{r.robot_id}={r.url}' for r in external)})"
+        if external
+        else f"{options.robots} simulated robots ({options.transport} recorders, {options.recording_format})"
+    )
     console.print(
-        f"[bold]axon-dagster demo[/bold]: {options.robots} simulated robots ({options.transport} recorders), order {options.order_id}: "
+        f"[bold]axon-dagster demo[/bold]: {fleet_text}, order {options.order_id}: "
         f"{len(options.skills)} skills x {options.tasks_per_skill} tasks of {options.duration_seconds:g}s"
     )
     result = run_demo(options, progress=_progress_printer(console))
@@ -190,6 +211,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["http", "ros1", "ros2"],
         help="how edge agents reach their recorders: Axon HTTP RPC, or ROS 1 services on a real rosmaster "
         "the demo starts, or ROS 2 services (rclpy nodes on loopback, in a ROS_DOMAIN_ID of the demo's own)",
+    )
+    from axon_dagster.demo import DEFAULT_RECORDING_FORMAT
+
+    demo.add_argument(
+        "--format",
+        dest="recording_format",
+        default=DEFAULT_RECORDING_FORMAT,
+        choices=["mcap", "lance"],
+        help=f"what the simulated recorders write: Axon v0.4 MCAP or the Lance-era layout (default {DEFAULT_RECORDING_FORMAT})",
+    )
+    demo.add_argument(
+        "--external-recorder",
+        action="append",
+        metavar="ROBOT_ID=URL,DATA_DIR",
+        help="run against a recorder that is already running (a real Axon, or `axon-sim`) instead of starting "
+        "simulators: its robot id, HTTP RPC URL and output directory; repeat for more robots",
     )
     demo.set_defaults(func=cmd_demo)
 

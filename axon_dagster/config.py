@@ -127,7 +127,7 @@ class InspectionConfig:
 @dataclass(frozen=True)
 class RecorderSettings:
     transport: str = "http"
-    url: str = "http://127.0.0.1:8091"
+    url: str = "http://127.0.0.1:8080"
     namespace: str = "axon"
     timeout_seconds: float = 5.0
     retry_attempts: int = 3

@@ -20,6 +20,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 TERMINAL = {"UPLOADED", "FAILED", "CANCELLED"}
+# What the demo's simulated recorders write. The data flow on main takes the Lance-era layout;
+# it becomes "mcap" (Axon v0.4) once the data flow ingests MCAP recordings.
+DEFAULT_RECORDING_FORMAT = "lance"
 
 
 @dataclass
@@ -34,6 +37,10 @@ class DemoOptions:
     json_path: Path | None = None
     timeout_seconds: float = 110.0
     transport: str = "http"  # how edge agents reach their recorders: http | ros1 | ros2
+    recording_format: str = DEFAULT_RECORDING_FORMAT  # what the simulated recorders write: mcap | lance
+    # Recorders already running (``ExternalRecorder``: robot id, URL, data dir): the demo starts no
+    # simulator for them and runs one robot per recorder.
+    external_recorders: list = field(default_factory=list)
     order_id: str = field(default_factory=lambda: time.strftime("demo-%Y%m%d-%H%M%S"))
 
 
@@ -113,7 +120,13 @@ def run_demo(options: DemoOptions, progress=None) -> DemoResult:
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="axon-demo-")).resolve()
     started = time.monotonic()
     check_transport(options.transport)
-    with SimulatedFleet(workdir, robots=options.robots, transport=options.transport) as fleet:
+    with SimulatedFleet(
+        workdir,
+        robots=options.robots,
+        transport=options.transport,
+        recording_format=options.recording_format,
+        external_recorders=list(options.external_recorders),
+    ) as fleet:
         import os
 
         os.environ["AXON_ADMIN_TOKEN"] = fleet.admin_token

@@ -44,6 +44,33 @@ def wait_healthy(url: str, process: subprocess.Popen | None = None, timeout: flo
 
 
 FLEET_TRANSPORTS = ("http", "ros1", "ros2")
+RECORDING_FORMATS = ("mcap", "lance")
+
+
+@dataclass(frozen=True)
+class ExternalRecorder:
+    """A recorder that is already running (a real Axon on a robot on the bench, or any peer):
+    ``ROBOT_ID=URL,DATA_DIR`` — its HTTP RPC address and the directory it writes recordings to."""
+
+    robot_id: str
+    url: str
+    data_dir: Path
+
+    @classmethod
+    def parse(cls, spec: str) -> "ExternalRecorder":
+        from axon_dagster.domain import InvalidIdError, validate_id
+
+        robot_id, sep, rest = spec.partition("=")
+        url, comma, data_dir = rest.partition(",")
+        if not sep or not comma or not robot_id or not url or not data_dir:
+            raise ValueError(f"external recorder {spec!r}: expected ROBOT_ID=URL,DATA_DIR (e.g. robot-1=http://10.0.0.5:8080,/tmp/axon/recording)")
+        try:
+            validate_id(robot_id, "robot_id")
+        except InvalidIdError as exc:
+            raise ValueError(f"external recorder {spec!r}: {exc}") from None
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"external recorder {spec!r}: the URL must start with http:// or https://, got {url!r}")
+        return cls(robot_id=robot_id, url=url.rstrip("/"), data_dir=Path(data_dir).expanduser().resolve())
 
 
 def wait_for_log_line(text: str, process: subprocess.Popen, log_path: Path, timeout: float = 90.0) -> None:
@@ -59,6 +86,22 @@ def wait_for_log_line(text: str, process: subprocess.Popen, log_path: Path, time
     raise TimeoutError(f"{log_path.name}: {text!r} not seen after {timeout:.0f}s")
 
 
+def wait_recorder(url: str, timeout: float = 10.0) -> dict:
+    """Check that an already-running recorder answers Axon's ``/health``; a clear error if not."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/health", timeout=2.0)
+            if response.status_code == 200:
+                return response.json()
+            last = f"HTTP {response.status_code}"
+        except (httpx.HTTPError, ValueError) as exc:
+            last = str(exc) or type(exc).__name__
+        time.sleep(0.3)
+    raise RuntimeError(f"external recorder {url} does not answer GET /health ({last}); start it first")
+
+
 @dataclass
 class RobotProcesses:
     robot_id: str
@@ -68,6 +111,7 @@ class RobotProcesses:
     data_dir: Path
     processes: list[subprocess.Popen] = field(default_factory=list)
     recorder_namespace: str = ""  # ROS namespace of the recorder's services (ros1/ros2)
+    recordings_dir: Path | None = None  # where its recorder writes
 
 
 @dataclass
@@ -83,6 +127,10 @@ class SimulatedFleet:
     # robot's recorder serving ROS 1 services under robot_N/axon) or "ros2" (each recorder an rclpy
     # node serving ROS 2 services under robot_N/axon, on loopback in a domain of the fleet's own).
     transport: str = "http"
+    # What the simulators write: "mcap" (Axon v0.4) or "lance" (the Lance-era layout).
+    recording_format: str = "mcap"
+    # Recorders already running (no simulator is started for them; ``robots`` is then ignored).
+    external_recorders: list[ExternalRecorder] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir).resolve()
@@ -96,6 +144,14 @@ class SimulatedFleet:
         self._domain = None
         if self.transport not in FLEET_TRANSPORTS:
             raise ValueError(f"unknown fleet transport {self.transport!r}; available: {', '.join(FLEET_TRANSPORTS)}")
+        if self.recording_format not in RECORDING_FORMATS:
+            raise ValueError(f"unknown recording format {self.recording_format!r}; available: {', '.join(RECORDING_FORMATS)}")
+        if self.external_recorders:
+            if self.transport != "http":
+                raise ValueError("external recorders are reached over Axon's HTTP RPC: use transport http")
+            ids = [r.robot_id for r in self.external_recorders]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"external recorders name a robot twice: {ids}")
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "SimulatedFleet":
@@ -141,21 +197,26 @@ class SimulatedFleet:
 
         pending: list[tuple[str, subprocess.Popen, Path]] = []
         ros_pending: list[tuple[str, subprocess.Popen, Path]] = []
-        for index in range(1, self.robots + 1):
-            robot_id = f"robot-{index}"
+        external = {r.robot_id: r for r in self.external_recorders}
+        robot_ids = list(external) or [f"robot-{index}" for index in range(1, self.robots + 1)]
+        for robot_id in robot_ids:
             token = admin.register_robot(robot_id)["token"]
             data_dir = self.workdir / "robots" / robot_id
             sim_port, edge_port = free_port(), free_port()
+            recordings = external[robot_id].data_dir if robot_id in external else data_dir / "recordings"
             robot = RobotProcesses(
                 robot_id=robot_id,
                 token=token,
-                recorder_url=f"http://127.0.0.1:{sim_port}",
+                recorder_url=external[robot_id].url if robot_id in external else f"http://127.0.0.1:{sim_port}",
                 edge_url=f"http://127.0.0.1:{edge_port}",
                 data_dir=data_dir,
+                recordings_dir=recordings,
             )
-            sim_argv = [py, "-m", "axon_dagster.recorder.sim.cli", "--data-dir", str(data_dir / "recordings"), "--robot-id", robot_id]
+            sim_argv = [py, "-m", "axon_dagster.recorder.sim.cli", "--data-dir", str(recordings), "--robot-id", robot_id,
+                        "--format", self.recording_format]
             edge_argv = [py, "-m", "axon_edge.cli", "run", "--robot-id", robot_id, "--control-plane-url", self.control_plane_url,
-                         "--data-dir", str(data_dir / "edge"), "--port", str(edge_port), "--poll-interval", "0.5"]
+                         "--data-dir", str(data_dir / "edge"), "--port", str(edge_port), "--poll-interval", "0.5",
+                         "--recorder-output-dir", str(recordings)]
             if self.transport in ("ros1", "ros2"):
                 robot.recorder_url = ""
                 robot.recorder_namespace = f"{robot_id.replace('-', '_')}/axon"
@@ -168,14 +229,18 @@ class SimulatedFleet:
                 edge_argv += ["--recorder-url", robot.recorder_url]
             if robot_id in self.sim_faults:
                 sim_argv += ["--faults", self.sim_faults[robot_id]]
-            sim, sim_log = self._spawn(f"{robot_id}-sim", sim_argv, self.ros_env)
-            edge, edge_log = self._spawn(f"{robot_id}-edge", edge_argv, {"AXON_ROBOT_TOKEN": token, **self.ros_env})
-            robot.processes = [sim, edge]
-            self.robot_processes.append(robot)
-            if self.transport in ("ros1", "ros2"):
-                ros_pending.append((f"serving ROS {self.transport[-1]} services under /{robot.recorder_namespace}/", sim, sim_log))
+            if robot_id in external:
+                wait_recorder(robot.recorder_url)  # it must already run: we start nothing for it
             else:
-                pending.append((f"{robot.recorder_url}/health", sim, sim_log))
+                sim, sim_log = self._spawn(f"{robot_id}-sim", sim_argv, self.ros_env)
+                robot.processes.append(sim)
+                if self.transport in ("ros1", "ros2"):
+                    ros_pending.append((f"serving ROS {self.transport[-1]} services under /{robot.recorder_namespace}/", sim, sim_log))
+                else:
+                    pending.append((f"{robot.recorder_url}/health", sim, sim_log))
+            edge, edge_log = self._spawn(f"{robot_id}-edge", edge_argv, {"AXON_ROBOT_TOKEN": token, **self.ros_env})
+            robot.processes.append(edge)
+            self.robot_processes.append(robot)
             pending.append((f"{robot.edge_url}/healthz", edge, edge_log))
         for line, proc, log_path in ros_pending:
             wait_for_log_line(line, proc, log_path)

@@ -172,14 +172,18 @@ def check_health(client: Any, max_disk_usage_gb: float) -> HealthReport:
 
 
 def topics_from_stats(stats: dict[str, Any]) -> set[str]:
-    """Topics an HTTP recorder reports as available in ``/rpc/stats``: ``available_topics``, a
-    list of names or a mapping of name to details. Per-topic counts of the open session do not
-    count: they say what is being recorded, not what could be, and exist only while recording."""
+    """Topics an HTTP recorder can record, from ``/rpc/stats``: the keys of Axon's
+    ``topic_message_counts`` (every subscription of the recorder's YAML, listed with zero counts
+    when idle — Axon records its subscriptions, not a task's topics), else an older peer's
+    ``available_topics`` (a list of names or a mapping of name to details)."""
+    counts = stats.get("topic_message_counts")
+    if isinstance(counts, dict) and counts:
+        return {str(t) for t in counts}
     available = stats.get("available_topics")
     if not isinstance(available, (list, dict)):
         raise RecorderProtocolError(
-            "the recorder does not report available_topics in /rpc/stats; "
-            "topic availability needs it (or the ros1/ros2 transport, which asks the ROS graph)"
+            "the recorder reports neither topic_message_counts nor available_topics in /rpc/stats; "
+            "topic availability needs one (or the ros1/ros2 transport, which asks the ROS graph)"
         )
     return {str(t) for t in available}
 

@@ -86,7 +86,7 @@ class RecorderResource(dg.ConfigurableResource):
     """The Axon recorder of the robot this code location drives directly (recording jobs)."""
 
     transport: str = Field(default="http", description="http | ros1 | ros2")
-    url: str = Field(default="http://127.0.0.1:8091", description="Axon HTTP RPC base URL")
+    url: str = Field(default="http://127.0.0.1:8080", description="Axon HTTP RPC base URL")
     namespace: str = Field(default="axon", description="ROS namespace of the recorder's services (ros1/ros2)")
     timeout_seconds: float = 5.0
     retry_attempts: int = 3

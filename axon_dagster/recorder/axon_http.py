@@ -1,8 +1,13 @@
 """``RecorderClient`` over Axon's HTTP RPC (v0.4).
 
-Wire format: every RPC answers ``{success, message, data}``; a refusal is ``success=false`` with
-the recorder's explanation (Axon sends it with HTTP 400, 500 or 501). States are spelled in lower
-case on the wire (``idle``, ``ready``, ``recording``, ``paused``).
+Wire format (``reference/AXON_V04.md``): every RPC answers ``{success, message, data}``; a refusal
+is HTTP 200 with ``success=false`` and the recorder's explanation (a config refusal adds
+``data.validation_errors: [{field, code, message}]``); only an unknown route (404) or unparsable
+JSON (400) change the status code. States are lower case (``idle``, ``ready``, ``recording``,
+``paused``). ``begin``/``finish`` reply only ``{state, task_id}``: what was written is in
+``/rpc/stats`` ``metadata`` (and in the finish callback, which the edge agent receives).
+``finish`` can take minutes on a large recording (Axon re-scans and hashes the file), so it gets
+its own timeout, ``finish_timeout_seconds``.
 
 Failures are raised, never returned, so a caller cannot ignore them; each cause has its own
 exception from :mod:`axon_dagster.recorder.protocol`:
@@ -12,7 +17,8 @@ exception from :mod:`axon_dagster.recorder.protocol`:
   request never reached the recorder;
 - :class:`RecorderTimeout` — the recorder took the request but did not answer in time; never
   retried: it may have acted, and a second ``begin`` must not race the first;
-- :class:`RecorderRefused` — ``success=false``; never retried;
+- :class:`RecorderRefused` — ``success=false`` (with Axon's ``validation_errors`` in the message);
+  never retried;
 - :class:`RecorderProtocolError` — the reply is not the v0.4 envelope, or it speaks of another task.
 
 A bad config file raises :class:`~axon_dagster.recorder.config.RecordingConfigError` before any call.
@@ -47,6 +53,8 @@ RPC_STATES = (IDLE, READY, RECORDING, PAUSED)
 OPEN_SESSION_STATES = (RECORDING, PAUSED)
 
 _MAX_BODY_IN_ERROR = 200
+# Finishing a large recording takes Axon seconds to minutes (drain, close, re-scan, SHA-256).
+DEFAULT_FINISH_TIMEOUT_SECONDS = 900.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,7 @@ class RecorderState:
 
 
 class AxonHttpRecorder:
-    """Talks to one Axon recorder at ``base_url`` (e.g. ``http://127.0.0.1:8091``).
+    """Talks to one Axon recorder at ``base_url`` (e.g. ``http://127.0.0.1:8080``).
 
     ``retry_attempts`` is the number of *re*-tries after the first attempt when the connection
     cannot be made (so ``retry_attempts=3`` makes at most 4 attempts); backoff doubles from
@@ -89,17 +97,21 @@ class AxonHttpRecorder:
         backoff_seconds: float = 0.1,
         max_backoff_seconds: float = 2.0,
         transport: httpx.BaseTransport | None = None,
+        finish_timeout_seconds: float = DEFAULT_FINISH_TIMEOUT_SECONDS,
     ):
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"recorder base_url must start with http:// or https://, got {base_url!r}")
         if not timeout_seconds > 0:
             raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds!r}")
+        if not finish_timeout_seconds > 0:
+            raise ValueError(f"finish_timeout_seconds must be positive, got {finish_timeout_seconds!r}")
         if isinstance(retry_attempts, bool) or not isinstance(retry_attempts, int) or retry_attempts < 0:
             raise ValueError(f"retry_attempts must be a non-negative integer, got {retry_attempts!r}")
         if backoff_seconds < 0 or max_backoff_seconds < 0:
             raise ValueError("backoff_seconds and max_backoff_seconds must not be negative")
         self.base_url = base_url.rstrip("/")
         self.timeout_seconds = float(timeout_seconds)
+        self.finish_timeout_seconds = max(float(finish_timeout_seconds), self.timeout_seconds)
         self.retry_attempts = retry_attempts
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
@@ -144,52 +156,123 @@ class AxonHttpRecorder:
         return StartRecordingResponse(True, reply.message or f"recording task {task_id}")
 
     def stop_recording(self) -> StopRecordingResponse:
-        """Finish the open session, whichever task it records; the recorder writes the dataset."""
+        """Finish the open session, whichever task it records; the recorder writes the recording.
+        Waits up to ``finish_timeout_seconds`` (a large file takes Axon minutes). The reply names
+        no file: what was written is read from ``/rpc/stats`` ``metadata`` when it is this task's."""
         current = self.state()
         if not current.session_open or not current.task_id:
             raise RecorderRefused("stop_recording", f"nothing to stop: recorder is {current.state}")
-        reply = self.finish(current.task_id)
+        task_id = current.task_id
+        reply = self.finish(task_id)
         flushed = reply.data.get("flushed_batches", 0)
         if isinstance(flushed, bool) or not isinstance(flushed, int) or flushed < 0:
             raise RecorderProtocolError(f"finish: flushed_batches must be a non-negative integer, got {flushed!r}")
-        logger.info("recorder %s finished task %s (%d batches flushed)", self.base_url, current.task_id, flushed)
-        return StopRecordingResponse(True, reply.message or f"finished task {current.task_id}", flushed)
+        written = {}
+        try:
+            written = self.last_output(task_id)
+        except RecorderError as exc:  # the callback or the output directory can still tell
+            logger.warning("recorder %s finished task %s but its stats are unreadable: %s", self.base_url, task_id, exc)
+        logger.info(
+            "recorder %s finished task %s%s", self.base_url, task_id, f" to {written['output_path']}" if written.get("output_path") else ""
+        )
+        return StopRecordingResponse(
+            True,
+            reply.message or f"finished task {task_id}",
+            flushed,
+            output_path=written.get("output_path", ""),
+            sidecar_path=written.get("sidecar_path", ""),
+            checksum_sha256=written.get("checksum_sha256", ""),
+        )
+
+    def last_output(self, task_id: str) -> dict[str, str]:
+        """``/rpc/stats`` ``metadata`` (output_path, sidecar_path, checksum_sha256) when it is the
+        last finished file of ``task_id`` (``<dir>/<task_id>.mcap``); ``{}`` otherwise."""
+        return _metadata_of(self.stats(), task_id)
+
+    def cancel_task(self, task_id: str) -> bool:
+        """Cancel the recording only if the recorder's current task is ``task_id``: Axon's cancel
+        ignores the task id (and deletes the files), so cancelling blind could destroy another
+        task's recording. Returns whether it cancelled."""
+        current = self.state()
+        if not current.session_open or current.task_id != task_id:
+            logger.info(
+                "recorder %s is %s%s: not cancelling task %s",
+                self.base_url,
+                current.state,
+                f" task {current.task_id}" if current.task_id else "",
+                task_id,
+            )
+            return False
+        self.cancel(task_id)
+        return True
 
     def get_status(self) -> RecorderStatus:
-        """Map ``/rpc/state`` + ``/rpc/stats`` onto the reference design's GetStatus fields.
-
-        Axon v0.4 has no notion of Arrow batches, so ``batch_sizes`` carries the per-topic message
-        counts of the open session (aligned with ``active_topics``) when the recorder reports them.
-        A paused session counts as recording: it is open and ``finish`` will write it.
-        ``dataset_path`` is the open session's dataset, else the last one finished (the simulator
-        reports both; a recorder that reports neither gives "").
+        """Map ``/rpc/state`` + ``/rpc/stats`` onto the reference design's GetStatus fields, from
+        Axon's real fields: ``topic_message_counts`` (per-topic received/written/dropped: the
+        topics with messages are the active ones, ``batch_sizes`` their written counts; every
+        listed topic is a subscription), ``disk_usage`` (``total_used_gb``; ``state: hard_limit``
+        with its ``reason`` is the error), ``metadata`` (the last finished file). A paused session
+        counts as recording: it is open and ``finish`` will write it. Older peers' fields
+        (``topics``, ``disk_usage_gb``, ``last_error``, ``dataset_path``) are read when present.
         """
         current = self.state()
         stats = self.stats()
-        per_topic = stats.get("topics")
-        if per_topic is not None and not _is_topic_table(per_topic):
-            raise RecorderProtocolError(f"stats: 'topics' must map topic names to objects, got {per_topic!r}")
-        if current.session_open:
-            if per_topic is not None:
-                active_topics = sorted(per_topic)
-                batch_sizes = [int(_number(per_topic[t].get("messages", 0), f"topics[{t}].messages")) for t in active_topics]
-            else:  # a recorder without per-topic counts: the configured topics, counts unknown
-                active_topics = [str(t) for t in current.task_config.get("topics") or []]
-                batch_sizes = [0] * len(active_topics)
-        else:
+        counts = stats.get("topic_message_counts")
+        if counts is not None and not _is_topic_table(counts):
+            raise RecorderProtocolError(f"stats: 'topic_message_counts' must map topic names to objects, got {counts!r}")
+        counts = {
+            t: {k: int(_number(c.get(k, 0), f"topic_message_counts[{t}].{k}")) for k in ("received", "written", "dropped")}
+            for t, c in (counts or {}).items()
+        }
+        legacy = stats.get("topics")
+        if legacy is not None and not _is_topic_table(legacy):
+            raise RecorderProtocolError(f"stats: 'topics' must map topic names to objects, got {legacy!r}")
+        if not current.session_open:
             active_topics, batch_sizes = [], []
-        disk_usage_gb = stats.get("disk_usage_gb")
-        if disk_usage_gb is None:
+        elif counts:
+            active_topics = sorted(t for t, c in counts.items() if c["received"] > 0 or c["written"] > 0)
+            batch_sizes = [counts[t]["written"] for t in active_topics]
+        elif legacy is not None:
+            active_topics = sorted(legacy)
+            batch_sizes = [int(_number(legacy[t].get("messages", 0), f"topics[{t}].messages")) for t in active_topics]
+        else:  # a recorder without per-topic counts: the configured topics, counts unknown
+            active_topics = [str(t) for t in current.task_config.get("topics") or [] if isinstance(t, str)]
+            batch_sizes = [0] * len(active_topics)
+        disk = stats.get("disk_usage")
+        if disk is not None and not isinstance(disk, dict):
+            raise RecorderProtocolError(f"stats: 'disk_usage' must be an object, got {disk!r}")
+        disk = disk or {}
+        if disk.get("total_used_gb") is not None:
+            disk_usage_gb = _number(disk["total_used_gb"], "disk_usage.total_used_gb")
+        elif stats.get("disk_usage_gb") is not None:
+            disk_usage_gb = _number(stats["disk_usage_gb"], "disk_usage_gb")
+        else:
             disk_usage_gb = _number(stats.get("bytes_written", 0), "bytes_written") / 1e9
+        disk_state = str(disk.get("state") or "")
+        last_error = str(stats.get("last_error") or current.data.get("last_error") or "")
+        if disk_state == "hard_limit" and not last_error:
+            last_error = "Disk hard limit reached" + (f": {disk['reason']}" if disk.get("reason") else "")
+        metadata = stats.get("metadata") if isinstance(stats.get("metadata"), dict) else {}
+        last_output = str(metadata.get("output_path") or "")
+        if current.session_open:
+            dataset_path = str(current.data.get("dataset_path") or "")
+        else:
+            dataset_path = str(current.data.get("last_dataset_path") or last_output)
         return RecorderStatus(
             is_recording=current.session_open,
-            # the open session's dataset, else the last one finished (a pending config's is not news)
-            dataset_path=str(current.data.get("dataset_path" if current.session_open else "last_dataset_path") or ""),
+            dataset_path=dataset_path,
             active_topics=active_topics,
             batch_sizes=batch_sizes,
             pending_batches=int(_number(stats.get("pending_batches", 0), "pending_batches")),
-            disk_usage_gb=float(_number(disk_usage_gb, "disk_usage_gb")),
-            last_error=str(stats.get("last_error") or current.data.get("last_error") or ""),
+            disk_usage_gb=float(disk_usage_gb),
+            last_error=last_error,
+            state=current.state,
+            subscribed_topics=sorted(counts) if counts else [],
+            topic_counts=counts,
+            disk_state=disk_state,
+            output_path=last_output,
+            sidecar_path=str(metadata.get("sidecar_path") or ""),
+            checksum_sha256=str(metadata.get("checksum_sha256") or ""),
         )
 
     def update_config(self, config_path: str) -> UpdateConfigResponse:
@@ -236,8 +319,9 @@ class AxonHttpRecorder:
         return reply
 
     def finish(self, task_id: str) -> RpcReply:
-        """``POST /rpc/finish``: RECORDING/PAUSED → IDLE, the dataset written."""
-        reply = self._rpc("POST", "/rpc/finish", "finish", {"task_id": task_id})
+        """``POST /rpc/finish``: RECORDING/PAUSED → IDLE, the recording written (waits up to
+        ``finish_timeout_seconds``)."""
+        reply = self._rpc("POST", "/rpc/finish", "finish", {"task_id": task_id}, timeout=self.finish_timeout_seconds)
         self._expect(reply, "finish", task_id=task_id, state=IDLE)
         return reply
 
@@ -254,7 +338,8 @@ class AxonHttpRecorder:
         return reply
 
     def cancel(self, task_id: str) -> RpcReply:
-        """``POST /rpc/cancel``: RECORDING/PAUSED → IDLE, the partial recording discarded."""
+        """``POST /rpc/cancel``: RECORDING/PAUSED → IDLE, the recording's files deleted. Axon
+        ignores the task id and cancels whatever records: use :meth:`cancel_task` to be safe."""
         reply = self._rpc("POST", "/rpc/cancel", "cancel", {"task_id": task_id})
         self._expect(reply, "cancel", task_id=task_id, state=IDLE)
         return reply
@@ -280,8 +365,8 @@ class AxonHttpRecorder:
         return RecorderState(state=state.lower(), task_id=task_id, task_config=task_config, data=data)
 
     def stats(self) -> dict[str, Any]:
-        """``GET /rpc/stats``: Axon's counters (messages_received/written/dropped, bytes_written)
-        plus whatever else the recorder reports (the simulator adds per-topic counts)."""
+        """``GET /rpc/stats``: Axon's counters (messages_received/written/dropped, bytes_written),
+        ``topic_message_counts``, ``disk_usage`` and ``metadata``."""
         return self._rpc("GET", "/rpc/stats", "stats").data
 
     def health(self) -> dict[str, Any]:
@@ -297,23 +382,26 @@ class AxonHttpRecorder:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _rpc(self, method: str, path: str, operation: str, body: dict[str, Any] | None = None) -> RpcReply:
-        response = self._send(method, path, body)
+    def _rpc(
+        self, method: str, path: str, operation: str, body: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> RpcReply:
+        response = self._send(method, path, body, timeout=timeout)
         return _envelope(response, _json_body(response, operation), operation)
 
-    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+    def _send(self, method: str, path: str, body: dict[str, Any] | None, *, timeout: float | None = None) -> httpx.Response:
+        timeout = timeout or self.timeout_seconds
         attempts = self.retry_attempts + 1
         where = f"{method} {self.base_url}{path}"
         for attempt in range(1, attempts + 1):
             try:
                 logger.debug("%s (attempt %d/%d)", where, attempt, attempts)
-                return self._http.request(method, path, json=body)
+                return self._http.request(method, path, json=body, timeout=timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # The request never reached the recorder: safe to try again.
                 failure = exc
             except httpx.TimeoutException as exc:
                 raise RecorderTimeout(
-                    f"recorder did not answer {where} within {self.timeout_seconds:g}s ({type(exc).__name__})"
+                    f"recorder did not answer {where} within {timeout:g}s ({type(exc).__name__})"
                 ) from exc
             except httpx.TransportError as exc:
                 if method != "GET":
@@ -382,10 +470,34 @@ def _envelope(response: httpx.Response, body: Any, operation: str) -> RpcReply:
         )
     message = body.get("message", "")
     if not body["success"]:
-        raise RecorderRefused(operation, message or f"HTTP {response.status_code} without a message")
+        errors = (body.get("data") or {}).get("validation_errors")
+        raise RecorderRefused(
+            operation,
+            message or f"HTTP {response.status_code} without a message",
+            errors if isinstance(errors, list) else None,
+        )
     if response.status_code >= 300:
         raise RecorderProtocolError(f"{operation}: success=true with HTTP status {response.status_code}")
     return RpcReply(message=message, data=body.get("data") or {})
+
+
+def _metadata_of(stats: Mapping[str, Any], task_id: str) -> dict[str, str]:
+    """The ``metadata`` of ``/rpc/stats`` when it describes ``task_id``'s recording (its output is
+    named after the task: ``<task_id>.mcap``, or ``<task_id>.lance`` for Lance-era peers)."""
+    metadata = stats.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return {}
+    output = metadata.get("output_path")
+    if not isinstance(output, str) or not output:
+        return {}
+    name = output.replace("\\", "/").rsplit("/", 1)[-1]
+    if name not in (f"{task_id}.mcap", f"{task_id}.lance"):
+        return {}
+    return {
+        "output_path": output,
+        "sidecar_path": str(metadata.get("sidecar_path") or ""),
+        "checksum_sha256": str(metadata.get("checksum_sha256") or ""),
+    }
 
 
 def _is_topic_table(value: Any) -> bool:

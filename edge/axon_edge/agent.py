@@ -37,6 +37,13 @@ from axon_dagster.recorder.protocol import (
     RecorderTimeout,
     RecorderUnreachable,
 )
+from axon_dagster.storage.axon_recording import (
+    AxonRecordingError,
+    AxonRecordingFiles,
+    find_recording,
+    verify_checksum,
+    wait_complete,
+)
 from axon_dagster.storage.recording import sidecar_path
 
 from .db import EdgeDB, LocalTask, OutboxEvent
@@ -58,6 +65,12 @@ CALLBACK_PATH = "/callbacks/recording"
 CALLBACK_STATUSES = ("recording", "finished", "failed", "cancelled")
 # Recorder commands that may have taken effect although we never heard back.
 _UNCERTAIN = (RecorderTimeout,)
+# After a finish, how long to wait for the recorder to say where it wrote (the finish callback can
+# come after the reply) and for the files to be complete (.mcap.done / sidecar).
+DEFAULT_OUTPUT_WAIT_SECONDS = 30.0
+DEFAULT_COMPLETE_WAIT_SECONDS = 300.0
+# ... but a recording that ended without our stop (crash, restart) gets only this long.
+_ENDED_PATIENCE_SECONDS = 2.0
 
 
 class _TryLater(Exception):
@@ -115,6 +128,9 @@ class EdgeAgent:
         unreachable_polls: int = DEFAULT_UNREACHABLE_POLLS,
         callback_base_url: str = "",
         long_poll_seconds: float = DEFAULT_LONG_POLL_SECONDS,
+        recorder_output_dir: str | os.PathLike | None = None,
+        output_wait_seconds: float = DEFAULT_OUTPUT_WAIT_SECONDS,
+        complete_wait_seconds: float = DEFAULT_COMPLETE_WAIT_SECONDS,
     ):
         self.robot_id = validate_id(robot_id, "robot_id")
         if poll_interval <= 0:
@@ -159,6 +175,16 @@ class EdgeAgent:
         # configs already on the recorder carry it).
         self.callback_base_url = callback_base_url
         self.callback_token = _callback_token(self.data_dir)
+        # Where the recorder writes (Axon's dataset.path): found by naming, <dir>/<task_id>.mcap.
+        self.recorder_output_dir = Path(recorder_output_dir) if recorder_output_dir else None
+        if output_wait_seconds < 0 or complete_wait_seconds < 0:
+            raise ValueError("output_wait_seconds and complete_wait_seconds must not be negative")
+        self.output_wait_seconds = output_wait_seconds
+        self.complete_wait_seconds = complete_wait_seconds
+        # What finish callbacks said (task_id -> output), kept outside the recorder lock: the
+        # callback may arrive while a stop holds the lock and waits for exactly this.
+        self._finish_reports: dict[str, dict[str, str]] = {}
+        self._finish_reports_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -234,6 +260,11 @@ class EdgeAgent:
                 "dataset_path": rec.dataset_path if rec else None,
                 "active_topics": list(rec.active_topics) if rec else [],
                 "last_error": rec.last_error if rec else None,
+                "state": rec.state if rec else None,
+                "subscribed_topics": list(rec.subscribed_topics) if rec else [],
+                "topic_counts": dict(rec.topic_counts) if rec else {},
+                "disk_usage_gb": rec.disk_usage_gb if rec else None,
+                "disk_state": rec.disk_state if rec else None,
             },
             "recording_task_id": next((t.task_id for t in self.db.list_tasks(TaskStatus.EXECUTING)), None),
             "outbox": {
@@ -416,24 +447,37 @@ class EdgeAgent:
         url = self.callback_base_url.rstrip("/") + CALLBACK_PATH
         return {"start_callback_url": url, "finish_callback_url": url, "user_token": self.callback_token}
 
-    def recording_callback(self, task_id: str, status: str, dataset_path: str | None = None, error: str | None = None) -> LocalTask:
-        """The recorder's start/finish callback (Axon HTTP). ``finished`` moves the task being
-        recorded to EXECUTED (a repeat, or one after a manual stop, changes nothing); ``failed``
-        and ``cancelled`` fail it; ``recording`` (the start callback) only confirms. Raises
-        UnknownTask for a task this robot does not hold. The caller checked the bearer token."""
+    def recording_callback(
+        self,
+        task_id: str,
+        status: str,
+        dataset_path: str | None = None,
+        error: str | None = None,
+        *,
+        sidecar_path: str | None = None,
+    ) -> LocalTask:
+        """The recorder's start/finish callback (Axon HTTP). ``finished`` tells where the recording
+        is (``output_path``): a stop waiting for it picks it up; otherwise (a finish the agent did
+        not ask for) the task being recorded moves to EXECUTED once the files are complete and
+        verified. ``failed`` and ``cancelled`` (older peers; Axon sends no callback for them) fail
+        it; ``recording`` (the start callback) only confirms. Raises UnknownTask for a task this
+        robot does not hold. The caller checked the bearer token."""
         task_id = _task_id(task_id)
         if status not in CALLBACK_STATUSES:
             raise InvalidRequest(f"unknown callback status {status!r}; expected one of {', '.join(CALLBACK_STATUSES)}")
+        if status == "finished" and dataset_path:
+            with self._finish_reports_lock:
+                self._finish_reports[task_id] = {"output_path": dataset_path, "sidecar_path": sidecar_path or ""}
         with self._recorder_lock:
             task = self.db.get_task(task_id)
-            if task.status is not TaskStatus.EXECUTING or task.pending_command == "start":
+            if task.status is not TaskStatus.EXECUTING or task.pending_command:
                 log.info("recorder callback %s for task %s (%s): nothing to do", status, task_id, task.status.value)
                 return task
             if status == "recording":
                 return task
             if status == "finished":
-                log.info("recorder reports task %s finished (%s)", task_id, dataset_path or task.dataset_path)
-                updated = self._record_stopped(task_id, dataset_path or task.dataset_path)
+                log.info("recorder reports task %s finished (%s)", task_id, dataset_path or "no path")
+                updated = self._settle_finished(task, why="the recorder's finish callback")
             else:
                 updated = self._fail(task_id, f"recorder reports the recording {status}" + (f": {error}" if error else ""))
         self._outbox_wake.set()
@@ -492,6 +536,15 @@ class EdgeAgent:
                 if task.data_collector_id == collector_id:
                     return task
                 raise Conflict(f"task {task_id} was already picked up by {task.data_collector_id}")
+            missing = self._unrecordable_topics(task) if task.status is TaskStatus.READY else None
+            if missing:
+                missing_topics, subscribed = missing
+                failed = self._fail(
+                    task_id,
+                    f"the recorder does not subscribe to required topic(s) {', '.join(missing_topics)}; "
+                    f"it records only {', '.join(subscribed)} (Axon records its own subscriptions, not the task's topics)",
+                )
+                raise Conflict(f"cannot pick up task {task_id}: task FAILED: {failed.failure_reason}")
             try:
                 outcome = self.db.transition(
                     task_id,
@@ -503,6 +556,23 @@ class EdgeAgent:
                 raise Conflict(f"cannot pick up task {task_id}: it is {task.status.value}, not READY ({exc})") from None
         self._outbox_wake.set()
         return outcome.task
+
+    def _unrecordable_topics(self, task: LocalTask) -> tuple[list[str], list[str]] | None:
+        """The task's topics the recorder will not record, and what it does record — when the
+        recorder says what it subscribes to (Axon: the topics of ``topic_message_counts``). None
+        when all are covered, or when the recorder cannot tell (or cannot be asked right now)."""
+        if not task.topics:
+            return None
+        try:
+            status = self.recorder.get_status()
+        except RecorderError as exc:
+            log.warning("cannot check the topics of task %s against the recorder: %s", task.task_id, exc)
+            return None
+        subscribed = list(status.subscribed_topics)
+        if not subscribed:
+            return None
+        missing = sorted(set(task.topics) - set(subscribed))
+        return (missing, sorted(subscribed)) if missing else None
 
     def teleop(self, task_id: str, command: str) -> LocalTask:
         with self.metrics.teleop(command):  # counted by command and result
@@ -599,7 +669,14 @@ class EdgeAgent:
                     unreachable=False,
                     task_failed=updated.status is TaskStatus.FAILED,
                 ) from None
-            updated = self._record_stopped(task.task_id, dataset_path)
+            updated = self._settle_finished(task, response=response, hint=dataset_path)
+            if updated.status is TaskStatus.FAILED:
+                self._outbox_wake.set()
+                raise RecorderFailure(
+                    f"task {task_id} stopped but its recording is not usable: {updated.failure_reason}",
+                    unreachable=False,
+                    task_failed=True,
+                )
         self._outbox_wake.set()
         return updated
 
@@ -617,22 +694,138 @@ class EdgeAgent:
         return self._settle_ended_recording(task, f"recorder refused stop: {exc}")
 
     def _settle_ended_recording(self, task: LocalTask, why: str) -> LocalTask:
-        dataset_path = task.dataset_path
-        if dataset_path and Path(dataset_path).exists():
-            log.info("task %s: recording found at %s although %s", task.task_id, dataset_path, why)
-            return self._record_stopped(task.task_id, dataset_path)
-        return self._fail(task.task_id, f"recording lost: {why}; no dataset at {dataset_path or '(unknown path)'}")
+        """The recording ended without a stop of ours: EXECUTED if its files are there and
+        verified, FAILED (recording lost) otherwise. No long waits: a recorder that is idle again
+        has written all it will write (a crashed one left an unfinished file)."""
+        return self._settle_finished(task, why=why, lost_if_missing=True, patience=_ENDED_PATIENCE_SECONDS)
 
-    def _record_stopped(self, task_id: str, dataset_path: str | None) -> LocalTask:
-        sidecar = str(sidecar_path(dataset_path)) if dataset_path else None
+    def _settle_finished(
+        self,
+        task: LocalTask,
+        *,
+        response: Any = None,
+        hint: str | None = None,
+        why: str = "finish",
+        lost_if_missing: bool = False,
+        patience: float | None = None,
+    ) -> LocalTask:
+        """Find the finished recording of ``task``, wait until it is complete and verify Axon's
+        checksum, then EXECUTED with ``{dataset_path, sidecar_path, recording_format,
+        checksum_sha256}``; FAILED with the reason when it cannot be found or verified."""
+        output_wait = self.output_wait_seconds if patience is None else min(patience, self.output_wait_seconds)
+        complete_wait = self.complete_wait_seconds if patience is None else min(patience, self.complete_wait_seconds)
+        found = self._locate_recording(task, response, hint, output_wait)
+        if found is None:
+            where = f" or {self.recorder_output_dir}/{task.task_id}.mcap" if self.recorder_output_dir else ""
+            prefix = "recording lost" if lost_if_missing else "recording not found"
+            return self._fail(
+                task.task_id,
+                f"{prefix} ({why}): no output path from the finish callback, the recorder's stats{where} "
+                f"within {output_wait:g}s",
+            )
+        path, sidecar_hint, checksum_hint = found
+        try:
+            data = self._verified_recording(path, sidecar_hint, checksum_hint, complete_wait)
+        except (AxonRecordingError, OSError, ValueError) as exc:
+            prefix = "recording lost" if lost_if_missing else "recording not usable"
+            return self._fail(task.task_id, f"{prefix} ({why}): {path}: {exc}")
+        with self._finish_reports_lock:
+            self._finish_reports.pop(task.task_id, None)
+        log.info(
+            "task %s: %s recording %s verified%s",
+            task.task_id,
+            data["recording_format"],
+            data["dataset_path"],
+            f" (sha256 {data['checksum_sha256'][:12]}…)" if data.get("checksum_sha256") else "",
+        )
+        return self._record_stopped(task.task_id, data)
+
+    def _locate_recording(self, task: LocalTask, response: Any, hint: str | None, wait: float) -> tuple[str, str, str] | None:
+        """``(path, sidecar_path, checksum)`` of the task's recording from whichever source tells
+        first: the stop's reply (Axon: ``/rpc/stats`` ``metadata``), the finish callback, the
+        recorder's output directory (``<dir>/<task_id>.mcap``), the path the recorder reported
+        while recording (ROS services, Lance-era peers). Polls for ``output_wait_seconds``: the
+        finish callback may come after the finish reply."""
+        task_id = task.task_id
+        if response is not None and getattr(response, "output_path", ""):
+            return response.output_path, response.sidecar_path, response.checksum_sha256
+        deadline = time.monotonic() + wait
+        last_output = getattr(self.recorder, "last_output", None)
+        while True:
+            with self._finish_reports_lock:
+                report = self._finish_reports.get(task_id)
+            if report:
+                return report["output_path"], report.get("sidecar_path", ""), ""
+            if callable(last_output):
+                try:
+                    written = last_output(task_id)
+                except RecorderError as exc:
+                    log.debug("task %s: recorder stats unreadable while looking for the recording: %s", task_id, exc)
+                    written = {}
+                if written.get("output_path"):
+                    return written["output_path"], written.get("sidecar_path", ""), written.get("checksum_sha256", "")
+            if self.recorder_output_dir is not None:
+                files = find_recording(self.recorder_output_dir, task_id)
+                if files is not None:
+                    return str(files.mcap_path), "", ""
+                lance = self.recorder_output_dir / f"{task_id}.lance"
+                if lance.exists():
+                    return str(lance), "", ""
+            for path in (hint, task.dataset_path):
+                if path and Path(path).exists():
+                    return path, "", ""
+            if time.monotonic() >= deadline or self._stop.is_set():
+                return None
+            time.sleep(0.1)
+
+    def _verified_recording(self, path: str, sidecar_hint: str, checksum_hint: str, complete_wait: float) -> dict[str, Any]:
+        """The EXECUTED event's data for the recording at ``path``: an Axon MCAP (waited for until
+        complete, SHA-256 checked against the sidecar and the recorder's own checksum) or a
+        Lance-era dataset (its sidecar, written last, must be there)."""
+        p = Path(path)
+        if p.suffix == ".mcap":
+            files = AxonRecordingFiles.for_mcap(p)
+            wait_complete(files, complete_wait, poll_s=0.2)
+            checksum = verify_checksum(files, expected=checksum_hint or None)
+            has_sidecar = files.sidecar_path.exists()
+            return {
+                "dataset_path": str(p),
+                "sidecar_path": str(files.sidecar_path) if has_sidecar else None,
+                "recording_format": "mcap",
+                # Axon's checksum when it gave one (sidecar or stats); None when nothing vouches for the file
+                "checksum_sha256": checksum if (has_sidecar or checksum_hint) else None,
+            }
+        sidecar = Path(sidecar_hint) if sidecar_hint else sidecar_path(p)
+        if not p.exists():
+            raise FileNotFoundError(f"no recording at {p}")
+        deadline = time.monotonic() + complete_wait
+        while not sidecar.exists():
+            if time.monotonic() >= deadline:
+                raise FileNotFoundError(f"the sidecar {sidecar} of {p} did not appear within {complete_wait:g}s")
+            time.sleep(0.1)
+        return {"dataset_path": str(p), "sidecar_path": str(sidecar), "recording_format": "lance", "checksum_sha256": None}
+
+    def _record_stopped(self, task_id: str, data: Mapping[str, Any]) -> LocalTask:
         outcome = self.db.transition(
             task_id,
             TaskStatus.EXECUTED,
-            changes={"dataset_path": dataset_path, "sidecar_path": sidecar},
-            event_data={"dataset_path": dataset_path, "sidecar_path": sidecar},
+            changes={"dataset_path": data["dataset_path"], "sidecar_path": data["sidecar_path"]},
+            event_data=dict(data),
             clear_pending_command=True,
         )
         return outcome.task
+
+    def release_recorder(self, task_id: str) -> bool:
+        """Cancel the recorder's session if (and only if) it is recording ``task_id``: Axon's
+        cancel ignores the task id, so a blind cancel could destroy another task's recording."""
+        cancel_task = getattr(self.recorder, "cancel_task", None)
+        if not callable(cancel_task):
+            return False
+        try:
+            return bool(cancel_task(task_id))
+        except RecorderError as exc:
+            log.warning("could not cancel the recorder's session of task %s: %s", task_id, exc)
+            return False
 
     # ------------------------------------------------------------------ outbox loop
 

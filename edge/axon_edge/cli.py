@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         help="ROS namespace of the recorder's services (ros1/ros2) [AXON_RECORDER_NAMESPACE, default axon]",
     )
     run.add_argument(
+        "--recorder-output-dir",
+        default=env("AXON_RECORDER_OUTPUT_DIR"),
+        help="the recorder's output directory (Axon's dataset.path, e.g. /tmp/axon/recording): recordings are "
+        "found there by name (<task_id>.mcap) when neither the finish callback nor /rpc/stats says where "
+        "[AXON_RECORDER_OUTPUT_DIR]",
+    )
+    run.add_argument(
         "--teleop",
         default=env("AXON_TELEOP", "http"),
         choices=["http", "ros1", "ros2"],
@@ -151,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             recorder_namespace=args.recorder_namespace,
             supervision_interval=supervision_interval,
             long_poll_seconds=long_poll,
+            recorder_output_dir=args.recorder_output_dir or None,
         )
     except (EdgeError, ValueError, OSError) as exc:
         log.error("%s", exc)

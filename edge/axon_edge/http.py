@@ -73,10 +73,16 @@ def create_app(agent: EdgeAgent, access: HttpAccess | None = None) -> Starlette:
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("task_id"), str) or not isinstance(body.get("status"), str):
             raise InvalidRequest("callback body must be a JSON object with string fields task_id and status")
-        dataset_path = body.get("dataset_path") or body.get("output_path")
+        dataset_path = body.get("output_path") or body.get("dataset_path")  # Axon's name first
+        sidecar = body.get("sidecar_path")
         task = await run_in_threadpool(
-            agent.recording_callback, body["task_id"], body["status"],
-            dataset_path if isinstance(dataset_path, str) else None, body.get("error") if isinstance(body.get("error"), str) else None,
+            lambda: agent.recording_callback(
+                body["task_id"],
+                body["status"],
+                dataset_path if isinstance(dataset_path, str) else None,
+                body.get("error") if isinstance(body.get("error"), str) else None,
+                sidecar_path=sidecar if isinstance(sidecar, str) else None,
+            )
         )
         return JSONResponse(task.to_dict())
 

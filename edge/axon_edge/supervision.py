@@ -5,6 +5,8 @@ at the task it believes is recording and
 
 - stops it (EXECUTED, exactly as a collector's stop) once its ``duration_seconds`` are up;
 - fails it when the recorder is unreachable for ``unreachable_polls`` polls in a row (it died);
+- fails it when Axon's disk guard paused the recording itself (``disk_usage.state: hard_limit``),
+  with the guard's reason, and cancels the recorder's session — only when it is this task's;
 - fails it when the recorder reports ``last_error``;
 - fails it when the recorder is not recording although the task is EXECUTING (stopped behind the
   agent's back) and stays so on the next poll too — one poll of grace, so that a recorder's finish
@@ -122,6 +124,12 @@ class RecordingSupervisor:
                     )
                 return "waiting"
             watch.unreachable = 0
+            if status.paused_by_disk_guard:
+                reason = f"the recorder paused itself: {status.last_error or 'disk hard limit reached'}"
+                self._fail(task.task_id, reason)
+                if self.agent.release_recorder(task.task_id):
+                    log.info("task %s: cancelled the recorder's paused session (disk guard)", task.task_id)
+                return "failed"
             if status.last_error:
                 return self._fail(task.task_id, f"recorder reported an error: {status.last_error}")
             if not status.is_recording:

@@ -427,7 +427,7 @@ def test_edge_simulator_sidecar_is_dev_only(render):
     (dev,) = _by_kind(_edge(render, "multi-robot-values", release="robot-2"), "Deployment")
     pod = dev["spec"]["template"]["spec"]
     sim = next(c for c in pod["containers"] if c["name"] == "simulator")
-    assert sim["command"] + sim["args"] == ["axon-sim", "--port", "8091", "--data-dir", "/data/recordings",
+    assert sim["command"] + sim["args"] == ["axon-sim", "--port", "8080", "--data-dir", "/data/recordings",
                                             "--robot-id", "robot-2"]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["ROS_MASTER_URI"] == "http://127.0.0.1:11311"
@@ -443,8 +443,9 @@ def test_edge_recorder_and_teleop_transports(render):
     # http (default): the recorder URL, no ROS namespace.
     env = _agent_env(_edge(render, "minimal-values"))
     assert (env["AXON_RECORDER_TRANSPORT"], env["AXON_RECORDER_URL"], env["AXON_TELEOP"]) == (
-        "http", "http://127.0.0.1:8091", "http")
+        "http", "http://127.0.0.1:8080", "http")
     assert env["AXON_SUPERVISION_INTERVAL"] == "1"
+    assert env["AXON_RECORDER_OUTPUT_DIR"] == "/data/recordings"  # where the agent looks for <task_id>.mcap
     assert "AXON_RECORDER_NAMESPACE" not in env
     # ros2: the recorder's ROS namespace, no URL.
     env = _agent_env(_edge(render, "production-like-values", release="amr-0042"))

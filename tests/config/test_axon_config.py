@@ -77,7 +77,7 @@ def test_axon_config_file_overrides_the_path(tmp_path: Path) -> None:
     cfg = load_config(environ={"AXON_CONFIG_FILE": str(path)})
     assert cfg.source == str(path)
     assert cfg.inspection.ray_address == "ray://head:10001"
-    assert cfg.recorder.url == "http://127.0.0.1:8091"  # keys not in the file keep the defaults
+    assert cfg.recorder.url == "http://127.0.0.1:8080"  # keys not in the file keep the defaults
 
 
 def test_unknown_env_is_refused_listing_the_available_ones() -> None:

@@ -39,7 +39,8 @@ def start_peer(tmp_path):
     stops: list[Callable[[], None]] = []
 
     def start(faults: dict | None = None, robot_id: str = "robot-1") -> Peer:
-        recorder = SimulatedRecorder(tmp_path / f"sim-{len(stops)}", robot_id, faults=faults)
+        # the recording jobs report Lance datasets: a Lance-era peer
+        recorder = SimulatedRecorder(tmp_path / f"sim-{len(stops)}", robot_id, faults=faults, recording_format="lance")
         url, stop = serve_in_thread(recorder=recorder)
         stops.append(stop)
         return Peer(url, recorder, stop)

@@ -102,7 +102,7 @@ def test_disk_space_sensor_skips_when_the_recorder_is_unreachable(peer, policy, 
     assert message.startswith("recorder unavailable: recorder unreachable")
 
 
-def test_topic_availability_on_http_reads_the_recorders_available_topics(peer, policy, write_config, instance):
+def test_topic_availability_on_http_reads_the_recorders_subscriptions(peer, policy, write_config, instance):
     assert topic_availability_sensor.default_status == dg.DefaultSensorStatus.STOPPED
     template(policy, "default.yaml", write_config, topics=["/imu"])
     result = tick(topic_availability_sensor, instance, peer, policy)
@@ -113,10 +113,12 @@ def test_topic_availability_on_http_reads_the_recorders_available_topics(peer, p
     assert again.run_requests == []
 
 
-def test_topics_from_stats_reads_available_topics_only():
+def test_topics_from_stats_reads_axons_subscriptions_then_available_topics():
+    zero = {"received": 0, "written": 0, "dropped": 0}
+    assert topics_from_stats({"topic_message_counts": {"/imu": zero, "/odom": zero}}) == {"/imu", "/odom"}
     assert topics_from_stats({"available_topics": ["/imu", "/camera/image_raw"]}) == {"/imu", "/camera/image_raw"}
     assert topics_from_stats({"available_topics": {"/imu": {"rate_hz": 100}}}) == {"/imu"}
-    with pytest.raises(RecorderProtocolError, match="does not report available_topics"):
+    with pytest.raises(RecorderProtocolError, match="neither topic_message_counts nor available_topics"):
         topics_from_stats({"topics": {"/imu": {"messages": 5}}})
 
 

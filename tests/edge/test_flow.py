@@ -4,12 +4,15 @@ task pulled → config written → recorder configured → READY in the cloud; p
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import httpx
 import yaml
 
 from axon_dagster.domain import TaskStatus
 from axon_dagster.recorder.config import RecordingConfig
-from axon_dagster.storage.recording import Sidecar, sidecar_path
+from axon_dagster.storage.digest import file_sha256
 
 from edge_support import wait_for
 
@@ -34,7 +37,7 @@ def test_pulled_task_is_configured_on_the_recorder_and_ready_in_the_cloud(edge_e
         assert edge_env.cloud_statuses(task_id) == ["READY"]
     # The recorder holds the last pushed config (Axon keeps one pending task at a time).
     state = httpx.get(edge_env.recorder.url + "/rpc/state").json()["data"]
-    assert state["state"] == "ready" and state["task_id"] in task_ids
+    assert state["state"] == "ready" and state["task_config"]["task_id"] in task_ids
 
     listed = httpx.get(running.url + "/tasks", params={"status": "READY"}).json()["tasks"]
     assert sorted(t["task_id"] for t in listed) == sorted(task_ids)
@@ -42,7 +45,7 @@ def test_pulled_task_is_configured_on_the_recorder_and_ready_in_the_cloud(edge_e
     assert agent.status()["outbox"]["backlog"] == 0
 
 
-def test_pickup_start_stop_delivers_executed_with_a_real_lance_dataset(edge_env):
+def test_pickup_start_stop_delivers_executed_with_a_verified_axon_recording(edge_env):
     [task_id] = edge_env.dispatch_order()
     running = edge_env.start_agent()
     wait_for(lambda: edge_env.admin.get_task(task_id)["status"] == "READY", what="READY")
@@ -54,28 +57,33 @@ def test_pickup_start_stop_delivers_executed_with_a_real_lance_dataset(edge_env)
 
     started = http.post("/teleop", json={"task_id": task_id, "command": "start"})
     assert started.status_code == 200, started.text
-    dataset_path = started.json()["dataset_path"]
-    assert started.json()["status"] == "EXECUTING" and dataset_path.endswith(f"{task_id}.lance")
-    assert http.get("/status").json()["recorder"]["is_recording"] is True
+    assert started.json()["status"] == "EXECUTING"
+    assert started.json()["dataset_path"] is None, "Axon's begin names no file"
+    recorder = http.get("/status").json()["recorder"]
+    assert recorder["is_recording"] is True and recorder["state"] == "recording"
+    assert "/imu" in recorder["subscribed_topics"] and recorder["disk_state"] == "normal"
 
     stopped = http.post("/teleop", json={"task_id": task_id, "command": "stop"})
     assert stopped.status_code == 200, stopped.text
     body = stopped.json()
+    dataset_path = str(edge_env.recorder.data_dir / f"{task_id}.mcap")
     assert body["status"] == "EXECUTED" and body["executed_at"]
-    assert body["dataset_path"] == dataset_path and body["sidecar_path"] == str(sidecar_path(dataset_path))
+    assert body["dataset_path"] == dataset_path and body["sidecar_path"] == str(edge_env.recorder.data_dir / f"{task_id}.json")
 
-    # A real Lance dataset with a sidecar that verifies, carrying the collector picked up above.
-    sidecar = Sidecar.read(body["sidecar_path"])
-    sidecar.verify(dataset_path)
-    assert sidecar.task_id == task_id and sidecar.row_count > 0
-    assert sidecar.metadata.get("data_collector_id") == "alice"
-    import lance
-
-    assert lance.dataset(dataset_path).count_rows() == sidecar.row_count
+    # Axon's v1.0 sidecar, carrying the collector picked up above, and the checksum of the file.
+    sidecar = json.loads(Path(body["sidecar_path"]).read_text())
+    assert sidecar["task"]["task_id"] == task_id and sidecar["recording"]["message_count"] > 0
+    assert sidecar["task"]["data_collector_id"] == "alice"
+    assert sidecar["recording"]["checksum_sha256"] == file_sha256(dataset_path)
 
     wait_for(lambda: edge_env.admin.get_task(task_id)["status"] == "EXECUTED", what="EXECUTED in the cloud")
     cloud = edge_env.admin.get_task(task_id)
     assert cloud["dataset_path"] == dataset_path and cloud["data_collector_id"] == "alice"
     assert edge_env.cloud_statuses(task_id) == ["READY", "ASSIGNED", "EXECUTING", "EXECUTED"]
     executed = edge_env.events(task_id)[-1]
-    assert executed["data"] == {"dataset_path": dataset_path, "sidecar_path": body["sidecar_path"]}
+    assert executed["data"] == {
+        "dataset_path": dataset_path,
+        "sidecar_path": body["sidecar_path"],
+        "recording_format": "mcap",
+        "checksum_sha256": sidecar["recording"]["checksum_sha256"],
+    }

@@ -66,13 +66,15 @@ def test_recording_stopped_behind_the_agents_back_fails_the_task(edge_env):
     _ends_failed(edge_env, agent, task_id, "recorder stopped recording unexpectedly")
 
 
-def test_recorder_last_error_fails_the_task(edge_env):
+def test_disk_guard_self_pause_fails_the_task_and_frees_the_recorder(edge_env):
     agent = _agent(edge_env)
     task_id = _recording(edge_env, agent)
     sim = edge_env.recorder.sim
-    with sim._lock:  # what a real recorder reports after e.g. a write error
-        sim._last_error = "disk write failed: No space left on device"
-    _ends_failed(edge_env, agent, task_id, "recorder reported an error: disk write failed: No space left on device")
+    sim.set_faults({"disk_full_after_seconds": 0.1})  # Axon's disk guard pauses the recording itself
+    _ends_failed(edge_env, agent, task_id, "the recorder paused itself: Disk hard limit reached")
+    # the paused session was this task's: the agent cancelled it, so the robot can record again
+    wait_for(lambda: sim.state == "idle", timeout=BOUND, what="recorder idle again")
+    assert not (sim.data_dir / f"{task_id}.mcap").exists()
 
 
 def test_task_with_a_duration_stops_itself(edge_env):
@@ -117,7 +119,7 @@ def test_finish_callback_moves_the_task_to_executed(edge_env):
     assert finished.success
     task = wait_for(lambda: (t := agent.get_task(task_id)).status is not TaskStatus.EXECUTING and t, timeout=BOUND, what="moved")
     assert task.status is TaskStatus.EXECUTED, task.failure_reason
-    assert task.dataset_path and os.path.isdir(task.dataset_path)
+    assert task.dataset_path and os.path.isfile(task.dataset_path) and task.dataset_path.endswith(".mcap")
     # a late manual stop is a harmless duplicate
     assert agent.teleop(task_id, "stop").status is TaskStatus.EXECUTED
 

@@ -129,7 +129,7 @@ def test_teleop_commands_over_ros_drive_the_recording(edge_env, ros_robot, devic
     fb = device(json.dumps({"task_id": first, "command": "stop"}))
     assert fb["ok"] is True and fb["status"] == "EXECUTED", fb
     task = httpx.get(f"{url}/tasks/{first}", timeout=5).json()
-    assert task["status"] == "EXECUTED" and task["dataset_path"] and Path(task["dataset_path"]).is_dir()
+    assert task["status"] == "EXECUTED" and task["dataset_path"] and Path(task["dataset_path"]).is_file()
     assert device(json.dumps({"task_id": first, "command": "stop"}))["ok"] is True  # duplicate stop
 
     wait_for(lambda: edge_env.cloud_statuses(first)[-1:] == ["EXECUTED"], timeout=15, what="EXECUTED in the cloud")

@@ -33,9 +33,9 @@ def start_sim(tmp_path: Path):
     """Start simulators (each on its own free port); all are stopped at teardown."""
     stops: list[Callable[[], None]] = []
 
-    def start(robot_id: str = "robot-1", faults: dict | None = None) -> RunningSim:
+    def start(robot_id: str = "robot-1", faults: dict | None = None, **options: Any) -> RunningSim:
         data_dir = tmp_path / f"sim-{robot_id}-{len(stops)}"
-        recorder = SimulatedRecorder(data_dir, robot_id, faults=faults)
+        recorder = SimulatedRecorder(data_dir, robot_id, faults=faults, **options)
         url, stop = serve_in_thread(recorder=recorder)
         stops.append(stop)
         return RunningSim(url, recorder, data_dir, stop)
@@ -65,11 +65,13 @@ def _shared_sim_server():
 
 
 @pytest.fixture
-def sim(_shared_sim_server, tmp_path: Path) -> RunningSim:
-    """A fresh simulated recorder ("robot-1") on the session's server. Tests that crash the
-    server (fault die_after_seconds) use ``start_sim`` for a server of their own."""
+def sim(_shared_sim_server, tmp_path: Path, request) -> RunningSim:
+    """A fresh simulated recorder ("robot-1", MCAP) on the session's server; parametrize
+    indirectly with a dict of SimulatedRecorder options (``recording_format="lance"``, ...).
+    Tests that crash the server (fault die_after_seconds) use ``start_sim`` for a server of their own."""
     url, forward = _shared_sim_server
-    recorder = SimulatedRecorder(tmp_path / "sim-data", "robot-1")
+    options = getattr(request, "param", None) or {}
+    recorder = SimulatedRecorder(tmp_path / "sim-data", "robot-1", finish_seconds_per_gb=0, **options)
     forward.target = recorder.app
     yield RunningSim(url, recorder, tmp_path / "sim-data", stop=lambda: None)
     forward.target = None

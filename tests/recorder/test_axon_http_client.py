@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 
@@ -23,12 +24,15 @@ from axon_dagster.recorder import (
     RecordingConfigError,
     recorder_from_config,
 )
+from mcap.reader import make_reader
+
+from axon_dagster.recorder.sim.axon_mcap import AXON_DEFAULT_TOPICS
 from axon_dagster.recorder.sim.server import SimulatedRecorder, bind_socket, serve_app_in_thread
-from axon_dagster.storage.digest import dataset_digest
+from axon_dagster.storage.digest import dataset_digest, file_sha256
 from axon_dagster.storage.recording import Sidecar, sidecar_path
 
 
-def test_full_cycle_config_begin_status_finish_writes_a_verified_lance_dataset(sim, client, write_config):
+def test_full_cycle_config_begin_status_finish_writes_an_axon_recording(sim, client, write_config):
     config_path = write_config("task-1", user_token="s3cret", duration_seconds=30)
     assert isinstance(client, RecorderClient)
 
@@ -38,39 +42,48 @@ def test_full_cycle_config_begin_status_finish_writes_a_verified_lance_dataset(s
 
     started = client.start_recording(config_path)
     assert started.success
-    expected_path = sim.data_dir / "task-1.lance"
+    expected = sim.data_dir / "task-1.mcap"
     time.sleep(0.3)
     status = client.get_status()
-    assert status.is_recording
-    assert status.dataset_path == str(expected_path)
-    assert status.active_topics == ["/camera/image_raw", "/imu", "/joint_states"]
-    camera, imu, joints = status.batch_sizes
-    assert 0 < camera < imu < joints, "message counts follow the 30/100/200 Hz rates"
-    assert status.last_error == ""
+    assert status.is_recording and status.state == "recording"
+    assert status.dataset_path == "", "Axon names no file while recording"
+    assert status.active_topics == sorted(AXON_DEFAULT_TOPICS) == status.subscribed_topics
+    counts = dict(zip(status.active_topics, status.batch_sizes))
+    assert 0 < counts["/lidar/points"] < counts["/camera/image_raw"] < counts["/imu"] < counts["/joint_states"], "10/30/100/200 Hz"
+    assert status.topic_counts["/imu"]["received"] == status.topic_counts["/imu"]["written"]
+    assert status.last_error == "" and status.disk_state == "normal"
 
     stopped = client.stop_recording()
-    assert stopped.success and stopped.flushed_batches >= 1
+    assert stopped.success
+    assert stopped.output_path == str(expected), "read from /rpc/stats metadata after finish"
+    assert stopped.sidecar_path == str(sim.data_dir / "task-1.json")
+    sidecar = json.loads((sim.data_dir / "task-1.json").read_text())
+    assert stopped.checksum_sha256 == sidecar["recording"]["checksum_sha256"] == file_sha256(expected)
 
     after = client.get_status()
-    assert not after.is_recording
-    assert after.dataset_path == str(expected_path), "the last dataset stays reported after finish"
+    assert not after.is_recording and after.state == "idle"
+    assert after.dataset_path == after.output_path == str(expected), "the last recording stays reported after finish"
     assert after.active_topics == [] and after.disk_usage_gb > 0
-    client.update_config(write_config("task-2"))
-    assert client.get_status().dataset_path == str(expected_path), "a pending config is not a dataset yet"
-    sidecar = Sidecar.read(sidecar_path(expected_path))
-    assert sidecar.dataset_digest == dataset_digest(expected_path)
-    sidecar.verify(expected_path)
-    assert sidecar.task_id == "task-1" and sidecar.robot_id == "robot-1"
-    assert sidecar.metadata["order_id"] == "order-1" and sidecar.metadata["batch_id"] == "batch-1"
-    assert sidecar.metadata["sub_scene"] == "aisle_1" and sidecar.metadata["skills"] == ["pick_place"]
-    assert "user_token" not in sidecar.metadata, "secrets never travel with the dataset"
-    recorded_s = (sidecar.end_ns - sidecar.start_ns) / 1e9
-    assert 0.3 <= recorded_s < 3.0, "the recording covers the wall-clock interval between begin and finish"
-    import lance
+    assert all(c == {"received": 0, "written": 0, "dropped": 0} for c in after.topic_counts.values()), "counts reset at finish"
+    assert sidecar["task"]["order_id"] == "order-1" and sidecar["task"]["subscene"] == "aisle_1"
+    assert sidecar["task"]["skills"] == ["pick_place"]
+    assert "s3cret" not in (sim.data_dir / "task-1.json").read_text(), "secrets never travel with the recording"
+    assert 0.3 <= sidecar["recording"]["duration_sec"] < 3.0, "the recording covers begin to finish"
+    assert (sim.data_dir / "task-1.mcap.done").read_text() == "done\n"
 
-    table = lance.dataset(str(expected_path)).to_table()
-    assert table.num_rows == sidecar.row_count > 0
-    assert set(table.column("topic").to_pylist()) == {"/camera/image_raw", "/imu", "/joint_states"}
+
+@pytest.mark.parametrize("sim", [{"recording_format": "lance"}], indirect=True)
+def test_lance_format_keeps_the_lance_era_layout(sim, client, write_config):
+    client.start_recording(write_config("task-1"))
+    time.sleep(0.2)
+    stopped = client.stop_recording()
+    expected = sim.data_dir / "task-1.lance"
+    assert stopped.output_path == str(expected) and stopped.checksum_sha256 == ""
+    sidecar = Sidecar.read(sidecar_path(expected))
+    sidecar.verify(expected)
+    assert sidecar.dataset_digest == dataset_digest(expected)
+    assert sidecar.task_id == "task-1" and sidecar.metadata["batch_id"] == "batch-1"
+    assert set(sidecar.topics) == {"/camera/image_raw", "/imu", "/joint_states"}
 
 
 def test_start_is_idempotent_for_the_same_task_and_stop_needs_an_open_session(sim, client, write_config):
@@ -81,7 +94,7 @@ def test_start_is_idempotent_for_the_same_task_and_stop_needs_an_open_session(si
     client.stop_recording()
     with pytest.raises(RecorderRefused, match="nothing to stop: recorder is idle"):
         client.stop_recording()
-    assert sorted(p.name for p in sim.data_dir.iterdir()) == ["task-1.json", "task-1.lance"]
+    assert sorted(p.name for p in sim.data_dir.iterdir()) == ["task-1.json", "task-1.mcap", "task-1.mcap.done"]
 
 
 def test_a_different_pending_config_is_cleared_but_an_open_session_is_never_touched(sim, client, write_config):
@@ -110,18 +123,30 @@ def test_pause_and_resume_leave_the_paused_time_out_of_the_recording(sim, client
     time.sleep(0.2)
     client.stop_recording()
     wall_s = time.monotonic() - started
-    sidecar = Sidecar.read(sim.data_dir / "task-p.json")
-    recorded_s = (sidecar.end_ns - sidecar.start_ns) / 1e9
-    assert recorded_s >= 0.4
-    assert recorded_s <= wall_s - paused_s, f"recorded {recorded_s:.2f}s of {wall_s:.2f}s: the pause must not count"
+    sidecar = json.loads((sim.data_dir / "task-p.json").read_text())
+    assert sidecar["recording"]["duration_sec"] >= wall_s - 0.2, "Axon's duration_sec is wall time, pauses included"
+    with open(sim.data_dir / "task-p.mcap", "rb") as fh:
+        stats = make_reader(fh).get_summary().statistics
+    recorded_s = (stats.message_end_time - stats.message_start_time) / 1e9
+    assert recorded_s >= 0.3
+    assert recorded_s <= wall_s - paused_s, f"log times span {recorded_s:.2f}s of {wall_s:.2f}s: the pause must not count"
 
 
 def test_cancel_discards_the_recording(sim, client, write_config):
     client.start_recording(write_config("task-x"))
+    assert (sim.data_dir / "task-x.mcap").exists(), "Axon's file exists from begin on"
     reply = client.cancel("task-x")
-    assert reply.data["state"] == "idle"
+    assert reply.data == {"state": "idle"}
     assert list(sim.data_dir.iterdir()) == []
     assert not client.get_status().is_recording
+
+
+def test_cancel_task_cancels_only_our_own_recording(sim, client, write_config):
+    client.start_recording(write_config("task-x"))
+    assert client.cancel_task("someone-else") is False, "Axon would cancel task-x: we must not ask"
+    assert client.state().state == "recording"
+    assert client.cancel_task("task-x") is True
+    assert client.state().state == "idle" and list(sim.data_dir.iterdir()) == []
 
 
 def test_start_refused_by_the_recorder_raises_with_its_message(sim, write_config):
@@ -131,7 +156,7 @@ def test_start_refused_by_the_recorder_raises_with_its_message(sim, write_config
             client.start_recording(write_config("task-1"))
         assert caught.value.operation == "begin"
         assert client.state().state == "ready", "a refused begin leaves the config pending"
-        assert "simulated start failure" in client.get_status().last_error
+        assert client.get_status().last_error == "", "Axon's stats carry no last_error: the refusal said it"
 
         sim.recorder.set_faults({})
         assert client.start_recording(write_config("task-1")).success
@@ -140,11 +165,11 @@ def test_start_refused_by_the_recorder_raises_with_its_message(sim, write_config
 @pytest.mark.parametrize(
     "call, words",
     [
-        (lambda c: c.begin("task-1"), "Cannot start recording from state: idle"),
+        (lambda c: c.begin("task-1"), "No task configuration cached. Call /rpc/config first."),
         (lambda c: c.finish("task-1"), "Cannot finish recording from state: idle"),
         (lambda c: c.pause(), "Cannot pause from state: idle"),
         (lambda c: c.resume(), "Cannot resume from state: idle"),
-        (lambda c: c.cancel("task-1"), "Cannot cancel from state: idle"),
+        (lambda c: c.cancel("task-1"), "Cannot cancel recording from state: idle"),
         (lambda c: c.clear(), "Cannot clear config from state: idle"),
     ],
 )
@@ -156,12 +181,13 @@ def test_illegal_rpc_sequences_are_refused_and_change_nothing(client, call, word
 
 def test_illegal_rpcs_while_ready_and_recording(client, write_config):
     client.update_config(write_config("task-1"))
-    with pytest.raises(RecorderRefused, match="task_id mismatch: expected 'task-1' but got 'task-2'"):
+    with pytest.raises(RecorderRefused, match="Task ID mismatch: cached config is for task 'task-1', begin asked for 'task-2'"):
         client.begin("task-2")
     with pytest.raises(RecorderRefused, match="Must be in RECORDING or PAUSED"):
         client.finish("task-1")
-    with pytest.raises(RecorderRefused, match="call /rpc/clear before configuring task 'task-2'"):
-        client.config({"task_id": "task-2", "device_id": "robot-1"})
+    client.config({"task_id": "task-2", "device_id": "robot-1"})  # Axon: a config in READY replaces the held one
+    assert client.state().task_id == "task-2"
+    client.config({"task_id": "task-1", "device_id": "robot-1"})
     client.begin("task-1")
     with pytest.raises(RecorderRefused, match="Cannot start recording from state: recording"):
         client.begin("task-1")
@@ -169,7 +195,7 @@ def test_illegal_rpcs_while_ready_and_recording(client, write_config):
         client.config({"task_id": "task-1", "device_id": "robot-1"})
     with pytest.raises(RecorderRefused, match="Cannot clear config from state: recording"):
         client.clear()
-    with pytest.raises(RecorderRefused, match="task_id mismatch"):
+    with pytest.raises(RecorderRefused, match="Task ID mismatch"):
         client.finish("task-2")
     assert client.state().state == "recording"
 
@@ -318,12 +344,19 @@ def test_callbacks_reach_the_receiver_with_the_bearer_token(sim, client, write_c
     wait_for(lambda: len(received) == 2)
 
     (start_path, start_auth, start), (finish_path, finish_auth, finish) = received
-    dataset = str(sim.data_dir / "task-cb.lance")
     assert (start_path, start_auth) == ("/cb/start", "Bearer tok-1")
-    assert (start["task_id"], start["status"], start["dataset_path"]) == ("task-cb", "recording", dataset)
+    assert start.keys() == {"task_id", "device_id", "status", "started_at", "topics"}
+    assert (start["task_id"], start["device_id"], start["status"]) == ("task-cb", "robot-1", "recording")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", start["started_at"]), "whole seconds, UTC"
     assert (finish_path, finish_auth) == ("/cb/finish", "Bearer tok-1")
-    assert (finish["task_id"], finish["status"], finish["dataset_path"]) == ("task-cb", "finished", dataset)
-    assert finish["message_count"] > 0
+    assert (finish["task_id"], finish["status"]) == ("task-cb", "finished")
+    assert finish["output_path"] == str(sim.data_dir / "task-cb.mcap")
+    assert finish["sidecar_path"] == str(sim.data_dir / "task-cb.json")
+    assert finish["sidecar_enabled"] is finish["sidecar_generated"] is True
+    assert finish["file_size_bytes"] == (sim.data_dir / "task-cb.mcap").stat().st_size
+    assert finish["message_count"] > 0 and finish["duration_sec"] > 0 and finish["error"] is None
+    assert finish["metadata"] == {"scene": "warehouse", "subscene": "aisle_1", "skills": ["pick_place"], "factory": ""}
+    assert "dataset_path" not in finish, "Axon's field is output_path"
     assert "user_token" not in client.state().task_config, "the recorder never echoes the token"
 
 
@@ -334,6 +367,22 @@ def test_a_broken_callback_receiver_does_not_fail_the_recording(sim, client, wri
     client.stop_recording()
     dead.close()
     assert (sim.data_dir / "task-1.json").exists()
+
+
+def test_the_finish_callback_can_arrive_after_the_finish_reply(sim, client, write_config, serve_app, wait_for):
+    received: list[dict] = []
+
+    async def receive(request: Request) -> JSONResponse:
+        received.append(json.loads(await request.body()))
+        return JSONResponse({"ok": True})
+
+    receiver = serve_app(Starlette(routes=[Route("/cb", receive, methods=["POST"])]))
+    sim.recorder.set_faults({"finish_callback_delay_seconds": 0.5})
+    client.start_recording(write_config("task-late", finish_callback_url=f"{receiver}/cb"))
+    client.stop_recording()
+    assert received == [], "the reply came first"
+    wait_for(lambda: len(received) == 1)
+    assert received[0]["output_path"].endswith("task-late.mcap")
 
 
 def test_a_recorder_that_dies_mid_recording_becomes_unreachable(start_sim, write_config, wait_for):
@@ -351,7 +400,8 @@ def test_a_recorder_that_dies_mid_recording_becomes_unreachable(start_sim, write
             return False  # still shutting down
 
         wait_for(unreachable, timeout=3)
-    assert list(sim.data_dir.iterdir()) == [], "a crashed recorder writes nothing"
+    assert [p.name for p in sim.data_dir.iterdir()] == ["task-1.mcap"], "a crashed recorder leaves an unfinished file"
+    assert not (sim.data_dir / "task-1.mcap.done").exists()
 
 
 def test_factory_builds_the_http_backend_and_refuses_others(sim, monkeypatch):
@@ -374,7 +424,8 @@ def test_factory_builds_the_http_backend_and_refuses_others(sim, monkeypatch):
 @pytest.mark.parametrize(
     "kwargs, words",
     [
-        ({"base_url": "localhost:8091"}, "must start with http"),
+        ({"base_url": "localhost:8080"}, "must start with http"),
+        ({"base_url": "http://x", "finish_timeout_seconds": 0}, "finish_timeout_seconds"),
         ({"base_url": "http://x", "retry_attempts": -1}, "retry_attempts"),
         ({"base_url": "http://x", "timeout_seconds": 0}, "timeout_seconds"),
     ],

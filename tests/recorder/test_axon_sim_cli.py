@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ import pytest
 
 from axon_dagster.recorder import AxonHttpRecorder
 from axon_dagster.recorder.sim.cli import main
-from axon_dagster.storage.digest import dataset_digest
+from axon_dagster.storage.digest import dataset_digest, file_sha256
 from axon_dagster.storage.recording import Sidecar
 
 LISTENING = re.compile(r"axon-sim listening on (http://\S+)")
@@ -40,7 +41,8 @@ def test_the_axon_sim_entry_point_serves_and_stops_cleanly_on_sigterm(tmp_path):
         assert (match := LISTENING.search(first_line)), f"unexpected first line {first_line!r}"
         url = match.group(1)
         with AxonHttpRecorder(url, retry_attempts=0) as client:
-            assert client.health()["robot_id"] == "robot-9"
+            health = client.health()
+            assert (health["service"], health["state"]) == ("axon-sim", "idle")
         assert httpx.get(f"{url}/sim/faults").json()["data"]["drop_rate"] == 0.1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
@@ -87,8 +89,29 @@ def test_axon_sim_records_a_task_then_sigterm_ends_it_with_status_0(tmp_path, ca
     args = ["--port", "0", "--data-dir", str(tmp_path / "data"), "--robot-id", "robot-9"]
     assert run_main_in_process(args, capsys, record_then_terminate) == 0
     assert signal.getsignal(signal.SIGTERM) is previous, "the signal handlers are restored"
+    recording = tmp_path / "data" / "task-cli.mcap"
+    sidecar = json.loads((tmp_path / "data" / "task-cli.json").read_text())
+    assert sidecar["recording"]["checksum_sha256"] == file_sha256(recording)
+    assert sidecar["device"]["device_id"] == "robot-9"
+
+
+def test_axon_sim_format_lance_writes_the_lance_era_layout(tmp_path, capsys, write_config):
+    def record_then_terminate(url: str) -> None:
+        with AxonHttpRecorder(url, retry_attempts=0) as client:
+            client.start_recording(write_config("task-cli", device_id="robot-9"))
+            client.stop_recording()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    args = ["--port", "0", "--data-dir", str(tmp_path / "data"), "--robot-id", "robot-9", "--format", "lance"]
+    assert run_main_in_process(args, capsys, record_then_terminate) == 0
     dataset = tmp_path / "data" / "task-cli.lance"
     assert Sidecar.read(tmp_path / "data" / "task-cli.json").dataset_digest == dataset_digest(dataset)
+
+
+def test_axon_sim_listens_on_axons_port_by_default():
+    from axon_dagster.recorder.sim.cli import _parser
+
+    assert _parser().parse_args([]).port == 8080
 
 
 def test_a_simulated_crash_ends_the_simulator_with_status_1(tmp_path, capsys, write_config):
@@ -100,7 +123,8 @@ def test_a_simulated_crash_ends_the_simulator_with_status_1(tmp_path, capsys, wr
         ["--port", "0", "--data-dir", str(tmp_path / "data"), "--faults", '{"die_after_seconds": 0.2}'], capsys, record
     )
     assert status == 1
-    assert list((tmp_path / "data").iterdir()) == [], "the crashed recording was never written"
+    assert not (tmp_path / "data" / "task-1.mcap.done").exists(), "the crashed recording was never finished"
+    assert not (tmp_path / "data" / "task-1.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -111,6 +135,9 @@ def test_a_simulated_crash_ends_the_simulator_with_status_1(tmp_path, capsys, wr
         (["--faults", '{"drop_rate": 7}'], "drop_rate must be a number"),
         (["--robot-id", "../up"], "invalid robot_id"),
         (["--port", "70000"], "--port must be between 0 and 65535"),
+        (["--format", "bag"], "invalid choice: 'bag'"),
+        (["--finish-seconds-per-gb", "-1"], "finish_seconds_per_gb must be a non-negative number"),
+        (["--camera-bytes", "0"], "--camera-bytes must be a positive number"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message_and_start_nothing(args, words, capsys, tmp_path):

@@ -175,7 +175,8 @@ def spawn_sim(transport: str, directory: Path, namespace: str | None = None, *, 
     namespace = namespace or new_namespace(f"sim{transport[-1]}")
     log_path = directory / f"{namespace}.log"
     command = [
-        *axon_sim_command(), "--transport", transport, "--namespace", namespace,
+        # the ROS services of the reference design serve Lance-era recorders
+        *axon_sim_command(), "--transport", transport, "--namespace", namespace, "--format", "lance",
         "--data-dir", str(directory / f"data-{namespace}"), "--robot-id", robot_id,
     ]
     if faults:

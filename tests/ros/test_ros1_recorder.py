@@ -57,16 +57,17 @@ def test_full_cycle_through_the_ros1_simulator_writes_a_dataset_whose_digest_mat
     assert client.start_recording(config_path).message == "already recording task task-ros1-1"  # duplicate press
     time.sleep(0.3)
     status = client.get_status()
-    assert status.is_recording and status.active_topics == ["/camera/image_raw", "/imu"]
+    # Axon records its own subscriptions, whatever the config's topics say
+    assert status.is_recording and status.active_topics == ["/camera/image_raw", "/imu", "/joint_states"]
     assert status.dataset_path == str(sim.data_dir / "task-ros1-1.lance")
-    assert len(status.batch_sizes) == 2 and all(n > 0 for n in status.batch_sizes)
+    assert len(status.batch_sizes) == 3 and all(n > 0 for n in status.batch_sizes)
 
     stopped = client.stop_recording()
     assert stopped.success and stopped.flushed_batches >= 1
     dataset = sim.data_dir / "task-ros1-1.lance"
     sidecar = Sidecar.read(sidecar_path(dataset))
     assert sidecar.dataset_digest == dataset_digest(dataset)
-    assert sidecar.task_id == "task-ros1-1" and set(sidecar.topics) == {"/camera/image_raw", "/imu"}
+    assert sidecar.task_id == "task-ros1-1" and set(sidecar.topics) == {"/camera/image_raw", "/imu", "/joint_states"}
     assert sidecar.metadata["scene"] == "warehouse"
     after = client.get_status()
     assert (after.is_recording, after.dataset_path) == (False, str(dataset))

@@ -1,6 +1,7 @@
 """``axon-sim``: run one simulated Axon recorder (HTTP RPC v0.4, or ROS 1 services) as a process.
 
-    axon-sim --port 8091 --data-dir .axon/sim/robot-1 --robot-id robot-1 --faults '{"drop_rate": 0.1}'
+    axon-sim --port 8080 --data-dir .axon/sim/robot-1 --robot-id robot-1 --faults '{"drop_rate": 0.1}'
+    axon-sim --format lance ...        # the Lance-era layout instead of Axon v0.4 MCAP
     ROS_MASTER_URI=http://127.0.0.1:11311 axon-sim --transport ros1 --namespace axon --data-dir DIR
     ROS_DOMAIN_ID=7 axon-sim --transport ros2 --namespace axon --data-dir DIR
 
@@ -25,7 +26,19 @@ from pathlib import Path
 
 from axon_dagster.domain import InvalidIdError, validate_id
 
-from .server import FaultsError, SimFaults, SimulatedRecorder, bind_socket, url_of
+from .axon_mcap import ENCODINGS, SCHEMA_MODES, SIDECAR_MODES, axon_default_topics
+from .server import (
+    DEFAULT_DISK_HARD_LIMIT_GB,
+    DEFAULT_FINISH_SECONDS_PER_GB,
+    DEFAULT_PORT,
+    RECORDING_FORMATS,
+    FaultsError,
+    SimFaults,
+    SimulatedRecorder,
+    bind_socket,
+    url_of,
+)
+from .synthetic import default_topics
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +49,13 @@ EXIT_USAGE = 2
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="axon-sim",
-        description="Simulated Axon recorder: serves Axon's HTTP RPC and writes synthetic Lance recordings.",
+        description="Simulated Axon recorder: serves Axon's HTTP RPC (v0.4) and writes synthetic recordings "
+        "as Axon does (<task_id>.mcap + .json sidecar + .mcap.done), or in the Lance-era layout.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8091, help="port to listen on; 0 picks a free one (default 8091)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on; 0 picks a free one (default {DEFAULT_PORT}, Axon's)"
+    )
     parser.add_argument(
         "--robot-id",
         default=os.environ.get("AXON_ROBOT_ID", "sim-robot"),
@@ -66,6 +82,33 @@ def _parser() -> argparse.ArgumentParser:
         "(DDS settings such as ROS_DOMAIN_ID from the environment)",
     )
     parser.add_argument("--namespace", default="axon", help="ROS namespace of the services with --transport ros1/ros2 (default axon)")
+    parser.add_argument(
+        "--format",
+        dest="recording_format",
+        default="mcap",
+        choices=list(RECORDING_FORMATS),
+        help="mcap: Axon v0.4 recordings (default); lance: the Lance-era layout (<task_id>.lance + sidecar)",
+    )
+    parser.add_argument("--encoding", default="ros2", choices=list(ENCODINGS), help="MCAP message encoding: ros2 (CDR, default) or ros1")
+    parser.add_argument(
+        "--schema", default="empty", choices=list(SCHEMA_MODES), help="MCAP schema data: empty (Axon's default) or full (.msg text)"
+    )
+    parser.add_argument("--sidecar", default="always", choices=list(SIDECAR_MODES), help="write the JSON sidecar (always) or not (none)")
+    parser.add_argument(
+        "--finish-seconds-per-gb",
+        type=float,
+        default=DEFAULT_FINISH_SECONDS_PER_GB,
+        help=f"how long finish takes per GB recorded (Axon re-scans and hashes the file; default {DEFAULT_FINISH_SECONDS_PER_GB})",
+    )
+    parser.add_argument(
+        "--disk-hard-limit-gb", type=float, default=DEFAULT_DISK_HARD_LIMIT_GB, help="the disk guard's hard limit reported in /rpc/stats"
+    )
+    parser.add_argument(
+        "--camera-bytes",
+        type=int,
+        default=None,
+        help="bytes per camera frame (default 8 KiB; 921600 is a 640x480 rgb8 frame)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -91,6 +134,29 @@ def main(argv: list[str] | None = None) -> int:
         except FaultsError as exc:
             parser.error(f"--faults: {exc}")
     data_dir = args.data_dir or Path(".axon") / "sim" / robot_id
+    topics = None
+    if args.camera_bytes is not None:
+        if args.camera_bytes < 1:
+            parser.error(f"--camera-bytes must be a positive number of bytes, got {args.camera_bytes}")
+        make = axon_default_topics if args.recording_format == "mcap" else default_topics
+        topics = make(args.camera_bytes)
+    options = dict(
+        faults=faults,
+        topics=topics,
+        recording_format=args.recording_format,
+        encoding=args.encoding,
+        schema=args.schema,
+        sidecar_mode=args.sidecar,
+        finish_seconds_per_gb=args.finish_seconds_per_gb,
+        disk_hard_limit_gb=args.disk_hard_limit_gb,
+    )
+    problem = SimulatedRecorder.check_options(**options)  # before anything is created
+    if problem:
+        parser.error(problem)
+
+    def make_recorder() -> SimulatedRecorder:
+        return SimulatedRecorder(data_dir, robot_id, **options)
+
     if args.transport in ("ros1", "ros2"):
         from axon_dagster.recorder.srv import validate_namespace
 
@@ -101,16 +167,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.transport == "ros2":
             from .ros2_node import run_ros2
 
-            return run_ros2(SimulatedRecorder(data_dir, robot_id, faults=faults), namespace)
+            return run_ros2(make_recorder(), namespace)
         from .ros1_node import run_ros1
 
-        return run_ros1(SimulatedRecorder(data_dir, robot_id, faults=faults), namespace)
+        return run_ros1(make_recorder(), namespace)
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:
         print(f"axon-sim: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return _serve(sock, SimulatedRecorder(data_dir, robot_id, faults=faults))
+    return _serve(sock, make_recorder())
 
 
 def _serve(sock: socket.socket, recorder: SimulatedRecorder) -> int:
