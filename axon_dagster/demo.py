@@ -20,9 +20,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 TERMINAL = {"UPLOADED", "FAILED", "CANCELLED"}
-# What the demo's simulated recorders write. The data flow on main takes the Lance-era layout;
-# it becomes "mcap" (Axon v0.4) once the data flow ingests MCAP recordings.
-DEFAULT_RECORDING_FORMAT = "lance"
+# What the demo's simulated recorders write: Axon v0.4 MCAP (the data flow ingests it into Lance
+# and keeps the original MCAP beside the dataset); "lance" keeps the Lance-era layout.
+DEFAULT_RECORDING_FORMAT = "mcap"
 
 
 @dataclass

@@ -71,6 +71,8 @@ DEFAULT_OUTPUT_WAIT_SECONDS = 30.0
 DEFAULT_COMPLETE_WAIT_SECONDS = 300.0
 # ... but a recording that ended without our stop (crash, restart) gets only this long.
 _ENDED_PATIENCE_SECONDS = 2.0
+# ... and a file the recorder said it finished (its sidecar and .mcap.done come before it says so).
+_VOUCHED_PATIENCE_SECONDS = 10.0
 
 
 class _TryLater(Exception):
@@ -723,7 +725,11 @@ class EdgeAgent:
                 f"{prefix} ({why}): no output path from the finish callback, the recorder's stats{where} "
                 f"within {output_wait:g}s",
             )
-        path, sidecar_hint, checksum_hint = found
+        path, sidecar_hint, checksum_hint, vouched = found
+        if vouched:
+            # The recorder said it finished this file (reply, stats or callback): Axon writes the
+            # sidecar and .mcap.done before it says so, so an incomplete file will stay so.
+            complete_wait = min(complete_wait, _VOUCHED_PATIENCE_SECONDS)
         try:
             data = self._verified_recording(path, sidecar_hint, checksum_hint, complete_wait)
         except (AxonRecordingError, OSError, ValueError) as exc:
@@ -740,22 +746,25 @@ class EdgeAgent:
         )
         return self._record_stopped(task.task_id, data)
 
-    def _locate_recording(self, task: LocalTask, response: Any, hint: str | None, wait: float) -> tuple[str, str, str] | None:
-        """``(path, sidecar_path, checksum)`` of the task's recording from whichever source tells
+    def _locate_recording(
+        self, task: LocalTask, response: Any, hint: str | None, wait: float
+    ) -> tuple[str, str, str, bool] | None:
+        """``(path, sidecar_path, checksum, vouched)`` of the task's recording from whichever source tells
         first: the stop's reply (Axon: ``/rpc/stats`` ``metadata``), the finish callback, the
         recorder's output directory (``<dir>/<task_id>.mcap``), the path the recorder reported
         while recording (ROS services, Lance-era peers). Polls for ``output_wait_seconds``: the
-        finish callback may come after the finish reply."""
+        finish callback may come after the finish reply. ``vouched``: the recorder itself said
+        it finished that file (not just a name found on disk)."""
         task_id = task.task_id
         if response is not None and getattr(response, "output_path", ""):
-            return response.output_path, response.sidecar_path, response.checksum_sha256
+            return response.output_path, response.sidecar_path, response.checksum_sha256, True
         deadline = time.monotonic() + wait
         last_output = getattr(self.recorder, "last_output", None)
         while True:
             with self._finish_reports_lock:
                 report = self._finish_reports.get(task_id)
             if report:
-                return report["output_path"], report.get("sidecar_path", ""), ""
+                return report["output_path"], report.get("sidecar_path", ""), "", True
             if callable(last_output):
                 try:
                     written = last_output(task_id)
@@ -763,17 +772,17 @@ class EdgeAgent:
                     log.debug("task %s: recorder stats unreadable while looking for the recording: %s", task_id, exc)
                     written = {}
                 if written.get("output_path"):
-                    return written["output_path"], written.get("sidecar_path", ""), written.get("checksum_sha256", "")
+                    return written["output_path"], written.get("sidecar_path", ""), written.get("checksum_sha256", ""), True
             if self.recorder_output_dir is not None:
                 files = find_recording(self.recorder_output_dir, task_id)
                 if files is not None:
-                    return str(files.mcap_path), "", ""
+                    return str(files.mcap_path), "", "", False
                 lance = self.recorder_output_dir / f"{task_id}.lance"
                 if lance.exists():
-                    return str(lance), "", ""
+                    return str(lance), "", "", False
             for path in (hint, task.dataset_path):
                 if path and Path(path).exists():
-                    return path, "", ""
+                    return path, "", "", False
             if time.monotonic() >= deadline or self._stop.is_set():
                 return None
             time.sleep(0.1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from axon_dagster.storage.digest import dataset_digest
+from axon_dagster.storage.digest import dataset_digest, file_sha256
 from axon_dagster.storage.recording import Sidecar
 
 pytestmark = pytest.mark.slow
@@ -35,4 +35,15 @@ def test_demo_uploads_every_task_with_a_verified_cloud_copy(tmp_path):
         sidecar = Sidecar.read(cloud_dir.with_suffix(".json"))
         assert dataset_digest(cloud_dir) == sidecar.dataset_digest == task["dataset_digest"]
         assert sidecar.task_id == task["task_id"]
-        assert cloud_dir.with_name(cloud_dir.name[: -len(".lance")] + ".qc.json").exists()
+        stem = cloud_dir.name[: -len(".lance")]
+        assert cloud_dir.with_name(stem + ".qc.json").exists()
+        # The demo records MCAP (Axon v0.4): the cloud copy is Lance with decoded columns, and
+        # the original MCAP (whose SHA-256 is Axon's checksum in its sidecar) sits beside it.
+        original = cloud_dir.with_name(stem + ".mcap")
+        axon_sidecar = json.loads(cloud_dir.with_name(stem + ".axon.json").read_text())
+        assert file_sha256(original) == axon_sidecar["recording"]["checksum_sha256"]
+        assert axon_sidecar["task"]["task_id"] == task["task_id"]
+        import lance
+
+        columns = set(lance.dataset(str(cloud_dir)).schema.names)
+        assert {"topic", "log_time_ns", "payload", "header_stamp_ns"} <= columns
