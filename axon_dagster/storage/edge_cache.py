@@ -329,9 +329,15 @@ class EdgeCache:
         recording (IncompleteRecording), a malformed Axon sidecar (SidecarError) and a checksum
         mismatch (ChecksumMismatch, a DigestMismatch), leaving nothing behind. Idempotent: the same
         recording staged again returns the entry; a different one under the same id is a
-        CacheConflict. The recorder's copy is never removed (``release_source`` is for Lance)."""
+        CacheConflict. With ``release_source`` the recorder's ``.mcap.done``, sidecar and ``.mcap``
+        are removed (in that order) once the entry is durable, if its ``.mcap`` is the staged one
+        (same inode, or the SHA-256 staged); staging the id again when they are gone returns the entry."""
         dataset_id = validate_id(dataset_id, "dataset_id")
         files = AxonRecordingFiles.for_mcap(mcap_path)
+        if not files.mcap_path.exists():
+            cached = self._find(dataset_id)
+            if cached is not None:  # released (or removed by the recorder) after an earlier stage
+                return replace(self.get(dataset_id), source_released=True) if self.release_source else self.get(dataset_id)
         problem = completeness_problem(files)
         if problem is not None:
             raise IncompleteRecording(files.mcap_path, problem)
@@ -345,7 +351,7 @@ class EdgeCache:
         if existing is None and self._entry_dir(dataset_id).exists():
             existing = self._adopt_orphan(dataset_id)
         if existing is not None:
-            return self._same_mcap_or_conflict(existing, wanted, files.mcap_path)
+            return self._released_mcap(self._same_mcap_or_conflict(existing, wanted, files.mcap_path), files)
 
         scratch = self._scratch_dir()
         try:
@@ -367,7 +373,7 @@ class EdgeCache:
                 entry = self._find(dataset_id) or self._adopt_orphan(dataset_id)
                 if entry is None:
                     raise
-                return self._same_mcap_or_conflict(entry, wanted, files.mcap_path)
+                return self._released_mcap(self._same_mcap_or_conflict(entry, wanted, files.mcap_path), files)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         # Durable before indexed, as for copies: the ingested files hold new bytes (the MCAP copy
@@ -393,7 +399,32 @@ class EdgeCache:
         if usage.pressure:
             log.warning("edge cache %s over quota after staging %s: %d of %d bytes used",
                         self.root, dataset_id, usage.used_bytes, usage.quota_bytes)
-        return entry
+        return self._released_mcap(entry, files)
+
+    def _released_mcap(self, entry: CachedDataset, files: AxonRecordingFiles) -> CachedDataset:
+        """With ``release_source``: remove the recorder's copy of a durably staged MCAP recording,
+        only if its ``.mcap`` is what the cache holds. Never fails the stage: a warning, and
+        ``source_released=False``."""
+        if not self.release_source:
+            return entry
+        staged = self._entry_dir(entry.dataset_id) / f"{entry.dataset_id}.mcap"
+        try:
+            src, ours = files.mcap_path.stat(), staged.stat()
+            same = (src.st_dev, src.st_ino) == (ours.st_dev, ours.st_ino)
+            if not same:
+                source = (_read_sidecar(entry.sidecar_path).extra or {}).get("source") or {}
+                same = bool(source.get("mcap_sha256")) and file_sha256(files.mcap_path) == source["mcap_sha256"]
+            if not same:
+                log.warning("not releasing %s: it is not the recording cached as %s", files.mcap_path, entry.dataset_id)
+                return replace(entry, source_released=False)
+            # .done first: a half-released recording never looks complete
+            for path in (files.done_path, files.sidecar_path, files.mcap_path):
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("releasing the recorder's copy of %s (%s) failed: %s", entry.dataset_id, files.mcap_path, exc)
+            return replace(entry, source_released=False)
+        log.info("released the recorder's copy of %s (%s)", entry.dataset_id, files.mcap_path)
+        return replace(entry, source_released=True)
 
     def _same_mcap_or_conflict(self, entry: CachedDataset, wanted: builtins.list[tuple[str, str]], src: Path) -> CachedDataset:
         """An entry staged earlier is the same recording when the MCAP SHA-256 it recorded is the

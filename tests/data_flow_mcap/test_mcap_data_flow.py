@@ -286,3 +286,23 @@ def test_an_mcap_changed_in_the_cache_after_staging_is_not_uploaded(world):
         fh.write(b"\x00" * 16)
     with pytest.raises(DigestMismatch, match="changed since it was staged"):
         flow.upload_approved(world.admin, cache, world.object_store.store(), flow.load_approved(world.admin, task_id))
+
+
+def test_release_source_hands_an_mcap_recording_over_to_the_cache(world, tmp_path):
+    from axon_dagster.storage.edge_cache import EdgeCache
+
+    task = world.task()
+    task_id = task["task_id"]
+    rec = world.record(task_id)
+    cache = EdgeCache(tmp_path / "owning-cache", release_source=True)
+    entry = cache.stage_mcap(rec.mcap_path, task_id, ingest=flow.mcap_ingester(task), expected_checksum=rec.checksum_sha256)
+    assert entry.source_released is True
+    assert not rec.mcap_path.exists() and not rec.sidecar_path.exists() and not rec.done_path.exists()
+    assert file_sha256(entry.path.with_suffix(".mcap")) == rec.checksum_sha256  # the cache holds the only copy
+    again = cache.stage_mcap(rec.mcap_path, task_id, ingest=flow.mcap_ingester(task))
+    assert again.source_released is True and again.dataset_digest == entry.dataset_digest
+    # a different file under the recording's name is never deleted
+    other = world.record(task_id, duration_s=2.0)
+    with pytest.raises(CacheConflict):
+        cache.stage_mcap(other.mcap_path, task_id, ingest=flow.mcap_ingester(task))
+    assert other.mcap_path.exists()
