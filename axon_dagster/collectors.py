@@ -10,6 +10,8 @@ import httpx
 
 log = logging.getLogger(__name__)
 
+STOP_TIMEOUT_SECONDS = 900.0
+
 
 class SimulatedCollector(threading.Thread):
     def __init__(self, edge_url: str, collector_id: str, *, stop_event: threading.Event, recording_seconds: float | None = None):
@@ -42,7 +44,8 @@ class SimulatedCollector(threading.Thread):
         self._ok(http.post("/teleop", json={"task_id": task_id, "command": "start"}), "start", task_id)
         seconds = self.recording_seconds if self.recording_seconds is not None else float(task.get("duration_seconds") or 1.0)
         self.stop_event.wait(seconds)
-        self._ok(http.post("/teleop", json={"task_id": task_id, "command": "stop"}), "stop", task_id)
+        # A stop waits for the recorder's finish (minutes for a large recording) and its checksum.
+        self._ok(http.post("/teleop", json={"task_id": task_id, "command": "stop"}, timeout=STOP_TIMEOUT_SECONDS), "stop", task_id)
         self.recorded.append(task_id)
 
     def _ok(self, response: httpx.Response, action: str, task_id: str) -> None:

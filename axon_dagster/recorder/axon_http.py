@@ -35,6 +35,7 @@ import httpx
 
 from .config import RecordingConfig
 from .protocol import (
+    RecorderError,
     RecorderProtocolError,
     RecorderRefused,
     RecorderStatus,

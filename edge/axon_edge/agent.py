@@ -354,10 +354,18 @@ class EdgeAgent:
             with self._pull_lock:
                 if self._stop.is_set():
                     return total  # stop() may be closing the database
+                recording = {t.task_id for t in self.db.list_tasks(TaskStatus.EXECUTING)}
                 outcome = self.db.store_pulled(tasks, next_cursor, self.robot_id)
             total += len(tasks)
             if outcome.new_task_ids:
                 log.info("pulled %d new task(s): %s", len(outcome.new_task_ids), ", ".join(outcome.new_task_ids))
+            for task_id, status in outcome.cloud_moves:
+                if task_id in recording and status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+                    # Failed in the cloud while this robot records it: stop the recorder's session —
+                    # only if it is still this task's (Axon's cancel would end any recording).
+                    with self._recorder_lock:
+                        if self.release_recorder(task_id):
+                            log.info("task %s %s in the cloud: its recording was cancelled", task_id, status.value)
             if len(tasks) < self.pull_page_size or next_cursor <= cursor:
                 return total
 

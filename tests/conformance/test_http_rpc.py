@@ -355,3 +355,17 @@ def test_recording_found_by_naming_client(edge_env):
     task = agent.teleop(task_id, "stop")
     assert task.status is TaskStatus.EXECUTED
     assert task.dataset_path == str(find_recording(edge_env.recorder.data_dir, task_id).mcap_path)
+
+
+def test_a_task_failed_in_the_cloud_cancels_only_its_own_recording_client(edge_env):
+    """An admin fails the task being recorded: the agent cancels the recorder's session, because
+    the session is that task's (Axon's cancel would end whatever records)."""
+    agent = _agent(edge_env)
+    (task_id,) = edge_env.dispatch_order(duration=60)
+    _ready(agent, task_id)
+    agent.teleop(task_id, "start")
+    wait_for(lambda: edge_env.admin.get_task(task_id)["status"] == "EXECUTING", what="EXECUTING in the cloud")
+    edge_env.admin.transition_task(task_id, "FAILED", reason="operator aborted the order")
+    wait_for(lambda: edge_env.recorder.sim.state == "idle", timeout=15, what="recorder session cancelled")
+    assert agent.get_task(task_id).status is TaskStatus.FAILED
+    assert not (edge_env.recorder.data_dir / f"{task_id}.mcap").exists()

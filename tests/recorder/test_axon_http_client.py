@@ -433,3 +433,31 @@ def test_factory_builds_the_http_backend_and_refuses_others(sim, monkeypatch):
 def test_client_settings_are_validated(kwargs, words):
     with pytest.raises(ValueError, match=words):
         AxonHttpRecorder(**kwargs)
+
+
+def test_stop_succeeds_when_stats_are_unreadable_after_finish(serve_app):
+    """The finish happened; unreadable stats only mean the path must come from elsewhere
+    (the finish callback or the output directory)."""
+
+    async def state(request: Request) -> JSONResponse:
+        return JSONResponse({"success": True, "message": "", "data": {"state": "recording", "task_config": {"task_id": "t1"}}})
+
+    async def finish(request: Request) -> JSONResponse:
+        return JSONResponse({"success": True, "message": "Recording finished successfully", "data": {"state": "idle", "task_id": "t1"}})
+
+    async def stats(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("busy", status_code=503)
+
+    app = Starlette(routes=[Route("/rpc/state", state), Route("/rpc/finish", finish, methods=["POST"]), Route("/rpc/stats", stats)])
+    client = AxonHttpRecorder(serve_app(app), retry_attempts=0)
+    stopped = client.stop_recording()
+    assert stopped.success and stopped.output_path == "" and stopped.checksum_sha256 == ""
+
+
+def test_stats_metadata_of_another_task_is_not_taken_for_ours():
+    from axon_dagster.recorder.axon_http import _metadata_of
+
+    stats = {"metadata": {"output_path": "/rec/other.mcap", "sidecar_path": "/rec/other.json", "checksum_sha256": "ab"}}
+    assert _metadata_of(stats, "t1") == {}
+    assert _metadata_of({"metadata": {**stats["metadata"], "output_path": "/rec/t1.mcap"}}, "t1")["output_path"] == "/rec/t1.mcap"
+    assert _metadata_of({"metadata": None}, "t1") == {}

@@ -14,12 +14,12 @@ from mcap.reader import make_reader
 
 from axon_dagster.recorder.sim.axon_mcap import (
     AXON_DEFAULT_TOPICS,
-    iso_utc,
     ros_type_name,
     typestore_for,
     write_axon_recording,
 )
 from axon_dagster.recorder.sim.synthetic import Faults, TopicSpec
+from axon_dagster.storage.axon_recording import format_axon_time
 
 START_NS = 1_780_000_000_123_456_789
 TASK = {
@@ -106,7 +106,7 @@ def test_metadata_records_and_sidecar_agree(tmp_path: Path):
     rec = metadata["axon.recording"]
     assert rec["file_size_bytes"] == f"{result.mcap_path.stat().st_size:020d}"  # patched after close
     assert int(rec["message_count"]) == len(messages)
-    assert rec["recording_started_at"] == iso_utc(START_NS) == "2026-05-28T20:26:40.123Z"
+    assert rec["recording_started_at"] == format_axon_time(START_NS) == "2026-05-28T20:26:40.123Z"
     assert json.loads(metadata["axon.topics"]["topics_summary"]) == sidecar["topics_summary"]
     # the sidecar: v1.0 keys, checksum of the whole file
     assert sidecar["version"] == "1.0" and sidecar["mcap_file"] == "task-1.mcap"

@@ -23,20 +23,19 @@ long the recording.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from axon_dagster.domain.ids import validate_id
+from axon_dagster.storage.axon_recording import format_axon_time
 from axon_dagster.storage.digest import file_sha256
 
 from .synthetic import CHUNK_SECONDS, Faults, TopicSpec, check_recording_args, window_messages
@@ -96,12 +95,6 @@ class AxonRecordingResult:
     topics_summary: list[dict[str, Any]]
     started_at_ns: int
     finished_at_ns: int
-
-
-def iso_utc(ns: int) -> str:
-    """Axon's time format: ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC, milliseconds)."""
-    dt = datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ns // 1_000_000) % 1000:03d}Z"
 
 
 def sanitize(value: Any, max_length: int) -> str:
@@ -164,8 +157,8 @@ def write_axon_recording(
     def recording_meta(summary: list[dict[str, Any]], message_count: int, file_size: str) -> dict[str, str]:
         return {
             "recorder_version": RECORDER_VERSION,
-            "recording_started_at": iso_utc(started_at_ns),
-            "recording_finished_at": iso_utc(finished_at_ns),
+            "recording_started_at": format_axon_time(started_at_ns),
+            "recording_finished_at": format_axon_time(finished_at_ns),
             "duration_sec": f"{duration_s:.3f}",  # wall time, pauses included
             "message_count": str(message_count),
             _FILE_SIZE_KEY: file_size,
