@@ -426,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     globals()["RECORD_SECONDS"] = args.record_seconds
-    workers = args.workers or default_workers()
+    workers = args.workers or default_workers(database_url="postgresql://")  # the API's default on PostgreSQL
+    sqlite_workers = args.workers or default_workers(database_url="sqlite://")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     print(
         f"fleet benchmark: {os.cpu_count()} CPUs, load {loadavg()}; robots long-poll {DEFAULT_LONG_POLL_SECONDS:g} s, "
@@ -441,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
         if "postgres" in backends:
             postgres = EphemeralPostgres(durable=True).start()
         for backend in backends:
-            best = ladder(backend, _sizes(args.robots), 1, workers, postgres if backend == "postgres" else None, "ladder")
+            on_pg = backend == "postgres"
+            best = ladder(backend, _sizes(args.robots), 1, workers if on_pg else sqlite_workers, postgres if on_pg else None, "ladder")
             print(f"  {backend}: held up to N={best}", flush=True)
             if backend == "postgres":
                 max_robots = best

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, TypeAdapter
+import anyio.to_thread
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
@@ -55,6 +56,7 @@ from axon_dagster.services.views import (
 )
 from axon_dagster.settings import load_settings
 from axon_dagster.store import SqlAlchemyUnitOfWork, UnitOfWorkFactory, check_schema, make_engine
+from axon_dagster.store.engine import POOL_SIZE
 
 from . import schemas
 from .asgi import BodySizeLimit, SecurityHeaders
@@ -109,6 +111,8 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         mode = "admin API OPEN (embedded mode)" if app.state.auth.open_mode() else "sign-in or service token required"
         log.info("control-plane API on %s, %s", engine.url.render_as_string(hide_password=True), mode)
+        # Request threads = pooled connections: a request never opens a connection of its own.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = POOL_SIZE
         background = [asyncio.create_task(watch.run()), asyncio.create_task(flush_last_seen_forever(last_seen, uow_factory))]
         try:
             yield
@@ -291,7 +295,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         wait = _query_number(query, "wait", 0.0, float)
         if not 0 <= wait <= MAX_WAIT_SECONDS:
             raise InvalidRequestError(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds, got {wait!r}")
-        held = 0.0
+        held, known = 0.0, None
         if wait > 0 and after >= 0:
             known = watch.known_changed(robot, after)
             if known is None:  # the watch has not read yet: ask the store once
@@ -300,11 +304,12 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
                     return _json(TaskPage, page)
             if not known:
                 started = time.monotonic()
-                changed = await watch.wait(robot, after, wait)
+                known = await watch.wait(robot, after, wait)
                 held = time.monotonic() - started
-                if not changed:
+                if not known:
                     return _json(TaskPage, TaskPage(tasks=[], cursor=after), headers=_held(held))
-        page = await run_in_threadpool(cp.pull_tasks, uow_factory(), robot, after, limit)
+        # The watch saw the revision move: straight to the tasks, no revision read.
+        page = await run_in_threadpool(cp.pull_tasks, uow_factory(), robot, after, limit, bool(known))
         return _json(TaskPage, page, headers=_held(held))
 
     @edge.post("/events", response_model=EventResultsResponse)

@@ -32,6 +32,10 @@ LAST_SEEN_FLUSH_SECONDS = 5.0
 # query for all waiting robots, whatever their number.
 WATCH_INTERVAL_SECONDS = 0.5
 MAX_WAIT_SECONDS = 60.0
+# At most this many waiting pulls are woken per second and process: a dispatch to 1,000 robots
+# reaches them all within ~5 s on one two-worker replica (each replica adds as much) instead of
+# arriving as 1,000 pulls and 1,000 READY pushes in the same instant.
+WAKE_RATE = 100.0
 
 
 class RobotTokens:
@@ -73,9 +77,12 @@ class RevisionWatch:
     processes are seen the same way as this process's own, so replicas need no coordination.
     """
 
-    def __init__(self, uow_factory: Callable[[], SqlAlchemyUnitOfWork], interval: float = WATCH_INTERVAL_SECONDS):
+    def __init__(
+        self, uow_factory: Callable[[], SqlAlchemyUnitOfWork], interval: float = WATCH_INTERVAL_SECONDS, wake_rate: float = WAKE_RATE
+    ):
         self._uow_factory = uow_factory
         self._interval = interval
+        self._wake_rate = wake_rate
         self._revisions: dict[str, int] | None = None  # None: not read yet
         self._read_at = 0.0
         self._waiters: dict[str, list[tuple[int, asyncio.Event]]] = {}
@@ -122,11 +129,16 @@ class RevisionWatch:
                 continue
             self.reads += 1
             self._revisions, self._read_at = revisions, time.monotonic()
+            # Paced: a dispatch to the whole fleet must not come back as one thundering herd of
+            # pulls (and READY pushes). Waiters beyond this tick's budget stay changed, longest
+            # waiting first, and are woken on the next ticks.
+            budget = max(1, int(self._wake_rate * self._interval))
             for robot_id, waiting in list(self._waiters.items()):
                 current = revisions.get(robot_id, 0)
                 for after, event in waiting:
-                    if current > after:
+                    if current > after and not event.is_set() and budget > 0:
                         event.set()
+                        budget -= 1
             await asyncio.sleep(self._interval)
 
 

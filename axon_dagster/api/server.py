@@ -23,9 +23,10 @@ SHUTDOWN_GRACE_SECONDS = 5
 KEEP_ALIVE_SECONDS = 75
 
 
-def default_workers(environ: dict[str, str] | None = None) -> int:
-    """``AXON_API_WORKERS``, else one uvicorn worker process per CPU, at most 4 (the database,
-    not Python, is the limit past that; more replicas scale further)."""
+def default_workers(environ: dict[str, str] | None = None, database_url: str | None = None) -> int:
+    """``AXON_API_WORKERS``, else on PostgreSQL one uvicorn worker process per CPU, at most 4 (the
+    database, not Python, is the limit past that; more replicas scale further), and on SQLite 1
+    (one writer at a time anyway; another process would only add its start-up)."""
     env = os.environ if environ is None else environ
     raw = env.get("AXON_API_WORKERS", "").strip()
     if raw:
@@ -36,6 +37,10 @@ def default_workers(environ: dict[str, str] | None = None) -> int:
         if not 1 <= workers <= 64:
             raise ValueError(f"AXON_API_WORKERS must be between 1 and 64, got {workers}")
         return workers
+    from axon_dagster.store.engine import is_sqlite
+
+    if database_url is not None and is_sqlite(database_url):
+        return 1
     return max(1, min(4, os.cpu_count() or 1))
 
 
@@ -61,7 +66,7 @@ def serve(
     from .app import create_app
 
     url = database_url or load_settings().database_url
-    workers = default_workers() if workers is None else workers
+    workers = default_workers(database_url=url) if workers is None else workers
     if upgrade_first:
         upgrade(url)
     log.info("serving the control-plane API on http://%s:%d with %d worker(s)", host, port, workers)

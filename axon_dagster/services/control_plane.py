@@ -372,15 +372,16 @@ def transition_task(
 # ------------------------------------------------------------------------------------ edge sync
 
 
-def pull_tasks(uow: UnitOfWork, robot_id: str, after: int = 0, limit: int = 100) -> TaskPage:
+def pull_tasks(uow: UnitOfWork, robot_id: str, after: int = 0, limit: int = 100, changed: bool = False) -> TaskPage:
     """This robot's tasks whose revision is greater than ``after``, in revision order: new
     assignments and cloud-side changes (a robot's own events do not come back to it). When
-    nothing changed this is one primary-key read of the robot's revision and nothing else."""
+    nothing changed this is one primary-key read of the robot's revision and nothing else;
+    ``changed`` (the caller knows the revision moved) skips that read."""
     after = _cursor(after)
     limit, _ = _page(limit, 0)
     with uow.reading():
-        robot = uow.robots.get(robot_id)
-        if robot is None or robot.task_revision <= after:
+        robot = None if changed else uow.robots.get(robot_id)
+        if not changed and (robot is None or robot.task_revision <= after):
             return TaskPage(tasks=[], cursor=after)
         records = uow.tasks.changed_for_robot(robot_id, after, limit)
         tasks = _task_views(uow, records)

@@ -16,6 +16,10 @@ log = logging.getLogger(__name__)
 SQLITE_BEGIN_OPTION = "axon_sqlite_begin"
 
 
+# Connections per process (PostgreSQL): size max_connections for replicas x workers x this.
+POOL_SIZE = 16
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -31,8 +35,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         # One pooled connection per request, without a pre-ping round trip on every checkout (a
         # request costs the statements it runs). A connection that died with the server fails
-        # one request, which SQLAlchemy answers by discarding the pool's stale connections.
-        return create_engine(parsed, echo=echo, pool_size=10, max_overflow=20, pool_recycle=1800)
+        # one request, which SQLAlchemy answers by discarding the pool's stale connections. No
+        # overflow: a connection opened past the pool would be closed again after one request (a
+        # server process forked per request); requests wait for a pooled one instead (the API
+        # runs as many request threads as the pool has connections).
+        return create_engine(parsed, echo=echo, pool_size=POOL_SIZE, max_overflow=0, pool_recycle=1800, pool_timeout=30)
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}; use sqlite:/// or postgresql+psycopg://")
 
 

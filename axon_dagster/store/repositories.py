@@ -32,6 +32,12 @@ from .schema import (
     TaskRow,
 )
 
+def _core(session: Session, statement: Any) -> Any:
+    """Run a Core statement on the session's connection, inside its transaction, skipping the ORM
+    execution layer (the hot paths -- a robot's pull and push -- read rows, not entities)."""
+    return session.connection().execute(statement)
+
+
 # IN (...) lists are chunked: SQLite caps bound parameters (32766 on 3.32+), and huge lists plan badly.
 _IN_CHUNK = 1000
 
@@ -110,14 +116,14 @@ class RobotRepository:
         return RobotRecord(robot_id, name, created_at, None)
 
     def get(self, robot_id: str) -> RobotRecord | None:
-        row = self._session.execute(select(*_ROBOT_COLUMNS).where(_ROBOTS.c.robot_id == robot_id)).first()
+        row = _core(self._session, select(*_ROBOT_COLUMNS).where(_ROBOTS.c.robot_id == robot_id)).first()
         return _robot(row) if row else None
 
     def by_token_hash(self, token_hash: str, *, lock: bool = False) -> RobotRecord | None:
         """The robot a token hash belongs to: one read of the unique token index. With ``lock``
         its row stays locked until commit (the robot's writes are ordered by that lock)."""
         stmt = select(*_ROBOT_COLUMNS).where(_ROBOTS.c.token_hash == token_hash)
-        row = self._session.execute(stmt.with_for_update() if lock else stmt).first()
+        row = _core(self._session, stmt.with_for_update() if lock else stmt).first()
         return _robot(row) if row else None
 
     def lock(self, robot_id: str) -> None:
@@ -135,7 +141,7 @@ class RobotRepository:
         current: dict[str, int] = {}
         for chunk in _chunks(robots):
             stmt = select(_ROBOTS.c.robot_id, _ROBOTS.c.task_revision).where(_ROBOTS.c.robot_id.in_(chunk))
-            current.update(self._session.execute(stmt.order_by(_ROBOTS.c.robot_id).with_for_update()).tuples().all())
+            current.update(_core(self._session, stmt.order_by(_ROBOTS.c.robot_id).with_for_update()).tuples().all())
         missing = [r for r in robots if r not in current]
         if missing:
             raise LookupError(f"robot {missing[0]} is not registered")
@@ -146,7 +152,7 @@ class RobotRepository:
 
     def revisions(self) -> dict[str, int]:
         """Every robot's newest task revision: one scan of a table as small as the fleet."""
-        return dict(self._session.execute(select(_ROBOTS.c.robot_id, _ROBOTS.c.task_revision)).tuples().all())
+        return dict(_core(self._session, select(_ROBOTS.c.robot_id, _ROBOTS.c.task_revision)).tuples().all())
 
     def list(self) -> list[RobotRecord]:
         rows = self._session.execute(select(*_ROBOT_COLUMNS).order_by(_ROBOTS.c.robot_id))
@@ -224,7 +230,7 @@ class OrderRepository:
         wanted = sorted(set(order_ids))
         out: dict[str, Requirements] = {}
         for chunk in _chunks(wanted):
-            rows = self._session.execute(select(OrderRow.order_id, OrderRow.requirements).where(OrderRow.order_id.in_(chunk)))
+            rows = _core(self._session, select(_ORDERS.c.order_id, _ORDERS.c.requirements).where(_ORDERS.c.order_id.in_(chunk)))
             out.update({oid: Requirements.from_dict(req) for oid, req in rows})
         return out
 
@@ -306,6 +312,7 @@ def _batch(row: BatchRow) -> Batch:
 # UPDATEs below, and no per-row ORM object cost on big pages.
 _TASKS = TaskRow.__table__
 _EVENTS = EventRow.__table__
+_ORDERS = OrderRow.__table__
 _COUNTERS = RevisionCounterRow.__table__
 
 # Columns a task change may touch; everything else is fixed at planning time.
@@ -399,7 +406,7 @@ class TaskRepository:
     def get(self, task_id: str, *, lock: bool = False) -> TaskRecord | None:
         """With ``lock``, the task's row stays locked until commit."""
         stmt = select(_TASKS).where(_TASKS.c.task_id == task_id)
-        row = self._session.execute(stmt.with_for_update() if lock else stmt).first()
+        row = _core(self._session, stmt.with_for_update() if lock else stmt).first()
         return _task(row) if row else None
 
     def get_many(self, task_ids: Sequence[str], *, robot_id: str | None = None, lock: bool = False) -> dict[str, TaskRecord]:
@@ -413,7 +420,7 @@ class TaskRepository:
                 stmt = stmt.where(_TASKS.c.robot_id == robot_id)
             if lock:
                 stmt = stmt.order_by(_TASKS.c.task_id).with_for_update()
-            for row in self._session.execute(stmt):
+            for row in _core(self._session, stmt):
                 found[row.task_id] = _task(row)
         return found
 
@@ -461,7 +468,7 @@ class TaskRepository:
             .order_by(_TASKS.c.revision)
             .limit(limit)
         )
-        return [_task(r) for r in self._session.execute(stmt)]
+        return [_task(r) for r in _core(self._session, stmt)]
 
     def list(self, filters: TaskFilter, limit: int, offset: int) -> list[TaskRecord]:
         stmt = _filtered(select(_TASKS), filters).order_by(_TASKS.c.created_at, _TASKS.c.task_id).limit(limit).offset(offset)
@@ -538,7 +545,7 @@ class EventRepository:
     def existing_ids(self, event_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for chunk in _chunks(sorted(set(event_ids))):
-            found.update(self._session.execute(select(EventRow.event_id).where(EventRow.event_id.in_(chunk))).scalars())
+            found.update(_core(self._session, select(_EVENTS.c.event_id).where(_EVENTS.c.event_id.in_(chunk))).scalars())
         return found
 
     def add_many(self, events: Sequence[EventRecord]) -> None:
@@ -569,7 +576,7 @@ class EventRepository:
     def has_unpublished(self) -> bool:
         """One probe of the partial index of unpublished events."""
         stmt = select(_EVENTS.c.id).where(_EVENTS.c.seq.is_(None)).limit(1)
-        return self._session.execute(stmt).first() is not None
+        return _core(self._session, stmt).first() is not None
 
     def publish(self, limit: int = 10_000) -> int:
         """Give committed, unpublished events the next consecutive seqs in id order. The caller
@@ -607,7 +614,7 @@ class EventRepository:
                 received_at=r.received_at,
                 data=dict(r.data or {}),
             )
-            for r in self._session.execute(stmt)
+            for r in _core(self._session, stmt)
         ]
 
     def count(self) -> int:

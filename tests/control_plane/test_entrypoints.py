@@ -58,3 +58,14 @@ def test_api_process_migrates_and_serves_with_settings_from_the_environment(tmp_
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_api_worker_count_from_the_environment_or_the_backend() -> None:
+    from axon_dagster.api.server import default_workers
+
+    assert default_workers({"AXON_API_WORKERS": "3"}, database_url="sqlite:///x.db") == 3
+    assert default_workers({}, database_url="sqlite:///x.db") == 1  # one writer anyway
+    assert default_workers({}, database_url="postgresql+psycopg://db/axon") == max(1, min(4, os.cpu_count() or 1))
+    for bad in ("many", "0", "65"):
+        with pytest.raises(ValueError, match="AXON_API_WORKERS"):
+            default_workers({"AXON_API_WORKERS": bad})

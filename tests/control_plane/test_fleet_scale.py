@@ -297,3 +297,55 @@ def test_two_api_processes_on_one_postgres_agree(two_api_processes: list[str]) -
     finally:
         for c in (admin_a, admin_b, *(x for pair in clients.values() for x in pair)):
             c.close()
+
+
+def test_the_watch_wakes_a_whole_fleet_paced_not_as_one_herd() -> None:
+    """After a dispatch to every robot, waiting pulls are released at the wake rate (oldest
+    first), each exactly once; robots whose revision did not move keep waiting."""
+    import asyncio
+
+    from axon_dagster.api.fleet_sync import RevisionWatch
+
+    class Store:  # what RevisionWatch reads through a unit of work: every robot's revision
+        current: dict[str, int] = {f"r{i}": 0 for i in range(12)}
+
+        def revisions(self) -> dict[str, int]:
+            return dict(self.current)
+
+        def reading(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            self.robots = self
+            return self
+
+        def __exit__(self, *exc):  # type: ignore[no-untyped-def]
+            return None
+
+    store = Store()
+
+    async def scenario() -> list[tuple[str, float]]:
+        watch = RevisionWatch(lambda: store, interval=0.1, wake_rate=30)  # 3 per tick
+        runner = asyncio.create_task(watch.run())
+        woken: list[tuple[str, float]] = []
+
+        async def pull(robot: str) -> None:
+            if await watch.wait(robot, 0, 5):
+                woken.append((robot, time.monotonic()))
+
+        waiting = [asyncio.create_task(pull(f"r{i}")) for i in range(12)]
+        await asyncio.sleep(0.25)
+        assert woken == []  # nothing moved yet
+        started = time.monotonic()
+        store.current = {**{f"r{i}": 1 for i in range(10)}, "r10": 0, "r11": 0}  # a dispatch to r0..r9
+        await asyncio.wait_for(asyncio.gather(*waiting[:10]), 5)
+        assert not waiting[10].done() and not waiting[11].done()
+        runner.cancel()
+        for t in waiting[10:]:
+            t.cancel()
+        return [(r, at - started) for r, at in woken]
+
+    woken = asyncio.run(scenario())
+    assert sorted(r for r, _ in woken) == [f"r{i}" for i in range(10)]
+    assert [r for r, _ in woken] == [f"r{i}" for i in range(10)]  # longest waiting first
+    assert woken[-1][1] >= 0.25  # 10 robots at 3 per 0.1 s tick: four ticks, not one burst
