@@ -348,13 +348,16 @@ def ingest_mcap(
     robot_id: str | None = None,
     metadata: dict[str, Any] | None = None,
     mcap_sha256: str | None = None,
+    recorder_checksum_sha256: str | None = None,
     progress_every_s: float = 10.0,
 ) -> IngestResult:
     """Ingest ``mcap_path`` into a new Lance dataset at ``dataset_dir`` and write its sidecar beside it.
 
     ``axon_sidecar`` defaults to Axon's sidecar beside the MCAP, or the MCAP's ``axon.*`` metadata
     records (a plain MCAP without them ingests too: task and device then come from the arguments).
-    ``mcap_sha256``: the verified SHA-256 of the MCAP, recorded in the sidecar's ``extra.source``.
+    ``mcap_sha256``: the verified SHA-256 of the MCAP, recorded in the sidecar's ``extra.source``;
+    ``recorder_checksum_sha256``: the checksum the recorder reported for it (its RPC stats), recorded
+    beside Axon's — the evidence QC's ``integrity`` needs when Axon wrote no sidecar.
     Refuses to overwrite; a failure leaves nothing behind."""
     import lance
     import pyarrow as pa
@@ -425,7 +428,11 @@ def ingest_mcap(
         "mcap_size_bytes": mcap_path.stat().st_size,
         "mcap_sha256": mcap_sha256,
         "axon_checksum_sha256": axon_sidecar.checksum_sha256 if axon_sidecar else None,
+        "recorder_checksum_sha256": recorder_checksum_sha256.lower() if recorder_checksum_sha256 else None,
         "axon_sidecar_origin": axon_sidecar.source if axon_sidecar else None,
+        # The recorder's subscriptions as the file declares them (one channel each, messages or not):
+        # QC's topic_set compares them with the topics that have messages.
+        "channels": declared_channels(mcap_path),
         "decoded_messages": stats.get("decoded", 0),
         "decode_errors": stats.get("decode_errors", 0),
         "undecodable_types": dict(stats.get("undecodable", {})),
@@ -459,6 +466,20 @@ def ingest_mcap(
         dataset_dir, result.seconds, result.mcap_bytes / 1e6 / max(result.seconds, 1e-9),
     )
     return result
+
+
+def declared_channels(mcap_path: str | os.PathLike) -> list[str] | None:
+    """The topics of the MCAP's channels, from its summary (sorted); None without a summary."""
+    from mcap.reader import make_reader
+
+    try:
+        with open(mcap_path, "rb") as fh:
+            summary = make_reader(fh).get_summary()
+    except Exception:  # noqa: BLE001 - read fully above; a summary that does not parse declares nothing
+        return None
+    if summary is None:
+        return None
+    return sorted({c.topic for c in summary.channels.values()})
 
 
 def axon_facts(sidecar: Sidecar) -> AxonSidecar | None:

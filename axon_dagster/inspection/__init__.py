@@ -6,7 +6,7 @@ is the entry point; ``axon-dagster inspect`` is :func:`axon_dagster.inspection.c
 """
 
 from .checks import CHECK_NAMES, CHECK_WEIGHTS, CRITICAL_CHECKS
-from .errors import InspectionInfrastructureError
+from .errors import InspectionInfrastructureError, MalformedRecording
 from .inspector import RUNNERS, inspect_recording, run_inspection
 from .ray_runners import RayConfig
 from .report import CheckResult, InspectionReport, TopicStats
@@ -19,6 +19,7 @@ __all__ = [
     "CheckResult",
     "InspectionInfrastructureError",
     "InspectionReport",
+    "MalformedRecording",
     "RayConfig",
     "TopicStats",
     "inspect_recording",

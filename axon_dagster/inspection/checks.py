@@ -12,6 +12,19 @@ up to 15 checks apply, and one failed check must still score below 0.9 — the d
 thresholds (an admin who lowers ``auto_approve`` decides otherwise). ``rows_present`` is a gate, not scored: an empty recording fails every data
 check anyway. A failed critical check (rows, required topics, sidecar consistency) rejects the
 recording whatever its score: nothing else can make up for missing or corrupt data.
+
+Integrity first: ``integrity`` passes only when something vouches for the bytes — a valid sidecar
+whose SHA-256 digests were verified (here, or by the edge cache when it staged the dataset) and,
+for a recording ingested from an Axon MCAP, Axon's checksum present and the MCAP hashed at
+ingestion. Without that evidence (no sidecar, a remote dataset, an MCAP whose recorder wrote no
+checksum) the recording is never approved: at best it needs review, whatever the score and the
+thresholds; a reviewer decides. Evidence that *contradicts* the data (files changed, checksum
+mismatch) is ``sidecar_consistency``'s and rejects.
+
+Malformed data (not a Lance dataset although its files read, columns missing or of the wrong
+type, a data file truncated, corrupt or lost) fails ``well_formed``, a critical gate, with the
+reason: a verdict (rejected), never "could not inspect". What could not be read at all (storage
+unreachable, a missing dataset, a permission error, Ray down) stays InspectionInfrastructureError.
 """
 
 from __future__ import annotations
@@ -26,7 +39,14 @@ from .daft_profile import ContentProfile, RecordingProfile, TopicProfile
 from .report import CheckResult, TopicStats
 from .sidecar_check import SidecarFindings
 
+WELL_FORMED = "well_formed"
+INTEGRITY = "integrity"
 ROWS_PRESENT = "rows_present"
+TOPIC_SET = "topic_set"
+CONSTANT_TIMESTAMPS = "constant_timestamps"
+TIMESTAMPS_IN_RANGE = "timestamps_in_range"
+SEQUENCE_NUMBERS = "sequence_numbers"
+DUPLICATE_MESSAGES = "duplicate_messages"
 REQUIRED_TOPICS = "required_topics"
 TOPIC_RATES = "topic_rates"
 DROPPED_MESSAGES = "dropped_messages"
@@ -49,15 +69,25 @@ CONTENT_CHECKS = (HEADER_STAMP_SKEW, NONFINITE_VALUES, IMAGE_FORMAT_STABLE, FROZ
 # starts the recording: log times this close outside the sidecar's range are within it.
 AXON_TIME_TOLERANCE_NS = 1_000_000_000
 
+# More than this share of a topic's time steps at zero: its timestamps are (partly) constant.
+MAX_ZERO_STEP_SHARE = 0.01
+
 # Report order.
 CHECK_NAMES = (
-    ROWS_PRESENT, REQUIRED_TOPICS, TOPIC_RATES, DROPPED_MESSAGES, MAX_GAP, MONOTONIC_TIMESTAMPS,
+    WELL_FORMED, INTEGRITY, ROWS_PRESENT, REQUIRED_TOPICS, TOPIC_SET, TOPIC_RATES, DROPPED_MESSAGES, MAX_GAP,
+    MONOTONIC_TIMESTAMPS, CONSTANT_TIMESTAMPS, TIMESTAMPS_IN_RANGE, SEQUENCE_NUMBERS, DUPLICATE_MESSAGES,
     DURATION, TOPIC_SYNC, FROZEN_STREAMS, SIDECAR_CONSISTENCY, *CONTENT_CHECKS,
 )
-CHECK_WEIGHTS: Mapping[str, float] = {name: (0.0 if name == ROWS_PRESENT else 1.0) for name in CHECK_NAMES}
-CRITICAL_CHECKS = frozenset({ROWS_PRESENT, REQUIRED_TOPICS, SIDECAR_CONSISTENCY})
+GATES = frozenset({WELL_FORMED, ROWS_PRESENT})  # not scored: a failed gate rejects
+CHECK_WEIGHTS: Mapping[str, float] = {name: (0.0 if name in GATES else 1.0) for name in CHECK_NAMES}
+CRITICAL_CHECKS = frozenset({WELL_FORMED, ROWS_PRESENT, REQUIRED_TOPICS, SIDECAR_CONSISTENCY})
+# A failed check of these never lets the recording be approved (at best: needs_review).
+APPROVAL_REQUIRES = frozenset({INTEGRITY})
 # Checks measured from the data; they cannot be measured when the data cannot be read.
-DATA_CHECKS = tuple(n for n in CHECK_NAMES if n not in (REQUIRED_TOPICS, SIDECAR_CONSISTENCY, *CONTENT_CHECKS))
+DATA_CHECKS = tuple(
+    n for n in CHECK_NAMES if n not in (WELL_FORMED, INTEGRITY, REQUIRED_TOPICS, TOPIC_SET, SIDECAR_CONSISTENCY, *CONTENT_CHECKS)
+)
+assert DATA_CHECKS[0] == ROWS_PRESENT
 MAX_LISTED = 5  # problems named in a detail line before "... and N more"
 
 
@@ -95,6 +125,10 @@ def topic_stats(topics: Mapping[str, TopicProfile], duration_s: float) -> dict[s
             repeated_payloads=p.repeated_payloads,
             longest_frozen_s=round(p.longest_frozen_ns / 1e9, 6),
             active_s=round(p.active_ns / 1e9, 6),
+            duplicate_messages=p.duplicate_messages,
+            repeated_sequences=p.repeated_sequences,
+            sequence_resets=p.sequence_resets,
+            zero_steps=p.zero_steps,
         )
         for topic, p in sorted(topics.items())
     }
@@ -117,7 +151,10 @@ def run_checks(
         checks = {name: _fail(name, reason) for name in DATA_CHECKS}
         checks.update(_content_unmeasured(axon, reason))
         checks[REQUIRED_TOPICS] = _fail(REQUIRED_TOPICS, reason, value=None, threshold=sorted(requirements.required_topics))
+        checks[TOPIC_SET] = _fail(TOPIC_SET, reason, value=None, threshold=_declared_topics(sidecar))
         checks[SIDECAR_CONSISTENCY] = _sidecar_consistency(sidecar, None)
+        checks[WELL_FORMED] = _fail(WELL_FORMED, unmeasured_reason or "the data could not be read", value=False, threshold=True)
+        checks[INTEGRITY] = _integrity(sidecar)
         return [checks[n] for n in CHECK_NAMES], {}, 0.0
 
     topics = profile.topics
@@ -125,8 +162,11 @@ def run_checks(
     stats = topic_stats(topics, duration_s)
     row_count = sum(p.count for p in topics.values())
     checks = {
+        WELL_FORMED: CheckResult(WELL_FORMED, True, True, True, CHECK_WEIGHTS[WELL_FORMED], "recording columns present and readable"),
+        INTEGRITY: _integrity(sidecar),
         ROWS_PRESENT: _rows_present(row_count),
         REQUIRED_TOPICS: _required_topics(stats, requirements),
+        TOPIC_SET: _topic_set(topics, sidecar),
         SIDECAR_CONSISTENCY: _sidecar_consistency(sidecar, topics),
     }
     if row_count == 0:
@@ -140,6 +180,10 @@ def run_checks(
             DROPPED_MESSAGES: _dropped(stats, requirements),
             MAX_GAP: _max_gap(stats, requirements),
             MONOTONIC_TIMESTAMPS: _monotonic(stats),
+            CONSTANT_TIMESTAMPS: _constant_timestamps(topics),
+            TIMESTAMPS_IN_RANGE: _in_range(topics, sidecar),
+            SEQUENCE_NUMBERS: _sequence_numbers(topics),
+            DUPLICATE_MESSAGES: _duplicates(topics),
             DURATION: _duration(duration_s, requirements),
             TOPIC_SYNC: _sync(profile, requirements),
             FROZEN_STREAMS: _frozen(stats, requirements),
@@ -162,9 +206,14 @@ def score_of(checks: list[CheckResult]) -> float:
 
 
 def outcome_of(checks: list[CheckResult], score: float, requirements: Requirements) -> QcOutcome:
+    """A failed critical check rejects; otherwise the score decides, except that a recording
+    whose integrity nothing vouches for is never approved (needs_review at best)."""
     if any(c.name in CRITICAL_CHECKS and not c.passed for c in checks):
         return QcOutcome.REJECTED
-    return requirements.outcome_for(score)
+    outcome = requirements.outcome_for(score)
+    if outcome is QcOutcome.APPROVED and any(c.name in APPROVAL_REQUIRES and not c.passed for c in checks):
+        return QcOutcome.NEEDS_REVIEW
+    return outcome
 
 
 # ------------------------------------------------------------------------------------ checks
@@ -323,12 +372,12 @@ def _sidecar_consistency(findings: SidecarFindings | None, topics: Mapping[str, 
     if not problems and findings.digest_verified and findings.actual_digest != side.dataset_digest:
         problems.append(f"dataset digest {findings.actual_digest[:12]} != sidecar {side.dataset_digest[:12]}")
     source = (side.extra or {}).get("source") if isinstance(side.extra, dict) else None
-    if isinstance(source, dict) and source.get("mcap_sha256") and source.get("axon_checksum_sha256") \
-            and source["mcap_sha256"] != source["axon_checksum_sha256"]:
-        problems.append(
-            f"{source.get('mcap_file', 'the MCAP')} SHA-256 {source['mcap_sha256'][:12]} != Axon's checksum "
-            f"{source['axon_checksum_sha256'][:12]} (changed since it was recorded)"
-        )
+    for key, whose in (("axon_checksum_sha256", "Axon's checksum"), ("recorder_checksum_sha256", "the recorder's checksum")):
+        if isinstance(source, dict) and source.get("mcap_sha256") and source.get(key) and source["mcap_sha256"] != source[key]:
+            problems.append(
+                f"{source.get('mcap_file', 'the MCAP')} SHA-256 {source['mcap_sha256'][:12]} != {whose} "
+                f"{source[key][:12]} (changed since it was recorded)"
+            )
     if topics is not None:
         for topic in sorted(set(side.topics) | set(topics)):
             listed, measured = side.topics.get(topic), topics.get(topic)
@@ -473,18 +522,12 @@ def _axon_sidecar(topics: Mapping[str, TopicProfile], axon) -> CheckResult:
                 problems.append(f"{topic} in topics_summary ({listed[topic]} msgs) but not recorded")
         elif measured != listed[topic]:
             problems.append(f"{topic} count {measured} != topics_summary {listed[topic]}")
-    start, end = axon.recording.started_at_ns, axon.recording.finished_at_ns
-    if topics and start is not None and end is not None:
-        first = min(p.first_ns for p in topics.values())
-        last = max(p.last_ns for p in topics.values())
-        if first < start - AXON_TIME_TOLERANCE_NS:
-            problems.append(f"first message {(start - first) / 1e9:.3f} s before recording_started_at")
-        if last > end + AXON_TIME_TOLERANCE_NS:
-            problems.append(f"last message {(last - end) / 1e9:.3f} s after recording_finished_at")
+    # Log times against Axon's recording_started_at/finished_at: timestamps_in_range (the
+    # dataset's sidecar carries Axon's range).
     origin = "sidecar" if axon.source == "sidecar" else "axon.* metadata"
     detail = (
         f"data disagrees with Axon's {origin}: " + _listed(problems) if problems
-        else f"counts of {len(listed)} topics ({rows} messages) and the time range match Axon's {origin}"
+        else f"counts of {len(listed)} topics ({rows} messages) match Axon's {origin}"
     )
     return CheckResult(AXON_SIDECAR_MATCH, not problems, len(problems), 0, CHECK_WEIGHTS[AXON_SIDECAR_MATCH], detail)
 
@@ -507,3 +550,134 @@ def _pauses(profile: RecordingProfile, axon, req: Requirements) -> CheckResult:
         f"({'within' if passed else 'over'} {limit} s)"
     )
     return CheckResult(PAUSES_ACCOUNTED, passed, unaccounted, limit, CHECK_WEIGHTS[PAUSES_ACCOUNTED], detail)
+
+
+# ------------------------------------------------------------------------ integrity and sanity
+
+
+def _integrity(findings: SidecarFindings | None) -> CheckResult:
+    """Is there evidence for these bytes? (Contradicting evidence is sidecar_consistency's.)"""
+    name = INTEGRITY
+    if findings is None:
+        return _fail(name, "no sidecar beside the dataset (or a remote dataset): nothing vouches for these bytes, "
+                           "so they are never approved; a reviewer decides", value="unverified", threshold="verified")
+    if findings.error or findings.sidecar is None:
+        return _fail(name, f"no valid sidecar: {findings.error or 'unreadable'}", value="unverified", threshold="verified")
+    side = findings.sidecar
+    how = "SHA-256 of every file verified against the sidecar" if findings.digest_verified else \
+        "file names compared with the sidecar, SHA-256 verified when the dataset was staged"
+    extra = side.extra if isinstance(side.extra, dict) else {}
+    source = extra.get("source") if isinstance(extra.get("source"), dict) else {}
+    if source.get("format") == "mcap":
+        missing: list[str] = []
+        if not extra.get("axon"):
+            missing.append("no Axon sidecar or axon.* metadata (not shown to come from Axon)")
+        if not (source.get("axon_checksum_sha256") or source.get("recorder_checksum_sha256")):
+            missing.append("no Axon checksum_sha256 (no Axon sidecar) and none reported by the recorder: "
+                           "the MCAP's bytes cannot be checked against the recorder's")
+        if not source.get("mcap_sha256"):
+            missing.append("the MCAP was not hashed at ingestion")
+        if missing:
+            return _fail(name, f"{source.get('mcap_file', 'the MCAP')}: " + "; ".join(missing) + " — never approved; a reviewer decides",
+                         value="unverified", threshold="verified")
+        whose = "Axon's checksum" if source.get("axon_checksum_sha256") else "the checksum the recorder reported"
+        how += f"; {source.get('mcap_file', 'the MCAP')} hashed at ingestion against {whose}"
+    return CheckResult(name, True, "verified", "verified", CHECK_WEIGHTS[name], how)
+
+
+def _declared_topics(findings: SidecarFindings | None) -> list[str]:
+    """What the recorder declared it records: for a recording ingested from MCAP, the file's
+    channels (Axon opens one per subscription, messages or not); for the Lance-era layout, the
+    ``topics`` of the task config the recorder wrote into the sidecar's metadata. [] when it
+    declared nothing (the check does not apply)."""
+    side = findings.sidecar if findings is not None else None
+    if side is None:
+        return []
+    extra = side.extra if isinstance(side.extra, dict) else {}
+    source = extra.get("source") if isinstance(extra.get("source"), dict) else {}
+    if source.get("format") == "mcap":
+        declared = source.get("channels")
+    else:
+        declared = side.metadata.get("topics") if isinstance(side.metadata, dict) else None
+    if not isinstance(declared, (list, tuple)) or not all(isinstance(t, str) for t in declared):
+        return []
+    return sorted(set(declared))
+
+
+def _topic_set(topics: Mapping[str, TopicProfile], findings: SidecarFindings | None) -> CheckResult:
+    declared = _declared_topics(findings)
+    if not declared:
+        return _not_applicable(TOPIC_SET, "the recorder declared no topic list (it records every topic it knows)", [], [])
+    undeclared = sorted(t for t in topics if t not in declared)
+    lost = [t for t in declared if t not in topics]
+    problems = ([f"not declared: {_listed(undeclared)}"] if undeclared else []) + ([f"declared but lost: {_listed(lost)}"] if lost else [])
+    detail = ("topics differ from what the recorder declared: " + "; ".join(problems)) if problems else \
+        f"exactly the {len(declared)} declared topics"
+    return CheckResult(TOPIC_SET, not problems, undeclared + lost, declared, CHECK_WEIGHTS[TOPIC_SET], detail)
+
+
+def _constant_timestamps(topics: Mapping[str, TopicProfile]) -> CheckResult:
+    """value: the worst share of a topic's time steps that are zero (duplicated rows excluded)."""
+    shares = {
+        t: p.zero_steps / steps
+        for t, p in topics.items()
+        if (steps := p.count - 1 - p.duplicate_messages) > 0
+    }
+    if not shares:
+        return _not_applicable(CONSTANT_TIMESTAMPS, "no topic with two messages", 0.0, MAX_ZERO_STEP_SHARE)
+    worst_topic = max(shares, key=shares.__getitem__)
+    worst = round(shares[worst_topic], 4)
+    stuck = [f"{t} ({topics[t].zero_steps} of {topics[t].count} messages repeat the previous log time)"
+             for t, share in shares.items() if share > MAX_ZERO_STEP_SHARE]
+    detail = ("timestamps stand still on " + _listed(stuck)) if stuck else f"log time advances on every topic (worst {worst_topic} {worst:.2%} zero steps)"
+    return CheckResult(CONSTANT_TIMESTAMPS, not stuck, worst, MAX_ZERO_STEP_SHARE, CHECK_WEIGHTS[CONSTANT_TIMESTAMPS], detail)
+
+
+def _in_range(topics: Mapping[str, TopicProfile], findings: SidecarFindings | None) -> CheckResult:
+    """Log times within the recording's own range (the sidecar's start/end; for an Axon MCAP,
+    Axon's recording_started_at/finished_at), give or take AXON_TIME_TOLERANCE_NS.
+    value: the largest excursion in seconds."""
+    limit = AXON_TIME_TOLERANCE_NS / 1e9
+    side = findings.sidecar if findings is not None else None
+    if side is None or not isinstance(side.start_ns, int) or not isinstance(side.end_ns, int) \
+            or side.start_ns <= 0 or side.end_ns < side.start_ns:
+        return _not_applicable(TIMESTAMPS_IN_RANGE, "no recording range to compare with (no valid sidecar)", None, limit)
+    start, end = side.start_ns, side.end_ns
+    excursions: dict[str, float] = {}
+    out: list[str] = []
+    for t, p in topics.items():
+        before, after = start - p.first_ns, p.last_ns - end
+        excursions[t] = max(before, after, 0) / 1e9
+        if before > AXON_TIME_TOLERANCE_NS:
+            out.append(f"{t} from {before / 1e9:.3f} s before the recording started")
+        if after > AXON_TIME_TOLERANCE_NS:
+            out.append(f"{t} until {after / 1e9:.3f} s after it finished")
+    worst = round(max(excursions.values()), 6)
+    span = (end - start) / 1e9
+    detail = ("log times outside the recording's range: " + _listed(out)) if out else \
+        f"every log time within the recording's {span:.3f} s range (+-{limit:g} s)"
+    return CheckResult(TIMESTAMPS_IN_RANGE, not out, worst, limit, CHECK_WEIGHTS[TIMESTAMPS_IN_RANGE], detail)
+
+
+def _sequence_numbers(topics: Mapping[str, TopicProfile]) -> CheckResult:
+    """Per topic in write order, each sequence number must exceed the previous one (holes are
+    drops, judged by dropped_messages/max_gap). A topic numbered all 0 carries no numbers."""
+    numbered = {t: p for t, p in topics.items() if p.count > 1 and p.max_sequence > 0}
+    if not numbered:
+        return _not_applicable(SEQUENCE_NUMBERS, "no topic carries sequence numbers", 0, 0)
+    broken = {t: p for t, p in numbered.items() if p.repeated_sequences or p.sequence_resets}
+    total = sum(p.repeated_sequences + p.sequence_resets for p in broken.values())
+    detail = (
+        "sequence numbers broken on " + _listed([
+            f"{t} ({p.repeated_sequences} repeated, {p.sequence_resets} back steps)" for t, p in broken.items()])
+        if broken else f"sequence numbers rise on all {len(numbered)} numbered topics"
+    )
+    return CheckResult(SEQUENCE_NUMBERS, not broken, total, 0, CHECK_WEIGHTS[SEQUENCE_NUMBERS], detail)
+
+
+def _duplicates(topics: Mapping[str, TopicProfile]) -> CheckResult:
+    dup = {t: p.duplicate_messages for t, p in topics.items() if p.duplicate_messages}
+    total = sum(dup.values())
+    detail = ("duplicated messages (same sequence, time and payload as the previous): "
+              + _listed([f"{t} ({n}x)" for t, n in dup.items()])) if dup else "no message is written twice"
+    return CheckResult(DUPLICATE_MESSAGES, not dup, total, 0, CHECK_WEIGHTS[DUPLICATE_MESSAGES], detail)

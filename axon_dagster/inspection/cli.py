@@ -14,8 +14,9 @@ requirements, unreadable data, Ray unreachable — nothing was judged).
 ``PATH.mcap`` (a local file, e.g. Axon's ``<task_id>.mcap``): the MCAP is hashed and ingested into a
 temporary Lance dataset with decoded columns (:func:`axon_dagster.ingest.ingest_mcap`, reading Axon's
 sidecar beside it or the ``axon.*`` metadata records), which is inspected and then deleted; a
-SHA-256 that differs from Axon's checksum fails ``sidecar_consistency``. An MCAP that cannot be read
-exits 3.
+SHA-256 that differs from Axon's checksum fails ``sidecar_consistency``. An MCAP that is there but is
+not a readable MCAP (truncated, corrupt) is rejected (``well_formed`` fails, with the reason); one that
+cannot be opened at all exits 3.
 
 Ray settings not given as options come from the environment (``AXON_RAY_ADDRESS``,
 ``AXON_RAY_AUTH_TOKEN`` / ``AXON_RAY_AUTH_TOKEN_FILE`` or Ray's own ``RAY_AUTH_TOKEN``,
@@ -141,12 +142,18 @@ def _inspect(args: argparse.Namespace) -> int:
 
                 try:
                     target = str(ingest_for_inspection(args.path, Path(scratch)))
-                except (IngestError, OSError) as exc:
+                except IngestError as exc:  # the file is there and is not a readable MCAP: a verdict
+                    from .inspector import malformed_report
+
+                    target = None
+                    report = malformed_report(args.path, requirements, str(exc))
+                except OSError as exc:
                     return _not_inspected(args, f"cannot ingest the MCAP: {exc}")
-            report = inspect_recording(target, requirements, runner=args.runner, ray_address=args.ray_address,
-                                       ray_config=ray_config, timeout_s=args.timeout, verify_digest=not args.no_digest)
-            if is_mcap:
-                report.dataset_path = args.path
+            if target is not None:
+                report = inspect_recording(target, requirements, runner=args.runner, ray_address=args.ray_address,
+                                           ray_config=ray_config, timeout_s=args.timeout, verify_digest=not args.no_digest)
+                if is_mcap:
+                    report.dataset_path = args.path
     except InspectionInfrastructureError as exc:
         return _not_inspected(args, str(exc))
     except (ValueError, DomainError) as exc:

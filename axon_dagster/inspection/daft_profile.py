@@ -4,9 +4,11 @@ The scan reads the recording once: ``topic``, ``sequence``, ``log_time_ns`` and 
 of ``payload`` (hashed by Daft, so the payload bytes never reach Python). The scan is materialised
 (a few dozen bytes per message) and every check's pipeline runs over that small frame:
 
-* steps — per topic, in sequence order: log-time step to the previous message, sequence step,
-  payload equal to the previous one; aggregated per topic into count, first/last time, largest
-  step, backward steps, messages lost in isolated holes vs inside stalls, repeated payloads;
+* steps — per topic, in write order (Lance's row address): log-time step to the previous row,
+  sequence step, payload equal to the previous one; aggregated per topic into count, first/last
+  time, largest step, backward steps, messages lost in isolated holes vs inside stalls, repeated
+  payloads, duplicated rows (same sequence, time and payload as the previous row), repeated and
+  reset sequence numbers, zero time steps;
 * frozen runs — a running count of payload changes numbers the runs of identical consecutive
   payloads; the longest run per topic, in log time and messages;
 * sync — an as-of join (nearest) of each ``sync_topic`` message to the ``sync_reference_topic``
@@ -28,12 +30,15 @@ from typing import Any
 from axon_dagster.domain import Requirements
 from axon_dagster.storage.recording import RECORDING_COLUMNS
 
-from .errors import InspectionInfrastructureError
+from .errors import InspectionInfrastructureError, MalformedRecording
 
 logger = logging.getLogger(__name__)
 
 PROFILE_COLUMNS = ("topic", "sequence", "log_time_ns", "payload")
 assert set(PROFILE_COLUMNS) <= set(RECORDING_COLUMNS)
+# What each profiled column must hold (pyarrow type predicates by name): anything else is a
+# malformed recording, judged, not a crash in the pipelines.
+COLUMN_KINDS = {"topic": "string", "sequence": "integer", "log_time_ns": "integer", "payload": "binary"}
 # Target bytes per scanned record batch. Lance's default (8192 rows) makes batches of hundreds of
 # MB when camera frames are large. Batches above glibc's largest mmap threshold (32 MB) are
 # mapped fresh and page-faulted in for every batch, which doubles the cost of a scan; ~8 MB
@@ -58,6 +63,12 @@ class TopicProfile:
     repeated_payloads: int = 0  # messages whose payload hash equals the previous message's
     longest_frozen_ns: int = 0  # log-time span of the longest run of identical consecutive payloads
     longest_frozen_messages: int = 1  # messages in that run (1 = no repeat)
+    # In write order (the order the recorder wrote the rows):
+    duplicate_messages: int = 0  # rows identical to the previous row (sequence, log time, payload)
+    repeated_sequences: int = 0  # sequence number equal to the previous one (not a duplicate row)
+    sequence_resets: int = 0  # sequence number below the previous one
+    zero_steps: int = 0  # log time equal to the previous one (not a duplicate row)
+    max_sequence: int = 0  # 0 on a topic of more than one message: the writer numbers nothing
 
 
 @dataclass(frozen=True)
@@ -190,18 +201,32 @@ def read_recording(path: str):
         payloads = daft.read_lance(path, default_scan_options={**row_address, **({"batch_size": batch} if batch else {})}, **options)
     except Exception as exc:
         raise InspectionInfrastructureError(path, f"cannot open the Lance dataset: {exc}") from exc
-    missing = [c for c in PROFILE_COLUMNS if c not in metadata.column_names]
-    if missing:
-        raise InspectionInfrastructureError(path, f"not a recording: missing column(s) {', '.join(missing)}")
+    check_columns(path, ds.schema)
     base = metadata.select("_rowaddr", "topic", "sequence", "log_time_ns").join(
         payloads.select("_rowaddr", col("payload").hash(hash_function="xxhash3_64").alias("payload_hash")),
         on="_rowaddr",
-    ).exclude("_rowaddr")
+    )
     try:
         return base.collect(), data_bytes
     except Exception as exc:
         # Lost or corrupt data files, storage down: these surface only when the scan runs.
         raise InspectionInfrastructureError(path, f"reading the dataset failed: {exc}") from exc
+
+
+def check_columns(path: str, schema) -> None:
+    """Refuse a dataset whose profiled columns are missing or of the wrong type (MalformedRecording)."""
+    import pyarrow.types as pt
+
+    kinds = {"string": lambda t: pt.is_string(t) or pt.is_large_string(t),
+             "integer": pt.is_integer,
+             "binary": lambda t: pt.is_binary(t) or pt.is_large_binary(t) or pt.is_fixed_size_binary(t)}
+    names = set(schema.names)
+    missing = [c for c in PROFILE_COLUMNS if c not in names]
+    if missing:
+        raise MalformedRecording(path, f"not a recording: missing column(s) {', '.join(missing)}")
+    wrong = [f"{c} is {schema.field(c).type}, expected {k}" for c, k in COLUMN_KINDS.items() if not kinds[k](schema.field(c).type)]
+    if wrong:
+        raise MalformedRecording(path, "not a recording: " + "; ".join(wrong))
 
 
 def profile_recording(dataset_path: str | os.PathLike, requirements: Requirements | None = None) -> RecordingProfile:
@@ -361,21 +386,28 @@ def content_profile(path: str) -> dict[str, ContentProfile] | None:
 
 
 def _topic_profiles(base, max_gap_ns: int) -> dict[str, TopicProfile]:
+    """Per-topic figures in write order (Lance's row address: the order the recorder wrote the
+    rows), so a sequence counter that resets and a clock that jumps back are told apart: each
+    shows as a step back in its own column only."""
     import daft
     from daft import Window, col, lit
 
     int64 = daft.DataType.int64()
-    by_sequence = Window().partition_by("topic").order_by("sequence", "log_time_ns")
+    by_write = Window().partition_by("topic").order_by("_rowaddr")
     steps = base.with_columns(
         {
-            "step_ns": col("log_time_ns") - col("log_time_ns").lag(1).over(by_sequence),
-            "seq_step": col("sequence") - col("sequence").lag(1).over(by_sequence),
-            "repeat": (col("payload_hash") == col("payload_hash").lag(1).over(by_sequence)).fill_null(False),
+            "step_ns": col("log_time_ns") - col("log_time_ns").lag(1).over(by_write),
+            "seq_step": col("sequence") - col("sequence").lag(1).over(by_write),
+            "repeat": (col("payload_hash") == col("payload_hash").lag(1).over(by_write)).fill_null(False),
         }
+    ).with_column(
+        # the same message written twice in a row (a retried write): same number, time and bytes
+        "dup", ((col("seq_step") == 0) & (col("step_ns") == 0) & col("repeat")).fill_null(False)
     )
     # a step of k in the sequence means k - 1 messages never arrived
     lost = (col("seq_step") - 1).clip(0, None)
     in_stall = (col("step_ns") > lit(max_gap_ns)).cast(int64)
+    not_dup = lit(1) - col("dup").cast(int64)
     per_topic = steps.groupby("topic").agg(
         col("log_time_ns").count().alias("count"),
         col("log_time_ns").min().alias("first_ns"),
@@ -386,12 +418,19 @@ def _topic_profiles(base, max_gap_ns: int) -> dict[str, TopicProfile]:
         lost.sum().alias("lost_messages"),
         (lost * (lit(1) - in_stall)).sum().alias("dropped_messages"),
         (lost * in_stall).sum().alias("lost_in_gaps"),
-        col("repeat").cast(int64).sum().alias("repeated_payloads"),
+        (col("repeat").cast(int64) * not_dup).sum().alias("repeated_payloads"),
+        col("dup").cast(int64).sum().alias("duplicate_messages"),
+        ((col("seq_step") == 0).cast(int64) * not_dup).sum().alias("repeated_sequences"),
+        (col("seq_step") < 0).cast(int64).sum().alias("sequence_resets"),
+        ((col("step_ns") == 0).cast(int64) * not_dup).sum().alias("zero_steps"),
+        col("sequence").max().alias("max_sequence"),
     )
-    # Runs of identical consecutive payloads: a running count of changes numbers the runs.
-    running = by_sequence.rows_between(Window.unbounded_preceding, Window.current_row)
+    # Runs of identical consecutive payloads: a running count of changes numbers the runs
+    # (a duplicated row is not a frozen sensor: it neither starts nor extends a run).
+    running = by_write.rows_between(Window.unbounded_preceding, Window.current_row)
     runs = (
-        steps.with_column("run", (~col("repeat")).cast(int64).sum().over(running))
+        steps.where(~col("dup"))
+        .with_column("run", (~col("repeat")).cast(int64).sum().over(running))
         .groupby("topic", "run")
         .agg(
             col("log_time_ns").count().alias("messages"),
@@ -422,6 +461,11 @@ def _topic_profiles(base, max_gap_ns: int) -> dict[str, TopicProfile]:
             repeated_payloads=n(r["repeated_payloads"]),
             longest_frozen_ns=n(f.get("longest_frozen_ns")),
             longest_frozen_messages=int(f.get("longest_frozen_messages") or 1),
+            duplicate_messages=n(r["duplicate_messages"]),
+            repeated_sequences=n(r["repeated_sequences"]),
+            sequence_resets=n(r["sequence_resets"]),
+            zero_steps=n(r["zero_steps"]),
+            max_sequence=n(r["max_sequence"]),
         )
     return dict(sorted(out.items()))
 

@@ -14,3 +14,15 @@ class InspectionInfrastructureError(RuntimeError):
         self.dataset_path = dataset_path
         self.reason = reason
         super().__init__(f"cannot inspect {dataset_path}: {reason}")
+
+
+class MalformedRecording(Exception):
+    """The recording's own bytes are bad: not a Lance dataset although its files read fine, columns
+    missing or of the wrong type, a data file truncated or corrupt. A defect of the data, so it
+    gets a verdict (rejected, with this reason) — unlike InspectionInfrastructureError, where
+    the bytes could not be reached at all."""
+
+    def __init__(self, dataset_path: str, reason: str):
+        self.dataset_path = dataset_path
+        self.reason = reason
+        super().__init__(f"{dataset_path} is malformed: {reason}")

@@ -16,7 +16,10 @@ Runners (``inspect_recording(..., runner=...)``):
 
 Whatever the runner, the checks are the same pure functions over the same Daft aggregates, so
 the verdicts agree. Failures to run (Ray unreachable, storage unreadable, timeouts) raise
-InspectionInfrastructureError — never a verdict on the data.
+InspectionInfrastructureError — never a verdict on the data. Malformed data is the opposite: a
+local dataset whose every file reads but that Lance cannot read, or whose columns are missing or
+of the wrong type, gets a verdict (``well_formed`` fails: rejected, with the reason). The line
+between them is drawn in this process, without the runner (see ``_lance_fault``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from axon_dagster.domain import Requirements
 
 from .checks import checked_requirements, outcome_of, run_checks, score_of
 from .daft_profile import profile_recording
-from .errors import InspectionInfrastructureError
+from .errors import InspectionInfrastructureError, MalformedRecording
 from .report import InspectionReport
 from .sidecar_check import start_sidecar_check
 
@@ -118,19 +121,54 @@ def run_inspection(
     unmeasured = ""
     try:
         profile = profile_recording(path, requirements)
+    except MalformedRecording as exc:
+        findings = _sidecar_result(sidecar_job, path)
+        logger.warning("%s is malformed: %s", path, exc.reason)
+        profile, unmeasured = None, exc.reason
     except InspectionInfrastructureError as exc:
         findings = _sidecar_result(sidecar_job, path)
-        if findings is None or not (findings.missing_files or findings.changed_files or findings.error):
-            raise
-        # The sidecar proves the dataset lost or changed files since it was written: a defect of
-        # the data (a truncated dataset), not of the infrastructure. It gets a verdict.
-        logger.warning("%s is incomplete (files differ from its sidecar); the scan failed: %s", path, exc.reason)
-        profile, unmeasured = None, "the dataset is incomplete (see sidecar_consistency)"
+        if findings is not None and (findings.missing_files or findings.changed_files or findings.error):
+            # The sidecar proves the dataset lost or changed files since it was written: a defect
+            # of the data (a truncated dataset), not of the infrastructure. It gets a verdict.
+            logger.warning("%s is incomplete (files differ from its sidecar); the scan failed: %s", path, exc.reason)
+            profile, unmeasured = None, f"the dataset is incomplete (see sidecar_consistency): {exc.reason}"
+        else:
+            # Data or infrastructure? Decided here, without the runner: every byte must read and
+            # Lance itself must fail on them for a verdict; otherwise this stays a failed run.
+            fault = _lance_fault(path, exc)
+            if fault is None:
+                raise
+            logger.warning("%s is malformed (%s); the scan failed: %s", path, fault, exc.reason)
+            profile, unmeasured = None, fault
     else:
         findings = _sidecar_result(sidecar_job, path)
+    report = _report(path, requirements, runner, started, profile, findings, unmeasured)
+    logger.info(
+        "inspected %s: %s (score %.3f, %d rows, %.2f s) in %.2f s%s",
+        report.dataset_path,
+        report.outcome.value,
+        report.score,
+        report.row_count,
+        report.duration_s,
+        report.elapsed_s,
+        "; failed: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failed_checks) if report.failed_checks else "",
+    )
+    return report
+
+
+def malformed_report(dataset_path: str, requirements: Requirements | Mapping[str, Any], reason: str,
+                     runner: str = NATIVE) -> InspectionReport:
+    """The verdict on a recording that could not even be turned into a dataset (e.g. an MCAP that
+    is not a readable MCAP): ``well_formed`` fails with ``reason``; rejected."""
+    requirements = checked_requirements(requirements)
+    logger.warning("%s is malformed: %s", dataset_path, reason)
+    return _report(os.fspath(dataset_path), requirements, runner, time.monotonic(), None, None, reason)
+
+
+def _report(path: str, requirements: Requirements, runner: str, started: float, profile, findings, unmeasured: str) -> InspectionReport:
     checks, per_topic, duration_s = run_checks(profile, findings, requirements, unmeasured_reason=unmeasured)
     score = score_of(checks)
-    report = InspectionReport(
+    return InspectionReport(
         dataset_path=path,
         checks=checks,
         score=score,
@@ -143,17 +181,40 @@ def run_inspection(
         inspected_at=datetime.now(timezone.utc).isoformat(),
         elapsed_s=round(time.monotonic() - started, 3),
     )
-    logger.info(
-        "inspected %s: %s (score %.3f, %d rows, %.2f s) in %.2f s%s",
-        report.dataset_path,
-        report.outcome.value,
-        report.score,
-        report.row_count,
-        report.duration_s,
-        report.elapsed_s,
-        "; failed: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failed_checks) if report.failed_checks else "",
-    )
-    return report
+
+
+def _lance_fault(path: str, failure: InspectionInfrastructureError) -> str | None:
+    """Why the local dataset at ``path`` is malformed, or None when the scan's failure was not the
+    data's fault. Decided in this process, without the runner (Ray may be what failed): every file
+    must read to its end at the OS level (else InspectionInfrastructureError: permissions, I/O
+    errors), then Lance itself must fail to open or scan the dataset. Remote datasets and missing
+    directories are never judged malformed (the store may be down or the path wrong)."""
+    from .sidecar_check import local_dataset_dir
+
+    root = local_dataset_dir(path)
+    if root is None or not root.is_dir():
+        return None
+    try:
+        for dirpath, _, names in os.walk(root, onerror=_raise):
+            for name in names:
+                with open(os.path.join(dirpath, name), "rb") as fh:
+                    while fh.read(8 << 20):
+                        pass
+    except OSError as exc:
+        raise InspectionInfrastructureError(path, f"{failure.reason}; and a file cannot be read: {exc}") from exc
+    import lance
+
+    try:
+        ds = lance.dataset(str(root))
+        for _batch in ds.to_batches(columns=[c for c in ("topic", "sequence", "log_time_ns", "payload") if c in ds.schema.names]):
+            pass
+    except Exception as exc:  # noqa: BLE001 - Lance's errors are the data's: every byte read above
+        return f"not a readable Lance dataset although every file reads: {type(exc).__name__}: {str(exc)[:300]}"
+    return None
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
 
 
 def _sidecar_result(job, path: str):

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from axon_dagster.domain import QcOutcome
 
-REPORT_FORMAT_VERSION = 2  # 2: drops/gaps split, frozen-stream and sync figures
+REPORT_FORMAT_VERSION = 3  # 2: drops/gaps split, frozen-stream and sync figures; 3: integrity, duplicates, sequence/time sanity
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ class TopicStats:
     repeated_payloads: int = 0  # messages whose payload equals the previous message's
     longest_frozen_s: float = 0.0  # longest run of identical consecutive payloads, in log time
     active_s: float = 0.0  # sum of forward log-time steps (the span, minus backward jumps)
+    duplicate_messages: int = 0  # rows written twice in a row (same sequence, time and payload)
+    repeated_sequences: int = 0  # sequence number equal to the previous row's (not a duplicate)
+    sequence_resets: int = 0  # sequence number below the previous row's
+    zero_steps: int = 0  # log time equal to the previous row's (not a duplicate)
 
 
 @dataclass

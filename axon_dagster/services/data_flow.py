@@ -131,9 +131,11 @@ def recording_wait_seconds(environ: dict[str, str] | None = None) -> float:
     return value
 
 
-def mcap_ingester(task: dict[str, Any]):
+def mcap_ingester(task: dict[str, Any], recorder_checksum: str | None = None):
     """The ``ingest`` callable for :meth:`EdgeCache.stage_mcap`: MCAP -> Lance with decoded columns,
-    its sidecar labelled with the task's ids (the control plane's, not the robot's say)."""
+    its sidecar labelled with the task's ids (the control plane's, not the robot's say) and the
+    checksum the recorder reported (already verified against the MCAP by ``stage_mcap``; QC's
+    ``integrity`` evidence without Axon's sidecar)."""
 
     def ingest(mcap: Path, lance_dir: Path, sha256: str, axon: AxonSidecar | None) -> Sidecar:
         from axon_dagster.ingest import ingest_mcap
@@ -143,7 +145,7 @@ def mcap_ingester(task: dict[str, Any]):
             "sub_scene": task.get("sub_scene") or "", "skills": list(task["skills"]),
         }
         return ingest_mcap(mcap, lance_dir, axon_sidecar=axon, task_id=task["task_id"], robot_id=task.get("robot_id") or None,
-                           metadata=metadata, mcap_sha256=sha256).sidecar
+                           metadata=metadata, mcap_sha256=sha256, recorder_checksum_sha256=recorder_checksum).sidecar
 
     return ingest
 
@@ -178,7 +180,8 @@ def stage_recording(
             raise DataFlowError(f"task {task_id}: reported recording {files.mcap_path.name!r} is not {task_id}.mcap")
         wait = recording_wait_seconds() if wait_timeout_s is None else wait_timeout_s
         wait_complete(files, timeout_s=wait, poll_s=min(1.0, max(0.05, wait / 20)))
-        cached = edge_cache.stage_mcap(files.mcap_path, task_id, ingest=mcap_ingester(task), expected_checksum=recorder_checksum)
+        cached = edge_cache.stage_mcap(files.mcap_path, task_id, ingest=mcap_ingester(task, recorder_checksum),
+                                       expected_checksum=recorder_checksum)
         axon_checksum = _source_facts(cached.path)[1] or (recorder_checksum or "").lower()
     else:
         cached = edge_cache.stage(task["dataset_path"], dataset_id=task_id)

@@ -166,8 +166,22 @@ def test_without_recording_format_an_mcap_path_is_still_recognised_and_without_a
     source = Sidecar.read(Path(staged.cache_path).with_suffix(".json")).extra["source"]
     assert source["axon_sidecar_origin"] == "mcap-metadata" and source["mcap_sha256"] == rec.checksum_sha256
     report, outcome = flow.inspect_staged(world.admin, world.edge_cache.cache(), world.inspection.inspect, staged)
-    assert outcome is QcOutcome.APPROVED, [c.detail for c in report.failed_checks]
     assert report.check("axon_sidecar_match").weight == 1 and "axon.* metadata" in report.check("axon_sidecar_match").detail
+    # ... but no checksum from Axon or the recorder vouches for the bytes: never approved
+    assert {c.name for c in report.failed_checks} == {"integrity"} and outcome is QcOutcome.NEEDS_REVIEW
+    with pytest.raises(flow.DataFlowError, match="not approved"):
+        flow.load_approved(world.admin, task_id)
+
+
+def test_without_axon_sidecar_the_checksum_the_recorder_reported_vouches_for_the_mcap(world):
+    task_id = world.task()["task_id"]
+    rec = world.record(task_id, sidecar_mode="none")
+    world.executed(task_id, event_data(rec))  # the recorder's checksum_sha256 (its RPC stats) in the event
+    staged = flow.stage_recording(world.admin, world.edge_cache.cache(), task_id, recording_format="mcap",
+                                  recorder_checksum=rec.checksum_sha256)
+    report, outcome = flow.inspect_staged(world.admin, world.edge_cache.cache(), world.inspection.inspect, staged)
+    assert outcome is QcOutcome.APPROVED, [c.detail for c in report.failed_checks]
+    assert "the checksum the recorder reported" in report.check("integrity").detail
 
 
 def test_a_content_fault_is_caught_in_the_flow_and_never_uploaded(world):

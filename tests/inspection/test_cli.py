@@ -136,10 +136,10 @@ def test_an_mcap_changed_after_recording_is_rejected(tmp_path, capsys):
     assert not check["passed"] and "rec.mcap SHA-256" in check["detail"] and "Axon's checksum" in check["detail"]
 
 
-def test_an_unreadable_or_missing_mcap_could_not_be_inspected(tmp_path, capsys):
+def test_a_truncated_mcap_is_rejected_and_a_missing_one_could_not_be_inspected(tmp_path, capsys):
     rec = _axon_mcap(tmp_path)
     rec.mcap_path.write_bytes(rec.mcap_path.read_bytes()[:1000])
-    assert main(["inspect", str(rec.mcap_path), "--quiet"]) == 3
-    assert "cannot ingest the MCAP" in capsys.readouterr().err
+    assert main(["inspect", str(rec.mcap_path), "--quiet"]) == 2  # the bytes are there and bad: a verdict
+    assert "not a readable MCAP" in capsys.readouterr().out
     assert main(["inspect", str(tmp_path / "none.mcap"), "--quiet"]) == 3
     assert "MCAP file not found" in capsys.readouterr().err

@@ -30,13 +30,17 @@ from axon_dagster.inspection.checks import (
     DROPPED_MESSAGES,
     DURATION,
     FROZEN_STREAMS,
+    GATES,
+    INTEGRITY,
     MAX_GAP,
     MONOTONIC_TIMESTAMPS,
     REQUIRED_TOPICS,
     ROWS_PRESENT,
     SIDECAR_CONSISTENCY,
     TOPIC_RATES,
+    TOPIC_SET,
     TOPIC_SYNC,
+    WELL_FORMED,
     outcome_of,
     score_of,
 )
@@ -60,8 +64,9 @@ def test_clean_recordings_pass_every_check(make_recording, strict_requirements, 
 
     assert [c.name for c in report.checks] == list(CHECK_NAMES)
     assert failed(report) == set(), [c.detail for c in report.failed_checks]
-    # every check really checked (the content checks need decoded MCAP content: not applicable here)
-    assert all(c.weight > 0 for c in report.checks if c.name != ROWS_PRESENT and c.name not in CONTENT_CHECKS)
+    # every check really checked (the content checks need decoded MCAP content, the topic set a
+    # declared topic list: not applicable here)
+    assert all(c.weight > 0 for c in report.checks if c.name not in GATES | {TOPIC_SET} and c.name not in CONTENT_CHECKS)
     assert all(c.weight == 0 and c.passed for c in report.checks if c.name in CONTENT_CHECKS)
     assert report.score == 1.0
     assert report.outcome is QcOutcome.APPROVED and report.approved
@@ -155,12 +160,17 @@ def test_truncated_dataset_is_rejected_by_the_sidecar_check(make_recording, stri
     assert report.per_topic == {} and report.score == 0.0
 
 
-def test_truncated_dataset_without_its_sidecar_is_an_infrastructure_error(make_recording):
-    """Without the sidecar nothing proves the files were lost rather than unreachable: retry."""
+def test_truncated_dataset_without_its_sidecar_is_rejected_as_malformed(make_recording):
+    """Without the sidecar nothing names the lost file, but every file that is there reads and Lance
+    cannot read the dataset: the data is bad (a verdict with the reason), not the storage."""
     path = make_recording("truncated", faults=Faults(truncate=True))
     sidecar_path(path).unlink()
-    with pytest.raises(InspectionInfrastructureError, match="reading the dataset failed"):
-        inspect_recording(path, Requirements())
+    report = inspect_recording(path, Requirements())
+    assert report.outcome is QcOutcome.REJECTED and report.score < 1.0
+    well_formed = report.check(WELL_FORMED)
+    assert not well_formed.passed and "not a readable Lance dataset although every file reads" in well_formed.detail
+    assert "Not found" in well_formed.detail  # Lance's own reason: the data file it lists is gone
+    assert not report.check(INTEGRITY).passed
 
 
 def test_stuck_joint_values_are_a_frozen_stream(make_recording):
@@ -291,9 +301,9 @@ def test_an_invalid_sidecar_fails_and_a_missing_one_is_not_checked(make_recordin
 
 def test_one_failed_check_is_never_auto_approved_at_the_default_thresholds():
     scored = [w for w in CHECK_WEIGHTS.values() if w > 0]
-    assert len(scored) == len(CHECK_NAMES) - 1  # rows_present is a gate
-    assert CRITICAL_CHECKS == {ROWS_PRESENT, REQUIRED_TOPICS, SIDECAR_CONSISTENCY}
-    # with every check applicable (an MCAP recording: 15 scored), one failure still scores below 0.9
+    assert len(scored) == len(CHECK_NAMES) - 2 and GATES == {ROWS_PRESENT, WELL_FORMED}  # gates are not scored
+    assert CRITICAL_CHECKS == {WELL_FORMED, ROWS_PRESENT, REQUIRED_TOPICS, SIDECAR_CONSISTENCY}
+    # with every check applicable (an MCAP recording: 21 scored), one failure still scores below 0.9
     for names in (CHECK_NAMES, [n for n in CHECK_NAMES if n not in CONTENT_CHECKS]):
         checks = [CheckResult(n, n != MAX_GAP, 0, 0, CHECK_WEIGHTS[n]) for n in names]
         score = score_of(checks)
@@ -310,10 +320,10 @@ def test_thresholds_decide_between_approved_needs_review_and_rejected(make_recor
     path = make_recording("frozen", faults=Faults(frozen_topics=(CAMERA,), drop_rate=0.1, gap_seconds=1.5))
     base = inspect_recording(path, Requirements())
     assert failed(base) == {FROZEN_STREAMS, DROPPED_MESSAGES, MAX_GAP}
-    assert base.score == pytest.approx(4 / 7, abs=1e-4)  # 7 applicable scored checks, 3 failed
-    assert base.outcome is QcOutcome.REJECTED  # below review_floor 0.6
-    assert inspect_recording(path, {"review_floor": 0.5}).outcome is QcOutcome.NEEDS_REVIEW
-    assert inspect_recording(path, {"review_floor": 0.5, "auto_approve": 0.55}).outcome is QcOutcome.APPROVED
+    assert base.score == pytest.approx(6 / 9, abs=1e-4)  # 12 applicable scored checks: each failure costs 1/9
+    assert base.outcome is QcOutcome.NEEDS_REVIEW  # between review_floor 0.6 and auto_approve 0.9
+    assert inspect_recording(path, {"review_floor": 0.7}).outcome is QcOutcome.REJECTED
+    assert inspect_recording(path, {"review_floor": 0.5, "auto_approve": 0.65}).outcome is QcOutcome.APPROVED
 
 
 def test_missing_topic_is_rejected_even_when_the_score_would_pass(make_recording, strict_requirements):
@@ -329,15 +339,16 @@ def test_missing_topic_is_rejected_even_when_the_score_would_pass(make_recording
 
 # ------------------------------------------------------------------------------ not a verdict
 
-def test_missing_or_foreign_datasets_are_infrastructure_errors(tmp_path):
+def test_a_missing_dataset_is_infrastructure_and_foreign_datasets_are_rejected_as_malformed(tmp_path):
     with pytest.raises(InspectionInfrastructureError, match="not found"):
         inspect_recording(tmp_path / "nowhere.lance", Requirements())
     (tmp_path / "plain_dir.lance").mkdir()
-    with pytest.raises(InspectionInfrastructureError, match="not a readable Lance dataset"):
-        inspect_recording(tmp_path / "plain_dir.lance", Requirements())
+    report = inspect_recording(tmp_path / "plain_dir.lance", Requirements())
+    assert report.outcome is QcOutcome.REJECTED and "not a readable Lance dataset" in report.check(WELL_FORMED).detail
     lance.write_dataset(pa.table({"x": [1, 2, 3]}), str(tmp_path / "other.lance"))
-    with pytest.raises(InspectionInfrastructureError, match="missing column"):
-        inspect_recording(tmp_path / "other.lance", Requirements())
+    report = inspect_recording(tmp_path / "other.lance", Requirements())
+    assert report.outcome is QcOutcome.REJECTED
+    assert "missing column(s) topic, sequence, log_time_ns, payload" in report.check(WELL_FORMED).detail
 
 
 def _closed_port() -> int:
@@ -354,8 +365,9 @@ def test_recordings_in_s3_are_inspected_and_unreachable_storage_is_infrastructur
     uri = f"s3://{s3_bucket}/edge/remote.lance"
 
     report = inspect_recording(uri, Requirements())
-    assert report.outcome is QcOutcome.APPROVED and report.row_count == 1650
-    assert report.check(SIDECAR_CONSISTENCY).weight == 0  # the sidecar is checked on local datasets
+    assert report.row_count == 1650 and failed(report) == {INTEGRITY}
+    assert report.check(SIDECAR_CONSISTENCY).weight == 0  # the sidecar is checked on local datasets ...
+    assert report.outcome is QcOutcome.NEEDS_REVIEW  # ... so nothing vouches for a remote one: never approved
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
     with pytest.raises(InspectionInfrastructureError, match=f"cannot inspect {uri}: cannot open the Lance dataset \\(storage unreachable"):
@@ -374,7 +386,7 @@ def test_report_round_trips_through_json_and_is_written_atomically(make_recordin
     assert InspectionReport.read(target) == report
     raw = json.loads(target.read_text())
     assert raw["outcome"] == report.outcome.value and raw["dataset_path"] == str(path)
-    assert raw["format_version"] == REPORT_FORMAT_VERSION == 2
+    assert raw["format_version"] == REPORT_FORMAT_VERSION == 3
     assert {"name", "passed", "value", "threshold", "weight", "detail"} <= set(raw["checks"][0])
     assert {"count", "rate_hz", "max_gap_s", "first_ns", "last_ns", "dropped_messages", "lost_in_gaps",
             "repeated_payloads", "longest_frozen_s"} <= set(raw["per_topic"][IMU])

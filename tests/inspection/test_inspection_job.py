@@ -66,13 +66,20 @@ def test_job_refuses_an_unsupported_output(make_recording, tmp_path):
     assert run(make_recording("o"), {}, "ftp://host/report.json") == EXIT_BAD_INPUT
 
 
-def test_unreadable_dataset_is_an_infrastructure_exit_and_no_report(make_recording, tmp_path):
+def test_a_missing_dataset_is_an_infrastructure_exit_and_no_report(tmp_path):
     out = tmp_path / "out.json"
-    truncated = make_recording("trunc", faults=Faults(truncate=True))
-    sidecar_path(truncated).unlink()  # nothing proves the files were lost rather than unreachable
-    assert run(truncated, {}, out) == EXIT_INFRASTRUCTURE
     assert run(tmp_path / "missing.lance", {}, out) == EXIT_INFRASTRUCTURE
     assert not out.exists()
+
+
+def test_a_truncated_dataset_without_its_sidecar_gets_a_rejected_report(make_recording, tmp_path):
+    """Every file that is there reads, and Lance cannot read the dataset: malformed, a verdict."""
+    out = tmp_path / "out.json"
+    truncated = make_recording("trunc", faults=Faults(truncate=True))
+    sidecar_path(truncated).unlink()
+    assert run(truncated, {}, out) == 0
+    report = InspectionReport.read(out)
+    assert report.outcome is QcOutcome.REJECTED and not report.check("well_formed").passed
 
 
 def test_a_truncated_dataset_with_its_sidecar_gets_a_rejected_report(make_recording, tmp_path):

@@ -82,13 +82,33 @@ def faulty_mcap_recording(tmp_path_factory) -> Path:
     return ingest_mcap(rec.mcap_path, root / "lake" / "mcap-faulty.lance").dataset_path
 
 
+@pytest.fixture(scope="module")
+def sanity_recording(tmp_path_factory) -> Path:
+    """Duplicated rows, a sequence reset, a stuck clock, a topic on another clock, a declared topic lost."""
+    from axon_dagster.recorder.sim.synthetic import DEFAULT_TOPICS, TopicSpec, write_recording
+
+    path = tmp_path_factory.mktemp("ray-sanity") / "sanity.lance"
+    topics = {**DEFAULT_TOPICS, "/odom": TopicSpec(50.0, "nav_msgs/Odometry", 120)}
+    write_recording(path, task_id="sanity", robot_id="robot-1", start_ns=1_700_000_000_000_000_000, duration_s=3.0,
+                    topics=topics, metadata={"topics": [*DEFAULT_TOPICS, "/lidar/points"]}, seed=5,
+                    faults=Faults(duplicate_rate=0.05, sequence_reset_at_fraction=0.5, constant_time_topics=("/imu",),
+                                  clock_offset_topics=("/odom",), clock_offset_seconds=20.0))
+    return path
+
+
 @pytest.mark.slow
-def test_content_checks_on_a_ray_address_agree_with_native(ray_head, faulty_mcap_recording):
-    native = inspect_recording(faulty_mcap_recording, REQ)
-    assert {c.name for c in native.failed_checks} >= {"nonfinite_values", "image_format_stable", "header_stamp_skew",
-                                                      "frozen_values", "axon_sidecar_match"}
+@pytest.mark.parametrize("recording, caught", [
+    ("faulty_mcap_recording", {"nonfinite_values", "image_format_stable", "header_stamp_skew", "frozen_values",
+                               "axon_sidecar_match"}),
+    ("sanity_recording", {"duplicate_messages", "sequence_numbers", "constant_timestamps", "timestamps_in_range",
+                          "topic_set"}),
+], ids=["content-checks", "sanity-checks"])
+def test_checks_on_a_ray_address_agree_with_native(ray_head, request, recording, caught):
+    path = request.getfixturevalue(recording)
+    native = inspect_recording(path, REQ)
+    assert {c.name for c in native.failed_checks} >= caught
     config = RayConfig(auth_token=ray_head.token, timeout_s=240)
-    on_ray = inspect_recording(faulty_mcap_recording, REQ, runner="ray", ray_address=ray_head.gcs_address, ray_config=config)
+    on_ray = inspect_recording(path, REQ, runner="ray", ray_address=ray_head.gcs_address, ray_config=config)
     same_verdicts(native, on_ray)
 
 

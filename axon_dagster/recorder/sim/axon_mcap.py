@@ -498,7 +498,9 @@ class _Generator:
         self.all_topics = dict(topics)
         self.topics = {n: s for n, s in sorted(topics.items()) if n not in faults.missing_topics}
         duration_ns = round(duration_s * 1e9)
-        self.builders = {n: _Builder(n, s, encoding, self.rng, faults, duration_ns) for n, s in self.topics.items()}
+        # Every subscription gets its channel when recording begins, as Axon does — a topic that
+        # never publishes (``missing_topics``) is declared in the file and has no messages.
+        self.builders = {n: _Builder(n, s, encoding, self.rng, faults, duration_ns) for n, s in sorted(self.all_topics.items())}
         self.counts: dict[str, int] = {}
         self.received: dict[str, int] = {}
         self.written = 0

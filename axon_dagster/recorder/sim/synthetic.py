@@ -103,12 +103,24 @@ class Faults:
     header_stamp_skew_seconds: float = 0.0  # every header.stamp lags its log time by this much
     sidecar_count_delta: int = 0  # the sidecar (and axon.recording) claim this many extra messages
     silent_from_fraction: float | None = None  # every topic stops publishing here; the recorder runs on
+    # Sanity faults, applied by the Lance writer (this module):
+    duplicate_rate: float = 0.0  # probability each message is written twice in a row (a retried write)
+    sequence_reset_at_fraction: float | None = None  # every topic's sequence numbers restart at 0 here
+    constant_time_topics: tuple[str, ...] = ()  # these topics log every message at the recording's start
+    clock_offset_topics: tuple[str, ...] = ()  # these topics log on another clock ...
+    clock_offset_seconds: float = 0.0  # ... this far ahead of the recording's
 
     def __post_init__(self) -> None:
         # Coerce JSON lists to tuples so Faults.from_dict(json.loads(...)) works and stays hashable.
         object.__setattr__(self, "missing_topics", _topic_tuple("missing_topics", self.missing_topics))
         object.__setattr__(self, "frozen_topics", _topic_tuple("frozen_topics", self.frozen_topics))
         object.__setattr__(self, "nan_topics", _topic_tuple("nan_topics", self.nan_topics))
+        object.__setattr__(self, "constant_time_topics", _topic_tuple("constant_time_topics", self.constant_time_topics))
+        object.__setattr__(self, "clock_offset_topics", _topic_tuple("clock_offset_topics", self.clock_offset_topics))
+        _require_number("duplicate_rate", self.duplicate_rate, 0.0, 1.0)
+        if self.sequence_reset_at_fraction is not None:
+            _require_number("sequence_reset_at_fraction", self.sequence_reset_at_fraction, 0.0, 1.0)
+        _require_number("clock_offset_seconds", self.clock_offset_seconds, -math.inf, math.inf)
         _require_number("nan_at_fraction", self.nan_at_fraction, 0.0, 1.0)
         if self.image_change_at_fraction is not None:
             _require_number("image_change_at_fraction", self.image_change_at_fraction, 0.0, 1.0)
@@ -142,6 +154,8 @@ class Faults:
         out["missing_topics"] = list(self.missing_topics)
         out["frozen_topics"] = list(self.frozen_topics)
         out["nan_topics"] = list(self.nan_topics)
+        out["constant_time_topics"] = list(self.constant_time_topics)
+        out["clock_offset_topics"] = list(self.clock_offset_topics)
         return out
 
     @property
@@ -320,7 +334,16 @@ class _Generator:
             jitter_ns = np.minimum(np.abs(self.rng.normal(0.0, 0.03 * period_ns, len(seq))), 0.45 * period_ns)
             arrival_ns = self.start_ns + offset_ns + jitter_ns.astype(np.int64)
             log_ns = self._clock_jump(offset_ns, arrival_ns)
-            parts.append((name, seq, log_ns, arrival_ns, self._payloads(name, spec, seq, log_ns)))
+            if name in self.faults.constant_time_topics:  # a stuck clock
+                log_ns = np.full(len(seq), self.start_ns, dtype=np.int64)
+            if name in self.faults.clock_offset_topics:  # another clock domain
+                log_ns = log_ns + round(self.faults.clock_offset_seconds * 1e9)
+            seq = self._reset_sequences(spec, seq, offset_ns)
+            payloads = self._payloads(name, spec, seq, log_ns)
+            if self.faults.duplicate_rate > 0:  # the same row written again right after itself
+                again = np.repeat(np.arange(len(seq)), 1 + (self.rng.random(len(seq)) < self.faults.duplicate_rate))
+                seq, log_ns, arrival_ns, payloads = seq[again], log_ns[again], arrival_ns[again], payloads.take(pa.array(again))
+            parts.append((name, seq, log_ns, arrival_ns, payloads))
             count, lo, hi = self._tally.get(name, [0, int(log_ns.min()), int(log_ns.max())])
             self._tally[name] = [count + len(seq), min(lo, int(log_ns.min())), max(hi, int(log_ns.max()))]
         if not parts:
@@ -351,6 +374,14 @@ class _Generator:
             gap_lo = f.gap_at_fraction * self.duration_s * 1e9
             keep &= ~((offset_ns >= gap_lo) & (offset_ns < gap_lo + f.gap_seconds * 1e9))
         return keep
+
+    def _reset_sequences(self, spec: TopicSpec, seq: np.ndarray, offset_ns: np.ndarray) -> np.ndarray:
+        """A restarted driver: sequence numbers start again from 0 at the fault's fraction."""
+        at = self.faults.sequence_reset_at_fraction
+        if at is None:
+            return seq
+        first_after = math.ceil(at * self.duration_s * spec.rate_hz - 1e-9)
+        return np.where(offset_ns >= at * self.duration_s * 1e9, seq - first_after, seq)
 
     def _clock_jump(self, offset_ns: np.ndarray, log_ns: np.ndarray) -> np.ndarray:
         at = self.faults.clock_backwards_at_fraction
