@@ -29,6 +29,7 @@ from axon_dagster.domain.identity import recorded_actor
 from axon_dagster.services.errors import InvalidRequestError
 from axon_dagster.web import STATIC_DIR
 
+from .schemas import Limit, Offset
 from .auth import authorize, current_principal, page_principal, sign_in_redirect
 
 API_PREFIX = "/api/v1"
@@ -148,7 +149,7 @@ async def add_batch(order_id: str, request: Request) -> Any:
 
 
 @router.get("/audit")
-def audit(request: Request, order_id: str | None = None, entity_id: str | None = None, limit: int = 100, offset: int = 0) -> Any:
+def audit(request: Request, order_id: str | None = None, entity_id: str | None = None, limit: Limit = 100, offset: Offset = 0) -> Any:
     return br.audit_log(_uow(request), order_id=order_id, entity_id=entity_id, limit=limit, offset=offset)
 
 

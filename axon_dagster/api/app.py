@@ -11,11 +11,11 @@ import os
 import logging
 import time
 from contextlib import asynccontextmanager, suppress
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, AsyncIterator, Awaitable, Callable
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, TypeAdapter
 import anyio.to_thread
@@ -66,6 +66,7 @@ from .review import router as review_router
 from .admin import pages as admin_pages, router as admin_router
 from .fleet_sync import MAX_WAIT_SECONDS, RevisionWatch, RobotTokens, flush_last_seen_forever
 from .metrics import ControlPlaneMetrics
+from .openapi import install_openapi
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
     app.add_middleware(SecurityHeaders)  # type: ignore[arg-type]
     _install_error_handlers(app)
+    install_openapi(app)  # errors as {detail}, 401/403/404/409/413/422 documented
 
     def uow() -> SqlAlchemyUnitOfWork:
         return uow_factory()
@@ -173,7 +175,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         )
 
     @admin.get("/orders", response_model=list[OrderView])
-    def list_orders(limit: int = 100, offset: int = 0, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+    def list_orders(limit: schemas.Limit = 100, offset: schemas.Offset = 0, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
         return cp.list_orders(u, limit=limit, offset=offset)
 
     @admin.get("/orders/{order_id}", response_model=OrderView)
@@ -213,8 +215,8 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         batch_id: str | None = None,
         robot_id: str | None = None,
         status: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
+        limit: schemas.Limit = 100,
+        offset: schemas.Offset = 0,
         u: SqlAlchemyUnitOfWork = Depends(uow),
     ) -> Any:
         tasks = cp.list_tasks(u, order_id=order_id, batch_id=batch_id, robot_id=robot_id, status=status, limit=limit, offset=offset)
@@ -229,13 +231,13 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         return cp.transition_task(u, task_id, body.status, reason=body.reason, data=body.data)
 
     @admin.get("/events", response_model=EventPage)
-    def events_after(after: int = 0, limit: int = 100, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+    def events_after(after: schemas.Cursor = 0, limit: schemas.Limit = 100, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
         return _json(EventPage, cp.events_after(u, after, limit))
 
     # ------------------------------------------------------------------ datasets
     @admin.get("/datasets", response_model=list[DatasetView])
     def list_datasets(
-        status: str | None = None, outcome: str | None = None, limit: int = 100, offset: int = 0, u: SqlAlchemyUnitOfWork = Depends(uow)
+        status: str | None = None, outcome: str | None = None, limit: schemas.Limit = 100, offset: schemas.Offset = 0, u: SqlAlchemyUnitOfWork = Depends(uow)
     ) -> Any:
         return cp.list_datasets(u, status=status, outcome=outcome, limit=limit, offset=offset)
 
@@ -345,8 +347,8 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     # Served at the root (where probes and Prometheus look) and under the API prefix.
     for prefix in ("", API_PREFIX):
         app.add_api_route(f"{prefix}/healthz", healthz, methods=["GET"], include_in_schema=not prefix)
-        app.add_api_route(f"{prefix}/readyz", readyz, methods=["GET"], include_in_schema=not prefix)
-        app.add_api_route(f"{prefix}/metrics", metrics, methods=["GET"], include_in_schema=not prefix)
+        app.add_api_route(f"{prefix}/readyz", readyz, methods=["GET"], include_in_schema=not prefix, responses=_READY_RESPONSES)
+        app.add_api_route(f"{prefix}/metrics", metrics, methods=["GET"], include_in_schema=not prefix, response_class=PlainTextResponse)
 
     app.include_router(auth_pages)  # /login
     app.include_router(session_api)  # /api/v1/auth/login|logout|me
@@ -360,6 +362,10 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
 
 
 # ---------------------------------------------------------------------- responses
+
+_READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {"description": "the database does not answer", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+}
 
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 

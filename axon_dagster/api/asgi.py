@@ -4,6 +4,8 @@ security headers of every response. Plain ASGI, no FastAPI: robots import this t
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any, Awaitable, Callable
 
 # ---------------------------------------------------------------------- security headers
@@ -43,8 +45,55 @@ class SecurityHeaders:
 # ---------------------------------------------------------------------- request body limit
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_JSON_DEPTH = 32
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+class UnsafeJson(ValueError):
+    pass
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 20 or not INT64_MIN <= int(text) <= INT64_MAX:
+        raise UnsafeJson(f"integer {text[:24]}{'...' if len(text) > 24 else ''} is outside the 64-bit range")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise UnsafeJson(f"number {text[:24]} is not a finite 64-bit float")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise UnsafeJson(f"{name} is not JSON (numbers must be finite)")
+
+
+def check_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse (:class:`UnsafeJson`) what JSON allows but no field of ours means: nesting deeper than
+    ``max_depth``, integers beyond 64 bits, NaN/Infinity and floats that overflow. Malformed JSON
+    passes (the route answers it); only the depth is checked before parsing, so a hostile body
+    never reaches the parser's recursion."""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub(b"", body)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+        if deepest > max_depth:
+            raise UnsafeJson(f"JSON nested deeper than {max_depth} levels")
+    try:
+        json.loads(body, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
+    except UnsafeJson:
+        raise
+    except (ValueError, RecursionError):
+        return  # not JSON: the route's own parsing answers it
+
+
 class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with 413 before the app reads them (chunked too)."""
+    """Refuse request bodies over ``max_bytes`` with 413 before the app reads them (chunked too),
+    and JSON bodies that :func:`check_json` refuses with 422 — one place for both APIs."""
 
     def __init__(self, app: Any, max_bytes: int):
         self.app = app
@@ -78,6 +127,13 @@ class BodySizeLimit:
             chunks.append(body)
             if not message.get("more_body", False):
                 break
+        content_type = dict(scope.get("headers") or []).get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if total and (content_type == b"application/json" or content_type.endswith(b"+json")):
+            try:
+                check_json(b"".join(chunks))
+            except UnsafeJson as refused:
+                await _send_json(send, 422, f"request body: {refused}")
+                return
         replayed = False
 
         async def replay() -> dict[str, Any]:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict
 
@@ -34,6 +34,7 @@ from axon_dagster.services.errors import InvalidRequestError
 from axon_dagster.services.views import DatasetView
 from axon_dagster.store.review_repositories import DatasetQuery
 
+from .schemas import Limit, Offset
 from .auth import authorize, page_principal, sign_in_redirect
 from .client import ControlPlaneClient, _seg
 from .rate_plot import rate_plot_svg
@@ -107,12 +108,12 @@ api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)], tags=["rev
 
 
 @api.get("/review/queue", response_model=list[rv.ReviewItem])
-def review_queue(request: Request, limit: int = 50, offset: int = 0) -> Any:
+def review_queue(request: Request, limit: Limit = 50, offset: Offset = 0) -> Any:
     return rv.review_queue(_uow(request), limit=limit, offset=offset, query=_queue_query(request))
 
 
 @api.get("/review/decisions", response_model=rv.DecisionPage)
-def review_decisions(request: Request, after: str = "", limit: int = 100) -> Any:
+def review_decisions(request: Request, after: Annotated[str, Query(max_length=256)] = "", limit: Limit = 100) -> Any:
     return rv.decisions_after(_uow(request), after=after, limit=limit)
 
 

@@ -5,9 +5,18 @@ name is an error rather than a silently ignored setting. Responses are the servi
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
+
+from .asgi import INT64_MAX
+
+# Query integers are bounded, so a 100-digit offset is a 422 and never reaches the database.
+Offset = Annotated[int, Query(ge=0, le=INT64_MAX)]
+Cursor = Annotated[int, Query(ge=0, le=INT64_MAX)]
+Limit = Annotated[int, Query(ge=1, le=10_000)]
+INT32 = 2**31 - 1  # priority and task_count are 32-bit columns
 
 
 class Body(BaseModel):
@@ -25,7 +34,7 @@ class CreateOrder(Body):
     sub_scene: str = ""
     skills: list[str]
     requirements: dict[str, Any] = Field(default_factory=dict)
-    priority: int = 0
+    priority: int = Field(0, ge=-INT32 - 1, le=INT32)
     created_by: str = ""
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Sequence
 
+from .errors import PlanningError
 from .ids import validate_id, validate_label
+
+# Every key derived from a dataset's labels must fit everywhere it goes: one path component at most
+# 255 bytes (ext4, XFS, NTFS), a whole key short enough for S3's 1024 bytes with room for the
+# store's prefix and the files inside a dataset directory.
+MAX_NAME_BYTES = 255
+MAX_KEY_BYTES = 900
+_STAMP = "20261126T093000.000000Z"
+_LONGEST_SUFFIX = ".axon.json"
 
 
 def cloud_dataset_key(scene: str, sub_scene: str, skills: Sequence[str], recorded_at: datetime) -> str:
@@ -23,6 +32,20 @@ def cloud_dataset_key(scene: str, sub_scene: str, skills: Sequence[str], recorde
     skill_part = "+".join(validate_id(s, "skill") for s in skills)
     stamp = recorded_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     return "/".join(parts + [f"{skill_part}_{stamp}.lance"])
+
+
+def check_label_limits(scene: str, sub_scene: str, skills: Sequence[str]) -> None:
+    """Refuse labels whose derived cloud names would exceed :data:`MAX_NAME_BYTES` per component
+    or :data:`MAX_KEY_BYTES` in all (checked when an order or batch is made, not at upload time)."""
+    name = "+".join(skills) + "_" + _STAMP + _LONGEST_SUFFIX
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise PlanningError(
+            f"skills {'+'.join(skills)[:60]}... make a cloud file name of {len(name.encode())} bytes, over {MAX_NAME_BYTES}: "
+            "use fewer or shorter skills"
+        )
+    key = "/".join([scene, *([sub_scene] if sub_scene else []), name])
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise PlanningError(f"scene, sub-scene and skills make a cloud key of {len(key.encode())} bytes, over {MAX_KEY_BYTES}")
 
 
 def sidecar_key(dataset_key: str) -> str:

@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Iterable, Mapping
 
-from .errors import DomainError, PlanningError
+from .errors import DomainError, InvalidIdError, PlanningError
+from .layout import check_label_limits
 from .ids import validate_id, validate_label
 from .states import (
     DATASET_TRANSITIONS,
@@ -22,6 +23,24 @@ from .states import (
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# Times the product stores and compares: after the epoch, and far from datetime's year-9999 edge,
+# so converting any accepted offset to UTC never overflows.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_TIME = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
+def bounded_utc(value: datetime, field: str) -> datetime:
+    """``value`` in UTC (naive means UTC), or :class:`InvalidIdError` naming ``field`` when it lies
+    outside [1970, 9000) or cannot be converted at all."""
+    try:
+        utc = value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    except (OverflowError, ValueError):
+        raise InvalidIdError(field, value.isoformat(), "is out of range") from None
+    if not EARLIEST_TIME <= utc < LATEST_TIME:
+        raise InvalidIdError(field, value.isoformat(), f"must lie between {EARLIEST_TIME:%Y} and {LATEST_TIME:%Y}")
+    return utc
 
 
 @dataclass(frozen=True)
@@ -126,6 +145,7 @@ def _labels(scene: str, sub_scene: str, skills: Iterable[str]) -> tuple[str, str
         raise PlanningError("at least one skill is required")
     if len(set(skills)) != len(skills):
         raise PlanningError(f"duplicate skills in {list(skills)}")
+    check_label_limits(scene, sub_scene, skills)
     return scene, sub_scene, skills
 
 

@@ -37,6 +37,7 @@ from axon_dagster.domain import (
     utcnow,
     validate_id,
 )
+from axon_dagster.domain.model import bounded_utc
 from axon_dagster.domain import plan_order as domain_plan_order
 from axon_dagster.domain.batch_review import BatchReviewStatus, initial_status
 from axon_dagster.domain.identity import validate_principal_name
@@ -67,6 +68,7 @@ log = logging.getLogger(__name__)
 UnitOfWork = SqlAlchemyUnitOfWork
 
 MAX_PAGE = 10_000
+MAX_OFFSET = 2**63 - 1  # offsets and cursors are 64-bit in both stores
 # "Last seen" is written at most this often per robot and API process (a fleet dashboard's grain).
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
 MAX_TEXT = 4096  # paths and free text a robot or an admin may send
@@ -408,6 +410,7 @@ def parse_events(raw: Sequence[Mapping[str, Any]]) -> list[TaskEvent]:
                 raise InvalidRequestError(f"events[{index}].occurred_at is not an ISO 8601 timestamp: {occurred_at!r}") from None
         if not isinstance(occurred_at, datetime) or occurred_at.tzinfo is None:
             raise InvalidRequestError(f"events[{index}].occurred_at must be a timezone-aware timestamp")
+        occurred_at = bounded_utc(occurred_at, f"events[{index}].occurred_at")
         events.append(
             TaskEvent(
                 event_id=item.get("event_id"),  # type: ignore[arg-type]  # validated by TaskEvent
@@ -862,16 +865,16 @@ def _enum(kind: Any, value: Any, field: str) -> Any:
 
 
 def _cursor(after: Any) -> int:
-    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-        raise InvalidRequestError(f"cursor 'after' must be a non-negative integer, got {after!r}")
+    if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_OFFSET:
+        raise InvalidRequestError(f"cursor 'after' must be an integer between 0 and {MAX_OFFSET}, got {after!r}")
     return after
 
 
 def _page(limit: Any, offset: Any) -> tuple[int, int]:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
         raise InvalidRequestError(f"limit must be an integer between 1 and {MAX_PAGE}, got {limit!r}")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise InvalidRequestError(f"offset must be a non-negative integer, got {offset!r}")
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidRequestError(f"offset must be an integer between 0 and {MAX_OFFSET} (64-bit), got {offset!r}")
     return limit, offset
 
 

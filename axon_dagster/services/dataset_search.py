@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from axon_dagster.domain import DatasetStatus, QcOutcome, validate_id
+from axon_dagster.domain.model import bounded_utc
 from axon_dagster.domain.ids import validate_label
 from axon_dagster.store import SqlAlchemyUnitOfWork
 from axon_dagster.store.review_repositories import DatasetQuery
@@ -31,7 +32,7 @@ def parse_time(value: Any, field: str) -> datetime | None:
             raise InvalidRequestError(f"{field} is not a date or ISO 8601 timestamp: {value!r}") from None
     else:
         raise InvalidRequestError(f"{field} must be a date string, got {type(value).__name__}")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return bounded_utc(parsed, field)
 
 
 def build_query(

@@ -21,6 +21,7 @@ from axon_dagster.store import SqlAlchemyUnitOfWork
 from axon_dagster.store.review_repositories import DatasetQuery
 from axon_dagster.store.schema import DatasetRow, TaskRow
 
+from .control_plane import MAX_OFFSET
 from .errors import InvalidRequestError, NotFoundError
 from .views import DatasetView, View
 
@@ -185,8 +186,8 @@ def _parse_cursor(after: Any) -> tuple[datetime | None, str]:
 
 def _page(limit: Any, offset: Any) -> tuple[int, int]:
     for name, value in (("limit", limit), ("offset", offset)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise InvalidRequestError(f"{name} must be a non-negative integer, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_OFFSET:
+            raise InvalidRequestError(f"{name} must be an integer between 0 and {MAX_OFFSET}, got {value!r}")
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequestError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     return limit, offset

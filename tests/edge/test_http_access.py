@@ -92,6 +92,15 @@ def test_bodies_over_the_limit_are_refused(agent):
                        headers={"content-type": "application/json"}).status_code == 413
 
 
+def test_hostile_json_is_refused(agent):
+    client = remote(agent, HttpAccess(collector_credential=PIN))
+    headers = {"authorization": f"Bearer {PIN}", "content-type": "application/json"}
+    for body, words in ((b"[" * 200_000 + b"]" * 200_000, "nested"), (b'{"task_id": "t1", "command": NaN}', "NaN"),
+                        (b'{"task_id": "t1", "command": 1e999}', "finite"), (b'{"collector_id": 123456789012345678901234}', "64-bit")):
+        r = client.post("/tasks/t1/pickup" if b"collector" in body else "/teleop", content=body[:60_000], headers=headers)
+        assert r.status_code == 422 and words in r.json()["detail"], (words, r.text[:200])
+
+
 def test_security_headers_on_the_page(agent):
     headers = remote(agent).get("/collector").headers
     assert "frame-ancestors 'none'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
