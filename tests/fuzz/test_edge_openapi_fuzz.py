@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from conftest import CHECKS, EDGE_PIN, OUTCOMES, SETTINGS
+from fuzz_support import CHECKS, EDGE_PIN, OUTCOMES, SETTINGS
 from edge_support import edge_environment, migrated_template_db
 from schemathesis import GenerationMode
 

@@ -10,7 +10,7 @@ import tempfile
 import httpx
 import pytest
 import schemathesis
-from conftest import ADMIN_TOKEN, CHECKS, OUTCOMES, SETTINGS
+from fuzz_support import ADMIN_TOKEN, CHECKS, OUTCOMES, SETTINGS
 from schemathesis import GenerationMode
 
 from axon_dagster.api.app import create_app
