@@ -29,7 +29,7 @@ from axon_dagster.domain.identity import recorded_actor
 from axon_dagster.services.errors import InvalidRequestError
 from axon_dagster.web import STATIC_DIR
 
-from .schemas import Limit, Offset
+from .schemas import ActorBody, BatchDecisionBody, BatchEditBody, Limit, NewBatchBody, Offset, ReviewPolicyBody
 from .auth import authorize, current_principal, page_principal, sign_in_redirect
 
 API_PREFIX = "/api/v1"
@@ -40,27 +40,13 @@ _NO_CACHE = {"cache-control": "no-cache"}
 SEARCH_PARAMS = {*ds.FILTERS, "limit", "offset"}
 
 
-def _actor(request: Request, body: dict[str, Any]) -> str:
+def _actor(request: Request, body: ActorBody) -> str:
     """Who makes the change: the signed-in principal (``auth.authorize`` admitted it), never the body."""
-    return recorded_actor(current_principal(request), body.pop("actor", None))
+    return recorded_actor(current_principal(request), body.actor)
 
 
 def _uow(request: Request) -> Any:
     return request.app.state.uow_factory()
-
-
-async def _body(request: Request, allowed: set[str] | None = None) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidRequestError("request body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidRequestError("request body must be a JSON object")
-    if allowed is not None:
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            raise InvalidRequestError(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-    return body
 
 
 def _int(value: str | None, name: str, default: int) -> int:
@@ -103,11 +89,10 @@ def get_review_policy(order_id: str, request: Request) -> Any:
 
 
 @router.put("/orders/{order_id}/review-policy")
-async def put_review_policy(order_id: str, request: Request) -> Any:
-    body = await _body(request, {"actor", "auto_approve_batches", "recording_template"})
+def put_review_policy(order_id: str, body: ReviewPolicyBody, request: Request) -> Any:
     return br.set_review_policy(
         _uow(request), order_id, _actor(request, body),
-        auto_approve_batches=body.get("auto_approve_batches"), recording_template=body.get("recording_template"),
+        auto_approve_batches=body.auto_approve_batches, recording_template=body.recording_template,
     )
 
 
@@ -117,33 +102,28 @@ def review_batches(order_id: str, request: Request) -> Any:
 
 
 @router.patch("/batches/{batch_id}")
-async def edit_batch(batch_id: str, request: Request) -> Any:
-    body = await _body(request)
-    actor = _actor(request, body)
-    return br.edit_batch(_uow(request), batch_id, actor, body)
+def edit_batch(batch_id: str, body: BatchEditBody, request: Request) -> Any:
+    changes = body.model_dump(exclude_unset=True, exclude={"actor"})
+    return br.edit_batch(_uow(request), batch_id, _actor(request, body), changes)
 
 
 @router.post("/batches/{batch_id}/approve")
-async def approve_batch(batch_id: str, request: Request) -> Any:
-    body = await _body(request, {"actor", "comment"})
-    return br.approve_batch(_uow(request), batch_id, _actor(request, body), body.get("comment") or "")
+def approve_batch(batch_id: str, request: Request, body: BatchDecisionBody | None = None) -> Any:
+    body = body or BatchDecisionBody()
+    return br.approve_batch(_uow(request), batch_id, _actor(request, body), body.comment or "")
 
 
 @router.post("/batches/{batch_id}/reject")
-async def reject_batch(batch_id: str, request: Request) -> Any:
-    body = await _body(request, {"actor", "comment"})
-    return br.reject_batch(_uow(request), batch_id, _actor(request, body), body.get("comment") or "")
+def reject_batch(batch_id: str, request: Request, body: BatchDecisionBody | None = None) -> Any:
+    body = body or BatchDecisionBody()
+    return br.reject_batch(_uow(request), batch_id, _actor(request, body), body.comment or "")
 
 
 @router.post("/orders/{order_id}/batches", status_code=201)
-async def add_batch(order_id: str, request: Request) -> Any:
-    body = await _body(request, {"actor", "skills", "task_count", "duration_seconds", "topics"})
-    missing = sorted({"skills", "task_count", "duration_seconds"} - set(body))
-    if missing:
-        raise InvalidRequestError(f"missing field(s): {', '.join(missing)}")
+def add_batch(order_id: str, body: NewBatchBody, request: Request) -> Any:
     return JSONResponse(
-        br.add_batch(_uow(request), order_id, _actor(request, body), skills=body["skills"], task_count=body["task_count"],
-                     duration_seconds=body["duration_seconds"], topics=body.get("topics") or []),
+        br.add_batch(_uow(request), order_id, _actor(request, body), skills=body.skills, task_count=body.task_count,
+                     duration_seconds=body.duration_seconds, topics=body.topics or []),
         status_code=201,
     )
 

@@ -101,3 +101,36 @@ class DatasetUploaded(Body):
 
 class DatasetUploadFailed(Body):
     reason: str  # why the upload failed for good (the failed op's error message)
+
+
+# ---------------------------------------------------------------------- batch review (admin.py)
+# Strict: a string where a number belongs is refused, never coerced. ``actor`` is only read from a
+# service token or the open embedded default (a signed-in person is recorded as themselves).
+
+
+class ActorBody(Body):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    actor: str | None = Field(None, max_length=128)
+
+
+class ReviewPolicyBody(ActorBody):
+    auto_approve_batches: bool | None = None
+    recording_template: str | None = Field(None, max_length=128)
+
+
+class BatchEditBody(ActorBody):
+    skills: list[str] | None = Field(None, max_length=64)
+    task_count: int | None = Field(None, ge=-INT32 - 1, le=INT32)
+    duration_seconds: float | None = None
+    topics: list[str] | None = Field(None, max_length=1024)
+
+
+class BatchDecisionBody(ActorBody):
+    comment: str | None = Field(None, max_length=4096)
+
+
+class NewBatchBody(ActorBody):
+    skills: list[str] = Field(max_length=64)
+    task_count: int = Field(ge=-INT32 - 1, le=INT32)
+    duration_seconds: float
+    topics: list[str] | None = Field(None, max_length=1024)
