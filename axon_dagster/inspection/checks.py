@@ -64,7 +64,9 @@ IMAGE_FORMAT_STABLE = "image_format_stable"
 FROZEN_VALUES = "frozen_values"
 AXON_SIDECAR_MATCH = "axon_sidecar_match"
 PAUSES_ACCOUNTED = "pauses_accounted"
-CONTENT_CHECKS = (HEADER_STAMP_SKEW, NONFINITE_VALUES, IMAGE_FORMAT_STABLE, FROZEN_VALUES, AXON_SIDECAR_MATCH, PAUSES_ACCOUNTED)
+TIMING_DROPS = "timing_drops"
+CONTENT_CHECKS = (HEADER_STAMP_SKEW, NONFINITE_VALUES, IMAGE_FORMAT_STABLE, FROZEN_VALUES, AXON_SIDECAR_MATCH,
+                  PAUSES_ACCOUNTED, TIMING_DROPS)
 # Axon's times are whole milliseconds and the first message may arrive just before its clock
 # starts the recording: log times this close outside the sidecar's range are within it.
 AXON_TIME_TOLERANCE_NS = 1_000_000_000
@@ -430,13 +432,14 @@ def content_checks(profile: RecordingProfile, axon, req: Requirements) -> dict[s
     out: dict[str, CheckResult] = {}
     if content is None:
         why = "no decoded content (not ingested from MCAP)"
-        out.update({name: _not_applicable(name, why) for name in (HEADER_STAMP_SKEW, NONFINITE_VALUES, IMAGE_FORMAT_STABLE, FROZEN_VALUES, PAUSES_ACCOUNTED)})
+        out.update({name: _not_applicable(name, why) for name in CONTENT_CHECKS if name != AXON_SIDECAR_MATCH})
     else:
         out[HEADER_STAMP_SKEW] = _stamp_skew(content, req)
         out[NONFINITE_VALUES] = _nonfinite(content)
         out[IMAGE_FORMAT_STABLE] = _image_format(content)
         out[FROZEN_VALUES] = _frozen_values(content, req)
         out[PAUSES_ACCOUNTED] = _pauses(profile, axon, req)
+        out[TIMING_DROPS] = _timing_drops(content, profile.topics, req)
     out[AXON_SIDECAR_MATCH] = _axon_sidecar(profile.topics, axon)
     return out
 
@@ -550,6 +553,27 @@ def _pauses(profile: RecordingProfile, axon, req: Requirements) -> CheckResult:
         f"({'within' if passed else 'over'} {limit} s)"
     )
     return CheckResult(PAUSES_ACCOUNTED, passed, unaccounted, limit, CHECK_WEIGHTS[PAUSES_ACCOUNTED], detail)
+
+
+def _timing_drops(content: Mapping[str, ContentProfile], topics: Mapping[str, TopicProfile], req: Requirements) -> CheckResult:
+    """value: the worst share of a stamped topic's messages missing from its log-time steps
+    (Axon's sequence numbers have no holes: see daft_profile.content_profile); threshold: max_drop_rate."""
+    measured = {t: c for t, c in content.items() if c.period_ns > 0 and t in topics}
+    if not measured:
+        return _not_applicable(TIMING_DROPS, "no stamped topic with a steady period", 0.0, req.max_drop_rate)
+    rates = {t: c.timing_lost / (topics[t].count + c.timing_lost) for t, c in measured.items()}
+    worst_topic = max(rates, key=rates.__getitem__)
+    worst = round(rates[worst_topic], 4)
+    over = [
+        f"{t} ~{measured[t].timing_lost} lost ({r:.1%}, period {measured[t].period_ns / 1e6:.1f} ms)"
+        for t, r in rates.items() if r > req.max_drop_rate
+    ]
+    detail = (
+        f"messages missing from the timing over {req.max_drop_rate:.1%}: " + _listed(over) if over
+        else f"~{sum(c.timing_lost for c in measured.values())} messages missing from the timing of "
+             f"{len(measured)} topics; worst {worst_topic} {worst:.2%}"
+    )
+    return CheckResult(TIMING_DROPS, not over, worst, req.max_drop_rate, CHECK_WEIGHTS[TIMING_DROPS], detail)
 
 
 # ------------------------------------------------------------------------ integrity and sanity

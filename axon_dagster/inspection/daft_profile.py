@@ -99,6 +99,8 @@ class ContentProfile:
     longest_frozen_values_ns: int = 0  # log-time span of the longest run of identical decoded values
     longest_frozen_values_messages: int = 1
     decode_errors: int = 0
+    period_ns: float = 0.0  # median log-time step (stamped topics)
+    timing_lost: int = 0  # messages missing from the log-time steps: a step of k periods lost k - 1
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,7 @@ def profile_recording(dataset_path: str | os.PathLike, requirements: Requirement
         sync = _sync_profile(base, requirements, topics)
     except Exception as exc:
         raise InspectionInfrastructureError(path, f"the inspection pipelines failed: {exc}") from exc
-    content = content_profile(path)
+    content = content_profile(path, round(requirements.max_gap_seconds * 1e9))
     logger.info(
         "profiled %s: %d topics, %d messages%s; pipelines %.2f s",
         path, len(topics), sum(p.count for p in topics.values()),
@@ -263,7 +265,7 @@ PAUSE_MIN_NS = 100_000_000
 CONTENT_COLUMNS = ("header_stamp_ns", "width", "height", "encoding", "decode_error")
 
 
-def content_profile(path: str) -> dict[str, ContentProfile] | None:
+def content_profile(path: str, max_gap_ns: int = 1_000_000_000) -> dict[str, ContentProfile] | None:
     """Per-topic content figures from the decoded columns, or None when the recording has none.
 
     * skew: per topic in sequence order, ``jump`` = the stamp step minus the log-time step when it
@@ -272,7 +274,11 @@ def content_profile(path: str) -> dict[str, ContentProfile] | None:
     * non-finite: NaN/Inf in any decoded numeric list (the list's sum is NaN/Inf), per topic and field;
     * image formats: distinct width x height + encoding per topic;
     * frozen values: runs of identical decoded numeric values (a hash of the numeric fields,
-      header excluded), numbered by a running count of changes like the payload runs.
+      header excluded), numbered by a running count of changes like the payload runs;
+    * timing drops: Axon numbers messages as it writes them, so lost messages leave no hole in the
+      sequence; on a stamped (sensor) topic they leave a log-time step of k periods (the median
+      step) for k - 1 lost messages — counted from 1.5 periods, up to ``max_gap_ns`` (longer is a
+      stall, for ``max_gap``). Paused time is not in the log time, so a pause is no step.
     """
     import daft
     from daft import Window, col, lit
@@ -348,6 +354,24 @@ def content_profile(path: str) -> dict[str, ContentProfile] | None:
             )
             for r in rows:
                 formats.setdefault(r["topic"], []).append(r["fmt"].replace("?x? ", ""))
+        by_time = Window().partition_by("topic").order_by("log_time_ns")
+        log_steps = (
+            stamped.select("topic", "log_time_ns")
+            .with_column("log_step", col("log_time_ns") - col("log_time_ns").lag(1).over(by_time))
+            .where(col("log_step").not_null())
+            .collect()
+        )
+        periods = log_steps.groupby("topic").agg(col("log_step").percentile(0.5).alias("period_ns"))
+        lost = (col("log_step").cast(daft.DataType.float64()) / col("period_ns") - lit(0.5)).floor().cast(int64)
+        timing = {
+            r["topic"]: r
+            for r in log_steps.join(periods, on="topic")
+            .where((col("period_ns") > lit(0)) & (col("log_step") <= lit(max_gap_ns)))
+            .with_column("lost", lost.clip(0, None))
+            .groupby("topic")
+            .agg(col("lost").sum().alias("lost"), col("period_ns").max().alias("period_ns"))
+            .to_pylist()
+        }
         valued = base.where(col("has_values"))
         repeat = (col("values_hash") == col("values_hash").lag(1).over(by_sequence)).fill_null(False)
         runs = {
@@ -381,6 +405,8 @@ def content_profile(path: str) -> dict[str, ContentProfile] | None:
             longest_frozen_values_ns=int(f.get("span_ns") or 0),
             longest_frozen_values_messages=int(f.get("messages") or 1),
             decode_errors=int(r["decode_errors"] or 0),
+            period_ns=float(timing.get(topic, {}).get("period_ns") or 0.0),
+            timing_lost=int(timing.get(topic, {}).get("lost") or 0),
         )
     return out
 
