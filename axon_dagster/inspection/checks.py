@@ -7,7 +7,7 @@ profile.
 
 Scoring: every scored check weighs the same, so with N applicable checks one failure costs 1/N of
 the score — but never less than 1/SCORE_SPREAD (1/9): with the content checks of MCAP recordings
-up to 15 checks apply, and one failed check must still score below 0.9 — the default
+up to 22 checks apply, and one failed check must still score below 0.9 — the default
 ``auto_approve`` — so a recording with a failed check is never auto-approved at the default
 thresholds (an admin who lowers ``auto_approve`` decides otherwise). ``rows_present`` is a gate, not scored: an empty recording fails every data
 check anyway. A failed critical check (rows, required topics, sidecar consistency) rejects the
