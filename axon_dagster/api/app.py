@@ -344,6 +344,8 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
             last_seen.flush(uow_factory())
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    # First: the routes every robot calls all the time are matched before the ~100 others.
+    app.include_router(edge, prefix=API_PREFIX)
     # Served at the root (where probes and Prometheus look) and under the API prefix.
     for prefix in ("", API_PREFIX):
         app.add_api_route(f"{prefix}/healthz", healthz, methods=["GET"], include_in_schema=not prefix)
@@ -354,7 +356,6 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     app.include_router(session_api)  # /api/v1/auth/login|logout|me
     app.include_router(accounts_api)  # /api/v1/accounts (admin)
     app.include_router(admin, prefix=API_PREFIX)
-    app.include_router(edge, prefix=API_PREFIX)
     app.include_router(review_router)  # /review pages + /api/v1 review routes (own admin guard)
     app.include_router(admin_pages)  # /admin page, /static/axon.css
     app.include_router(admin_router)  # batch review, audit, dataset search (own admin guard)
