@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import os
 import logging
 import time
@@ -59,7 +60,7 @@ from axon_dagster.store import SqlAlchemyUnitOfWork, UnitOfWorkFactory, check_sc
 from axon_dagster.store.engine import POOL_SIZE
 
 from . import schemas
-from .asgi import BodySizeLimit, SecurityHeaders
+from .asgi import INT64_MAX, INT64_MIN, BodySizeLimit, SecurityHeaders
 from .auth import Authenticator, accounts_api, authorize, bearer, current_principal, needs, session_api
 from .auth import pages as auth_pages
 from .review import router as review_router
@@ -285,7 +286,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     # ------------------------------------------------------------------ robot side
     # The two routes every robot calls all the time parse their own input (no dependency
     # injection, no request model): most of what a request costs is what FastAPI does around it.
-    @edge.get("/tasks", response_model=TaskPage)
+    @edge.get("/tasks", response_model=TaskPage, openapi_extra={"parameters": _PULL_PARAMETERS})
     async def pull_tasks(request: Request) -> Any:
         """Query ``after`` (cursor, default 0), ``limit`` (default 100), ``wait`` (seconds, default
         0). ``wait`` > 0 long-polls: with nothing new for this robot the answer comes when its tasks
@@ -314,7 +315,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         page = await run_in_threadpool(cp.pull_tasks, uow_factory(), robot, after, limit, bool(known))
         return _json(TaskPage, page, headers=_held(held))
 
-    @edge.post("/events", response_model=EventResultsResponse)
+    @edge.post("/events", response_model=EventResultsResponse, openapi_extra={"requestBody": _PUSH_BODY})
     async def push_events(request: Request) -> Any:
         """Body ``{"events": [{event_id, task_id, status, occurred_at?, data?}, ...]}``, applied in
         order in one transaction."""
@@ -395,10 +396,39 @@ def _query_number(query: Any, name: str, default: Any, kind: type) -> Any:
     raw = query.get(name)
     if raw is None:
         return default
+    what = "a 64-bit integer" if kind is int else "a finite number"
     try:
-        return kind(raw)
+        value = kind(raw) if len(raw) <= 32 else None
     except ValueError:
-        raise InvalidRequestError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+        value = None
+    if value is None or (kind is int and not INT64_MIN <= value <= INT64_MAX) or (kind is float and not math.isfinite(value)):
+        raise InvalidRequestError(f"{name} must be {what}, got {raw[:40]!r}")
+    return value
+
+
+_INT64 = {"type": "integer", "minimum": 0, "maximum": INT64_MAX}
+_PULL_PARAMETERS = [
+    {"name": "after", "in": "query", "required": False, "schema": {**_INT64, "default": 0},
+     "description": "the cursor: the last revision this robot has (0 at first)"},
+    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 100}},
+    {"name": "wait", "in": "query", "required": False,
+     "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0},
+     "description": "long-poll: seconds to hold the answer while nothing is new"},
+]
+_PUSH_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {
+        "type": "object", "required": ["events"], "additionalProperties": False,
+        "properties": {"events": {"type": "array", "items": {
+            "type": "object", "required": ["event_id", "task_id", "status"], "additionalProperties": False,
+            "properties": {
+                "event_id": {"type": "string"}, "task_id": {"type": "string"}, "status": {"type": "string"},
+                "occurred_at": {"type": ["string", "null"], "format": "date-time"},
+                "data": {"type": ["object", "null"]},
+            },
+        }}},
+    }}},
+}
 
 
 def _held(seconds: float) -> dict[str, str]:

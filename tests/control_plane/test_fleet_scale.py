@@ -136,8 +136,9 @@ def test_a_malformed_push_or_pull_is_refused_clearly_and_changes_nothing(databas
         ]:
             response = httpx.post(f"{server.url}/api/v1/edge/events", content=body, headers=auth)
             assert response.status_code == 422 and expected in response.json()["detail"], (body, response.text)
-        for params, expected in [({"after": "x"}, "after must be an integer"), ({"wait": "soon"}, "wait must be a number"),
-                                 ({"wait": "-1"}, "wait must be between"), ({"limit": "0"}, "limit")]:
+        for params, expected in [({"after": "x"}, "after must be a 64-bit integer"), ({"after": str(2**63)}, "after must be a 64-bit"),
+                                 ({"wait": "soon"}, "wait must be a finite number"), ({"wait": "nan"}, "wait must be a finite"),
+                                 ({"wait": "-1"}, "wait must be between"), ({"limit": "0"}, "limit"), ({"after": "-1"}, "cursor")]:
             response = httpx.get(f"{server.url}/api/v1/edge/tasks", params=params, headers=auth)
             assert response.status_code == 422 and expected in response.json()["detail"], (params, response.text)
         assert row_counts() == before
