@@ -82,7 +82,7 @@ STAGGER_SECONDS = 2.0  # robots come up over this long (as after a control-plane
 WORK_TIMEOUT = 240.0
 P99_TARGET_MS = 1000.0
 LADDER = (100, 500, 1000, 2000)
-SCALE_OUT_LADDER = (500, 1000, 1500, 2000, 3000)
+SCALE_OUT_LADDER = (250, 500, 750, 1000, 1500, 2000)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
