@@ -157,6 +157,18 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     def register_robot(body: schemas.RegisterRobot, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
         return cp.register_robot(u, body.robot_id, body.name)
 
+    @admin.post("/robots/{robot_id}/token", response_model=RegisteredRobot)
+    def rotate_robot_token(robot_id: str, body: schemas.RotateToken | None = None, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        rotated = cp.rotate_robot_token(u, robot_id, (body or schemas.RotateToken()).overlap_seconds)
+        tokens.forget(robot_id)  # this process at once; other processes within their token TTL
+        return rotated
+
+    @admin.post("/robots/{robot_id}/revoke", response_model=RobotView)
+    def revoke_robot_tokens(robot_id: str, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+        revoked = cp.revoke_robot_tokens(u, robot_id)
+        tokens.forget(robot_id)
+        return revoked
+
     @admin.get("/robots", response_model=list[RobotView])
     def list_robots(u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
         return cp.list_robots(u)

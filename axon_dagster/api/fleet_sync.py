@@ -23,8 +23,8 @@ from axon_dagster.store import SqlAlchemyUnitOfWork
 
 log = logging.getLogger(__name__)
 
-# How long a token stays resolved in memory. Tokens are never rotated today; the bound is what a
-# future revocation would have to wait for.
+# How long a token stays resolved in memory: a rotation's end of overlap or a revocation reaches
+# the other API processes within this (the process that made it forgets at once).
 TOKEN_TTL_SECONDS = 60.0
 MAX_CACHED_TOKENS = 100_000
 LAST_SEEN_FLUSH_SECONDS = 5.0
@@ -55,6 +55,12 @@ class RobotTokens:
         if hit is None or hit[1] < time.monotonic():
             return None
         return hit[0]
+
+    def forget(self, robot_id: str) -> None:
+        """Drop every cached token of ``robot_id`` (after a rotation or revocation)."""
+        with self._lock:
+            for token in [t for t, (robot, _) in self._known.items() if robot == robot_id]:
+                self._known.pop(token, None)
 
     def resolve(self, token: str | None) -> str:
         """The robot of ``token`` (AuthenticationError if none); reads the store on a miss."""

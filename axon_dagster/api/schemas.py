@@ -28,6 +28,11 @@ class RegisterRobot(Body):
     name: str = ""
 
 
+class RotateToken(Body):
+    # How long the replaced token keeps working (0: not at all; at most 7 days).
+    overlap_seconds: float = Field(3600.0, ge=0, le=7 * 24 * 3600)
+
+
 class CreateOrder(Body):
     order_id: str
     scene: str

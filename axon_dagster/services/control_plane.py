@@ -101,6 +101,47 @@ def register_robot(uow: UnitOfWork, robot_id: str, name: str = "") -> Registered
     return RegisteredRobot(robot_id=robot_id, token=token)
 
 
+MAX_TOKEN_OVERLAP = timedelta(days=7)
+
+
+def rotate_robot_token(uow: UnitOfWork, robot_id: str, overlap_seconds: float = 3600.0) -> RegisteredRobot:
+    """A new token for ``robot_id`` (shown once). The old one keeps working for ``overlap_seconds``
+    (so a robot can be given the new one without a gap), none at all after a revocation."""
+    robot_id = validate_id(robot_id, "robot_id")
+    if not isinstance(overlap_seconds, (int, float)) or isinstance(overlap_seconds, bool) or not (
+        0 <= overlap_seconds <= MAX_TOKEN_OVERLAP.total_seconds()
+    ):
+        raise InvalidRequestError(f"overlap_seconds must be between 0 and {MAX_TOKEN_OVERLAP.total_seconds():.0f}, got {overlap_seconds!r}")
+    token, now = secrets.token_urlsafe(32), utcnow()
+    with uow.writing():
+        robot = uow.robots.get(robot_id)
+        if robot is None:
+            raise NotFoundError("robot", robot_id)
+        keep_old = robot.tokens_revoked_at is None and overlap_seconds > 0
+        current_hash = uow.robots.token_hash(robot_id)
+        until = now + timedelta(seconds=overlap_seconds) if keep_old else None
+        uow.robots.set_tokens(robot_id, token_hash=hash_token(token), previous_token_hash=current_hash if keep_old else None,
+                              previous_token_expires_at=until, tokens_revoked_at=None)
+        uow.commit()
+    log.info("robot %s: token rotated (old token valid until %s)", robot_id, until.isoformat() if until else "now")
+    return RegisteredRobot(robot_id=robot_id, token=token, previous_token_valid_until=until)
+
+
+def revoke_robot_tokens(uow: UnitOfWork, robot_id: str) -> RobotView:
+    """No token of ``robot_id`` is accepted any more (a lost or stolen robot) until
+    :func:`rotate_robot_token` issues a new one."""
+    robot_id = validate_id(robot_id, "robot_id")
+    with uow.writing():
+        if uow.robots.get(robot_id) is None:
+            raise NotFoundError("robot", robot_id)
+        uow.robots.set_tokens(robot_id, tokens_revoked_at=utcnow(), previous_token_hash=None, previous_token_expires_at=None)
+        robot = uow.robots.get(robot_id)
+        uow.commit()
+    assert robot is not None
+    log.warning("robot %s: tokens revoked", robot_id)
+    return RobotView.of(robot)
+
+
 def authenticate_robot(uow: UnitOfWork, token: str | None) -> str:
     """The robot a bearer token belongs to (one read of the unique token index; writes nothing:
     "last seen" is :class:`LastSeen`'s batched bookkeeping)."""
@@ -907,6 +948,8 @@ __all__ = [
     "publish_events",
     "pull_tasks",
     "register_robot",
+    "revoke_robot_tokens",
+    "rotate_robot_token",
     "report_cache_usage",
     "review_dataset",
     "transition_task",

@@ -40,16 +40,19 @@ class RobotView(View):
     name: str
     created_at: datetime
     last_seen_at: datetime | None
+    tokens_revoked_at: datetime | None = None  # no token accepted until a new one is issued
+    previous_token_valid_until: datetime | None = None  # a rotation's overlap: the old token works until then
 
     @classmethod
     def of(cls, r: RobotRecord) -> "RobotView":
-        return cls(r.robot_id, r.name, r.created_at, r.last_seen_at)
+        return cls(r.robot_id, r.name, r.created_at, r.last_seen_at, r.tokens_revoked_at, r.previous_token_expires_at)
 
 
 @dataclass(frozen=True)
 class RegisteredRobot(View):
     robot_id: str
     token: str  # shown once; only its SHA-256 is stored
+    previous_token_valid_until: datetime | None = None  # after a rotation: until when the old token still works
 
 
 @dataclass(frozen=True)

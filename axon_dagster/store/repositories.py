@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,6 +65,8 @@ class RobotRecord:
     created_at: datetime
     last_seen_at: datetime | None
     task_revision: int = 0  # the newest revision of this robot's tasks (its pull cursor's ceiling)
+    previous_token_expires_at: datetime | None = None  # the rotated-out token is accepted until then
+    tokens_revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -119,12 +121,23 @@ class RobotRepository:
         row = _core(self._session, select(*_ROBOT_COLUMNS).where(_ROBOTS.c.robot_id == robot_id)).first()
         return _robot(row) if row else None
 
-    def by_token_hash(self, token_hash: str, *, lock: bool = False) -> RobotRecord | None:
-        """The robot a token hash belongs to: one read of the unique token index. With ``lock``
-        its row stays locked until commit (the robot's writes are ordered by that lock)."""
-        stmt = select(*_ROBOT_COLUMNS).where(_ROBOTS.c.token_hash == token_hash)
+    def by_token_hash(self, token_hash: str, *, lock: bool = False, now: datetime | None = None) -> RobotRecord | None:
+        """The robot a token hash belongs to — its current token, or the previous one until the
+        rotation's overlap ends at ``now`` — unless its tokens are revoked. Reads the token
+        indexes. With ``lock`` its row stays locked until commit."""
+        now = now or datetime.now(timezone.utc)
+        current = _ROBOTS.c.token_hash == token_hash
+        previous = and_(_ROBOTS.c.previous_token_hash == token_hash, _ROBOTS.c.previous_token_expires_at > now)
+        stmt = select(*_ROBOT_COLUMNS).where(or_(current, previous), _ROBOTS.c.tokens_revoked_at.is_(None))
         row = _core(self._session, stmt.with_for_update() if lock else stmt).first()
         return _robot(row) if row else None
+
+    def token_hash(self, robot_id: str) -> str | None:
+        return self._session.execute(select(_ROBOTS.c.token_hash).where(_ROBOTS.c.robot_id == robot_id)).scalar_one_or_none()
+
+    def set_tokens(self, robot_id: str, **values: Any) -> None:
+        """Rotation / revocation: ``token_hash``, ``previous_token_hash``, ``previous_token_expires_at``, ``tokens_revoked_at``."""
+        self._session.execute(update(RobotRow).where(RobotRow.robot_id == robot_id).values(**values))
 
     def lock(self, robot_id: str) -> None:
         """Hold this robot's row lock until commit (PostgreSQL; SQLite's writer is already alone)."""
@@ -180,11 +193,13 @@ class RobotRepository:
 
 
 _ROBOTS = RobotRow.__table__
-_ROBOT_COLUMNS = (_ROBOTS.c.robot_id, _ROBOTS.c.name, _ROBOTS.c.created_at, _ROBOTS.c.last_seen_at, _ROBOTS.c.task_revision)
+_ROBOT_COLUMNS = (_ROBOTS.c.robot_id, _ROBOTS.c.name, _ROBOTS.c.created_at, _ROBOTS.c.last_seen_at, _ROBOTS.c.task_revision,
+                  _ROBOTS.c.previous_token_expires_at, _ROBOTS.c.tokens_revoked_at)
 
 
 def _robot(row: Any) -> RobotRecord:
-    return RobotRecord(row.robot_id, row.name, row.created_at, row.last_seen_at, row.task_revision)
+    return RobotRecord(row.robot_id, row.name, row.created_at, row.last_seen_at, row.task_revision,
+                       row.previous_token_expires_at, row.tokens_revoked_at)
 
 
 # ---------------------------------------------------------------- orders and batches

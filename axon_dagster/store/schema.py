@@ -46,12 +46,18 @@ class Base(DeclarativeBase):
 
 class RobotRow(Base):
     __tablename__ = "robots"
+    __table_args__ = (Index("ix_robots_previous_token_hash", "previous_token_hash"),)
 
     robot_id: Mapped[str] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(256), default="")
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex; the token itself is never stored
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # 0007: rotation keeps the previous token valid until ``previous_token_expires_at`` (overlap);
+    # revocation ends both until a new token is issued.
+    previous_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    previous_token_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    tokens_revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # 0005: this robot's sync revision. Every change of one of its tasks that the robot did not
     # report itself (assignment, cloud-side moves) takes the next value(s) here, holding this row's
     # lock until commit: a robot's pull cursor (tasks.revision) is ordered and never skips a late
