@@ -369,3 +369,59 @@ def test_a_task_failed_in_the_cloud_cancels_only_its_own_recording_client(edge_e
     wait_for(lambda: edge_env.recorder.sim.state == "idle", timeout=15, what="recorder session cancelled")
     assert agent.get_task(task_id).status is TaskStatus.FAILED
     assert not (edge_env.recorder.data_dir / f"{task_id}.mcap").exists()
+
+
+# -- the other routes: begin_batch / finish_batch / cancel_batch, tasks, task_status (a POST), ----
+# -- drop_stats, latency_stats, log_levels, quit; unknown /rpc/ method or verb: 404 ---------------
+
+
+def test_other_routes_sim(axon):
+    assert axon.get("/rpc/tasks").json()["data"] == {"tasks": [], "count": 0, "state": "idle"}
+    axon.post("/rpc/config", {"task_config": {"task_id": "t1", "device_id": "robot-1"}})
+    batch = axon.post("/rpc/begin_batch", {"task_ids": ["t1"]}).json()
+    assert batch["success"] and batch["data"]["succeeded"] == 1 and batch["data"]["results"][0]["data"]["state"] == "recording"
+    tasks = axon.get("/rpc/tasks").json()["data"]
+    assert tasks["count"] == 1 and tasks["tasks"][0]["task_id"] == "t1" and tasks["tasks"][0]["state"] == "recording"
+    found = axon.post("/rpc/task_status", {"task_id": "t1"}).json()["data"]
+    assert found["found"] is True and found["task"]["task_id"] == "t1"
+    assert axon.post("/rpc/task_status", {"task_id": "t9"}).json()["data"] == {
+        "task_id": "t9", "state": "recording", "found": False, "status": "unknown"}
+    assert axon.get("/rpc/task_status").status_code == 404, "task_status is a POST"
+    wrong = axon.post("/rpc/cancel_batch", {"task_ids": ["t9"]}).json()
+    assert wrong["success"] is False and wrong["data"]["failed"] == 1, "cancel_batch checks the id, unlike cancel"
+    for route in ("/rpc/drop_stats", "/rpc/latency_stats", "/rpc/log_levels", "/rpc/status"):
+        assert axon.get(route).json()["success"], route
+    done = axon.post("/rpc/finish_batch", {"task_ids": ["t1"]}).json()
+    assert done["success"] and done["data"]["state"] == "idle"
+    assert axon.post("/rpc/begin_batch", {}).json()["message"] == "Missing required parameter: task_ids"
+
+
+def test_quit_saves_the_recording_and_stops_the_server_sim(start_axon):
+    axon = start_axon()
+    axon.post("/rpc/config", {"task_config": {"task_id": "t1", "device_id": "robot-1"}})
+    axon.post("/rpc/begin", {"task_id": "t1"})
+    time.sleep(0.2)
+    reply = axon.post("/rpc/quit", {}).json()
+    assert reply["success"] and reply["message"] == "Program quitting. Recording stopped and data saved."
+    assert (axon.data_dir / "t1.mcap.done").exists(), "the data was saved"
+
+    def down() -> bool:
+        try:
+            axon.get("/health")
+        except httpx.HTTPError:
+            return True
+        return False
+
+    wait_for(down, timeout=10, what="server stopped")
+
+
+def test_a_quit_recorder_is_unreachable_client(start_axon, write_config):
+    from axon_dagster.recorder.protocol import RecorderUnreachable
+
+    axon = start_axon()
+    client = axon.client()
+    axon.post("/rpc/quit", {})
+    wait_for(lambda: axon.sim.quit_requested.is_set(), what="quit")
+    time.sleep(0.5)
+    with pytest.raises(RecorderUnreachable):
+        client.get_status()

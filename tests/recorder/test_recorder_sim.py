@@ -66,11 +66,12 @@ def test_the_task_topics_do_not_choose_what_is_recorded(sim, client_for):
 @pytest.mark.parametrize(
     "path, body, status, words",
     [
-        ("/rpc/config", b"{not json", 400, "Invalid JSON"),
+        ("/rpc/config", b"{not json", 400, "JSON parse error"),
         ("/rpc/config", b"{}", 200, "Missing 'task_config'"),
         ("/rpc/begin", b"{}", 200, "Missing required parameter: task_id"),
         ("/rpc/begin", b'{"task_id": 7}', 200, "task_id must be a string"),
-        ("/rpc/teleport", b"{}", 404, "Not found"),
+        ("/rpc/teleport", b"{}", 404, "Unknown RPC method or invalid HTTP method: teleport"),
+        ("/teleport", b"{}", 404, "Not found"),
     ],
 )
 def test_bad_requests_get_an_envelope_and_change_nothing(sim, path, body, status, words):
@@ -78,7 +79,8 @@ def test_bad_requests_get_an_envelope_and_change_nothing(sim, path, body, status
     assert reply.status_code == status, "refusals are HTTP 200; only bad JSON (400) and unknown routes (404) differ"
     envelope = reply.json()
     assert envelope["success"] is False and words in envelope["message"]
-    assert envelope["data"]["state"] == "idle"
+    if status == 200:
+        assert envelope["data"]["state"] == "idle"
     assert sim.recorder.state == "idle"
 
 
@@ -105,9 +107,9 @@ def test_config_refusals_carry_validation_errors(sim, task_config, errors):
     assert sim.recorder.state == "idle"
 
 
-def test_get_on_a_post_rpc_is_refused_with_an_envelope(sim):
+def test_get_on_a_post_rpc_is_an_unknown_rpc(sim):
     reply = httpx.get(f"{sim.url}/rpc/begin")
-    assert reply.status_code == 405 and "GET not allowed on /rpc/begin" in reply.json()["message"]
+    assert reply.status_code == 404 and reply.json()["message"] == "Unknown RPC method or invalid HTTP method: begin"
 
 
 def test_health_is_a_bare_object(sim):

@@ -200,6 +200,7 @@ def _serve(sock: socket.socket, recorder: SimulatedRecorder) -> int:
         server.should_exit = True
 
     recorder.on_crash = crash
+    recorder.on_quit = crash  # POST /rpc/quit: stop serving; exit status 0 (not a crash)
     # Listening before the announcement: a client that reads the line and connects at once is
     # queued until uvicorn accepts, instead of being refused.
     sock.listen(128)

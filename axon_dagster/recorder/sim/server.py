@@ -21,7 +21,10 @@ It behaves as ``reference/AXON_V04.md`` says the real recorder does (the referen
   ``disk_usage {...}``, ``metadata {output_path, sidecar_path, checksum_sha256, ...}``;
 - ``/rpc/cancel`` ignores the task id and deletes the ``.mcap``, ``.json`` and ``.done``; no callback;
 - the disk guard pauses the recorder itself (fault ``disk_full_after_seconds``);
-- ``/health`` answers a bare ``{status, service, version, running, state}``.
+- ``/health`` (and ``/``) answers a bare ``{status, service, version, running, state}``; an unknown
+  ``/rpc/<method>`` or verb is a 404 ``Unknown RPC method or invalid HTTP method``; also
+  ``begin_batch``/``finish_batch``/``cancel_batch``, ``tasks``, ``task_status`` (a POST),
+  ``drop_stats``, ``latency_stats``, ``log_levels``, ``status`` and ``quit`` (finish, then exit).
 
 The transport-independent ``rpc_*`` methods return ``(message, data)``; ``data`` carries the wire
 fields plus a few of the simulator's own (``dataset_path``, ``flushed_batches``, per-topic
@@ -103,6 +106,7 @@ WIRE_FIELDS: dict[str, tuple[str, ...] | None] = {
         "metadata",
     ),
 }
+WIRE_FIELDS["status"] = WIRE_FIELDS["stats"]
 _SIM_FAULTS = ("die_after_seconds", "disk_full_after_seconds", "finish_delay_seconds", "finish_callback_delay_seconds")
 
 
@@ -279,6 +283,8 @@ class SimulatedRecorder:
         self._disk_timer: threading.Timer | None = None
         self._warmed_up = False
         self.crashed = threading.Event()
+        self.quit_requested = threading.Event()
+        self.on_quit: Callable[[], None] | None = None  # set by whoever serves it: stop serving
         self.app = _build_app(self)
 
     @staticmethod
@@ -708,6 +714,103 @@ class SimulatedRecorder:
             }
         return "Statistics retrieved successfully", data
 
+    def rpc_tasks(self) -> tuple[str, dict[str, Any]]:
+        """``GET /rpc/tasks``: the current task (a config held or being recorded), if any."""
+        with self._lock:
+            task = self._task_snapshot()
+            return "Tasks retrieved successfully", {"tasks": [task] if task else [], "count": 1 if task else 0, "state": self._state}
+
+    def rpc_task_status(self, body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``POST /rpc/task_status {task_id}``: found only for the current task."""
+        task_id = _require_task_id(body, self._state)
+        with self._lock:
+            task = self._task_snapshot()
+            data: dict[str, Any] = {"task_id": task_id, "state": self._state}
+            if task and task["task_id"] == task_id:
+                data.update(found=True, task=task)
+            else:
+                data.update(found=False, status="unknown")
+        return "Task status retrieved successfully", data
+
+    def rpc_batch(self, action: str, body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``begin_batch`` / ``finish_batch`` / ``cancel_batch {task_ids: [...]}``: the single-task
+        RPC for each id in turn (cancel only for the current task's id); a refusal if any failed."""
+        task_ids = body.get("task_ids")
+        if "task_ids" not in body:
+            raise RpcRefusal("Missing required parameter: task_ids", state=self._state)
+        if not isinstance(task_ids, list):
+            raise RpcRefusal("task_ids must be an array of strings", state=self._state)
+        if not task_ids:
+            raise RpcRefusal("task_ids must not be empty", state=self._state)
+        if not all(isinstance(t, str) for t in task_ids):
+            raise RpcRefusal("task_ids entries must be strings", state=self._state)
+        results = []
+        for task_id in task_ids:
+            try:
+                if action == "cancel":
+                    current = self._config["task_id"] if self._config else None
+                    if current != task_id:
+                        raise RpcRefusal(
+                            f"task_id mismatch: expected '{current}' but got '{task_id}'" if current else "No task configuration cached",
+                            state=self._state,
+                        )
+                    message, data = self.rpc_cancel({})
+                else:
+                    message, data = (self.rpc_begin if action == "begin" else self.rpc_finish)({"task_id": task_id})
+                results.append({"task_id": task_id, "success": True, "message": message, "data": _on_wire(action, data)})
+            except RpcRefusal as refusal:
+                results.append({"task_id": task_id, "success": False, "message": refusal.message, "data": {"state": self._state}})
+        succeeded = sum(1 for r in results if r["success"])
+        data = {"results": results, "succeeded": succeeded, "failed": len(results) - succeeded, "state": self._state}
+        if succeeded < len(results):
+            raise RpcRefusal(f"Batch {action} completed with errors", state=self._state, batch=data)
+        return f"Batch {action} completed successfully", data
+
+    def rpc_drop_stats(self) -> tuple[str, dict[str, Any]]:
+        _message, stats = self.rpc_stats()
+        keys = ("state", "messages_received", "messages_written", "messages_dropped", "topic_message_counts")
+        return "Drop statistics retrieved successfully", {k: stats[k] for k in keys}
+
+    def rpc_latency_stats(self) -> tuple[str, dict[str, Any]]:
+        return "Latency statistics retrieved successfully", {"enabled": False, "topics": {}}
+
+    def rpc_log_levels(self) -> tuple[str, dict[str, Any]]:
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+        return "Log levels retrieved successfully", {
+            "console_enabled": True,
+            "file_enabled": False,
+            "console_level": level,
+            "file_level": level,
+            "effective_console_level": level,
+            "effective_file_level": level,
+        }
+
+    def rpc_quit(self, body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``POST /rpc/quit``: finish what records (the data is saved), then the program exits."""
+        with self._lock:
+            if self._state in (RECORDING, PAUSED):
+                self.rpc_finish({"task_id": self._session.task_id})
+            state = self._state
+        self.quit_requested.set()
+        if self.on_quit is not None:
+            threading.Timer(0.2, self.on_quit).start()  # after this reply has gone out
+        return "Program quitting. Recording stopped and data saved.", {"state": state}
+
+    def _task_snapshot(self) -> dict[str, Any] | None:
+        if self._state not in (READY, RECORDING, PAUSED) or not self._config:
+            return None
+        _message, stats = self.rpc_stats()
+        config = self._session.task_config if self._session else self._config
+        return {
+            "task_id": config["task_id"],
+            "state": self._state,
+            "active": True,
+            "task_config": _public_task_config(config),
+            "duration_sec": stats["duration_sec"],
+            "message_count": stats["messages_written"],
+            "bytes_written": stats["bytes_written"],
+        }
+
     def rpc_health(self) -> dict[str, Any]:
         """``/health``: a bare object, not the envelope (as Axon's http_server answers)."""
         return {"status": "ok", "service": SERVICE_NAME, "version": recorder_version(), "running": True, "state": self._state}
@@ -904,42 +1007,66 @@ def _callback_time(ns: int) -> str:
 # -- HTTP ------------------------------------------------------------------------------------
 
 
+def _on_wire(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields Axon sends for RPC ``name`` (:data:`WIRE_FIELDS`)."""
+    keep = WIRE_FIELDS.get(name)
+    return dict(data) if keep is None else {k: data[k] for k in keep if k in data}
+
+
 def _build_app(recorder: SimulatedRecorder) -> Starlette:
     def envelope(success: bool, message: str, data: dict[str, Any] | None = None, status: int = 200) -> JSONResponse:
         return JSONResponse({"success": success, "message": message, "data": data or {}}, status_code=status)
 
-    def on_wire(name: str, data: dict[str, Any]) -> dict[str, Any]:
-        keep = WIRE_FIELDS.get(name)
-        return dict(data) if keep is None else {k: data[k] for k in keep if k in data}
-
-    def post_rpc(name: str, handler: Callable[[Mapping[str, Any]], tuple[str, dict[str, Any]]]):
-        async def endpoint(request: Request) -> JSONResponse:
-            raw = await request.body()
-            try:
-                body = json.loads(raw) if raw.strip() else {}
-            except ValueError:
-                return envelope(False, "Invalid JSON in request body", {"state": recorder.state}, 400)
-            if not isinstance(body, dict):
-                body = {}  # Axon reads parameters from an object; anything else has none
-            try:
-                message, data = await run_in_threadpool(handler, body)
-            except RpcRefusal as refusal:
-                logger.info("simulator %s refused %s: %s", recorder.robot_id, request.url.path, refusal.message)
-                refused = {"state": recorder.state}
-                if "validation_errors" in refusal.data:
-                    refused["validation_errors"] = refusal.data["validation_errors"]
-                # Axon answers a refusal with HTTP 200 and success=false
-                return envelope(False, refusal.message, refused)
-            return envelope(True, message, on_wire(name, data))
-
-        return endpoint
-
-    def get_rpc(name: str, handler: Callable[[], tuple[str, dict[str, Any]]]):
-        async def endpoint(request: Request) -> JSONResponse:
+    async def rpc(request: Request) -> JSONResponse:
+        """Axon's router: ``/rpc/<method>`` by (method, HTTP verb); anything else is a 404."""
+        method = request.path_params["method"]
+        handler = routes.get((method, request.method))
+        if handler is None:
+            return envelope(False, f"Unknown RPC method or invalid HTTP method: {method}", None, 404)
+        if request.method == "GET":
             message, data = await run_in_threadpool(handler)
-            return envelope(True, message, on_wire(name, data))
+            return envelope(True, message, _on_wire(method, data))
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            return JSONResponse({"success": False, "message": f"JSON parse error: {exc}"}, status_code=400)
+        if not isinstance(body, dict):
+            body = {}  # Axon reads parameters from an object; anything else has none
+        try:
+            message, data = await run_in_threadpool(handler, body)
+        except RpcRefusal as refusal:
+            logger.info("simulator %s refused %s: %s", recorder.robot_id, request.url.path, refusal.message)
+            refused = {"state": recorder.state}
+            if "validation_errors" in refusal.data:
+                refused["validation_errors"] = refusal.data["validation_errors"]
+            refused.update(refusal.data.get("batch") or {})
+            # Axon answers a refusal with HTTP 200 and success=false
+            return envelope(False, refusal.message, refused)
+        return envelope(True, message, _on_wire(method, data))
 
-        return endpoint
+    routes: dict[tuple[str, str], Callable[..., tuple[str, dict[str, Any]]]] = {
+        ("config", "POST"): recorder.rpc_config,
+        ("begin", "POST"): recorder.rpc_begin,
+        ("finish", "POST"): recorder.rpc_finish,
+        ("pause", "POST"): recorder.rpc_pause,
+        ("resume", "POST"): recorder.rpc_resume,
+        ("cancel", "POST"): recorder.rpc_cancel,
+        ("clear", "POST"): recorder.rpc_clear,
+        ("quit", "POST"): recorder.rpc_quit,
+        ("task_status", "POST"): recorder.rpc_task_status,
+        ("begin_batch", "POST"): lambda body: recorder.rpc_batch("begin", body),
+        ("finish_batch", "POST"): lambda body: recorder.rpc_batch("finish", body),
+        ("cancel_batch", "POST"): lambda body: recorder.rpc_batch("cancel", body),
+        ("log_levels", "POST"): lambda body: recorder.rpc_log_levels(),
+        ("state", "GET"): recorder.rpc_state,
+        ("stats", "GET"): recorder.rpc_stats,
+        ("status", "GET"): lambda: ("Status retrieved successfully", recorder.rpc_stats()[1]),
+        ("drop_stats", "GET"): recorder.rpc_drop_stats,
+        ("latency_stats", "GET"): recorder.rpc_latency_stats,
+        ("tasks", "GET"): recorder.rpc_tasks,
+        ("log_levels", "GET"): recorder.rpc_log_levels,
+    }
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(recorder.rpc_health())
@@ -958,34 +1085,19 @@ def _build_app(recorder: SimulatedRecorder) -> Starlette:
         return envelope(True, "faults set", faults.to_dict())
 
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        message = (
-            "Not found"
-            if exc.status_code == 404
-            else f"{request.method} not allowed on {request.url.path}"
-            if exc.status_code == 405
-            else str(exc.detail)
-        )
-        return envelope(False, message, {"state": recorder.state, "path": request.url.path}, exc.status_code)
+        if exc.status_code in (404, 405):
+            return JSONResponse({"success": False, "message": "Not found"}, status_code=404)
+        return envelope(False, str(exc.detail), {"state": recorder.state}, exc.status_code)
 
-    async def stats_as_status(request: Request) -> JSONResponse:
-        _message, data = await run_in_threadpool(recorder.rpc_stats)
-        return envelope(True, "Status retrieved successfully", on_wire("stats", data))
-
-    routes = [
-        Route("/rpc/config", post_rpc("config", recorder.rpc_config), methods=["POST"]),
-        Route("/rpc/begin", post_rpc("begin", recorder.rpc_begin), methods=["POST"]),
-        Route("/rpc/finish", post_rpc("finish", recorder.rpc_finish), methods=["POST"]),
-        Route("/rpc/pause", post_rpc("pause", recorder.rpc_pause), methods=["POST"]),
-        Route("/rpc/resume", post_rpc("resume", recorder.rpc_resume), methods=["POST"]),
-        Route("/rpc/cancel", post_rpc("cancel", recorder.rpc_cancel), methods=["POST"]),
-        Route("/rpc/clear", post_rpc("clear", recorder.rpc_clear), methods=["POST"]),
-        Route("/rpc/state", get_rpc("state", recorder.rpc_state), methods=["GET"]),
-        Route("/rpc/stats", get_rpc("stats", recorder.rpc_stats), methods=["GET"]),
-        Route("/rpc/status", stats_as_status, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/sim/faults", faults_endpoint, methods=["GET", "POST"]),
-    ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    return Starlette(
+        routes=[
+            Route("/rpc/{method}", rpc, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/", health, methods=["GET"]),
+            Route("/sim/faults", faults_endpoint, methods=["GET", "POST"]),
+        ],
+        exception_handlers={HTTPException: http_error},
+    )
 
 
 # -- running it ------------------------------------------------------------------------------
@@ -1074,6 +1186,7 @@ def serve_in_thread(
             previous_on_crash()
 
     recorder.on_crash = crash
+    recorder.on_quit = lambda: setattr(server, "should_exit", True)
     logger.info("simulated recorder %s serving on %s (data in %s)", recorder.robot_id, url, recorder.data_dir)
     return url, stop
 
