@@ -14,7 +14,8 @@ Decoded columns (null where a message has no such field):
 * JointState: ``joint_names``, ``joint_position``, ``joint_velocity``, ``joint_effort``;
 * Odometry: ``position`` [x,y,z], ``orientation``, ``linear_velocity`` [x,y,z], ``angular_velocity``;
 * Image / CompressedImage / PointCloud2: ``width``, ``height``, ``encoding`` (CompressedImage: its
-  ``format``), ``point_count`` (PointCloud2: width x height).
+  ``format``), ``point_count`` (PointCloud2: width x height), ``data_offset`` (where the pixel or
+  point bytes start in ``payload``, so QC can compare frames without the header).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ NUMERIC_LIST_COLUMNS = (
 )
 DECODED_COLUMNS = (
     "header_stamp_ns", "frame_id", "decode_error", *NUMERIC_LIST_COLUMNS, "joint_names",
-    "width", "height", "encoding", "point_count",
+    "width", "height", "encoding", "point_count", "data_offset",
 )
 
 
@@ -46,6 +47,7 @@ def decoded_schema_fields():
         **{c: f64 for c in NUMERIC_LIST_COLUMNS},
         "joint_names": pa.list_(pa.string()),
         "width": pa.int64(), "height": pa.int64(), "encoding": pa.string(), "point_count": pa.int64(),
+        "data_offset": pa.int64(),
     }
     return [pa.field(name, types[name]) for name in DECODED_COLUMNS]
 
@@ -276,6 +278,16 @@ class _Reader:
         out["header_stamp_ns"] = int(sec) * 1_000_000_000 + int(nsec)
         out["frame_id"] = self.string()
 
+    def skip(self, n: int) -> None:
+        self.o += n
+
+    def data_offset(self) -> int:
+        """Where a ``uint8[]`` array's bytes start (after its length), checked to lie inside the message."""
+        n = self.u32()
+        if self.o + n > len(self.data):
+            raise ValueError("array runs past the message")
+        return self.o
+
     def height_width(self) -> tuple[int, int]:
         self.align(4)
         h, w = _HW.unpack_from(self.data, self.o)
@@ -287,17 +299,30 @@ def _fast_image(r: _Reader, out: dict) -> None:
     r.header(out)
     out["height"], out["width"] = r.height_width()
     out["encoding"] = r.string()
+    r.skip(1)  # is_bigendian
+    r.u32()  # step
+    out["data_offset"] = r.data_offset()
 
 
 def _fast_compressed_image(r: _Reader, out: dict) -> None:
     r.header(out)
     out["encoding"] = r.string()
+    out["data_offset"] = r.data_offset()
 
 
 def _fast_point_cloud(r: _Reader, out: dict) -> None:
     r.header(out)
     h, w = r.height_width()
     out["height"], out["width"], out["point_count"] = h, w, h * w
+    for _ in range(r.u32()):  # fields: name, offset, datatype, count
+        r.string()
+        r.u32()
+        r.skip(1)
+        r.u32()
+    r.skip(1)  # is_bigendian
+    r.u32()  # point_step
+    r.u32()  # row_step
+    out["data_offset"] = r.data_offset()
 
 
 FAST_EXTRACTORS: dict[str, Callable[[_Reader, dict], None]] = {

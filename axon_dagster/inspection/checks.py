@@ -492,9 +492,9 @@ def _image_format(content: Mapping[str, ContentProfile]) -> CheckResult:
 
 def _frozen_values(content: Mapping[str, ContentProfile], req: Requirements) -> CheckResult:
     limit = req.max_frozen_seconds
-    watched = [t for t in req.frozen_topics if t in content and content[t].valued > 1]
+    watched = [t for t in req.frozen_topics if t in content and content[t].keyed > 1]
     if not watched:
-        return _not_applicable(FROZEN_VALUES, "not measured: no frozen_topics with decoded numeric fields", 0.0, limit)
+        return _not_applicable(FROZEN_VALUES, "not measured: no frozen_topics with decoded values or image data", 0.0, limit)
     worst_topic = max(watched, key=lambda t: content[t].longest_frozen_values_ns)
     worst = round(content[worst_topic].longest_frozen_values_ns / 1e9, 6)
     frozen = [

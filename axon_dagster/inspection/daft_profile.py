@@ -96,6 +96,7 @@ class ContentProfile:
     nonfinite_columns: tuple[str, ...] = ()  # ... in these fields
     image_formats: tuple[str, ...] = ()  # distinct "WIDTHxHEIGHT ENCODING" (images, point clouds), first seen first
     valued: int = 0  # messages with decoded numeric fields
+    keyed: int = 0  # messages compared for frozen values: decoded numerics, or image/cloud data bytes
     longest_frozen_values_ns: int = 0  # log-time span of the longest run of identical decoded values
     longest_frozen_values_messages: int = 1
     decode_errors: int = 0
@@ -274,7 +275,8 @@ def content_profile(path: str, max_gap_ns: int = 1_000_000_000) -> dict[str, Con
     * non-finite: NaN/Inf in any decoded numeric list (the list's sum is NaN/Inf), per topic and field;
     * image formats: distinct width x height + encoding per topic;
     * frozen values: runs of identical decoded numeric values (a hash of the numeric fields,
-      header excluded), numbered by a running count of changes like the payload runs;
+      header excluded) or identical image/cloud data bytes, numbered by a running count of changes
+      like the payload runs;
     * timing drops: Axon numbers messages as it writes them, so lost messages leave no hole in the
       sequence; on a stamped (sensor) topic they leave a log-time step of k periods (the median
       step) for k - 1 lost messages — counted from 1.5 periods, up to ``max_gap_ns`` (longer is a
@@ -297,7 +299,11 @@ def content_profile(path: str, max_gap_ns: int = 1_000_000_000) -> dict[str, Con
     numeric = [c for c in NUMERIC_LIST_COLUMNS if c in df.column_names]
     int64 = daft.DataType.int64()
     try:
-        df = df.select("topic", "sequence", "log_time_ns", *[c for c in CONTENT_COLUMNS if c in df.column_names], *numeric)
+        # Image and cloud frames are compared by their data bytes (payload from data_offset on, header
+        # excluded), hashed by Daft as it scans: the payload itself is never kept.
+        pixels = [col("payload").slice(col("data_offset")).hash(hash_function="xxhash3_64").alias("pixels_hash")] \
+            if "data_offset" in df.column_names else [lit(None).cast(daft.DataType.uint64()).alias("pixels_hash")]
+        df = df.select("topic", "sequence", "log_time_ns", *[c for c in CONTENT_COLUMNS if c in df.column_names], *numeric, *pixels)
         flags = {c: (list_sum(col(c)).is_nan() | list_sum(col(c)).is_inf()).fill_null(False) for c in numeric}
         has_values = None
         for c in numeric:
@@ -308,10 +314,13 @@ def content_profile(path: str, max_gap_ns: int = 1_000_000_000) -> dict[str, Con
             # a struct of the per-field hashes: hashing a struct of list fields directly gives one
             # value for every row when trailing fields are null (Daft 0.7)
             "values_hash": to_struct(*[col(c).hash().fill_null(0).alias(c) for c in numeric]).hash() if numeric else lit(0),
+            "keyed": (has_values if has_values is not None else lit(False)) | col("pixels_hash").not_null(),
             "fmt": (col("width").cast(daft.DataType.string()).fill_null("?") + lit("x")
                     + col("height").cast(daft.DataType.string()).fill_null("?") + lit(" ")
                     + col("encoding").fill_null("")) if "width" in df.column_names else lit(None),
-        }).collect()
+        }).with_column(
+            "frozen_key", to_struct(col("values_hash").alias("v"), col("pixels_hash").fill_null(0).alias("p")).hash()
+        ).collect()
 
         by_sequence = Window().partition_by("topic").order_by("sequence", "log_time_ns")
         running = by_sequence.rows_between(Window.unbounded_preceding, Window.current_row)
@@ -342,6 +351,7 @@ def content_profile(path: str, max_gap_ns: int = 1_000_000_000) -> dict[str, Con
                 (sum((col(f"nf_{c}") for c in numeric), lit(0)) > lit(0)).cast(int64).sum().alias("nonfinite")
                 if numeric else lit(0).alias("nonfinite"),
                 col("has_values").cast(int64).sum().alias("valued"),
+                col("keyed").cast(int64).sum().alias("keyed"),
                 (col("decode_error").not_null().cast(int64).sum() if "decode_error" in df.column_names else lit(0)).alias("decode_errors"),
             ).to_pylist()
         }
@@ -372,8 +382,8 @@ def content_profile(path: str, max_gap_ns: int = 1_000_000_000) -> dict[str, Con
             .agg(col("lost").sum().alias("lost"), col("period_ns").max().alias("period_ns"))
             .to_pylist()
         }
-        valued = base.where(col("has_values"))
-        repeat = (col("values_hash") == col("values_hash").lag(1).over(by_sequence)).fill_null(False)
+        valued = base.where(col("keyed"))
+        repeat = (col("frozen_key") == col("frozen_key").lag(1).over(by_sequence)).fill_null(False)
         runs = {
             r["topic"]: r
             for r in valued.with_column("repeat", repeat)
@@ -402,6 +412,7 @@ def content_profile(path: str, max_gap_ns: int = 1_000_000_000) -> dict[str, Con
             nonfinite_columns=tuple(c for c in numeric if r.get(f"nf_{c}")),
             image_formats=tuple(formats.get(topic, ())),
             valued=int(r["valued"] or 0),
+            keyed=int(r["keyed"] or 0),
             longest_frozen_values_ns=int(f.get("span_ns") or 0),
             longest_frozen_values_messages=int(f.get("messages") or 1),
             decode_errors=int(r["decode_errors"] or 0),

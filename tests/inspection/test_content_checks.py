@@ -67,11 +67,12 @@ def test_a_clean_recording_with_a_pause_passes_every_check_and_every_content_che
         (Faults(nan_topics=("/joint_states",), nan_at_fraction=0.9), ((1.0, 1.0),), NONFINITE_VALUES, "joint_position"),
         (Faults(image_change_at_fraction=0.5), (), IMAGE_FORMAT_STABLE, "rgb8 -> "),
         (Faults(frozen_topics=("/joint_states",)), (), FROZEN_VALUES, "/joint_states identical decoded values"),
+        (Faults(frozen_topics=("/camera/image_raw",)), (), FROZEN_VALUES, "/camera/image_raw identical decoded values"),
         (Faults(sidecar_count_delta=7), (), AXON_SIDECAR_MATCH, "message_count"),
         (Faults(silent_from_fraction=0.4), (), PAUSES_ACCOUNTED, "unaccounted"),
         (Faults(drop_rate=0.05), ((2.0, 1.0),), TIMING_DROPS, "missing from the timing"),
     ],
-    ids=["stamp-skew", "nan-imu", "nan-joints-after-a-pause", "image-change", "frozen-values", "sidecar-count", "silent-tail",
+    ids=["stamp-skew", "nan-imu", "nan-joints-after-a-pause", "image-change", "frozen-values", "frozen-camera", "sidecar-count", "silent-tail",
          "drops-without-sequence-holes"],
 )
 def test_each_content_fault_is_caught_by_its_check_and_only_by_it(axon_lance, faults, pauses, check, words):
