@@ -484,7 +484,7 @@ def apply_events(uow: UnitOfWork, robot_id: str, events: Sequence[TaskEvent]) ->
         if foreign:
             # Same answer for "another robot's" and "no such task": never leak which it is.
             raise NotFoundError("task", foreign[0])
-        seen = uow.events.existing_ids([e.event_id for e in events])
+        seen = uow.events.existing_ids([e.event_id for e in events], robot_id)
         changed: dict[str, Task] = {}
         new_events: list[EventRecord] = []
         for event, data in zip(events, payloads):

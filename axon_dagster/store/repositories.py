@@ -557,10 +557,12 @@ class EventRepository:
     def __init__(self, session: Session):
         self._session = session
 
-    def existing_ids(self, event_ids: Sequence[str]) -> set[str]:
+    def existing_ids(self, event_ids: Sequence[str], robot_id: str) -> set[str]:
+        """Which of ``event_ids`` this robot already sent (event ids are scoped per robot)."""
         found: set[str] = set()
         for chunk in _chunks(sorted(set(event_ids))):
-            found.update(_core(self._session, select(_EVENTS.c.event_id).where(_EVENTS.c.event_id.in_(chunk))).scalars())
+            stmt = select(_EVENTS.c.event_id).where(_EVENTS.c.robot_id == robot_id, _EVENTS.c.event_id.in_(chunk))
+            found.update(_core(self._session, stmt).scalars())
         return found
 
     def add_many(self, events: Sequence[EventRecord]) -> None:

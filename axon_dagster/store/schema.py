@@ -148,11 +148,13 @@ class EventRow(Base):
         Index("ux_events_seq", "seq", unique=True),
         # The publisher: WHERE seq IS NULL ORDER BY id -- only unpublished rows are in it.
         Index("ix_events_unpublished", "id", postgresql_where=text("seq IS NULL"), sqlite_where=text("seq IS NULL")),
+        # 0008: event ids are unique per robot (one robot cannot take another's next event id).
+        Index("ux_events_robot_event", "robot_id", "event_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigIntegerPK, primary_key=True, autoincrement=True)
     seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    event_id: Mapped[str] = mapped_column(ID, unique=True)
+    event_id: Mapped[str] = mapped_column(ID)
     task_id: Mapped[str] = mapped_column(ID, ForeignKey("tasks.task_id"), index=True)
     robot_id: Mapped[str | None] = mapped_column(ID, nullable=True)  # None for a cloud-side move of an unassigned task
     status: Mapped[str] = mapped_column(String(16))

@@ -72,3 +72,36 @@ def test_last_seen_is_recorded(api):
     assert pull(url, first) == 200
     httpx.get(f"{url}/metrics")  # a scrape flushes the batched last-seen times
     assert admin.get("/api/v1/robots").json()[0]["last_seen_at"] is not None
+
+
+def test_a_robot_cannot_squat_another_robots_event_id(api):
+    """Event ids are scoped per robot: robot-2 sending robot-1's next event id (for its own task)
+    does not turn robot-1's real event into a "duplicate"."""
+    url, admin, first, _ = api
+    other = admin.post("/api/v1/robots", json={"robot_id": "robot-2"}).json()["token"]
+    admin.post("/api/v1/orders", json={"order_id": "o1", "scene": "warehouse", "skills": ["a", "b"]}).raise_for_status()
+    tasks = admin.post("/api/v1/orders/o1/plan", json={"task_count": 1, "duration_seconds": 5}).json()["tasks"]
+    mine, theirs = tasks[0]["task_id"], tasks[1]["task_id"]
+    admin.post("/api/v1/orders/o1/dispatch", json={"robot_ids": ["robot-1"]}).raise_for_status()
+    admin.post(f"/api/v1/tasks/{theirs}/transition", json={"status": "CANCELLED"}).raise_for_status()  # robot-1 keeps one
+    admin.post("/api/v1/orders/o1/dispatch", json={}).raise_for_status()
+    owner = {t["task_id"]: t["robot_id"] for t in admin.get("/api/v1/tasks", params={"order_id": "o1"}).json()}
+    assert owner[mine] == "robot-1"
+
+    def push(token: str, task_id: str, event_id: str) -> dict:
+        r = httpx.post(f"{url}/api/v1/edge/events", headers={"authorization": f"Bearer {token}"},
+                       json={"events": [{"event_id": event_id, "task_id": task_id, "status": "READY"}]})
+        return r
+
+    # robot-2 owns no task here: it cannot even name robot-1's task.
+    assert push(other, mine, f"{mine}.ready").status_code == 404
+    # Give robot-2 a task of its own and let it send robot-1's next event id for it.
+    admin.post("/api/v1/orders", json={"order_id": "o2", "scene": "warehouse", "skills": ["c"]}).raise_for_status()
+    (squat_task,) = [t["task_id"] for t in admin.post("/api/v1/orders/o2/plan", json={"task_count": 1, "duration_seconds": 5}).json()["tasks"]]
+    admin.post("/api/v1/orders/o2/dispatch", json={"robot_ids": ["robot-2"]}).raise_for_status()
+    squatted = push(other, squat_task, f"{mine}.ready")
+    assert squatted.status_code == 200 and squatted.json()["results"][0]["result"] == "applied"
+    real = push(first, mine, f"{mine}.ready")
+    assert real.json()["results"][0]["result"] == "applied"  # not a "duplicate"
+    assert admin.get(f"/api/v1/tasks/{mine}").json()["status"] == "READY"
+    assert push(first, mine, f"{mine}.ready").json()["results"][0]["result"] == "duplicate"  # its own replay still is

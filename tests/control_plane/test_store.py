@@ -185,7 +185,7 @@ def test_events_after_walks_seq_in_order(uow_factory: UnitOfWorkFactory) -> None
         assert not uow.events.has_unpublished()
         first = uow.events.after(0, 2)
         rest = uow.events.after(first[-1].seq, 10)  # type: ignore[arg-type]
-        assert uow.events.existing_ids(["e1", "nope"]) == {"e1"}
+        assert uow.events.existing_ids(["e1", "nope"], "r1") == {"e1"} and uow.events.existing_ids(["e1"], "r2") == set()
     assert [e.event_id for e in first + rest] == [f"e{i}" for i in range(5)]
     seqs = [e.seq for e in first + rest]
     assert seqs == [1, 2, 3, 4, 5]  # consecutive: the publisher leaves no holes
