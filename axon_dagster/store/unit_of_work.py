@@ -19,6 +19,7 @@ The two cursors: a robot's pull (``tasks.revision``, per robot, see above) and t
 from __future__ import annotations
 
 import logging
+import threading
 from types import TracebackType
 from typing import Callable
 
@@ -40,6 +41,8 @@ from .review_repositories import AuditRepository, BatchReviewRepository, Dataset
 
 log = logging.getLogger(__name__)
 
+SQLITE_WRITER_TIMEOUT = 30.0  # as long as SQLite's own busy timeout (store.engine)
+
 
 class SqlAlchemyUnitOfWork:
     """Use ``with uow.reading():`` or ``with uow.writing():``; call ``commit()`` to keep changes
@@ -58,8 +61,10 @@ class SqlAlchemyUnitOfWork:
     accounts: AccountRepository
     sessions: SessionRepository
 
-    def __init__(self, session_factory: Callable[[], Session]):
+    def __init__(self, session_factory: Callable[[], Session], sqlite_writer: threading.Lock | None = None):
         self._session_factory = session_factory
+        self._sqlite_writer = sqlite_writer
+        self._holds_writer = False
         self._session: Session | None = None
         self._write = False
 
@@ -77,7 +82,21 @@ class SqlAlchemyUnitOfWork:
         session = self._session_factory()
         self._session = session
         if self._write and session.get_bind().dialect.name == "sqlite":
-            session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            if self._sqlite_writer is not None:
+                # This process's writers queue here, in order, instead of in SQLite's busy
+                # handler (which sleeps in growing steps: a waiting writer wakes up to 100 ms late).
+                if not self._sqlite_writer.acquire(timeout=SQLITE_WRITER_TIMEOUT):
+                    self._session = None
+                    session.close()
+                    raise TimeoutError(f"SQLite is busy: another write of this process held it for {SQLITE_WRITER_TIMEOUT:g} s")
+                self._holds_writer = True
+            try:
+                session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            except BaseException:
+                self._release_writer()
+                self._session = None
+                session.close()
+                raise
         self.robots = RobotRepository(session)
         self.orders = OrderRepository(session)
         self.batches = BatchRepository(session)
@@ -101,6 +120,12 @@ class SqlAlchemyUnitOfWork:
         finally:
             session.close()
             self._write = False
+            self._release_writer()
+
+    def _release_writer(self) -> None:
+        if self._holds_writer:
+            self._holds_writer = False
+            self._sqlite_writer.release()  # type: ignore[union-attr]
 
     @property
     def session(self) -> Session:
@@ -130,6 +155,8 @@ class UnitOfWorkFactory:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._sessions = session_factory(engine)
+        # SQLite: one writer at a time per process, queued in Python (see SqlAlchemyUnitOfWork).
+        self._sqlite_writer = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     def __call__(self) -> SqlAlchemyUnitOfWork:
-        return SqlAlchemyUnitOfWork(self._sessions)
+        return SqlAlchemyUnitOfWork(self._sessions, self._sqlite_writer)
