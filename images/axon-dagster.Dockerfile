@@ -2,8 +2,10 @@
 # axon-dagster: Dagster code location (gRPC on 3030), control-plane API (8000) and the image of
 # every Dagster run pod. Build from the repository root:
 #   docker build -f images/axon-dagster.Dockerfile -t axon-dagster:0.1.0 .
-# Pin by digest in production: --build-arg PYTHON_IMAGE=python:3.12.11-slim-bookworm@sha256:...
-ARG PYTHON_IMAGE=python:3.12.11-slim-bookworm
+# Python 3.11 like the edge image: the ROS 2 wheels (the `ros2` recorder transport) are cp311 only,
+# and the Ray image must run the same minor version for a Ray driver here to join its cluster.
+# Pin by digest in production: --build-arg PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:...
+ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \

@@ -3,8 +3,10 @@
 # the RayJob submitter. Ray comes from the base image; Daft, Lance and the axon_dagster package
 # (for `python -m axon_dagster.inspection.job`) are added. No Dagster.
 #   docker build -f images/axon-ray.Dockerfile -t axon-ray:0.1.0 .
-# Pin by digest in production: --build-arg RAY_IMAGE=rayproject/ray:2.59.0-py312@sha256:...
-ARG RAY_IMAGE=rayproject/ray:2.59.0-py312
+# Python 3.11 like axon-dagster: a Ray driver (the `ray` runner in a Dagster pod) must run the
+# cluster's Python minor version. Pin by digest in production:
+#   --build-arg RAY_IMAGE=rayproject/ray:2.59.0-py311@sha256:...
+ARG RAY_IMAGE=rayproject/ray:2.59.0-py311
 
 FROM ${RAY_IMAGE} AS build
 WORKDIR /home/ray/src

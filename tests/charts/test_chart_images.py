@@ -130,6 +130,21 @@ def test_edge_image_installs_ros2_from_the_wheels_and_builds_the_interface_packa
     assert ("CMD", '["axon-edge", "run"]') in ins
 
 
+def base_images(image: str) -> list[str]:
+    ins = instructions(DOCKERFILES[image].read_text())
+    args = dict(r.split("=", 1) for w, r in ins if w == "ARG" and "=" in r)
+    return [resolve(r.split()[0], args) for w, r in ins if w == "FROM"]
+
+
+def test_cloud_and_ray_images_run_python_3_11():
+    # a `recorder.transport: ros2` config needs the cp311 ROS 2 wheels, and a Ray driver in a
+    # Dagster pod must run the Ray cluster's Python minor version
+    assert all(re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", f)
+               for f in base_images("axon-dagster")), base_images("axon-dagster")
+    assert all(re.fullmatch(r"rayproject/ray:[\d.]+-py311(@sha256:[0-9a-f]{64})?", f)
+               for f in base_images("axon-ray")), base_images("axon-ray")
+
+
 def test_dockerfile_check_bites():
     bad = "FROM python:latest\nENV AXON_ADMIN_TOKEN=abc\nRUN pip install .\n"
     problems = "\n".join(check_dockerfile(bad))
