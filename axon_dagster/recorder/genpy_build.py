@@ -14,7 +14,6 @@ two processes starting at once — a simulator and its client — never import h
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -25,6 +24,7 @@ import threading
 from pathlib import Path
 from types import ModuleType
 
+from .build_stamp import stamp_digest, stamp_matches
 from .ros1_env import import_ros1
 from .srv import PACKAGE, SRV_DIR, srv_files
 
@@ -44,18 +44,11 @@ def default_build_dir() -> Path:
 
 
 def _stamp(srv_paths: list[Path], package: str, genpy_version: str) -> str:
-    h = hashlib.sha256(f"{package}\n{genpy_version}\n".encode())
-    for path in srv_paths:
-        h.update(f"{path.name}\n".encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
+    return stamp_digest(f"{package}\n{genpy_version}\n", srv_paths)
 
 
 def _is_fresh(package_dir: Path, stamp: str) -> bool:
-    try:
-        return (package_dir / STAMP).read_text() == stamp
-    except OSError:
-        return False
+    return stamp_matches(package_dir, STAMP, stamp)
 
 
 def build(

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import hashlib
 import importlib.metadata
 import os
 import shutil
@@ -34,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .build_stamp import stamp_digest, stamp_matches
 from .srv import PACKAGE, SRV_DIR, srv_files
 
 BUILD_DIR_ENV = "AXON_ROS2_MSGS_DIR"
@@ -82,18 +82,11 @@ def _versions() -> str:
 
 
 def stamp_of(sources: list[Path], package: str) -> str:
-    h = hashlib.sha256(f"{package}\n{_versions()}\n".encode())
-    for path in [*(INTERFACES_DIR / name for name in PACKAGE_FILES), CMAKE_FIX, *sources]:
-        h.update(f"{path.name}\n".encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
+    return stamp_digest(f"{package}\n{_versions()}\n", [*(INTERFACES_DIR / name for name in PACKAGE_FILES), CMAKE_FIX, *sources])
 
 
 def is_fresh(prefix: Path, stamp: str) -> bool:
-    try:
-        return (prefix / STAMP).read_text() == stamp
-    except OSError:
-        return False
+    return stamp_matches(prefix, STAMP, stamp)
 
 
 def build(
