@@ -14,6 +14,7 @@ Errors: :class:`ControlPlaneError` carries the API's status code and ``detail``;
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 from datetime import datetime
 from functools import lru_cache
@@ -266,7 +267,8 @@ class ControlPlaneClient(_HttpClient):
     def dataset_inspected(
         self, dataset_id: str, *, score: float, outcome: str, report: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        body = {"score": score, "outcome": getattr(outcome, "value", outcome), "report": dict(report or {})}
+        # The API refuses NaN/Infinity (not JSON); a measured infinity in the report travels as text.
+        body = {"score": score, "outcome": getattr(outcome, "value", outcome), "report": _finite(dict(report or {}))}
         return self._request("POST", f"/datasets/{_seg(dataset_id)}/inspection", json=body)
 
     def review_dataset(self, dataset_id: str, *, reviewer: str, approve: bool, comment: str = "") -> dict[str, Any]:
@@ -335,3 +337,14 @@ def _event_json(event: Any) -> dict[str, Any]:
     if isinstance(item.get("occurred_at"), datetime):
         item["occurred_at"] = item["occurred_at"].isoformat()
     return item
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by its text (``"inf"``, ``"-inf"``, ``"nan"``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -115,3 +115,11 @@ def _dump(body: object) -> bytes:
     import json
 
     return json.dumps(body).encode()  # json.dumps writes Infinity: what a careless client sends
+
+
+def test_a_measured_infinity_in_a_qc_report_travels_as_text():
+    """The API refuses NaN/Infinity; the client sends a QC report's non-finite numbers as text."""
+    from axon_dagster.api.client import _finite
+
+    assert _finite({"checks": [{"value": float("inf")}, {"value": float("nan")}], "score": 0.5}) == {
+        "checks": [{"value": "inf"}, {"value": "nan"}], "score": 0.5}
