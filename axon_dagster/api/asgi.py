@@ -6,7 +6,43 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
+import time
 from typing import Any, Awaitable, Callable
+
+# ---------------------------------------------------------------------- guessing secrets
+
+
+class FailureLockout:
+    """Wrong secrets (passwords, PINs) per client: after ``max_failures`` the client is locked out
+    for ``lockout_seconds`` (in memory, per process: enough to make guessing slow)."""
+
+    def __init__(self, max_failures: int = 5, lockout_seconds: float = 60.0, max_clients: int = 4096):
+        self.max_failures, self.lockout_seconds, self.max_clients = max_failures, lockout_seconds, max_clients
+        self._lock = threading.Lock()
+        self._failures: dict[str, tuple[int, float]] = {}
+
+    def locked(self, client: str) -> bool:
+        with self._lock:
+            count, since = self._failures.get(client, (0, 0.0))
+            if count < self.max_failures:
+                return False
+            if time.monotonic() - since < self.lockout_seconds:
+                return True
+            self._failures.pop(client, None)
+            return False
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            if len(self._failures) >= self.max_clients:
+                self._failures.clear()
+            count, _ = self._failures.get(client, (0, 0.0))
+            self._failures[client] = (count + 1, time.monotonic())
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
 
 # ---------------------------------------------------------------------- security headers
 

@@ -36,6 +36,8 @@ from axon_dagster.services.errors import AuthenticationError, CrossSiteRequestEr
 from axon_dagster.settings import Settings
 from axon_dagster.web import STATIC_DIR
 
+from .asgi import FailureLockout
+
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
@@ -91,6 +93,7 @@ class Authenticator:
         self.proxies = tuple(ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies)
         self.sso_default_role = Role(settings.sso_default_role) if settings.sso_default_role else None
         self.session_lifetime = timedelta(hours=settings.session_hours)
+        self.sign_in_failures = FailureLockout(max_failures=10, lockout_seconds=300.0)  # per client address
 
     def from_proxy(self, request: Request) -> bool:
         if not self.proxies or request.client is None:
@@ -268,11 +271,24 @@ def login_page() -> Response:
     return FileResponse(WEB_DIR / "login.html", media_type="text/html; charset=utf-8", headers={"cache-control": "no-cache"})
 
 
-@session_api.post("/login", response_model=Me, responses={401: {"description": "wrong account name or password"}})
+@session_api.post("/login", response_model=Me, responses={
+    401: {"description": "wrong account name or password"},
+    429: {"description": "too many failed sign-ins from this address",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+})
 def login(body: LoginBody, request: Request) -> Any:
     auth = _auth(request)
     auth.check_same_site(request)
-    signed = acc.sign_in(_uow(request), body.name, body.password, auth.session_lifetime)
+    client = request.client.host if request.client else ""
+    if auth.sign_in_failures.locked(client):
+        return JSONResponse({"detail": "too many failed sign-ins from this address; try again in 5 minutes"},
+                            status_code=429, headers={"retry-after": "300"})
+    try:
+        signed = acc.sign_in(_uow(request), body.name, body.password, auth.session_lifetime)
+    except AuthenticationError:
+        auth.sign_in_failures.failed(client)
+        raise
+    auth.sign_in_failures.succeeded(client)
     response = JSONResponse(Me(name=signed.principal.name, role=signed.principal.role, kind=signed.principal.kind,
                                csrf_token=signed.csrf_token).model_dump(mode="json"))
     response.set_cookie(SESSION_COOKIE, signed.session_id, max_age=int(auth.session_lifetime.total_seconds()), path="/",

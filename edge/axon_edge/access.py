@@ -17,12 +17,13 @@ import ipaddress
 import json
 import secrets
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
+
+from axon_dagster.api.asgi import FailureLockout
 
 COOKIE = "axon_collector"
 MIN_CREDENTIAL_LENGTH = 6
@@ -76,12 +77,11 @@ def load_access(env: Mapping[str, str], *, pin_file: str | None = None, debug_ro
 
 
 class _Sessions:
-    """Collector sessions in memory (a restart signs the tablet out), and the PIN lockout."""
+    """Collector sessions in memory (a restart signs the tablet out)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tokens: OrderedDict[str, None] = OrderedDict()
-        self._failures: dict[str, tuple[int, float]] = {}
 
     def issue(self) -> str:
         token = secrets.token_urlsafe(32)
@@ -94,26 +94,6 @@ class _Sessions:
     def valid(self, token: str) -> bool:
         with self._lock:
             return any(hmac.compare_digest(token.encode(), t.encode()) for t in self._tokens)
-
-    def locked(self, client: str) -> bool:
-        with self._lock:
-            count, since = self._failures.get(client, (0, 0.0))
-            if count >= MAX_FAILURES and time.monotonic() - since < LOCKOUT_SECONDS:
-                return True
-            if count >= MAX_FAILURES:
-                self._failures.pop(client, None)
-            return False
-
-    def failed(self, client: str) -> None:
-        with self._lock:
-            count, _ = self._failures.get(client, (0, 0.0))
-            self._failures[client] = (count + 1, time.monotonic())
-            if len(self._failures) > 4096:
-                self._failures.clear()
-
-    def succeeded(self, client: str) -> None:
-        with self._lock:
-            self._failures.pop(client, None)
 
 
 def _headers(scope: Mapping[str, Any]) -> dict[str, str]:
@@ -142,6 +122,7 @@ class CollectorGuard:
         self.app = app
         self.access = access
         self.sessions = _Sessions()
+        self.lockout = FailureLockout(MAX_FAILURES, LOCKOUT_SECONDS)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any) -> None:
         if scope["type"] != "http":
@@ -194,7 +175,7 @@ class CollectorGuard:
         if pin is None:
             await _reply(send, 404, "no collector PIN is set on this robot (the agent serves loopback only)")
             return
-        if self.sessions.locked(client):
+        if self.lockout.locked(client):
             await _reply(send, 429, f"too many wrong PINs; try again in {LOCKOUT_SECONDS:.0f} s", [(b"retry-after", b"60")])
             return
         raw = b""
@@ -215,10 +196,10 @@ class CollectorGuard:
             await _reply(send, 422, "request body must be a JSON object {\"pin\": \"...\"}")
             return
         if not hmac.compare_digest(given.encode(), pin.encode()):
-            self.sessions.failed(client)
+            self.lockout.failed(client)
             await _reply(send, 401, "wrong collector PIN")
             return
-        self.sessions.succeeded(client)
+        self.lockout.succeeded(client)
         secure = "; Secure" if scope.get("scheme") == "https" else ""
         cookie = f"{COOKIE}={self.sessions.issue()}; Path=/; HttpOnly; SameSite=Strict{secure}".encode()
         body_bytes = b'{"signed_in": true}'

@@ -72,6 +72,14 @@ def test_sign_in_refusals_say_the_same_thing(api):
         assert (r.status_code, r.json()["detail"]) == (401, "wrong account name or password"), name
 
 
+def test_guessing_passwords_locks_the_address_out(api):
+    url, _, _ = api
+    codes = [httpx.post(f"{url}/api/v1/auth/login", json={"name": "rita", "password": f"guess {i}"}).status_code for i in range(10)]
+    assert codes == [401] * 10
+    locked = httpx.post(f"{url}/api/v1/auth/login", json={"name": "rita", "password": PASSWORD})  # even the right one
+    assert locked.status_code == 429 and locked.headers["retry-after"] == "300"
+
+
 def test_roles_per_route(api):
     url, _, _ = api
     viewer, v_csrf = signed_in(url, "vera")
