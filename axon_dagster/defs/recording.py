@@ -238,14 +238,12 @@ def lance_dataset_metadata(dataset_path: str | os.PathLike) -> dict[str, Any]:
 def mcap_recording_metadata(mcap_path: str | os.PathLike) -> dict[str, Any]:
     """The recording asset's metadata for an Axon MCAP, after checking it is complete and matches
     Axon's checksum: what Axon's sidecar (or, without one, the MCAP's axon.* records) says."""
-    from axon_dagster.storage.axon_recording import AxonRecordingFiles, IncompleteRecording, completeness_problem, load_sidecar, verify_checksum
+    from axon_dagster.storage.axon_recording import AxonRecordingFiles, load_sidecar, verify_recording
 
     files = AxonRecordingFiles.for_mcap(mcap_path)
-    problem = completeness_problem(files)
-    if problem is not None:
-        raise IncompleteRecording(files.mcap_path, problem)
-    sha = verify_checksum(files)  # ChecksumMismatch if the file changed since Axon hashed it
-    axon = load_sidecar(files)
+    # IncompleteRecording if not finished, ChecksumMismatch if the file changed since Axon hashed it
+    sha, axon = verify_recording(files)
+    axon = axon or load_sidecar(files)  # no sidecar: the MCAP's axon.* records
     rec = axon.recording
     return {
         "dataset_path": dg.MetadataValue.path(str(files.mcap_path)),

@@ -473,6 +473,14 @@ def is_complete(files: AxonRecordingFiles) -> bool:
     return completeness_problem(files) is None
 
 
+def require_complete(files: AxonRecordingFiles) -> AxonRecordingFiles:
+    """``files`` when the recording is complete; :class:`IncompleteRecording` with the reason if not."""
+    problem = completeness_problem(files)
+    if problem is not None:
+        raise IncompleteRecording(files.mcap_path, problem)
+    return files
+
+
 def wait_complete(files: AxonRecordingFiles, timeout_s: float, poll_s: float = 0.5) -> AxonRecordingFiles:
     """Wait until :func:`is_complete`; :class:`IncompleteRecording` (with the reason) after ``timeout_s``.
     Axon's finish closes and hashes the file on one thread, which takes minutes for a large one."""
@@ -490,6 +498,17 @@ def wait_complete(files: AxonRecordingFiles, timeout_s: float, poll_s: float = 0
 # Checksums and metadata
 
 
+def read_own_sidecar(files: AxonRecordingFiles) -> AxonSidecar | None:
+    """Axon's sidecar beside the ``.mcap``, or ``None`` when Axon wrote none; :class:`SidecarError`
+    when it is malformed or describes another file."""
+    if not files.sidecar_path.exists():
+        return None
+    sidecar = AxonSidecar.read(files.sidecar_path)
+    if sidecar.mcap_file != files.mcap_path.name:
+        raise SidecarError(str(files.sidecar_path), f"describes {sidecar.mcap_file!r}, not {files.mcap_path.name!r}")
+    return sidecar
+
+
 def verify_checksum(files: AxonRecordingFiles, expected: str | None = None) -> str:
     """SHA-256 of the ``.mcap``, checked against the sidecar's ``recording.checksum_sha256`` and, when
     given, ``expected`` (e.g. ``stats.metadata.checksum_sha256`` or the EXECUTED event's). Returns the
@@ -497,14 +516,16 @@ def verify_checksum(files: AxonRecordingFiles, expected: str | None = None) -> s
     sidecar or one that names another file, :class:`IncompleteRecording` when the recording is not
     finished. Without a sidecar and without ``expected`` there is nothing to compare: the digest is
     returned as computed (the caller records it as unverified)."""
-    problem = completeness_problem(files)
-    if problem is not None:
-        raise IncompleteRecording(files.mcap_path, problem)
+    return verify_recording(files, expected)[0]
+
+
+def verify_recording(files: AxonRecordingFiles, expected: str | None = None) -> tuple[str, AxonSidecar | None]:
+    """:func:`verify_checksum`, returning Axon's sidecar it checked against too (``None`` when Axon
+    wrote none), so that a caller needing both reads the sidecar once."""
+    require_complete(files)
     sources: list[tuple[str, str]] = []
-    if files.sidecar_path.exists():
-        sidecar = AxonSidecar.read(files.sidecar_path)
-        if sidecar.mcap_file != files.mcap_path.name:
-            raise SidecarError(str(files.sidecar_path), f"describes {sidecar.mcap_file!r}, not {files.mcap_path.name!r}")
+    sidecar = read_own_sidecar(files)
+    if sidecar is not None:
         sources.append(("sidecar", sidecar.checksum_sha256 or ""))
     if expected is not None:
         if not isinstance(expected, str) or not _SHA256_HEX.fullmatch(expected.lower()):
@@ -514,7 +535,7 @@ def verify_checksum(files: AxonRecordingFiles, expected: str | None = None) -> s
     for source, want in sources:
         if want != actual:
             raise ChecksumMismatch(files.mcap_path, want, actual, source)
-    return actual
+    return actual, sidecar
 
 
 def read_axon_metadata(mcap_path: str | os.PathLike) -> dict[str, dict[str, str]]:
@@ -563,7 +584,10 @@ __all__ = [
     "load_sidecar",
     "parse_axon_time",
     "read_axon_metadata",
+    "read_own_sidecar",
     "recording_files",
+    "require_complete",
     "verify_checksum",
+    "verify_recording",
     "wait_complete",
 ]

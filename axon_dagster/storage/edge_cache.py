@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ..domain.ids import validate_id
-from .axon_recording import AxonRecordingFiles, AxonSidecar, ChecksumMismatch, IncompleteRecording, SidecarError, completeness_problem
+from .axon_recording import AxonRecordingFiles, AxonSidecar, ChecksumMismatch, read_own_sidecar, require_complete
 from .digest import DigestMismatch, digest_of_files, file_sha256
 from .recording import Sidecar, sidecar_path
 
@@ -338,12 +338,8 @@ class EdgeCache:
             cached = self._find(dataset_id)
             if cached is not None:  # released (or removed by the recorder) after an earlier stage
                 return replace(self.get(dataset_id), source_released=True) if self.release_source else self.get(dataset_id)
-        problem = completeness_problem(files)
-        if problem is not None:
-            raise IncompleteRecording(files.mcap_path, problem)
-        axon = AxonSidecar.read(files.sidecar_path) if files.sidecar_path.exists() else None
-        if axon is not None and axon.mcap_file != files.mcap_path.name:
-            raise SidecarError(str(files.sidecar_path), f"describes {axon.mcap_file!r}, not {files.mcap_path.name!r}")
+        require_complete(files)
+        axon = read_own_sidecar(files)
         wanted = [(source, sha.lower()) for source, sha in (("sidecar", axon.checksum_sha256 if axon else None),
                                                              ("recorder", expected_checksum)) if sha]
 
