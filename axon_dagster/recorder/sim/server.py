@@ -65,7 +65,7 @@ from starlette.routing import Route
 
 from axon_dagster import __version__
 from axon_dagster.domain import InvalidIdError, validate_id
-from axon_dagster.recorder.config import PRIVATE_TASK_CONFIG_FIELDS
+from axon_dagster.recorder.config import AXON_TASK_CONFIG_FIELDS, PRIVATE_TASK_CONFIG_FIELDS
 from axon_dagster.storage.recording import sidecar_path
 
 from .synthetic import DEFAULT_TOPICS, Faults, TopicSpec
@@ -922,6 +922,10 @@ class SimulatedRecorder:
         threading.Thread(target=post, name=f"axon-sim-callback-{payload['task_id']}", daemon=True).start()
 
 
+# task_config fields validate_task_config checks on their own; every other Axon field is a string
+_NON_STRING_OR_CHECKED = frozenset({"task_id", "device_id", "skills", "topics"})
+
+
 def validate_task_config(task_config: Any) -> list[dict[str, str]]:
     """Axon's ``validate_task_config_json``: ``[{field, code, message}]``, empty when valid. The
     simulator also refuses a task id or device id that is not a safe file name."""
@@ -944,18 +948,8 @@ def validate_task_config(task_config: Any) -> list[dict[str, str]]:
                 validate_id(task_config[name], name)
             except InvalidIdError as exc:
                 err(name, "invalid_value", str(exc))
-    for name in (
-        "data_collector_id",
-        "order_id",
-        "operator_name",
-        "scene",
-        "subscene",
-        "factory",
-        "start_callback_url",
-        "finish_callback_url",
-        "user_token",
-    ):
-        if name in task_config and not isinstance(task_config[name], str):
+    for name in AXON_TASK_CONFIG_FIELDS:
+        if name not in _NON_STRING_OR_CHECKED and name in task_config and not isinstance(task_config[name], str):
             err(name, "invalid_type", f"{name} must be a string")
     skills = task_config.get("skills")
     if "skills" in task_config:
