@@ -1,6 +1,6 @@
 """``RecorderClient`` over Axon's HTTP RPC (v0.4).
 
-Wire format (``reference/AXON_V04.md``): every RPC answers ``{success, message, data}``; a refusal
+Wire format (Axon v0.4, GitHub ``archebase/axon``): every RPC answers ``{success, message, data}``; a refusal
 is HTTP 200 with ``success=false`` and the recorder's explanation (a config refusal adds
 ``data.validation_errors: [{field, code, message}]``); only an unknown route (404) or unparsable
 JSON (400) change the status code. States are lower case (``idle``, ``ready``, ``recording``,

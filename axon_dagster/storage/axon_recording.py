@@ -1,6 +1,7 @@
 """Reading what the Axon recorder (v0.4) leaves on disk, per task, in its output directory.
 
-Axon writes, in this order (see ``shared/reference/AXON_V04.md``):
+Axon writes, in this order (Axon's source, GitHub ``archebase/axon`` tag v0.4.0:
+``recording_session.cpp``, ``metadata_injector.cpp``):
 
 1. ``<task_id>.mcap`` — the recording, with MCAP metadata records ``axon.sidecar``, ``axon.task``,
    ``axon.device``, ``axon.recording`` and ``axon.topics`` (present even without a JSON sidecar);

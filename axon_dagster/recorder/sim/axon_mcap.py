@@ -1,6 +1,6 @@
 """Recordings as the Axon recorder v0.4 writes them: ``<task_id>.mcap`` + sidecar + ``.mcap.done``.
 
-:func:`write_axon_recording` is the simulator's writer (see ``reference/AXON_V04.md``, and Axon's
+:func:`write_axon_recording` is the simulator's writer (after Axon v0.4's source, GitHub ``archebase/axon``:
 ``recording_session.cpp`` / ``metadata_injector.cpp`` / ``recorder.cpp``):
 
 - one MCAP file, zstd-compressed by default, one schema per ROS message type (schema name = the

@@ -4,7 +4,7 @@
 is a Starlette application speaking the RPC; :func:`serve_in_thread` runs one on a localhost port
 for tests and the demo; ``axon-sim`` (:mod:`.cli`) runs one as a process.
 
-It behaves as ``reference/AXON_V04.md`` says the real recorder does (the reference is the judge):
+It behaves as the real recorder does (Axon v0.4, GitHub ``archebase/axon``; where they differ, Axon is right):
 
 - it records ITS OWN subscriptions (``topics``), whatever the task's ``topics`` say (those are
   only echoed into the callbacks);
