@@ -477,6 +477,7 @@ def test_edge_rendered_env_is_accepted_by_the_agent_cli(render):
     from unittest import mock
 
     from axon_edge import cli
+    from axon_edge.access import is_loopback
 
     for values_file in ci_values("axon-edge"):
         env = {k: v for k, v in _agent_env(render("axon-edge", values_file, release="robot-1")).items() if v is not None}
@@ -493,6 +494,40 @@ def test_edge_rendered_env_is_accepted_by_the_agent_cli(render):
             assert validate_namespace(args.recorder_namespace)
         if "ros1" in (args.recorder_transport, args.teleop):
             assert env.get("ROS_MASTER_URI"), values_file.name
+        # Beyond loopback the agent refuses to start without a collector PIN: the chart must hand it one.
+        assert args.host == env["AXON_EDGE_HOST"]
+        assert is_loopback(args.host) or "AXON_COLLECTOR_PIN" in _agent_env(render("axon-edge", values_file, release="robot-1"))
+
+
+def _agent(rendered):
+    (dep,) = _by_kind(rendered, "Deployment")
+    return next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "agent")
+
+
+def test_edge_exposed_agent_gets_its_collector_pin_from_a_secret(render):
+    agent = _agent(_edge(render, "minimal-values"))
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["AXON_EDGE_HOST"]["value"] == "0.0.0.0"
+    # the robot token's Secret by default, its own Secret when named
+    assert env["AXON_COLLECTOR_PIN"]["valueFrom"]["secretKeyRef"] == {"name": "axon-robot-robot-1", "key": "AXON_COLLECTOR_PIN"}
+    assert agent["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8090}  # /healthz needs no PIN
+    agent = _agent(render("axon-edge", CHARTS_DIR / "axon-edge" / "ci" / "minimal-values.yaml", release="robot-1",
+                          sets=("collectorPin.secretName=robot-1-collector", "collectorPin.key=pin")))
+    pin = next(e for e in agent["env"] if e["name"] == "AXON_COLLECTOR_PIN")
+    assert pin["valueFrom"]["secretKeyRef"] == {"name": "robot-1-collector", "key": "pin"}
+
+
+def test_edge_loopback_agent_needs_no_pin_and_probes_from_inside(render):
+    values = CHARTS_DIR / "axon-edge" / "ci" / "minimal-values.yaml"
+    agent = _agent(render("axon-edge", values, release="robot-1", sets=("listenHost=127.0.0.1",)))
+    env = {e["name"]: e.get("value") for e in agent["env"]}
+    assert env["AXON_EDGE_HOST"] == "127.0.0.1" and "AXON_COLLECTOR_PIN" not in env
+    # the kubelet cannot reach a loopback-only agent: the probe runs in the container
+    for probe in (agent["readinessProbe"], agent["livenessProbe"]):
+        assert "httpGet" not in probe
+        assert "http://127.0.0.1:8090/healthz" in probe["exec"]["command"][-1]
+    with pytest.raises(HelmError, match="serviceMonitor needs the agent reachable"):
+        render("axon-edge", values, release="robot-1", sets=("listenHost=127.0.0.1", "metrics.serviceMonitor.enabled=true"))
 
 
 def test_cloud_refuses_an_hpa_whose_minimum_is_above_its_maximum(render):

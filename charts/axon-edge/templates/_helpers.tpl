@@ -55,3 +55,21 @@ app.kubernetes.io/component: {{ . }}
 {{- $sel := dict .Values.scheduling.nodeLabelKey .Values.robotId }}
 {{- toYaml (mergeOverwrite $sel .Values.scheduling.nodeSelector) }}
 {{- end }}
+
+{{/* "true" when the agent listens on loopback only (empty string otherwise, so it reads as false). */}}
+{{- define "axon-edge.loopbackOnly" -}}
+{{- $h := .Values.listenHost -}}
+{{- if or (hasPrefix "127." $h) (eq $h "::1") (eq $h "localhost") -}}true{{- end -}}
+{{- end }}
+
+{{/* /healthz over HTTP from the kubelet, or from inside the container when the agent is loopback-only. */}}
+{{- define "axon-edge.healthProbe" -}}
+{{- if include "axon-edge.loopbackOnly" . -}}
+exec:
+  command: ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{{ .Values.port }}/healthz', timeout=2)"]
+{{- else -}}
+httpGet:
+  path: /healthz
+  port: {{ .Values.port }}
+{{- end }}
+{{- end }}
