@@ -35,6 +35,7 @@ def stage_recording(
     staged = flow.stage_recording(
         control_plane.client(), edge_cache.cache(), config.task_id,
         recording_format=config.recording_format, recorder_checksum=config.recorder_checksum_sha256,
+        wait_timeout_s=flow.recording_wait_seconds(),
     )
     context.log_event(
         materialization(

@@ -118,6 +118,8 @@ def recording_format_of(dataset_path: str, reported: str | None = None) -> str:
 
 
 def recording_wait_seconds(environ: dict[str, str] | None = None) -> float:
+    """``AXON_RECORDING_WAIT_SECONDS`` (default 600): read by the Dagster op, which passes it to
+    :func:`stage_recording` as ``wait_timeout_s``; a bad value is a clear error."""
     env = os.environ if environ is None else environ
     raw = env.get(RECORDING_WAIT_ENV)
     if raw is None or raw == "":
@@ -162,7 +164,8 @@ def stage_recording(
     """Put an EXECUTED task's recording into the edge cache, verified: a Lance-era recording is
     hardlinked or copied against its sidecar's digests; an Axon MCAP is awaited until complete,
     checked against Axon's checksum (and ``recorder_checksum``, the EXECUTED event's), and
-    ingested into Lance in the cache (see the module docstring)."""
+    ingested into Lance in the cache (see the module docstring). ``wait_timeout_s``: how long Axon
+    may take to finish the MCAP (default :data:`DEFAULT_RECORDING_WAIT_S`)."""
     task = control_plane.get_task(task_id)
     if task["status"] != TaskStatus.EXECUTED.value:
         raise DataFlowError(f"task {task_id} is {task['status']}, the data flow starts from EXECUTED")
@@ -178,7 +181,7 @@ def stage_recording(
             raise DataFlowError(f"task {task_id}: {exc}") from None
         if files.mcap_path.name != f"{task_id}.mcap":  # Axon names it after the task: nothing else is taken
             raise DataFlowError(f"task {task_id}: reported recording {files.mcap_path.name!r} is not {task_id}.mcap")
-        wait = recording_wait_seconds() if wait_timeout_s is None else wait_timeout_s
+        wait = DEFAULT_RECORDING_WAIT_S if wait_timeout_s is None else wait_timeout_s
         wait_complete(files, timeout_s=wait, poll_s=min(1.0, max(0.05, wait / 20)))
         cached = edge_cache.stage_mcap(files.mcap_path, task_id, ingest=mcap_ingester(task, recorder_checksum),
                                        expected_checksum=recorder_checksum)
