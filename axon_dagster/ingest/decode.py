@@ -192,7 +192,7 @@ def _joint_state(m, out: dict) -> None:
 
 def _odometry(m, out: dict) -> None:
     pose, twist = m.pose.pose, m.twist.twist
-    out["position"] = [float(pose.position.x), float(pose.position.y), float(pose.position.z)]
+    out["position"] = _v3(pose.position)
     out["orientation"] = _q(pose.orientation)
     out["linear_velocity"] = _v3(twist.linear)
     out["angular_velocity"] = _v3(twist.angular)
