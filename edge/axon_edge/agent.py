@@ -47,17 +47,17 @@ from axon_dagster.storage.axon_recording import (
 from axon_dagster.storage.recording import sidecar_path
 
 from .db import EdgeDB, LocalTask, OutboxEvent
+from .errors import Conflict, DataDirLocked, InvalidRequest, NotRecording, RecorderBusy, RecorderFailure
 from .metrics import EdgeMetrics
 from .supervision import DEFAULT_INTERVAL as DEFAULT_SUPERVISION_INTERVAL
 from .supervision import DEFAULT_UNREACHABLE_POLLS, RecordingSupervisor
+
+log = logging.getLogger(__name__)
 
 # An idle robot asks the control plane once per this many seconds (it answers at once when work
 # comes); 0 turns long-polling off (poll every poll_interval).
 DEFAULT_LONG_POLL_SECONDS = 20.0
 MAX_LONG_POLL_SECONDS = 60.0
-from .errors import Conflict, DataDirLocked, InvalidRequest, NotRecording, RecorderBusy, RecorderFailure
-
-log = logging.getLogger(__name__)
 
 TELEOP_COMMANDS = ("start", "stop")
 # The recorder's start/finish callbacks land here (served by axon_edge.http).
