@@ -189,17 +189,16 @@ def _lance_fault(path: str, failure: InspectionInfrastructureError) -> str | Non
     must read to its end at the OS level (else InspectionInfrastructureError: permissions, I/O
     errors), then Lance itself must fail to open or scan the dataset. Remote datasets and missing
     directories are never judged malformed (the store may be down or the path wrong)."""
-    from .sidecar_check import local_dataset_dir
+    from .sidecar_check import dataset_files, local_dataset_dir
 
     root = local_dataset_dir(path)
     if root is None or not root.is_dir():
         return None
     try:
-        for dirpath, _, names in os.walk(root, onerror=_raise):
-            for name in names:
-                with open(os.path.join(dirpath, name), "rb") as fh:
-                    while fh.read(8 << 20):
-                        pass
+        for file in dataset_files(root):
+            with open(file, "rb") as fh:
+                while fh.read(8 << 20):
+                    pass
     except OSError as exc:
         raise InspectionInfrastructureError(path, f"{failure.reason}; and a file cannot be read: {exc}") from exc
     import lance
@@ -211,10 +210,6 @@ def _lance_fault(path: str, failure: InspectionInfrastructureError) -> str | Non
     except Exception as exc:  # noqa: BLE001 - Lance's errors are the data's: every byte read above
         return f"not a readable Lance dataset although every file reads: {type(exc).__name__}: {str(exc)[:300]}"
     return None
-
-
-def _raise(exc: OSError) -> None:
-    raise exc
 
 
 def _sidecar_result(job, path: str):

@@ -74,11 +74,7 @@ def check_sidecar_files(dataset_path: str, verify_digest: bool = True) -> Sideca
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         return SidecarFindings(str(side), error=f"sidecar {side.name} is not a valid sidecar: {exc}")
     try:
-        on_disk = sorted(
-            Path(dirpath, name).relative_to(root).as_posix()
-            for dirpath, _, names in os.walk(root, onerror=_raise)
-            for name in names
-        )
+        on_disk = sorted(f.relative_to(root).as_posix() for f in dataset_files(root))
     except OSError as exc:
         raise InspectionInfrastructureError(dataset_path, f"dataset directory unreadable: {exc}") from exc
     listed = set(sidecar.files)
@@ -128,6 +124,12 @@ def sha256_of_file(path: Path) -> str:
             mm.madvise(mmap.MADV_SEQUENTIAL)
             h.update(mm)
     return h.hexdigest()
+
+
+def dataset_files(root: Path) -> list[Path]:
+    """Every file under ``root``; OSError when a directory cannot be listed (``os.walk`` alone
+    would skip it silently, and a dataset would look smaller than it is)."""
+    return [Path(dirpath, name) for dirpath, _, names in os.walk(root, onerror=_raise) for name in names]
 
 
 def _raise(exc: OSError) -> None:
