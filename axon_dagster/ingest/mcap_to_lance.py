@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from axon_dagster.storage.axon_recording import AxonRecordingError, AxonSidecar, AxonRecordingFiles, load_sidecar
-from axon_dagster.storage.digest import digest_of_files, file_digests
+from axon_dagster.storage.digest import digest_of_files, file_digests, file_sha256
 from axon_dagster.storage.recording import RECORDING_COLUMNS, Sidecar, TopicSummary, sidecar_path
 
 from .decode import DECODED_COLUMNS, RosDecoderFactory, decoded_columns, decoded_schema_fields, fast_columns, ros2_type_name
@@ -289,8 +289,6 @@ class _DigestsAsWritten:
         return out
 
     def _submit_new(self) -> None:
-        from axon_dagster.storage.digest import file_sha256
-
         for rel, path in self._finished_files():
             if rel not in self.jobs:
                 try:
@@ -310,8 +308,6 @@ class _DigestsAsWritten:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def finish(self) -> dict[str, str]:
-        from axon_dagster.storage.digest import file_sha256
-
         self.stop.set()
         self.watcher.join()
         self._submit_new()
