@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from axon_dagster.storage.recording import RECORDING_FORMATS
+
 log = logging.getLogger(__name__)
 
 
@@ -44,7 +46,6 @@ def wait_healthy(url: str, process: subprocess.Popen | None = None, timeout: flo
 
 
 FLEET_TRANSPORTS = ("http", "ros1", "ros2")
-RECORDING_FORMATS = ("mcap", "lance")
 
 
 @dataclass(frozen=True)

@@ -38,12 +38,19 @@ from axon_dagster.domain import (
 )
 from axon_dagster.storage.axon_recording import AxonRecordingFiles, AxonSidecar, wait_complete
 from axon_dagster.storage.digest import DigestMismatch, file_sha256
-from axon_dagster.storage.recording import Sidecar, axon_sidecar_path, report_path, sidecar_path, source_mcap_path
+from axon_dagster.storage.recording import (
+    LANCE,
+    MCAP,
+    RECORDING_FORMATS,
+    Sidecar,
+    axon_sidecar_path,
+    report_path,
+    sidecar_path,
+    source_mcap_path,
+)
 
 log = logging.getLogger(__name__)
 
-MCAP, LANCE = "mcap", "lance"
-RECORDING_FORMATS = (MCAP, LANCE)
 # How long staging waits for Axon to finish a recording (close, patch, hash: minutes for a big file).
 RECORDING_WAIT_ENV = "AXON_RECORDING_WAIT_SECONDS"
 DEFAULT_RECORDING_WAIT_S = 600.0

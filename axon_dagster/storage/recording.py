@@ -15,6 +15,11 @@ from typing import Any
 
 from .digest import DigestMismatch, digest_of_files, file_digests
 
+# The layouts a recording arrives in (the EXECUTED event's ``recording_format``): Axon v0.4's MCAP
+# (``<task_id>.mcap`` + Axon's sidecar), ingested into Lance at staging, or a Lance-era dataset.
+MCAP, LANCE = "mcap", "lance"
+RECORDING_FORMATS = (MCAP, LANCE)
+
 # Columns of every recording; pyarrow is imported lazily so robots without it can read sidecars.
 RECORDING_COLUMNS = ("topic", "log_time_ns", "sequence", "message_type", "payload")
 SIDECAR_FORMAT_VERSION = 1

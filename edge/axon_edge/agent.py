@@ -44,7 +44,7 @@ from axon_dagster.storage.axon_recording import (
     verify_checksum,
     wait_complete,
 )
-from axon_dagster.storage.recording import sidecar_path
+from axon_dagster.storage.recording import LANCE, MCAP, sidecar_path
 
 from .db import EdgeDB, LocalTask, OutboxEvent
 from .errors import Conflict, DataDirLocked, InvalidRequest, NotRecording, RecorderBusy, RecorderFailure
@@ -808,7 +808,7 @@ class EdgeAgent:
             return {
                 "dataset_path": str(p),
                 "sidecar_path": str(files.sidecar_path) if has_sidecar else None,
-                "recording_format": "mcap",
+                "recording_format": MCAP,
                 # Axon's checksum when it gave one (sidecar or stats); None when nothing vouches for the file
                 "checksum_sha256": checksum if (has_sidecar or checksum_hint) else None,
             }
@@ -820,7 +820,7 @@ class EdgeAgent:
             if time.monotonic() >= deadline:
                 raise FileNotFoundError(f"the sidecar {sidecar} of {p} did not appear within {complete_wait:g}s")
             time.sleep(0.1)
-        return {"dataset_path": str(p), "sidecar_path": str(sidecar), "recording_format": "lance", "checksum_sha256": None}
+        return {"dataset_path": str(p), "sidecar_path": str(sidecar), "recording_format": LANCE, "checksum_sha256": None}
 
     def _record_stopped(self, task_id: str, data: Mapping[str, Any]) -> LocalTask:
         outcome = self.db.transition(

@@ -66,7 +66,7 @@ from starlette.routing import Route
 from axon_dagster import __version__
 from axon_dagster.domain import InvalidIdError, validate_id
 from axon_dagster.recorder.config import AXON_TASK_CONFIG_FIELDS, PRIVATE_TASK_CONFIG_FIELDS
-from axon_dagster.storage.recording import sidecar_path
+from axon_dagster.storage.recording import RECORDING_FORMATS, sidecar_path
 
 from .synthetic import DEFAULT_TOPICS, Faults, TopicSpec
 
@@ -75,7 +75,6 @@ logger = logging.getLogger(__name__)
 IDLE, READY, RECORDING, PAUSED = "idle", "ready", "recording", "paused"
 SERVICE_NAME = "axon-sim"
 CALLBACK_TIMEOUT_SECONDS = 30.0  # Axon's callback client timeout
-RECORDING_FORMATS = ("mcap", "lance")
 DEFAULT_PORT = 8080  # Axon's HTTP RPC port
 # Axon re-scans the closed file (to patch its size) and SHA-256s it: seconds per GB of recording.
 DEFAULT_FINISH_SECONDS_PER_GB = 2.0
