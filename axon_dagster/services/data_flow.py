@@ -322,15 +322,16 @@ def upload_approved(control_plane, edge_cache, object_store, staged: StagedRecor
     # The original recording (for Foxglove and re-ingestion) beside the dataset. The cached MCAP
     # may be a hardlink to the recorder's file: it must still be what staging verified against
     # Axon's checksum (a recorder overwriting the same task's file in place would change it), and
-    # put_file verifies the stored copy against it.
+    # put_file verifies the stored copy against it (given that hash: the MCAP is read once here).
     mcap = source_mcap_path(cache_path)
     if mcap.exists():
         staged_sha = ((sidecar.extra or {}).get("source") or {}).get("mcap_sha256")
+        actual = None
         if staged_sha:
             actual = file_sha256(mcap)
             if actual != staged_sha:
                 raise DigestMismatch(f"{mcap} (changed since it was staged)", staged_sha, actual)
-        object_store.put_file(mcap, mcap_key(key))
+        object_store.put_file(mcap, mcap_key(key), sha256=actual)
         if axon_sidecar_path(cache_path).exists():
             object_store.put_file(axon_sidecar_path(cache_path), axon_sidecar_key(key))
     digest = object_store.verify_dataset(key, sidecar.files)

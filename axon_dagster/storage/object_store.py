@@ -60,7 +60,7 @@ class ObjectStore(Protocol):
 
     def put_bytes(self, key: str, data: bytes) -> str: ...
 
-    def put_file(self, local_path: str | os.PathLike, key: str) -> str: ...
+    def put_file(self, local_path: str | os.PathLike, key: str, *, sha256: str | None = None) -> str: ...
 
     def get_bytes(self, key: str) -> bytes: ...
 
@@ -126,10 +126,14 @@ def _validated_manifest(files: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for rel, sha in files.items():
         validate_key(rel, "dataset file path")
-        if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        if not _is_sha256_hex(sha):
             raise ValueError(f"invalid sha256 {sha!r} for dataset file {rel!r}: expected 64 lowercase hex digits")
         out[rel] = sha
     return out
+
+
+def _is_sha256_hex(sha: object) -> bool:
+    return isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)
 
 
 def _describe_difference(expected: Mapping[str, str], actual: Mapping[str, str]) -> str:
@@ -184,12 +188,16 @@ class _DatasetStore:
 
     # --- public
 
-    def put_file(self, local_path: str | os.PathLike, key: str) -> str:
+    def put_file(self, local_path: str | os.PathLike, key: str, *, sha256: str | None = None) -> str:
+        """Store one file at ``key``, verified. ``sha256``: its SHA-256 when the caller has just
+        hashed it (a large file is then not read twice); the stored copy is checked against it."""
         key = validate_key(key)
         local_path = Path(local_path)
         if not local_path.is_file():
             raise FileNotFoundError(f"file to upload not found: {local_path}")
-        sha = file_sha256(local_path)
+        if sha256 is not None and not _is_sha256_hex(sha256):
+            raise ValueError(f"invalid sha256 {sha256!r} for {local_path}: expected 64 lowercase hex digits")
+        sha = sha256 or file_sha256(local_path)
         stored = self._write_verified(local_path, key, sha, {SHA256_METADATA: sha})
         if stored != sha:
             raise DigestMismatch(f"{self.uri_for(key)} after upload", sha, stored or "missing")

@@ -336,3 +336,22 @@ def test_the_s3_fixture_server_is_a_real_http_endpoint(s3_server, s3_bucket):
     url = client.generate_presigned_url("get_object", Params={"Bucket": s3_bucket, "Key": "k"})
     assert url.startswith(s3_server.url)
     assert httpx.get(url).content == b"over the wire"
+
+
+def test_put_file_with_a_known_sha256_still_verifies_the_stored_copy(store, tmp_path):
+    import hashlib
+
+    src = tmp_path / "original.mcap"
+    src.write_bytes(b"recorded bytes" * 1000)
+    right = hashlib.sha256(src.read_bytes()).hexdigest()
+    assert store.put_file(src, "a/original.mcap", sha256=right) == store.uri_for("a/original.mcap")
+    assert store.get_bytes("a/original.mcap") == src.read_bytes()
+    # a file that no longer has the hash the caller computed (rewritten in between) is not stored
+    src.write_bytes(b"rewritten bytes" * 1000)
+    with pytest.raises((DigestMismatch, ObjectStoreError)):
+        store.put_file(src, "b/original.mcap", sha256=right)
+    if isinstance(store, LocalDirObjectStore):  # S3 checks after the PUT: the refused object stays there
+        assert not store.exists("b/original.mcap")
+    with pytest.raises(ValueError, match="invalid sha256"):
+        store.put_file(src, "c/original.mcap", sha256="ABC")
+    assert not store.exists("c/original.mcap")
