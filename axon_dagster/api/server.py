@@ -85,8 +85,48 @@ def serve(
     os.environ["AXON_DATABASE_URL"] = url
     if admin_token is not None:
         os.environ["AXON_ADMIN_TOKEN"] = admin_token
-    uvicorn.run("axon_dagster.api.app:create_app", factory=True, host=host, port=port, log_level=log_level, workers=workers,
-                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, timeout_keep_alive=KEEP_ALIVE_SECONDS)
+    _serve_workers(host, port, log_level, workers)
+
+
+def _serve_workers(host: str, port: int, log_level: str, workers: int) -> None:
+    """``workers`` uvicorn processes, each with its own SO_REUSEPORT socket on the port, so the
+    kernel spreads connections evenly over them. (With one shared socket, whichever worker is
+    free first accepts: robots keep their connections, and one worker ended up with most of the
+    fleet while the other idled.) A worker that dies takes the others down: the pod restarts."""
+    import multiprocessing
+    import signal
+
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_worker, args=(host, port, log_level), name=f"axon-api-{i}") for i in range(workers)]
+    for proc in procs:
+        proc.start()
+
+    def stop(_signum: int, _frame: Any) -> None:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while all(proc.is_alive() for proc in procs):
+            time.sleep(0.5)
+    finally:
+        stop(0, None)
+        for proc in procs:
+            proc.join(SHUTDOWN_GRACE_SECONDS + 5)
+
+
+def _worker(host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config("axon_dagster.api.app:create_app", factory=True, log_level=log_level,
+                            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, timeout_keep_alive=KEEP_ALIVE_SECONDS)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 class ApiThread:
