@@ -8,6 +8,11 @@
   (receive time minus the event's ``occurred_at`` on the robot) per robot — a growing lag means a
   robot's outbox is draining a backlog.
 
+With several uvicorn workers (``serve(workers=N)``) each process counts its own requests:
+:func:`share_counts_between_workers` puts prometheus_client in multiprocess mode before the workers
+start, and every worker's ``/metrics`` then adds up all workers' counters (a scrape reaches one
+worker at random; without this it would see that worker's share only).
+
 Labels are bounded: ``robot_id`` (one per robot), statuses and results (enums); never task ids.
 Upload metrics (``axon_upload_*``, defined by ``axon_dagster.storage.metrics`` in the process
 default registry) are re-exported when this process uploads.
@@ -16,11 +21,15 @@ default registry) are re-exported when this process uploads.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from axon_dagster.domain import utcnow
@@ -48,23 +57,50 @@ STORE_GAUGES = (
 )
 
 
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch, read at its import
+
+
+@contextmanager
+def share_counts_between_workers() -> Iterator[str]:
+    """Around uvicorn's worker processes: a fresh directory where every worker's counters live
+    (prometheus_client's multiprocess mode; the workers import it after this, so they all use it),
+    removed afterwards unless the operator named it in ``PROMETHEUS_MULTIPROC_DIR``."""
+    named = os.environ.get(MULTIPROCESS_ENV)
+    directory = named or tempfile.mkdtemp(prefix="axon-api-metrics-")
+    for leftover in os.listdir(directory):  # counts of an earlier run are not this run's
+        if leftover.endswith(".db"):
+            os.unlink(os.path.join(directory, leftover))
+    os.environ[MULTIPROCESS_ENV] = directory
+    try:
+        yield directory
+    finally:
+        if not named:
+            shutil.rmtree(directory, ignore_errors=True)
+            os.environ.pop(MULTIPROCESS_ENV, None)
+
+
 class ControlPlaneMetrics:
-    """The API's registry: store gauges plus ingest counters."""
+    """The API's registry: store gauges plus ingest counters (all workers' when there are several)."""
 
     def __init__(self, uow_factory: UnitOfWorkFactory):
         self.registry = CollectorRegistry(auto_describe=True)
+        counters_registry = self.registry
+        if os.environ.get(MULTIPROCESS_ENV):
+            # This process's counters go to its own file; the scrape reads every worker's files.
+            counters_registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.registry)
         self.events_ingested = Counter(
             "axon_events_ingested",  # exposed as axon_events_ingested_total
             "Robot status events received, by robot and result (applied, duplicate, rejected)",
             ["robot_id", "result"],
-            registry=self.registry,
+            registry=counters_registry,
         )
         self.ingest_lag = Histogram(
             "axon_event_ingest_lag_seconds",
             "Receive time minus the event's occurred_at on the robot, per robot",
             ["robot_id"],
             buckets=INGEST_LAG_BUCKETS,
-            registry=self.registry,
+            registry=counters_registry,
         )
         self.registry.register(StoreCollector(uow_factory))
         self.registry.register(ProcessUploadMetrics())

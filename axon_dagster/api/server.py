@@ -64,6 +64,7 @@ def serve(
     from axon_dagster.store import upgrade
 
     from .app import create_app
+    from .metrics import share_counts_between_workers
 
     url = database_url or load_settings().database_url
     workers = default_workers(database_url=url) if workers is None else workers
@@ -85,7 +86,8 @@ def serve(
     os.environ["AXON_DATABASE_URL"] = url
     if admin_token is not None:
         os.environ["AXON_ADMIN_TOKEN"] = admin_token
-    _serve_workers(host, port, log_level, workers)
+    with share_counts_between_workers():  # one /metrics for all workers, whichever answers the scrape
+        _serve_workers(host, port, log_level, workers)
 
 
 def _serve_workers(host: str, port: int, log_level: str, workers: int) -> None:
