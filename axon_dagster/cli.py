@@ -51,8 +51,8 @@ def cmd_demo(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from axon_dagster.demo import DemoOptions, run_demo
-    from axon_dagster.fleet import ExternalRecorder
+    from axon_dagster.demo.driver import DemoOptions, run_demo
+    from axon_dagster.demo.fleet import ExternalRecorder
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:
@@ -80,7 +80,7 @@ def cmd_demo(args) -> int:
     )
     if external:
         options.robots = len(external)
-    from axon_dagster.demo import DemoTransportUnavailable, check_transport
+    from axon_dagster.demo.driver import DemoTransportUnavailable, check_transport
 
     try:
         check_transport(options.transport)
@@ -126,8 +126,8 @@ def cmd_dev(args) -> int:
     import tempfile
     import threading
 
-    from axon_dagster.collectors import SimulatedCollector
-    from axon_dagster.fleet import SimulatedFleet
+    from axon_dagster.demo.collectors import SimulatedCollector
+    from axon_dagster.demo.fleet import SimulatedFleet
     from axon_dagster.recorder.ros2_env import reserve_domain_id
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="axon-dev-")).resolve()
@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how edge agents reach their recorders: Axon HTTP RPC, or ROS 1 services on a real rosmaster "
         "the demo starts, or ROS 2 services (rclpy nodes on loopback, in a ROS_DOMAIN_ID of the demo's own)",
     )
-    from axon_dagster.demo import DEFAULT_RECORDING_FORMAT
+    from axon_dagster.demo.driver import DEFAULT_RECORDING_FORMAT
 
     demo.add_argument(
         "--format",

@@ -60,7 +60,7 @@ import httpx  # noqa: E402
 from axon_dagster.api.client import ControlPlaneClient  # noqa: E402
 from axon_dagster.api.server import default_workers  # noqa: E402
 from axon_dagster.domain import utcnow  # noqa: E402
-from axon_dagster.fleet import free_port, wait_healthy  # noqa: E402
+from axon_dagster.demo.fleet import free_port, wait_healthy  # noqa: E402
 from axon_dagster.services import control_plane as cp  # noqa: E402
 from axon_dagster.store import make_engine, upgrade  # noqa: E402
 from axon_dagster.store.bulk import insert_rows  # noqa: E402

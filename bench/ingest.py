@@ -35,8 +35,8 @@ if str(REPO) not in sys.path:  # runnable as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
 from axon_dagster.ingest import RosDecoderFactory, ingest_mcap  # noqa: E402
-from axon_dagster.recorder.sim.axon_mcap import write_axon_recording  # noqa: E402
-from axon_dagster.recorder.sim.synthetic import TopicSpec  # noqa: E402
+from axon_dagster.demo.sim.axon_mcap import write_axon_recording  # noqa: E402
+from axon_dagster.demo.sim.synthetic import TopicSpec  # noqa: E402
 
 MB = 1_000_000
 CPU: dict[str, list[float]] = {"baseline": [], "ingestion": []}  # process CPU seconds (all threads)

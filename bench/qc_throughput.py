@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from axon_dagster.domain import QcOutcome, Requirements  # noqa: E402
-from axon_dagster.recorder.sim.synthetic import default_topics, write_recording  # noqa: E402
+from axon_dagster.demo.sim.synthetic import default_topics, write_recording  # noqa: E402
 
 VGA_RGB8 = 640 * 480 * 3
 COLUMNS = ["topic", "sequence", "log_time_ns", "payload"]

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
-from axon_dagster.fleet import free_port, wait_for_log_line, wait_healthy  # noqa: E402
+from axon_dagster.demo.fleet import free_port, wait_for_log_line, wait_healthy  # noqa: E402
 from axon_dagster.recorder.axon_http import AxonHttpRecorder  # noqa: E402
 from axon_dagster.recorder.ros2_env import load_srv_module, reserve_domain_id  # noqa: E402
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     master = f"http://127.0.0.1:{free_port()}"
     ros1_env = {"ROS_MASTER_URI": master, "ROS_HOME": str(workdir / "ros_home"), "ROS_IP": "127.0.0.1", "ROS_HOSTNAME": "127.0.0.1"}
     os.environ.update(ros1_env)
-    sim = [sys.executable, "-m", "axon_dagster.recorder.sim.cli", "--log-level", "warning"]
+    sim = [sys.executable, "-m", "axon_dagster.demo.sim.cli", "--log-level", "warning"]
     http_port = free_port()
     procs: list[subprocess.Popen] = []
     clients: dict[str, object] = {}

@@ -6,7 +6,7 @@ otherwise, encodings ``ros2msg``/``cdr`` or ``ros1msg``/``ros1``, zstd chunks, l
 channel metadata ``axon.source``/``axon.plugin``, the five ``axon.*`` metadata records, then the
 ``<task_id>.json`` sidecar (v1.0) and ``<task_id>.mcap.done``, each through ``.tmp`` + rename.
 
-The simulator's writer (``axon_dagster.recorder.sim.axon_mcap``) is the product's; this one is the
+The simulator's writer (``axon_dagster.demo.sim.axon_mcap``) is the product's; this one is the
 tests' own, small and explicit, so a test can shape exactly the bytes it needs.
 """
 

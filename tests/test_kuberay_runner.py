@@ -453,7 +453,7 @@ class ExecutingCustomObjectsApi(FakeCustomObjectsApi):
 
 
 def _recording(tmp_path, name, **faults):
-    from axon_dagster.recorder.sim.synthetic import Faults, write_recording
+    from axon_dagster.demo.sim.synthetic import Faults, write_recording
 
     path = tmp_path / f"{name}.lance"
     write_recording(path, task_id=name, robot_id="robot-1", start_ns=1_700_000_000_000_000_000, duration_s=2.0,

@@ -1,7 +1,7 @@
 """The recorder seam: the ``RecorderClient`` protocol, its backends and the recording config.
 
 Light on purpose (httpx and pyyaml only): the edge agent imports it on the robot. The simulator
-lives in :mod:`axon_dagster.recorder.sim` and is never imported from here.
+lives in :mod:`axon_dagster.demo.sim` and is never imported from here.
 """
 
 from .axon_http import AxonHttpRecorder, RecorderState, RpcReply

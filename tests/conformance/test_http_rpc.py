@@ -13,7 +13,7 @@ from axon_dagster.config import RecorderSettings
 from axon_dagster.domain import TaskStatus
 from axon_dagster.recorder.axon_http import AxonHttpRecorder
 from axon_dagster.recorder.protocol import RecorderRefused
-from axon_dagster.recorder.sim.cli import _parser as sim_parser
+from axon_dagster.demo.sim.cli import _parser as sim_parser
 from axon_dagster.storage.axon_recording import find_recording
 
 

@@ -7,7 +7,7 @@ import time
 
 from mcap.reader import make_reader
 
-from axon_dagster.recorder.sim.axon_mcap import typestore_for
+from axon_dagster.demo.sim.axon_mcap import typestore_for
 
 
 def _record_with_a_pause(axon, pause_s: float = 0.6):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from axon_dagster.defs.recording import lance_dataset_metadata
-from axon_dagster.recorder.sim.axon_mcap import write_axon_recording
+from axon_dagster.demo.sim.axon_mcap import write_axon_recording
 from axon_dagster.storage.axon_recording import ChecksumMismatch, IncompleteRecording
 from axon_dagster.storage.recording import sidecar_path
 

@@ -24,8 +24,8 @@ from axon_dagster.defs.data_flow import data_flow
 from axon_dagster.defs.resources import ControlPlaneResource, EdgeCacheResource, InspectionResource, ObjectStoreResource
 from axon_dagster.defs.sensors import data_flow_run_request
 from axon_dagster.domain import QcOutcome, TaskStatus
-from axon_dagster.recorder.sim.axon_mcap import write_axon_recording
-from axon_dagster.recorder.sim.synthetic import Faults
+from axon_dagster.demo.sim.axon_mcap import write_axon_recording
+from axon_dagster.demo.sim.synthetic import Faults
 from axon_dagster.services import data_flow as flow
 from axon_dagster.storage.axon_recording import ChecksumMismatch, IncompleteRecording, SidecarError
 from axon_dagster.storage.digest import DigestMismatch, file_sha256

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from axon_dagster.demo import DEFAULT_RECORDING_FORMAT
+from axon_dagster.demo.driver import DEFAULT_RECORDING_FORMAT
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ LISTENING = re.compile(r"axon-sim listening on (http://\S+)")
 def external_sim(tmp_path):
     data_dir = tmp_path / "bench-robot" / "recording"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "axon_dagster.recorder.sim.cli", "--port", "0", "--data-dir", str(data_dir),
+        [sys.executable, "-m", "axon_dagster.demo.sim.cli", "--port", "0", "--data-dir", str(data_dir),
          "--robot-id", "bench-1", "--format", DEFAULT_RECORDING_FORMAT],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
@@ -79,7 +79,7 @@ def test_a_bad_external_recorder_spec_is_refused_before_anything_starts(tmp_path
 
 
 def test_an_external_recorder_that_does_not_answer_is_a_clear_error(tmp_path):
-    from axon_dagster.fleet import ExternalRecorder, SimulatedFleet, free_port
+    from axon_dagster.demo.fleet import ExternalRecorder, SimulatedFleet, free_port
 
     dead = ExternalRecorder.parse(f"robot-1=http://127.0.0.1:{free_port()},{tmp_path / 'rec'}")
     with pytest.raises(RuntimeError, match="does not answer GET /health"):
@@ -88,7 +88,7 @@ def test_an_external_recorder_that_does_not_answer_is_a_clear_error(tmp_path):
 
 
 def test_external_recorder_spec_parses(tmp_path):
-    from axon_dagster.fleet import ExternalRecorder
+    from axon_dagster.demo.fleet import ExternalRecorder
 
     rec = ExternalRecorder.parse(f"robot-7=http://10.0.0.5:8080/,{tmp_path}/rec")
     assert (rec.robot_id, rec.url, rec.data_dir) == ("robot-7", "http://10.0.0.5:8080", Path(tmp_path) / "rec")

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import pytest
 
 from axon_dagster.domain import Requirements
-from axon_dagster.recorder.sim.synthetic import DEFAULT_TOPICS, Faults, write_recording
+from axon_dagster.demo.sim.synthetic import DEFAULT_TOPICS, Faults, write_recording
 
 try:
     from tests.s3_fixture import s3_bucket, s3_client, s3_env, s3_server  # noqa: F401

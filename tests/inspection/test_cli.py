@@ -12,7 +12,7 @@ import pytest
 
 from axon_dagster.inspection.checks import CHECK_NAMES
 from axon_dagster.inspection.cli import main
-from axon_dagster.recorder.sim.synthetic import Faults
+from axon_dagster.demo.sim.synthetic import Faults
 
 
 def inspect(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -94,7 +94,7 @@ def test_unreachable_ray_exits_3_quickly(make_recording):
 # ------------------------------------------------------------------------------ MCAP recordings
 
 def _axon_mcap(tmp_path, name="rec", **kwargs):
-    from axon_dagster.recorder.sim.axon_mcap import write_axon_recording
+    from axon_dagster.demo.sim.axon_mcap import write_axon_recording
 
     return write_axon_recording(tmp_path / "robot", task_config={"task_id": name, "scene": "warehouse", "skills": ["pick"]},
                                 device_id="robot-1", started_at_ns=1_780_000_000_000_000_000, duration_s=3.0, seed=1, **kwargs)

@@ -20,8 +20,8 @@ from axon_dagster.inspection.checks import (
     PAUSES_ACCOUNTED,
     TIMING_DROPS,
 )
-from axon_dagster.recorder.sim.axon_mcap import write_axon_recording
-from axon_dagster.recorder.sim.synthetic import Faults
+from axon_dagster.demo.sim.axon_mcap import write_axon_recording
+from axon_dagster.demo.sim.synthetic import Faults
 
 T0 = 1_780_000_000_000_000_000
 DURATION_S = 6.0

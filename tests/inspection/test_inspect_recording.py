@@ -45,7 +45,7 @@ from axon_dagster.inspection.checks import (
     score_of,
 )
 from axon_dagster.inspection.report import REPORT_FORMAT_VERSION, CheckResult
-from axon_dagster.recorder.sim.synthetic import DEFAULT_TOPICS, Faults, TopicSpec
+from axon_dagster.demo.sim.synthetic import DEFAULT_TOPICS, Faults, TopicSpec
 from axon_dagster.storage.digest import dataset_digest
 from axon_dagster.storage.recording import Sidecar, report_path, sidecar_path
 

@@ -17,7 +17,7 @@ from axon_dagster.inspection.job import (
     main,
 )
 from axon_dagster.inspection.ray_runners import parse_report_from_logs
-from axon_dagster.recorder.sim.synthetic import Faults
+from axon_dagster.demo.sim.synthetic import Faults
 from axon_dagster.storage.recording import sidecar_path
 
 

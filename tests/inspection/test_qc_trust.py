@@ -26,7 +26,7 @@ from axon_dagster.inspection.checks import (
     TOPIC_SET,
     WELL_FORMED,
 )
-from axon_dagster.recorder.sim.synthetic import DEFAULT_TOPICS, Faults
+from axon_dagster.demo.sim.synthetic import DEFAULT_TOPICS, Faults
 from axon_dagster.storage.recording import recording_schema, sidecar_path
 
 CAMERA, JOINTS, IMU = "/camera/image_raw", "/joint_states", "/imu"
@@ -136,7 +136,7 @@ def test_a_clean_recording_without_its_sidecar_needs_review_whatever_the_thresho
 @pytest.fixture
 def axon_lance(tmp_path):
     from axon_dagster.ingest import ingest_mcap
-    from axon_dagster.recorder.sim.axon_mcap import write_axon_recording
+    from axon_dagster.demo.sim.axon_mcap import write_axon_recording
 
     def make(name: str, sidecar_mode: str = "always", hashed: bool = True):
         rec = write_axon_recording(tmp_path / name / "robot", task_config={"task_id": name, "scene": "warehouse"},
@@ -261,7 +261,7 @@ def test_a_scan_that_fails_for_a_reason_other_than_the_data_stays_infrastructure
 
 def test_a_corrupt_mcap_is_rejected_by_the_cli_with_the_reason(tmp_path, capsys):
     from axon_dagster.inspection.cli import main
-    from axon_dagster.recorder.sim.axon_mcap import write_axon_recording
+    from axon_dagster.demo.sim.axon_mcap import write_axon_recording
 
     rec = write_axon_recording(tmp_path / "robot", task_config={"task_id": "broken"}, device_id="robot-1",
                                started_at_ns=1_780_000_000_000_000_000, duration_s=2.0, seed=1)
@@ -279,7 +279,7 @@ def test_a_corrupt_mcap_is_rejected_by_the_cli_with_the_reason(tmp_path, capsys)
 def test_an_axon_subscription_that_never_published_is_a_declared_topic_lost(tmp_path):
     """Axon opens a channel per subscription: one without messages is a topic the recording lost."""
     from axon_dagster.ingest import ingest_mcap
-    from axon_dagster.recorder.sim.axon_mcap import write_axon_recording
+    from axon_dagster.demo.sim.axon_mcap import write_axon_recording
 
     rec = write_axon_recording(tmp_path / "robot", task_config={"task_id": "quiet-odom"}, device_id="robot-1",
                                started_at_ns=1_780_000_000_000_000_000, duration_s=3.0, seed=3,

@@ -23,7 +23,7 @@ from axon_dagster.inspection.ray_runners import (
     jobs_api_url,
     run_as_ray_job,
 )
-from axon_dagster.recorder.sim.synthetic import Faults
+from axon_dagster.demo.sim.synthetic import Faults
 
 REQ = Requirements.from_dict({"required_topics": ["/camera/image_raw", "/imu"], "max_gap_seconds": 0.5})
 
@@ -46,7 +46,7 @@ def same_verdicts(a, b) -> None:
 @pytest.fixture(scope="module")
 def faulty_recording(tmp_path_factory) -> Path:
     """Several checks with non-trivial values: drops, a 0.8 s stall, a frozen camera, a clock jump."""
-    from axon_dagster.recorder.sim.synthetic import write_recording
+    from axon_dagster.demo.sim.synthetic import write_recording
 
     path = tmp_path_factory.mktemp("ray") / "faulty.lance"
     write_recording(path, task_id="faulty", robot_id="robot-1", start_ns=1_700_000_000_000_000_000, duration_s=3.0,
@@ -70,7 +70,7 @@ def test_daft_on_a_ray_address_agrees_with_native(ray_head, faulty_recording):
 def faulty_mcap_recording(tmp_path_factory) -> Path:
     """An Axon MCAP (simulator's writer) with content faults and a pause, ingested into Lance."""
     from axon_dagster.ingest import ingest_mcap
-    from axon_dagster.recorder.sim.axon_mcap import write_axon_recording
+    from axon_dagster.demo.sim.axon_mcap import write_axon_recording
 
     root = tmp_path_factory.mktemp("ray-mcap")
     rec = write_axon_recording(
@@ -85,7 +85,7 @@ def faulty_mcap_recording(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def sanity_recording(tmp_path_factory) -> Path:
     """Duplicated rows, a sequence reset, a stuck clock, a topic on another clock, a declared topic lost."""
-    from axon_dagster.recorder.sim.synthetic import DEFAULT_TOPICS, TopicSpec, write_recording
+    from axon_dagster.demo.sim.synthetic import DEFAULT_TOPICS, TopicSpec, write_recording
 
     path = tmp_path_factory.mktemp("ray-sanity") / "sanity.lance"
     topics = {**DEFAULT_TOPICS, "/odom": TopicSpec(50.0, "nav_msgs/Odometry", 120)}

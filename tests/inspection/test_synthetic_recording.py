@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from axon_dagster.domain import InvalidIdError
-from axon_dagster.recorder.sim import synthetic
-from axon_dagster.recorder.sim.synthetic import DEFAULT_TOPICS, Faults, TopicSpec, default_topics, write_recording
+from axon_dagster.demo.sim import synthetic
+from axon_dagster.demo.sim.synthetic import DEFAULT_TOPICS, Faults, TopicSpec, default_topics, write_recording
 from axon_dagster.storage.digest import DigestMismatch, dataset_digest
 from axon_dagster.storage.recording import Sidecar, recording_schema, sidecar_path
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from mcap.reader import make_reader
 
-from axon_dagster.recorder.sim.axon_mcap import (
+from axon_dagster.demo.sim.axon_mcap import (
     AXON_DEFAULT_TOPICS,
     ros_type_name,
     typestore_for,
     write_axon_recording,
 )
-from axon_dagster.recorder.sim.synthetic import Faults, TopicSpec
+from axon_dagster.demo.sim.synthetic import Faults, TopicSpec
 from axon_dagster.storage.axon_recording import format_axon_time
 
 START_NS = 1_780_000_000_123_456_789

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from axon_dagster.recorder import AxonHttpRecorder
-from axon_dagster.recorder.sim.cli import main
+from axon_dagster.demo.sim.cli import main
 from axon_dagster.storage.digest import dataset_digest, file_sha256
 from axon_dagster.storage.recording import Sidecar
 
@@ -25,7 +25,7 @@ LISTENING = re.compile(r"axon-sim listening on (http://\S+)")
 
 def axon_sim_command() -> list[str]:
     script = Path(sys.executable).with_name("axon-sim")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "axon_dagster.recorder.sim.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "axon_dagster.demo.sim.cli"]
 
 
 def test_the_axon_sim_entry_point_serves_and_stops_cleanly_on_sigterm(tmp_path):
@@ -109,7 +109,7 @@ def test_axon_sim_format_lance_writes_the_lance_era_layout(tmp_path, capsys, wri
 
 
 def test_axon_sim_listens_on_axons_port_by_default():
-    from axon_dagster.recorder.sim.cli import _parser
+    from axon_dagster.demo.sim.cli import _parser
 
     assert _parser().parse_args([]).port == 8080
 

@@ -15,7 +15,7 @@ from axon_dagster.api.review import ReviewClient
 from axon_dagster.api.server import ApiThread
 from axon_dagster.defs.resources import ControlPlaneResource, EdgeCacheResource, InspectionResource, ObjectStoreResource
 from axon_dagster.domain import TaskStatus
-from axon_dagster.recorder.sim.synthetic import Faults, write_recording
+from axon_dagster.demo.sim.synthetic import Faults, write_recording
 from axon_dagster.services import data_flow as flow
 from axon_dagster.store import upgrade
 

@@ -3,7 +3,7 @@
 import base64
 
 from axon_dagster.api.rate_plot import rate_plot_markdown, rate_plot_svg, rate_series, render_svg
-from axon_dagster.recorder.sim.synthetic import DEFAULT_TOPICS, Faults, write_recording
+from axon_dagster.demo.sim.synthetic import DEFAULT_TOPICS, Faults, write_recording
 
 
 def test_rates_per_second_per_topic_show_the_stall(tmp_path):

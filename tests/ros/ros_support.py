@@ -52,7 +52,7 @@ def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> None:
 
 def axon_sim_command() -> list[str]:
     script = Path(sys.executable).with_name("axon-sim")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "axon_dagster.recorder.sim.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "axon_dagster.demo.sim.cli"]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:

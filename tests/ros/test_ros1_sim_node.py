@@ -12,7 +12,7 @@ import pytest
 
 from axon_dagster.recorder.factory import recorder_from_config
 from axon_dagster.recorder.ros1_env import import_ros1, ros1_available
-from axon_dagster.recorder.sim.cli import main as sim_main
+from axon_dagster.demo.sim.cli import main as sim_main
 from ros_support import free_port, wait_until
 
 
@@ -50,7 +50,7 @@ def test_without_a_master_client_and_simulator_fail_fast_with_clear_errors(ros_e
         "import json, time\n"
         "from axon_dagster.recorder import RecorderUnreachable\n"
         "from axon_dagster.recorder.ros1 import Ros1Recorder\n"
-        "from axon_dagster.recorder.sim.cli import main\n"
+        "from axon_dagster.demo.sim.cli import main\n"
         "t = time.monotonic()\n"
         "try:\n"
         "    Ros1Recorder(timeout_seconds=0.5, retry_attempts=1, backoff_seconds=0.05).get_status()\n"

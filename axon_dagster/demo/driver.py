@@ -105,7 +105,7 @@ class DagsterDriver:
 def run_demo(options: DemoOptions, progress=None) -> DemoResult:
     import dagster as dg
 
-    from axon_dagster.collectors import SimulatedCollector
+    from axon_dagster.demo.collectors import SimulatedCollector
     from axon_dagster.defs import build_definitions
     from axon_dagster.defs.resources import (
         ControlPlaneResource,
@@ -114,7 +114,7 @@ def run_demo(options: DemoOptions, progress=None) -> DemoResult:
         ObjectStoreResource,
         RecorderResource,
     )
-    from axon_dagster.fleet import SimulatedFleet
+    from axon_dagster.demo.fleet import SimulatedFleet
     from axon_dagster.services.orders import all_tasks
 
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="axon-demo-")).resolve()

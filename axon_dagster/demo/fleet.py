@@ -213,7 +213,7 @@ class SimulatedFleet:
                 data_dir=data_dir,
                 recordings_dir=recordings,
             )
-            sim_argv = [py, "-m", "axon_dagster.recorder.sim.cli", "--data-dir", str(recordings), "--robot-id", robot_id,
+            sim_argv = [py, "-m", "axon_dagster.demo.sim.cli", "--data-dir", str(recordings), "--robot-id", robot_id,
                         "--format", self.recording_format]
             edge_argv = [py, "-m", "axon_edge.cli", "run", "--robot-id", robot_id, "--control-plane-url", self.control_plane_url,
                          "--data-dir", str(data_dir / "edge"), "--port", str(edge_port), "--poll-interval", "0.5",
