@@ -1,37 +1,47 @@
-"""The Dagster code location: `dagster api grpc -m axon_dagster.defs` / `dagster dev -m axon_dagster.defs`."""
+"""The Dagster code location: `dagster api grpc -m axon_dagster.defs` / `dagster dev -m axon_dagster.defs`.
+
+Each area (``defs/<area>/``) exports a ``dg.Definitions`` of its jobs, sensors, schedules and assets;
+they are merged here with the resources, which are built only when the code location loads
+(``@dg.definitions``): importing an area reads no environment.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from .bandwidth import bandwidth_resource_from_env, bandwidth_sensor
-from .control_flow import order_processing
-from .data_flow import data_flow, upload_approved
-from axon_dagster.observability import OBSERVABILITY_DEFS
+from . import bandwidth, control_flow, data_flow, observability, recording, retention, review
 
-from .lineage import LINEAGE_SPECS
-from .recording import RECORDING_DEFS
-from .review import REVIEW_DEFS
-from .resources import resources_from_env
-from .retention import RETENTION_DEFS
-from .sensors import task_status_sensor
+AREAS: tuple[dg.Definitions, ...] = (
+    control_flow.defs,
+    data_flow.defs,
+    bandwidth.defs,
+    review.defs,
+    recording.defs,
+    retention.defs,
+    observability.defs,
+)
+
+
+def resources_for_location() -> dict[str, dg.ConfigurableResource]:
+    """Every resource the areas use, from the selected config and the environment."""
+    from axon_dagster.observability.sensors import RunFailureAlertResource
+
+    from .resources import resources_from_env
+
+    return {
+        **resources_from_env(),
+        "bandwidth": bandwidth.bandwidth_resource_from_env(),
+        "recording_policy": recording.recording_policy_from_env(),
+        "review_policy": review.review_policy_from_env(),
+        "run_failure_alert": RunFailureAlertResource.from_env(),
+    }
 
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
-    return dg.Definitions(
-        assets=[*LINEAGE_SPECS, *RECORDING_DEFS["assets"]],
-        jobs=[order_processing, data_flow, upload_approved, *RECORDING_DEFS["jobs"], *REVIEW_DEFS["jobs"], *RETENTION_DEFS["jobs"]],
-        schedules=[*RECORDING_DEFS["schedules"], *RETENTION_DEFS["schedules"]],
-        sensors=[task_status_sensor, bandwidth_sensor, *RECORDING_DEFS["sensors"], *REVIEW_DEFS["sensors"], *OBSERVABILITY_DEFS["sensors"]],
-        resources={
-            **RECORDING_DEFS["resources"],
-            **REVIEW_DEFS["resources"],
-            **OBSERVABILITY_DEFS["resources"],
-            "bandwidth": bandwidth_resource_from_env(),
-            **resources_from_env(),
-            **(resources or {}),
-        },
-    )
+    """The code location's definitions; ``resources`` replace the ones built from the environment."""
+    return dg.Definitions.merge(*AREAS, dg.Definitions(resources={**resources_for_location(), **(resources or {})}))
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

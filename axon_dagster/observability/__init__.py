@@ -1,8 +1,5 @@
 """Observability of the Dagster side: metric definitions (:mod:`.metrics`), the run-failure alert
-sensor (:mod:`.sensors`) and what the code location wires in::
-
-    Definitions(sensors=[..., *OBSERVABILITY_DEFS["sensors"]],
-                resources={..., **OBSERVABILITY_DEFS["resources"]})
+sensor (:mod:`.sensors`; the code location's ``defs/observability`` area wires it in).
 
 Set ``AXON_METRICS_PORT`` on the code-location process to serve ``/metrics`` there (see the
 endpoint-vs-Pushgateway note in :mod:`.metrics`).
@@ -20,13 +17,7 @@ from .metrics import (
 )
 from .sensors import RunFailureAlertResource, run_failure_alert_sensor
 
-OBSERVABILITY_DEFS: dict = {
-    "sensors": [run_failure_alert_sensor],
-    "resources": {"run_failure_alert": RunFailureAlertResource.from_env()},
-}
-
 __all__ = [
-    "OBSERVABILITY_DEFS",
     "RunFailureAlertResource",
     "STAGES",
     "observe_qc",

@@ -1,4 +1,4 @@
-"""The data flow as plain functions: stage -> inspect -> gate -> upload -> report.
+"""The data flow as plain functions: stage -> inspect -> gate -> publish -> report.
 
 Dagster ops call these one each; the rules (what may be uploaded, what a rejection does to the task,
 which digest must match which) live here and in the domain, testable without Dagster.
@@ -308,8 +308,9 @@ def verify_cloud_copy(object_store, task: dict[str, Any], dataset: dict[str, Any
     return object_store.verify_dataset(key, sidecar.files) == sidecar.dataset_digest == dataset.get("dataset_digest")
 
 
-def upload_approved(control_plane, edge_cache, object_store, staged: StagedRecording) -> Uploaded:
-    """Upload an approved dataset with its sidecar and QC report; verify the cloud copy's digest."""
+def publish(control_plane, edge_cache, object_store, staged: StagedRecording) -> Uploaded:
+    """Publish an approved dataset into the lake (the ``upload_approved`` job calls this): the dataset
+    with its sidecar and QC report, and the original MCAP; verify the cloud copy's digest."""
     started = time.monotonic()
     control_plane.dataset_upload_started(staged.task_id)  # refused by the domain unless approved
     cache_path = Path(staged.cache_path)

@@ -10,7 +10,8 @@ import pytest
 
 from axon_dagster.defs import build_definitions
 from axon_dagster.defs.resources import EdgeCacheResource
-from axon_dagster.defs.retention import RETENTION_DEFS, edge_cache_retention, edge_cache_retention_schedule
+from axon_dagster.defs import retention as retention_area
+from axon_dagster.defs.retention import edge_cache_retention, edge_cache_retention_schedule
 from axon_dagster.storage.edge_cache import CacheState
 
 from .test_cache_usage_api import scrape
@@ -163,7 +164,8 @@ def test_delete_after_upload_is_passed_to_the_cache(tmp_path, stage):
 
 
 def test_the_job_and_hourly_schedule_are_in_the_code_location():
-    assert RETENTION_DEFS == {"jobs": [edge_cache_retention], "schedules": [edge_cache_retention_schedule]}
+    assert list(retention_area.defs.jobs) == [edge_cache_retention]
+    assert list(retention_area.defs.schedules) == [edge_cache_retention_schedule]
     defs = build_definitions()
     assert defs.resolve_job_def("edge_cache_retention").name == "edge_cache_retention"
     schedule = defs.resolve_schedule_def("edge_cache_retention_schedule")

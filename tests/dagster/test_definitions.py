@@ -3,8 +3,10 @@ import sys
 
 import dagster as dg
 
-from axon_dagster.defs import build_definitions, defs
+from axon_dagster.defs import build_definitions
 from axon_dagster.defs.lineage import CLOUD_DATASET, DATASET, INSPECTION_REPORT, ORDER
+
+defs = build_definitions()
 
 
 def test_definitions_load_with_jobs_sensor_and_resources():
@@ -55,3 +57,28 @@ def test_build_definitions_accepts_injected_resources():
 
     custom = build_definitions({"control_plane": ControlPlaneResource(url="http://cp.example:9000")})
     assert custom.resources["control_plane"].url == "http://cp.example:9000"
+
+
+def test_every_area_exports_definitions_and_the_location_merges_them_all():
+    from axon_dagster import defs as location
+
+    merged = location.build_definitions()
+    for area in location.AREAS:
+        assert isinstance(area, dg.Definitions)
+        for job in area.jobs or ():
+            assert merged.resolve_job_def(job.name) is not None
+        for sensor in area.sensors or ():
+            assert merged.resolve_sensor_def(sensor.name) is not None
+    names = [j.name for a in location.AREAS for j in (a.jobs or ())]
+    assert len(names) == len(set(names)), names  # no job defined by two areas
+
+
+def test_importing_the_code_location_builds_no_resources():
+    # A bad setting is not met at import (areas read no environment) but when the location loads.
+    env = {**__import__("os").environ, "AXON_MAX_UPLOAD_ATTEMPTS": "many"}
+    imported = subprocess.run([sys.executable, "-c", "import axon_dagster.defs"], capture_output=True, text=True, env=env, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    loaded = subprocess.run(
+        [sys.executable, "-c", "from axon_dagster.defs import defs; defs()"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert loaded.returncode != 0 and "AXON_MAX_UPLOAD_ATTEMPTS must be an integer" in loaded.stderr

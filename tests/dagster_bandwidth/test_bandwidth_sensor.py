@@ -12,7 +12,8 @@ import pytest
 from axon_dagster.api.app import create_app
 from axon_dagster.api.client import ControlPlaneClient
 from axon_dagster.api.server import ApiThread
-from axon_dagster.defs.bandwidth import BANDWIDTH_DEFS, UPLOAD_JOB_NAME, UPLOAD_OP_NAME, BandwidthGate, bandwidth_sensor
+from axon_dagster.defs import bandwidth as bandwidth_area
+from axon_dagster.defs.bandwidth import UPLOAD_JOB_NAME, UPLOAD_OP_NAME, BandwidthGate, bandwidth_sensor
 from axon_dagster.defs.resources import ControlPlaneResource
 from axon_dagster.storage.bandwidth import ThroughputLog
 from axon_dagster.store import upgrade
@@ -146,7 +147,8 @@ def test_measured_throughput_gates_uploads(control_plane, tmp_path):
 
 def test_bandwidth_defs_merge_with_an_upload_job():
     defs = dg.Definitions.merge(
-        BANDWIDTH_DEFS, dg.Definitions(jobs=[stub_upload_job], resources={"control_plane": ControlPlaneResource()})
+        bandwidth_area.defs,
+        dg.Definitions(jobs=[stub_upload_job], resources={"control_plane": ControlPlaneResource(), "bandwidth": BandwidthGate()}),
     )
     assert defs.resolve_sensor_def("bandwidth_sensor").job_name == UPLOAD_JOB_NAME
     assert defs.resources["bandwidth"].min_bandwidth_mbps == 10.0

@@ -10,7 +10,6 @@ import dagster as dg
 import pytest
 
 from axon_dagster.defs.recording import (
-    RECORDING_DEFS,
     RecordingPolicyResource,
     daily_recording,
     disk_space_sensor,
@@ -19,6 +18,8 @@ from axon_dagster.defs.recording import (
     topic_availability_sensor,
     topics_from_stats,
 )
+from axon_dagster.defs import recording as recording_area
+from axon_dagster.defs.recording import recording_policy_from_env
 from axon_dagster.defs.resources import RecorderResource, resources_from_env
 from axon_dagster.recorder import AxonHttpRecorder, RecorderProtocolError
 
@@ -129,16 +130,12 @@ def test_topic_availability_needs_required_topics(peer, policy, write_config, in
 
 
 def test_the_recording_definitions_load_with_the_code_locations_resources():
-    defs = dg.Definitions(
-        jobs=list(RECORDING_DEFS["jobs"]),
-        schedules=list(RECORDING_DEFS["schedules"]),
-        sensors=list(RECORDING_DEFS["sensors"]),
-        assets=list(RECORDING_DEFS["assets"]),
-        resources={**resources_from_env(), **RECORDING_DEFS["resources"]},
+    defs = dg.Definitions.merge(
+        recording_area.defs, dg.Definitions(resources={**resources_from_env(), "recording_policy": recording_policy_from_env()})
     )
     dg.Definitions.validate_loadable(defs)
-    assert {j.name for j in RECORDING_DEFS["jobs"]} == {"simple_recording", "multi_session_recording", "conditional_recording"}
-    assert {s.name for s in RECORDING_DEFS["sensors"]} == {"disk_space_sensor", "topic_availability_sensor"}
+    assert {j.name for j in defs.jobs} == {"simple_recording", "multi_session_recording", "conditional_recording"}
+    assert {s.name for s in defs.sensors} == {"disk_space_sensor", "topic_availability_sensor"}
     for name in ("simple_recording", "multi_session_recording", "conditional_recording"):
         for node in defs.resolve_job_def(name).nodes:
             # every step that changes or reads the recorder once retries with backoff; waiting and

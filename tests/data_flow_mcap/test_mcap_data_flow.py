@@ -22,7 +22,7 @@ from axon_dagster.api.review import ReviewClient
 from axon_dagster.api.server import ApiThread
 from axon_dagster.defs.data_flow import data_flow
 from axon_dagster.defs.resources import ControlPlaneResource, EdgeCacheResource, InspectionResource, ObjectStoreResource
-from axon_dagster.defs.sensors import data_flow_run_request
+from axon_dagster.defs.data_flow import data_flow_run_request
 from axon_dagster.domain import QcOutcome, TaskStatus
 from axon_dagster.demo.sim.axon_mcap import write_axon_recording
 from axon_dagster.demo.sim.synthetic import Faults
@@ -142,7 +142,7 @@ def test_an_mcap_recording_goes_through_the_dagster_data_flow_to_the_cloud_with_
     loaded = flow.load_approved(world.admin, task_id)
     assert loaded.axon_checksum_sha256 == rec.checksum_sha256 and loaded.lineage["recording_format"] == "mcap"
     store = world.object_store.store()
-    uploaded = flow.upload_approved(world.admin, world.edge_cache.cache(), store, loaded)
+    uploaded = flow.publish(world.admin, world.edge_cache.cache(), store, loaded)
     flow.report_uploaded(world.admin, uploaded)
     assert world.admin.get_task(task_id)["status"] == TaskStatus.UPLOADED.value
     cloud_dir = Path(uploaded.cloud_uri[len("file://"):])
@@ -299,7 +299,7 @@ def test_an_mcap_changed_in_the_cache_after_staging_is_not_uploaded(world):
         fh.seek(100)
         fh.write(b"\x00" * 16)
     with pytest.raises(DigestMismatch, match="changed since it was staged"):
-        flow.upload_approved(world.admin, cache, world.object_store.store(), flow.load_approved(world.admin, task_id))
+        flow.publish(world.admin, cache, world.object_store.store(), flow.load_approved(world.admin, task_id))
 
 
 def test_release_source_hands_an_mcap_recording_over_to_the_cache(world, tmp_path):

@@ -13,7 +13,8 @@ import dagster as dg
 import pytest
 from prometheus_client import REGISTRY
 
-from axon_dagster.observability import OBSERVABILITY_DEFS, RunFailureAlertResource, run_failure_alert_sensor
+from axon_dagster.defs import observability as observability_area
+from axon_dagster.observability import RunFailureAlertResource, run_failure_alert_sensor
 
 DATASET = dg.AssetKey("obs_test_dataset")
 
@@ -145,5 +146,8 @@ def test_first_tick_does_not_recount_history():
 
 
 def test_observability_defs_load_into_definitions():
-    defs = dg.Definitions(jobs=[fake_data_flow], **OBSERVABILITY_DEFS)
+    defs = dg.Definitions.merge(
+        observability_area.defs,
+        dg.Definitions(jobs=[fake_data_flow], resources={"run_failure_alert": RunFailureAlertResource.from_env()}),
+    )
     assert defs.resolve_sensor_def("run_failure_alert_sensor")

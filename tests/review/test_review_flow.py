@@ -15,8 +15,8 @@ from axon_dagster.defs import build_definitions
 from axon_dagster.defs.bandwidth import BandwidthGate, bandwidth_sensor
 from axon_dagster.defs.data_flow import upload_approved
 from axon_dagster.defs.lineage import CLOUD_DATASET
+from axon_dagster.defs import review as review_area
 from axon_dagster.defs.review import (
-    REVIEW_DEFS,
     ReviewPolicy,
     dispose_rejected,
     manual_inspection,
@@ -157,9 +157,7 @@ def test_manual_inspection_returns_the_decision_when_it_arrives(world):
 
 
 def test_review_defs_load_in_a_code_location(world):
-    defs = dg.Definitions(
-        jobs=REVIEW_DEFS["jobs"], sensors=REVIEW_DEFS["sensors"], resources={**world.resources(), **REVIEW_DEFS["resources"]}
-    )
+    defs = dg.Definitions.merge(review_area.defs, dg.Definitions(resources={**world.resources(), "review_policy": ReviewPolicy()}))
     repo = defs.get_repository_def()
     assert {j.name for j in repo.get_all_jobs()} >= {"dispose_rejected", "manual_inspection"}
     assert {t.job_name for t in repo.get_sensor_def("review_decision_sensor").targets} == {"dispose_rejected"}

@@ -13,9 +13,9 @@ from axon_dagster.domain import QcOutcome
 from axon_dagster.storage.recording import report_path
 from axon_dagster.services import data_flow as flow
 
-from .lineage import CLOUD_DATASET, DATASET, INSPECTION_REPORT, QC_CHECK, materialization
-from .resources import ControlPlaneResource, EdgeCacheResource, InspectionResource, ObjectStoreResource
-from .retry import NETWORK_RETRY
+from ..lineage import CLOUD_DATASET, DATASET, INSPECTION_REPORT, QC_CHECK, materialization
+from ..resources import ControlPlaneResource, EdgeCacheResource, InspectionResource, ObjectStoreResource
+from ..retry import NETWORK_RETRY
 
 
 class DataFlowConfig(dg.Config):
@@ -120,7 +120,7 @@ def upload_and_record(
     extra_metadata: dict | None = None,
 ) -> dict:
     """Upload an approved recording and materialize its cloud copy; shared by every upload job."""
-    uploaded = flow.upload_approved(control_plane.client(), edge_cache.cache(), object_store.store(), recording)
+    uploaded = flow.publish(control_plane.client(), edge_cache.cache(), object_store.store(), recording)
     rate = uploaded.size_bytes / uploaded.upload_seconds if uploaded.upload_seconds > 0 else 0.0
     context.log_event(
         materialization(

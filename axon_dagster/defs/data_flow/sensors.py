@@ -6,8 +6,8 @@ import dagster as dg
 
 from axon_dagster.domain import TaskStatus
 
-from .data_flow import data_flow
-from .resources import ControlPlaneResource
+from .jobs import data_flow
+from ..resources import ControlPlaneResource
 
 EVENTS_PER_TICK = 500
 

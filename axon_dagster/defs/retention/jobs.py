@@ -14,8 +14,8 @@ from pydantic import Field
 from axon_dagster.api.client import ControlPlaneError
 from axon_dagster.domain import InvalidIdError, validate_id
 
-from .resources import ControlPlaneResource, EdgeCacheResource
-from .retry import NETWORK_RETRY
+from ..resources import ControlPlaneResource, EdgeCacheResource
+from ..retry import NETWORK_RETRY
 
 CACHE_ID_ENV = "AXON_EDGE_CACHE_ID"
 DEFAULT_CACHE_ID = "default"
@@ -94,6 +94,3 @@ edge_cache_retention_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Hourly: retention and eviction of uploaded-and-verified or rejected datasets, then the usage report",
 )
-
-
-RETENTION_DEFS: dict = {"jobs": [edge_cache_retention], "schedules": [edge_cache_retention_schedule]}

@@ -39,19 +39,14 @@ from axon_dagster.recorder.protocol import (
 from axon_dagster.storage.digest import DigestMismatch
 from axon_dagster.storage.recording import Sidecar, sidecar_path
 
-from .resources import RecorderResource
-from .retry import NETWORK_RETRY
+from ..resources import RecorderResource
+from ..retry import NETWORK_RETRY
+from ..runs import ACTIVE_RUN_STATUSES
 
 LANCE_DATASET = dg.AssetKey("lance_dataset")
 MULTI_SESSION_COUNT = 2
 RECORDING_CONFIG_DIR_ENV = "AXON_RECORDING_CONFIG_DIR"
 DEFAULT_RECORDING_CONFIG_DIR = ".axon/recording-configs"
-ACTIVE_RUN_STATUSES = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 class RecordingPolicyResource(dg.ConfigurableResource):
@@ -630,18 +625,3 @@ def topic_availability_sensor(
     if _active_recording_runs(context):
         return dg.SensorResult(skip_reason="a simple_recording run is already in progress", cursor=context.cursor)
     return dg.SensorResult(run_requests=[_sensor_run_request(recording_policy, "topics", template)], cursor="available")
-
-
-RECORDING_JOBS = (simple_recording, multi_session_recording, conditional_recording)
-RECORDING_SCHEDULES = (daily_recording, hourly_recording)
-RECORDING_SENSORS = (disk_space_sensor, topic_availability_sensor)
-RECORDING_ASSETS = (lance_dataset,)
-
-# What the code location adds to its Definitions (resources: merged into resources_from_env()).
-RECORDING_DEFS = {
-    "jobs": RECORDING_JOBS,
-    "schedules": RECORDING_SCHEDULES,
-    "sensors": RECORDING_SENSORS,
-    "assets": RECORDING_ASSETS,
-    "resources": {"recording_policy": recording_policy_from_env()},
-}

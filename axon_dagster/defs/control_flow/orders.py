@@ -7,11 +7,11 @@ from typing import List, Literal, Optional
 import dagster as dg
 from pydantic import Field
 
-from .lineage import BATCH, ORDER, ORDERS, TASK, materialization
+from ..lineage import BATCH, ORDER, ORDERS, TASK, materialization
 from axon_dagster.services import orders
 
-from .resources import ControlPlaneResource
-from .retry import NETWORK_RETRY
+from ..resources import ControlPlaneResource
+from ..retry import NETWORK_RETRY
 
 
 class RequirementsConfig(dg.Config):

@@ -13,7 +13,6 @@
   ``approval_timeout_seconds`` and fails clearly when none came; it decides nothing itself (the
   sensor acts on the decision once it is made).
 
-The lead wires ``REVIEW_DEFS`` into ``Definitions`` (jobs, sensors, resources).
 """
 
 
@@ -26,9 +25,9 @@ from pydantic import Field
 
 from axon_dagster.domain import DatasetStatus, QcOutcome, TaskStatus
 
-from .lineage import DATASET
-from .resources import ControlPlaneResource, EdgeCacheResource
-from .retry import NETWORK_RETRY
+from ..lineage import DATASET
+from ..resources import ControlPlaneResource, EdgeCacheResource
+from ..retry import NETWORK_RETRY
 
 DECISIONS_PER_TICK = 200
 DISPOSE_REJECTED_JOB = "dispose_rejected"
@@ -203,8 +202,6 @@ def manual_inspection():
     manual_inspection_op()
 
 
-REVIEW_DEFS: dict[str, list[Any] | dict[str, Any]] = {
-    "jobs": [dispose_rejected, manual_inspection],
-    "sensors": [review_decision_sensor],
-    "resources": {"review_policy": ReviewPolicy(rejected=os.environ.get("AXON_REVIEW_REJECTED_POLICY", "archive"))},  # type: ignore[arg-type]
-}
+def review_policy_from_env() -> ReviewPolicy:
+    """``AXON_REVIEW_REJECTED_POLICY`` (archive | delete; default archive)."""
+    return ReviewPolicy(rejected=os.environ.get("AXON_REVIEW_REJECTED_POLICY", "archive"))  # type: ignore[arg-type]

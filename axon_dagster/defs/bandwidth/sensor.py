@@ -42,19 +42,12 @@ from axon_dagster.observability import metrics
 from axon_dagster.observability.sensors import RunFailureAlertResource, _post_webhook
 from axon_dagster.storage.bandwidth import ProbeError, probe_bandwidth
 
-from .resources import ControlPlaneResource
+from ..resources import ControlPlaneResource
+from ..runs import ACTIVE_RUN_STATUSES, FAILED_RUN_STATUSES
 
 UPLOAD_JOB_NAME = "upload_approved"
 CANDIDATES_PER_STATUS = 500  # oldest first per status; a tick launches a handful at most
 UPLOAD_OP_NAME = "load_approved_dataset"
-ACTIVE_RUN_STATUSES = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
-FAILED_RUN_STATUSES = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 UPLOAD_TAG = "axon/upload"
 _GIVEN_UP_KEPT = 1000  # dataset ids remembered in the cursor as already alerted on
 
@@ -340,4 +333,3 @@ def bandwidth_sensor(context: dg.SensorEvaluationContext, control_plane: Control
     return evaluate_bandwidth(context, control_plane, bandwidth)
 
 
-BANDWIDTH_DEFS = dg.Definitions(sensors=[bandwidth_sensor], resources={"bandwidth": bandwidth_resource_from_env()})
