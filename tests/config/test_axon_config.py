@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from axon_dagster import config as axcfg
-from axon_dagster.config import ConfigError, load_config, parse_config, recording_template
+from axon_dagster.settings import files as axcfg
+from axon_dagster.settings.files import ConfigError, load_config, parse_config, recording_template
 
 DEV = yaml.safe_load((axcfg.CONFIG_DIR / "dev.yaml").read_text())
 
@@ -306,7 +306,7 @@ def test_prod_api_refuses_to_start_without_its_secrets() -> None:
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AXON_")}
-    return subprocess.run([sys.executable, "-m", "axon_dagster.config", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "axon_dagster.settings", *args], capture_output=True, text=True,
                           env={**clean, **(env or {})}, cwd=axcfg.CONFIG_DIR.parent, timeout=60)
 
 
@@ -328,7 +328,7 @@ def test_cli_check_exits_2_naming_the_bad_key(tmp_path: Path) -> None:
 
 
 def test_the_loader_is_import_light_for_the_edge_agent() -> None:
-    code = ("import sys, axon_dagster.config; "
+    code = ("import sys, axon_dagster.settings; "
             "heavy = [m for m in ('pydantic', 'dagster', 'sqlalchemy', 'daft', 'ray') if m in sys.modules]; "
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

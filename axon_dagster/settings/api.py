@@ -1,7 +1,7 @@
-"""Settings of the control-plane API, read from ``AXON_*`` environment variables.
+"""Settings of the control-plane API process, read from ``AXON_*`` environment variables over the
+selected config file's ``control_plane`` keys.
 
-Deliberately tiny and free of pydantic: the edge agent imports the package too, and a robot should
-not pay for a settings framework to read two variables.
+Free of pydantic on purpose: modules that robots run import this package too.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(f"AXON_MAX_BODY_BYTES must be positive, got {max_body}")
     database_url = env.get("AXON_DATABASE_URL", "").strip() or None
     admin_token = env.get("AXON_ADMIN_TOKEN", "").strip() or None
-    from axon_dagster.config import ConfigError, config_selected, load_config  # stdlib + PyYAML only
+    from .files import ConfigError, config_selected, load_config  # stdlib + PyYAML only
 
     if config_selected(env):
         # AXON_ENV / AXON_CONFIG_FILE picks configs/<env>.yaml: its values are the defaults.
