@@ -20,22 +20,21 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from axon_dagster.domain import DomainError
 
 from .checks import checked_requirements
 from .errors import InspectionInfrastructureError
 from .inspector import NATIVE, RAY, run_inspection, use_native_runner
-from .report import InspectionReport
+from .job_output import REPORT_MARKER, STDOUT, read_report, write_report
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["REPORT_MARKER", "STDOUT", "main", "read_report", "write_report"]
+
 EXIT_BAD_INPUT = 2
 EXIT_INFRASTRUCTURE = 3
-STDOUT = "-"
-REPORT_MARKER = "AXON_QC_REPORT "
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -43,51 +42,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("tracing").setLevel(logging.WARNING)
     logging.getLogger("tracing.span").setLevel(logging.WARNING)
-
-
-def write_report(report: InspectionReport, output_uri: str) -> str:
-    """Write ``report`` to a local path, ``file:///abs/path`` or ``s3://bucket/key``; return where."""
-    if output_uri == STDOUT:
-        sys.stdout.write(REPORT_MARKER + json.dumps(report.to_dict(), sort_keys=True, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
-        return "stdout"
-    parts = urlsplit(output_uri)
-    if parts.scheme == "s3":
-        from axon_dagster.storage.object_store import object_store_from_url
-
-        prefix, name = _s3_key(output_uri)
-        store = object_store_from_url(f"s3://{parts.netloc}/{prefix}")
-        return store.put_bytes(name, report.to_json().encode())
-    path = _local(output_uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return str(report.write(path))
-
-
-def read_report(output_uri: str) -> InspectionReport:
-    """Read a report written by :func:`write_report` (path, ``file://`` or ``s3://``)."""
-    parts = urlsplit(output_uri)
-    if parts.scheme == "s3":
-        from axon_dagster.storage.object_store import object_store_from_url
-
-        prefix, name = _s3_key(output_uri)
-        data = object_store_from_url(f"s3://{parts.netloc}/{prefix}").get_bytes(name)
-        return InspectionReport.from_dict(json.loads(data))
-    return InspectionReport.read(_local(output_uri))
-
-
-def _s3_key(uri: str) -> tuple[str, str]:
-    parts = urlsplit(uri)
-    prefix, _, name = parts.path.strip("/").rpartition("/")
-    if not parts.netloc or not name:
-        raise ValueError(f"output {uri!r} must name an object: s3://bucket/key")
-    return prefix, name
-
-
-def _local(uri: str) -> Path:
-    parts = urlsplit(uri)
-    if parts.scheme not in ("", "file"):
-        raise ValueError(f"unsupported output {uri!r}: expected a path, file:///abs/path, s3://bucket/key or -")
-    return Path(unquote(parts.path) if parts.scheme == "file" else uri)
 
 
 def _use_ray_runner(address: str | None) -> None:

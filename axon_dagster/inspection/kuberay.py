@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import InspectionInfrastructureError
+from .job_output import ENTRYPOINT_MODULE
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ RAY_GROUP = "ray.io"
 RAY_VERSION = "v1"
 RAYJOB_PLURAL = "rayjobs"
 RAYCLUSTER_PLURAL = "rayclusters"
-ENTRYPOINT_MODULE = "axon_dagster.inspection.job"
 CLUSTER_LABEL = "ray.io/cluster"
 # Lets the submitter pod through the axon-cloud chart's Ray NetworkPolicy.
 RAY_CLIENT_LABEL = "axon.io/ray-client"

@@ -49,12 +49,11 @@ from urllib.parse import urlsplit
 from axon_dagster.domain import Requirements
 
 from .errors import InspectionInfrastructureError
-from .job import REPORT_MARKER
+from .job_output import ENTRYPOINT_MODULE, REPORT_MARKER, read_report
 from .report import InspectionReport
 
 logger = logging.getLogger(__name__)
 
-ENTRYPOINT_MODULE = "axon_dagster.inspection.job"
 LOG_TAIL_LINES = 30
 MAX_STATUS_READ_ERRORS = 5
 # Daft draws progress bars on stderr; in logs they are noise.
@@ -381,7 +380,6 @@ def default_report_uri(dataset_path: str) -> str:
 def run_on_kuberay(dataset_path: str, requirements: Requirements, *, runner=None,
                    output_uri: str | None = None) -> InspectionReport:
     """Run the inspection as a KubeRay RayJob and read back the report it wrote."""
-    from .job import read_report
     from .kuberay import KubeRayRunner, KubeRayRunnerConfig
 
     if runner is None:
