@@ -92,7 +92,7 @@ def main() -> None:
         transfer = TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=args.concurrency)
         from botocore.config import Config
 
-        from axon_dagster.storage.object_store import S3ObjectStore
+        from axon_dagster.storage.object_stores import S3ObjectStore
 
         ours_client = boto3.client("s3", endpoint_url=url, config=Config(**S3ObjectStore.client_options()), **CREDENTIALS)
         same_options = boto3.client("s3", endpoint_url=url, config=Config(**S3ObjectStore.client_options()), **CREDENTIALS)

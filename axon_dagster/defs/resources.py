@@ -65,7 +65,7 @@ class ObjectStoreResource(dg.ConfigurableResource):
     endpoint_url: Optional[str] = Field(default=None, description="S3-compatible endpoint (MinIO, moto, ...)")
 
     def store(self):
-        from axon_dagster.storage.object_store import object_store_from_url
+        from axon_dagster.storage.object_stores import object_store_from_url
 
         return object_store_from_url(self.url, endpoint_url=self.endpoint_url)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Sequence
 
-from .errors import PlanningError
+from .errors import InvalidIdError, PlanningError
 from .ids import validate_id, validate_label
 
 # Every key derived from a dataset's labels must fit everywhere it goes: one path component at most
@@ -71,3 +71,66 @@ def mcap_key(dataset_key: str) -> str:
 def axon_sidecar_key(dataset_key: str) -> str:
     """Axon's own sidecar of that MCAP: ``x.lance`` -> ``x.axon.json`` (``x.json`` is the dataset's)."""
     return _beside(dataset_key, ".axon.json")
+
+
+# --------------------------------------------------------------------------- staging area
+# Uploads from robots land here first (never in the lake): ``staging/<robot_id>/<task_id>/<name>``,
+# where ``name`` is a file of the recording's manifest (``t-1.mcap``, ``t-1.lance/data/x.lance``).
+
+STAGING_ROOT = "staging"
+MAX_STAGED_NAME_BYTES = 512
+
+
+def validate_relative_name(name: object, kind: str = "file name") -> str:
+    """A relative POSIX path a robot names (a manifest entry): no absolute paths, no ``..`` or ``.``
+    segments, no empty segments, no backslashes, NULs or control characters; segments starting
+    with ``.axon-`` are reserved for the stores' own bookkeeping.
+
+    >>> validate_relative_name("t-1.lance/data/0.lance")
+    't-1.lance/data/0.lance'
+    """
+    if not isinstance(name, str):
+        raise InvalidIdError(kind, name, "must be a string")
+    if not name:
+        raise InvalidIdError(kind, name, "must not be empty")
+    if len(name.encode()) > MAX_STAGED_NAME_BYTES:
+        raise InvalidIdError(kind, name[:40] + "...", f"longer than {MAX_STAGED_NAME_BYTES} bytes")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise InvalidIdError(kind, name, "contains control characters")
+    if "\\" in name:
+        raise InvalidIdError(kind, name, "contains a backslash")
+    if name.startswith("/"):
+        raise InvalidIdError(kind, name, "must be relative (no leading '/')")
+    for segment in name.split("/"):
+        if segment == "":
+            raise InvalidIdError(kind, name, "has an empty path segment ('//' or a trailing '/')")
+        if segment in (".", ".."):
+            raise InvalidIdError(kind, name, f"'{segment}' segments are not allowed")
+        if segment.startswith(".axon-"):
+            raise InvalidIdError(kind, name, "segments starting with '.axon-' are reserved")
+    return name
+
+
+def staging_prefix(robot_id: str, task_id: str) -> str:
+    """Every staged object of one task: ``staging/<robot_id>/<task_id>/`` (ends in ``/``)."""
+    return f"{STAGING_ROOT}/{validate_id(robot_id, 'robot id')}/{validate_id(task_id, 'task id')}/"
+
+
+def staging_key(robot_id: str, task_id: str, name: str) -> str:
+    """Object key of one uploaded file in the staging area.
+
+    >>> staging_key("robot-1", "t-1", "t-1.mcap")
+    'staging/robot-1/t-1/t-1.mcap'
+    """
+    return staging_prefix(robot_id, task_id) + validate_relative_name(name)
+
+
+def parse_staging_key(key: str) -> tuple[str, str, str]:
+    """``(robot_id, task_id, name)`` of a staging key; InvalidIdError if it is not one."""
+    root, _, rest = key.partition("/") if isinstance(key, str) else ("", "", "")
+    robot_id, _, rest = rest.partition("/")
+    task_id, _, name = rest.partition("/")
+    if root != STAGING_ROOT or not name:
+        raise InvalidIdError("staging key", key, f"expected {STAGING_ROOT}/<robot_id>/<task_id>/<name>")
+    staging_key(robot_id, task_id, name)  # validates every part
+    return robot_id, task_id, name

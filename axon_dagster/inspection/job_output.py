@@ -26,7 +26,7 @@ def write_report(report: InspectionReport, output_uri: str) -> str:
         return "stdout"
     parts = urlsplit(output_uri)
     if parts.scheme == "s3":
-        from axon_dagster.storage.object_store import object_store_from_url
+        from axon_dagster.storage.object_stores import object_store_from_url
 
         prefix, name = _s3_key(output_uri)
         store = object_store_from_url(f"s3://{parts.netloc}/{prefix}")
@@ -40,7 +40,7 @@ def read_report(output_uri: str) -> InspectionReport:
     """Read a report written by :func:`write_report` (path, ``file://`` or ``s3://``)."""
     parts = urlsplit(output_uri)
     if parts.scheme == "s3":
-        from axon_dagster.storage.object_store import object_store_from_url
+        from axon_dagster.storage.object_stores import object_store_from_url
 
         prefix, name = _s3_key(output_uri)
         data = object_store_from_url(f"s3://{parts.netloc}/{prefix}").get_bytes(name)

@@ -15,13 +15,14 @@ from .edge_cache import (
     EvictionPolicy,
     UnknownDataset,
 )
-from .object_store import (
+from .object_stores import (
     LocalDirObjectStore,
     ObjectNotFound,
     ObjectStore,
     ObjectStoreError,
     ObjectStoreUnavailable,
     S3ObjectStore,
+    AzureBlobObjectStore,
     object_store_from_url,
     validate_key,
 )
@@ -36,7 +37,6 @@ _LAZY = {
     "BandwidthConfigError": "bandwidth", "BandwidthSchedule": "bandwidth", "ProbeError": "bandwidth",
     "ProbeResult": "bandwidth", "ThroughputLog": "bandwidth", "TokenBucket": "bandwidth", "UploadQueue": "bandwidth",
     "probe_bandwidth": "bandwidth", "shared_bucket": "bandwidth", "shared_queue": "bandwidth",
-    "AzureBlobObjectStore": "azure_store",
 }
 __all__ += list(_LAZY)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from axon_dagster.storage.azure_store import AzureBlobObjectStore
+from axon_dagster.storage.object_stores.azure import AzureBlobObjectStore
 from axon_dagster.storage.bandwidth import TokenBucket, UploadQueue
 
 

@@ -28,7 +28,7 @@ BLOCK = 256 * KiB
 def make_store(azurite, azure_container, tmp_path) -> Callable[..., Any]:
     """``make_store(**options)``: an AzureBlobObjectStore on the test's container, prefix
     ``datasets``, 256 KiB blocks, its own uncapped bucket and queue (no process-wide state)."""
-    from axon_dagster.storage.azure_store import AzureBlobObjectStore
+    from axon_dagster.storage.object_stores.azure import AzureBlobObjectStore
 
     def make(*, log: AzureRequestLog | None = None, **options: Any) -> AzureBlobObjectStore:
         options.setdefault("block_size", BLOCK)

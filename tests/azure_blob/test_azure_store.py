@@ -13,7 +13,7 @@ import pytest
 from axon_dagster.storage import AzureBlobObjectStore, ObjectStore
 from axon_dagster.storage.bandwidth import TokenBucket, UploadQueue
 from axon_dagster.storage.digest import DigestMismatch, digest_of_files, file_digests
-from axon_dagster.storage.object_store import ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable, object_store_from_url
+from axon_dagster.storage.object_stores import ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable, object_store_from_url
 
 from .conftest import BLOCK, AzureRequestLog, write_dataset
 

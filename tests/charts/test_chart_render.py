@@ -272,7 +272,7 @@ def test_an_azure_object_store_gets_the_blob_endpoint_not_the_s3_one(render, mon
     assert d["AZURE_STORAGE_BLOB_ENDPOINT"] == "http://azurite.dev.svc:10000/fleetdata"
     assert "AWS_ENDPOINT_URL" not in d
     # The code location reads the same contract and builds an Azure store from it.
-    from axon_dagster.storage.object_store import object_store_from_url
+    from axon_dagster.storage.object_stores import object_store_from_url
 
     monkeypatch.setenv("AZURE_STORAGE_KEY", "a2V5")
     monkeypatch.setenv("AZURE_STORAGE_BLOB_ENDPOINT", d["AZURE_STORAGE_BLOB_ENDPOINT"])

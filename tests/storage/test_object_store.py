@@ -13,7 +13,7 @@ from botocore.config import Config
 
 from axon_dagster.domain import cloud_dataset_key, sidecar_key
 from axon_dagster.storage.digest import DigestMismatch, dataset_digest
-from axon_dagster.storage.object_store import (
+from axon_dagster.storage.object_stores import (
     LocalDirObjectStore,
     ObjectNotFound,
     ObjectStore,
@@ -102,7 +102,7 @@ def test_s3_reupload_of_a_stored_dataset_sends_nothing(s3_client, s3_bucket, rec
     assert requests.count("PutObject") == len(sidecar.files)
 
     requests.clear()
-    with caplog.at_level("INFO", logger="axon_dagster.storage.object_store"):
+    with caplog.at_level("INFO", logger="axon_dagster.storage.object_stores"):
         store.put_dataset(src, KEY, sidecar.files)
     assert requests.count("PutObject") == 0
     assert requests.count("HeadObject") == len(sidecar.files)

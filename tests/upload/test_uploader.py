@@ -306,7 +306,7 @@ def test_a_store_without_checksum_support_verifies_by_rereading(s3_server, s3_cl
 
 
 def test_gs_urls_build_an_s3_store_on_the_gcs_xml_endpoint(monkeypatch):
-    from axon_dagster.storage.object_store import object_store_from_url
+    from axon_dagster.storage.object_stores import object_store_from_url
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "hmac-id")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hmac-secret")

@@ -58,18 +58,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from .digest import DigestMismatch
-from .object_store import (
+from ..digest import DigestMismatch
+from .base import (
     DIGEST_METADATA,
     RESERVED_PREFIX,
     SHA256_METADATA,
     ObjectNotFound,
     ObjectStoreError,
     ObjectStoreUnavailable,
-    _RemoteDatasetStore,
     validate_key,
     validate_prefix,
 )
+from .remote import RemoteObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _from_azure(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return {_FROM_AZURE.get(k.lower(), k): v for k, v in (metadata or {}).items()}
 
 
-class AzureBlobObjectStore(_RemoteDatasetStore):
+class AzureBlobObjectStore(RemoteObjectStore):
     """Objects in Azure container ``container`` under ``prefix``; see the module docstring.
 
     Give one of ``service_client`` (a ``BlobServiceClient``), ``connection_string``, or
@@ -174,7 +174,7 @@ class AzureBlobObjectStore(_RemoteDatasetStore):
         self._queue = upload_queue
         self._throughput = throughput_log if throughput_log is None or hasattr(throughput_log, "record") else None
         if throughput_log is not None and self._throughput is None:
-            from .bandwidth import ThroughputLog
+            from ..bandwidth import ThroughputLog
 
             self._throughput = ThroughputLog(throughput_log)
         self._ctx = threading.local()
@@ -213,7 +213,7 @@ class AzureBlobObjectStore(_RemoteDatasetStore):
     @property
     def bandwidth(self) -> Any:
         if self._bandwidth is None:
-            from .bandwidth import shared_bucket
+            from ..bandwidth import shared_bucket
 
             self._bandwidth = shared_bucket()
         return self._bandwidth
@@ -221,7 +221,7 @@ class AzureBlobObjectStore(_RemoteDatasetStore):
     @property
     def queue(self) -> Any:
         if self._queue is None:
-            from .bandwidth import shared_queue
+            from ..bandwidth import shared_queue
 
             self._queue = shared_queue()
         return self._queue
@@ -435,7 +435,7 @@ class AzureBlobObjectStore(_RemoteDatasetStore):
 
     @staticmethod
     def _record_sent(n: int) -> None:
-        from . import metrics
+        from .. import metrics
 
         metrics.record_sent(n)
 
@@ -444,7 +444,7 @@ class AzureBlobObjectStore(_RemoteDatasetStore):
         """Where measured link throughput goes: the log the bandwidth sensor's probe reads (the
         same file the S3 uploader writes, under ``AXON_UPLOAD_STATE_DIR``)."""
         if self._throughput is None:
-            from .bandwidth import ThroughputLog
+            from ..bandwidth import ThroughputLog
 
             state_dir = Path(os.environ.get("AXON_UPLOAD_STATE_DIR") or ".axon/upload-state")
             self._throughput = ThroughputLog(state_dir.resolve() / "throughput.json")
@@ -487,7 +487,7 @@ class AzureBlobObjectStore(_RemoteDatasetStore):
     def _put_blocks(self, path: Path, name: str, size: int, sha256: str, metadata: Mapping[str, str]) -> str:
         from azure.storage.blob import BlobBlock, ContentSettings
 
-        from .uploader import _Progress
+        from ..uploader import _Progress
 
         blob = self._blob(name)
         uri = f"az://{self.account}/{self.container}/{name}"

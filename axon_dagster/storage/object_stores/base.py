@@ -1,0 +1,269 @@
+"""The object store interface and what every backend shares: errors, key rules, and the
+dataset-level operations written once over per-object primitives.
+
+A dataset is a directory, so it is stored as one object per file under ``<key>/``; its sidecar is a
+separate object beside it (``domain.sidecar_key``). Every file is verified after upload against the
+SHA-256 the sidecar lists, so a cloud copy is only ever reported with the digest it really has.
+
+Keys are relative, ``/``-separated and checked before anything is written (:func:`validate_key`).
+Backends: :mod:`.local` (a directory, the embedded default), :mod:`.s3` (S3 and S3-compatible
+stores, GCS through its XML API), :mod:`.azure` (Azure Blob Storage); :func:`.object_store_from_url`
+picks one. No backend SDK is imported here: robots import this package without boto3 or Azure's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..digest import DigestMismatch, digest_of_files, file_digests, file_sha256
+from .errors import ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable  # noqa: F401  (re-exported)
+from .staging import StagingUploads
+
+log = logging.getLogger(__name__)
+
+MAX_KEY_LENGTH = 1024  # S3's limit, in UTF-8 bytes
+RESERVED_PREFIX = ".axon-"  # segments the local backend uses for its own bookkeeping
+SHA256_METADATA = "sha256"
+DIGEST_METADATA = "dataset-digest"
+_CHUNK = 1 << 20
+STORED_CHECKSUM_MISMATCH = "body-does-not-match-stored-checksum"
+
+
+# --------------------------------------------------------------------------- key rules
+
+
+def validate_key(key: object, kind: str = "object key") -> str:
+    """Return ``key`` if it is a safe relative object key, else raise ValueError.
+
+    >>> validate_key("warehouse/aisle_1/nav+pick_20261126T093000.000000Z.lance")
+    'warehouse/aisle_1/nav+pick_20261126T093000.000000Z.lance'
+    """
+    if not isinstance(key, str):
+        raise ValueError(f"invalid {kind} {key!r}: must be a string")
+    if not key:
+        raise ValueError(f"invalid {kind} {key!r}: must not be empty")
+    if len(key.encode()) > MAX_KEY_LENGTH:
+        raise ValueError(f"invalid {kind} {key[:40]!r}...: longer than {MAX_KEY_LENGTH} bytes")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        raise ValueError(f"invalid {kind} {key!r}: contains control characters")
+    if "\\" in key:
+        raise ValueError(f"invalid {kind} {key!r}: contains a backslash")
+    if key.startswith("/"):
+        raise ValueError(f"invalid {kind} {key!r}: must be relative (no leading '/')")
+    for segment in key.split("/"):
+        if segment == "":
+            raise ValueError(f"invalid {kind} {key!r}: empty path segment ('//' or trailing '/')")
+        if segment in (".", ".."):
+            raise ValueError(f"invalid {kind} {key!r}: '{segment}' segments are not allowed")
+        if segment.startswith(RESERVED_PREFIX):
+            raise ValueError(f"invalid {kind} {key!r}: segments starting with {RESERVED_PREFIX!r} are reserved")
+    return key
+
+
+def validate_prefix(prefix: object) -> str:
+    """A listing prefix: empty, or a key optionally ending in '/'."""
+    if prefix == "":
+        return ""
+    if isinstance(prefix, str) and prefix.endswith("/"):
+        return validate_key(prefix[:-1], "key prefix") + "/"
+    return validate_key(prefix, "key prefix")
+
+
+def validated_manifest(files: Mapping[str, str]) -> dict[str, str]:
+    """A dataset's ``{relative_path: sha256_hex}`` (the sidecar's ``files``), checked like keys."""
+    if not isinstance(files, Mapping) or not files:
+        raise ValueError("files must be a non-empty mapping of relative path -> sha256 hex")
+    out: dict[str, str] = {}
+    for rel, sha in files.items():
+        validate_key(rel, "dataset file path")
+        if not is_sha256_hex(sha):
+            raise ValueError(f"invalid sha256 {sha!r} for dataset file {rel!r}: expected 64 lowercase hex digits")
+        out[rel] = sha
+    return out
+
+
+def is_sha256_hex(sha: object) -> bool:
+    return isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)
+
+
+def describe_difference(expected: Mapping[str, str], actual: Mapping[str, str]) -> str:
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    changed = sorted(rel for rel in set(expected) & set(actual) if expected[rel] != actual[rel])
+    parts = [f"{label} {names[:5]}{'...' if len(names) > 5 else ''}" for label, names in
+             (("missing", missing), ("unexpected", extra), ("changed", changed)) if names]
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- shared behaviour
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    sha256: str | None  # verified content hash, None when the backend cannot tell without re-reading
+    metadata: Mapping[str, str]
+    checksum: str | None = None  # the store's raw checksum (a composite "...-N" for multipart objects)
+    size: int | None = None
+
+
+class ObjectStore(StagingUploads):
+    """The one interface of every backend (local dir, S3, Azure).
+
+    Objects: :meth:`uri_for`, :meth:`put_bytes`, :meth:`put_file`, :meth:`get_bytes`,
+    :meth:`exists`, :meth:`list_keys`. Datasets (a directory stored as one object per file):
+    :meth:`put_dataset`, :meth:`verify_dataset`, :meth:`fetch_dataset`, written once here over a
+    handful of per-object primitives each backend gives. Staging of robot uploads: the
+    :class:`~.staging.StagingUploads` methods (``start_multipart`` ... ``delete_prefix``)."""
+
+    def uri_for(self, key: str) -> str:
+        raise NotImplementedError
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        raise NotImplementedError
+
+    def get_bytes(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        raise NotImplementedError
+
+    def _write_verified(self, local_path: Path, key: str, sha256: str, metadata: Mapping[str, str]) -> str:
+        """Store ``local_path`` at ``key`` and return the SHA-256 of what the store now holds."""
+        raise NotImplementedError
+
+    def _stored_sha256(self, key: str) -> str | None:
+        raise NotImplementedError
+
+    def _holds(self, key: str, sha256: str, dataset_digest: str) -> bool:
+        raise NotImplementedError
+
+    def _download(self, key: str, dest: Path) -> Mapping[str, str]:
+        """Write the object to ``dest``; return its metadata."""
+        raise NotImplementedError
+
+    def _recorded_manifest(self, key: str) -> dict[str, str] | None:
+        """The file list the store recorded with the dataset, if it keeps one."""
+        return None
+
+    def _record_dataset(self, key: str, files: Mapping[str, str], dataset_digest: str) -> None:
+        """Hook run once every file of a dataset is stored and verified."""
+
+    # --- public
+
+    def put_file(self, local_path: str | os.PathLike, key: str, *, sha256: str | None = None) -> str:
+        """Store one file at ``key``, verified. ``sha256``: its SHA-256 when the caller has just
+        hashed it (a large file is then not read twice); the stored copy is checked against it."""
+        key = validate_key(key)
+        local_path = Path(local_path)
+        if not local_path.is_file():
+            raise FileNotFoundError(f"file to upload not found: {local_path}")
+        if sha256 is not None and not is_sha256_hex(sha256):
+            raise ValueError(f"invalid sha256 {sha256!r} for {local_path}: expected 64 lowercase hex digits")
+        sha = sha256 or file_sha256(local_path)
+        stored = self._write_verified(local_path, key, sha, {SHA256_METADATA: sha})
+        if stored != sha:
+            raise DigestMismatch(f"{self.uri_for(key)} after upload", sha, stored or "missing")
+        log.info("stored %s (%s)", self.uri_for(key), sha)
+        return self.uri_for(key)
+
+    def put_dataset(
+        self, local_dir: str | os.PathLike, key: str, files: Mapping[str, str], *, priority: int = 0, created_at: float | None = None
+    ) -> str:
+        """Upload every file of the dataset directory ``local_dir`` under ``key/``; ``files`` is its
+        manifest (the sidecar's ``files``). Each file is verified after upload; files already stored
+        with the same SHA-256 (and dataset digest) are not sent again. ``priority`` (the order's) and
+        ``created_at`` (epoch seconds) order uploads when the link is scarce (S3 backend)."""
+        key = validate_key(key, "dataset key")
+        manifest = validated_manifest(files)
+        local_dir = Path(local_dir)
+        if not local_dir.is_dir():
+            raise FileNotFoundError(f"dataset directory not found: {local_dir}")
+        present = {p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*") if p.is_file()}
+        if present != set(manifest):
+            raise ValueError(
+                f"dataset directory {local_dir} does not match its manifest: "
+                f"{describe_difference(manifest, {rel: manifest.get(rel, '') for rel in present})}"
+            )
+        digest = digest_of_files(manifest)
+        sent = 0
+        for rel, sha in sorted(manifest.items()):
+            obj_key = f"{key}/{rel}"
+            if self._holds(obj_key, sha, digest):
+                continue
+            stored = self._write_verified(local_dir / rel, obj_key, sha, {SHA256_METADATA: sha, DIGEST_METADATA: digest})
+            if stored != sha:
+                raise DigestMismatch(f"{self.uri_for(obj_key)} after upload", sha, stored or "missing")
+            sent += 1
+        self._record_dataset(key, manifest, digest)
+        if sent == 0:
+            log.info("dataset %s already stored with digest %s; nothing re-sent", self.uri_for(key), digest)
+        else:
+            log.info("stored dataset %s: %d of %d files sent, digest %s", self.uri_for(key), sent, len(manifest), digest)
+        return self.uri_for(key)
+
+    def verify_dataset(self, key: str, files: Mapping[str, str]) -> str:
+        """Re-check the stored dataset against its manifest; return its digest or raise DigestMismatch
+        (missing, unexpected or changed files)."""
+        key = validate_key(key, "dataset key")
+        manifest = validated_manifest(files)
+        stored: dict[str, str] = {}
+        for obj_key in self.list_keys(f"{key}/"):
+            sha = self._stored_sha256(obj_key)
+            stored[obj_key[len(key) + 1:]] = sha or "unreadable"
+        expected, actual = digest_of_files(manifest), digest_of_files(stored)
+        if actual != expected:
+            raise DigestMismatch(f"{self.uri_for(key)} ({describe_difference(manifest, stored)})", expected, actual)
+        log.info("verified %s: %d files, digest %s", self.uri_for(key), len(stored), actual)
+        return actual
+
+    def fetch_dataset(self, key: str, dest_dir: str | os.PathLike, files: Mapping[str, str] | None = None) -> Path:
+        """Download the dataset under ``key/`` to ``dest_dir`` (which must not exist), verified against
+        ``files`` or, when not given, against what the store recorded with it. Atomic: the directory
+        appears complete or not at all."""
+        key = validate_key(key, "dataset key")
+        expected = validated_manifest(files) if files is not None else None
+        dest = Path(dest_dir)
+        if dest.exists():
+            raise FileExistsError(f"fetch destination already exists: {dest}")
+        keys = self.list_keys(f"{key}/")
+        if not keys:
+            raise ObjectNotFound(f"no dataset stored at {self.uri_for(key)}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        scratch = dest.parent / f"{RESERVED_PREFIX}fetch-{uuid.uuid4().hex}-{dest.name}"
+        try:
+            digests_claimed: set[str] = set()
+            for obj_key in keys:
+                rel = validate_key(obj_key[len(key) + 1:], "dataset file path")
+                target = scratch / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                metadata = self._download(obj_key, target)
+                if DIGEST_METADATA in metadata:
+                    digests_claimed.add(metadata[DIGEST_METADATA])
+            actual = file_digests(scratch)
+            if expected is None:
+                expected = self._recorded_manifest(key)
+            if expected is not None:
+                if actual != expected:
+                    raise DigestMismatch(
+                        f"fetched {self.uri_for(key)} ({describe_difference(expected, actual)})",
+                        digest_of_files(expected), digest_of_files(actual),
+                    )
+            elif len(digests_claimed) != 1 or digest_of_files(actual) not in digests_claimed:
+                raise DigestMismatch(f"fetched {self.uri_for(key)}", ",".join(sorted(digests_claimed)) or "unrecorded", digest_of_files(actual))
+            os.rename(scratch, dest)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        log.info("fetched %s to %s (%d files)", self.uri_for(key), dest, len(keys))
+        return dest
+
+

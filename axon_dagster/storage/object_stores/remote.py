@@ -1,0 +1,65 @@
+"""What the stores across a link (S3, Azure) share: a dataset upload waits for its turn in the
+process's priority queue and leaves what it did in :meth:`RemoteObjectStore.last_upload_stats`."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from .base import RESERVED_PREFIX, ObjectStore, validate_key
+
+
+class RemoteObjectStore(ObjectStore):
+    """A store across a link: a dataset upload waits for its turn in the process's priority queue
+    (order priority, then age) and leaves what it did in :meth:`last_upload_stats`. Subclasses give
+    the queue and a ``_dataset_context(key)`` that resets ``self._ctx.stats`` for one dataset."""
+
+    _ctx: threading.local
+    prefix: str
+
+    def _full(self, key: str) -> str:
+        key = validate_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _record_key(self, key: str) -> str:
+        """Where the dataset record of ``key`` lives (a reserved segment: never a dataset key)."""
+        base = f"{self.prefix}/" if self.prefix else ""
+        return f"{base}{RESERVED_PREFIX}meta/{validate_key(key, 'dataset key')}.json"
+
+    def _upload_queue(self) -> Any:
+        raise NotImplementedError
+
+    def _dataset_context(self, key: str) -> Any:
+        raise NotImplementedError
+
+    def put_dataset(
+        self, local_dir: str | os.PathLike, key: str, files: Mapping[str, str], *, priority: int = 0, created_at: float | None = None
+    ) -> str:
+        key = validate_key(key, "dataset key")
+        queued = time.monotonic()
+        with self._upload_queue().slot(priority, created_at, self.uri_for(key)), self._dataset_context(key):
+            started = time.monotonic()
+            uri = super().put_dataset(local_dir, key, files)
+            stats = dict(self._ctx.stats)
+        seconds = time.monotonic() - started
+        stats.update(
+            upload_seconds=round(seconds, 3),
+            queued_seconds=round(started - queued, 3),
+            upload_bytes_per_second=round(stats["bytes_sent"] / seconds, 1) if seconds > 0 else 0.0,
+        )
+        self._ctx.last_upload = stats
+        return uri
+
+    def last_upload_stats(self) -> dict[str, Any]:
+        """What the last :meth:`put_dataset` of this thread did (files and bytes sent, parts or
+        blocks kept from an interrupted run, seconds queued and uploading, rate): run metadata for
+        Dagster."""
+        return dict(getattr(self._ctx, "last_upload", None) or {})
+
+    def verify_dataset(self, key: str, files: Mapping[str, str]) -> str:
+        key = validate_key(key, "dataset key")
+        with self._dataset_context(key):
+            return super().verify_dataset(key, files)
