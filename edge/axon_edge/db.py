@@ -36,7 +36,8 @@ from .errors import InvalidRequest, UnknownTask
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 1: tasks, orders, batches, outbox, sync_state. 2: uploads, upload_parts (axon_edge.upload.state).
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5_000
 
 _SCHEMA = """
@@ -106,6 +107,31 @@ CREATE INDEX IF NOT EXISTS idx_outbox_undelivered ON outbox(id) WHERE delivered_
 CREATE TABLE IF NOT EXISTS sync_state (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    task_id       TEXT PRIMARY KEY,
+    grant_id      TEXT NOT NULL,
+    state         TEXT NOT NULL,                     -- uploading | completed | failed
+    bytes_sent    INTEGER NOT NULL DEFAULT 0,        -- part bytes confirmed by the store, sent by this robot
+    parts_sent    INTEGER NOT NULL DEFAULT 0,
+    parts_skipped INTEGER NOT NULL DEFAULT 0,        -- found done (plan's done_parts), not sent again
+    retries       INTEGER NOT NULL DEFAULT 0,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    started_at    TEXT,
+    completed_at  TEXT,
+    updated_at    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS upload_parts (
+    task_id     TEXT NOT NULL,
+    file_name   TEXT NOT NULL,
+    upload_id   TEXT NOT NULL,                       -- the backend's multipart upload id
+    number      INTEGER NOT NULL,
+    size        INTEGER NOT NULL,
+    md5         TEXT NOT NULL,
+    etag        TEXT NOT NULL,
+    verified_at TEXT NOT NULL,
+    PRIMARY KEY (task_id, file_name, upload_id, number)
 );
 """
 
@@ -342,6 +368,17 @@ class EdgeDB:
                 raise
             else:
                 self._conn.execute("COMMIT")
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE) for the agent's other stores on this database."""
+        with self._tx() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
 
     def pragma(self, name: str) -> Any:
         with self._lock:
