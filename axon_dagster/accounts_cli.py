@@ -59,10 +59,10 @@ def _password(from_stdin: bool) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from axon_dagster.domain import DomainError
-    from axon_dagster.services import accounts as acc
-    from axon_dagster.services.errors import ServiceError
+    from axon_dagster.control_plane import accounts as acc
+    from axon_dagster.control_plane.errors import ServiceError
     from axon_dagster.settings import load_settings
-    from axon_dagster.store import UnitOfWorkFactory, check_schema, make_engine
+    from axon_dagster.control_plane.persistence import UnitOfWorkFactory, check_schema, make_engine
 
     try:
         engine = make_engine(args.database_url or load_settings().database_url)

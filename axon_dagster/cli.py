@@ -24,7 +24,7 @@ def cmd_api(args) -> int:
 
 
 def cmd_db_upgrade(args) -> int:
-    from axon_dagster.store import upgrade
+    from axon_dagster.control_plane.persistence import upgrade
 
     url = _database_url(args)
     if url.startswith("sqlite:///"):
@@ -178,8 +178,8 @@ def _dev_admin_account(database_url: str) -> str:
     """`make dev`: an `admin` account for the pages (its random password is returned)."""
     import secrets
 
-    from axon_dagster.services.accounts import create_user
-    from axon_dagster.store import UnitOfWorkFactory, make_engine
+    from axon_dagster.control_plane.accounts import create_user
+    from axon_dagster.control_plane.persistence import UnitOfWorkFactory, make_engine
 
     password = secrets.token_urlsafe(12)
     engine = make_engine(database_url)

@@ -53,9 +53,9 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(r.json().get("detail", r.text))
         r.raise_for_status()
         return r.json()
-    from axon_dagster.services import dataset_search as ds
+    from axon_dagster.control_plane import dataset_search as ds
     from axon_dagster.settings import load_settings
-    from axon_dagster.store import UnitOfWorkFactory, check_schema, make_engine
+    from axon_dagster.control_plane.persistence import UnitOfWorkFactory, check_schema, make_engine
 
     query = ds.build_query(skills=args.skill, **{k: getattr(args, k) for k in FILTER_ARGS})
     engine = make_engine(args.database_url or load_settings().database_url)

@@ -39,13 +39,13 @@ if str(REPO) not in sys.path:  # runnable as a plain script from a checkout
 
 from sqlalchemy import func, select, text, update  # noqa: E402
 
-from axon_dagster.api.client import ControlPlaneClient, ControlPlaneUnavailable, EdgeSyncClient  # noqa: E402
+from axon_dagster.client import ControlPlaneClient, ControlPlaneUnavailable, EdgeSyncClient  # noqa: E402
 from axon_dagster.domain import TaskEvent, TaskStatus, utcnow  # noqa: E402
-from axon_dagster.services import control_plane as cp  # noqa: E402
-from axon_dagster.store import UnitOfWorkFactory, make_engine, upgrade  # noqa: E402
-from axon_dagster.store.bulk import insert_rows  # noqa: E402
-from axon_dagster.store.ephemeral_postgres import EphemeralPostgres  # noqa: E402
-from axon_dagster.store.schema import BatchRow, EventRow, OrderRow, RobotRow, TaskRow, EVENT_SEQ_COUNTER, RevisionCounterRow  # noqa: E402
+from axon_dagster import control_plane as cp  # noqa: E402
+from axon_dagster.control_plane.persistence import UnitOfWorkFactory, make_engine, upgrade  # noqa: E402
+from axon_dagster.control_plane.persistence.bulk import insert_rows  # noqa: E402
+from axon_dagster.control_plane.persistence.ephemeral_postgres import EphemeralPostgres  # noqa: E402
+from axon_dagster.control_plane.persistence.schema import BatchRow, EventRow, OrderRow, RobotRow, TaskRow, EVENT_SEQ_COUNTER, RevisionCounterRow  # noqa: E402
 
 FAN_OUT_TASKS = 10_000
 ROBOTS = 100

@@ -57,15 +57,15 @@ if str(REPO) not in sys.path:  # runnable as a plain script from a checkout
 import aiohttp  # noqa: E402  (an async HTTP client that keeps up with 2,000 robots on one core)
 import httpx  # noqa: E402
 
-from axon_dagster.api.client import ControlPlaneClient  # noqa: E402
+from axon_dagster.client import ControlPlaneClient  # noqa: E402
 from axon_dagster.api.server import default_workers  # noqa: E402
 from axon_dagster.domain import utcnow  # noqa: E402
 from axon_dagster.demo.fleet import free_port, wait_healthy  # noqa: E402
-from axon_dagster.services import control_plane as cp  # noqa: E402
-from axon_dagster.store import make_engine, upgrade  # noqa: E402
-from axon_dagster.store.bulk import insert_rows  # noqa: E402
-from axon_dagster.store.ephemeral_postgres import EphemeralPostgres  # noqa: E402
-from axon_dagster.store.schema import RobotRow  # noqa: E402
+from axon_dagster import control_plane as cp  # noqa: E402
+from axon_dagster.control_plane.persistence import make_engine, upgrade  # noqa: E402
+from axon_dagster.control_plane.persistence.bulk import insert_rows  # noqa: E402
+from axon_dagster.control_plane.persistence.ephemeral_postgres import EphemeralPostgres  # noqa: E402
+from axon_dagster.control_plane.persistence.schema import RobotRow  # noqa: E402
 
 try:
     from axon_edge.agent import DEFAULT_LONG_POLL_SECONDS

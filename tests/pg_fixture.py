@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from axon_dagster.store.ephemeral_postgres import EphemeralPostgres
+from axon_dagster.control_plane.persistence.ephemeral_postgres import EphemeralPostgres
 
 _TEMPLATE = "axon_migrated_template"
 
@@ -32,7 +32,7 @@ def postgres_server() -> Iterator[EphemeralPostgres]:
 
 @pytest.fixture(scope="session")
 def _migrated_postgres_template(postgres_server: EphemeralPostgres) -> str:
-    from axon_dagster.store import upgrade
+    from axon_dagster.control_plane.persistence import upgrade
 
     upgrade(postgres_server.create_database(_TEMPLATE))
     return _TEMPLATE

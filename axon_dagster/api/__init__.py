@@ -1,7 +1,8 @@
-"""Control-plane HTTP API (FastAPI) and its Python clients.
+"""The control plane's HTTP API (FastAPI) over the use cases of ``axon_dagster.control_plane``.
+Its Python clients are ``axon_dagster.client``.
 
-Importing ``axon_dagster.api.client`` must stay light (the edge agent uses it on robots), so this
-package imports FastAPI only when ``create_app`` or ``serve`` is first asked for.
+The edge agent imports ``axon_dagster.api.asgi`` (shared middlewares), so this package imports
+FastAPI only when ``create_app`` or ``serve`` is first asked for.
 """
 
 from __future__ import annotations

@@ -23,10 +23,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from axon_dagster.services import batch_review as br
-from axon_dagster.services import dataset_search as ds
+from axon_dagster.control_plane import batch_review as br
+from axon_dagster.control_plane import dataset_search as ds
 from axon_dagster.domain.identity import recorded_actor
-from axon_dagster.services.errors import InvalidRequestError
+from axon_dagster.control_plane.errors import InvalidRequestError
 from axon_dagster.web import STATIC_DIR
 
 from .schemas import ActorBody, BatchDecisionBody, BatchEditBody, Limit, NewBatchBody, Offset, ReviewPolicyBody

@@ -12,9 +12,9 @@ import os
 import logging
 import time
 from contextlib import asynccontextmanager, suppress
-from typing import Annotated, Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -33,8 +33,9 @@ from axon_dagster.domain import (
     TaskTemplate,
 )
 from axon_dagster.domain.identity import ActorMismatchError, Principal, PrincipalKind, Role, recorded_actor
-from axon_dagster.services import control_plane as cp
-from axon_dagster.services.errors import (
+from axon_dagster import control_plane as cp
+from axon_dagster.control_plane.caches import CacheUsageReport
+from axon_dagster.control_plane.errors import (
     AlreadyExistsError,
     AuthenticationError,
     CrossSiteRequestError,
@@ -42,7 +43,7 @@ from axon_dagster.services.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from axon_dagster.services.views import (
+from axon_dagster.control_plane.views import (
     BatchView,
     DatasetView,
     EdgeCacheUsageView,
@@ -56,8 +57,8 @@ from axon_dagster.services.views import (
     TaskView,
 )
 from axon_dagster.settings import load_settings
-from axon_dagster.store import SqlAlchemyUnitOfWork, UnitOfWorkFactory, check_schema, make_engine
-from axon_dagster.store.engine import POOL_SIZE
+from axon_dagster.control_plane.persistence import SqlAlchemyUnitOfWork, UnitOfWorkFactory, check_schema, make_engine
+from axon_dagster.control_plane.persistence.engine import POOL_SIZE
 
 from . import schemas
 from .asgi import INT64_MAX, INT64_MIN, BodySizeLimit, SecurityHeaders
@@ -88,7 +89,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     ``admin_token`` (default ``AXON_ADMIN_TOKEN``; ``""`` forces none) guards the admin routes;
     without one they are open, which is for the embedded single-machine default only. Robots
     always authenticate with their own tokens. The database must be migrated
-    (``axon_dagster.store.upgrade``), else :class:`SchemaOutOfDateError` is raised here."""
+    (``axon_dagster.control_plane.persistence.upgrade``), else :class:`SchemaOutOfDateError` is raised here."""
     env = load_settings()
     settings = dataclasses.replace(
         env,
@@ -288,7 +289,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
 
     # ------------------------------------------------------------------ edge caches (disk usage reports)
     @admin.put("/edge-caches/{cache_id}/usage", response_model=EdgeCacheUsageView)
-    def report_cache_usage(cache_id: str, body: dict[str, Any] = Body(...), u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
+    def report_cache_usage(cache_id: str, body: CacheUsageReport, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
         return cp.report_cache_usage(u, cache_id, body)
 
     @admin.get("/edge-caches", response_model=list[EdgeCacheUsageView])

@@ -31,8 +31,8 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field
 
 from axon_dagster.domain.identity import Principal, PrincipalKind, Role, allows
-from axon_dagster.services import accounts as acc
-from axon_dagster.services.errors import AuthenticationError, CrossSiteRequestError, NotFoundError, PermissionDeniedError
+from axon_dagster.control_plane import accounts as acc
+from axon_dagster.control_plane.errors import AuthenticationError, CrossSiteRequestError, NotFoundError, PermissionDeniedError
 from axon_dagster.settings import Settings
 from axon_dagster.web import STATIC_DIR
 

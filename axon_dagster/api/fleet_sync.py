@@ -18,8 +18,8 @@ from typing import Callable
 
 from starlette.concurrency import run_in_threadpool
 
-from axon_dagster.services import control_plane as cp
-from axon_dagster.store import SqlAlchemyUnitOfWork
+from axon_dagster import control_plane as cp
+from axon_dagster.control_plane.persistence import SqlAlchemyUnitOfWork
 
 log = logging.getLogger(__name__)
 

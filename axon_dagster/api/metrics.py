@@ -33,8 +33,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, m
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from axon_dagster.domain import utcnow
-from axon_dagster.services import control_plane as cp
-from axon_dagster.store import UnitOfWorkFactory
+from axon_dagster import control_plane as cp
+from axon_dagster.control_plane.persistence import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 

@@ -27,16 +27,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict
 
-from axon_dagster.services import dataset_search as ds
-from axon_dagster.services import review as rv
+from axon_dagster.control_plane import dataset_search as ds
+from axon_dagster.control_plane import review as rv
 from axon_dagster.domain.identity import Principal, PrincipalKind, Role, allows
-from axon_dagster.services.errors import InvalidRequestError
-from axon_dagster.services.views import DatasetView
-from axon_dagster.store.review_repositories import DatasetQuery
+from axon_dagster.control_plane.errors import InvalidRequestError
+from axon_dagster.control_plane.views import DatasetView
+from axon_dagster.control_plane.persistence.review_repositories import DatasetQuery
 
 from .schemas import Limit, Offset
 from .auth import authorize, page_principal, sign_in_redirect
-from .client import ControlPlaneClient, _seg
 from .rate_plot import rate_plot_svg
 
 API_PREFIX = "/api/v1"
@@ -129,20 +128,6 @@ def rate_plot(dataset_id: str, request: Request) -> Response:
 
 
 router.include_router(api)
-
-
-class ReviewClient(ControlPlaneClient):
-    """The control-plane client plus the review routes of this module."""
-
-    def review_queue(self, limit: int = 50, offset: int = 0, **filters: Any) -> list[dict[str, Any]]:
-        """``filters``: scene, sub_scene, skill (a string or a list), robot_id, since."""
-        return self._request("GET", "/review/queue", params={"limit": limit, "offset": offset, **filters})
-
-    def review_decisions(self, after: str = "", limit: int = 100) -> dict[str, Any]:
-        return self._request("GET", "/review/decisions", params={"after": after, "limit": limit})
-
-    def dispose_rejected(self, dataset_id: str, policy: str) -> dict[str, Any]:
-        return self._request("POST", f"/datasets/{_seg(dataset_id)}/disposal", json={"policy": policy})
 
 
 # ---------------------------------------------------------------------------------- rendering

@@ -1,6 +1,6 @@
 """Request bodies of the control-plane API. Unknown keys are refused (422), so a typo in a field
 name is an error rather than a silently ignored setting. Responses are the service layer's views
-(``axon_dagster.services.views``), which FastAPI validates and documents through pydantic."""
+(``axon_dagster.control_plane.views``), which FastAPI validates and documents through pydantic."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def default_workers(environ: dict[str, str] | None = None, database_url: str | N
         if not 1 <= workers <= 64:
             raise ValueError(f"AXON_API_WORKERS must be between 1 and 64, got {workers}")
         return workers
-    from axon_dagster.store.engine import is_sqlite
+    from axon_dagster.control_plane.persistence.engine import is_sqlite
 
     if database_url is not None and is_sqlite(database_url):
         return 1
@@ -61,7 +61,7 @@ def serve(
     import uvicorn
 
     from axon_dagster.settings import load_settings
-    from axon_dagster.store import upgrade
+    from axon_dagster.control_plane.persistence import upgrade
 
     from .app import create_app
     from .metrics import share_counts_between_workers
@@ -75,7 +75,7 @@ def serve(
         uvicorn.run(create_app(database_url=url, admin_token=admin_token), host=host, port=port, log_level=log_level,
                     timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, timeout_keep_alive=KEEP_ALIVE_SECONDS)
         return
-    from axon_dagster.store import check_schema, make_engine
+    from axon_dagster.control_plane.persistence import check_schema, make_engine
 
     engine = make_engine(url)
     try:

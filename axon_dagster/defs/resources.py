@@ -24,7 +24,7 @@ class ControlPlaneResource(dg.ConfigurableResource):
     timeout_seconds: float = 10.0
 
     def client(self):
-        from axon_dagster.api.client import ControlPlaneClient
+        from axon_dagster.client import ControlPlaneClient
         from axon_dagster.config import SecretRef
 
         token = SecretRef(env=self.token_env_var, file=self.token_file, key="token_file").resolve()

@@ -115,7 +115,7 @@ def run_demo(options: DemoOptions, progress=None) -> DemoResult:
         RecorderResource,
     )
     from axon_dagster.demo.fleet import SimulatedFleet
-    from axon_dagster.services.orders import all_tasks
+    from axon_dagster.client.orders import all_tasks
 
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="axon-demo-")).resolve()
     started = time.monotonic()
@@ -216,9 +216,9 @@ def check_transport(transport: str) -> None:
 
 def _result_rows(client, defs, order_id: str) -> list[dict[str, Any]]:
     """One row per task, with the cloud copy's digest re-verified against the sidecar's."""
-    from axon_dagster.api.client import ControlPlaneError
+    from axon_dagster.client import ControlPlaneError
     from axon_dagster.services.data_flow import verify_cloud_copy
-    from axon_dagster.services.orders import all_tasks
+    from axon_dagster.client.orders import all_tasks
 
     store = defs.resources["object_store"].store()
     rows = []

@@ -180,7 +180,7 @@ class SimulatedFleet:
         return proc, log_path
 
     def start(self) -> None:
-        from axon_dagster.api.client import ControlPlaneClient
+        from axon_dagster.client import ControlPlaneClient
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         port = self.control_plane_port or free_port()
@@ -305,6 +305,6 @@ class SimulatedFleet:
             self._domain = None
 
     def admin_client(self):
-        from axon_dagster.api.client import ControlPlaneClient
+        from axon_dagster.client import ControlPlaneClient
 
         return ControlPlaneClient(self.control_plane_url, token=self.admin_token)

@@ -285,7 +285,7 @@ class Dataset:
         self.updated_at = utcnow()
         return changed
 
-    def cached(self, cache_path: str, digest: str, size_bytes: int) -> bool:
+    def mark_cached(self, cache_path: str, digest: str, size_bytes: int) -> bool:
         if self.status is DatasetStatus.CACHED and self.dataset_digest == digest:
             return False
         self._move(DatasetStatus.CACHED)
@@ -321,7 +321,7 @@ class Dataset:
             )
         return self._move(DatasetStatus.UPLOADING)
 
-    def uploaded(self, cloud_uri: str, digest: str) -> bool:
+    def mark_uploaded(self, cloud_uri: str, digest: str) -> bool:
         if self.status is DatasetStatus.UPLOADED:
             return False
         if self.dataset_digest and digest != self.dataset_digest:

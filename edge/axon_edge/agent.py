@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from axon_dagster.api.client import ControlPlaneError, ControlPlaneUnavailable
+from axon_dagster.client import ControlPlaneError, ControlPlaneUnavailable
 from axon_dagster.domain import IllegalTransitionError, TaskStatus, validate_id
 from axon_dagster.recorder.config import RecordingConfig, RecordingConfigError
 from axon_dagster.recorder.protocol import (
@@ -80,7 +80,7 @@ class _TryLater(Exception):
 
 
 class ControlPlaneSync(Protocol):
-    """What the agent needs of ``axon_dagster.api.client.EdgeSyncClient``."""
+    """What the agent needs of ``axon_dagster.client.EdgeSyncClient``."""
 
     def pull_tasks(self, after: int, limit: int) -> Any: ...  # and ``wait=`` seconds (long-poll), when used
 

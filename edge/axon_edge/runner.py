@@ -17,7 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
-from axon_dagster.api.client import EdgeSyncClient
+from axon_dagster.client import EdgeSyncClient
 from axon_dagster.recorder.factory import DEFAULT_NAMESPACE, recorder_from_config
 
 from .access import HttpAccess

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from axon_dagster.api.app import create_app
-from axon_dagster.api.client import ControlPlaneClient
+from axon_dagster.client import ControlPlaneClient
 from axon_dagster.api.server import ApiThread
 from axon_dagster.defs.resources import ControlPlaneResource
 from axon_dagster.storage.digest import digest_of_files, file_digests
 from axon_dagster.storage.edge_cache import EdgeCache
 from axon_dagster.storage.recording import Sidecar, TopicSummary, sidecar_path
-from axon_dagster.store import upgrade
+from axon_dagster.control_plane.persistence import upgrade
 
 ADMIN_TOKEN = "cache-usage-admin-token"
 TOKEN_ENV = "AXON_CACHE_USAGE_TEST_TOKEN"

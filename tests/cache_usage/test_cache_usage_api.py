@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from axon_dagster.api.client import ControlPlaneError
+from axon_dagster.client import ControlPlaneError
 from axon_dagster.storage.edge_cache import EdgeCache
 
 from .conftest import ADMIN_TOKEN

@@ -132,7 +132,7 @@ def test_a_bad_cache_id_fails_the_run_without_retries_and_reports_nothing(tmp_pa
 
 
 def test_a_report_the_control_plane_refuses_fails_without_retries(tmp_path, stage, control_plane, monkeypatch):
-    from axon_dagster.api.client import ControlPlaneClient
+    from axon_dagster.client import ControlPlaneClient
 
     resource = EdgeCacheResource(root=str(tmp_path / "cache"))
     stage(resource.cache(), "p", 1_000)

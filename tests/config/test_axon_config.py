@@ -179,7 +179,7 @@ def test_template_topics_match_the_reference_design() -> None:
 
 
 def test_shipped_templates_are_exactly_the_ones_orders_may_select() -> None:
-    from axon_dagster.services.batch_review import RECORDING_TEMPLATES as ORDER_TEMPLATES
+    from axon_dagster.control_plane.batch_review import RECORDING_TEMPLATES as ORDER_TEMPLATES
 
     assert set(axcfg.RECORDING_TEMPLATES) == set(ORDER_TEMPLATES)
     assert {p.stem for p in axcfg.TEMPLATE_DIR.glob("*.yaml")} == set(axcfg.RECORDING_TEMPLATES)

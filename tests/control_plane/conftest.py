@@ -19,8 +19,8 @@ except ModuleNotFoundError:  # pytest started without the repository root on sys
     from tests.pg_fixture import _migrated_postgres_template, migrated_postgres_url, postgres_server, postgres_url  # noqa: F401
 
 from axon_dagster.api.server import ApiThread
-from axon_dagster.store import UnitOfWorkFactory, make_engine, upgrade
-from axon_dagster.store.schema import Base
+from axon_dagster.control_plane.persistence import UnitOfWorkFactory, make_engine, upgrade
+from axon_dagster.control_plane.persistence.schema import Base
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from axon_dagster.api.app import create_app
-from axon_dagster.services import accounts as acc
-from axon_dagster.store import UnitOfWorkFactory, make_engine
-from axon_dagster.store.schema import AccountRow, SessionRow
+from axon_dagster.control_plane import accounts as acc
+from axon_dagster.control_plane.persistence import UnitOfWorkFactory, make_engine
+from axon_dagster.control_plane.persistence.schema import AccountRow, SessionRow
 
 ADMIN = "identity-admin-token"
 PASSWORD = "correct horse battery staple"

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from axon_dagster.api import create_app
-from axon_dagster.api.client import ControlPlaneClient, ControlPlaneError, EdgeSyncClient
+from axon_dagster.client import ControlPlaneClient, ControlPlaneError, EdgeSyncClient
 from axon_dagster.domain import TASK_TRANSITIONS, TaskStatus
-from axon_dagster.store import SchemaOutOfDateError, make_engine
-from axon_dagster.store.schema import Base
+from axon_dagster.control_plane.persistence import SchemaOutOfDateError, make_engine
+from axon_dagster.control_plane.persistence.schema import Base
 
 ADMIN_TOKEN = "admin-secret"
 _TLS = httpx.create_ssl_context()  # shared: building one per client costs ~50 ms

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from axon_dagster.api import create_app
-from axon_dagster.api.client import ControlPlaneClient, ControlPlaneError, ControlPlaneUnavailable, EdgeSyncClient
+from axon_dagster.client import ControlPlaneClient, ControlPlaneError, ControlPlaneUnavailable, EdgeSyncClient
 from axon_dagster.domain import TaskEvent, TaskStatus
 
 
@@ -108,10 +108,10 @@ def test_edge_client_needs_a_token() -> None:
 
 def test_client_module_is_light_enough_for_a_robot() -> None:
     code = (
-        "import sys, axon_dagster.api.client\n"
+        "import sys, axon_dagster.client\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
         "{'fastapi', 'starlette', 'pydantic', 'sqlalchemy', 'alembic', 'dagster', 'ray', 'daft', 'psycopg', 'uvicorn'})\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "", f"axon_dagster.api.client pulled in: {out}"
+    assert out == "", f"axon_dagster.client pulled in: {out}"

@@ -19,11 +19,11 @@ import pytest
 from sqlalchemy import event
 
 from axon_dagster.api import create_app
-from axon_dagster.api.client import ControlPlaneClient, EdgeSyncClient
+from axon_dagster.client import ControlPlaneClient, EdgeSyncClient
 from axon_dagster.domain import TaskEvent, TaskStatus, TaskTemplate
 from axon_dagster.demo.fleet import free_port, wait_healthy
-from axon_dagster.services import control_plane as cp
-from axon_dagster.store import UnitOfWorkFactory
+from axon_dagster import control_plane as cp
+from axon_dagster.control_plane.persistence import UnitOfWorkFactory
 
 S = TaskStatus
 # The edge's order of events for a task; every robot pushes these, a task at a time.

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from axon_dagster.api.app import create_app
-from axon_dagster.store import make_engine
-from axon_dagster.store.schema import RobotRow
+from axon_dagster.control_plane.persistence import make_engine
+from axon_dagster.control_plane.persistence.schema import RobotRow
 
 ADMIN = "tokens-admin"
 

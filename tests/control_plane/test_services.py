@@ -17,10 +17,11 @@ from axon_dagster.domain import (
     TaskStatus,
     TaskTemplate,
 )
-from axon_dagster.services import control_plane as cp
-from axon_dagster.services.errors import AlreadyExistsError, AuthenticationError, InvalidRequestError, NotFoundError
-from axon_dagster.store import UnitOfWorkFactory
-from axon_dagster.store.schema import RobotRow
+from axon_dagster import control_plane as cp
+from axon_dagster.control_plane.datasets import MAX_UPLOAD_ERROR
+from axon_dagster.control_plane.errors import AlreadyExistsError, AuthenticationError, InvalidRequestError, NotFoundError
+from axon_dagster.control_plane.persistence import UnitOfWorkFactory
+from axon_dagster.control_plane.persistence.schema import RobotRow
 
 S = TaskStatus
 
@@ -332,7 +333,7 @@ def test_failed_upload_returns_to_inspected_with_its_reason_until_uploaded(
     ds = _dataset_ready(uow_factory, fleet)
     cp.dataset_inspected(uow_factory(), ds, 0.95, "approved")
     cp.dataset_upload_started(uow_factory(), ds)
-    with caplog.at_level("INFO", logger="axon_dagster.services.control_plane"):
+    with caplog.at_level("INFO", logger="axon_dagster.control_plane.datasets"):
         failed = cp.dataset_upload_failed(uow_factory(), ds, "OSError: bucket gone")
     assert (failed.status, failed.last_upload_error) == ("INSPECTED", "OSError: bucket gone")
     assert f"dataset {ds} upload failed: OSError: bucket gone" in caplog.text
@@ -361,7 +362,7 @@ def test_upload_failure_refusals(uow_factory: UnitOfWorkFactory, fleet: dict[str
         cp.dataset_upload_failed(uow_factory(), "ghost", "boom")
     with pytest.raises(InvalidIdError):
         cp.dataset_upload_failed(uow_factory(), "../x", "boom")
-    for reason in ("", None, 42, "x" * (cp.MAX_UPLOAD_ERROR + 1), "bad\x00byte"):
+    for reason in ("", None, 42, "x" * (MAX_UPLOAD_ERROR + 1), "bad\x00byte"):
         with pytest.raises(InvalidRequestError):
             cp.dataset_upload_failed(uow_factory(), ds, reason)  # type: ignore[arg-type]
     with pytest.raises(DomainError, match="not uploading"):

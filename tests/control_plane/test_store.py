@@ -23,8 +23,8 @@ from axon_dagster.domain import (
     TaskTemplate,
     utcnow,
 )
-from axon_dagster.services import control_plane as cp
-from axon_dagster.store import (
+from axon_dagster import control_plane as cp
+from axon_dagster.control_plane.persistence import (
     EventRecord,
     SchemaOutOfDateError,
     TaskFilter,
@@ -34,8 +34,8 @@ from axon_dagster.store import (
     make_engine,
     upgrade,
 )
-from axon_dagster.store.errors import DuplicateKeyError
-from axon_dagster.store.schema import Base
+from axon_dagster.control_plane.persistence.errors import DuplicateKeyError
+from axon_dagster.control_plane.persistence.schema import Base
 
 
 def _order(order_id: str = "o1") -> Order:
@@ -213,7 +213,7 @@ def test_leaving_without_commit_keeps_nothing(uow_factory: UnitOfWorkFactory, ro
 def test_dataset_round_trip_keeps_review_and_report(uow_factory: UnitOfWorkFactory) -> None:
     _seed(uow_factory)
     ds = Dataset(dataset_id="t0", task_id="t0")
-    ds.cached("/cache/t0", "d" * 64, 123)
+    ds.mark_cached("/cache/t0", "d" * 64, 123)
     ds.record_inspection(0.7, QcOutcome.NEEDS_REVIEW)
     ds.record_review("bob", approve=True, comment="fine")
     with uow_factory().writing() as uow:

@@ -10,13 +10,13 @@ import dagster as dg
 import pytest
 
 from axon_dagster.api.app import create_app
-from axon_dagster.api.client import ControlPlaneClient
+from axon_dagster.client import ControlPlaneClient
 from axon_dagster.api.server import ApiThread
 from axon_dagster.defs import bandwidth as bandwidth_area
 from axon_dagster.defs.bandwidth import UPLOAD_JOB_NAME, UPLOAD_OP_NAME, BandwidthGate, bandwidth_sensor
 from axon_dagster.defs.resources import ControlPlaneResource
 from axon_dagster.storage.bandwidth import ThroughputLog
-from axon_dagster.store import upgrade
+from axon_dagster.control_plane.persistence import upgrade
 
 
 class UploadConfig(dg.Config):
@@ -95,7 +95,7 @@ def test_above_the_threshold_uploads_launch_by_priority_then_age(control_plane):
 def test_a_tick_ranks_candidates_from_the_search_alone(control_plane, monkeypatch):
     """Priority comes with each dataset of the search: a tick asks the control plane twice (one
     search per status), never once per candidate."""
-    from axon_dagster.api.client import ControlPlaneClient
+    from axon_dagster.client import ControlPlaneClient
 
     url, ids = control_plane
     calls: list[str] = []

@@ -23,7 +23,7 @@ from dagster._core.remote_origin import (
 )
 
 from axon_dagster.api.app import create_app
-from axon_dagster.api.client import ControlPlaneClient
+from axon_dagster.client import ControlPlaneClient
 from axon_dagster.api.server import ApiThread
 from axon_dagster.defs.bandwidth import (
     UPLOAD_JOB_NAME,
@@ -33,7 +33,7 @@ from axon_dagster.defs.bandwidth import (
 )
 from axon_dagster.defs.resources import ControlPlaneResource
 from axon_dagster.observability import metrics
-from axon_dagster.store import upgrade
+from axon_dagster.control_plane.persistence import upgrade
 
 REMOTE_ORIGIN = RemoteJobOrigin(RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("axon"), "__repository__"), UPLOAD_JOB_NAME)
 FAILING: dict[str, str] = {}  # dataset id -> the error its upload raises

@@ -17,8 +17,8 @@ import lance
 import pytest
 
 from axon_dagster.api.app import create_app
-from axon_dagster.api.client import EdgeSyncClient
-from axon_dagster.api.review import ReviewClient
+from axon_dagster.client import EdgeSyncClient
+from axon_dagster.client.review import ReviewClient
 from axon_dagster.api.server import ApiThread
 from axon_dagster.defs.data_flow import data_flow
 from axon_dagster.defs.resources import ControlPlaneResource, EdgeCacheResource, InspectionResource, ObjectStoreResource
@@ -31,7 +31,7 @@ from axon_dagster.storage.axon_recording import ChecksumMismatch, IncompleteReco
 from axon_dagster.storage.digest import DigestMismatch, file_sha256
 from axon_dagster.storage.edge_cache import CacheConflict
 from axon_dagster.storage.recording import Sidecar
-from axon_dagster.store import upgrade
+from axon_dagster.control_plane.persistence import upgrade
 
 ROBOT = "robot-1"
 START_NS = 1_780_000_000_000_000_000

@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edge"))
 from edge_support import ADMIN_TOKEN, ControlPlaneServer  # noqa: E402
 
 from axon_dagster.datasets_cli import main as datasets_main  # noqa: E402
-from axon_dagster.store import UnitOfWorkFactory, make_engine, upgrade  # noqa: E402
-from axon_dagster.store.bulk import insert_rows  # noqa: E402
-from axon_dagster.store.schema import BatchRow, DatasetRow, OrderRow, TaskRow  # noqa: E402
+from axon_dagster.control_plane.persistence import UnitOfWorkFactory, make_engine, upgrade  # noqa: E402
+from axon_dagster.control_plane.persistence.bulk import insert_rows  # noqa: E402
+from axon_dagster.control_plane.persistence.schema import BatchRow, DatasetRow, OrderRow, TaskRow  # noqa: E402
 
 N = 1200
 SCENES = {"warehouse": ["aisle_1", "aisle_2", ""], "kitchen": ["counter", ""]}

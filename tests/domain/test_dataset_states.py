@@ -5,7 +5,7 @@ from axon_dagster.domain import Dataset, DatasetStatus, DomainError, IllegalTran
 
 def inspected(outcome: QcOutcome) -> Dataset:
     ds = Dataset(dataset_id="t1", task_id="t1")
-    ds.cached("/cache/t1.lance", "abc", 10)
+    ds.mark_cached("/cache/t1.lance", "abc", 10)
     ds.record_inspection(0.5, outcome)
     return ds
 
@@ -13,9 +13,9 @@ def inspected(outcome: QcOutcome) -> Dataset:
 def test_happy_path():
     ds = inspected(QcOutcome.APPROVED)
     assert ds.start_upload()
-    assert ds.uploaded("s3://b/k.lance", "abc")
+    assert ds.mark_uploaded("s3://b/k.lance", "abc")
     assert ds.status is DatasetStatus.UPLOADED
-    assert ds.uploaded("s3://b/k.lance", "abc") is False  # replay
+    assert ds.mark_uploaded("s3://b/k.lance", "abc") is False  # replay
 
 
 def test_rejected_dataset_is_never_uploaded():
@@ -44,7 +44,7 @@ def test_upload_digest_must_match_cached_digest():
     ds = inspected(QcOutcome.APPROVED)
     ds.start_upload()
     with pytest.raises(DomainError, match="digest"):
-        ds.uploaded("s3://b/k", "other")
+        ds.mark_uploaded("s3://b/k", "other")
     assert ds.status is DatasetStatus.UPLOADING
 
 
@@ -68,13 +68,13 @@ def test_failed_upload_can_be_retried_and_success_clears_the_error():
     ds.upload_failed("timeout")
     assert ds.start_upload()
     assert ds.last_upload_error == "timeout"  # still the last failure while the retry runs
-    assert ds.uploaded("s3://b/k.lance", "abc")
+    assert ds.mark_uploaded("s3://b/k.lance", "abc")
     assert ds.status is DatasetStatus.UPLOADED and ds.last_upload_error is None
 
 
 def test_late_failure_report_never_un_uploads_a_dataset():
     ds = uploading()
-    ds.uploaded("s3://b/k.lance", "abc")
+    ds.mark_uploaded("s3://b/k.lance", "abc")
     with pytest.raises(DomainError, match="not uploading"):
         ds.upload_failed("late failure")
     assert ds.status is DatasetStatus.UPLOADED and ds.last_upload_error is None

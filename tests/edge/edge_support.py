@@ -27,7 +27,7 @@ import httpx
 import uvicorn
 
 from axon_dagster.api.app import create_app
-from axon_dagster.api.client import ControlPlaneClient
+from axon_dagster.client import ControlPlaneClient
 from axon_dagster.demo.sim.server import SimulatedRecorder, serve_in_thread
 
 ROBOT_ID = "robot-1"
@@ -157,7 +157,7 @@ class EdgeEnv:
 
     def build_agent(self, recorder: Any = None, **options: Any):
         """An agent over the real clients; ``recorder`` may wrap the real recorder client (a spy)."""
-        from axon_dagster.api.client import EdgeSyncClient
+        from axon_dagster.client import EdgeSyncClient
         from axon_dagster.recorder.axon_http import AxonHttpRecorder
         from axon_edge.agent import EdgeAgent
 
@@ -192,7 +192,7 @@ class EdgeEnv:
 def migrated_template_db(directory: Path) -> Path:
     """A control-plane SQLite database migrated to head in ``directory``: copied per test, so
     migrations run once per session."""
-    from axon_dagster.store import upgrade
+    from axon_dagster.control_plane.persistence import upgrade
 
     path = directory / "control-plane.db"
     upgrade(f"sqlite:///{path}")

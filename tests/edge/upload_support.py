@@ -9,7 +9,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from axon_dagster.api.client import ControlPlaneError
+from axon_dagster.client import ControlPlaneError
 
 MiB = 1 << 20
 

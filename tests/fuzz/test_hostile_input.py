@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from axon_dagster.api.app import create_app
 from axon_dagster.api.server import ApiThread
-from axon_dagster.store import make_engine, upgrade
-from axon_dagster.store.schema import Base
+from axon_dagster.control_plane.persistence import make_engine, upgrade
+from axon_dagster.control_plane.persistence.schema import Base
 
 ADMIN = "hostile-admin"
 HUGE = 2**64
@@ -119,7 +119,7 @@ def _dump(body: object) -> bytes:
 
 def test_a_measured_infinity_in_a_qc_report_travels_as_text():
     """The API refuses NaN/Infinity; the client sends a QC report's non-finite numbers as text."""
-    from axon_dagster.api.client import _finite
+    from axon_dagster.client.http import _finite
 
     assert _finite({"checks": [{"value": float("inf")}, {"value": float("nan")}], "score": 0.5}) == {
         "checks": [{"value": "inf"}, {"value": "nan"}], "score": 0.5}

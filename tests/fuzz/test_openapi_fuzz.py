@@ -15,7 +15,7 @@ from schemathesis import GenerationMode
 
 from axon_dagster.api.app import create_app
 from axon_dagster.api.server import ApiThread
-from axon_dagster.store import upgrade
+from axon_dagster.control_plane.persistence import upgrade
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -13,11 +13,11 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from axon_dagster.api.app import create_app
-from axon_dagster.api.client import ControlPlaneClient, EdgeSyncClient
+from axon_dagster.client import ControlPlaneClient, EdgeSyncClient
 from axon_dagster.api.server import ApiThread
 from axon_dagster.domain import utcnow
 from axon_dagster.storage.edge_cache import EdgeCache
-from axon_dagster.store import upgrade
+from axon_dagster.control_plane.persistence import upgrade
 from axon_edge.agent import EdgeAgent
 from axon_edge.errors import InvalidRequest
 from axon_edge.metrics import metrics_registry

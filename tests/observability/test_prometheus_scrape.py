@@ -21,7 +21,7 @@ import httpx
 import pytest
 from obs_support import RULES
 
-from axon_dagster.api.client import ControlPlaneClient
+from axon_dagster.client import ControlPlaneClient
 from axon_dagster.demo.collectors import SimulatedCollector
 from axon_dagster.demo.fleet import SimulatedFleet, free_port
 from axon_dagster.observability import serve_metrics

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from axon_dagster.api.app import create_app
-from axon_dagster.api.client import EdgeSyncClient
-from axon_dagster.api.review import ReviewClient
+from axon_dagster.client import EdgeSyncClient
+from axon_dagster.client.review import ReviewClient
 from axon_dagster.api.server import ApiThread
 from axon_dagster.defs.resources import ControlPlaneResource, EdgeCacheResource, InspectionResource, ObjectStoreResource
 from axon_dagster.domain import TaskStatus
 from axon_dagster.demo.sim.synthetic import Faults, write_recording
 from axon_dagster.services import data_flow as flow
-from axon_dagster.store import upgrade
+from axon_dagster.control_plane.persistence import upgrade
 
 ROBOT = "robot-1"
 START_NS = 1_767_000_000_000_000_000

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from axon_dagster.api.client import ControlPlaneError
+from axon_dagster.client import ControlPlaneError
 
 
 @pytest.fixture(scope="module")

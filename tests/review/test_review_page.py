@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from axon_dagster.api.client import ControlPlaneError
+from axon_dagster.client import ControlPlaneError
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect  # noqa: E402

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from axon_dagster.store import UnitOfWorkFactory, make_engine, upgrade
-from axon_dagster.store.bulk import insert_rows
-from axon_dagster.store.schema import BatchRow, DatasetRow, OrderRow, TaskRow
+from axon_dagster.control_plane.persistence import UnitOfWorkFactory, make_engine, upgrade
+from axon_dagster.control_plane.persistence.bulk import insert_rows
+from axon_dagster.control_plane.persistence.schema import BatchRow, DatasetRow, OrderRow, TaskRow
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 TASK = dict(order_id="o1", scene="warehouse", sub_scene="aisle_1", skills=["pick"], duration_seconds=5.0, topics=["/imu"],

@@ -8,7 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from ..lineage import BATCH, ORDER, ORDERS, TASK, materialization
-from axon_dagster.services import orders
+from axon_dagster.client import orders
 
 from ..resources import ControlPlaneResource
 from ..retry import NETWORK_RETRY

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import dagster as dg
 from pydantic import Field
 
-from axon_dagster.api.client import ControlPlaneError
+from axon_dagster.client import ControlPlaneError
 from axon_dagster.domain import InvalidIdError, validate_id
 
 from ..resources import ControlPlaneResource, EdgeCacheResource

@@ -41,7 +41,7 @@ class ReviewPolicy(dg.ConfigurableResource):
 
 
 def _review_client(control_plane: ControlPlaneResource):
-    from axon_dagster.api.review import ReviewClient
+    from axon_dagster.client.review import ReviewClient
 
     return ReviewClient(control_plane.url, token=os.environ.get(control_plane.token_env_var) or None, timeout=control_plane.timeout_seconds)
 
@@ -149,7 +149,7 @@ class ManualInspectionConfig(dg.Config):
 @dg.op
 def manual_inspection_op(context: dg.OpExecutionContext, config: ManualInspectionConfig, control_plane: ControlPlaneResource) -> dict:
     """Wait for a reviewer's decision on one dataset (approve/reject in the review page at /review)."""
-    from axon_dagster.api.client import ControlPlaneUnavailable
+    from axon_dagster.client import ControlPlaneUnavailable
 
     client = control_plane.client()
     dataset = client.get_dataset(config.task_id)  # unknown dataset: fails now, with the API's message

@@ -1,5 +1,5 @@
 """The robot-facing upload routes of the control plane (CONTRACT-13), over the robot's own
-authenticated client (``axon_dagster.api.client.EdgeSyncClient``: its bearer token, pooled
+authenticated client (``axon_dagster.client.EdgeSyncClient``: its bearer token, pooled
 connection and error mapping: ``ControlPlaneError`` for refusals, ``ControlPlaneUnavailable`` for
 an unreachable or overloaded control plane)."""
 

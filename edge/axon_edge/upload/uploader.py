@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from axon_dagster.api.client import ControlPlaneError
+from axon_dagster.client import ControlPlaneError
 
 from .api import UploadApi
 from .plan import PlanFile, PlanPart, UploadPlan, parse_plan

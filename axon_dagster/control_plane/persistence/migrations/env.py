@@ -1,12 +1,12 @@
 """Alembic environment for the control-plane store. Configured in code (no alembic.ini): see
-``axon_dagster.store.migrate``, which sets ``script_location`` and ``sqlalchemy.url``."""
+``axon_dagster.control_plane.persistence.migrate``, which sets ``script_location`` and ``sqlalchemy.url``."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from axon_dagster.store.engine import make_engine
-from axon_dagster.store.schema import Base
+from axon_dagster.control_plane.persistence.engine import make_engine
+from axon_dagster.control_plane.persistence.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -7,10 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
-from sqlalchemy import String, and_, cast, delete, func, select, update
+from sqlalchemy import String, and_, cast, delete, func, or_, select, update
+
+from axon_dagster.domain import DatasetStatus, QcOutcome
 from sqlalchemy.orm import Session
 
 from .schema import AuditRow, BatchRow, DatasetRow, EventRow, OrderRow, TaskRow
+
+_INSPECTED = DatasetStatus.INSPECTED.value
+_NEEDS_REVIEW, _APPROVED, _REJECTED = QcOutcome.NEEDS_REVIEW.value, QcOutcome.APPROVED.value, QcOutcome.REJECTED.value
 
 
 @dataclass(frozen=True)
@@ -186,3 +191,45 @@ class DatasetSearchRepository:
         rows = [dict(r._mapping) for r in self._session.execute(stmt)]
         total = self._session.execute(count).scalar_one()
         return rows, total
+
+
+class ReviewQueueRepository:
+    """The reviewer's queue and the review-decision feed (``control_plane.review``)."""
+
+    def __init__(self, session: Session, search: DatasetSearchRepository):
+        self._session = session
+        self._search = search
+
+    def waiting_ids(self, q: DatasetQuery | None, limit: int, offset: int) -> list[str]:
+        """Datasets waiting for a human (INSPECTED, needs_review, not reviewed), narrowed by ``q``; oldest first."""
+        stmt = select(DatasetRow.dataset_id)
+        if q is not None and q != DatasetQuery():
+            stmt = stmt.join(TaskRow, DatasetRow.task_id == TaskRow.task_id).where(*self._search.conditions(q))
+        stmt = (
+            stmt.where(
+                DatasetRow.status == _INSPECTED,
+                DatasetRow.qc_outcome == _NEEDS_REVIEW,
+                DatasetRow.reviewed_by.is_(None),
+            )
+            .order_by(DatasetRow.created_at, DatasetRow.dataset_id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return list(self._session.execute(stmt).scalars())
+
+    def decided_after(self, after_at: datetime | None, after_id: str, limit: int) -> list[tuple[str, datetime]]:
+        """INSPECTED datasets with a final outcome (reviewed approved/rejected, or rejected by QC)
+        ordered by (updated_at, dataset_id) after the cursor ``(after_at, after_id)``."""
+        stmt = select(DatasetRow.dataset_id, DatasetRow.updated_at).where(
+            DatasetRow.status == _INSPECTED,
+            or_(
+                and_(DatasetRow.reviewed_by.is_not(None), DatasetRow.qc_outcome.in_([_APPROVED, _REJECTED])),
+                DatasetRow.qc_outcome == _REJECTED,
+            ),
+        )
+        if after_at is not None:
+            stmt = stmt.where(
+                or_(DatasetRow.updated_at > after_at, and_(DatasetRow.updated_at == after_at, DatasetRow.dataset_id > after_id))
+            )
+        stmt = stmt.order_by(DatasetRow.updated_at, DatasetRow.dataset_id).limit(limit)
+        return [(r.dataset_id, r.updated_at) for r in self._session.execute(stmt)]

@@ -13,16 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from sqlalchemy import and_, or_, select
-
 from axon_dagster.domain import DATASET_TRANSITIONS, DatasetStatus, DomainError, QcOutcome, utcnow, validate_id
 from axon_dagster.domain.states import check_transition
-from axon_dagster.store import SqlAlchemyUnitOfWork
-from axon_dagster.store.review_repositories import DatasetQuery
-from axon_dagster.store.schema import DatasetRow, TaskRow
 
-from .control_plane import MAX_OFFSET
+from .persistence import SqlAlchemyUnitOfWork
+from .persistence.review_repositories import DatasetQuery
 from .errors import InvalidRequestError, NotFoundError
+from .validation import page
 from .views import DatasetView, View
 
 log = logging.getLogger(__name__)
@@ -68,22 +65,9 @@ def review_queue(uow: SqlAlchemyUnitOfWork, limit: int = 50, offset: int = 0, qu
     """Datasets waiting for a human: INSPECTED, outcome needs_review, not yet reviewed; oldest first.
     ``query`` (built and validated by ``dataset_search.build_query``) narrows the queue with the
     dataset-search filters (scene, sub-scene, skills, robot, since, ...)."""
-    limit, offset = _page(limit, offset)
+    limit, offset = page(limit, offset, MAX_PAGE)
     with uow.reading():
-        stmt = select(DatasetRow.dataset_id)
-        if query is not None and query != DatasetQuery():
-            stmt = stmt.join(TaskRow, DatasetRow.task_id == TaskRow.task_id).where(*uow.dataset_search.conditions(query))
-        stmt = (
-            stmt.where(
-                DatasetRow.status == DatasetStatus.INSPECTED.value,
-                DatasetRow.qc_outcome == QcOutcome.NEEDS_REVIEW.value,
-                DatasetRow.reviewed_by.is_(None),
-            )
-            .order_by(DatasetRow.created_at, DatasetRow.dataset_id)
-            .limit(limit)
-            .offset(offset)
-        )
-        ids = list(uow.session.execute(stmt).scalars())
+        ids = uow.review.waiting_ids(query, limit, offset)
         return [_item(uow, i) for i in ids]
 
 
@@ -97,23 +81,12 @@ def decisions_after(uow: SqlAlchemyUnitOfWork, after: str = "", limit: int = 100
     """The review-decision sensor's feed: INSPECTED datasets with a final outcome the data flow has
     not acted on yet — reviewed by a human (approved or rejected), or rejected by QC — ordered by
     (updated_at, dataset_id) after the cursor ``after`` (``""`` from the start)."""
-    limit, _ = _page(limit, 0)
+    limit, _ = page(limit, 0, MAX_PAGE)
     after_at, after_id = _parse_cursor(after)
     with uow.reading():
-        stmt = select(DatasetRow.dataset_id, DatasetRow.updated_at).where(
-            DatasetRow.status == DatasetStatus.INSPECTED.value,
-            or_(
-                and_(DatasetRow.reviewed_by.is_not(None), DatasetRow.qc_outcome.in_([QcOutcome.APPROVED.value, QcOutcome.REJECTED.value])),
-                DatasetRow.qc_outcome == QcOutcome.REJECTED.value,
-            ),
-        )
-        if after_at is not None:
-            stmt = stmt.where(
-                or_(DatasetRow.updated_at > after_at, and_(DatasetRow.updated_at == after_at, DatasetRow.dataset_id > after_id))
-            )
-        rows = list(uow.session.execute(stmt.order_by(DatasetRow.updated_at, DatasetRow.dataset_id).limit(limit)))
-        items = [_item(uow, r.dataset_id) for r in rows]
-    cursor = f"{rows[-1].updated_at.isoformat()}|{rows[-1].dataset_id}" if rows else after
+        rows = uow.review.decided_after(after_at, after_id, limit)
+        items = [_item(uow, dataset_id) for dataset_id, _ in rows]
+    cursor = f"{rows[-1][1].isoformat()}|{rows[-1][0]}" if rows else after
     return DecisionPage(decisions=items, cursor=cursor)
 
 
@@ -183,11 +156,3 @@ def _parse_cursor(after: Any) -> tuple[datetime | None, str]:
     parsed = parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
     return parsed, dataset_id
 
-
-def _page(limit: Any, offset: Any) -> tuple[int, int]:
-    for name, value in (("limit", limit), ("offset", offset)):
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_OFFSET:
-            raise InvalidRequestError(f"{name} must be an integer between 0 and {MAX_OFFSET}, got {value!r}")
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidRequestError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-    return limit, offset

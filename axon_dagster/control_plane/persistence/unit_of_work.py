@@ -37,7 +37,7 @@ from .repositories import (
     TaskRepository,
 )
 from .identity_repositories import AccountRepository, SessionRepository
-from .review_repositories import AuditRepository, BatchReviewRepository, DatasetSearchRepository
+from .review_repositories import AuditRepository, BatchReviewRepository, DatasetSearchRepository, ReviewQueueRepository
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class SqlAlchemyUnitOfWork:
     batch_review: BatchReviewRepository
     audit: AuditRepository
     dataset_search: DatasetSearchRepository
+    review: ReviewQueueRepository
     edge_caches: EdgeCacheUsageRepository
     accounts: AccountRepository
     sessions: SessionRepository
@@ -106,6 +107,7 @@ class SqlAlchemyUnitOfWork:
         self.batch_review = BatchReviewRepository(session)
         self.audit = AuditRepository(session)
         self.dataset_search = DatasetSearchRepository(session)
+        self.review = ReviewQueueRepository(session, self.dataset_search)
         self.edge_caches = EdgeCacheUsageRepository(session)
         self.accounts = AccountRepository(session)
         self.sessions = SessionRepository(session)

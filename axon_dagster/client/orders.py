@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from .http import ControlPlaneError
+
 ORDER_FIELDS = ("order_id", "scene", "sub_scene", "skills", "requirements", "priority")
 PAGE_SIZE = 1000
 
@@ -24,8 +26,6 @@ def all_tasks(client, **filters: Any) -> Iterator[dict[str, Any]]:
 
 
 def create_order(client, spec: dict[str, Any], created_by: str = "") -> dict[str, Any]:
-    from axon_dagster.api.client import ControlPlaneError
-
     try:
         return client.create_order(**{k: spec[k] for k in ORDER_FIELDS if k in spec}, created_by=created_by)
     except ControlPlaneError as exc:
@@ -38,8 +38,6 @@ def create_order(client, spec: dict[str, Any], created_by: str = "") -> dict[str
 
 
 def plan_order(client, spec: dict[str, Any]) -> dict[str, Any]:
-    from axon_dagster.api.client import ControlPlaneError
-
     try:
         return client.plan_order(
             spec["order_id"],

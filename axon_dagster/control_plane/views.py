@@ -10,7 +10,8 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 
 from axon_dagster.domain import Batch, Dataset, Order, RollupStatus, TaskStatus, rollup
-from axon_dagster.store import DatasetRecord, EdgeCacheUsageRecord, EventRecord, RobotRecord, TaskRecord
+
+from .persistence import DatasetRecord, EdgeCacheUsageRecord, EventRecord, RobotRecord, TaskRecord
 
 
 def _all_statuses(counts: dict[TaskStatus, int]) -> dict[str, int]:

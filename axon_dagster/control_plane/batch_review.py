@@ -17,9 +17,10 @@ from axon_dagster.domain.batch_review import (
     check_skills_of_order,
     initial_status,
 )
-from axon_dagster.store import EventRecord, SqlAlchemyUnitOfWork, TaskFilter
 
-from . import control_plane as cp
+from .persistence import EventRecord, SqlAlchemyUnitOfWork, TaskFilter
+from .tasks import cloud_event_id
+from .validation import page, text
 from .errors import InvalidRequestError, NotFoundError
 from .views import BatchView
 
@@ -149,7 +150,7 @@ def reject_batch(uow: UnitOfWork, batch_id: str, actor: str, comment: str = "") 
 
 def _decide(uow: UnitOfWork, batch_id: str, actor: str, target: BatchReviewStatus, comment: str) -> dict[str, Any]:
     batch_id, actor = validate_id(batch_id, "batch_id"), _actor(actor)
-    comment = cp._text(comment or "", "comment")
+    comment = text(comment or "", "comment")
     with uow.writing():
         batch = uow.batches.get(batch_id)
         if batch is None:
@@ -177,7 +178,7 @@ def _cancel_tasks(uow: UnitOfWork, batch_id: str, reason: str) -> int:
     if changed:
         uow.tasks.save(changed)
         uow.events.add_many([
-            EventRecord(seq=None, event_id=cp._cloud_event_id(t.task_id, TaskStatus.CANCELLED), task_id=t.task_id,
+            EventRecord(seq=None, event_id=cloud_event_id(t.task_id, TaskStatus.CANCELLED), task_id=t.task_id,
                         robot_id=t.robot_id, status=TaskStatus.CANCELLED, occurred_at=now, received_at=now,
                         data={"reason": reason, "source": "batch_review"})
             for t in changed
@@ -224,7 +225,7 @@ def add_batch(
 
 
 def audit_log(uow: UnitOfWork, *, order_id: str | None = None, entity_id: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    limit, offset = cp._page(limit, offset)
+    limit, offset = page(limit, offset)
     if order_id is not None:
         order_id = validate_id(order_id, "order_id")
     if entity_id is not None:

@@ -25,10 +25,10 @@ from axon_dagster.domain.identity import (
     validate_principal_name,
 )
 from axon_dagster.domain.model import utcnow
-from axon_dagster.store import SqlAlchemyUnitOfWork
-from axon_dagster.store.errors import DuplicateKeyError
-from axon_dagster.store.identity_repositories import AccountRecord
 
+from .persistence import SqlAlchemyUnitOfWork
+from .persistence.errors import DuplicateKeyError
+from .persistence.identity_repositories import AccountRecord
 from .errors import AlreadyExistsError, AuthenticationError, NotFoundError
 from .views import View
 

@@ -4,16 +4,16 @@ The API, the CLI (``axon-dagster datasets``) and the pages all call :func:`searc
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Sequence
 
 from axon_dagster.domain import DatasetStatus, QcOutcome, validate_id
 from axon_dagster.domain.model import bounded_utc
 from axon_dagster.domain.ids import validate_label
-from axon_dagster.store import SqlAlchemyUnitOfWork
-from axon_dagster.store.review_repositories import DatasetQuery
 
-from . import control_plane as cp
+from .persistence import SqlAlchemyUnitOfWork
+from .persistence.review_repositories import DatasetQuery
+from .validation import enum_value, page, text
 from .errors import InvalidRequestError
 
 FILTERS = ("scene", "sub_scene", "skill", "status", "outcome", "order_id", "batch_id", "robot_id", "collector_id", "since", "until")
@@ -57,12 +57,12 @@ def build_query(
         scene=opt_id(scene, "scene"),
         sub_scene=validate_label(sub_scene, "sub_scene") if sub_scene else None,
         skills=tuple(validate_id(s, "skill") for s in skills if s),
-        status=cp._enum(DatasetStatus, status.upper(), "status").value if status else None,  # `uploaded` reads as UPLOADED
-        outcome=cp._enum(QcOutcome, outcome, "outcome").value if outcome else None,
+        status=enum_value(DatasetStatus, status.upper(), "status").value if status else None,  # `uploaded` reads as UPLOADED
+        outcome=enum_value(QcOutcome, outcome, "outcome").value if outcome else None,
         order_id=opt_id(order_id, "order_id"),
         batch_id=opt_id(batch_id, "batch_id"),
         robot_id=opt_id(robot_id, "robot_id"),
-        collector_id=cp._text(collector_id, "collector_id", limit=256) if collector_id else None,
+        collector_id=text(collector_id, "collector_id", limit=256) if collector_id else None,
         since=parse_time(since, "since"),
         until=parse_time(until, "until"),
     )
@@ -70,7 +70,7 @@ def build_query(
 
 def search_datasets(uow: SqlAlchemyUnitOfWork, query: DatasetQuery, *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
     """``{datasets: [...], total, limit, offset}`` in creation order (then dataset id)."""
-    limit, offset = cp._page(limit, offset)
+    limit, offset = page(limit, offset)
     with uow.reading():
         rows, total = uow.dataset_search.search(query, limit, offset)
     datasets = []
