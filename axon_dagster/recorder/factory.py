@@ -7,18 +7,18 @@ callers never change. The ROS backends import their client library only when cho
 
 from __future__ import annotations
 
-import os
 from typing import Callable
+
+from axon_dagster.settings.ros import RECORDER_URL_ENV, RosSettings
 
 from .axon_http import AxonHttpRecorder
 from .protocol import RecorderClient
 
-RECORDER_URL_ENV = "AXON_RECORDER_URL"
 DEFAULT_NAMESPACE = "axon"
 
 
 def _http_backend(*, url: str | None, timeout_seconds: float, retry_attempts: int, namespace: str) -> RecorderClient:
-    url = url or os.environ.get(RECORDER_URL_ENV)
+    url = url or RosSettings.load().recorder_url
     if not url:
         raise ValueError(f"the http recorder transport needs url= (or ${RECORDER_URL_ENV})")
     return AxonHttpRecorder(url, timeout_seconds=timeout_seconds, retry_attempts=retry_attempts)

@@ -24,11 +24,13 @@ import threading
 from pathlib import Path
 from types import ModuleType
 
+from axon_dagster.settings.ros import ROS1_MSGS_DIR_ENV as BUILD_DIR_ENV
+from axon_dagster.settings.ros import RosSettings
+
 from .build_stamp import stamp_digest, stamp_matches
 from .ros1_env import import_ros1
 from .srv import PACKAGE, SRV_DIR, srv_files
 
-BUILD_DIR_ENV = "AXON_ROS1_MSGS_DIR"
 DEFAULT_BUILD_DIR = Path(".axon") / "build" / "ros1_msgs"
 STAMP = ".axon-genpy-stamp"
 
@@ -40,7 +42,7 @@ class GenpyBuildError(RuntimeError):
 
 
 def default_build_dir() -> Path:
-    return Path(os.environ.get(BUILD_DIR_ENV) or DEFAULT_BUILD_DIR).resolve()
+    return Path(RosSettings.load().ros1_msgs_dir or DEFAULT_BUILD_DIR).resolve()
 
 
 def _stamp(srv_paths: list[Path], package: str, genpy_version: str) -> str:

@@ -25,9 +25,10 @@ import sys
 import threading
 from types import ModuleType
 
+from axon_dagster.settings.ros import ROS1_PYTHONPATH_ENV, RosSettings
+
 # Extra places to look, ':'-separated, before the Debian default (e.g. a ROS install's
 # /opt/ros/noetic/lib/python3/dist-packages when the environment is not sourced).
-ROS1_PYTHONPATH_ENV = "AXON_ROS1_PYTHONPATH"
 DEBIAN_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 INSTALL_HINT = (
     "install ROS 1's Python packages (Debian: `bash scripts/ros1-deps.sh`, which installs python3-rospy "
@@ -47,7 +48,7 @@ class Ros1Unavailable(ImportError):
 
 
 def candidate_paths() -> list[str]:
-    extra = [p for p in os.environ.get(ROS1_PYTHONPATH_ENV, "").split(os.pathsep) if p]
+    extra = list(RosSettings.load().ros1_pythonpath)
     return [*extra, DEBIAN_DIST_PACKAGES]
 
 

@@ -33,10 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from axon_dagster.settings.environ import child_environ
+from axon_dagster.settings.ros import ROS2_MSGS_DIR_ENV as BUILD_DIR_ENV
+from axon_dagster.settings.ros import RosSettings
+
 from .build_stamp import stamp_digest, stamp_matches
 from .srv import PACKAGE, SRV_DIR, srv_files
 
-BUILD_DIR_ENV = "AXON_ROS2_MSGS_DIR"
 INTERFACES_DIR = Path(__file__).resolve().parent / "ros_interfaces"
 PACKAGE_FILES = ("CMakeLists.txt", "package.xml")
 CMAKE_FIX = INTERFACES_DIR / "drop_missing_include_dirs.cmake"
@@ -63,7 +66,7 @@ class Ros2BuildError(RuntimeError):
 
 
 def default_build_dir() -> Path:
-    return Path(os.environ.get(BUILD_DIR_ENV) or Path(sys.prefix) / "axon-build" / "ros2_msgs").resolve()
+    return Path(RosSettings.load().ros2_msgs_dir or Path(sys.prefix) / "axon-build" / "ros2_msgs").resolve()
 
 
 def python_site_dir(prefix: Path) -> Path:
@@ -153,13 +156,10 @@ def _run_build(staging: Path, prefix: Path, sources: list[Path]) -> None:
     for path in sources:
         shutil.copy2(path, source / "srv" / path.name)
     venv = Path(sys.prefix)
-    env = {
-        **os.environ,
-        "AMENT_PREFIX_PATH": os.pathsep.join(p for p in (str(venv), os.environ.get("AMENT_PREFIX_PATH", "")) if p),
-        "CMAKE_PREFIX_PATH": os.pathsep.join(p for p in (str(venv), os.environ.get("CMAKE_PREFIX_PATH", "")) if p),
-        "PATH": os.pathsep.join([str(venv / "bin"), os.environ.get("PATH", "")]),
-        "CMAKE_BUILD_PARALLEL_LEVEL": os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", "2"),
-    }
+    env = child_environ(
+        prepend={"AMENT_PREFIX_PATH": str(venv), "CMAKE_PREFIX_PATH": str(venv), "PATH": str(venv / "bin")},
+        defaults={"CMAKE_BUILD_PARALLEL_LEVEL": "2"},
+    )
     configure = [
         "cmake", "-S", str(source), "-B", str(build_dir), "-G", "Ninja",
         f"-DPython3_EXECUTABLE={sys.executable}",  # the venv's: the system python3 has no generators

@@ -35,13 +35,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from axon_dagster.settings.ros import RosSettings
+
 from .srv import PACKAGE
 
 LOOPBACK_PROFILE = Path(__file__).resolve().parent / "fastdds_loopback.xml"
 DOMAIN_ID_ENV = "ROS_DOMAIN_ID"
 # 0 is everybody's default; 1..101 are the ids whose ports stay below Linux's ephemeral range
 DOMAIN_IDS = range(1, 102)
-DOMAIN_LOCK_DIR_ENV = "AXON_ROS_DOMAIN_LOCK_DIR"
 INSTALL_HINT = (
     "install the ROS 2 wheels into this virtualenv (`make install`, or `pip install -e '.[ros2]'`), or source a "
     "ROS 2 install (source /opt/ros/<distro>/setup.bash)"
@@ -233,7 +234,7 @@ class DomainReservation:
 def reserve_domain_id(lock_dir: str | os.PathLike | None = None) -> DomainReservation:
     """A ROS_DOMAIN_ID no other run on this machine holds (tests, demos, benchmarks each take one).
     Starts at an offset from the pid, so runs rarely even try the same id."""
-    directory = Path(lock_dir or os.environ.get(DOMAIN_LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / "axon-ros-domains")
+    directory = Path(lock_dir or RosSettings.load().domain_lock_dir or Path(tempfile.gettempdir()) / "axon-ros-domains")
     if not directory.is_dir():
         directory.mkdir(parents=True, exist_ok=True)
         try:

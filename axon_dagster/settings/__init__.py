@@ -16,14 +16,29 @@ default. :mod:`.environ` is the one place that touches ``os.environ``; ``tests/a
 fails on a read anywhere else. Stdlib + PyYAML only: cheap to import anywhere.
 """
 
-from .api import DEFAULT_DATABASE_URL, DEFAULT_MAX_BODY_BYTES, DEFAULT_SESSION_HOURS, Settings, load_settings
-from .base import ConfigError, SecretRef, SettingError
-from .code_location import CodeLocationSettings, load_code_location_settings
-from .environ import Env, child_environ, export
-from .files import AxonConfig, load_config, selected_config
+import importlib
+from typing import Any
 
-ApiSettings = Settings
-load_api_settings = load_settings
+# name -> module that defines it; imported on first use (PEP 562), so `import axon_dagster.settings.ros`
+# on a robot loads neither the config-file reader nor the code location's sections
+_EXPORTS = {
+    "DEFAULT_DATABASE_URL": "api", "DEFAULT_MAX_BODY_BYTES": "api", "DEFAULT_SESSION_HOURS": "api",
+    "Settings": "api", "ApiSettings": "api", "load_settings": "api", "load_api_settings": "api",
+    "ConfigError": "base", "SecretRef": "base", "SettingError": "base",
+    "CodeLocationSettings": "code_location", "load_code_location_settings": "code_location",
+    "Env": "environ", "child_environ": "environ", "export": "environ",
+    "AxonConfig": "files", "load_config": "files", "selected_config": "files",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_DATABASE_URL",

@@ -101,3 +101,7 @@ def _identity_settings(env: Mapping[str, str]) -> dict[str, object]:
         "cookie_secure": secure in ("1", "true", "yes", "on"),
         "session_hours": hours,
     }
+
+
+ApiSettings = Settings  # the API process's typed settings (the older name stays for its importers)
+load_api_settings = load_settings

@@ -131,9 +131,17 @@ class _OutOfRange(ValueError):
     """A value that parsed but is out of range; its message says the range."""
 
 
-def child_environ(overrides: Mapping[str, str] | None = None, *, drop: Iterable[str] = ()) -> dict[str, str]:
-    """The environment a subprocess gets: this process's, minus ``drop``, plus ``overrides``."""
-    env = {k: v for k, v in os.environ.items() if k not in set(drop)}
+def child_environ(overrides: Mapping[str, str] | None = None, *, drop: Iterable[str] = (),
+                  prepend: Mapping[str, str] | None = None, defaults: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a subprocess gets: this process's, minus ``drop``, with ``defaults`` where
+    unset, ``prepend`` put in front of a search path (``PATH``-style, ``os.pathsep``-joined, blanks
+    dropped), and ``overrides`` set."""
+    dropped = set(drop)
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    for name, value in (defaults or {}).items():
+        env.setdefault(name, value)
+    for name, first in (prepend or {}).items():
+        env[name] = os.pathsep.join(p for p in (first, env.get(name, "")) if p)
     env.update(overrides or {})
     return env
 

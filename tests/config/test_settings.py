@@ -84,3 +84,21 @@ def test_loading_the_code_location_settings_validates_every_section(tmp_path: Pa
         load_code_location_settings({"AXON_REVIEW_REJECTED_POLICY": "shred"})
     with pytest.raises(ConfigError, match="inspection.runner"):
         load_code_location_settings({"AXON_CONFIG_FILE": _config_file(tmp_path, inspection__runner="spark")})
+
+
+def test_ros_settings_split_the_search_path_and_leave_unset_as_none() -> None:
+    from axon_dagster.settings.ros import RosSettings
+
+    ros = RosSettings.load({"AXON_ROS1_PYTHONPATH": f"/opt/a{os.pathsep}{os.pathsep}/opt/b", "ROS_DOMAIN_ID": "7"})
+    assert ros.ros1_pythonpath == ("/opt/a", "/opt/b") and ros.domain_id == "7" and ros.recorder_url is None
+    assert RosSettings.load({}) == RosSettings()
+
+
+def test_child_environ_prepends_search_paths_and_fills_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AXON_SETTINGS_TEST_PATH", "/usr/bin")
+    monkeypatch.delenv("AXON_SETTINGS_TEST_EMPTY", raising=False)
+    monkeypatch.setenv("AXON_SETTINGS_TEST_LEVEL", "8")
+    env = child_environ(prepend={"AXON_SETTINGS_TEST_PATH": "/venv/bin", "AXON_SETTINGS_TEST_EMPTY": "/venv"},
+                        defaults={"AXON_SETTINGS_TEST_LEVEL": "2", "AXON_SETTINGS_TEST_NEW": "2"})
+    assert env["AXON_SETTINGS_TEST_PATH"] == f"/venv/bin{os.pathsep}/usr/bin" and env["AXON_SETTINGS_TEST_EMPTY"] == "/venv"
+    assert (env["AXON_SETTINGS_TEST_LEVEL"], env["AXON_SETTINGS_TEST_NEW"]) == ("8", "2")
