@@ -22,7 +22,7 @@ if str(HERE.parent / "edge") not in sys.path:
 
 from axon_dagster.recorder.axon_http import AxonHttpRecorder  # noqa: E402
 from axon_dagster.recorder.config import RecordingConfig  # noqa: E402
-from axon_dagster.demo.sim.server import SimulatedRecorder, serve_in_thread  # noqa: E402
+from axon_dagster.demo.sim import SimulatedRecorder, serve_in_thread  # noqa: E402
 
 
 def _load(name: str, path: Path):
@@ -113,7 +113,7 @@ def callback_receiver(tmp_path: Path):
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from axon_dagster.demo.sim.server import serve_app_in_thread
+    from axon_dagster.demo.sim import serve_app_in_thread
 
     received: list[dict[str, Any]] = []
 

@@ -12,7 +12,7 @@ import pytest
 from axon_dagster.defs.recording import RecordingPolicyResource
 from axon_dagster.defs.resources import RecorderResource
 from axon_dagster.recorder import RecordingConfig
-from axon_dagster.demo.sim.server import SimulatedRecorder, serve_in_thread
+from axon_dagster.demo.sim import SimulatedRecorder, serve_in_thread
 
 
 @dataclass

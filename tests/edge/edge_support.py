@@ -28,7 +28,7 @@ import uvicorn
 
 from axon_dagster.api.app import create_app
 from axon_dagster.client import ControlPlaneClient
-from axon_dagster.demo.sim.server import SimulatedRecorder, serve_in_thread
+from axon_dagster.demo.sim import SimulatedRecorder, serve_in_thread
 
 ROBOT_ID = "robot-1"
 ADMIN_TOKEN = "edge-suite-admin"

@@ -15,7 +15,7 @@ from edge_support import RECORDER_TIMEOUT, wait_for
 
 from axon_dagster.domain import TaskStatus
 from axon_dagster.recorder.axon_http import AxonHttpRecorder
-from axon_dagster.demo.sim.server import RECORDING
+from axon_dagster.demo.sim import RECORDING
 
 SUPERVISION = {"supervision_interval": 0.2, "unreachable_polls": 2}
 BOUND = 15.0  # seconds a fault may take to end in FAILED (a few polls, on a loaded machine)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from axon_dagster.recorder import AxonHttpRecorder, RecordingConfig
-from axon_dagster.demo.sim.server import SimulatedRecorder, serve_app_in_thread, serve_in_thread
+from axon_dagster.demo.sim import SimulatedRecorder, serve_app_in_thread, serve_in_thread
 
 
 @dataclass

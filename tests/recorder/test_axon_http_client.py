@@ -27,7 +27,7 @@ from axon_dagster.recorder import (
 from mcap.reader import make_reader
 
 from axon_dagster.demo.sim.axon_mcap import AXON_DEFAULT_TOPICS
-from axon_dagster.demo.sim.server import SimulatedRecorder, bind_socket, serve_app_in_thread
+from axon_dagster.demo.sim import SimulatedRecorder, bind_socket, serve_app_in_thread
 from axon_dagster.storage.digest import dataset_digest, file_sha256
 from axon_dagster.storage.recording import Sidecar, sidecar_path
 

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from axon_dagster.demo.sim.server import FaultsError, SimFaults, SimulatedRecorder
+from axon_dagster.demo.sim import FaultsError, SimFaults, SimulatedRecorder
 from axon_dagster.storage.digest import file_sha256
 
 

@@ -25,25 +25,17 @@ import threading
 from pathlib import Path
 
 from axon_dagster.domain import InvalidIdError, validate_id
+from axon_dagster.storage.recording import RECORDING_FORMATS
 
 from .axon_mcap import ENCODINGS, SCHEMA_MODES, SIDECAR_MODES, axon_default_topics
-from .server import (
-    DEFAULT_DISK_HARD_LIMIT_GB,
-    DEFAULT_FINISH_SECONDS_PER_GB,
-    DEFAULT_PORT,
-    RECORDING_FORMATS,
-    FaultsError,
-    SimFaults,
-    SimulatedRecorder,
-    bind_socket,
-    url_of,
-)
+from .faults import FaultsError, SimFaults
+from .recorder import SimulatedRecorder
+from .serving import EXIT_CRASHED, EXIT_USAGE, bind_socket, url_of
+from .session import DEFAULT_DISK_HARD_LIMIT_GB, DEFAULT_FINISH_SECONDS_PER_GB, DEFAULT_PORT
 from .synthetic import default_topics
 
 logger = logging.getLogger(__name__)
 
-EXIT_CRASHED = 1
-EXIT_USAGE = 2
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@
 
 serves ``/<namespace>/start_recording``, ``/stop_recording``, ``/get_status`` and
 ``/update_config`` (the rosidl types of our ``.srv`` files, :mod:`axon_dagster.recorder.ros2_build`)
-backed by the same :class:`~.server.SimulatedRecorder` and the same service semantics
+backed by the same :class:`~.recorder.SimulatedRecorder` and the same service semantics
 (:class:`~.ros1_node.RecorderServices`) as the ROS 1 and HTTP modes. DDS settings (domain,
 discovery range, Fast DDS profile) come from the environment, as for any ROS 2 node.
 """
@@ -18,8 +18,9 @@ from typing import Any, Callable
 
 from axon_dagster.recorder.srv import SERVICES, service_name, validate_namespace
 
-from .ros1_node import RecorderServices, serve_until_stopped
-from .server import SimulatedRecorder
+from .recorder import SimulatedRecorder
+from .ros_services import RecorderServices, serve_until_stopped, service_handlers
+from .serving import EXIT_USAGE
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +36,7 @@ class Ros2ServiceNode:
         srv = load_srv_module()
         self.namespace = validate_namespace(namespace)
         self.services = services
-        handlers: dict[str, Callable[[Any], dict[str, Any]]] = {
-            "start_recording": lambda req: services.start_recording(req.config_path),
-            "stop_recording": lambda req: services.stop_recording(),
-            "get_status": lambda req: services.get_status(),
-            "update_config": lambda req: services.update_config(req.config_path),
-        }
+        handlers = service_handlers(services)
         self._spinner = SpinningNode(f"{NODE_NAME}_{os.getpid()}")
         try:
             for operation, name in SERVICES.items():
@@ -74,8 +70,6 @@ def _adapt(operation: str, handler: Callable[[Any], dict[str, Any]]) -> Callable
 def run_ros2(recorder: SimulatedRecorder, namespace: str) -> int:
     """Serve until SIGTERM/SIGINT (exit 0) or a simulated crash (exit 1: the process dies on the
     spot, without leaving the DDS graph cleanly, as a crashed recorder does)."""
-    from .cli import EXIT_USAGE
-
     try:
         node = Ros2ServiceNode(RecorderServices(recorder), namespace)
     except ImportError as exc:
