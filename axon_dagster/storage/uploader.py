@@ -39,7 +39,6 @@ import io
 import logging
 import math
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -52,6 +51,7 @@ from typing import Any, Literal
 from . import metrics
 from .bandwidth import ThroughputLog, TokenBucket, UploadQueue, shared_bucket, shared_queue
 from .digest import DigestMismatch
+from .sqlite import SQLiteDB
 
 log = logging.getLogger(__name__)
 
@@ -121,40 +121,38 @@ class _PartRow:
     size: int
 
 
+_STATE_SCHEMA_V1 = """
+    CREATE TABLE IF NOT EXISTS uploads (
+        bucket TEXT NOT NULL, key TEXT NOT NULL, upload_id TEXT NOT NULL, sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL, part_size INTEGER NOT NULL, created_at REAL NOT NULL,
+        PRIMARY KEY (bucket, key));
+    CREATE TABLE IF NOT EXISTS parts (
+        upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, etag TEXT NOT NULL,
+        checksum TEXT NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (upload_id, part_number));
+    CREATE TABLE IF NOT EXISTS completed (
+        bucket TEXT NOT NULL, key TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+        checksum TEXT NOT NULL, verified_at REAL NOT NULL, PRIMARY KEY (bucket, key))
+"""
+STATE_MIGRATIONS = (_STATE_SCHEMA_V1,)  # version 1 = the unversioned layout before it (adopted as is)
+
+
 class UploadStateStore:
-    """``state_dir/uploads.db``: in-progress uploads, their finished parts, and verified objects."""
+    """``state_dir/uploads.db``: in-progress uploads, their finished parts, and verified objects
+    (schema-versioned through :class:`~.sqlite.SQLiteDB`)."""
 
     def __init__(self, state_dir: str | os.PathLike):
         self.dir = Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "locks").mkdir(exist_ok=True)
         self.path = self.dir / "uploads.db"
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a part counts as done only once this is on disk
-        self._db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS uploads (
-                bucket TEXT NOT NULL, key TEXT NOT NULL, upload_id TEXT NOT NULL, sha256 TEXT NOT NULL,
-                size INTEGER NOT NULL, part_size INTEGER NOT NULL, created_at REAL NOT NULL,
-                PRIMARY KEY (bucket, key));
-            CREATE TABLE IF NOT EXISTS parts (
-                upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, etag TEXT NOT NULL,
-                checksum TEXT NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (upload_id, part_number));
-            CREATE TABLE IF NOT EXISTS completed (
-                bucket TEXT NOT NULL, key TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
-                checksum TEXT NOT NULL, verified_at REAL NOT NULL, PRIMARY KEY (bucket, key));
-            """
-        )
+        # FULL: a part counts as done only once its row is on disk.
+        self._db = SQLiteDB(self.path, migrations=STATE_MIGRATIONS, name="upload state", synchronous="FULL", row_factory=None)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        return self._db.query(sql, args)
 
     def upload(self, bucket: str, key: str) -> _UploadRow | None:
         rows = self._q("SELECT upload_id, sha256, size, part_size FROM uploads WHERE bucket = ? AND key = ?", (bucket, key))
@@ -174,21 +172,17 @@ class UploadStateStore:
         self._q("INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?, ?)", (upload_id, part_number, part.etag, part.checksum, part.size))
 
     def drop(self, bucket: str, key: str, upload_id: str | None) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM uploads WHERE bucket = ? AND key = ?", (bucket, key))
+        with self._db.transaction() as db:
+            db.execute("DELETE FROM uploads WHERE bucket = ? AND key = ?", (bucket, key))
             if upload_id:
-                self._db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
-            self._db.execute("COMMIT")
+                db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
 
     def complete(self, bucket: str, key: str, sha256: str, size: int, checksum: str, upload_id: str | None) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("INSERT OR REPLACE INTO completed VALUES (?, ?, ?, ?, ?, ?)", (bucket, key, sha256, size, checksum, time.time()))
-            self._db.execute("DELETE FROM uploads WHERE bucket = ? AND key = ?", (bucket, key))
+        with self._db.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO completed VALUES (?, ?, ?, ?, ?, ?)", (bucket, key, sha256, size, checksum, time.time()))
+            db.execute("DELETE FROM uploads WHERE bucket = ? AND key = ?", (bucket, key))
             if upload_id:
-                self._db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
-            self._db.execute("COMMIT")
+                db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
 
     def completed_checksum(self, bucket: str, key: str, sha256: str, size: int) -> str | None:
         rows = self._q("SELECT checksum FROM completed WHERE bucket = ? AND key = ? AND sha256 = ? AND size = ?", (bucket, key, sha256, size))

@@ -144,9 +144,7 @@ class S3ObjectStore(RemoteObjectStore):
         sha = hashlib.sha256(data).hexdigest()
         with self._errors(key):
             self.client.put_object(Bucket=self.bucket, Key=full, Body=data, Metadata={SHA256_METADATA: sha}, **self._checksum_args())
-        stored = self._stored_sha256(key)
-        if stored != sha:
-            raise DigestMismatch(f"{self.uri_for(key)} after upload", sha, stored or "missing")
+        self._keep_if_verified(key, sha, self._stored_sha256(key))
         return self.uri_for(key)
 
     def get_bytes(self, key: str) -> bytes:
@@ -326,7 +324,21 @@ class S3ObjectStore(RemoteObjectStore):
             )
         self._count("files_sent", 1)
         self._count("bytes_sent", size)
-        return self._stored_sha256(key) or "missing"
+        return self._keep_if_verified(key, sha256, self._stored_sha256(key))
+
+    def _keep_if_verified(self, key: str, sha256: str, stored: str | None) -> str:
+        """After a single PUT of ``key``: the object now there is ours; if it is not what we sent
+        (``stored`` is its SHA-256), delete it — nothing unverified stays at a key — and raise."""
+        if stored == sha256:
+            return stored
+        try:
+            with self._errors(key):
+                self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+            outcome = "the stored object was deleted"
+        except ObjectStoreError as exc:
+            outcome = f"deleting the stored object failed too: {exc}"
+        log.error("%s failed verification after upload (%s)", self.uri_for(key), outcome)
+        raise DigestMismatch(f"{self.uri_for(key)} after upload ({outcome})", sha256, stored or "missing")
 
     def _download(self, key: str, dest: Path) -> Mapping[str, str]:
         with self._errors(key):
