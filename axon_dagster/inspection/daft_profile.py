@@ -165,19 +165,19 @@ def s3_io_config(environ: dict[str, str] | None = None):
     Without keys in the environment, Lance's own credential chain applies."""
     from daft.io import IOConfig, S3Config
 
-    env = os.environ if environ is None else environ
+    from axon_dagster.settings.storage import AwsSettings
+
+    aws = AwsSettings.load(environ)
     kwargs: dict[str, Any] = {}
-    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        kwargs["endpoint_url"] = endpoint
-        kwargs["use_ssl"] = not endpoint.startswith("http://")
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    if region:
-        kwargs["region_name"] = region
-    for key, var in (("key_id", "AWS_ACCESS_KEY_ID"), ("access_key", "AWS_SECRET_ACCESS_KEY"),
-                     ("session_token", "AWS_SESSION_TOKEN")):
-        if env.get(var):
-            kwargs[key] = env[var]
+    if aws.s3_endpoint_url:
+        kwargs["endpoint_url"] = aws.s3_endpoint_url
+        kwargs["use_ssl"] = not aws.s3_endpoint_url.startswith("http://")
+    if aws.region:
+        kwargs["region_name"] = aws.region
+    for key, value in (("key_id", aws.access_key_id), ("access_key", aws.secret_access_key),
+                       ("session_token", aws.session_token)):
+        if value:
+            kwargs[key] = value
     return IOConfig(s3=S3Config(**kwargs))
 
 

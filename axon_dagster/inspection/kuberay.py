@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from axon_dagster.settings.inspection import KubeRaySettings
+
 from .errors import InspectionInfrastructureError
 from .job_output import ENTRYPOINT_MODULE
 
@@ -151,34 +153,18 @@ class KubeRayRunnerConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> KubeRayRunnerConfig:
-        env = os.environ if environ is None else environ
-
-        def required(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise ValueError(f"{name} is not set: the KubeRay runner needs it (the axon-cloud chart sets it)")
-            return value
-
-        def number(name: str, default: float) -> float:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                return float(raw)
-            except ValueError:
-                raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
-
-        namespace = env.get("AXON_KUBERAY_NAMESPACE", "").strip()
+        settings = KubeRaySettings.load(environ)
+        namespace = settings.namespace
         if not namespace and os.path.exists(SA_NAMESPACE_FILE):
             with open(SA_NAMESPACE_FILE) as fh:
                 namespace = fh.read().strip()
         return cls(
             namespace=namespace or "default",
-            cluster_name=required("AXON_KUBERAY_CLUSTER"),
-            image=env.get("AXON_KUBERAY_IMAGE", "").strip() or None,
-            auth_secret_name=required("AXON_KUBERAY_AUTH_SECRET_NAME"),
-            timeout_s=number("AXON_KUBERAY_TIMEOUT_SECONDS", 3600.0),
-            poll_interval_s=number("AXON_KUBERAY_POLL_SECONDS", 5.0),
+            cluster_name=settings.cluster_name,
+            image=settings.image,
+            auth_secret_name=settings.auth_secret_name,
+            timeout_s=settings.timeout_seconds,
+            poll_interval_s=settings.poll_seconds,
         )
 
 

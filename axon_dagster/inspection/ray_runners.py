@@ -47,6 +47,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from axon_dagster.domain import Requirements
+from axon_dagster.settings.environ import child_environ
+from axon_dagster.settings.inspection import RaySettings
 
 from .errors import InspectionInfrastructureError
 from .job_output import ENTRYPOINT_MODULE, REPORT_MARKER, read_report
@@ -94,24 +96,12 @@ class RayConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RayConfig:
         """``AXON_RAY_ADDRESS``, ``AXON_RAY_AUTH_TOKEN`` (or ``AXON_RAY_AUTH_TOKEN_FILE``),
         ``AXON_RAY_JOB_PYTHON``, ``AXON_RAY_TIMEOUT_SECONDS``."""
-        env = os.environ if environ is None else environ
-        token = env.get("AXON_RAY_AUTH_TOKEN", "").strip() or None
-        token_file = env.get("AXON_RAY_AUTH_TOKEN_FILE", "").strip()
-        if token is None and token_file:
-            try:
-                token = Path(token_file).read_text().strip() or None
-            except OSError as exc:
-                raise ValueError(f"AXON_RAY_AUTH_TOKEN_FILE {token_file!r} unreadable: {exc}") from None
-        timeout = env.get("AXON_RAY_TIMEOUT_SECONDS", "").strip()
-        try:
-            timeout_s = float(timeout) if timeout else cls.timeout_s
-        except ValueError:
-            raise ValueError(f"AXON_RAY_TIMEOUT_SECONDS must be a number of seconds, got {timeout!r}") from None
+        ray = RaySettings.load(environ)
         return cls(
-            address=env.get("AXON_RAY_ADDRESS", "").strip() or None,
-            auth_token=token,
-            job_python=env.get("AXON_RAY_JOB_PYTHON", "").strip() or cls.job_python,
-            timeout_s=timeout_s,
+            address=ray.address,
+            auth_token=ray.auth_token,
+            job_python=ray.job_python or cls.job_python,
+            timeout_s=cls.timeout_s if ray.timeout_seconds is None else ray.timeout_seconds,
         )
 
     def with_address(self, address: str) -> RayConfig:
@@ -185,7 +175,7 @@ def run_on_ray_address(dataset_path: str, requirements: Requirements, config: Ra
     target = gcs_target(config.address)
     if target is not None:
         probe(dataset_path, *target, config.connect_timeout_s, "Ray cluster")
-    env = {**os.environ, **QUIET_ENV}
+    env = child_environ(QUIET_ENV)
     if config.auth_token:
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=config.auth_token)
     with tempfile.TemporaryDirectory(prefix="axon-qc-") as tmp:
