@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,30 @@ def wait_healthy(url: str, process: subprocess.Popen | None = None, timeout: flo
 
 
 FLEET_TRANSPORTS = ("http", "ros1", "ros2")
+
+
+@contextmanager
+def stop_on_signals(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP)):
+    """Within: SIGTERM / SIGHUP end this process as Ctrl-C does (``KeyboardInterrupt`` in the main
+    thread), so every ``with SimulatedFleet(...)`` on the way out stops its processes. Their default
+    action would end us on the spot and leave the fleet running: its processes are in sessions of
+    their own. A second signal while stopping is ignored (the fleet's stop has its own deadline)."""
+    received: list[int] = []
+
+    def interrupt(signum: int, _frame: object) -> None:
+        if received:
+            log.warning("%s again while stopping; still stopping", signal.Signals(signum).name)
+            return
+        received.append(signum)
+        log.warning("%s received: stopping", signal.Signals(signum).name)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass(frozen=True)
