@@ -83,7 +83,9 @@ class InspectionResource(dg.ConfigurableResource):
 
 
 class RecorderResource(dg.ConfigurableResource):
-    """The Axon recorder of the robot this code location drives directly (recording jobs)."""
+    """A recorder's address. No job, sensor or schedule of the code location uses it (the cloud never
+    calls a recorder: recordings are requested from robots through the control plane); kept while the
+    demo and the config checks still build it, to be removed with the `recorder` settings section."""
 
     transport: str = Field(default="http", description="http | ros1 | ros2")
     url: str = Field(default="http://127.0.0.1:8080", description="Axon HTTP RPC base URL")

@@ -1,4 +1,6 @@
-"""Fixtures for the Dagster recording surface: the HTTP simulator as the peer, real Dagster runs."""
+"""Fixtures for the Dagster recording surface: a real control-plane API (uvicorn over HTTP, SQLite)
+with a registered robot, the robot's side played through its own API client, real Dagster runs; the
+HTTP simulator writes recordings for the lance_dataset asset."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import dagster as dg
 import pytest
 
 from axon_dagster.defs.recording import RecordingPolicyResource
-from axon_dagster.defs.resources import RecorderResource
 from axon_dagster.recorder import RecordingConfig
 from axon_dagster.demo.sim import SimulatedRecorder, serve_in_thread
 
@@ -61,19 +62,6 @@ def policy(tmp_path) -> RecordingPolicyResource:
 
 
 @pytest.fixture
-def resources_for(policy):
-    """The resources a recording run needs, pointed at ``peer``."""
-
-    def make(peer_or_url: Peer | str, **recorder_fields: Any) -> dict[str, Any]:
-        url = peer_or_url if isinstance(peer_or_url, str) else peer_or_url.url
-        recorder_fields.setdefault("timeout_seconds", 30.0)
-        recorder_fields.setdefault("retry_attempts", 0)
-        return {"recorder": RecorderResource(url=url, **recorder_fields), "recording_policy": policy}
-
-    return make
-
-
-@pytest.fixture
 def write_config(tmp_path: Path) -> Callable[..., str]:
     def write(task_id: str = "task-1", *, path: Path | None = None, **fields: Any) -> str:
         fields.setdefault("device_id", "robot-1")
@@ -93,3 +81,34 @@ def instance():
     test that leaves a run in progress makes its own."""
     with dg.DagsterInstance.ephemeral() as inst:
         yield inst
+
+
+@dataclass
+class ControlPlane:
+    url: str
+    admin: Any  # ControlPlaneClient
+    robot: Any  # EdgeSyncClient of robot-1
+    resources: dict[str, Any]
+
+
+@pytest.fixture
+def cp(tmp_path, policy) -> ControlPlane:
+    from axon_dagster.api.app import create_app
+    from axon_dagster.client import ControlPlaneClient, EdgeSyncClient
+    from axon_dagster.api.server import ApiThread
+    from axon_dagster.defs.resources import ControlPlaneResource
+    from axon_dagster.control_plane.persistence import upgrade
+
+    url = f"sqlite:///{tmp_path / 'cp.db'}"
+    upgrade(url)
+    server = ApiThread(create_app(url)).start()
+    admin = ControlPlaneClient(server.url)
+    token = admin.register_robot("robot-1")["token"]
+    admin.register_robot("robot-2")
+    robot = EdgeSyncClient(server.url, token)
+    try:
+        yield ControlPlane(server.url, admin, robot, {"control_plane": ControlPlaneResource(url=server.url), "recording_policy": policy})
+    finally:
+        robot.close()
+        admin.close()
+        server.stop()

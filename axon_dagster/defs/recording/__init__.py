@@ -1,23 +1,18 @@
-"""The recording surface (see :mod:`.jobs`)."""
+"""The recording surface: recordings requested from robots through the control plane
+(:mod:`.jobs`, :mod:`.dispatch`), the schedules and sensors that request them (:mod:`.triggers`),
+and the ``lance_dataset`` asset (:mod:`.assets`). Nothing here talks to a recorder."""
 
 import dagster as dg
 
-from .jobs import (
-    LANCE_DATASET,
+from .assets import LANCE_DATASET, lance_dataset, lance_dataset_metadata, mcap_recording_metadata
+from .jobs import conditional_recording, multi_session_recording, simple_recording
+from .triggers import (
     RecordingPolicyResource,
-    check_health,
-    conditional_recording,
     daily_recording,
     disk_space_sensor,
     hourly_recording,
-    lance_dataset,
-    lance_dataset_metadata,
-    multi_session_recording,
     recording_policy_from_env,
-    simple_recording,
     topic_availability_sensor,
-    topics_from_stats,
-    update_config,
 )
 
 defs = dg.Definitions(
@@ -30,7 +25,6 @@ defs = dg.Definitions(
 __all__ = [
     "LANCE_DATASET",
     "RecordingPolicyResource",
-    "check_health",
     "conditional_recording",
     "daily_recording",
     "defs",
@@ -38,10 +32,9 @@ __all__ = [
     "hourly_recording",
     "lance_dataset",
     "lance_dataset_metadata",
+    "mcap_recording_metadata",
     "multi_session_recording",
     "recording_policy_from_env",
     "simple_recording",
     "topic_availability_sensor",
-    "topics_from_stats",
-    "update_config",
 ]
