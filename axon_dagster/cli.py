@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
+from axon_dagster.settings.tools import CliSettings
+
 
 def _database_url(args) -> str:
-    return args.database_url or os.environ.get("AXON_DATABASE_URL") or "sqlite:///.axon/control-plane.db"
+    return args.database_url or CliSettings.load().database_url
 
 
 def cmd_api(args) -> int:
     from axon_dagster.api.server import serve
 
-    serve(host=args.host, port=args.port, database_url=_database_url(args), admin_token=os.environ.get("AXON_ADMIN_TOKEN"), workers=args.workers)
+    serve(host=args.host, port=args.port, database_url=_database_url(args), admin_token=CliSettings.load().admin_token, workers=args.workers)
     return 0
 
 
@@ -33,7 +34,7 @@ def cmd_db_upgrade(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="axon-dagster", description="Robot data-collection orchestration.")
-    parser.add_argument("--log-level", default=os.environ.get("AXON_LOG_LEVEL", "WARNING"))
+    parser.add_argument("--log-level", default=CliSettings.load().log_level)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)

@@ -40,13 +40,13 @@ FILTER_ARGS = ("scene", "sub_scene", "status", "outcome", "order_id", "batch_id"
 
 def search(args: argparse.Namespace) -> dict[str, Any]:
     if args.api_url:
-        import os
-
         import httpx
+
+        from axon_dagster.settings.tools import CliSettings
 
         params: list[tuple[str, Any]] = [(k, getattr(args, k)) for k in FILTER_ARGS if getattr(args, k)]
         params += [("skill", s) for s in args.skill] + [("limit", args.limit), ("offset", args.offset)]
-        token = args.token or os.environ.get("AXON_ADMIN_TOKEN")
+        token = args.token or CliSettings.load().admin_token
         headers = {"authorization": f"Bearer {token}"} if token else {}
         r = httpx.get(args.api_url.rstrip("/") + "/api/v1/dataset-search", params=params, headers=headers, timeout=30)
         if r.status_code in (400, 422):

@@ -28,7 +28,6 @@ ops as well as the sensor (that would count twice).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterable
 
@@ -133,13 +132,19 @@ def serve_metrics(port: int, addr: str = "0.0.0.0") -> int:
 def serve_metrics_from_env() -> int | None:
     """Start the endpoint when ``AXON_METRICS_PORT`` is set (``AXON_METRICS_ADDR``, default all
     interfaces). Failing to bind is logged, not raised: metrics never stop orchestration."""
-    raw = os.environ.get("AXON_METRICS_PORT", "").strip()
-    if not raw:
+    from axon_dagster.settings.code_location import MetricsSettings
+
+    try:
+        settings = MetricsSettings.load()
+    except ValueError as exc:  # names the variable and the value
+        log.warning("metrics endpoint not started: %s", exc)
+        return None
+    if settings.port is None:
         return None
     try:
-        return serve_metrics(int(raw), os.environ.get("AXON_METRICS_ADDR", "0.0.0.0"))
+        return serve_metrics(settings.port, settings.addr)
     except (OSError, ValueError) as exc:
-        log.warning("metrics endpoint not started on AXON_METRICS_PORT=%s: %s", raw, exc)
+        log.warning("metrics endpoint not started on AXON_METRICS_PORT=%s: %s", settings.port, exc)
         return None
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -60,12 +59,14 @@ class RunFailureAlertResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> "RunFailureAlertResource":
-        env = os.environ
+        from axon_dagster.settings.code_location import AlertSettings
+
+        alerts = AlertSettings.load()
         return cls(
-            failure_ratio_threshold=float(env.get("AXON_ALERT_FAILURE_RATIO", "0.2")),
-            window_seconds=int(env.get("AXON_ALERT_WINDOW_SECONDS", "1800")),
-            min_runs=int(env.get("AXON_ALERT_MIN_RUNS", "5")),
-            webhook_url=env.get("AXON_ALERT_WEBHOOK_URL", ""),
+            failure_ratio_threshold=alerts.failure_ratio,
+            window_seconds=alerts.window_seconds,
+            min_runs=alerts.min_runs,
+            webhook_url=alerts.webhook_url,
         )
 
 

@@ -102,3 +102,12 @@ def test_child_environ_prepends_search_paths_and_fills_defaults(monkeypatch: pyt
                         defaults={"AXON_SETTINGS_TEST_LEVEL": "2", "AXON_SETTINGS_TEST_NEW": "2"})
     assert env["AXON_SETTINGS_TEST_PATH"] == f"/venv/bin{os.pathsep}/usr/bin" and env["AXON_SETTINGS_TEST_EMPTY"] == "/venv"
     assert (env["AXON_SETTINGS_TEST_LEVEL"], env["AXON_SETTINGS_TEST_NEW"]) == ("8", "2")
+
+
+def test_cli_settings_default_to_the_embedded_database_and_never_print_the_token() -> None:
+    from axon_dagster.settings.api import DEFAULT_DATABASE_URL
+    from axon_dagster.settings.tools import CliSettings
+
+    assert CliSettings.load({}).database_url == DEFAULT_DATABASE_URL
+    cli = CliSettings.load({"AXON_ADMIN_TOKEN": "s3cr3t", "AXON_LOG_LEVEL": "DEBUG"})
+    assert (cli.admin_token, cli.log_level) == ("s3cr3t", "DEBUG") and "s3cr3t" not in repr(cli)
