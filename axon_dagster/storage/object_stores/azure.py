@@ -69,7 +69,7 @@ from .base import (
     validate_key,
     validate_prefix,
 )
-from .remote import RemoteObjectStore
+from .azure_staging import AzureStaging
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _from_azure(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return {_FROM_AZURE.get(k.lower(), k): v for k, v in (metadata or {}).items()}
 
 
-class AzureBlobObjectStore(RemoteObjectStore):
+class AzureBlobObjectStore(AzureStaging):
     """Objects in Azure container ``container`` under ``prefix``; see the module docstring.
 
     Give one of ``service_client`` (a ``BlobServiceClient``), ``connection_string``, or

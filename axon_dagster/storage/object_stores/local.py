@@ -40,6 +40,7 @@ from .staging import (
     StagingError,
     UnknownUpload,
     completion_parts,
+    deletable_prefix,
     etag_md5,
     part_specs,
     quoted_etag,
@@ -302,9 +303,7 @@ class LocalDirObjectStore(ObjectStore):
                 fsync_path(tmp)
 
     def delete_prefix(self, prefix: str) -> int:
-        prefix = validate_prefix(prefix)
-        if not prefix:
-            raise StagingError("refusing to delete every object of the store (empty prefix)")
+        prefix = deletable_prefix(prefix)
         keys = self.list_keys(prefix)
         for key in keys:
             self._path(key).unlink(missing_ok=True)

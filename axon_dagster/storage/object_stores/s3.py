@@ -28,14 +28,15 @@ from .base import (
     validate_key,
     validate_prefix,
 )
-from .remote import RemoteObjectStore
+from .s3_staging import S3Staging
+from .staging import PartsRefused, UnknownUpload
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 
 
-class S3ObjectStore(RemoteObjectStore):
+class S3ObjectStore(S3Staging):
     """Objects in ``bucket`` under ``prefix``. Every upload carries a SHA-256 checksum of the bytes
     it sends (real S3 validates it on receipt and keeps it), so verification is a HEAD comparing the
     store's checksum with the sidecar's — no download. Files of ``multipart_threshold`` bytes or more
@@ -108,7 +109,9 @@ class S3ObjectStore(RemoteObjectStore):
         ``x-amz-checksum-sha256`` header, which S3 validates, so the payload signature would only
         hash the same bytes again. Without checksums (GCS's XML API) botocore must not add its
         default CRC32 headers either, and the payload stays signed."""
-        options: dict[str, Any] = {"retries": {"max_attempts": 5, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 60}
+        # SigV4 also for pre-signed URLs (botocore would pre-sign with SigV2 in us-east-1).
+        options: dict[str, Any] = {"retries": {"max_attempts": 5, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 60,
+                                   "signature_version": "s3v4"}
         if checksums:
             options["s3"] = {"payload_signing_enabled": False}
         else:
@@ -371,13 +374,20 @@ class S3ObjectStore(RemoteObjectStore):
             code = str(error.get("Code", ""))
             if code == "NoSuchBucket":
                 raise ObjectStoreError(f"bucket {self.bucket!r} does not exist (endpoint {self.endpoint_url or 'AWS'})") from exc
+            if code == "NoSuchUpload":
+                raise UnknownUpload(f"no upload for s3://{self.bucket}/{self._name(key)} with that id (completed, aborted or never started)") from exc
+            if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
+                raise PartsRefused(f"cannot complete s3://{self.bucket}/{self._name(key)}: {code} {error.get('Message', '')}".rstrip()) from exc
             if code in ("404", "NoSuchKey", "NotFound"):
-                raise ObjectNotFound(f"no object at s3://{self.bucket}/{self.prefix + '/' if self.prefix else ''}{key}") from exc
+                raise ObjectNotFound(f"no object at s3://{self.bucket}/{self._name(key)}") from exc
             raise ObjectStoreError(f"S3 request for {key!r} in bucket {self.bucket!r} failed: {code} {error.get('Message', '')}") from exc
         except FlexibleChecksumError as exc:
             raise DigestMismatch(f"s3://{self.bucket}/{self._full(key)} (body read back)", "its stored checksum", str(exc)) from exc
         except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError) as exc:
             raise ObjectStoreUnavailable(f"S3 endpoint {self.endpoint_url or 'AWS'} unreachable: {exc}") from exc
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
 
 
 def _b64_to_hex(value: str) -> str | None:

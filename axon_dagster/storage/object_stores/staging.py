@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ObjectNotFound, ObjectStoreError
+from .keys import validate_prefix
 
 MiB = 1 << 20
 MAX_PARTS = 10_000  # S3's limit per multipart upload
@@ -176,6 +177,13 @@ def part_specs(parts: Iterable[PartSpec | tuple[int, int, int]]) -> list[PartSpe
         seen.add(spec.number)
         out.append(spec)
     return out
+
+
+def deletable_prefix(prefix: object) -> str:
+    """A prefix :meth:`StagingUploads.delete_prefix` may delete under: a valid, non-empty one."""
+    if prefix == "":
+        raise StagingError("refusing to delete every object of the store (empty prefix)")
+    return validate_prefix(prefix)
 
 
 def completion_parts(parts: Mapping[int, str]) -> list[tuple[int, str]]:
