@@ -3,6 +3,7 @@
 - :mod:`.base` — the interface, key rules, dataset operations written once;
 - :mod:`.staging` — robots' uploads into the staging area (part targets, completion);
 - :mod:`.signing` — signed part URLs of the control plane's ingest endpoint (local store);
+- :mod:`.publish` — staged files into the lake by verified server-side copies;
 - :mod:`.local` (``file://``), :mod:`.s3` (``s3://``, ``gs://``), :mod:`.azure` (``az://``);
 - :func:`object_store_from_url` picks the backend a URL names.
 
@@ -21,6 +22,7 @@ from .base import (
 )
 from .factory import object_store_from_url
 from .local import LocalDirObjectStore, PartWriter
+from .publish import publish_copies, publish_copy, verify_staged
 from .s3 import S3ObjectStore
 from .signing import PartSignatureError, load_signing_key, sign_part_url, verify_part_signature
 from .staging import (

@@ -265,6 +265,14 @@ class AzureBlobObjectStore(AzureStaging):
     def exists(self, key: str) -> bool:
         return self._props(key) is not None
 
+    def delete(self, key: str) -> bool:
+        try:
+            with self._errors(key):
+                self._blob(self._full(key)).delete_blob()
+        except ObjectNotFound:
+            return False
+        return True
+
     def list_keys(self, prefix: str = "") -> list[str]:
         prefix = validate_prefix(prefix)
         base = f"{self.prefix}/" if self.prefix else ""

@@ -95,6 +95,10 @@ class ObjectStore(StagingUploads):
     def exists(self, key: str) -> bool:
         raise NotImplementedError
 
+    def delete(self, key: str) -> bool:
+        """Delete the object at ``key``; False if there was none."""
+        raise NotImplementedError
+
     def list_keys(self, prefix: str = "") -> list[str]:
         raise NotImplementedError
 

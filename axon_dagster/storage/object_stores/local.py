@@ -98,6 +98,15 @@ class LocalDirObjectStore(ObjectStore):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def delete(self, key: str) -> bool:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except (FileNotFoundError, IsADirectoryError):
+            return False
+        fsync_path(path.parent)
+        return True
+
     def list_keys(self, prefix: str = "") -> list[str]:
         prefix = validate_prefix(prefix)
         # Walk only the deepest directory the prefix names, then filter by the string prefix.

@@ -158,6 +158,12 @@ class S3ObjectStore(S3Staging):
     def exists(self, key: str) -> bool:
         return self._head(key) is not None
 
+    def delete(self, key: str) -> bool:
+        held = self.exists(key)
+        with self._errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+        return held
+
     def list_keys(self, prefix: str = "") -> list[str]:
         prefix = validate_prefix(prefix)
         base = f"{self.prefix}/" if self.prefix else ""
