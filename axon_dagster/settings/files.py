@@ -79,16 +79,9 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    auto_approve: float = 0.9
-    review_floor: float = 0.6
-
-
-@dataclass(frozen=True)
 class InspectionConfig:
     runner: str = "native"
     ray_address: str | None = None
-    thresholds: Thresholds = Thresholds()
 
 
 @dataclass(frozen=True)
@@ -102,16 +95,12 @@ class RecorderSettings:
 
 @dataclass(frozen=True)
 class TimeoutsConfig:
-    control_plane_seconds: float = 10.0
-    upload_seconds: float = 600.0
-    inspection_seconds: float = 900.0
+    control_plane_seconds: float = 10.0  # the code location's requests to the control-plane API
 
 
 @dataclass(frozen=True)
 class RetriesConfig:
-    control_plane_attempts: int = 3
-    upload_attempts: int = 5
-    backoff_seconds: float = 1.0
+    upload_attempts: int = 5  # upload runs per dataset before the bandwidth sensor gives it up (AXON_MAX_UPLOAD_ATTEMPTS)
 
 
 @dataclass(frozen=True)
@@ -173,12 +162,6 @@ def _number(value: Any, key: str) -> float:
 def _positive(value: Any, key: str) -> float:
     if _number(value, key) <= 0:
         _fail(key, f"must be positive, got {value!r}")
-    return float(value)
-
-
-def _fraction(value: Any, key: str) -> float:
-    if not 0 <= _number(value, key) <= 1:
-        _fail(key, f"must be between 0 and 1, got {value!r}")
     return float(value)
 
 
@@ -264,7 +247,6 @@ _SCHEMA: dict[str, Callable[[Any, str], Any]] = {
     "inspection": _nested({
         "runner": _enum(*INSPECTION_RUNNERS),
         "ray_address": _optional(_str),
-        "thresholds": _nested({"auto_approve": _fraction, "review_floor": _fraction}),
     }),
     "recorder": _nested({
         "transport": _enum(*RECORDER_TRANSPORTS),
@@ -275,13 +257,9 @@ _SCHEMA: dict[str, Callable[[Any, str], Any]] = {
     }),
     "timeouts": _nested({
         "control_plane_seconds": _positive,
-        "upload_seconds": _positive,
-        "inspection_seconds": _positive,
     }),
     "retries": _nested({
-        "control_plane_attempts": _count,
         "upload_attempts": _count,
-        "backoff_seconds": _positive,
     }),
 }
 
@@ -308,10 +286,6 @@ def parse_config(data: Any, *, env: str = DEFAULT_ENV, source: str | None = None
 
         storage = raw.get("storage", {})
         insp = dict(raw.get("inspection", {}))
-        thresholds = Thresholds(**insp.pop("thresholds", {}))
-        if thresholds.review_floor > thresholds.auto_approve:
-            _fail("inspection.thresholds.review_floor",
-                  f"must not exceed auto_approve ({thresholds.review_floor} > {thresholds.auto_approve})")
         return AxonConfig(
             env=env,
             source=source,
@@ -320,7 +294,7 @@ def parse_config(data: Any, *, env: str = DEFAULT_ENV, source: str | None = None
                 edge_cache=EdgeCacheConfig(**storage.get("edge_cache", {})),
                 object_store=ObjectStoreConfig(**storage.get("object_store", {})),
             ),
-            inspection=InspectionConfig(thresholds=thresholds, **insp),
+            inspection=InspectionConfig(**insp),
             recorder=RecorderSettings(**raw.get("recorder", {})),
             timeouts=TimeoutsConfig(**raw.get("timeouts", {})),
             retries=RetriesConfig(**raw.get("retries", {})),
@@ -491,10 +465,11 @@ def _summary(cfg: AxonConfig, environ: Mapping[str, str]) -> list[str]:
         f"  storage.edge_cache = {s.edge_cache.root} (max {s.edge_cache.max_size_gb} GB, {s.edge_cache.policy}"
         f"{', release_source' if s.edge_cache.release_source else ''})",
         f"  storage.object_store = {s.object_store.url}" + (f" via {s.object_store.endpoint_url}" if s.object_store.endpoint_url else ""),
-        f"  inspection.runner = {i.runner}" + (f" at {i.ray_address}" if i.ray_address else "")
-        + f"; thresholds auto_approve={i.thresholds.auto_approve} review_floor={i.thresholds.review_floor}",
+        f"  inspection.runner = {i.runner}" + (f" at {i.ray_address}" if i.ray_address else ""),
         f"  recorder = {r.transport} {r.url if r.transport == 'http' else r.namespace} "
         f"(timeout {r.timeout_seconds}s, {r.retry_attempts} attempts)",
+        f"  timeouts.control_plane_seconds = {cfg.timeouts.control_plane_seconds}; "
+        f"retries.upload_attempts = {cfg.retries.upload_attempts}",
         f"  recording templates: {', '.join(RECORDING_TEMPLATES)}",
     ]
 

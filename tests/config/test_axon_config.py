@@ -52,7 +52,7 @@ def test_dev_config_loads_with_the_documented_defaults() -> None:
     assert cfg.control_plane.resolve_database_url({}) == "sqlite:///.axon/control-plane.db"
     assert cfg.storage.object_store.url == "file://.axon/cloud"
     assert cfg.inspection.runner == "native"
-    assert (cfg.inspection.thresholds.auto_approve, cfg.inspection.thresholds.review_floor) == (0.9, 0.6)
+    assert (cfg.timeouts.control_plane_seconds, cfg.retries.upload_attempts) == (10.0, 5)
 
 
 def test_prod_config_loads_and_takes_its_secrets_from_env_or_file() -> None:
@@ -102,10 +102,15 @@ BAD = [
     ("recorder.retry_attempts", "three", "whole number"),
     ("recorder.retry_attempts", True, "whole number"),
     ("recorder.timeout_seconds", "10s", "must be a number"),
-    ("timeouts.upload_seconds", -5, "must be positive"),
+    ("timeouts.control_plane_seconds", -5, "must be positive"),
+    ("retries.upload_attempts", 0, "whole number >= 1"),
     ("storage.edge_cache.max_size_gb", 0, "must be positive"),
-    ("inspection.thresholds.auto_approve", 1.5, "between 0 and 1"),
-    ("inspection.thresholds.review_floor", 0.95, "must not exceed auto_approve"),
+    # keys nothing read (editing them silently did nothing) are refused now
+    ("inspection.thresholds", {"auto_approve": 0.9}, "unknown key"),
+    ("timeouts.upload_seconds", 600.0, "unknown key"),
+    ("timeouts.inspection_seconds", 900.0, "unknown key"),
+    ("retries.control_plane_attempts", 3, "unknown key"),
+    ("retries.backoff_seconds", 1.0, "unknown key"),
     ("control_plane.url", "ftp://cp", "http:// or https://"),
     ("storage.object_store.url", "ftp://bucket", "file:// or s3:// or gs:// or az://"),
     ("control_plane.admin_token_env", "not a var name", "environment variable name"),
