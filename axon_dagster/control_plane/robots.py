@@ -145,6 +145,5 @@ class LastSeen:
 
 def list_robots(uow: UnitOfWork) -> list[RobotView]:
     with uow.reading():
-        uplinks = uow.uplinks.all()
-        return [RobotView.of(r, uplinks[r.robot_id].to_dict() if r.robot_id in uplinks else None) for r in uow.robots.list()]
+        return [RobotView.of(r) for r in uow.robots.list()]
 
