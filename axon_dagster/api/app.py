@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import logging
 import time
 from contextlib import asynccontextmanager, suppress
@@ -27,6 +28,7 @@ from axon_dagster.domain import (
     DomainError,
     IllegalTransitionError,
     InvalidIdError,
+    ManifestError,
     ManualBatch,
     PlanningError,
     ReviewDecisionFinal,
@@ -57,6 +59,8 @@ from axon_dagster.control_plane.views import (
     TaskView,
 )
 from axon_dagster.settings import load_settings
+from axon_dagster.settings.uploads import UploadApiSettings, load_upload_api_settings
+from axon_dagster.storage.object_stores import StagingUploads
 from axon_dagster.control_plane.persistence import SqlAlchemyUnitOfWork, UnitOfWorkFactory, check_schema, make_engine
 from axon_dagster.control_plane.persistence.engine import POOL_SIZE
 
@@ -67,7 +71,9 @@ from .auth import pages as auth_pages
 from .review import router as review_router
 from .admin import pages as admin_pages, router as admin_router
 from .fleet_sync import MAX_WAIT_SECONDS, RevisionWatch, RobotTokens, flush_last_seen_forever
+from . import uploads as uploads_api
 from .metrics import ControlPlaneMetrics
+from .uploads import StagingArea, sweep_grants_forever
 from .openapi import install_openapi
 
 log = logging.getLogger(__name__)
@@ -83,7 +89,8 @@ class AssignmentsResponse(BaseModel):
     assignments: dict[str, str]
 
 
-def create_app(database_url: str | None = None, admin_token: str | None = None) -> FastAPI:
+def create_app(database_url: str | None = None, admin_token: str | None = None, *, staging_store: StagingUploads | None = None,
+               upload_settings: UploadApiSettings | None = None) -> FastAPI:
     """The API over the store at ``database_url`` (default ``AXON_DATABASE_URL``).
 
     ``admin_token`` (default ``AXON_ADMIN_TOKEN``; ``""`` forces none) guards the admin routes;
@@ -116,7 +123,8 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         log.info("control-plane API on %s, %s", engine.url.render_as_string(hide_password=True), mode)
         # Request threads = pooled connections: a request never opens a connection of its own.
         anyio.to_thread.current_default_thread_limiter().total_tokens = POOL_SIZE
-        background = [asyncio.create_task(watch.run()), asyncio.create_task(flush_last_seen_forever(last_seen, uow_factory))]
+        background = [asyncio.create_task(watch.run()), asyncio.create_task(flush_last_seen_forever(last_seen, uow_factory)),
+                      asyncio.create_task(sweep_grants_forever(uow_factory, upload_config.grant_sweep_seconds))]
         try:
             yield
         finally:
@@ -134,7 +142,10 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
     app.state.revision_watch = watch
     app.state.metrics_registry = registry
     app.state.auth = Authenticator(settings, uow_factory)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
+    upload_config = upload_settings or load_upload_api_settings()
+    app.state.staging = StagingArea(upload_config, settings.database_url, staging_store)
+    # Part uploads stream through their own bounded route (api.uploads), not the JSON body limit.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, passthrough=re.compile(uploads_api.PARTS_PATH))  # type: ignore[arg-type]
     app.add_middleware(SecurityHeaders)  # type: ignore[arg-type]
     _install_error_handlers(app)
     install_openapi(app)  # errors as {detail}, 401/403/404/409/413/422 documented
@@ -334,9 +345,11 @@ def create_app(database_url: str | None = None, admin_token: str | None = None) 
         order in one transaction."""
         robot = await current_robot(request)
         events = cp.parse_events(_edge_events(await request.body()))
-        results = await run_in_threadpool(cp.apply_events, uow_factory(), robot, events)
+        results = await run_in_threadpool(lambda: cp.apply_events(uow_factory(), robot, events, max_file_bytes=upload_config.max_file_bytes))
         api_metrics.events_received(robot, (e.occurred_at for e in events), results)
         return _json(EventResultsResponse, EventResultsResponse(results=results))
+
+    uploads_api.install(app, admin, edge, current_robot)  # grants, uplinks, upload plans, part ingest
 
     # ------------------------------------------------------------------ health and metrics (no auth)
     def healthz() -> dict[str, str]:
@@ -478,6 +491,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(InvalidIdError, handler(422))
     app.add_exception_handler(PlanningError, handler(422))
+    app.add_exception_handler(ManifestError, handler(422))
     app.add_exception_handler(InvalidRequestError, handler(422))
     app.add_exception_handler(IllegalTransitionError, handler(409))
     app.add_exception_handler(ReviewDecisionFinal, handler(409))

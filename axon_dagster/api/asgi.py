@@ -131,12 +131,15 @@ class BodySizeLimit:
     """Refuse request bodies over ``max_bytes`` with 413 before the app reads them (chunked too),
     and JSON bodies that :func:`check_json` refuses with 422 — one place for both APIs."""
 
-    def __init__(self, app: Any, max_bytes: int):
+    def __init__(self, app: Any, max_bytes: int, passthrough: re.Pattern[str] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.passthrough = passthrough  # paths whose routes bound and stream their own bodies (part uploads)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") or (
+            self.passthrough is not None and scope["method"] == "PUT" and self.passthrough.match(scope.get("path", ""))
+        ):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")

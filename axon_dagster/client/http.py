@@ -296,6 +296,27 @@ class ControlPlaneClient(_HttpClient):
         """The last usage report of every edge cache, by cache id."""
         return self._request("GET", "/edge-caches")
 
+    # ---------------------------------------------------------------- robots' uploads (issue 13)
+    def grant_upload(self, task_id: str, ttl_seconds: int = 900) -> dict[str, Any]:
+        """Let the robot of ``task_id`` upload its recording for ``ttl_seconds`` (RECORDED, gate
+        passed). Returns the grant ``{grant_id, dataset_id, task_id, robot_id, status, granted_at,
+        expires_at, finished_at}``; the same grant while an unexpired one exists."""
+        return self._request("POST", f"/datasets/{_seg(task_id)}/upload-grant", json={"ttl_seconds": ttl_seconds})
+
+    def upload_queue(self, limit: int = 1000) -> dict[str, Any]:
+        """``{candidates: [{dataset_id, task_id, robot_id, order_id, priority, size_bytes, recorded_at,
+        age_seconds, last_upload_error}], active_grants: [grant], robots: [robot with uplink]}``;
+        candidates by order priority (highest first), then age (oldest first)."""
+        return self._request("GET", "/upload-queue", params={"limit": limit})
+
+    def expire_upload_grants(self) -> int:
+        """Expire every grant past its expiry now (the API also does it every few seconds)."""
+        return self._request("POST", "/upload-grants/expire")["expired"]
+
+    def dataset_publish_attempt(self, dataset_id: str) -> dict[str, Any]:
+        """A data-flow run starts to publish the dataset: its ``publish_attempts`` + 1 (the dataset)."""
+        return self._request("POST", f"/datasets/{_seg(dataset_id)}/publish-attempt")
+
 
 class EdgeSyncClient(_HttpClient):
     """A robot's side of the API, authenticated by its own token (``AXON_ROBOT_TOKEN``)."""
@@ -320,6 +341,40 @@ class EdgeSyncClient(_HttpClient):
         ``applied``, ``duplicate`` or ``rejected`` (with ``error``)."""
         body = {"events": [_event_json(e) for e in events]}
         return self._request("POST", "/edge/events", json=body)["results"]
+
+    # ---------------------------------------------------------------- uploads (issue 13)
+    def report_uplink(self, mbps: float | None, windows: Sequence[Mapping[str, str]] = (), timezone: str = "UTC") -> dict[str, Any]:
+        """The robot's uplink bandwidth (Mbit/s) and daily upload windows ``[{start: "HH:MM", end: "HH:MM"}]``."""
+        return self._request("PUT", "/edge/uplink", json={"mbps": mbps, "windows": [dict(w) for w in windows], "timezone": timezone})
+
+    def upload_plan(self, task_id: str, grant_id: str) -> dict[str, Any]:
+        """Part targets of every file of the task's recording under ``grant_id`` (again: a resume)."""
+        return self._request("POST", f"/edge/uploads/{_seg(task_id)}/plan", json={"grant_id": grant_id})
+
+    def complete_upload(self, task_id: str, grant_id: str, files: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
+        """``files``: ``{name: [{number, etag}, ...]}`` for every file of the manifest. Returns the dataset (STAGED)."""
+        body = {"grant_id": grant_id, "files": {name: [{"number": p["number"], "etag": p["etag"]} for p in parts] for name, parts in files.items()}}
+        return self._request("POST", f"/edge/uploads/{_seg(task_id)}/complete", json=body)
+
+    def put_part(self, target: Mapping[str, Any], data: bytes) -> str:
+        """Send one part to its target (a plan's ``parts[i]``); returns the ETag to report. The
+        robot's token goes only to this control plane's own ingest endpoint, never to a store."""
+        url = str(target["url"])
+        headers = dict(target.get("headers") or {})
+        own = url.startswith(self.base_url.rsplit("/api/v1", 1)[0] + "/")
+        try:
+            if own:
+                response = self._http.request(target.get("method", "PUT"), url, content=data, headers=headers)
+            else:
+                response = httpx.request(target.get("method", "PUT"), url, content=data, headers=headers, timeout=self._http.timeout,
+                                         verify=_tls_context())
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            raise ControlPlaneUnavailable(f"PUT part {target.get('number')}: {exc.__class__.__name__}: {exc}") from exc
+        if response.status_code in _RETRYABLE_STATUS:
+            raise ControlPlaneUnavailable(f"PUT part {target.get('number')}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise ControlPlaneError(response.status_code, _detail(response))
+        return str(target.get("etag") or response.headers.get("etag", ""))
 
 
 def _event_json(event: Any) -> dict[str, Any]:

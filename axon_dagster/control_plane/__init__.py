@@ -6,6 +6,7 @@
 - ``edge_sync``: the robots' task pull and event push, the task-status sensor's event feed
 - ``datasets``: the data flow's dataset steps; ``review`` (the reviewer's queue, decisions,
   disposal), ``dataset_search``, ``batch_review`` (admin batch review with its audit log)
+- ``uploads``: upload grants, robots' uplinks, upload plans and completion into the staging area
 - ``caches``: edge caches' disk-usage reports; ``metrics``: gauges for /metrics
 - ``accounts``: people and service tokens
 - ``persistence``: SQLAlchemy repositories and the unit of work (the only owner of SQL), Alembic migrations
@@ -23,6 +24,7 @@ from .caches import list_cache_usage, report_cache_usage
 from .datasets import (
     dataset_cached,
     dataset_inspected,
+    dataset_publish_attempt,
     dataset_upload_failed,
     dataset_upload_started,
     dataset_uploaded,
@@ -44,6 +46,7 @@ from .robots import (
     rotate_robot_token,
 )
 from .tasks import get_task, list_tasks, transition_task
+from .uploads import complete_upload, expire_grants, grant_upload, plan_upload, report_uplink, upload_queue
 
 __all__ = [
     "LAST_SEEN_RESOLUTION",
@@ -53,11 +56,18 @@ __all__ = [
     "create_order",
     "dataset_cached",
     "dataset_inspected",
+    "dataset_publish_attempt",
     "dataset_upload_failed",
     "dataset_upload_started",
     "dataset_uploaded",
     "dispatch_order",
     "events_after",
+    "expire_grants",
+    "complete_upload",
+    "grant_upload",
+    "plan_upload",
+    "report_uplink",
+    "upload_queue",
     "get_batch",
     "get_dataset",
     "get_order",

@@ -51,7 +51,7 @@ def dataset_cached(
             log.info("dataset %s cached at %s", dataset_id, cache_path)
             return DatasetView.of(dataset, dataset.updated_at, None)
         dataset = record.dataset
-        replay = dataset.status not in (DatasetStatus.RECORDED, DatasetStatus.CACHED) and dataset.dataset_digest == dataset_digest
+        replay = dataset.status not in (DatasetStatus.RECORDED, DatasetStatus.STAGED, DatasetStatus.CACHED) and dataset.dataset_digest == dataset_digest
         if not replay and dataset.mark_cached(cache_path, dataset_digest, size_bytes):
             uow.datasets.save(dataset)
             uow.commit()
@@ -113,6 +113,17 @@ def dataset_uploaded(uow: UnitOfWork, dataset_id: str, cloud_uri: str, dataset_d
     cloud_uri = text(cloud_uri, "cloud_uri", required=True)
     dataset_digest = text(dataset_digest, "dataset_digest", limit=128, required=True)
     return _dataset_step(uow, dataset_id, f"uploaded to {cloud_uri}", lambda d: d.mark_uploaded(cloud_uri, dataset_digest))
+
+
+def dataset_publish_attempt(uow: UnitOfWork, dataset_id: str) -> DatasetView:
+    """A data-flow run starts to ingest and publish the dataset: ``publish_attempts`` + 1 (the
+    run-attempt count lives with the dataset, not in Dagster's run history)."""
+
+    def step(dataset: Dataset) -> bool:
+        dataset.count_publish_attempt()
+        return True
+
+    return _dataset_step(uow, dataset_id, "publish attempt started", step)
 
 
 def list_datasets(

@@ -9,6 +9,10 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from axon_dagster.domain import (
+    Dataset,
+    EdgeGate,
+    ManifestError,
+    RecordingManifest,
     IllegalTransitionError,
     Task,
     TaskEvent,
@@ -16,8 +20,9 @@ from axon_dagster.domain import (
     utcnow,
 )
 from axon_dagster.domain.model import bounded_utc
+from axon_dagster.domain.uploads import MAX_FILE_BYTES
 
-from .tasks import checked_event_data, copy_event_fields, task_views
+from .tasks import checked_event_data, cloud_event_id, copy_event_fields, task_views
 from .errors import InvalidRequestError, NotFoundError
 from .persistence import EventRecord, SqlAlchemyUnitOfWork
 from .validation import MAX_PAGE, cursor, page, task_status
@@ -81,15 +86,19 @@ def parse_events(raw: Sequence[Mapping[str, Any]]) -> list[TaskEvent]:
     return events
 
 
-def apply_events(uow: UnitOfWork, robot_id: str, events: Sequence[TaskEvent]) -> list[EventResult]:
+def apply_events(uow: UnitOfWork, robot_id: str, events: Sequence[TaskEvent], *, max_file_bytes: int = MAX_FILE_BYTES) -> list[EventResult]:
     """Apply a robot's status events in order, idempotent by event id.
 
     A task that is not this robot's (or does not exist) refuses the whole request with
     NotFoundError before anything is written. An illegal transition only rejects that event.
+    An EXECUTED event carrying a recording's ``manifest`` and edge ``gate`` (validated up front,
+    :func:`recording_of`; a bad one refuses the request) creates the dataset RECORDED; a gate that
+    did not pass then fails the task (``edge gate: <reasons>``), a cloud-side move the robot pulls.
     """
     if len(events) > MAX_PAGE:
         raise InvalidRequestError(f"at most {MAX_PAGE} events per request, got {len(events)}")
     payloads = [checked_event_data(e.data) for e in events]  # malformed data refuses the request up front
+    recordings = [recording_of(e, data, max_file_bytes) for e, data in zip(events, payloads)]
     now = utcnow()
     results: list[EventResult] = []
     with uow.writing():
@@ -103,8 +112,9 @@ def apply_events(uow: UnitOfWork, robot_id: str, events: Sequence[TaskEvent]) ->
             raise NotFoundError("task", foreign[0])
         seen = uow.events.existing_ids([e.event_id for e in events], robot_id)
         changed: dict[str, Task] = {}
+        gate_failed: dict[str, Task] = {}
         new_events: list[EventRecord] = []
-        for event, data in zip(events, payloads):
+        for event, data, recording in zip(events, payloads, recordings):
             if event.event_id in seen:
                 results.append(EventResult(event.event_id, "duplicate"))
                 continue
@@ -135,14 +145,60 @@ def apply_events(uow: UnitOfWork, robot_id: str, events: Sequence[TaskEvent]) ->
                 )
             )
             results.append(EventResult(event.event_id, "applied"))
-        if changed:
+            if recording is not None and _record(uow, task, recording, now):
+                gate_failed[task.task_id] = changed.pop(task.task_id)
+                new_events.append(_gate_failure_event(task, robot_id, now))
+        if changed or gate_failed:
             # The robot's own news: no new revision, no echo in its pull (see TaskRepository.save).
-            uow.tasks.save(list(changed.values()), echo=False)
+            if changed:
+                uow.tasks.save(list(changed.values()), echo=False)
+            if gate_failed:  # the cloud's verdict: a new revision, so the robot's pull brings it
+                uow.tasks.save(list(gate_failed.values()))
             uow.events.add_many(new_events)
             uow.commit()
     tally = Counter(r.result for r in results)
     log.info("robot %s: %d events (%s)", robot_id, len(events), ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
     return results
+
+
+def recording_of(event: TaskEvent, data: dict[str, Any], max_file_bytes: int = MAX_FILE_BYTES) -> tuple[RecordingManifest | None, EdgeGate] | None:
+    """The validated manifest and gate of an EXECUTED event (``None`` for any other event, or an
+    EXECUTED event from a robot that reports neither). ``data`` gets their normalized form. Raises
+    :class:`ManifestError` (a 422) for a manifest naming another task's files, a path, a bad digest..."""
+    if event.status is not TaskStatus.EXECUTED or ("manifest" not in data and "gate" not in data):
+        return None
+    if "gate" not in data:
+        raise ManifestError("an EXECUTED event with a manifest must carry the edge gate's result (data.gate)")
+    gate = EdgeGate.parse(data["gate"])
+    manifest = None
+    if data.get("manifest") is not None:
+        manifest = RecordingManifest.parse(data["manifest"], task_id=event.task_id, recording_format=data.get("recording_format", "mcap"),
+                                           max_file_bytes=max_file_bytes)
+        data["manifest"], data["recording_format"] = manifest.to_dict(), manifest.recording_format
+    elif gate.passed:
+        raise ManifestError("a recording whose edge gate passed needs its manifest (data.manifest)")
+    data["gate"] = gate.to_dict()
+    return manifest, gate
+
+
+def _record(uow: UnitOfWork, task: Task, recording: tuple[RecordingManifest | None, EdgeGate], now: datetime) -> bool:
+    """Store the reported recording (RECORDED) and, when its gate did not pass, fail the task.
+    Returns whether the gate failed the task."""
+    manifest, gate = recording
+    if manifest is not None and uow.datasets.get(task.task_id) is None:
+        dataset = Dataset(dataset_id=task.task_id, task_id=task.task_id, source_path=task.dataset_path, manifest=manifest, gate=gate,
+                          dataset_digest=manifest.dataset_digest, size_bytes=manifest.total_bytes, updated_at=now)
+        uow.datasets.add(dataset, created_at=now)
+    if gate.passed:
+        return False
+    task.transition(TaskStatus.FAILED, reason=gate.failure, at=now)
+    log.warning("task %s failed at the edge gate: %s", task.task_id, gate.failure)
+    return True
+
+
+def _gate_failure_event(task: Task, robot_id: str, now: datetime) -> EventRecord:
+    return EventRecord(seq=None, event_id=cloud_event_id(task.task_id, TaskStatus.FAILED), task_id=task.task_id, robot_id=robot_id,
+                       status=TaskStatus.FAILED, occurred_at=now, received_at=now, data={"reason": task.failure_reason, "source": "cloud"})
 
 
 def publish_events(uow: UnitOfWork) -> int:

@@ -145,5 +145,6 @@ class LastSeen:
 
 def list_robots(uow: UnitOfWork) -> list[RobotView]:
     with uow.reading():
-        return [RobotView.of(r) for r in uow.robots.list()]
+        uplinks = uow.uplinks.all()
+        return [RobotView.of(r, uplinks[r.robot_id].to_dict() if r.robot_id in uplinks else None) for r in uow.robots.list()]
 

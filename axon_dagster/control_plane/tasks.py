@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 from axon_dagster.domain import (
     Task,
     TaskStatus,
+    UploadGrant,
     transition_event_id,
     utcnow,
     validate_id,
@@ -125,7 +126,15 @@ def locked_task(uow: UnitOfWork, task_id: str) -> TaskRecord:
 
 def task_views(uow: UnitOfWork, records: Sequence[TaskRecord]) -> list[TaskView]:
     requirements = {oid: req.to_dict() for oid, req in uow.orders.requirements_for(r.task.order_id for r in records).items()}
-    return [TaskView.of(r, requirements[r.task.order_id]) for r in records]
+    # Only an EXECUTED task's recording can hold an upload grant: no query for anything else.
+    executed = [r.task.task_id for r in records if r.task.status is TaskStatus.EXECUTED]
+    now = utcnow()
+    grants = {d: g for d, g in uow.grants.active_for_datasets(executed).items() if not g.due(now)} if executed else {}
+    return [TaskView.of(r, requirements[r.task.order_id], _upload(grants.get(r.task.task_id))) for r in records]
+
+
+def _upload(grant: UploadGrant | None) -> dict[str, str] | None:
+    return {"grant_id": grant.grant_id, "expires_at": grant.expires_at.isoformat()} if grant is not None else None
 
 
 def copy_event_fields(task: Task, data: Mapping[str, Any]) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
-from axon_dagster.domain import Batch, Dataset, Order, RollupStatus, TaskStatus, rollup
+from axon_dagster.domain import Batch, Dataset, Order, RollupStatus, TaskStatus, UploadGrant, rollup
 
 from .persistence import DatasetRecord, EdgeCacheUsageRecord, EventRecord, RobotRecord, TaskRecord
 
@@ -43,10 +43,11 @@ class RobotView(View):
     last_seen_at: datetime | None
     tokens_revoked_at: datetime | None = None  # no token accepted until a new one is issued
     previous_token_valid_until: datetime | None = None  # a rotation's overlap: the old token works until then
+    uplink: dict[str, Any] | None = None  # what the robot reported (PUT /edge/uplink): mbps, windows, timezone, reported_at
 
     @classmethod
-    def of(cls, r: RobotRecord) -> "RobotView":
-        return cls(r.robot_id, r.name, r.created_at, r.last_seen_at, r.tokens_revoked_at, r.previous_token_expires_at)
+    def of(cls, r: RobotRecord, uplink: dict[str, Any] | None = None) -> "RobotView":
+        return cls(r.robot_id, r.name, r.created_at, r.last_seen_at, r.tokens_revoked_at, r.previous_token_expires_at, uplink)
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,11 @@ class TaskView(View):
     created_at: datetime
     updated_at: datetime
     revision: int
+    # While an ACTIVE upload grant exists for the task's recording: {grant_id, expires_at}.
+    upload: dict[str, str] | None = None
 
     @classmethod
-    def of(cls, record: TaskRecord, requirements: dict[str, Any]) -> "TaskView":
+    def of(cls, record: TaskRecord, requirements: dict[str, Any], upload: dict[str, str] | None = None) -> "TaskView":
         """``requirements`` is the order's ``Requirements.to_dict()``, computed once per order."""
         t = record.task
         return cls(
@@ -162,6 +165,7 @@ class TaskView(View):
             created_at=t.created_at,
             updated_at=t.updated_at,
             revision=record.revision,
+            upload=upload,
         )
 
 
@@ -230,7 +234,11 @@ class DatasetView(View):
     inspection_report: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
-    last_upload_error: str | None  # why the last upload failed for good; None once uploaded
+    last_upload_error: str | None  # why the last upload (or staging) failed for good; None once done
+    recording_format: str | None = None  # mcap | lance (None: reported before manifests)
+    manifest: dict[str, Any] | None = None  # {recording_format, files: [{name, size, sha256}], dataset_digest, ...}
+    gate: dict[str, Any] | None = None  # the edge gate's {passed, reasons, checks}
+    publish_attempts: int = 0
 
     @classmethod
     def of(cls, d: Dataset, created_at: datetime, report: dict[str, Any] | None) -> "DatasetView":
@@ -251,11 +259,56 @@ class DatasetView(View):
             created_at=created_at,
             updated_at=d.updated_at,
             last_upload_error=d.last_upload_error,
+            recording_format=d.manifest.recording_format if d.manifest else None,
+            manifest=d.manifest.to_dict() if d.manifest else None,
+            gate=d.gate.to_dict() if d.gate else None,
+            publish_attempts=d.publish_attempts,
         )
 
     @classmethod
     def of_record(cls, r: DatasetRecord) -> "DatasetView":
         return cls.of(r.dataset, r.created_at, r.inspection_report)
+
+
+@dataclass(frozen=True)
+class UploadGrantView(View):
+    grant_id: str
+    dataset_id: str
+    task_id: str
+    robot_id: str
+    status: str  # ACTIVE | USED | EXPIRED
+    granted_at: datetime
+    expires_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, g: UploadGrant) -> "UploadGrantView":
+        return cls(g.grant_id, g.dataset_id, g.dataset_id, g.robot_id, g.status.value, g.granted_at, g.expires_at, g.finished_at)
+
+
+@dataclass(frozen=True)
+class UploadCandidateView(View):
+    """A RECORDED dataset whose edge gate passed, waiting for a grant."""
+
+    dataset_id: str
+    task_id: str
+    robot_id: str | None
+    order_id: str
+    priority: int
+    size_bytes: int
+    recorded_at: datetime
+    age_seconds: float
+    last_upload_error: str | None
+
+
+@dataclass(frozen=True)
+class UploadQueueView(View):
+    """What the bandwidth sensor decides from: candidates (order priority, then age), the active
+    grants, and every robot's reported uplink."""
+
+    candidates: list[UploadCandidateView]
+    active_grants: list[UploadGrantView]
+    robots: list[RobotView]
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from . import bandwidth, control_flow, data_flow, observability, recording, retention, review
+from . import bandwidth, control_flow, data_flow, observability, recording, retention, review, uploads
 
 AREAS: tuple[dg.Definitions, ...] = (
     control_flow.defs,
     data_flow.defs,
+    uploads.defs,
     bandwidth.defs,
     review.defs,
     recording.defs,
@@ -31,6 +32,8 @@ def resources_for_location() -> dict[str, dg.ConfigurableResource]:
     return {
         **resources_from_env(),
         "bandwidth": bandwidth.bandwidth_resource_from_env(),
+        "upload_grants": uploads.upload_grant_policy_from_env(),
+        "data_flow_policy": data_flow.data_flow_policy_from_env(),
         "recording_policy": recording.recording_policy_from_env(),
         "review_policy": review.review_policy_from_env(),
         "run_failure_alert": RunFailureAlertResource.from_env(),
@@ -40,6 +43,10 @@ def resources_for_location() -> dict[str, dg.ConfigurableResource]:
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """The code location's definitions; ``resources`` replace the ones built from the environment."""
     return dg.Definitions.merge(*AREAS, dg.Definitions(resources={**resources_for_location(), **(resources or {})}))
+
+
+# The sensors that move data (what the demo's driver ticks in place of the daemon).
+DATA_SENSORS = ("upload_grant_sensor", "staged_dataset_sensor", "task_status_sensor", "bandwidth_sensor", "review_decision_sensor")
 
 
 @dg.definitions

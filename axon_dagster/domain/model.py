@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping
 from .errors import DomainError, InvalidIdError, PlanningError
 from .layout import check_label_limits
 from .ids import validate_id, validate_label
+from .uploads import EdgeGate, RecordingManifest, UploadRefused
 from .states import (
     DATASET_TRANSITIONS,
     TASK_TRANSITIONS,
@@ -269,8 +270,12 @@ class Dataset:
     reviewed_by: str | None = None
     review_comment: str | None = None
     cloud_uri: str | None = None
-    last_upload_error: str | None = None  # why the last upload failed; cleared once uploaded
+    last_upload_error: str | None = None  # why the last upload (or staging) failed; cleared once done
     updated_at: datetime = field(default_factory=utcnow)
+    # What the robot reported with its EXECUTED event (None for recordings reported before manifests).
+    manifest: RecordingManifest | None = None
+    gate: EdgeGate | None = None
+    publish_attempts: int = 0  # data-flow runs started to publish it (run-attempt counts live here, not in run history)
 
     def __post_init__(self) -> None:
         self.dataset_id = validate_id(self.dataset_id, "dataset_id")
@@ -291,6 +296,41 @@ class Dataset:
         self._move(DatasetStatus.CACHED)
         self.cache_path, self.dataset_digest, self.size_bytes = cache_path, digest, size_bytes
         return True
+
+    def mark_granted(self) -> bool:
+        """RECORDED -> GRANTED: the robot may upload it (only a recording whose edge gate passed)."""
+        if self.manifest is None:
+            raise UploadRefused(f"dataset {self.dataset_id} has no manifest: the robot did not report its files")
+        if self.gate is None or not self.gate.passed:
+            raise UploadRefused(f"dataset {self.dataset_id} did not pass its edge gate: it never uses the uplink")
+        if self.status is not DatasetStatus.RECORDED:
+            raise UploadRefused(f"dataset {self.dataset_id} is {self.status.value}, not RECORDED: nothing to grant")
+        return self._move(DatasetStatus.GRANTED)
+
+    def grant_lapsed(self, reason: str | None = None) -> bool:
+        """GRANTED -> RECORDED: the grant expired, or the staged files were refused (``reason``)."""
+        if self.status is not DatasetStatus.GRANTED:
+            return False
+        self._move(DatasetStatus.RECORDED)
+        if reason:
+            self.last_upload_error = reason
+        return True
+
+    def mark_staged(self) -> bool:
+        """GRANTED -> STAGED: every file is in the staging area with the SHA-256 the robot reported."""
+        if self.status is DatasetStatus.STAGED:
+            return False
+        self._move(DatasetStatus.STAGED)
+        self.last_upload_error = None
+        return True
+
+    def count_publish_attempt(self) -> int:
+        """A data-flow run starts to ingest and publish it: the attempt's number (1, 2, ...)."""
+        if self.status in (DatasetStatus.RECORDED, DatasetStatus.GRANTED):
+            raise UploadRefused(f"dataset {self.dataset_id} is {self.status.value}: nothing is staged to publish")
+        self.publish_attempts += 1
+        self.updated_at = utcnow()
+        return self.publish_attempts
 
     def record_inspection(self, score: float, outcome: QcOutcome) -> bool:
         """An automatic inspection result. A human decision is final: re-inspection after a review

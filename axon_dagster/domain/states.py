@@ -40,7 +40,9 @@ TASK_TRANSITIONS: Mapping[TaskStatus, frozenset[TaskStatus]] = {
 
 
 class DatasetStatus(str, Enum):
-    RECORDED = "RECORDED"
+    RECORDED = "RECORDED"  # the robot reported it (manifest + gate); it is on the robot's disk only
+    GRANTED = "GRANTED"  # the robot may upload it now (an ACTIVE upload grant)
+    STAGED = "STAGED"  # uploaded into the staging area, every file's SHA-256 verified
     CACHED = "CACHED"
     INSPECTED = "INSPECTED"
     UPLOADING = "UPLOADING"
@@ -56,7 +58,11 @@ class QcOutcome(str, Enum):
 
 
 DATASET_TRANSITIONS: Mapping[DatasetStatus, frozenset[DatasetStatus]] = {
-    DatasetStatus.RECORDED: frozenset({DatasetStatus.CACHED}),
+    # RECORDED -> CACHED: recordings reported without a manifest (before robots uploaded their own).
+    DatasetStatus.RECORDED: frozenset({DatasetStatus.GRANTED, DatasetStatus.CACHED, DatasetStatus.ARCHIVED, DatasetStatus.DELETED}),
+    # Back to RECORDED when the grant expires or the staged files are refused (re-granted later).
+    DatasetStatus.GRANTED: frozenset({DatasetStatus.STAGED, DatasetStatus.RECORDED}),
+    DatasetStatus.STAGED: frozenset({DatasetStatus.CACHED, DatasetStatus.ARCHIVED, DatasetStatus.DELETED}),
     # Re-inspection stays INSPECTED; the outcome rules live in Dataset.record_inspection.
     DatasetStatus.CACHED: frozenset({DatasetStatus.INSPECTED}),
     DatasetStatus.INSPECTED: frozenset(

@@ -41,6 +41,9 @@ STAGE_OF_STEP = {
     "stage_recording": "stage",
     "inspect_dataset": "inspect",
     "upload_dataset": "upload",
+    "ingest_staged_recording": "stage",
+    "inspect_staged_dataset": "inspect",
+    "settle_dataset": "upload",
 }
 STAGES = tuple(dict.fromkeys(STAGE_OF_STEP.values()))
 QC_OUTCOMES = ("approved", "needs_review", "rejected")
@@ -74,6 +77,12 @@ ALERT_FIRING = Gauge("axon_dagster_alert_firing", "1 while the run-failure alert
 ALERTS_TOTAL = Counter(
     "axon_dagster_alerts", "Alerts the run-failure alert sensor raised, by job", ["dagster_job"]
 )  # exposed as axon_dagster_alerts_total
+
+UPLOAD_GRANTS = Counter("axon_upload_grants", "Upload grants the grant sensor issued to robots")  # ..._total
+UPLOAD_GRANT_SKIPS = Counter(
+    "axon_upload_grant_skips", "Candidates the grant sensor left waiting, by reason (robot_busy, outside_window, ...)", ["reason"]
+)  # exposed as axon_upload_grant_skips_total
+UPLOAD_QUEUE_CANDIDATES = Gauge("axon_upload_queue_candidates", "Recorded datasets waiting for an upload grant (last tick)")
 
 # The QC check names are the inspection's fixed set; anything else is folded so a bad report
 # cannot blow up the label set.
@@ -154,6 +163,9 @@ def metric_names() -> set[str]:
 
 
 _COLLECTORS = (
+    UPLOAD_GRANTS,
+    UPLOAD_GRANT_SKIPS,
+    UPLOAD_QUEUE_CANDIDATES,
     STAGE_DURATION,
     QC_SCORE,
     QC_OUTCOMES_TOTAL,

@@ -266,7 +266,8 @@ def load_approved(control_plane, task_id: str, *, require_reviewer: bool = False
 
 def inspect_staged(control_plane, edge_cache, inspect: Inspector, staged: StagedRecording):
     """Run QC, store the report beside the dataset, record the outcome. A rejected recording fails
-    its task (with the failing checks as reason) and is marked rejected in the cache."""
+    its task (with the failing checks as reason) and is marked rejected in the edge cache, when the
+    recording sits in one (``edge_cache`` None: the cloud's data flow from staging)."""
     requirements = Requirements.from_dict(staged.requirements)
     report = inspect(staged.cache_path, requirements)
     report.write(report_path(staged.cache_path))
@@ -275,7 +276,8 @@ def inspect_staged(control_plane, edge_cache, inspect: Inspector, staged: Staged
     outcome = QcOutcome(dataset["qc_outcome"])  # a human decision made earlier wins over this run
     if outcome is QcOutcome.REJECTED:
         failed = ", ".join(c.name for c in report.checks if not c.passed) or "score below review floor"
-        edge_cache.mark_rejected(staged.task_id)
+        if edge_cache is not None:
+            edge_cache.mark_rejected(staged.task_id)
         control_plane.transition_task(staged.task_id, TaskStatus.FAILED.value, reason=f"rejected by QC: {failed}")
     log.info("inspected %s: score %.3f -> %s", staged.task_id, report.score, outcome.value)
     return report, outcome

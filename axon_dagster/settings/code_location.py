@@ -127,6 +127,8 @@ class UploadSettings:
     retry_backoff_seconds: float = 60.0
     state_dir: str = ".axon/upload-state"
     bandwidth: str | None = None  # AXON_UPLOAD_BANDWIDTH: bytes/s or a JSON schedule (storage.bandwidth parses it)
+    grant_ttl_seconds: int = 900  # how long a robot's upload grant lasts (re-granted when it expires)
+    max_grants_per_robot: int = 1  # active upload grants a robot may hold at once
 
     @classmethod
     def load(cls, environ: Environ = None, config: AxonConfig | None = None) -> UploadSettings:
@@ -140,18 +142,26 @@ class UploadSettings:
             retry_backoff_seconds=env.number("AXON_UPLOAD_RETRY_BACKOFF_SECONDS", cls.retry_backoff_seconds, minimum=0),
             state_dir=env.text("AXON_UPLOAD_STATE_DIR", cls.state_dir),
             bandwidth=env.text("AXON_UPLOAD_BANDWIDTH"),
+            grant_ttl_seconds=env.integer("AXON_UPLOAD_GRANT_TTL_SECONDS", cls.grant_ttl_seconds, minimum=10),
+            max_grants_per_robot=env.integer("AXON_MAX_GRANTS_PER_ROBOT", cls.max_grants_per_robot, minimum=1),
         )
 
 
 @dataclass(frozen=True)
 class DataFlowSettings:
     recording_wait_seconds: float = 600.0  # how long staging waits for a recording to be complete
+    workdir: str = ".axon/data-flow"  # where data_flow runs ingest staged recordings (absolute once loaded)
+    staging_rejected: str = "delete"  # what happens to a rejected dataset's staged files: delete | keep
 
     @classmethod
     def load(cls, environ: Environ = None, config: AxonConfig | None = None) -> DataFlowSettings:
-        return cls(recording_wait_seconds=Env(environ).number(
-            "AXON_RECORDING_WAIT_SECONDS", cls.recording_wait_seconds, minimum=0,
-            expected="a non-negative number of seconds"))
+        env = Env(environ)
+        return cls(
+            recording_wait_seconds=env.number("AXON_RECORDING_WAIT_SECONDS", cls.recording_wait_seconds, minimum=0,
+                                              expected="a non-negative number of seconds"),
+            workdir=os.path.abspath(env.text("AXON_DATA_FLOW_DIR", cls.workdir)),
+            staging_rejected=env.choice("AXON_STAGING_REJECTED", cls.staging_rejected, ("delete", "keep")),
+        )
 
 
 @dataclass(frozen=True)

@@ -37,18 +37,18 @@ from axon_dagster.recorder.protocol import (
     RecorderTimeout,
     RecorderUnreachable,
 )
-from axon_dagster.storage.axon_recording import AxonRecordingError
-from axon_dagster.storage.digest import DigestMismatch
-from axon_dagster.storage.edge_cache import EdgeCache, EdgeCacheError, UnknownDataset
-from axon_dagster.storage.bandwidth import TokenBucket
+from axon_dagster.storage.axon_recording import (
+    AxonRecordingError,
+    AxonRecordingFiles,
+    find_recording,
+    verify_checksum,
+    wait_complete,
+)
+from axon_dagster.storage.recording import LANCE, MCAP, sidecar_path
 
 from .db import EdgeDB, LocalTask, OutboxEvent
 from .errors import Conflict, DataDirLocked, InvalidRequest, NotRecording, RecorderBusy, RecorderFailure
 from .metrics import EdgeMetrics
-from .recordings import FinishReports, RecordingIntake, locate_recording
-from .settings import DataPathSettings
-from .upload import PartSender, UploadApi, Uploader, UploadState
-from .upload.worker import UploadWorker
 from .supervision import DEFAULT_INTERVAL as DEFAULT_SUPERVISION_INTERVAL
 from .supervision import DEFAULT_UNREACHABLE_POLLS, RecordingSupervisor
 
@@ -133,7 +133,6 @@ class EdgeAgent:
         recorder_output_dir: str | os.PathLike | None = None,
         output_wait_seconds: float = DEFAULT_OUTPUT_WAIT_SECONDS,
         complete_wait_seconds: float = DEFAULT_COMPLETE_WAIT_SECONDS,
-        data_path: DataPathSettings | None = None,
     ):
         self.robot_id = validate_id(robot_id, "robot_id")
         if poll_interval <= 0:
@@ -184,32 +183,10 @@ class EdgeAgent:
             raise ValueError("output_wait_seconds and complete_wait_seconds must not be negative")
         self.output_wait_seconds = output_wait_seconds
         self.complete_wait_seconds = complete_wait_seconds
-        self._finish_reports = FinishReports()
-        # The robot's side of the bytes' path: edge cache, gate, uploader (CONTRACT-13).
-        self.data_path = data_path or DataPathSettings()
-        try:
-            self.cache = EdgeCache(
-                self.data_path.cache_root(self.data_dir), self.data_path.cache_max_gb, self.data_path.cache_policy
-            )
-        except BaseException:
-            self.db.close()
-            self._lock_file.close()
-            raise
-        self.metrics.edge_cache_probe = self.cache.usage
-        self.intake = RecordingIntake(self.cache, gate_rejected=self.data_path.gate_rejected)
-        self.upload_api = UploadApi(control_plane)
-        bucket = TokenBucket(self.data_path.upload_max_bytes_per_second)
-        self._part_sender = PartSender(
-            acquire=bucket.acquire, capped=bucket.capped, control_plane_origin=self.upload_api.origin,
-            control_plane_auth=self.upload_api.auth_headers(), concurrency=self.data_path.upload_concurrency,
-        )
-        self.uploads = UploadWorker(
-            self.db, self.cache,
-            Uploader(self.upload_api, UploadState(self.db), self._part_sender, concurrency=self.data_path.upload_concurrency,
-                     retry_base_seconds=retry_base_seconds, observer=self.metrics, stop=self._stop),
-            self.upload_api, self.data_path, stop=self._stop, poll_interval=poll_interval,
-            retry_base_seconds=retry_base_seconds, max_backoff_seconds=max_backoff_seconds,
-        )
+        # What finish callbacks said (task_id -> output), kept outside the recorder lock: the
+        # callback may arrive while a stop holds the lock and waits for exactly this.
+        self._finish_reports: dict[str, dict[str, str]] = {}
+        self._finish_reports_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -223,7 +200,6 @@ class EdgeAgent:
             ("axon-edge-sync", self._sync_loop),
             ("axon-edge-outbox", self._outbox_loop),
             ("axon-edge-supervision", lambda: self.supervisor.run(self._stop)),
-            ("axon-edge-upload", self.uploads.run),
         ]
         if self.long_poll_seconds > 0:
             loops.append(("axon-edge-pull", self._pull_loop))
@@ -243,7 +219,6 @@ class EdgeAgent:
         self._stop.set()
         self._outbox_wake.set()
         self._sync_wake.set()
-        self.uploads.wake.set()
         for thread in self._threads:
             # A long-poll in flight is not waited for: it finds the stop flag when it returns
             # and stores nothing (the pull lock orders that against closing the database).
@@ -253,7 +228,6 @@ class EdgeAgent:
         self._threads.clear()
         with self._pull_lock:
             self.db.close()
-        self._part_sender.close()
         self._lock_file.close()  # releases the flock
         log.info("edge agent %s stopped", self.robot_id)
 
@@ -307,8 +281,6 @@ class EdgeAgent:
                 "seconds_since_sync": (time.time() - self.health.last_sync_at) if self.health.last_sync_at else None,
             },
             "tasks": {s.value: n for s, n in self.db.status_counts().items()},
-            "edge_cache": self.cache.disk_usage(),
-            "uploads": self.uploads.status(),
         }
 
     # ------------------------------------------------------------------ sync loop
@@ -388,34 +360,14 @@ class EdgeAgent:
             if outcome.new_task_ids:
                 log.info("pulled %d new task(s): %s", len(outcome.new_task_ids), ", ".join(outcome.new_task_ids))
             for task_id, status in outcome.cloud_moves:
-                self._release_cached(task_id, status)
                 if task_id in recording and status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
                     # Failed in the cloud while this robot records it: stop the recorder's session —
                     # only if it is still this task's (Axon's cancel would end any recording).
                     with self._recorder_lock:
                         if self.release_recorder(task_id):
                             log.info("task %s %s in the cloud: its recording was cancelled", task_id, status.value)
-            if tasks:
-                self.uploads.wake.set()  # a grant may have come
             if len(tasks) < self.pull_page_size or next_cursor <= cursor:
                 return total
-
-    def _release_cached(self, task_id: str, status: TaskStatus) -> None:
-        """The cloud moved a task: UPLOADED (published, digest-verified in the lake) lets the
-        robot's cached copy go; FAILED (rejected: the gate, QC or a reviewer) too. Nothing else ever
-        makes a recording evictable."""
-        if status not in (TaskStatus.UPLOADED, TaskStatus.FAILED):
-            return
-        try:
-            if status is TaskStatus.UPLOADED:
-                self.cache.mark_published(task_id)
-            else:
-                self.cache.mark_rejected(task_id)
-            self.cache.evict()
-        except UnknownDataset:
-            return  # nothing cached for it (failed before recording, or evicted already)
-        except EdgeCacheError as exc:
-            log.warning("task %s %s in the cloud, but its cached recording stays: %s", task_id, status.value, exc)
 
     def prepare_pending(self) -> list[str]:
         """Write and push the recorder config of every PENDING task, marking it READY. Returns the
@@ -524,7 +476,8 @@ class EdgeAgent:
         if status not in CALLBACK_STATUSES:
             raise InvalidRequest(f"unknown callback status {status!r}; expected one of {', '.join(CALLBACK_STATUSES)}")
         if status == "finished" and dataset_path:
-            self._finish_reports.put(task_id, dataset_path, sidecar_path or "")
+            with self._finish_reports_lock:
+                self._finish_reports[task_id] = {"output_path": dataset_path, "sidecar_path": sidecar_path or ""}
         with self._recorder_lock:
             task = self.db.get_task(task_id)
             if task.status is not TaskStatus.EXECUTING or task.pending_command:
@@ -771,10 +724,7 @@ class EdgeAgent:
         checksum_sha256}``; FAILED with the reason when it cannot be found or verified."""
         output_wait = self.output_wait_seconds if patience is None else min(patience, self.output_wait_seconds)
         complete_wait = self.complete_wait_seconds if patience is None else min(patience, self.complete_wait_seconds)
-        found = locate_recording(
-            task, response, hint, output_wait, reports=self._finish_reports, recorder=self.recorder,
-            output_dir=self.recorder_output_dir, stopping=self._stop.is_set,
-        )
+        found = self._locate_recording(task, response, hint, output_wait)
         if found is None:
             where = f" or {self.recorder_output_dir}/{task.task_id}.mcap" if self.recorder_output_dir else ""
             prefix = "recording lost" if lost_if_missing else "recording not found"
@@ -783,25 +733,94 @@ class EdgeAgent:
                 f"{prefix} ({why}): no output path from the finish callback, the recorder's stats{where} "
                 f"within {output_wait:g}s",
             )
-        if found.vouched:
+        path, sidecar_hint, checksum_hint, vouched = found
+        if vouched:
             # The recorder said it finished this file (reply, stats or callback): Axon writes the
             # sidecar and .mcap.done before it says so, so an incomplete file will stay so.
             complete_wait = min(complete_wait, _VOUCHED_PATIENCE_SECONDS)
         try:
-            data = self.intake.take(task, found, complete_wait)
-        except (AxonRecordingError, DigestMismatch, EdgeCacheError, OSError, ValueError) as exc:
+            data = self._verified_recording(path, sidecar_hint, checksum_hint, complete_wait)
+        except (AxonRecordingError, OSError, ValueError) as exc:
             prefix = "recording lost" if lost_if_missing else "recording not usable"
-            return self._fail(task.task_id, f"{prefix} ({why}): {found.path}: {exc}")
-        self._finish_reports.pop(task.task_id)
+            return self._fail(task.task_id, f"{prefix} ({why}): {path}: {exc}")
+        with self._finish_reports_lock:
+            self._finish_reports.pop(task.task_id, None)
         log.info(
-            "task %s: %s recording verified and in the edge cache at %s%s; edge gate %s",
+            "task %s: %s recording %s verified%s",
             task.task_id,
             data["recording_format"],
             data["dataset_path"],
             f" (sha256 {data['checksum_sha256'][:12]}…)" if data.get("checksum_sha256") else "",
-            "passed" if data["gate"]["passed"] else "rejected: " + "; ".join(data["gate"]["reasons"]),
         )
         return self._record_stopped(task.task_id, data)
+
+    def _locate_recording(
+        self, task: LocalTask, response: Any, hint: str | None, wait: float
+    ) -> tuple[str, str, str, bool] | None:
+        """``(path, sidecar_path, checksum, vouched)`` of the task's recording from whichever source tells
+        first: the stop's reply (Axon: ``/rpc/stats`` ``metadata``), the finish callback, the
+        recorder's output directory (``<dir>/<task_id>.mcap``), the path the recorder reported
+        while recording (ROS services, Lance-era peers). Polls for ``output_wait_seconds``: the
+        finish callback may come after the finish reply. ``vouched``: the recorder itself said
+        it finished that file (not just a name found on disk)."""
+        task_id = task.task_id
+        if response is not None and getattr(response, "output_path", ""):
+            return response.output_path, response.sidecar_path, response.checksum_sha256, True
+        deadline = time.monotonic() + wait
+        last_output = getattr(self.recorder, "last_output", None)
+        while True:
+            with self._finish_reports_lock:
+                report = self._finish_reports.get(task_id)
+            if report:
+                return report["output_path"], report.get("sidecar_path", ""), "", True
+            if callable(last_output):
+                try:
+                    written = last_output(task_id)
+                except RecorderError as exc:
+                    log.debug("task %s: recorder stats unreadable while looking for the recording: %s", task_id, exc)
+                    written = {}
+                if written.get("output_path"):
+                    return written["output_path"], written.get("sidecar_path", ""), written.get("checksum_sha256", ""), True
+            if self.recorder_output_dir is not None:
+                files = find_recording(self.recorder_output_dir, task_id)
+                if files is not None:
+                    return str(files.mcap_path), "", "", False
+                lance = self.recorder_output_dir / f"{task_id}.lance"
+                if lance.exists():
+                    return str(lance), "", "", False
+            for path in (hint, task.dataset_path):
+                if path and Path(path).exists():
+                    return path, "", "", False
+            if time.monotonic() >= deadline or self._stop.is_set():
+                return None
+            time.sleep(0.1)
+
+    def _verified_recording(self, path: str, sidecar_hint: str, checksum_hint: str, complete_wait: float) -> dict[str, Any]:
+        """The EXECUTED event's data for the recording at ``path``: an Axon MCAP (waited for until
+        complete, SHA-256 checked against the sidecar and the recorder's own checksum) or a
+        Lance-era dataset (its sidecar, written last, must be there)."""
+        p = Path(path)
+        if p.suffix == ".mcap":
+            files = AxonRecordingFiles.for_mcap(p)
+            wait_complete(files, complete_wait, poll_s=0.2)
+            checksum = verify_checksum(files, expected=checksum_hint or None)
+            has_sidecar = files.sidecar_path.exists()
+            return {
+                "dataset_path": str(p),
+                "sidecar_path": str(files.sidecar_path) if has_sidecar else None,
+                "recording_format": MCAP,
+                # Axon's checksum when it gave one (sidecar or stats); None when nothing vouches for the file
+                "checksum_sha256": checksum if (has_sidecar or checksum_hint) else None,
+            }
+        sidecar = Path(sidecar_hint) if sidecar_hint else sidecar_path(p)
+        if not p.exists():
+            raise FileNotFoundError(f"no recording at {p}")
+        deadline = time.monotonic() + complete_wait
+        while not sidecar.exists():
+            if time.monotonic() >= deadline:
+                raise FileNotFoundError(f"the sidecar {sidecar} of {p} did not appear within {complete_wait:g}s")
+            time.sleep(0.1)
+        return {"dataset_path": str(p), "sidecar_path": str(sidecar), "recording_format": LANCE, "checksum_sha256": None}
 
     def _record_stopped(self, task_id: str, data: Mapping[str, Any]) -> LocalTask:
         outcome = self.db.transition(

@@ -93,7 +93,7 @@ def test_order_to_robot_round_trip(api: Api) -> None:
     expected_keys = {
         "task_id", "order_id", "batch_id", "scene", "sub_scene", "skills", "duration_seconds", "topics", "priority", "status",
         "robot_id", "data_collector_id", "config_path", "dataset_path", "failure_reason", "requirements", "created_at",
-        "updated_at", "revision",
+        "updated_at", "revision", "upload",
     }
     assert set(task) == expected_keys and task["robot_id"] == "robot-a" and task["priority"] == 2
     assert page["cursor"] == max(t["revision"] for t in page["tasks"])

@@ -20,7 +20,7 @@ from axon_dagster.api.app import create_app
 from axon_dagster.client import EdgeSyncClient
 from axon_dagster.client.review import ReviewClient
 from axon_dagster.api.server import ApiThread
-from axon_dagster.defs.data_flow import data_flow
+from axon_dagster.defs.data_flow import legacy_data_flow as data_flow
 from axon_dagster.defs.resources import ControlPlaneResource, EdgeCacheResource, InspectionResource, ObjectStoreResource
 from axon_dagster.defs.data_flow import data_flow_run_request
 from axon_dagster.domain import QcOutcome, TaskStatus

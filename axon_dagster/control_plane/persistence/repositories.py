@@ -16,7 +16,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from axon_dagster.domain import Batch, Dataset, Order, Requirements, Task, TaskStatus
+from axon_dagster.domain import Batch, Dataset, EdgeGate, Order, RecordingManifest, Requirements, Task, TaskStatus
 
 from .bulk import insert_rows, update_by_key
 from .errors import DuplicateKeyError
@@ -651,6 +651,7 @@ _DATASET_COLUMNS = (
     "review_comment",
     "cloud_uri",
     "last_upload_error",
+    "publish_attempts",
     "updated_at",
 )
 
@@ -698,6 +699,10 @@ def _copy_dataset(dataset: Dataset, row: DatasetRow) -> None:
         setattr(row, col, getattr(dataset, col))
     row.status = dataset.status.value
     row.qc_outcome = dataset.qc_outcome.value if dataset.qc_outcome else None
+    row.manifest = dataset.manifest.to_dict() if dataset.manifest else None
+    row.recording_format = dataset.manifest.recording_format if dataset.manifest else None
+    row.gate = dataset.gate.to_dict() if dataset.gate else None
+    row.gate_passed = dataset.gate.passed if dataset.gate else None
 
 
 def _dataset(row: DatasetRow) -> DatasetRecord:
@@ -716,6 +721,9 @@ def _dataset(row: DatasetRow) -> DatasetRecord:
         cloud_uri=row.cloud_uri,
         last_upload_error=row.last_upload_error,
         updated_at=row.updated_at,
+        manifest=RecordingManifest.from_stored(row.manifest) if row.manifest else None,
+        gate=EdgeGate(row.gate["passed"], tuple(row.gate["reasons"]), row.gate["checks"]) if row.gate else None,
+        publish_attempts=row.publish_attempts or 0,
     )
     return DatasetRecord(dataset, row.created_at, row.inspection_report)
 

@@ -185,6 +185,13 @@ class DatasetRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # 0004: why the last upload failed for good (None once uploaded, or if no upload ever failed).
     last_upload_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # 0009: what the robot reported (validated manifest and edge gate; NULL for older recordings)
+    # and how many data-flow runs started to publish it.
+    recording_format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    gate_passed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # gate.passed, for the upload queue's WHERE
+    publish_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AuditRow(Base):
@@ -214,6 +221,37 @@ class EdgeCacheUsageRow(Base):
     pressure: Mapped[bool] = mapped_column(Boolean)
     datasets: Mapped[dict[str, Any]] = mapped_column(JSON)  # {state: {"count": n, "bytes": b}}
     report: Mapped[dict[str, Any]] = mapped_column(JSON)  # the rest of the report (policy, filesystem, ...)
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class UploadGrantRow(Base):
+    """0009: permission for a robot to upload one recording until ``expires_at`` (domain.UploadGrant)."""
+
+    __tablename__ = "upload_grants"
+    __table_args__ = (
+        Index("ix_upload_grants_dataset", "dataset_id", "granted_at"),
+        Index("ix_upload_grants_status_expires", "status", "expires_at"),
+    )
+
+    grant_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ID, ForeignKey("datasets.dataset_id"))
+    robot_id: Mapped[str] = mapped_column(ID, ForeignKey("robots.robot_id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    granted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    upload_ids: Mapped[dict[str, str]] = mapped_column(JSON)  # manifest file name -> multipart upload id
+
+
+class RobotUplinkRow(Base):
+    """0009: the uplink a robot reports (``PUT /edge/uplink``): bandwidth and upload windows."""
+
+    __tablename__ = "robot_uplinks"
+
+    robot_id: Mapped[str] = mapped_column(ID, ForeignKey("robots.robot_id"), primary_key=True)
+    mbps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    windows: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    timezone: Mapped[str] = mapped_column(String(64))
     reported_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 

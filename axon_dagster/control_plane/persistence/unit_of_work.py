@@ -37,6 +37,7 @@ from .repositories import (
     TaskRepository,
 )
 from .identity_repositories import AccountRepository, SessionRepository
+from .upload_repositories import UplinkRepository, UploadGrantRepository, UploadQueueRepository
 from .review_repositories import AuditRepository, BatchReviewRepository, DatasetSearchRepository, ReviewQueueRepository
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,9 @@ class SqlAlchemyUnitOfWork:
     edge_caches: EdgeCacheUsageRepository
     accounts: AccountRepository
     sessions: SessionRepository
+    grants: UploadGrantRepository
+    uplinks: UplinkRepository
+    upload_queue: UploadQueueRepository
 
     def __init__(self, session_factory: Callable[[], Session], sqlite_writer: threading.Lock | None = None):
         self._session_factory = session_factory
@@ -111,6 +115,9 @@ class SqlAlchemyUnitOfWork:
         self.edge_caches = EdgeCacheUsageRepository(session)
         self.accounts = AccountRepository(session)
         self.sessions = SessionRepository(session)
+        self.grants = UploadGrantRepository(session)
+        self.uplinks = UplinkRepository(session)
+        self.upload_queue = UploadQueueRepository(session)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -28,7 +28,6 @@ with no run in flight and a failed run are candidates too. The upload job itself
 """
 
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -38,18 +37,15 @@ import dagster as dg
 import pydantic
 from pydantic import Field
 
-from axon_dagster.observability import metrics
-from axon_dagster.observability.sensors import RunFailureAlertResource, _post_webhook
 from axon_dagster.storage.bandwidth import ProbeError, probe_bandwidth
 
 from ..resources import ControlPlaneResource
-from ..runs import ACTIVE_RUN_STATUSES, FAILED_RUN_STATUSES
+from ..runs import ACTIVE_RUN_STATUSES, FAILED_RUN_STATUSES, GivenUp, given_up_cursor, given_up_cursor_text, raise_given_up
 
 UPLOAD_JOB_NAME = "upload_approved"
 CANDIDATES_PER_STATUS = 500  # oldest first per status; a tick launches a handful at most
 UPLOAD_OP_NAME = "load_approved_dataset"
 UPLOAD_TAG = "axon/upload"
-_GIVEN_UP_KEPT = 1000  # dataset ids remembered in the cursor as already alerted on
 
 
 class BandwidthGate(dg.ConfigurableResource):
@@ -203,43 +199,6 @@ def last_failure_message(instance: dg.DagsterInstance, history: UploadHistory) -
     return f"run {run_id} ({history.last_failed_status})"
 
 
-@dataclass(frozen=True)
-class UploadGivenUp:
-    """The alert raised once when a dataset's upload is given up (payload shape of the run-failure alerts)."""
-
-    dataset_id: str
-    attempts: int
-    last_failure: str
-
-    @property
-    def summary(self) -> str:
-        return (
-            f"upload of dataset {self.dataset_id} given up after {self.attempts} failed attempt(s) "
-            f"(max_upload_attempts); last failure: {self.last_failure}"
-        )
-
-    def payload(self) -> dict[str, Any]:
-        return {
-            "alert": "AxonDagsterUploadGivenUp",
-            "job": UPLOAD_JOB_NAME,
-            "dataset_id": self.dataset_id,
-            "attempts": self.attempts,
-            "last_failure": self.last_failure,
-            "summary": self.summary,
-            "runbook": "Fix the cause (object store, digest, edge cache), then relaunch the upload_approved run "
-            f"for {self.dataset_id} from the Dagster UI or raise max_upload_attempts.",
-        }
-
-
-def _given_up_cursor(raw: str | None) -> list[str]:
-    if not raw:
-        return []
-    try:
-        return [str(x) for x in json.loads(raw).get("given_up", [])]
-    except (ValueError, AttributeError):
-        return []
-
-
 def evaluate_bandwidth(
     context: dg.SensorEvaluationContext,
     control_plane: ControlPlaneResource,
@@ -271,7 +230,7 @@ def evaluate_bandwidth(
         return dg.SkipReason("No approved dataset waiting for upload")
 
     now = time.time() if now is None else now
-    alerted = _given_up_cursor(context.cursor)
+    alerted = given_up_cursor(context.cursor)
     chosen: list[tuple[int, dict[str, Any], int]] = []
     backing_off: list[str] = []
     given_up: list[str] = []
@@ -287,7 +246,7 @@ def evaluate_bandwidth(
         if history.failures >= bandwidth.max_upload_attempts:
             given_up.append(dataset_id)
             if dataset_id not in alerted:
-                _give_up(context, UploadGivenUp(dataset_id, history.failures, last_failure_message(context.instance, history)))
+                raise_given_up(context, GivenUp(UPLOAD_JOB_NAME, dataset_id, history.failures, last_failure_message(context.instance, history)))
                 alerted.append(dataset_id)
             continue
         retry_at = history.next_attempt_at(bandwidth.retry_backoff_seconds)
@@ -295,7 +254,7 @@ def evaluate_bandwidth(
             backing_off.append(f"{dataset_id} (attempt {history.failures + 1} in {retry_at - now:.0f}s)")
             continue
         chosen.append((priority, dataset, history.failures + 1))
-    cursor = json.dumps({"given_up": alerted[-_GIVEN_UP_KEPT:]}) if alerted else context.cursor
+    cursor = given_up_cursor_text(alerted) if alerted else context.cursor
     notes = []
     if backing_off:
         notes.append("backing off after a failed upload: " + _few(backing_off))
@@ -313,13 +272,6 @@ def evaluate_bandwidth(
 
 def _few(items: list[str], shown: int = 20) -> str:
     return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
-
-
-def _give_up(context: dg.SensorEvaluationContext, alert: UploadGivenUp) -> None:
-    """Raise the alert the run-failure alert sensor's way: a log line, the alerts counter, its webhook."""
-    context.log.warning(alert.summary)
-    metrics.ALERTS_TOTAL.labels(UPLOAD_JOB_NAME).inc()
-    _post_webhook(RunFailureAlertResource.from_env(), alert, context.log)
 
 
 @dg.sensor(

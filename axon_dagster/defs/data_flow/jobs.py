@@ -1,5 +1,7 @@
-"""`data_flow` (stage -> inspect, one run per EXECUTED task) and `upload_approved` (upload ->
-report UPLOADED, one run per approved dataset, launched by the bandwidth sensor).
+"""The legacy data flow, kept until every robot uploads its own recordings (issue 13):
+`legacy_data_flow` (stage from the path the robot reported -> inspect, one run per EXECUTED task
+without a manifest) and `upload_approved` (upload -> report UPLOADED, one run per approved dataset,
+launched by the bandwidth sensor). The cloud's data flow from staging is :mod:`.staged`.
 
 Uploads are their own job so that every upload — approved by QC or by a reviewer — goes through
 the bandwidth gate, in priority order, while inspection never waits for the link."""
@@ -53,16 +55,8 @@ def stage_recording(
     return staged.to_dict()
 
 
-@dg.op(retry_policy=NETWORK_RETRY)
-def inspect_dataset(
-    context: dg.OpExecutionContext,
-    control_plane: ControlPlaneResource,
-    edge_cache: EdgeCacheResource,
-    inspection: InspectionResource,
-    staged: dict,
-) -> str:
-    recording = flow.StagedRecording.from_dict(staged)
-    report, outcome = flow.inspect_staged(control_plane.client(), edge_cache.cache(), inspection.inspect, recording)
+def log_inspection(context: dg.OpExecutionContext, recording: flow.StagedRecording, report, outcome: QcOutcome) -> None:
+    """The inspection report's materialization and the QC asset check, shared by both data flows."""
     checks = {f"check.{c.name}": bool(c.passed) for c in report.checks}
     context.log_event(
         materialization(
@@ -96,6 +90,19 @@ def inspect_dataset(
     )
     if outcome is not QcOutcome.APPROVED:
         context.log.warning(f"task {recording.task_id} not uploaded: QC outcome {outcome.value} (score {report.score:.3f})")
+
+
+@dg.op(retry_policy=NETWORK_RETRY)
+def inspect_dataset(
+    context: dg.OpExecutionContext,
+    control_plane: ControlPlaneResource,
+    edge_cache: EdgeCacheResource,
+    inspection: InspectionResource,
+    staged: dict,
+) -> str:
+    recording = flow.StagedRecording.from_dict(staged)
+    report, outcome = flow.inspect_staged(control_plane.client(), edge_cache.cache(), inspection.inspect, recording)
+    log_inspection(context, recording, report, outcome)
     return outcome.value
 
 
@@ -186,7 +193,7 @@ def _upload_task_id(context: dg.HookContext) -> str:
     run = context.instance.get_run_by_id(context.run_id)
     assert run is not None, f"run {context.run_id} not found"
     config = (run.run_config or {}).get("ops", {}).get(load_approved_dataset.name, {}).get("config", {})
-    return config.get("task_id") or run.tags["axon/upload"]
+    return config.get("task_id") or run.tags.get("axon/upload") or run.tags["axon/task_id"]
 
 
 def upload_error_reason(exc: BaseException | None, run_id: str) -> str:
@@ -210,8 +217,8 @@ def report_uploaded(context: dg.OpExecutionContext, control_plane: ControlPlaneR
     context.log.info(f"task {uploaded['task_id']} is {task['status']}: {uploaded['cloud_uri']}")
 
 
-@dg.job(description="Stage one EXECUTED task's recording into the edge cache and inspect it.")
-def data_flow():
+@dg.job(description="Legacy: stage one EXECUTED task's recording from the path its robot reported into the edge cache and inspect it.")
+def legacy_data_flow():
     inspect_dataset(stage_recording())
 
 

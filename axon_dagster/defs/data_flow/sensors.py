@@ -6,7 +6,7 @@ import dagster as dg
 
 from axon_dagster.domain import TaskStatus
 
-from .jobs import data_flow
+from .jobs import legacy_data_flow
 from ..resources import ControlPlaneResource
 
 EVENTS_PER_TICK = 500
@@ -28,13 +28,16 @@ def data_flow_run_request(event: dict) -> dg.RunRequest:
     )
 
 
-@dg.sensor(job=data_flow, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job=legacy_data_flow, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
 def task_status_sensor(context: dg.SensorEvaluationContext, control_plane: ControlPlaneResource) -> dg.SensorResult:
-    """Starts a data_flow run for every task a robot reports EXECUTED. The cursor is the control
+    """Legacy: starts a legacy_data_flow run for every task a robot reports EXECUTED without a
+    manifest (an agent that does not upload its recordings itself). The cursor is the control
     plane's event sequence, so a tick costs what its new events cost, not what the store holds."""
     after = int(context.cursor or 0)
     page = control_plane.client().events_after(after, limit=EVENTS_PER_TICK)
-    requests = [data_flow_run_request(e) for e in page["events"] if e["status"] == TaskStatus.EXECUTED.value]
+    # An EXECUTED event with a manifest: the robot uploads the recording itself (staged_dataset_sensor's).
+    requests = [data_flow_run_request(e) for e in page["events"]
+                if e["status"] == TaskStatus.EXECUTED.value and not (e.get("data") or {}).get("manifest")]
     if page["events"]:
         context.log.info(f"events {after + 1}..{page['cursor']}: {len(requests)} recordings ready for the data flow")
     return dg.SensorResult(run_requests=requests, cursor=str(page["cursor"]))
