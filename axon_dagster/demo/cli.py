@@ -11,7 +11,7 @@ from pathlib import Path
 
 from axon_dagster.settings import Env
 
-from .driver import DEFAULT_RECORDING_FORMAT
+from .driver import DEFAULT_ISOLATION, DEFAULT_RECORDING_FORMAT
 from .fleet import stop_on_signals
 
 STATUS_ORDER = ("PENDING", "READY", "ASSIGNED", "EXECUTING", "EXECUTED", "UPLOADED", "FAILED", "CANCELLED")
@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROBOT_ID=URL,DATA_DIR",
         help="run against a recorder that is already running (a real Axon, or `axon-sim`) instead of starting "
         "simulators: its robot id, HTTP RPC URL and output directory; repeat for more robots",
+    )
+    demo.add_argument(
+        "--isolation",
+        default=DEFAULT_ISOLATION,
+        choices=["auto", "on", "off"],
+        help="run each robot's recorder and edge agent as an OS user of its own (axon-robot-N, 0700 data directory) "
+        "and the control plane and Dagster as axon-cloud: auto = where the demo can create users (root with useradd), "
+        f"saying why not elsewhere; on = or fail (default {DEFAULT_ISOLATION})",
     )
     return demo
 
@@ -94,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         transport=args.transport,
         recording_format=args.recording_format,
         external_recorders=external,
+        isolation=args.isolation,
     )
     if external:
         options.robots = len(external)
@@ -111,21 +120,29 @@ def run(args: argparse.Namespace) -> int:
         f"[bold]axon-dagster demo[/bold]: {fleet_text}, order {options.order_id}: "
         f"{len(options.skills)} skills x {options.tasks_per_skill} tasks of {options.duration_seconds:g}s"
     )
-    result = run_demo(options, progress=_progress_printer(console))
-    table = Table(title=f"order {options.order_id}: {result.elapsed_seconds:.1f}s; cloud store {result.workdir / 'cloud'}")
-    for column in ("task", "robot", "status", "QC score", "cloud path", "digest", "seconds"):
+    from .isolation import IsolationUnavailable
+
+    try:
+        result = run_demo(options, progress=_progress_printer(console), announce=console.print)
+    except IsolationUnavailable as exc:
+        print(f"axon-dagster demo: error: {exc}", file=sys.stderr)
+        return 2
+    lake = result.workdir / "cloud" / "lake"
+    table = Table(title=f"order {options.order_id}: {result.elapsed_seconds:.1f}s; cloud store {lake}")
+    for column in ("task", "robot", "user", "status", "QC score", "cloud path", "digest", "seconds"):
         table.add_column(column)
-    cloud_root = f"file://{result.workdir / 'cloud'}/"
+    cloud_root = f"file://{lake}/"
     for row in result.tasks:
         task = row["task_id"].removeprefix(f"{options.order_id}_")
         cloud = (row["cloud_path"] or "-").removeprefix(cloud_root)
         score = f"{row['qc_score']:.3f}" if row["qc_score"] is not None else "-"
         status = row["status"] if not row.get("failure_reason") else f"{row['status']}: {row['failure_reason']}"
         table.add_row(
-            task, row["robot_id"] or "-", status, score, cloud,
+            task, row["robot_id"] or "-", row.get("robot_user") or "-", status, score, cloud,
             "verified" if row["digest_verified"] else "NOT verified", str(row["seconds"] or "-"),
         )
     console.print(table)
+    _print_isolation(console, result.isolation)
     if args.json:
         console.print(f"wrote {args.json}")
     if result.all_uploaded:
@@ -134,6 +151,18 @@ def run(args: argparse.Namespace) -> int:
     console.print("[red]not every task reached UPLOADED with a verified cloud copy — see the table and logs in "
                   f"{result.workdir / 'logs'}[/red]")
     return 1
+
+
+def _print_isolation(console, isolation: dict) -> None:
+    """Who ran what, as read from /proc while it ran, and what the cloud's user got reading robots' directories."""
+    if not isolation.get("enabled"):
+        return
+    cloud = isolation["cloud"]
+    console.print(f"cloud: {', '.join(f'{name} as {user}' for name, user in cloud['processes'].items())}")
+    for robot_id, robot in isolation["robots"].items():
+        ran = ", ".join(f"{name} as {user}" for name, user in robot["processes"].items())
+        tried = "; ".join(f"{path}: {outcome}" for path, outcome in robot["cloud_read_attempt"].items())
+        console.print(f"{robot_id}: {ran}; {robot['data_dir']} mode {robot['data_dir_mode']}; {cloud['user']} reading it: {tried}")
 
 
 def main(argv: list[str] | None = None) -> int:

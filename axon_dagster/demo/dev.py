@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
         overrides = {
             "AXON_CONTROL_PLANE_URL": fleet.control_plane_url,
             "AXON_ADMIN_TOKEN": fleet.admin_token,
-            "AXON_EDGE_CACHE_DIR": str(workdir / "edge-cache"),
-            "AXON_OBJECT_STORE_URL": f"file://{workdir / 'cloud'}",
+            "AXON_EDGE_CACHE_DIR": str(fleet.cloud_work_dir / "cache"),
+            "AXON_OBJECT_STORE_URL": fleet.lake_url,
             "AXON_RECORDER_URL": first.recorder_url if first else "",
             "AXON_RECORDER_TRANSPORT": args.transport,
             "DAGSTER_HOME": str(workdir / "dagster-home"),

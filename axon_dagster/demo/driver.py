@@ -1,15 +1,18 @@
 """`axon-dagster demo`: a simulated fleet through the control flow and the data flow, end to end.
 
-Dagster runs on an ephemeral instance in this process. The loop below does what the Dagster
-daemon does in production: it ticks the task-status sensor with its cursor and launches one
-data_flow run per new run_key. Everything else (control plane, robots, recorders) runs as
-separate processes talking HTTP.
+Every part is a process of its own talking HTTP, as on separate machines: the control plane and
+Dagster (:mod:`.cloud`, on an ephemeral instance, doing what the daemon does) as the cloud; per
+robot, a recorder simulator and an edge agent. Where the demo can (root, ``useradd``), each robot
+runs as an OS user of its own with a ``0700`` directory and the cloud as another
+(:mod:`.isolation`); ``--json`` says who ran what. This process only starts them, plays the
+collectors, prints progress and collects the results.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import tempfile
 import threading
 import time
@@ -19,10 +22,11 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-TERMINAL = {"UPLOADED", "FAILED", "CANCELLED"}
 # What the demo's simulated recorders write: Axon v0.4 MCAP (the data flow ingests it into Lance
 # and keeps the original MCAP beside the dataset); "lance" keeps the Lance-era layout.
 DEFAULT_RECORDING_FORMAT = "mcap"
+# Robots and the cloud as OS users of their own: "auto" where the demo can create users (root).
+DEFAULT_ISOLATION = "off"
 
 
 @dataclass
@@ -41,6 +45,7 @@ class DemoOptions:
     # Recorders already running (``ExternalRecorder``: robot id, URL, data dir): the demo starts no
     # simulator for them and runs one robot per recorder.
     external_recorders: list = field(default_factory=list)
+    isolation: str = DEFAULT_ISOLATION  # auto | on | off: robots and the cloud as OS users of their own (see isolation.py)
     order_id: str = field(default_factory=lambda: time.strftime("demo-%Y%m%d-%H%M%S"))
 
 
@@ -49,76 +54,23 @@ class DemoResult:
     tasks: list[dict[str, Any]]
     elapsed_seconds: float
     workdir: Path
+    isolation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def all_uploaded(self) -> bool:
         return bool(self.tasks) and all(t["status"] == "UPLOADED" and t["digest_verified"] for t in self.tasks)
 
 
-class DagsterDriver:
-    """Ticks the sensor and executes the runs it requests, like the daemon would."""
-
-    # The demo shows its own progress; Dagster's per-step DEBUG lines would drown it.
-    LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    SENSORS = ("task_status_sensor", "bandwidth_sensor", "review_decision_sensor")
-
-    def __init__(self, defs, instance):
-        self.defs = defs
-        self.instance = instance
-        self.sensors = [defs.resolve_sensor_def(name) for name in self.SENSORS]
-        self.cursors: dict[str, str | None] = {}
-        self.launched: set[str] = set()
-        self.failed_runs: list[str] = []
-
-    def run_order(self, order_config: dict) -> None:
-        result = self.defs.resolve_job_def("order_processing").execute_in_process(
-            run_config={"ops": {"create_order": {"config": order_config}}, **self.LOGGING}, instance=self.instance, raise_on_error=True
-        )
-        assert result.success
-
-    def tick(self) -> int:
-        """One evaluation of each sensor that moves data (new recordings, uploads through the
-        bandwidth gate, review decisions), then every run they request, once per run_key."""
-        import dagster as dg
-
-        started = 0
-        for sensor in self.sensors:
-            resources = {k: self.defs.resources[k] for k in sensor.required_resource_keys}
-            with dg.build_sensor_context(instance=self.instance, cursor=self.cursors.get(sensor.name), resources=resources) as context:
-                result = sensor.evaluate_tick(context)
-            self.cursors[sensor.name] = result.cursor
-            for request in result.run_requests or []:
-                if request.run_key in self.launched:
-                    continue
-                self.launched.add(request.run_key)
-                job = self.defs.resolve_job_def(request.job_name or sensor.job_name)
-                run = job.execute_in_process(
-                    run_config={**request.run_config, **self.LOGGING}, instance=self.instance, tags=request.tags, raise_on_error=False
-                )
-                if not run.success:
-                    self.failed_runs.append(run.run_id)
-                    log.error("%s run %s for %s failed", job.name, run.run_id, request.tags.get("axon/task_id"))
-                started += 1
-        return started
-
-
-def run_demo(options: DemoOptions, progress=None) -> DemoResult:
-    import dagster as dg
-
-    from axon_dagster.demo.collectors import SimulatedCollector
-    from axon_dagster.defs import build_definitions
-    from axon_dagster.defs.resources import (
-        ControlPlaneResource,
-        EdgeCacheResource,
-        InspectionResource,
-        ObjectStoreResource,
-        RecorderResource,
-    )
-    from axon_dagster.demo.fleet import SimulatedFleet
+def run_demo(options: DemoOptions, progress=None, announce=None) -> DemoResult:
+    """``progress(tasks, elapsed_s)`` while it runs; ``announce(line)`` for what is worth a line (who runs what)."""
     from axon_dagster.client.orders import all_tasks
+
+    from .collectors import SimulatedCollector
+    from .fleet import SimulatedFleet
 
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="axon-demo-")).resolve()
     started = time.monotonic()
+    deadline = started + options.timeout_seconds
     check_transport(options.transport)
     with SimulatedFleet(
         workdir,
@@ -126,68 +78,82 @@ def run_demo(options: DemoOptions, progress=None) -> DemoResult:
         transport=options.transport,
         recording_format=options.recording_format,
         external_recorders=list(options.external_recorders),
+        isolation=options.isolation,
     ) as fleet:
-        import os
-
-        os.environ["AXON_ADMIN_TOKEN"] = fleet.admin_token
-        os.environ.setdefault("AXON_UPLOAD_STATE_DIR", str(workdir / "upload-state"))
-        os.environ.update(fleet.ros_env)  # this process's recorder resource joins the fleet's master (ros1) / domain (ros2)
-        first = fleet.robot_processes[0]
-        defs = build_definitions(
+        if announce:
+            announce(f"isolation: {fleet.plan.reason}")
+        result_path = fleet.cloud_work_dir / "demo-result.json"
+        cloud, cloud_log = fleet.spawn_cloud(
+            "dagster",
+            [sys.executable, "-m", "axon_dagster.demo.cloud", "--order", json.dumps(_order(options)),
+             "--timeout", f"{max(5.0, deadline - time.monotonic()):.1f}", "--result", str(result_path)],
             {
-                "control_plane": ControlPlaneResource(url=fleet.control_plane_url),
-                "edge_cache": EdgeCacheResource(root=str(workdir / "edge-cache")),
-                "object_store": ObjectStoreResource(url=f"file://{workdir / 'cloud'}"),
-                "inspection": InspectionResource(runner="native"),
-                "recorder": (
-                    RecorderResource(transport=options.transport, namespace=first.recorder_namespace)
-                    if options.transport in ("ros1", "ros2")
-                    else RecorderResource(url=first.recorder_url)
-                ),
-            }
-        )
-        driver = DagsterDriver(defs, dg.DagsterInstance.ephemeral())
-        order = {
-            "order_id": options.order_id,
-            "scene": options.scene,
-            "sub_scene": options.sub_scene,
-            "skills": list(options.skills),
-            "task_count": options.tasks_per_skill,
-            "duration_seconds": options.duration_seconds,
-            "requirements": {
-                "required_topics": ["/camera/image_raw", "/joint_states", "/imu"],
-                "expected_rates_hz": {"/camera/image_raw": 30.0, "/joint_states": 200.0, "/imu": 100.0},
-                "max_gap_seconds": 0.5,
-                "min_duration_seconds": options.duration_seconds * 0.5,
+                "AXON_CONTROL_PLANE_URL": fleet.control_plane_url,
+                "AXON_OBJECT_STORE_URL": fleet.lake_url,
+                "AXON_EDGE_CACHE_DIR": str(fleet.cloud_work_dir / "cache"),
+                "AXON_UPLOAD_STATE_DIR": str(fleet.cloud_work_dir / "upload-state"),
+                "AXON_INSPECTION_RUNNER": "native",
             },
-        }
-        driver.run_order(order)
+        )
         stop = threading.Event()
-        collectors = [
-            SimulatedCollector(r.edge_url, f"collector-{r.robot_id}", stop_event=stop) for r in fleet.robot_processes
-        ]
+        collectors = [SimulatedCollector(r.edge_url, f"collector-{r.robot_id}", stop_event=stop) for r in fleet.robot_processes]
         for c in collectors:
             c.start()
         client = fleet.admin_client()
-        deadline = started + options.timeout_seconds
         try:
-            while time.monotonic() < deadline:
-                driver.tick()
-                tasks = list(all_tasks(client, order_id=options.order_id))
+            # the cloud process writes its results at its deadline; give it a moment past ours to do so
+            while cloud.poll() is None and time.monotonic() < deadline + CLOUD_GRACE_SECONDS:
                 if progress:
-                    progress(tasks, time.monotonic() - started)
-                if tasks and all(t["status"] in TERMINAL for t in tasks):
-                    break
+                    progress(list(all_tasks(client, order_id=options.order_id)), time.monotonic() - started)
                 time.sleep(0.5)
         finally:
             stop.set()
             for c in collectors:
                 c.join(timeout=15)
-        rows = _result_rows(client, defs, options.order_id)
-    result = DemoResult(tasks=rows, elapsed_seconds=time.monotonic() - started, workdir=workdir)
+        if cloud.poll() is None:
+            log.error("the cloud process did not finish in time; stopping it (log: %s)", cloud_log)
+        rows = json.loads(result_path.read_text())["tasks"] if result_path.exists() else _rows_without_cloud(client, options.order_id)
+        isolation = fleet.isolation_report()
+    users = {robot_id: report["user"] for robot_id, report in isolation.get("robots", {}).items()}
+    for row in rows:
+        row["robot_user"] = users.get(row.get("robot_id"))
+    result = DemoResult(tasks=rows, elapsed_seconds=time.monotonic() - started, workdir=workdir, isolation=isolation)
     if options.json_path:
-        Path(options.json_path).write_text(json.dumps({"tasks": [_json_row(r) for r in rows]}, indent=2))
+        Path(options.json_path).write_text(json.dumps({"isolation": isolation, "tasks": [_json_row(r) for r in rows]}, indent=2))
     return result
+
+
+# Seconds the cloud process may take past the demo's deadline to write its results.
+CLOUD_GRACE_SECONDS = 60.0
+
+
+def _order(options: DemoOptions) -> dict[str, Any]:
+    return {
+        "order_id": options.order_id,
+        "scene": options.scene,
+        "sub_scene": options.sub_scene,
+        "skills": list(options.skills),
+        "task_count": options.tasks_per_skill,
+        "duration_seconds": options.duration_seconds,
+        "requirements": {
+            "required_topics": ["/camera/image_raw", "/joint_states", "/imu"],
+            "expected_rates_hz": {"/camera/image_raw": 30.0, "/joint_states": 200.0, "/imu": 100.0},
+            "max_gap_seconds": 0.5,
+            "min_duration_seconds": options.duration_seconds * 0.5,
+        },
+    }
+
+
+def _rows_without_cloud(client, order_id: str) -> list[dict[str, Any]]:
+    """The tasks as the control plane has them, when the cloud process wrote no results."""
+    from axon_dagster.client.orders import all_tasks
+
+    keys = ("task_id", "order_id", "batch_id", "robot_id", "status", "failure_reason")
+    return [
+        {**{k: task.get(k) for k in keys}, "qc_score": None, "approved": False, "cloud_path": None, "dataset_digest": None,
+         "seconds": None, "digest_verified": False}
+        for task in all_tasks(client, order_id=order_id)
+    ]
 
 
 DEMO_TRANSPORTS = ("http", "ros1", "ros2")
@@ -214,50 +180,7 @@ def check_transport(transport: str) -> None:
             raise DemoTransportUnavailable("--transport ros1 needs ROS 1 (rospy, rosmaster): run `bash scripts/ros1-deps.sh`")
 
 
-def _result_rows(client, defs, order_id: str) -> list[dict[str, Any]]:
-    """One row per task, with the cloud copy's digest re-verified against the sidecar's."""
-    from axon_dagster.client import ControlPlaneError
-    from axon_dagster.services.data_flow import verify_cloud_copy
-    from axon_dagster.client.orders import all_tasks
-
-    store = defs.resources["object_store"].store()
-    rows = []
-    for task in all_tasks(client, order_id=order_id):
-        try:
-            dataset = client.get_dataset(task["task_id"])
-        except ControlPlaneError:
-            dataset = {}
-        row = {
-            "task_id": task["task_id"],
-            "order_id": task["order_id"],
-            "batch_id": task["batch_id"],
-            "robot_id": task.get("robot_id"),
-            "status": task["status"],
-            "qc_score": dataset.get("qc_score"),
-            "approved": dataset.get("qc_outcome") == "approved",
-            "cloud_path": dataset.get("cloud_uri"),
-            "dataset_digest": dataset.get("dataset_digest"),
-            "failure_reason": task.get("failure_reason"),
-            "seconds": _seconds(task),
-            "digest_verified": False,
-        }
-        if task["status"] == "UPLOADED" and task.get("dataset_path"):
-            row["digest_verified"] = verify_cloud_copy(store, task, dataset)
-        rows.append(row)
-    return rows
-
-
-def _seconds(task: dict) -> float | None:
-    from datetime import datetime
-
-    try:
-        created = datetime.fromisoformat(task["created_at"])
-        updated = datetime.fromisoformat(task["updated_at"])
-        return round((updated - created).total_seconds(), 1)
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def _json_row(row: dict[str, Any]) -> dict[str, Any]:
-    keys = ("task_id", "order_id", "batch_id", "robot_id", "status", "qc_score", "approved", "cloud_path", "dataset_digest")
+    keys = ("task_id", "order_id", "batch_id", "robot_id", "robot_user", "status", "qc_score", "approved", "cloud_path",
+            "dataset_digest", "digest_verified")
     return {k: row[k] for k in keys}

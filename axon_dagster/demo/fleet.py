@@ -1,5 +1,7 @@
 """A simulated fleet on one machine: the control-plane API and, per robot, a recorder simulator and
-an edge agent — each its own process, talking over HTTP on localhost exactly as in production.
+an edge agent — each its own process, talking over HTTP on localhost exactly as in production;
+with isolation on, each robot's processes as its own OS user and the cloud's as another
+(:mod:`.isolation`), so robots and cloud share no readable directory.
 
 Used by `axon-dagster demo`, `axon-dagster dev` and the end-to-end tests.
 """
@@ -20,7 +22,11 @@ from pathlib import Path
 
 import httpx
 
+from axon_dagster.settings import child_environ
 from axon_dagster.storage.recording import RECORDING_FORMATS
+
+from .isolation import ISOLATION_MODES, Account, IsolationPlan, try_to_read, uid_of, user_name
+from .isolation import plan as isolation_plan
 
 log = logging.getLogger(__name__)
 
@@ -134,50 +140,79 @@ class RobotProcesses:
     token: str
     recorder_url: str  # "" with the ros1/ros2 transports
     edge_url: str
-    data_dir: Path
+    data_dir: Path  # the robot's own directory (0700, its user's, when isolated)
     processes: list[subprocess.Popen] = field(default_factory=list)
     recorder_namespace: str = ""  # ROS namespace of the recorder's services (ros1/ros2)
     recordings_dir: Path | None = None  # where its recorder writes
+    account: Account = field(default_factory=Account.current)  # who its processes run as
+    ros_env: dict[str, str] = field(default_factory=dict)  # its ROS graph: own rosmaster (ros1) / domain (ros2)
+    ran_as: dict[str, str | None] = field(default_factory=dict)  # process name -> user, read from /proc
 
 
 @dataclass
 class SimulatedFleet:
-    """Start with ``with SimulatedFleet(workdir, robots=2) as fleet: ...``."""
+    """Start with ``with SimulatedFleet(workdir, robots=2) as fleet: ...``.
+
+    Layout of ``workdir``: ``cloud/`` (the cloud's: control-plane database, ``lake/`` the object
+    store, ``work/`` Dagster's scratch space), ``robots/<robot_id>/`` (one robot's: ``recordings/``,
+    ``edge/``), ``logs/``. With ``isolation`` on, ``cloud/`` and each robot's directory are
+    ``0700`` and owned by the user its processes run as (:mod:`.isolation`).
+    """
 
     workdir: Path
     robots: int = 2
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     control_plane_port: int | None = None
     sim_faults: dict[str, str] = field(default_factory=dict)  # robot_id -> faults JSON
-    # How agents reach their recorders: "http" (Axon HTTP RPC), "ros1" (a real rosmaster, each
-    # robot's recorder serving ROS 1 services under robot_N/axon) or "ros2" (each recorder an rclpy
-    # node serving ROS 2 services under robot_N/axon, on loopback in a domain of the fleet's own).
+    # How agents reach their recorders: "http" (Axon HTTP RPC), "ros1" (a real rosmaster per robot,
+    # its recorder serving ROS 1 services under robot_N/axon) or "ros2" (each recorder an rclpy
+    # node serving ROS 2 services under robot_N/axon, on loopback in a domain of the robot's own).
     transport: str = "http"
     # What the simulators write: "mcap" (Axon v0.4) or "lance" (the Lance-era layout).
     recording_format: str = "mcap"
     # Recorders already running (no simulator is started for them; ``robots`` is then ignored).
     external_recorders: list[ExternalRecorder] = field(default_factory=list)
+    # "auto" | "on" | "off": each robot and the cloud as OS users of their own (:mod:`.isolation`)
+    isolation: str = "off"
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir).resolve()
         self.logs = self.workdir / "logs"
-        self.database_url = f"sqlite:///{self.workdir / 'control-plane.db'}"
+        self.cloud_dir = self.workdir / "cloud"
+        self.lake_dir = self.cloud_dir / "lake"  # the cloud's object store (file://)
+        self.cloud_work_dir = self.cloud_dir / "work"  # Dagster's side: scratch space, upload state
+        self.database_url = f"sqlite:///{self.cloud_dir / 'control-plane.db'}"
         self.control_plane_url = ""
         self.robot_processes: list[RobotProcesses] = []
+        self.cloud_ran_as: dict[str, str | None] = {}
+        self.plan: IsolationPlan | None = None
         self._processes: list[subprocess.Popen] = []
-        # ROS_MASTER_URI & co. of the fleet's rosmaster (ros1); ROS_DOMAIN_ID & co. (ros2)
-        self.ros_env: dict[str, str] = {}
-        self._domain = None
+        self._domains: list = []
         if self.transport not in FLEET_TRANSPORTS:
             raise ValueError(f"unknown fleet transport {self.transport!r}; available: {', '.join(FLEET_TRANSPORTS)}")
         if self.recording_format not in RECORDING_FORMATS:
             raise ValueError(f"unknown recording format {self.recording_format!r}; available: {', '.join(RECORDING_FORMATS)}")
+        if self.isolation not in ISOLATION_MODES:
+            raise ValueError(f"unknown isolation mode {self.isolation!r}; available: {', '.join(ISOLATION_MODES)}")
         if self.external_recorders:
             if self.transport != "http":
                 raise ValueError("external recorders are reached over Axon's HTTP RPC: use transport http")
             ids = [r.robot_id for r in self.external_recorders]
             if len(set(ids)) != len(ids):
                 raise ValueError(f"external recorders name a robot twice: {ids}")
+
+    @property
+    def lake_url(self) -> str:
+        return f"file://{self.lake_dir}"
+
+    @property
+    def robot_ids(self) -> list[str]:
+        return [r.robot_id for r in self.external_recorders] or [f"robot-{index}" for index in range(1, self.robots + 1)]
+
+    @property
+    def ros_env(self) -> dict[str, str]:
+        """The first robot's ROS graph (what a tool that joins "the" robot's graph uses)."""
+        return dict(self.robot_processes[0].ros_env) if self.robot_processes else {}
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "SimulatedFleet":
@@ -191,15 +226,21 @@ class SimulatedFleet:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
+    def spawn(self, name: str, argv: list[str], account: Account, home: Path, env: dict[str, str] | None = None,
+              *, drop: tuple[str, ...] = ()) -> tuple[subprocess.Popen, Path]:
+        """Start ``argv`` as ``account`` (its log in ``logs/<name>.log``), in ``home`` (also its
+        ``HOME``), in a session of its own; :meth:`stop` ends it."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log_path = self.logs / f"{name}.log"
+        account.private_dir(home)
         proc = subprocess.Popen(
             argv,
             stdout=open(log_path, "ab"),
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env=child_environ({"HOME": str(home), **(env or {})}, drop=drop),
+            cwd=str(home),
             start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop children in order
+            **account.popen_kwargs(),
         )
         self._processes.append(proc)
         return proc, log_path
@@ -208,28 +249,51 @@ class SimulatedFleet:
         from axon_dagster.client import ControlPlaneClient
 
         self.workdir.mkdir(parents=True, exist_ok=True)
+        external = {r.robot_id: r for r in self.external_recorders}
+        ros_build = self._build_ros_interfaces()
+        self.plan = isolation_plan(
+            self.isolation, self.robot_ids, self.workdir, isolate_robots={r for r in self.robot_ids if r not in external},
+            extra_paths=[Path(p) for p in ros_build.values()],
+        )
+        log.info("fleet isolation: %s", self.plan.reason)
+        # reachable by every user (each finds its own directory below), listable by none but us
+        self.workdir.chmod(0o711)
+        self.logs.mkdir(exist_ok=True)
+        self.logs.chmod(0o700)  # every process's log: ours to read (children write to the file we opened)
+        (self.workdir / "robots").mkdir(exist_ok=True)
+        (self.workdir / "robots").chmod(0o711)
+        cloud = self.plan.cloud
+        cloud.private_dir(self.cloud_dir)
+        for sub in (self.lake_dir, self.cloud_work_dir, self.cloud_dir / "home"):
+            cloud.private_dir(sub)
         port = self.control_plane_port or free_port()
         self.control_plane_url = f"http://127.0.0.1:{port}"
         py = sys.executable
-        cp_env = {"AXON_DATABASE_URL": self.database_url, "AXON_ADMIN_TOKEN": self.admin_token}
-        subprocess.run([py, "-m", "axon_dagster.cli", "db", "upgrade"], env={**os.environ, **cp_env}, check=True, capture_output=True)
-        proc, log_path = self._spawn("control-plane", [py, "-m", "axon_dagster.cli", "api", "--host", "127.0.0.1", "--port", str(port)], cp_env)
+        cp_env = {
+            "AXON_DATABASE_URL": self.database_url,
+            "AXON_ADMIN_TOKEN": self.admin_token,
+            "AXON_OBJECT_STORE_URL": self.lake_url,  # where robots' uploads are staged, then published
+            "AXON_PUBLIC_API_URL": self.control_plane_url,  # what part URLs of the file:// store point at
+        }
+        home = self.cloud_dir / "home"
+        upgrade, upgrade_log = self.spawn("control-plane-db", [py, "-m", "axon_dagster.cli", "db", "upgrade"], cloud, home, cp_env)
+        if upgrade.wait(timeout=300) != 0:
+            raise RuntimeError(f"control-plane db upgrade failed\n{upgrade_log.read_text()[-3000:]}")
+        proc, log_path = self.spawn(
+            "control-plane", [py, "-m", "axon_dagster.cli", "api", "--host", "127.0.0.1", "--port", str(port)], cloud, home, cp_env
+        )
         wait_healthy(f"{self.control_plane_url}/healthz", proc, log_path=log_path)
+        self.cloud_ran_as["control-plane"] = user_name(uid_of(proc.pid))
         admin = ControlPlaneClient(self.control_plane_url, token=self.admin_token)
-        if self.transport == "ros1":
-            self._start_rosmaster()
-        elif self.transport == "ros2":
-            self._reserve_ros2_domain()
 
         pending: list[tuple[str, subprocess.Popen, Path]] = []
         ros_pending: list[tuple[str, subprocess.Popen, Path]] = []
-        external = {r.robot_id: r for r in self.external_recorders}
-        robot_ids = list(external) or [f"robot-{index}" for index in range(1, self.robots + 1)]
-        for robot_id in robot_ids:
+        for robot_id in self.robot_ids:
             token = admin.register_robot(robot_id)["token"]
-            data_dir = self.workdir / "robots" / robot_id
+            account = self.plan.robot(robot_id)
+            data_dir = account.private_dir(self.workdir / "robots" / robot_id)
             sim_port, edge_port = free_port(), free_port()
-            recordings = external[robot_id].data_dir if robot_id in external else data_dir / "recordings"
+            recordings = external[robot_id].data_dir if robot_id in external else account.private_dir(data_dir / "recordings")
             robot = RobotProcesses(
                 robot_id=robot_id,
                 token=token,
@@ -237,7 +301,13 @@ class SimulatedFleet:
                 edge_url=f"http://127.0.0.1:{edge_port}",
                 data_dir=data_dir,
                 recordings_dir=recordings,
+                account=account,
             )
+            if self.transport == "ros1":
+                robot.ros_env = self._start_rosmaster(robot)
+            elif self.transport == "ros2":
+                robot.ros_env = self._reserve_ros2_domain()
+            robot.ros_env.update(ros_build)
             sim_argv = [py, "-m", "axon_dagster.demo.sim.cli", "--data-dir", str(recordings), "--robot-id", robot_id,
                         "--format", self.recording_format]
             edge_argv = [py, "-m", "axon_edge.cli", "run", "--robot-id", robot_id, "--control-plane-url", self.control_plane_url,
@@ -255,17 +325,22 @@ class SimulatedFleet:
                 edge_argv += ["--recorder-url", robot.recorder_url]
             if robot_id in self.sim_faults:
                 sim_argv += ["--faults", self.sim_faults[robot_id]]
+            home = data_dir / "home"
             if robot_id in external:
                 wait_recorder(robot.recorder_url)  # it must already run: we start nothing for it
             else:
-                sim, sim_log = self._spawn(f"{robot_id}-sim", sim_argv, self.ros_env)
+                sim, sim_log = self.spawn(f"{robot_id}-sim", sim_argv, account, home, robot.ros_env, drop=CLOUD_ONLY_ENV)
                 robot.processes.append(sim)
+                robot.ran_as["recorder"] = user_name(uid_of(sim.pid))
                 if self.transport in ("ros1", "ros2"):
                     ros_pending.append((f"serving ROS {self.transport[-1]} services under /{robot.recorder_namespace}/", sim, sim_log))
                 else:
                     pending.append((f"{robot.recorder_url}/health", sim, sim_log))
-            edge, edge_log = self._spawn(f"{robot_id}-edge", edge_argv, {"AXON_ROBOT_TOKEN": token, **self.ros_env})
+            edge, edge_log = self.spawn(
+                f"{robot_id}-edge", edge_argv, account, home, {"AXON_ROBOT_TOKEN": token, **robot.ros_env}, drop=CLOUD_ONLY_ENV
+            )
             robot.processes.append(edge)
+            robot.ran_as["edge_agent"] = user_name(uid_of(edge.pid))
             self.robot_processes.append(robot)
             pending.append((f"{robot.edge_url}/healthz", edge, edge_log))
         for line, proc, log_path in ros_pending:
@@ -274,8 +349,28 @@ class SimulatedFleet:
             wait_healthy(url, proc, log_path=log_path)
         log.info("fleet up: control plane %s, robots %s", self.control_plane_url, [r.robot_id for r in self.robot_processes])
 
-    def _start_rosmaster(self) -> None:
-        """A real ``rosmaster --core`` on a free port, for the whole fleet (stopped last)."""
+    def _build_ros_interfaces(self) -> dict[str, str]:
+        """The recorder's ROS interface package, built here once (as us) where it is missing or stale;
+        every robot's user then only reads it. Returns the environment that points them at it."""
+        if self.transport == "ros2":
+            from axon_dagster.recorder.ros2_env import load_srv_module
+
+            load_srv_module()  # a clear error now where ROS 2 is missing; the build sits in the venv
+            return {}
+        if self.transport == "ros1":
+            from axon_dagster.recorder.genpy_build import build
+
+            return {"AXON_ROS1_MSGS_DIR": str(build())}
+        return {}
+
+    def spawn_cloud(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
+        """A cloud-side process (Dagster, ...) as the cloud's user, with the admin token, in ``cloud/``."""
+        proc, log_path = self.spawn(name, argv, self.plan.cloud, self.cloud_dir / "home", {"AXON_ADMIN_TOKEN": self.admin_token, **(env or {})})
+        self.cloud_ran_as[name] = user_name(uid_of(proc.pid))
+        return proc, log_path
+
+    def _start_rosmaster(self, robot: RobotProcesses) -> dict[str, str]:
+        """A real ``rosmaster --core`` on a free port, the robot's own (as its user; stopped last)."""
         import shutil
 
         from axon_dagster.recorder.ros1_env import import_ros1
@@ -286,29 +381,28 @@ class SimulatedFleet:
             raise RuntimeError("rosmaster is not installed: run `bash scripts/ros1-deps.sh` (or source a ROS 1 setup)")
         port = free_port()
         uri = f"http://127.0.0.1:{port}"
-        self.ros_env = {
-            "ROS_MASTER_URI": uri,
-            "ROS_HOME": str(self.workdir / "ros_home"),
-            "ROS_IP": "127.0.0.1",
-            "ROS_HOSTNAME": "127.0.0.1",
-        }
-        proc, log_path = self._spawn("rosmaster", [executable, "--core", "-p", str(port)], self.ros_env)
+        ros_home = robot.account.private_dir(robot.data_dir / "ros")
+        env = {"ROS_MASTER_URI": uri, "ROS_HOME": str(ros_home), "ROS_IP": "127.0.0.1", "ROS_HOSTNAME": "127.0.0.1"}
+        proc, log_path = self.spawn(f"{robot.robot_id}-rosmaster", [executable, "--core", "-p", str(port)], robot.account, robot.data_dir / "home", env,
+                                    drop=CLOUD_ONLY_ENV)
+        robot.ran_as["rosmaster"] = user_name(uid_of(proc.pid))
         deadline = time.monotonic() + 60
         while not rosgraph.is_master_online(uri):
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = log_path.read_text()[-3000:] if log_path.exists() else ""
-                raise RuntimeError(f"rosmaster did not come up on {uri}\n{tail}")
+                raise RuntimeError(f"rosmaster of {robot.robot_id} did not come up on {uri}\n{tail}")
             time.sleep(0.1)
-        log.info("rosmaster up at %s", uri)
+        log.info("rosmaster of %s up at %s", robot.robot_id, uri)
+        return env
 
-    def _reserve_ros2_domain(self) -> None:
-        """A ROS_DOMAIN_ID of the fleet's own (held until :meth:`stop`), DDS on loopback only."""
-        from axon_dagster.recorder.ros2_env import load_srv_module, reserve_domain_id
+    def _reserve_ros2_domain(self) -> dict[str, str]:
+        """A ROS_DOMAIN_ID of the robot's own (held until :meth:`stop`), DDS on loopback only."""
+        from axon_dagster.recorder.ros2_env import reserve_domain_id
 
-        load_srv_module()  # a clear error now where ROS 2 is missing; builds the interface package once, not per child
-        self._domain = reserve_domain_id()
-        self.ros_env = self._domain.env()
-        log.info("ROS 2 graph on loopback, ROS_DOMAIN_ID %d", self._domain.domain_id)
+        domain = reserve_domain_id()
+        self._domains.append(domain)
+        log.info("ROS 2 graph on loopback, ROS_DOMAIN_ID %d", domain.domain_id)
+        return domain.env()
 
     def stop(self) -> None:
         for proc in reversed(self._processes):
@@ -322,14 +416,49 @@ class SimulatedFleet:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 proc.wait()
         self._processes.clear()
-        if self._domain is not None:
-            self._domain.release()
-            self._domain = None
+        for domain in self._domains:
+            domain.release()
+        self._domains.clear()
+
+    def isolation_report(self) -> dict:
+        """The ``isolation`` object of the demo's ``--json``: who ran what (read from ``/proc`` while
+        it ran), each robot's directory and mode, and what the cloud's user got when it tried to
+        read every robot's directory."""
+        plan = self.plan
+        robots = {}
+        probe_paths = []
+        for robot in self.robot_processes:
+            probe_paths += [robot.data_dir, robot.recordings_dir or robot.data_dir]
+        probe = try_to_read(plan.cloud, probe_paths) if plan and plan.enabled else {}
+        for robot in self.robot_processes:
+            mode = robot.data_dir.stat().st_mode & 0o777 if robot.data_dir.exists() else None
+            robots[robot.robot_id] = {
+                "user": robot.account.name,
+                "processes": dict(robot.ran_as),
+                "data_dir": str(robot.data_dir),
+                "data_dir_mode": f"{mode:04o}" if mode is not None else None,
+                "cloud_read_attempt": {
+                    str(p): probe[str(p)] for p in (robot.data_dir, robot.recordings_dir or robot.data_dir) if str(p) in probe
+                },
+            }
+        return {
+            **(plan.describe() if plan else {"enabled": False}),
+            "cloud": {"user": plan.cloud.name if plan else None, "processes": dict(self.cloud_ran_as)},
+            "robots": robots,
+        }
 
     def admin_client(self):
         from axon_dagster.client import ControlPlaneClient
 
         return ControlPlaneClient(self.control_plane_url, token=self.admin_token)
+
+
+# Never in a robot's environment: the cloud's credentials and where its data lives.
+CLOUD_ONLY_ENV = ("AXON_ADMIN_TOKEN", "AXON_DATABASE_URL", "AXON_UPLOAD_SIGNING_KEY", "AXON_OBJECT_STORE_URL",
+                  "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_CONNECTION_STRING")

@@ -25,7 +25,7 @@ def test_demo_uploads_every_task_with_a_verified_cloud_copy(tmp_path):
     assert len(tasks) == 4
     assert {t["robot_id"] for t in tasks} == {"robot-1", "robot-2"}
     assert len({t["batch_id"] for t in tasks}) == 2
-    cloud_root = tmp_path / "work" / "cloud"
+    cloud_root = tmp_path / "work" / "cloud" / "lake"
     for task in tasks:
         assert task["status"] == "UPLOADED" and task["approved"] is True and task["qc_score"] >= 0.9
         # Independently of the product's own verification: hash the cloud copy on disk.

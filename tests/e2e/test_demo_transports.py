@@ -32,11 +32,11 @@ def test_demo_over_ros_uploads_every_task(tmp_path, transport):
         assert task["status"] == "UPLOADED" and task["approved"] is True
         cloud_dir = Path(task["cloud_path"].removeprefix("file://"))
         assert dataset_digest(cloud_dir) == Sidecar.read(cloud_dir.with_suffix(".json")).dataset_digest == task["dataset_digest"]
-    # the recorders really were ROS services (no HTTP RPC server): on the fleet's own rosmaster
-    # (ROS 1), or in a ROS 2 domain of the demo's own, not this test run's
+    # the recorders really were ROS services (no HTTP RPC server): on each robot's own rosmaster
+    # (ROS 1), or in a ROS 2 domain of the robot's own, not this test run's
     logs = work / "logs"
-    assert (logs / "rosmaster.log").exists() == (transport == "ros1")
     for robot in ("robot_1", "robot_2"):
+        assert (logs / f"{robot.replace('_', '-')}-rosmaster.log").exists() == (transport == "ros1")
         sim_log = (logs / f"{robot.replace('_', '-')}-sim.log").read_text()
         assert f"axon-sim serving ROS {transport[-1]} services under /{robot}/axon/" in sim_log
         assert "axon-sim listening on" not in sim_log

@@ -73,3 +73,27 @@ httpGet:
   port: {{ .Values.port }}
 {{- end }}
 {{- end }}
+
+{{/* AXON_EDGE_CACHE_DIR: on the recordings volume (one filesystem and mount: moves are renames) or its own volume. */}}
+{{- define "axon-edge.cacheDir" -}}
+{{- if eq .Values.edgeCache.volume "recordings" -}}
+{{- printf "%s/%s" (trimSuffix "/" .Values.recordings.mountPath) (trimSuffix "/" .Values.edgeCache.subPath) }}
+{{- else -}}
+{{- .Values.edgeCache.mountPath }}
+{{- end }}
+{{- end }}
+
+{{/* AXON_EDGE_UPLOAD_WINDOWS: [{start, end}] -> "HH:MM-HH:MM,HH:MM-HH:MM". Called with .Values.upload. */}}
+{{- define "axon-edge.uploadWindows" -}}
+{{- $parts := list }}
+{{- range .windows }}
+{{- $parts = append $parts (printf "%s-%s" .start .end) }}
+{{- end }}
+{{- join "," $parts }}
+{{- end }}
+
+{{/* The port of controlPlaneUrl when it names one ("" otherwise: 443 for https, 80 for http). */}}
+{{- define "axon-edge.controlPlanePort" -}}
+{{- $host := (urlParse .Values.controlPlaneUrl).host -}}
+{{- if contains ":" $host -}}{{ last (splitList ":" $host) }}{{- else if hasPrefix "http://" .Values.controlPlaneUrl -}}80{{- end -}}
+{{- end }}
