@@ -37,7 +37,7 @@ if str(REPO) not in sys.path:  # runnable as a plain script from a checkout
 import boto3  # noqa: E402
 from boto3.s3.transfer import TransferConfig  # noqa: E402
 
-from axon_dagster.storage.bandwidth import TokenBucket, UploadQueue  # noqa: E402
+from axon_dagster.storage.bandwidth import RateLimiter, UploadQueue  # noqa: E402
 from axon_dagster.storage.uploader import MultipartUploader  # noqa: E402
 
 MiB = 1 << 20
@@ -100,7 +100,7 @@ def main() -> None:
         def run_ours(i: int) -> float:
             uploader = MultipartUploader(
                 ours_client, state_dir=work / f"state-{i}", part_size=part, concurrency=args.concurrency,
-                bucket=TokenBucket(None), queue=UploadQueue(), progress_interval=3600,
+                rate_limiter=RateLimiter(None), queue=UploadQueue(), progress_interval=3600,
             )
             started = time.perf_counter()
             result = uploader.upload_file(path, "bench", f"ours/{i}", sha256=sha, metadata={"dataset-digest": sha})

@@ -221,78 +221,164 @@ EXTRACTORS: dict[str, Callable[[Any, dict], None]] = {
 }
 
 
-# ---------------------------------------------------------------- bulky messages: fields, not arrays
+# ------------------------------------------------------- standard messages: columns from the bytes
 #
-# Images and point clouds are almost all array bytes that no decoded column needs (the raw payload
-# keeps them). For these types the columns are read straight from the serialized bytes — header,
-# then the fixed leading fields — instead of deserializing (and copying) megabytes per message.
-# ROS 2 CDR: 4-byte encapsulation header (little endian only), fields aligned to their size
-# relative to the end of it, strings as uint32 length (with the NUL) + bytes + NUL. ROS 1: no
-# alignment, Header starts with a uint32 seq, strings as uint32 length + bytes (no NUL).
+# The common sensor types are read straight from their serialized bytes, field by field, instead
+# of a full deserialization: images and point clouds are almost all array bytes that no decoded
+# column needs (the raw payload keeps them), and for Imu / JointState / Odometry building message
+# objects costs several times what reading the few numbers does. The reader checks what rosbags'
+# deserializer checks (lengths inside the message, CDR string terminators, nothing left over but
+# CDR padding), so bytes it refuses are refused here too (a ``decode_error``), not misread.
+# ROS 2 CDR: 4-byte encapsulation header, fields aligned to their size relative to the end of it,
+# strings as uint32 length (with the NUL) + bytes + NUL, sequences as uint32 count + elements
+# (aligned only when there is one). Big-endian CDR goes through the full deserialization.
+# ROS 1: no alignment, Header starts with a uint32 seq, strings as uint32 length + bytes (no NUL).
 
 _U32 = struct.Struct("<I")
-_TIME = struct.Struct("<iI")
-_TIME1 = struct.Struct("<II")
+_HEADER = struct.Struct("<iII")  # CDR: stamp sec, nanosec, frame_id length
+_HEADER1 = struct.Struct("<IIII")  # ROS 1: seq, stamp sec, nsec, frame_id length
 _HW = struct.Struct("<II")
 
 
 class _Reader:
-    __slots__ = ("data", "o", "base", "ros1")
+    """Reads fields in order from one serialized message. CDR alignment is relative to the end of
+    the 4-byte encapsulation header (``(4 - o) & (k - 1)`` pads to a multiple of ``k``)."""
 
-    def __init__(self, data, ros1: bool):
-        self.data, self.ros1 = data, ros1
+    __slots__ = ("data", "o", "cdr", "cache")
+
+    def __init__(self, data, ros1: bool, cache: dict | None = None):
+        self.data, self.cdr, self.cache = data, not ros1, cache
         if ros1:
-            self.base = self.o = 0
+            self.o = 0
         else:
-            if len(data) < 4 or data[1] != 1:  # CDR_LE (0x0001) / PL_CDR_LE: little endian only
-                raise ValueError("not little-endian CDR")
-            self.base = self.o = 4
-
-    def align(self, k: int) -> None:
-        if not self.ros1:
-            self.o += (-(self.o - self.base)) % k
+            if len(data) < 4 or data[0] != 0 or data[1] not in (0, 1):  # CDR_BE 0x0000 / CDR_LE 0x0001
+                raise ValueError("invalid or unsupported CDR encapsulation")
+            if data[1] != 1:
+                raise _BigEndian
+            self.o = 4
 
     def u32(self) -> int:
-        self.align(4)
-        (v,) = _U32.unpack_from(self.data, self.o)
-        self.o += 4
+        o = self.o
+        if self.cdr:
+            o += (4 - o) & 3
+        (v,) = _U32.unpack_from(self.data, o)
+        self.o = o + 4
         return v
 
-    def string(self) -> str:
-        n = self.u32()
-        end = self.o + n
-        if end > len(self.data):
+    def _chars(self, n: int) -> str:
+        """The characters of a string whose uint32 length ``n`` has just been read."""
+        o, data = self.o, self.data
+        end = o + n
+        if end > len(data):
             raise ValueError("string runs past the message")
-        raw = bytes(self.data[self.o: end - (0 if self.ros1 else 1)])
         self.o = end
-        return raw.decode("utf-8")
+        if self.cdr:
+            if n < 1 or data[end - 1] != 0:
+                raise ValueError("CDR string without its terminator")
+            end -= 1
+        return str(data[o: end], "utf-8")
+
+    def string(self) -> str:
+        return self._chars(self.u32())
+
+    def strings(self) -> list[str]:
+        """A ``string[]``. The same bytes at the same alignment as this channel's previous message
+        (joint names, every message) give the same list, without reading it again."""
+        start, cache = self.o, self.cache
+        phase = (4 - start) & 3 if self.cdr else 0
+        if cache is not None:
+            known = cache.get("strings")
+            if known is not None and known[0] == phase:
+                raw = known[1]
+                end = start + len(raw)
+                if self.data[start: end] == raw:
+                    self.o = end
+                    return known[2]
+        n = self.u32()
+        if self.o + n * (5 if self.cdr else 4) > len(self.data):
+            raise ValueError("string sequence runs past the message")
+        values = [self.string() for _ in range(n)]
+        if cache is not None:
+            cache["strings"] = (phase, bytes(self.data[start: self.o]), values)
+        return values
+
+    def f64s(self, n: int) -> list[float]:
+        """``n`` float64 fields in a row (a Vector3, a Quaternion, a Pose...)."""
+        o = self.o
+        if self.cdr:
+            o += (4 - o) & 7
+        values = _f64s(n).unpack_from(self.data, o)
+        self.o = o + 8 * n
+        return list(values)
+
+    def skip_f64s(self, n: int) -> None:
+        """Step over a ``float64[n]`` (a covariance), checking it lies inside the message."""
+        o = self.o
+        if self.cdr:
+            o += (4 - o) & 7
+        self.o = o = o + 8 * n
+        if o > len(self.data):
+            raise ValueError("array runs past the message")
+
+    def f64_sequence(self) -> list[float]:
+        """A ``float64[]``: uint32 count, then the values (aligned only when there are some)."""
+        n = self.u32()
+        if not n:
+            return []
+        if self.o + 8 * n > len(self.data):
+            raise ValueError("array runs past the message")
+        return self.f64s(n)
+
+    def end(self) -> None:
+        """The message must end here (CDR: up to 3 bytes of padding after the last field)."""
+        if self.o > len(self.data) or len(self.data) - self.o > (3 if self.cdr else 0):
+            raise ValueError(f"message size mismatch: {len(self.data)} bytes, fields end at {self.o}")
 
     def header(self, out: dict) -> None:
-        if self.ros1:
-            self.u32()  # seq
-            sec, nsec = _TIME1.unpack_from(self.data, self.o)
+        """``std_msgs/Header`` (the first field: no alignment needed) -> header_stamp_ns, frame_id."""
+        if self.cdr:
+            sec, nsec, n = _HEADER.unpack_from(self.data, self.o)
+            self.o += 12
         else:
-            self.align(4)
-            sec, nsec = _TIME.unpack_from(self.data, self.o)
-        self.o += 8
-        out["header_stamp_ns"] = int(sec) * 1_000_000_000 + int(nsec)
-        out["frame_id"] = self.string()
+            _seq, sec, nsec, n = _HEADER1.unpack_from(self.data, self.o)
+            self.o += 16
+        out["header_stamp_ns"] = sec * 1_000_000_000 + nsec
+        out["frame_id"] = self._chars(n)
 
     def skip(self, n: int) -> None:
         self.o += n
 
     def data_offset(self) -> int:
-        """Where a ``uint8[]`` array's bytes start (after its length), checked to lie inside the message."""
+        """Where a ``uint8[]`` array's bytes start (after its length), checked to lie inside the message;
+        the reader moves past the array."""
         n = self.u32()
-        if self.o + n > len(self.data):
+        start = self.o
+        if start + n > len(self.data):
             raise ValueError("array runs past the message")
-        return self.o
+        self.o = start + n
+        return start
 
     def height_width(self) -> tuple[int, int]:
-        self.align(4)
-        h, w = _HW.unpack_from(self.data, self.o)
-        self.o += 8
+        o = self.o
+        if self.cdr:
+            o += (4 - o) & 3
+        h, w = _HW.unpack_from(self.data, o)
+        self.o = o + 8
         return h, w
+
+
+_F64S: dict[int, struct.Struct] = {}
+
+
+def _f64s(n: int) -> struct.Struct:
+    s = _F64S.get(n)
+    if s is None:
+        s = _F64S[n] = struct.Struct(f"<{n}d")
+    return s
+
+
+class _BigEndian(Exception):
+    """Big-endian CDR: decoded by the full deserialization instead."""
 
 
 def _fast_image(r: _Reader, out: dict) -> None:
@@ -302,12 +388,14 @@ def _fast_image(r: _Reader, out: dict) -> None:
     r.skip(1)  # is_bigendian
     r.u32()  # step
     out["data_offset"] = r.data_offset()
+    r.end()
 
 
 def _fast_compressed_image(r: _Reader, out: dict) -> None:
     r.header(out)
     out["encoding"] = r.string()
     out["data_offset"] = r.data_offset()
+    r.end()
 
 
 def _fast_point_cloud(r: _Reader, out: dict) -> None:
@@ -323,29 +411,91 @@ def _fast_point_cloud(r: _Reader, out: dict) -> None:
     r.u32()  # point_step
     r.u32()  # row_step
     out["data_offset"] = r.data_offset()
+    r.skip(1)  # is_dense
+    r.end()
+
+
+def _fast_imu(r: _Reader, out: dict) -> None:
+    r.header(out)
+    out["orientation"] = r.f64s(4)
+    r.skip_f64s(9)
+    out["angular_velocity"] = r.f64s(3)
+    r.skip_f64s(9)
+    out["linear_acceleration"] = r.f64s(3)
+    r.skip_f64s(9)
+    r.end()
+
+
+def _fast_joint_state(r: _Reader, out: dict) -> None:
+    r.header(out)
+    out["joint_names"] = r.strings()
+    out["joint_position"] = r.f64_sequence()
+    out["joint_velocity"] = r.f64_sequence()
+    out["joint_effort"] = r.f64_sequence()
+    r.end()
+
+
+def _fast_odometry(r: _Reader, out: dict) -> None:
+    r.header(out)
+    r.string()  # child_frame_id
+    pose = r.f64s(7)  # Point position, Quaternion orientation
+    out["position"], out["orientation"] = pose[:3], pose[3:]
+    r.skip_f64s(36)
+    twist = r.f64s(6)  # Vector3 linear, Vector3 angular
+    out["linear_velocity"], out["angular_velocity"] = twist[:3], twist[3:]
+    r.skip_f64s(36)
+    r.end()
 
 
 FAST_EXTRACTORS: dict[str, Callable[[_Reader, dict], None]] = {
     "sensor_msgs/msg/Image": _fast_image,
     "sensor_msgs/msg/CompressedImage": _fast_compressed_image,
     "sensor_msgs/msg/PointCloud2": _fast_point_cloud,
+    "sensor_msgs/msg/Imu": _fast_imu,
+    "sensor_msgs/msg/JointState": _fast_joint_state,
+    "nav_msgs/msg/Odometry": _fast_odometry,
 }
 
 
-def fast_columns(message_encoding: str, type_name: str) -> Callable[[bytes], dict[str, Any]] | None:
-    """The columns of a bulky standard message read from its bytes, or None for other types.
-    Raises (struct.error, ValueError, UnicodeDecodeError) on bytes that do not parse."""
+def fast_columns(message_encoding: str, type_name: str,
+                 big_endian: Callable[[bytes], dict[str, Any]] | None = None) -> Callable[[bytes], dict[str, Any]] | None:
+    """The columns of a standard message read from its bytes, or None for types without a reader.
+    ``big_endian`` decodes big-endian CDR messages (without it they are refused). Raises
+    (struct.error, ValueError, UnicodeDecodeError) on bytes that do not parse."""
     if message_encoding not in ("cdr", "ros1"):
         return None
     extract = FAST_EXTRACTORS.get(ros2_type_name(type_name))
     if extract is None:
         return None
     ros1 = message_encoding == "ros1"
+    cache: dict = {}  # what the channel's previous message had (see _Reader.strings)
 
     def columns(data: bytes) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        extract(_Reader(data, ros1), out)
+        try:
+            extract(_Reader(data, ros1, cache), out)
+        except _BigEndian:
+            if big_endian is None:
+                raise ValueError("big-endian CDR") from None
+            return big_endian(data)
         return out
+
+    return columns
+
+
+def columns_decoder(factory: RosDecoderFactory, message_encoding: str, schema) -> Callable[[bytes], dict[str, Any]] | None:
+    """bytes -> decoded columns for the messages of one channel, or None when its type cannot be
+    decoded (``factory.type_problem`` says why). Standard types are read from the bytes; others
+    (custom types from their schema) through the full deserialization."""
+    type_name = schema.name if schema is not None else ""
+    decode = factory.decoder_for(message_encoding, schema)
+    full = None if decode is None else _full(type_name, decode)
+    return fast_columns(message_encoding, type_name, big_endian=full) or full
+
+
+def _full(type_name: str, decode: Callable[[bytes], Any]) -> Callable[[bytes], dict[str, Any]]:
+    def columns(data: bytes) -> dict[str, Any]:
+        return decoded_columns(type_name, decode(data))
 
     return columns
 

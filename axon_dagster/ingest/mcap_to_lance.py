@@ -1,11 +1,13 @@
 """MCAP (as Axon writes it) -> a Lance recording with decoded columns, and the Lance-era sidecar.
 
-One pass over the MCAP in file order (chunks decompressed once, by ``mcap``'s reader): every
-message becomes one row with the columns every recording has (``topic``, ``log_time_ns``,
-``sequence``, ``message_type``, ``payload`` = the raw message bytes, untouched) plus the decoded
-columns of :mod:`.decode`. Rows are written to Lance in bounded record batches while the file is
-read, so memory stays flat however large the recording. Progress is logged every
-``progress_every_s`` seconds (bytes read of the file, messages, rate).
+One pass over the MCAP in file order (chunks read from a memory map and decompressed once, see
+:class:`McapMessages`): every message becomes one row with the columns every recording has
+(``topic``, ``log_time_ns``, ``sequence``, ``message_type``, ``payload`` = the raw message bytes,
+untouched) plus the decoded columns of :mod:`.decode`. Rows are written to Lance in bounded record
+batches while the file is read, so memory stays flat however large the recording; each payload is
+copied once, from its decompressed chunk into its batch. Lance's data files are hashed for the
+sidecar as Lance finishes them. Progress is logged every ``progress_every_s`` seconds (bytes read
+of the file, messages, rate).
 
 The dataset appears atomically (built beside the target, then renamed); the sidecar is written
 last. It records where the data came from (``extra.source``): the MCAP's name, size and SHA-256,
@@ -15,6 +17,7 @@ messages could not be decoded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -24,13 +27,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from axon_dagster.storage.axon_recording import AxonRecordingError, AxonSidecar, AxonRecordingFiles, load_sidecar
 from axon_dagster.storage.digest import digest_of_files, file_digests, file_sha256
 from axon_dagster.storage.recording import RECORDING_COLUMNS, Sidecar, TopicSummary, sidecar_path
 
-from .decode import DECODED_COLUMNS, RosDecoderFactory, decoded_columns, decoded_schema_fields, fast_columns, ros2_type_name
+from .decode import DECODED_COLUMNS, RosDecoderFactory, columns_decoder, decoded_schema_fields, ros2_type_name
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,15 @@ SOURCE_FORMAT = "mcap"
 # Lance file format 2.0: writes payload-sized binary columns (camera frames, clouds) about twice as
 # fast as 2.1 (measured with bench/ingest.py's data on lance 14); Daft and Lance read both.
 LANCE_FILE_VERSION = "2.0"
-# Data files of at most this size, so the sidecar's SHA-256s are computed on every core at once.
-MAX_BYTES_PER_FILE = 256 << 20
+# Lance's writer buffers each column up to data_cache_bytes / columns before it encodes a page,
+# concatenating (copying) the batches it holds. Below one batch's payload per column, every payload
+# array is encoded as it arrives, without that copy: 0.17 instead of 0.42 user CPU s per GB of
+# payload (bench/ingest.py's data, lance 14), pages of about one batch.
+LANCE_DATA_CACHE_BYTES = 64 << 20
+# Data files of at most this size: each is hashed for the sidecar as soon as Lance has finished it,
+# on another core while the rest is written, so small files start the hashing early and leave
+# little of it for after the write (a 256 MB file is 0.2 s of SHA-256 at the end on this machine).
+MAX_BYTES_PER_FILE = 64 << 20
 DIGEST_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -74,57 +84,15 @@ class IngestResult:
     seconds: float = 0.0
 
 
-class _Batcher:
-    """Accumulates rows column-wise; yields pyarrow record batches of bounded size."""
-
-    def __init__(self, schema):
-        self.schema = schema
-        self.names = [f.name for f in schema]
-        self._reset()
-
-    def _reset(self):
-        self.cols: dict[str, list] = {n: [] for n in self.names}
-        self.rows = 0
-        self.bytes = 0
-
-    def add(self, row: dict[str, Any]) -> None:
-        for n in self.names:
-            self.cols[n].append(row.get(n))
-        self.rows += 1
-        self.bytes += len(row["payload"])
-
-    def full(self) -> bool:
-        return self.bytes >= TARGET_BATCH_BYTES or self.rows >= MAX_BATCH_ROWS
-
-    def flush(self):
-        import pyarrow as pa
-
-        arrays = [_binary(self.cols[n]) if n == "payload" else pa.array(self.cols[n], type=f.type)
-                  for n, f in zip(self.names, self.schema)]
-        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
-        self._reset()
-        return batch
-
-
-def _binary(values: list) -> Any:
-    """A pyarrow binary array from byte strings: one join (a single allocation and copy) and the
-    offsets from the lengths. ``pa.array`` appends value by value into a growing buffer, which
-    costs several times more for camera-frame-sized values."""
-    import numpy as np
-    import pyarrow as pa
-
-    offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum([len(v) for v in values], out=offsets[1:])
-    return pa.Array.from_buffers(pa.binary(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))])
-
-
 _RECORD = struct.Struct("<BQ")  # opcode, length
 _MESSAGE = struct.Struct("<HIQQ")  # channel_id, sequence, log_time, publish_time
+_CHUNK = struct.Struct("<BQQQQII")  # opcode, length, message start/end time, uncompressed size and crc, compression length
+_U64 = struct.Struct("<Q")
 _OP_MESSAGE = 0x05
+_OP_CHUNK = 0x06
 
 
-@dataclass(frozen=True)
-class RawMessage:
+class RawMessage(NamedTuple):
     channel_id: int
     sequence: int
     log_time: int
@@ -132,133 +100,320 @@ class RawMessage:
     data: Any  # bytes, or a memoryview into the decompressed chunk
 
 
-def iter_messages(fh) -> Iterator[tuple[Any, Any, Any]]:
-    """``(schema, channel, message)`` for every message of the MCAP, in file order.
+class McapMessages:
+    """``(schema, channel, message)`` for every message of the MCAP in ``fh``, in file order;
+    ``position`` is how far into the file the reading has got, ``channels`` and ``schemas`` what
+    it has met so far.
 
-    An indexed MCAP (Axon's: chunks + summary) is read chunk by chunk: ``mcap`` reads the summary
-    and each chunk record, the chunk is decompressed once, and its message records are sliced out
-    of the decompressed bytes as memoryviews — no copy per message (``mcap``'s own iteration reads
-    each message into new bytes, a second pass over every payload). Without a summary or chunk
-    index, ``mcap``'s reader does it all."""
-    from mcap.data_stream import ReadDataStream
-    from mcap.reader import make_reader
-    from mcap.records import Chunk
+    An indexed MCAP (Axon's: chunks + summary) is read chunk by chunk: ``mcap`` reads the summary,
+    the chunks are read from a read-only memory map of the file (no copy of the compressed bytes),
+    decompressed once by one reused decompressor, and their message records are sliced out of the
+    decompressed bytes as memoryviews — no copy per message (``mcap``'s own iteration reads each
+    chunk and each message into new bytes). Without a summary or chunk index, ``mcap``'s reader
+    does it all."""
 
-    reader = make_reader(fh)
-    summary = reader.get_summary()
-    if summary is None or not summary.chunk_indexes:
-        fh.seek(0)
-        yield from make_reader(fh).iter_messages(log_time_order=False)
-        return
-    channels, schemas = summary.channels, summary.schemas
-    for index in sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset):
-        fh.seek(index.chunk_start_offset + 1 + 8)
-        chunk = Chunk.read(ReadDataStream(fh))
-        data = _decompress(chunk)
-        view, end, o = memoryview(data), len(data), 0
-        while o < end:
-            opcode, length = _RECORD.unpack_from(data, o)
-            body = o + _RECORD.size
-            if body + length > end:
-                raise ValueError(f"chunk at {index.chunk_start_offset}: record runs past the chunk")
-            if opcode == _OP_MESSAGE:
-                channel_id, sequence, log_time, publish_time = _MESSAGE.unpack_from(data, body)
-                channel = channels[channel_id]
-                schema = schemas.get(channel.schema_id) if channel.schema_id else None
-                yield schema, channel, RawMessage(channel_id, sequence, log_time, publish_time,
-                                                  view[body + _MESSAGE.size: body + length])
-            o = body + length
+    def __init__(self, fh):
+        self.fh = fh
+        self.position = 0
+        self.channels: dict[int, Any] = {}
+        self.schemas: dict[int, Any] = {}
+
+    def __iter__(self) -> Iterator[tuple[Any, Any, RawMessage]]:
+        channels, schemas = self.channels, self.schemas
+        for channel_id, sequence, log_time, publish_time, data in self.records():
+            channel = channels[channel_id]
+            schema = schemas.get(channel.schema_id) if channel.schema_id else None
+            yield schema, channel, RawMessage(channel_id, sequence, log_time, publish_time, data)
+
+    def records(self) -> Iterator[tuple[int, int, int, int, Any]]:
+        """``(channel_id, sequence, log_time, publish_time, data)`` of every message, in file order
+        (``channels[channel_id]`` is known by the time its first message comes)."""
+        from mcap.reader import make_reader
+
+        fh = self.fh
+        summary = make_reader(fh).get_summary()
+        if summary is None or not summary.chunk_indexes:
+            fh.seek(0)
+            for schema, channel, message in make_reader(fh).iter_messages(log_time_order=False):
+                self.position = fh.tell()
+                self.channels[channel.id] = channel
+                if schema is not None:
+                    self.schemas[schema.id] = schema
+                yield channel.id, message.sequence, message.log_time, message.publish_time, message.data
+            return
+        self.channels.update(summary.channels)
+        self.schemas.update(summary.schemas)
+        channels = self.channels
+        for offset, data in self._chunks(summary):
+            self.position = offset
+            end, o = len(data), 0
+            while o < end:
+                opcode, length = _RECORD.unpack_from(data, o)
+                body = o + _RECORD.size
+                if body + length > end:
+                    raise ValueError(f"chunk at {offset}: record runs past the chunk")
+                if opcode == _OP_MESSAGE:
+                    channel_id, sequence, log_time, publish_time = _MESSAGE.unpack_from(data, body)
+                    if channel_id not in channels:
+                        raise ValueError(f"chunk at {offset}: message on channel {channel_id}, which the summary does not declare")
+                    yield channel_id, sequence, log_time, publish_time, data[body + _MESSAGE.size: body + length]
+                o = body + length
+
+    def _chunks(self, summary) -> Iterator[tuple[int, memoryview]]:
+        """(file offset, decompressed records as a memoryview) of every chunk, in file order."""
+        import mmap
+
+        mm = mmap.mmap(self.fh.fileno(), 0, access=mmap.ACCESS_READ)
+        with contextlib.suppress(AttributeError, OSError):
+            mm.madvise(mmap.MADV_SEQUENTIAL)
+        try:
+            yield from self._decompressed(mm, summary)
+        finally:
+            with contextlib.suppress(BufferError):  # a view still held by the caller: unmapped when it goes
+                mm.close()
+
+    @staticmethod
+    def _decompressed(mm, summary) -> Iterator[tuple[int, memoryview]]:
+        size = len(mm)
+        decompress = _Decompressor()
+        for index in sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset):
+            o = index.chunk_start_offset
+            if o + _CHUNK.size > size:
+                raise ValueError(f"chunk at {o} lies past the end of the file ({size} bytes)")
+            opcode, _length, _start, _end, uncompressed_size, _crc, name_length = _CHUNK.unpack_from(mm, o)
+            if opcode != _OP_CHUNK:
+                raise ValueError(f"no chunk record at {o} (opcode {opcode:#x})")
+            o += _CHUNK.size
+            compression = mm[o: o + name_length].decode("utf-8")
+            (data_length,) = _U64.unpack_from(mm, o + name_length)
+            o += name_length + 8
+            if o + data_length > size:
+                raise ValueError(f"chunk at {index.chunk_start_offset} runs past the end of the file")
+            with memoryview(mm) as whole:
+                data = decompress(compression, whole[o: o + data_length], uncompressed_size)
+            yield o, memoryview(data)
 
 
-def _decompress(chunk) -> bytes:
-    if chunk.compression == "zstd":
-        import zstandard
+class _Decompressor:
+    """Chunk records -> decompressed bytes, one zstd context reused for every chunk."""
 
-        return zstandard.decompress(chunk.data, chunk.uncompressed_size)
-    if chunk.compression == "lz4":
-        import lz4.frame
+    def __init__(self):
+        self.zstd = None
 
-        return lz4.frame.decompress(chunk.data)
-    if chunk.compression == "":
-        return chunk.data
-    raise ValueError(f"unsupported chunk compression {chunk.compression!r}")
+    def __call__(self, compression: str, data: memoryview, uncompressed_size: int) -> Any:
+        if compression == "zstd":
+            if self.zstd is None:
+                import zstandard
+
+                self.zstd = zstandard.ZstdDecompressor()
+            out = self.zstd.decompress(data, max_output_size=uncompressed_size)
+        elif compression == "lz4":
+            import lz4.frame
+
+            out = lz4.frame.decompress(data)
+        elif compression == "":
+            out = bytes(data)
+        else:
+            raise ValueError(f"unsupported chunk compression {compression!r}")
+        if len(out) != uncompressed_size:
+            raise ValueError(f"chunk decompressed to {len(out)} bytes, its record says {uncompressed_size}")
+        return out
 
 
-def iter_mcap_rows(mcap_path: str | os.PathLike, stats: dict[str, Any], *, progress_every_s: float = 10.0) -> Iterator[dict[str, Any]]:
-    """Rows of the MCAP, in file order, decoded. Fills ``stats`` as it goes (topics, counts,
-    undecodable types, decode errors, bytes read). Raises IngestError if the file is not a readable MCAP."""
-    from mcap.exceptions import McapError
+def iter_messages(fh) -> Iterator[tuple[Any, Any, RawMessage]]:
+    """``(schema, channel, message)`` for every message of the MCAP, in file order (see :class:`McapMessages`)."""
+    return iter(McapMessages(fh))
 
+
+_NO_COLUMNS: dict[str, Any] = {}
+
+
+class _Channel:
+    """Per channel: the row's fixed values, the decoder, and the counts for its topic's summary."""
+
+    __slots__ = ("topic", "message_type", "decode", "count", "first_ns", "last_ns")
+
+    def __init__(self, topic: str, message_type: str, decode, log_time: int):
+        self.topic, self.message_type, self.decode = topic, message_type, decode
+        self.count, self.first_ns, self.last_ns = 0, log_time, log_time
+
+
+def record_batches(mcap_path: str | os.PathLike, stats: dict[str, Any], *, progress_every_s: float = 10.0) -> Iterator[Any]:
+    """The MCAP's messages as pyarrow record batches of :func:`ingested_schema` (file order, at most
+    ``TARGET_BATCH_BYTES`` of payload — a bigger message alone — or ``MAX_BATCH_ROWS`` rows each).
+    Fills ``stats`` (topics, counts, undecodable types, decode errors, bytes read). Raises
+    IngestError if the file is not a readable MCAP."""
+    schema = ingested_schema()
     factory = RosDecoderFactory()
-    decoders: dict[int, Any] = {}
-    topics: dict[str, TopicSummary] = stats.setdefault("topics", {})
-    stats.setdefault("undecodable", {})
-    stats.setdefault("decode_errors", 0)
-    stats.setdefault("decoded", 0)
+    channels: dict[int, _Channel] = {}
+    undecodable = stats.setdefault("undecodable", {})
+    decoded_count = errors = 0
     size = os.path.getsize(mcap_path)
     started = last_log = time.monotonic()
-    rows = 0
+    columns = _Columns(schema)
     with open(mcap_path, "rb") as fh:
+        messages = McapMessages(fh)
         try:
-            for schema, channel, message in iter_messages(fh):
-                type_name = schema.name if schema is not None else ""
-                if channel.id not in decoders:
-                    fast = fast_columns(channel.message_encoding, type_name)
-                    if fast is not None:
-                        decoders[channel.id] = fast
-                    else:
-                        decode = factory.decoder_for(channel.message_encoding, schema)
-                        if decode is None:
-                            reason = (factory.type_problem(channel.message_encoding, schema) if schema is not None else None) \
-                                or f"no decoder for message encoding {channel.message_encoding!r}"
-                            stats["undecodable"][type_name or channel.topic] = reason
-                        decoders[channel.id] = None if decode is None else _full(type_name, decode)
-                decode = decoders[channel.id]
-                row: dict[str, Any] = {
-                    "topic": channel.topic,
-                    "log_time_ns": message.log_time,
-                    "sequence": message.sequence,
-                    "message_type": ros2_type_name(type_name) if type_name else "",
-                    "payload": message.data,
-                }
-                if decode is not None:
-                    try:
-                        row.update(decode(message.data))
-                        stats["decoded"] += 1
-                    except Exception as exc:  # corrupt bytes: keep the row, say why
-                        row["decode_error"] = f"{type(exc).__name__}: {exc}"[:200]
-                        stats["decode_errors"] += 1
-                t = topics.get(channel.topic)
-                if t is None:
-                    topics[channel.topic] = TopicSummary(1, row["message_type"], message.log_time, message.log_time)
+            for channel_id, sequence, log_time, _publish_time, data in _readable(messages.records(), mcap_path):
+                ch = channels.get(channel_id)
+                if ch is None:
+                    ch = channels[channel_id] = _channel(factory, messages, channel_id, log_time, undecodable)
+                decode = ch.decode
+                if decode is None:
+                    decoded = _NO_COLUMNS
                 else:
-                    t.count += 1
-                    t.first_ns = min(t.first_ns, message.log_time)
-                    t.last_ns = max(t.last_ns, message.log_time)
-                rows += 1
-                yield row
+                    try:
+                        decoded = decode(data)
+                        decoded_count += 1
+                    except Exception as exc:  # corrupt bytes: keep the row, say why
+                        decoded = {"decode_error": f"{type(exc).__name__}: {exc}"[:200]}
+                        errors += 1
+                ch.count += 1
+                if log_time < ch.first_ns:
+                    ch.first_ns = log_time
+                elif log_time > ch.last_ns:
+                    ch.last_ns = log_time
+                full = columns.make_room(len(data))
+                if full is not None:
+                    yield full
+                columns.add(ch, log_time, sequence, data, decoded)
                 now = time.monotonic()
                 if now - last_log >= progress_every_s:
-                    done = fh.tell()
+                    done = messages.position
                     log.info(
                         "ingesting %s: %d messages, %.0f of %.0f MB read (%.0f%%), %.1f MB/s",
-                        mcap_path, rows, done / 1e6, size / 1e6, 100.0 * done / size if size else 100.0,
+                        mcap_path, columns.total_rows + columns.rows, done / 1e6, size / 1e6, 100.0 * done / size if size else 100.0,
                         done / 1e6 / (now - started),
                     )
                     last_log = now
-        except (McapError, EOFError, ValueError, OSError, KeyError, struct.error) as exc:
-            raise IngestError(f"{mcap_path} is not a readable MCAP file: {type(exc).__name__}: {exc}") from None
-    stats["rows"] = rows
+        finally:
+            stats.update(decoded=decoded_count, decode_errors=errors, topics=_topic_summaries(channels.values()))
+    if columns.rows:
+        yield columns.flush()
+    stats["rows"] = columns.total_rows
     stats["bytes_read"] = size
 
 
-def _full(type_name: str, decode):
-    """bytes -> decoded columns, through a full deserialization."""
+def _readable(records: Iterator[Any], mcap_path) -> Iterator[Any]:
+    from mcap.exceptions import McapError
 
-    def columns(data: bytes) -> dict[str, Any]:
-        return decoded_columns(type_name, decode(data))
+    try:
+        yield from records
+    except (McapError, EOFError, ValueError, OSError, KeyError, struct.error) as exc:
+        raise IngestError(f"{mcap_path} is not a readable MCAP file: {type(exc).__name__}: {exc}") from None
 
-    return columns
+
+def _channel(factory: RosDecoderFactory, messages: McapMessages, channel_id: int, log_time: int, undecodable: dict[str, str]) -> _Channel:
+    channel = messages.channels[channel_id]
+    schema = messages.schemas.get(channel.schema_id) if channel.schema_id else None
+    type_name = schema.name if schema is not None else ""
+    decode = columns_decoder(factory, channel.message_encoding, schema)
+    if decode is None:
+        reason = (factory.type_problem(channel.message_encoding, schema) if schema is not None else None) \
+            or f"no decoder for message encoding {channel.message_encoding!r}"
+        undecodable[type_name or channel.topic] = reason
+    return _Channel(channel.topic, ros2_type_name(type_name) if type_name else "", decode, log_time)
+
+
+def _topic_summaries(channels) -> dict[str, TopicSummary]:
+    """Per topic (channels of one topic added up, in the order their first messages came)."""
+    topics: dict[str, TopicSummary] = {}
+    for ch in channels:
+        t = topics.get(ch.topic)
+        if t is None:
+            topics[ch.topic] = TopicSummary(ch.count, ch.message_type, ch.first_ns, ch.last_ns)
+        else:
+            t.count += ch.count
+            t.first_ns, t.last_ns = min(t.first_ns, ch.first_ns), max(t.last_ns, ch.last_ns)
+    return topics
+
+
+class _Columns:
+    """One record batch being gathered: a list per column (a decoded column's list is padded with
+    nulls up to the row when a value comes: a message fills only a few); and the payloads, copied one by one into
+    the batch's payload buffer as they arrive — while their decompressed chunk is still in the
+    CPU's cache, one copy per payload and no second pass."""
+
+    def __init__(self, schema):
+        self.schema = schema
+        self.decoded_fields = [f for f in schema if f.name in DECODED_COLUMNS]
+        self.total_rows = 0
+        self._reset(0)
+
+    def _reset(self, capacity: int) -> None:
+        import numpy as np
+
+        self.topic: list[str] = []
+        self.log_time: list[int] = []
+        self.sequence: list[int] = []
+        self.message_type: list[str] = []
+        self.ends: list[int] = []
+        self.decoded: dict[str, list[Any]] = {f.name: [] for f in self.decoded_fields}
+        self.rows = 0
+        self.bytes = 0
+        # uninitialised (no page zeroed) and, below glibc's mmap threshold, reused from the heap
+        self.buffer = np.empty(capacity, dtype=np.uint8)
+        self.view = memoryview(self.buffer)
+
+    def make_room(self, size: int):
+        """Room for a payload of ``size`` bytes: None, or the full batch that had to go first."""
+        if self.bytes + size <= len(self.buffer) and self.rows < MAX_BATCH_ROWS:
+            return None
+        if self.rows:
+            return self.flush(size)
+        self._reset(max(TARGET_BATCH_BYTES, size))
+        return None
+
+    def add(self, ch: _Channel, log_time: int, sequence: int, data, decoded: dict[str, Any]) -> None:
+        """Adds a row (after ``make_room``)."""
+        start, row = self.bytes, self.rows
+        self.bytes = end = start + len(data)
+        self.view[start:end] = data
+        self.ends.append(end)
+        self.topic.append(ch.topic)
+        self.log_time.append(log_time)
+        self.sequence.append(sequence)
+        self.message_type.append(ch.message_type)
+        if decoded:
+            columns = self.decoded
+            for name, value in decoded.items():
+                values = columns[name]
+                if len(values) < row:
+                    values += [None] * (row - len(values))
+                values.append(value)
+        self.rows = row + 1
+
+    def flush(self, next_size: int = 0):
+        """The gathered rows as a record batch; the next batch has room for at least ``next_size`` bytes."""
+        import numpy as np
+        import pyarrow as pa
+
+        n = self.rows
+        offsets = np.empty(n + 1, dtype=np.int32)
+        offsets[0] = 0
+        offsets[1:] = self.ends
+        columns = {
+            "topic": pa.array(self.topic, pa.string()), "log_time_ns": pa.array(self.log_time, pa.int64()),
+            "sequence": pa.array(self.sequence, pa.int64()), "message_type": pa.array(self.message_type, pa.string()),
+            "payload": pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(self.buffer[: self.bytes])]),
+        }
+        for f in self.decoded_fields:
+            values = self.decoded[f.name]
+            if not values:
+                columns[f.name] = pa.nulls(n, f.type)
+            else:
+                values += [None] * (n - len(values))
+                columns[f.name] = pa.array(values, type=f.type)
+        batch = pa.RecordBatch.from_arrays([columns[f.name] for f in self.schema], schema=self.schema)
+        self.total_rows += n
+        self._reset(max(TARGET_BATCH_BYTES, next_size))
+        return batch
+
+
+def iter_mcap_rows(mcap_path: str | os.PathLike, stats: dict[str, Any], *, progress_every_s: float = 10.0) -> Iterator[dict[str, Any]]:
+    """Rows of the MCAP as dicts (every column of :func:`ingested_schema`), in file order; see :func:`record_batches`."""
+    for batch in record_batches(mcap_path, stats, progress_every_s=progress_every_s):
+        yield from batch.to_pylist()
 
 
 class _DigestsAsWritten:
@@ -375,17 +530,11 @@ def ingest_mcap(
     log.info("ingesting %s (%.1f MB) into %s", mcap_path, mcap_path.stat().st_size / 1e6, dataset_dir)
 
     def batches() -> Iterator[Any]:
-        batcher = _Batcher(schema)
         try:
-            for row in iter_mcap_rows(mcap_path, stats, progress_every_s=progress_every_s):
-                batcher.add(row)
-                if batcher.full():
-                    yield batcher.flush()
+            yield from record_batches(mcap_path, stats, progress_every_s=progress_every_s)
         except IngestError as exc:  # Lance wraps what the stream raises: keep ours to re-raise
             stats["error"] = exc
             raise
-        if batcher.rows:
-            yield batcher.flush()
 
     dataset_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{dataset_dir.name}.", suffix=".tmp", dir=dataset_dir.parent))
@@ -395,7 +544,7 @@ def ingest_mcap(
         digests = _DigestsAsWritten(staged, DIGEST_WORKERS)
         try:
             lance.write_dataset(reader, str(staged), schema=schema, mode="create", data_storage_version=LANCE_FILE_VERSION,
-                                max_bytes_per_file=MAX_BYTES_PER_FILE)
+                                max_bytes_per_file=MAX_BYTES_PER_FILE, data_cache_bytes=LANCE_DATA_CACHE_BYTES)
         except Exception:
             digests.cancel()
             if "error" in stats:
@@ -489,4 +638,4 @@ def axon_facts(sidecar: Sidecar) -> AxonSidecar | None:
                                  require_checksum=origin == "sidecar", origin=origin)
 
 
-__all__ = ["DECODED_COLUMNS", "IngestError", "IngestResult", "RECORDING_COLUMNS", "axon_facts", "ingest_mcap", "ingested_schema", "iter_mcap_rows"]
+__all__ = ["DECODED_COLUMNS", "IngestError", "IngestResult", "RECORDING_COLUMNS", "axon_facts", "ingest_mcap", "ingested_schema", "iter_mcap_rows", "record_batches"]

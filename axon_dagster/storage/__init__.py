@@ -35,8 +35,8 @@ __all__ = [name for name in dir() if not name.startswith("_")]
 _LAZY = {
     "MultipartUploader": "uploader", "UploadError": "uploader", "UploadResult": "uploader", "UploadStateStore": "uploader",
     "BandwidthConfigError": "bandwidth", "BandwidthSchedule": "bandwidth", "ProbeError": "bandwidth",
-    "ProbeResult": "bandwidth", "ThroughputLog": "bandwidth", "TokenBucket": "bandwidth", "UploadQueue": "bandwidth",
-    "probe_bandwidth": "bandwidth", "shared_bucket": "bandwidth", "shared_queue": "bandwidth",
+    "ProbeResult": "bandwidth", "ThroughputLog": "bandwidth", "RateLimiter": "bandwidth", "UploadQueue": "bandwidth",
+    "probe_bandwidth": "bandwidth", "shared_rate_limiter": "bandwidth", "shared_queue": "bandwidth",
 }
 __all__ += list(_LAZY)
 

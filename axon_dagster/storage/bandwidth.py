@@ -1,9 +1,9 @@
-"""Bandwidth for uploads: a shared token bucket with a time-window schedule, a probe of the link,
+"""Bandwidth for uploads: a shared rate limiter (a token bucket) with a time-window schedule, a probe of the link,
 and a priority queue that admits uploads in order when the link is scarce.
 
 - :class:`BandwidthSchedule` maps local-time windows to a cap in bytes/s (``None`` = no cap), e.g.
   ``{"22:00-06:00": None, "06:00-22:00": 5_000_000}``: full speed at night, 5 MB/s by day.
-- :class:`TokenBucket` enforces the current cap for *every* upload of the process together: the
+- :class:`RateLimiter` enforces the current cap for *every* upload of the process together: the
   uploader draws tokens for each block just before it goes on the wire (see ``uploader.py``).
 - :class:`UploadQueue` orders uploads by (order priority desc, age asc) and, while the link is
   capped, lets only ``max_active_when_capped`` of them run at once, so the most urgent dataset
@@ -127,7 +127,7 @@ class BandwidthSchedule:
         return f"BandwidthSchedule({ {w.label: w.rate for w in self.windows} }, default={self.default})"
 
 
-class TokenBucket:
+class RateLimiter:
     """A cap in bytes/s shared by every thread that calls :meth:`acquire`.
 
     Tokens may go into debt: a caller takes what it needs at once and then sleeps until the debt
@@ -403,23 +403,23 @@ def probe_bandwidth(
 # --------------------------------------------------------------------------- process-wide defaults
 
 _shared_lock = threading.Lock()
-_shared_bucket: TokenBucket | None = None
+_shared_rate_limiter: RateLimiter | None = None
 _shared_queue: UploadQueue | None = None
 
 
-def shared_bucket() -> TokenBucket:
-    """The process's one token bucket; its schedule comes from ``AXON_UPLOAD_BANDWIDTH`` (bytes/s,
-    or a JSON schedule) and can be changed with ``shared_bucket().set_schedule(...)``."""
-    global _shared_bucket
+def shared_rate_limiter() -> RateLimiter:
+    """The process's one rate limiter; its schedule comes from ``AXON_UPLOAD_BANDWIDTH`` (bytes/s,
+    or a JSON schedule) and can be changed with ``shared_rate_limiter().set_schedule(...)``."""
+    global _shared_rate_limiter
     with _shared_lock:
-        if _shared_bucket is None:
-            _shared_bucket = TokenBucket(os.environ.get("AXON_UPLOAD_BANDWIDTH") or None)
-        return _shared_bucket
+        if _shared_rate_limiter is None:
+            _shared_rate_limiter = RateLimiter(os.environ.get("AXON_UPLOAD_BANDWIDTH") or None)
+        return _shared_rate_limiter
 
 
 def shared_queue() -> UploadQueue:
     global _shared_queue
     with _shared_lock:
         if _shared_queue is None:
-            _shared_queue = UploadQueue(is_scarce=lambda: shared_bucket().rate() is not None)
+            _shared_queue = UploadQueue(is_scarce=lambda: shared_rate_limiter().rate() is not None)
         return _shared_queue

@@ -22,7 +22,7 @@ One file goes up as an S3 multipart upload:
 - **No strays**: multipart uploads for the same key that are not the one in the state (left by a
   process killed between CreateMultipartUpload and writing the state, or by an old layout) are
   aborted.
-- **Bandwidth**: every block of every request is drawn from a :class:`~.bandwidth.TokenBucket`
+- **Bandwidth**: every block of every request is drawn from a :class:`~.bandwidth.RateLimiter`
   just before it goes on the wire (a botocore ``before-send`` hook wraps the body), so the cap
   holds for all uploads of the process together; progress (bytes, rate, ETA) is logged and
   exported as Prometheus metrics; measured link throughput feeds the bandwidth probe.
@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import metrics
-from .bandwidth import ThroughputLog, TokenBucket, UploadQueue, shared_bucket, shared_queue
+from .bandwidth import ThroughputLog, RateLimiter, UploadQueue, shared_rate_limiter, shared_queue
 from .digest import DigestMismatch
 from .sqlite import SQLiteDB
 
@@ -222,7 +222,7 @@ _tls = threading.local()
 
 
 class _WireBody(io.RawIOBase):
-    """The request body as it goes on the wire: every block draws tokens from the bucket first,
+    """The request body as it goes on the wire: every block draws tokens from the rate limiter first,
     then counts as sent (progress, metrics).
 
     Hot path: http.client asks for 8-16 KiB at a time; this hands out up to ``BLOCK`` bytes per
@@ -265,8 +265,8 @@ class _WireBody(io.RawIOBase):
             self._flush()
             return chunk
         owner = send.owner
-        if owner.bucket.capped():
-            send.waited += owner.bucket.acquire(n)
+        if owner.rate_limiter.capped():
+            send.waited += owner.rate_limiter.acquire(n)
             self._pending += n
             self._flush()
         else:
@@ -378,7 +378,7 @@ class MultipartUploader:
         state_dir: str | os.PathLike,
         part_size: int = DEFAULT_PART_SIZE,
         concurrency: int = DEFAULT_CONCURRENCY,
-        bucket: TokenBucket | None = None,
+        rate_limiter: RateLimiter | None = None,
         queue: UploadQueue | None = None,
         throughput_log: ThroughputLog | str | os.PathLike | None = None,
         verify: Literal["checksum", "reread"] = "checksum",
@@ -398,7 +398,7 @@ class MultipartUploader:
         self.state = UploadStateStore(state_dir)
         self.part_size = part_size
         self.concurrency = concurrency
-        self.bucket = bucket if bucket is not None else shared_bucket()
+        self.rate_limiter = rate_limiter if rate_limiter is not None else shared_rate_limiter()
         self.queue = queue if queue is not None else shared_queue()
         if throughput_log is None:
             throughput_log = self.state.dir / "throughput.json"

@@ -7,7 +7,7 @@ import os
 import sys
 
 from axon_dagster.storage.object_stores.azure import AzureBlobObjectStore
-from axon_dagster.storage.bandwidth import TokenBucket, UploadQueue
+from axon_dagster.storage.bandwidth import RateLimiter, UploadQueue
 
 
 def main(conn: str, container: str, src: str, key: str, log_path: str, block_size: str, rate: str) -> None:
@@ -20,7 +20,7 @@ def main(conn: str, container: str, src: str, key: str, log_path: str, block_siz
 
     store = AzureBlobObjectStore(
         container, "datasets", connection_string=conn, block_size=int(block_size), concurrency=1,
-        bandwidth=TokenBucket(int(rate)), upload_queue=UploadQueue(), client_kwargs={"raw_request_hook": hook},
+        rate_limiter=RateLimiter(int(rate)), upload_queue=UploadQueue(), client_kwargs={"raw_request_hook": hook},
     )
     store.put_file(src, key)
 

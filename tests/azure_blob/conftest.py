@@ -17,7 +17,7 @@ except ModuleNotFoundError:  # repository root not on sys.path (plain `pytest`)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from tests.azurite_fixture import AzureRequestLog, azure_container, azure_env, azure_service, azurite  # noqa: F401
 
-from axon_dagster.storage.bandwidth import TokenBucket, UploadQueue
+from axon_dagster.storage.bandwidth import RateLimiter, UploadQueue
 from axon_dagster.storage.digest import file_digests
 
 KiB = 1024
@@ -32,7 +32,7 @@ def make_store(azurite, azure_container, tmp_path) -> Callable[..., Any]:
 
     def make(*, log: AzureRequestLog | None = None, **options: Any) -> AzureBlobObjectStore:
         options.setdefault("block_size", BLOCK)
-        options.setdefault("bandwidth", TokenBucket(None))
+        options.setdefault("rate_limiter", RateLimiter(None))
         options.setdefault("upload_queue", UploadQueue())
         options.setdefault("prefix", "datasets")
         options.setdefault("throughput_log", tmp_path / "throughput.json")

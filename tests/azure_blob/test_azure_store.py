@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from axon_dagster.storage import AzureBlobObjectStore, ObjectStore
-from axon_dagster.storage.bandwidth import TokenBucket, UploadQueue
+from axon_dagster.storage.bandwidth import RateLimiter, UploadQueue
 from axon_dagster.storage.digest import DigestMismatch, digest_of_files, file_digests
 from axon_dagster.storage.object_stores import ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable, object_store_from_url
 
@@ -250,7 +250,7 @@ def test_the_bandwidth_cap_holds(make_store, tmp_path):
     (src / "payload.bin").write_bytes(hashlib.sha256(b"bw").digest() * (size // 32))
     files = file_digests(src)
     rate = 2_000_000
-    store = make_store(bandwidth=TokenBucket(rate), upload_queue=UploadQueue())
+    store = make_store(rate_limiter=RateLimiter(rate), upload_queue=UploadQueue())
     started = time.monotonic()
     store.put_dataset(src, "bw/ds", files)
     elapsed = time.monotonic() - started
@@ -307,7 +307,7 @@ def test_uploads_feed_the_bandwidth_probe_with_link_time_only(make_store, tmp_pa
     (src / "payload.bin").write_bytes(os.urandom(3 * 1024 * 1024))
     log_path = tmp_path / "probe.json"
     rate = 1_500_000
-    store = make_store(block_size=1024 * 1024, bandwidth=TokenBucket(rate), throughput_log=log_path)
+    store = make_store(block_size=1024 * 1024, rate_limiter=RateLimiter(rate), throughput_log=log_path)
     started = time.monotonic()
     store.put_dataset(src, "probe/ds", file_digests(src))
     assert time.monotonic() - started >= 1.5  # the cap held the upload back...

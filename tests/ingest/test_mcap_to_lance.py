@@ -195,36 +195,96 @@ def test_the_ingest_package_imports_nothing_heavy():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("encoding", ["ros2", "ros1"])
-def test_bulky_messages_read_from_their_bytes_give_what_full_decoding_gives(encoding):
-    """Images and clouds are read field by field from the bytes (no array copy): same columns as
-    rosbags' full deserialization, and bytes that do not parse are refused, not misread."""
-    from axon_dagster.ingest.decode import RosDecoderFactory, decoded_columns, fast_columns
-    from mcap.records import Schema
+def _standard_cases(ts, encoding: str) -> list[tuple[str, object]]:
+    """(type, message object) for every type read from its bytes, with frame ids and joint names of
+    every length mod 8 (so every CDR alignment after a string is exercised) and empty arrays."""
+    import dataclasses
 
-    from tests.axon_mcap_fixture import serialize, type_name
+    from tests.axon_mcap_fixture import build_message
 
-    ts = typestore(encoding)
-    factory = RosDecoderFactory()
-    msg_enc = "ros1" if encoding == "ros1" else "cdr"
-    cases = [
+    base = [
         Msg("/c", "sensor_msgs/msg/Image", T0_NS + 123, {"width": 5, "height": 3, "encoding": "mono8"}, stamp_ns=T0_NS - 7),
         Msg("/c", "sensor_msgs/msg/Image", T0_NS, {"width": 640, "height": 480, "encoding": "bgr8"}),
         Msg("/z", "sensor_msgs/msg/CompressedImage", T0_NS + 5, {"format": "png"}),
         Msg("/p", "sensor_msgs/msg/PointCloud2", T0_NS + 9, {"points": 33}),
+        Msg("/imu", "sensor_msgs/msg/Imu", T0_NS + 11, {"angular_velocity": (0.25, -1e300, float("inf")), "linear_acceleration": (1.5, 2.5, -9.81)}),
+        Msg("/js", "sensor_msgs/msg/JointState", T0_NS + 13, {"position": (0.1, -0.2, 0.3), "velocity": (1.0, 2.0, 3.0), "effort": (-1.0, 0.0, 5e-324)}),
+        Msg("/js", "sensor_msgs/msg/JointState", T0_NS + 14, {"position": (), "velocity": (), "effort": ()}),
+        Msg("/odom", "nav_msgs/msg/Odometry", T0_NS + 17, {"x": 3.25, "y": -7.5, "vx": 0.125, "wz": -0.5}),
     ]
-    for m in cases:
-        name = type_name(m.type, encoding)
-        raw = serialize(ts, encoding, m)
-        decoded = factory.decoder_for(msg_enc, Schema(id=1, name=name, encoding=encoding + "msg", data=b""))(raw)
-        fast = fast_columns(msg_enc, name)(raw)
-        offset = fast.pop("data_offset")
-        assert fast == decoded_columns(name, decoded)
-        data = bytes(decoded.data)  # the pixel / point bytes start at data_offset
-        assert raw[offset: offset + len(data)] == data and len(data) > 0
-        with pytest.raises((ValueError, struct.error)):
-            fast_columns(msg_enc, name)(raw[:10])
-    assert fast_columns(msg_enc, type_name("sensor_msgs/msg/Imu", encoding)) is None
+    cases = []
+    for m in base:
+        for frame in ("", "a", "ab", "abc", "base", "base_", "base_li", "base_link"):
+            msg = build_message(ts, encoding, m)
+            msg = dataclasses.replace(msg, header=dataclasses.replace(msg.header, frame_id=frame))
+            if m.type == "sensor_msgs/msg/JointState" and len(msg.name):
+                msg = dataclasses.replace(msg, name=[frame + "j" * (i + 1) for i in range(len(msg.name))])
+            if m.type == "sensor_msgs/msg/JointState" and frame == "abc":  # arrays of different lengths
+                msg = dataclasses.replace(msg, effort=np.zeros(0))
+            cases.append((m.type, msg))
+    return cases
+
+
+@pytest.mark.parametrize("encoding", ["ros2", "ros1"])
+def test_standard_messages_read_from_their_bytes_give_what_full_decoding_gives(encoding):
+    """Images, clouds, Imu, JointState and Odometry are read field by field from the bytes (no
+    message objects, no array copies): the same columns as rosbags' full deserialization, and
+    exactly the bytes rosbags refuses (cut short, left-over bytes) are refused, not misread."""
+    from axon_dagster.ingest.decode import RosDecoderFactory, decoded_columns, fast_columns
+    from mcap.records import Schema
+
+    from tests.axon_mcap_fixture import type_name
+
+    ts = typestore(encoding)
+    factory = RosDecoderFactory()
+    msg_enc = "ros1" if encoding == "ros1" else "cdr"
+    serialize_ = ts.serialize_ros1 if encoding == "ros1" else ts.serialize_cdr
+    channels: dict[str, object] = {}  # one reader per type, as per channel: what it remembers between messages must not leak
+    for ros2_type, msg in _standard_cases(ts, encoding):
+        name = type_name(ros2_type, encoding)
+        raw = bytes(serialize_(msg, ros2_type))
+        full = factory.decoder_for(msg_enc, Schema(id=1, name=name, encoding=encoding + "msg", data=b""))
+        fast = channels.setdefault(name, fast_columns(msg_enc, name))
+        got = fast(raw)
+        offset = got.pop("data_offset", None)
+        assert got == decoded_columns(name, full(raw)), (ros2_type, msg.header.frame_id)
+        if offset is not None:  # the pixel / point bytes start at data_offset
+            data = bytes(full(raw).data)
+            assert raw[offset: offset + len(data)] == data and len(data) > 0
+        for cut in {*range(0, min(len(raw), 1200)), *range(max(0, len(raw) - 12), len(raw)), len(raw) // 2}:  # every field's end
+            refused = _raises(lambda: full(raw[:cut]))
+            assert _raises(lambda: fast(raw[:cut])) == refused, (ros2_type, msg.header.frame_id, cut, len(raw))
+        for extra in (b"\0", b"\0" * 4):
+            assert _raises(lambda: fast(raw + extra)) == _raises(lambda: full(raw + extra))
+    assert fast_columns(msg_enc, type_name("std_msgs/msg/String", encoding)) is None
+
+
+def _raises(fn) -> bool:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - refused is refused, whichever error says so
+        return True
+    return False
+
+
+def test_big_endian_cdr_goes_through_the_full_decoder_and_bad_encapsulations_are_refused():
+    from axon_dagster.ingest.decode import RosDecoderFactory, columns_decoder, decoded_columns, fast_columns
+    from mcap.records import Schema
+
+    ts = typestore("ros2")
+    factory = RosDecoderFactory()
+    for ros2_type, msg in _standard_cases(ts, "ros2")[::8]:
+        schema = Schema(id=1, name=ros2_type, encoding="ros2msg", data=b"")
+        big = bytes(ts.serialize_cdr(msg, ros2_type, little_endian=False))
+        assert big[:2] == b"\x00\x00"
+        expected = decoded_columns(ros2_type, factory.decoder_for("cdr", schema)(big))
+        assert columns_decoder(factory, "cdr", schema)(big) == expected
+        with pytest.raises(ValueError, match="big-endian"):
+            fast_columns("cdr", ros2_type)(big)
+        little = bytes(ts.serialize_cdr(msg, ros2_type))
+        for header in (b"\x01\x01", b"\x00\x02", b"\x00\x03"):  # not CDR_LE / CDR_BE
+            with pytest.raises(ValueError, match="encapsulation"):
+                columns_decoder(factory, "cdr", schema)(header + little[2:])
 
 
 @pytest.mark.parametrize("compression", ["zstd", "lz4", "none", "unchunked"])

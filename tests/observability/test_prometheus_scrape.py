@@ -96,7 +96,7 @@ def _wait_for(url: str, promql: str, what: str) -> list[dict]:
 
 
 def test_prometheus_scrapes_fleet_and_upload_series(tmp_path, prometheus_binary, s3_client, s3_bucket):  # noqa: F811
-    from axon_dagster.storage.bandwidth import TokenBucket, UploadQueue
+    from axon_dagster.storage.bandwidth import RateLimiter, UploadQueue
     from axon_dagster.storage.uploader import MultipartUploader
 
     dagster_port = serve_metrics(0, "127.0.0.1")
@@ -123,7 +123,7 @@ def test_prometheus_scrapes_fleet_and_upload_series(tmp_path, prometheus_binary,
             import hashlib
 
             uploader = MultipartUploader(s3_client, state_dir=tmp_path / "upload-state", part_size=5 * MiB,
-                                         bucket=TokenBucket(None), queue=UploadQueue())
+                                         rate_limiter=RateLimiter(None), queue=UploadQueue())
             uploader.upload_file(path, s3_bucket, "obs/dataset.bin", sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
             for job in targets:

@@ -17,7 +17,7 @@ def test_the_storage_package_imports_no_heavy_dependency():
 def test_the_upload_metrics_are_registered_only_once_the_uploader_is_used():
     code = (
         "import sys, axon_dagster.storage as s; s.EdgeCache; a = 'axon_dagster.storage.metrics' in sys.modules; "
-        "s.TokenBucket; print(a, 'axon_dagster.storage.metrics' in sys.modules)"
+        "s.RateLimiter; print(a, 'axon_dagster.storage.metrics' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False True"

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 
-from axon_dagster.storage.bandwidth import TokenBucket, UploadQueue
+from axon_dagster.storage.bandwidth import RateLimiter, UploadQueue
 from axon_dagster.storage.uploader import MultipartUploader
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
@@ -78,7 +78,7 @@ def run_upload(spec: dict[str, Any]) -> None:
         state_dir=spec["state_dir"],
         part_size=spec["part_size"],
         concurrency=spec["concurrency"],
-        bucket=TokenBucket(None),
+        rate_limiter=RateLimiter(None),
         queue=UploadQueue(),
         on_event=_Pauser(spec.get("pause"), spec["announce"]),
     )

@@ -18,7 +18,7 @@ from axon_dagster.storage.bandwidth import (
     BandwidthSchedule,
     ProbeError,
     ThroughputLog,
-    TokenBucket,
+    RateLimiter,
     UploadQueue,
     parse_probe_output,
     probe_bandwidth,
@@ -76,7 +76,7 @@ def test_bad_schedules_are_refused_clearly(value, match):
 
 def test_bad_bucket_and_queue_settings_are_refused():
     with pytest.raises(BandwidthConfigError, match="burst_seconds"):
-        TokenBucket(1000, burst_seconds=0)
+        RateLimiter(1000, burst_seconds=0)
     with pytest.raises(BandwidthConfigError, match="max_active"):
         UploadQueue(max_active=0)
     with pytest.raises(BandwidthConfigError, match="priority"):
@@ -84,7 +84,7 @@ def test_bad_bucket_and_queue_settings_are_refused():
             pass
 
 
-# ------------------------------------------------------------------------------------- token bucket
+# ------------------------------------------------------------------------------------- rate limiter
 
 
 class FakeClock:
@@ -103,22 +103,22 @@ class FakeClock:
 def test_token_bucket_holds_the_rate_and_follows_the_schedule():
     clock = FakeClock()
     now = {"dt": at(12)}
-    bucket = TokenBucket(DAY, clock=clock, sleep=clock.sleep, now=lambda: now["dt"], burst_seconds=0.05)
+    limiter = RateLimiter(DAY, clock=clock, sleep=clock.sleep, now=lambda: now["dt"], burst_seconds=0.05)
     for _ in range(100):
-        bucket.acquire(100_000)  # 10 MB at 5 MB/s by day
+        limiter.acquire(100_000)  # 10 MB at 5 MB/s by day
     assert 1.99 <= clock.t <= 2.0  # the burst (0.05 s worth) is the only slack
     now["dt"] = at(23)
     clock.t += 1.0  # the schedule is re-read at most once a second
     before = clock.t
     for _ in range(100):
-        assert bucket.acquire(100_000) == 0.0  # uncapped at night
+        assert limiter.acquire(100_000) == 0.0  # uncapped at night
     assert clock.t == before
 
 
 def test_token_bucket_is_shared_by_threads():
-    bucket = TokenBucket(2_000_000, burst_seconds=0.01)
+    limiter = RateLimiter(2_000_000, burst_seconds=0.01)
     started = time.monotonic()
-    threads = [threading.Thread(target=lambda: [bucket.acquire(50_000) for _ in range(10)]) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: [limiter.acquire(50_000) for _ in range(10)]) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
@@ -132,14 +132,14 @@ def test_token_bucket_is_shared_by_threads():
 
 def test_the_cap_holds_within_10_percent_on_a_50_mb_upload_at_5_mb_per_second(s3_client, s3_bucket, big_file, tmp_path, caplog):
     path, sha = big_file(size=50_000_000, seed=5)
-    bucket = TokenBucket(5_000_000)
+    limiter = RateLimiter(5_000_000)
     wire: list[float] = []  # when each block went on the wire
 
     def on_event(name, info):
         if name == "part_bytes":
             wire.append(time.monotonic())
 
-    uploader = MultipartUploader(s3_client, state_dir=tmp_path / "state", part_size=8 * MiB, concurrency=4, bucket=bucket,
+    uploader = MultipartUploader(s3_client, state_dir=tmp_path / "state", part_size=8 * MiB, concurrency=4, rate_limiter=limiter,
                                  queue=UploadQueue(), progress_interval=2.0, on_event=on_event)
     bytes_before = REGISTRY.get_sample_value("axon_upload_bytes_total")
 
@@ -169,8 +169,8 @@ def test_the_cap_is_shared_by_concurrent_uploads(s3_client, s3_bucket, big_file,
     """Two single-PUT uploads at once under a 3 MB/s cap take as long as one of twice the size."""
     from axon_dagster.storage import S3ObjectStore
 
-    bucket = TokenBucket(3_000_000)
-    store = S3ObjectStore(s3_bucket, client=s3_client, bandwidth=bucket, upload_queue=UploadQueue(max_active=2), state_dir=tmp_path / "st")
+    limiter = RateLimiter(3_000_000)
+    store = S3ObjectStore(s3_bucket, client=s3_client, rate_limiter=limiter, upload_queue=UploadQueue(max_active=2), state_dir=tmp_path / "st")
     files = [big_file(size=3_000_000, seed=s, name=f"f{s}.bin") for s in (1, 2)]
     started = time.monotonic()
     threads = [threading.Thread(target=store.put_file, args=(p, f"shared/{p.name}")) for p, _ in files]
@@ -285,7 +285,7 @@ def test_measured_probe_uses_recent_throughput_only(tmp_path):
 
 def test_uploads_feed_the_measured_probe(s3_client, s3_bucket, big_file, tmp_path):
     path, sha = big_file(size=6 * MiB)
-    uploader = MultipartUploader(s3_client, state_dir=tmp_path / "state", part_size=5 * MiB, bucket=TokenBucket(None), queue=UploadQueue())
+    uploader = MultipartUploader(s3_client, state_dir=tmp_path / "state", part_size=5 * MiB, rate_limiter=RateLimiter(None), queue=UploadQueue())
     uploader.upload_file(path, s3_bucket, "probe.bin", sha256=sha)
     result = probe_bandwidth(throughput_log=tmp_path / "state" / "throughput.json")
     assert result.upload_mbps > 1.0  # moto on localhost is far faster than 1 Mbps

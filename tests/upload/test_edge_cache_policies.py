@@ -11,7 +11,7 @@ import pytest
 
 from axon_dagster.storage import CacheState, EdgeCache, S3ObjectStore, Sidecar
 from axon_dagster.storage import edge_cache as edge_cache_module
-from axon_dagster.storage.bandwidth import TokenBucket, UploadQueue
+from axon_dagster.storage.bandwidth import RateLimiter, UploadQueue
 from axon_dagster.storage.digest import DigestMismatch, dataset_digest
 from axon_dagster.storage.edge_cache import BYTES_PER_GB
 
@@ -22,7 +22,7 @@ DAY = 86400
 
 @pytest.fixture
 def store(s3_client, s3_bucket, tmp_path):
-    return S3ObjectStore(s3_bucket, prefix="cloud", client=s3_client, bandwidth=TokenBucket(None), upload_queue=UploadQueue(),
+    return S3ObjectStore(s3_bucket, prefix="cloud", client=s3_client, rate_limiter=RateLimiter(None), upload_queue=UploadQueue(),
                          state_dir=tmp_path / "upload-state")
 
 

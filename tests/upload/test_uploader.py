@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from axon_dagster.storage import S3ObjectStore, Sidecar
-from axon_dagster.storage.bandwidth import TokenBucket, UploadQueue
+from axon_dagster.storage.bandwidth import RateLimiter, UploadQueue
 from axon_dagster.storage.digest import DigestMismatch, digest_of_files, file_digests
 from axon_dagster.storage.recording import sidecar_path
 from axon_dagster.storage.uploader import (
@@ -34,7 +34,7 @@ PART = 5 * MiB
 def make_uploader(client, tmp_path: Path, **kwargs) -> MultipartUploader:
     kwargs.setdefault("part_size", PART)
     kwargs.setdefault("concurrency", 3)
-    return MultipartUploader(client, state_dir=tmp_path / "state", bucket=TokenBucket(None), queue=UploadQueue(), **kwargs)
+    return MultipartUploader(client, state_dir=tmp_path / "state", rate_limiter=RateLimiter(None), queue=UploadQueue(), **kwargs)
 
 
 def test_a_multipart_upload_is_byte_identical_and_carries_checksums_and_metadata(s3_client, s3_bucket, big_file, tmp_path):
@@ -239,7 +239,7 @@ def _big_recording(tmp_path: Path, seed: int = 3) -> tuple[Path, Sidecar]:
 
 def test_the_store_sends_large_files_multipart_and_verifies_without_downloading(s3_client, s3_bucket, tmp_path):
     ds, sidecar = _big_recording(tmp_path)
-    store = S3ObjectStore(s3_bucket, prefix="cloud", client=s3_client, part_size=PART, multipart_threshold=PART, bandwidth=TokenBucket(None),
+    store = S3ObjectStore(s3_bucket, prefix="cloud", client=s3_client, part_size=PART, multipart_threshold=PART, rate_limiter=RateLimiter(None),
                           upload_queue=UploadQueue(), state_dir=tmp_path / "state")
     requests = S3RequestLog(s3_client)
 
@@ -269,7 +269,7 @@ def test_the_store_sends_large_files_multipart_and_verifies_without_downloading(
 
 def test_a_replaced_multipart_object_fails_verification(s3_client, s3_bucket, tmp_path):
     ds, sidecar = _big_recording(tmp_path)
-    store = S3ObjectStore(s3_bucket, client=s3_client, part_size=PART, multipart_threshold=PART, bandwidth=TokenBucket(None), upload_queue=UploadQueue(),
+    store = S3ObjectStore(s3_bucket, client=s3_client, part_size=PART, multipart_threshold=PART, rate_limiter=RateLimiter(None), upload_queue=UploadQueue(),
                           state_dir=tmp_path / "state")
     store.put_dataset(ds, "k.lance", sidecar.files)
     # Someone overwrites the big file with other bytes but keeps the metadata claims.
@@ -291,7 +291,7 @@ def test_a_store_without_checksum_support_verifies_by_rereading(s3_server, s3_cl
         config=Config(request_checksum_calculation="when_required", response_checksum_validation="when_required"),
     )
     ds, sidecar = _big_recording(tmp_path)
-    store = S3ObjectStore(s3_bucket, client=s3_client, checksums=False, part_size=PART, multipart_threshold=PART, bandwidth=TokenBucket(None),
+    store = S3ObjectStore(s3_bucket, client=s3_client, checksums=False, part_size=PART, multipart_threshold=PART, rate_limiter=RateLimiter(None),
                           upload_queue=UploadQueue(), state_dir=tmp_path / "state")
     requests = S3RequestLog(s3_client)
     headers: list[str] = []
@@ -318,7 +318,7 @@ def test_gs_urls_build_an_s3_store_on_the_gcs_xml_endpoint(monkeypatch):
 
 def test_the_store_reports_what_an_upload_did_for_run_metadata(s3_client, s3_bucket, tmp_path):
     ds, sidecar = _big_recording(tmp_path)
-    store = S3ObjectStore(s3_bucket, client=s3_client, part_size=PART, multipart_threshold=PART, bandwidth=TokenBucket(None),
+    store = S3ObjectStore(s3_bucket, client=s3_client, part_size=PART, multipart_threshold=PART, rate_limiter=RateLimiter(None),
                           upload_queue=UploadQueue(), state_dir=tmp_path / "state")
     store.put_dataset(ds, "k.lance", sidecar.files, priority=3, created_at=0.0)
     first = store.last_upload_stats()

@@ -29,7 +29,7 @@ How a file goes up (the standards of ``uploader.py``, in Azure's terms):
   re-upload) compare ETags instead of downloading; a blob with an unknown ETag is downloaded and
   hashed. ``verify="reread"`` always downloads and hashes.
 - **Bandwidth**: every request body (each block, each Put Blob, retries included) is drawn from the
-  process's :func:`~.bandwidth.shared_bucket` (or an injected :class:`~.bandwidth.TokenBucket`)
+  process's :func:`~.bandwidth.shared_rate_limiter` (or an injected :class:`~.bandwidth.RateLimiter`)
   just before it goes on the wire (an azure-core ``raw_request_hook``); the cap is kept at block
   granularity. Dataset uploads wait for a slot of the priority :class:`~.bandwidth.UploadQueue`.
   Progress (bytes, rate, ETA) is logged and counted in the ``axon_upload_*`` metrics.
@@ -143,7 +143,7 @@ class AzureBlobObjectStore(AzureStaging):
         block_size: int = DEFAULT_BLOCK_SIZE,
         single_put_size: int | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
-        bandwidth: Any = None,
+        rate_limiter: Any = None,
         upload_queue: Any = None,
         throughput_log: Any = None,
         connection_timeout: float = 5,
@@ -170,7 +170,7 @@ class AzureBlobObjectStore(AzureStaging):
         self.single_put_size = single_put_size
         self.concurrency = concurrency
         self.progress_interval = progress_interval
-        self._bandwidth = bandwidth
+        self._rate_limiter = rate_limiter
         self._queue = upload_queue
         self._throughput = throughput_log if throughput_log is None or hasattr(throughput_log, "record") else None
         if throughput_log is not None and self._throughput is None:
@@ -211,12 +211,12 @@ class AzureBlobObjectStore(AzureStaging):
     # --- bandwidth and queue (resolved on first use: loading them registers the upload metrics)
 
     @property
-    def bandwidth(self) -> Any:
-        if self._bandwidth is None:
-            from ..bandwidth import shared_bucket
+    def rate_limiter(self) -> Any:
+        if self._rate_limiter is None:
+            from ..bandwidth import shared_rate_limiter
 
-            self._bandwidth = shared_bucket()
-        return self._bandwidth
+            self._rate_limiter = shared_rate_limiter()
+        return self._rate_limiter
 
     @property
     def queue(self) -> Any:
@@ -233,7 +233,7 @@ class AzureBlobObjectStore(AzureStaging):
                 n = int(request.headers.get("Content-Length") or 0)
                 if n > 0:
                     started = time.monotonic()
-                    self.bandwidth.acquire(n)  # per attempt, so retries are capped too
+                    self.rate_limiter.acquire(n)  # per attempt, so retries are capped too
                     self._ctx.cap_wait = getattr(self._ctx, "cap_wait", 0.0) + time.monotonic() - started
             if user_hook is not None:
                 user_hook(pipeline_request)

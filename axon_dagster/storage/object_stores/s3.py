@@ -63,7 +63,7 @@ class S3ObjectStore(S3Staging):
         part_size: int | None = None,
         concurrency: int | None = None,
         state_dir: str | os.PathLike | None = None,
-        bandwidth: Any = None,
+        rate_limiter: Any = None,
         upload_queue: Any = None,
         on_event: Any = None,
         client_config: Mapping[str, Any] | None = None,
@@ -83,7 +83,7 @@ class S3ObjectStore(S3Staging):
         self.endpoint_url = endpoint_url
         self.multipart_threshold = multipart_threshold
         self._uploader_args = {
-            "part_size": part_size, "concurrency": concurrency, "bucket": bandwidth, "queue": upload_queue, "on_event": on_event,
+            "part_size": part_size, "concurrency": concurrency, "rate_limiter": rate_limiter, "queue": upload_queue, "on_event": on_event,
         }
         self.state_dir = Path(state_dir or os.environ.get("AXON_UPLOAD_STATE_DIR") or ".axon/upload-state").resolve()
         if client is None:
@@ -131,7 +131,7 @@ class S3ObjectStore(S3Staging):
                     state_dir=self.state_dir,
                     part_size=args["part_size"] or DEFAULT_PART_SIZE,
                     concurrency=args["concurrency"] or DEFAULT_CONCURRENCY,
-                    bucket=args["bucket"],
+                    rate_limiter=args["rate_limiter"],
                     queue=args["queue"],
                     verify=self.verify,
                     checksums=self.checksums,
