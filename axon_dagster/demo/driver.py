@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import tempfile
 import threading
 import time
@@ -82,19 +81,7 @@ def run_demo(options: DemoOptions, progress=None, announce=None) -> DemoResult:
     ) as fleet:
         if announce:
             announce(f"isolation: {fleet.plan.reason}")
-        result_path = fleet.cloud_work_dir / "demo-result.json"
-        cloud, cloud_log = fleet.spawn_cloud(
-            "dagster",
-            [sys.executable, "-m", "axon_dagster.demo.cloud", "--order", json.dumps(_order(options)),
-             "--timeout", f"{max(5.0, deadline - time.monotonic()):.1f}", "--result", str(result_path)],
-            {
-                "AXON_CONTROL_PLANE_URL": fleet.control_plane_url,
-                "AXON_OBJECT_STORE_URL": fleet.lake_url,
-                "AXON_EDGE_CACHE_DIR": str(fleet.cloud_work_dir / "cache"),
-                "AXON_UPLOAD_STATE_DIR": str(fleet.cloud_work_dir / "upload-state"),
-                "AXON_INSPECTION_RUNNER": "native",
-            },
-        )
+        cloud, cloud_log, result_path = fleet.spawn_dagster(_order(options), deadline - time.monotonic())
         stop = threading.Event()
         collectors = [SimulatedCollector(r.edge_url, f"collector-{r.robot_id}", stop_event=stop) for r in fleet.robot_processes]
         for c in collectors:

@@ -164,6 +164,7 @@ class SimulatedFleet:
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     control_plane_port: int | None = None
     sim_faults: dict[str, str] = field(default_factory=dict)  # robot_id -> faults JSON
+    sim_args: list[str] = field(default_factory=list)  # more axon-sim options for every simulator (e.g. --camera-bytes)
     # How agents reach their recorders: "http" (Axon HTTP RPC), "ros1" (a real rosmaster per robot,
     # its recorder serving ROS 1 services under robot_N/axon) or "ros2" (each recorder an rclpy
     # node serving ROS 2 services under robot_N/axon, on loopback in a domain of the robot's own).
@@ -323,6 +324,7 @@ class SimulatedFleet:
             else:
                 sim_argv += ["--host", "127.0.0.1", "--port", str(sim_port)]
                 edge_argv += ["--recorder-url", robot.recorder_url]
+            sim_argv += self.sim_args
             if robot_id in self.sim_faults:
                 sim_argv += ["--faults", self.sim_faults[robot_id]]
             home = data_dir / "home"
@@ -348,6 +350,26 @@ class SimulatedFleet:
         for url, proc, log_path in pending:
             wait_healthy(url, proc, log_path=log_path)
         log.info("fleet up: control plane %s, robots %s", self.control_plane_url, [r.robot_id for r in self.robot_processes])
+
+    def spawn_dagster(self, order: dict, timeout_seconds: float) -> tuple[subprocess.Popen, Path, Path]:
+        """The cloud's Dagster side (:mod:`.cloud`) for ``order``, as the cloud's user, configured from
+        the environment as the code location is. Returns (process, its log, where it writes its results)."""
+        import json
+
+        result = self.cloud_work_dir / "demo-result.json"
+        proc, log_path = self.spawn_cloud(
+            "dagster",
+            [sys.executable, "-m", "axon_dagster.demo.cloud", "--order", json.dumps(order),
+             "--timeout", f"{max(5.0, timeout_seconds):.1f}", "--result", str(result)],
+            {
+                "AXON_CONTROL_PLANE_URL": self.control_plane_url,
+                "AXON_OBJECT_STORE_URL": self.lake_url,
+                "AXON_EDGE_CACHE_DIR": str(self.cloud_work_dir / "cache"),
+                "AXON_UPLOAD_STATE_DIR": str(self.cloud_work_dir / "upload-state"),
+                "AXON_INSPECTION_RUNNER": "native",
+            },
+        )
+        return proc, log_path, result
 
     def _build_ros_interfaces(self) -> dict[str, str]:
         """The recorder's ROS interface package, built here once (as us) where it is missing or stale;
