@@ -236,7 +236,7 @@ def test_run_job_built_by_dagster_k8s_is_valid_and_locked_down(tmp_path, values,
     assert {"configMapRef": {"name": "axon-cloud-env"}} in c["envFrom"]
     assert {"secretRef": {"name": "axon-runtime"}} in c["envFrom"]
     assert job["spec"]["template"]["metadata"]["labels"]["axon.io/ray-client"] == "true"
-    assert {m["mountPath"] for m in c["volumeMounts"]} >= {"/tmp", "/opt/dagster/dagster_home", "/data/edge-cache"}
+    assert {m["mountPath"] for m in c["volumeMounts"]} >= {"/tmp", "/opt/dagster/dagster_home", "/data/data-flow"}
 
 
 def test_run_job_check_bites(tmp_path, values, cloud_objects):
@@ -266,7 +266,7 @@ def test_values_point_at_what_axon_cloud_renders(values, cloud_objects):
     assert [s["name"] for s in k["envSecrets"]] == [cloud_values["secrets"]["runtime"]["name"]]
     env_cm = next(o for o in cloud_objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "axon-cloud-env")
     mounts = {m["mountPath"] for m in k["volumeMounts"]}
-    assert env_cm["data"]["AXON_EDGE_CACHE_DIR"] in mounts
+    assert env_cm["data"]["AXON_DATA_FLOW_DIR"] in mounts  # the run's scratch space is a volume (read-only root)
     assert k["runK8sConfig"]["podSpecConfig"]["securityContext"]["runAsUser"] == cloud_values["podSecurityContext"]["runAsUser"]
     assert values["postgresql"]["enabled"] is False and not values["postgresql"]["postgresqlPassword"]
     assert values["dagsterWebserver"]["service"]["port"] > 1024, "non-root webserver cannot bind a low port"

@@ -96,7 +96,7 @@ def test_edge_egress_is_dns_and_the_control_plane_only(render):
     dns, https = policy["spec"]["egress"]
     assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")} and "to" not in dns
     # 443 (pre-signed part URLs, an https control plane) and the dev control plane's own port
-    assert {p["port"] for p in https["ports"]} == {443, 8000}
+    assert {p["port"] for p in https["ports"]} == {443, 8000, 9000}  # + the dev MinIO's port
     assert [peer["ipBlock"]["cidr"] for peer in https["to"]] == ["10.96.0.0/12", "203.0.113.10/32"]
     # an https control plane on its default port: 443 only, to any address when no CIDRs are given
     policy = next(o for o in render("axon-edge", release="robot-1", sets=(
@@ -120,6 +120,98 @@ def test_edge_egress_is_dns_and_the_control_plane_only(render):
 def test_edge_schema_refuses_wrong_data_path_values(render, sets, expected):
     with pytest.raises(HelmError) as err:
         render("axon-edge", release="schema-check", sets=("robotId=robot-1", "controlPlaneUrl=https://x", *sets))
+    message = str(err.value)
+    assert "values don't meet the specifications of the schema" in message
+    for fragment in expected:
+        assert fragment in message, message
+
+
+# ------------------------------------------------------------------ the cloud chart
+
+CLOUD_CI = CHARTS_DIR / "axon-cloud" / "ci"
+
+
+def _cloud(render, name, *sets):
+    return render("axon-cloud", CLOUD_CI / f"{name}.yaml", release="axon-cloud", sets=tuple(sets))
+
+
+def _container(rendered, deployment, name):
+    dep = next(o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment)
+    return dep["spec"]["template"]["spec"], next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == name)
+
+
+def test_the_api_gets_what_robots_uploads_need_and_the_settings_accept_it(render, monkeypatch):
+    rendered = _cloud(render, "production-like-values")
+    _pod, api = _container(rendered, "axon-cloud-api", "api")
+    env = {e["name"]: e for e in api["env"]}
+    assert env["AXON_OBJECT_STORE_URL"]["value"] == "s3://axon-datasets-prod/datasets"  # where robots' parts are staged
+    assert env["AXON_PUBLIC_API_URL"]["value"] == "https://axon.example.com"  # the ingress, over TLS
+    # the signing key only ever from its Secret (optional with S3: the provider signs those URLs)
+    assert env["AXON_UPLOAD_SIGNING_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "axon-upload-signing-prod", "key": "key", "optional": True}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "axon-runtime-prod"
+    # the code server and run pods never see the signing key
+    _pod, code = _container(rendered, "axon-cloud-code", "code-server")
+    assert "AXON_UPLOAD_SIGNING_KEY" not in {e["name"] for e in code.get("env", [])}
+    cm = next(o for o in rendered if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "axon-cloud-env")["data"]
+    assert "AXON_UPLOAD_SIGNING_KEY" not in cm
+    # what the API process reads from exactly this environment
+    from axon_dagster.settings.uploads import load_upload_api_settings
+
+    plain = {name: e["value"] for name, e in env.items() if "value" in e}
+    settings = load_upload_api_settings({**plain, "AXON_UPLOAD_SIGNING_KEY": "k" * 32})
+    assert (settings.object_store_url, settings.public_api_url, settings.part_size) == (
+        "s3://axon-datasets-prod/datasets", "https://axon.example.com", 16 * 1024 * 1024)
+    assert settings.max_file_bytes == 5497558138880 and settings.grant_sweep_seconds == 5.0
+
+
+def test_a_file_store_needs_the_shared_signing_key(render):
+    with pytest.raises(HelmError, match="uploads.signingKey.secretName is required with a file:// object store"):
+        _cloud(render, "minimal-values", "objectStore.url=file:///data/lake", "uploads.signingKey.secretName=")
+    _pod, api = _container(_cloud(render, "minimal-values", "objectStore.url=file:///data/lake"), "axon-cloud-api", "api")
+    key = next(e for e in api["env"] if e["name"] == "AXON_UPLOAD_SIGNING_KEY")
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "axon-upload-signing", "key": "AXON_UPLOAD_SIGNING_KEY"}  # not optional
+
+
+def test_robots_reach_the_api_ingress_only_over_tls(render):
+    with pytest.raises(HelmError, match="api.ingress.tlsSecretName is required"):
+        _cloud(render, "minimal-values", "api.ingress.enabled=true")
+    rendered = _cloud(render, "minimal-values", "api.ingress.enabled=true", "api.ingress.allowPlainHttp=true")
+    _pod, api = _container(rendered, "axon-cloud-api", "api")
+    assert {e["name"]: e.get("value") for e in api["env"]}["AXON_PUBLIC_API_URL"] == "http://axon.example.com"
+    # no ingress and no publicUrl: the API answers each plan with the URL the robot came in on
+    _pod, api = _container(_cloud(render, "minimal-values"), "axon-cloud-api", "api")
+    assert "AXON_PUBLIC_API_URL" not in {e["name"] for e in api["env"]}
+
+
+@pytest.mark.parametrize("name", ["minimal-values", "multi-robot-values", "production-like-values"])
+def test_the_cloud_chart_assumes_no_robot_path(render, name):
+    """No workload mounts or names a robot's recordings or cache: they arrive through the store only."""
+    for obj in _cloud(render, name):
+        if obj["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        for container in pod.get("containers", []) + pod.get("initContainers", []):
+            names = {e["name"] for e in container.get("env", [])}
+            assert not [n for n in names if n.startswith(("AXON_EDGE_CACHE", "AXON_RECORDER_OUTPUT"))], (obj["metadata"]["name"], names)
+            for mount in container.get("volumeMounts", []):
+                assert "edge" not in mount["mountPath"] and "recording" not in mount["mountPath"], (obj["metadata"]["name"], mount)
+    cm = next(o for o in _cloud(render, name) if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "axon-cloud-env")["data"]
+    assert not [k for k in cm if k.startswith("AXON_EDGE_CACHE")]
+
+
+@pytest.mark.parametrize(("sets", "expected"), [
+    (["dataFlow.stagingRejected=shred"], ["/dataFlow/stagingRejected"]),
+    (["dataFlow.workDir=relative"], ["/dataFlow/workDir"]),
+    (["uploads.grantTtlSeconds=5"], ["/uploads/grantTtlSeconds"]),
+    (["uploads.maxGrantsPerRobot=0"], ["/uploads/maxGrantsPerRobot"]),
+    (["uploads.partBytes=1024"], ["/uploads/partBytes"]),
+    (["uploads.signingKey.value=hunter2"], ["/uploads/signingKey", "value"]),  # a key is never a chart value
+    (["api.publicUrl=axon.example.com"], ["/api/publicUrl"]),
+    (["edgeCache.dir=/data/edge-cache"], ["edgeCache"]),  # the cloud has no edge cache any more
+])
+def test_cloud_schema_refuses_wrong_data_path_values(render, sets, expected):
+    with pytest.raises(HelmError) as err:
+        render("axon-cloud", release="schema-check", sets=tuple(sets))
     message = str(err.value)
     assert "values don't meet the specifications of the schema" in message
     for fragment in expected:

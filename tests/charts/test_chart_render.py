@@ -228,40 +228,46 @@ def test_cloud_env_configmap_carries_the_runtime_contract(render):
     assert d["AXON_RAY_ADDRESS"] == "ray://axon-cloud-ray-head-svc.axon.svc:10001"
     assert d["RAY_AUTH_MODE"] == "token"
     assert d["AXON_KUBERAY_CLUSTER"] == "axon-cloud-ray"
-    assert d["AXON_EDGE_CACHE_DIR"] == "/data/edge-cache"
+    assert d["AXON_DATA_FLOW_DIR"] == "/data/data-flow" and d["AXON_STAGING_REJECTED"] == "delete"
+    # the cloud keeps no cache of robots' recordings: they reach it only through the store's staging area
+    assert not [k for k in d if k.startswith("AXON_EDGE_CACHE")]
 
 
-def test_cache_and_upload_values_reach_the_code_that_reads_them(render, monkeypatch, tmp_path):
+def test_data_flow_and_upload_values_reach_the_code_that_reads_them(render, monkeypatch, tmp_path):
     # A values file, as operators write them (helm's --set would turn 2.5 into a string).
     values = yaml.safe_load((CHARTS_DIR / "axon-cloud" / "ci" / "multi-robot-values.yaml").read_text())
-    values.setdefault("edgeCache", {"dir": "/data/edge-cache"}).update(maxSizeGb=500, policy="fifo", retentionDays=14, deleteAfterUpload=True, releaseSource=True)
-    values["uploads"] = {"bandwidth": {"06:00-22:00": 5000000}, "minBandwidthMbps": 2.5, "maxAttempts": 7, "retryBackoffSeconds": 120}
+    values["dataFlow"] = {"workDir": "/data/data-flow", "stagingRejected": "keep"}
+    values["uploads"] = {"bandwidth": {"06:00-22:00": 5000000}, "minBandwidthMbps": 2.5, "maxAttempts": 7, "retryBackoffSeconds": 120,
+                         "grantTtlSeconds": 1800, "maxGrantsPerRobot": 3}
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
     objects = render("axon-cloud", values_file, release="axon-cloud")
     d = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "axon-cloud-env")["data"]
-    assert (d["AXON_EDGE_CACHE_POLICY"], d["AXON_MAX_UPLOAD_ATTEMPTS"]) == ("fifo", "7")
+    assert (d["AXON_STAGING_REJECTED"], d["AXON_MAX_UPLOAD_ATTEMPTS"], d["AXON_UPLOAD_GRANT_TTL_SECONDS"]) == ("keep", "7", "1800")
     # The rendered strings, read by the code as the code server and run pods read them.
     from axon_dagster.defs.bandwidth import bandwidth_resource_from_env
-    from axon_dagster.defs.resources import resources_from_env
+    from axon_dagster.defs.data_flow.staged import data_flow_policy_from_env
+    from axon_dagster.defs.uploads.sensor import upload_grant_policy_from_env
     from axon_dagster.storage.bandwidth import BandwidthSchedule
 
     for name in ("AXON_ENV", "AXON_CONFIG_FILE"):
         monkeypatch.delenv(name, raising=False)
-    for name, value in {**d, "AXON_EDGE_CACHE_DIR": str(tmp_path / "cache")}.items():
+    for name, value in {**d, "AXON_DATA_FLOW_DIR": str(tmp_path / "data-flow")}.items():
         monkeypatch.setenv(name, value)
-    cache = resources_from_env()["edge_cache"]
-    assert (cache.max_size_gb, cache.policy, cache.retention_days) == (500.0, "fifo", 14.0)
-    assert cache.delete_after_upload is True and cache.release_source is True
+    policy = data_flow_policy_from_env()
+    assert (policy.workdir, policy.staging_rejected, policy.max_attempts) == (str(tmp_path / "data-flow"), "keep", 7)
+    grants = upload_grant_policy_from_env()
+    assert (grants.grant_ttl_seconds, grants.max_grants_per_robot, grants.min_bandwidth_mbps) == (1800, 3, 2.5)
     gate = bandwidth_resource_from_env()
     assert (gate.min_bandwidth_mbps, gate.max_upload_attempts, gate.retry_backoff_seconds) == (2.5, 7, 120.0)
     schedule = BandwidthSchedule.parse(d["AXON_UPLOAD_BANDWIDTH"])
     assert [(w.label, w.rate) for w in schedule.windows] == [("06:00-22:00", 5_000_000)] and schedule.default is None
-    # Defaults: no quota, nothing deleted early, uncapped.
+    # Defaults: one grant per robot for 15 minutes, rejected staging deleted, uncapped.
     d = next(o for o in _cloud(render, "minimal-values") if o["kind"] == "ConfigMap"
              and o["metadata"]["name"] == "axon-cloud-env")["data"]
-    assert "AXON_EDGE_CACHE_MAX_GB" not in d and "AXON_UPLOAD_BANDWIDTH" not in d
-    assert (d["AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD"], d["AXON_EDGE_CACHE_RELEASE_SOURCE"], d["AXON_MIN_BANDWIDTH_MBPS"]) == ("false", "false", "10")
+    assert "AXON_UPLOAD_BANDWIDTH" not in d
+    assert (d["AXON_UPLOAD_GRANT_TTL_SECONDS"], d["AXON_MAX_GRANTS_PER_ROBOT"], d["AXON_STAGING_REJECTED"], d["AXON_MIN_BANDWIDTH_MBPS"]) == (
+        "900", "1", "delete", "10")
 
 
 def test_an_azure_object_store_gets_the_blob_endpoint_not_the_s3_one(render, monkeypatch):

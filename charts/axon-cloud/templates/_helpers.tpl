@@ -166,3 +166,60 @@ app.kubernetes.io/component: {{ . }}
       {{- toYaml . | nindent 6 }}
   {{- end }}
 {{- end }}
+
+{{/* AXON_PUBLIC_API_URL: api.publicUrl, else https://<ingress host> with the ingress on ("" = the request's URL). */}}
+{{- define "axon-cloud.publicApiUrl" -}}
+{{- if .Values.api.publicUrl -}}
+{{- .Values.api.publicUrl }}
+{{- else if .Values.api.ingress.enabled -}}
+{{- printf "%s://%s" (ternary "http" "https" (and .Values.api.ingress.allowPlainHttp (not .Values.api.ingress.tlsSecretName))) .Values.api.ingress.host }}
+{{- end }}
+{{- end }}
+
+{{/* The API's side of robots' uploads: where parts are staged (the object store, with its
+credentials from the runtime Secret, each optional), the part URLs' base and signing key, limits. */}}
+{{- define "axon-cloud.uploadApiEnv" -}}
+{{- $file := hasPrefix "file://" .Values.objectStore.url -}}
+{{- $key := .Values.uploads.signingKey -}}
+{{- if and $file (not $key.secretName) }}
+{{- fail "uploads.signingKey.secretName is required with a file:// object store: every API replica must verify the part URLs another signed" }}
+{{- end }}
+- name: AXON_OBJECT_STORE_URL
+  value: {{ .Values.objectStore.url | quote }}
+{{- with .Values.objectStore.endpointUrl }}
+- name: {{ ternary "AZURE_STORAGE_BLOB_ENDPOINT" "AWS_ENDPOINT_URL" (hasPrefix "az://" $.Values.objectStore.url) }}
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.objectStore.region }}
+- name: AWS_DEFAULT_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- range list "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "AZURE_STORAGE_CONNECTION_STRING" "AZURE_STORAGE_KEY" }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.secrets.runtime.name }}
+      key: {{ . }}
+      optional: true
+{{- end }}
+{{- with include "axon-cloud.publicApiUrl" . }}
+- name: AXON_PUBLIC_API_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- if $key.secretName }}
+- name: AXON_UPLOAD_SIGNING_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $key.secretName }}
+      key: {{ $key.key }}
+      {{- if not $file }}
+      optional: true
+      {{- end }}
+{{- end }}
+- name: AXON_UPLOAD_PART_BYTES
+  value: {{ .Values.uploads.partBytes | int64 | toString | quote }}
+- name: AXON_MAX_RECORDING_FILE_BYTES
+  value: {{ .Values.uploads.maxRecordingFileBytes | int64 | toString | quote }}
+- name: AXON_UPLOAD_GRANT_SWEEP_SECONDS
+  value: {{ .Values.uploads.grantSweepSeconds | toString | quote }}
+{{- end }}
