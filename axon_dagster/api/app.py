@@ -6,56 +6,36 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
-import math
 import os
 import re
 import logging
-import time
 from contextlib import asynccontextmanager, suppress
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 import anyio.to_thread
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from axon_dagster.domain import (
-    DomainError,
-    IllegalTransitionError,
-    InvalidIdError,
-    ManifestError,
     ManualBatch,
-    PlanningError,
-    ReviewDecisionFinal,
     TaskTemplate,
 )
-from axon_dagster.domain.identity import ActorMismatchError, Principal, PrincipalKind, Role, recorded_actor
+from axon_dagster.domain.identity import Principal, PrincipalKind, Role, recorded_actor
 from axon_dagster import control_plane as cp
 from axon_dagster.control_plane.caches import CacheUsageReport
-from axon_dagster.control_plane.errors import (
-    AlreadyExistsError,
-    AuthenticationError,
-    CrossSiteRequestError,
-    InvalidRequestError,
-    NotFoundError,
-    PermissionDeniedError,
-)
 from axon_dagster.control_plane.views import (
     BatchView,
     DatasetView,
     EdgeCacheUsageView,
     EventPage,
-    EventResult,
     OrderView,
     PlanView,
     RegisteredRobot,
     RobotView,
-    TaskPage,
     TaskView,
 )
 from axon_dagster.settings import load_settings
@@ -65,12 +45,14 @@ from axon_dagster.control_plane.persistence import SqlAlchemyUnitOfWork, UnitOfW
 from axon_dagster.control_plane.persistence.engine import POOL_SIZE
 
 from . import schemas
-from .asgi import INT64_MAX, INT64_MIN, BodySizeLimit, SecurityHeaders
+from .asgi import BodySizeLimit, SecurityHeaders
 from .auth import Authenticator, accounts_api, authorize, bearer, current_principal, needs, session_api
 from .auth import pages as auth_pages
 from .review import router as review_router
 from .admin import pages as admin_pages, router as admin_router
-from .fleet_sync import MAX_WAIT_SECONDS, RevisionWatch, RobotTokens, flush_last_seen_forever
+from . import edge_routes
+from .fleet_sync import RevisionWatch, RobotTokens, flush_last_seen_forever
+from .responses import error_response, install_error_handlers, json_response
 from . import uploads as uploads_api
 from .metrics import ControlPlaneMetrics
 from .uploads import StagingArea, sweep_grants_forever
@@ -79,10 +61,6 @@ from .openapi import install_openapi
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
-
-
-class EventResultsResponse(BaseModel):
-    results: list[EventResult]
 
 
 class AssignmentsResponse(BaseModel):
@@ -147,7 +125,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None, 
     # Part uploads stream through their own bounded route (api.uploads), not the JSON body limit.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, passthrough=re.compile(uploads_api.PARTS_PATH))  # type: ignore[arg-type]
     app.add_middleware(SecurityHeaders)  # type: ignore[arg-type]
-    _install_error_handlers(app)
+    install_error_handlers(app)
     install_openapi(app)  # errors as {detail}, 401/403/404/409/413/422 documented
 
     def uow() -> SqlAlchemyUnitOfWork:
@@ -219,7 +197,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None, 
             for m in body.manual_batches or []
         ]
         template = TaskTemplate(task_count=body.task_count, duration_seconds=body.duration_seconds, topics=tuple(body.topics))
-        return _json(PlanView, cp.plan_order(u, order_id, body.strategy, template, manual), status_code=201)
+        return json_response(PlanView, cp.plan_order(u, order_id, body.strategy, template, manual), status_code=201)
 
     @admin.post("/orders/{order_id}/dispatch", response_model=AssignmentsResponse)
     def dispatch_order(order_id: str, body: schemas.DispatchOrder | None = None, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
@@ -245,7 +223,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None, 
         u: SqlAlchemyUnitOfWork = Depends(uow),
     ) -> Any:
         tasks = cp.list_tasks(u, order_id=order_id, batch_id=batch_id, robot_id=robot_id, status=status, limit=limit, offset=offset)
-        return _json(list[TaskView], tasks)
+        return json_response(list[TaskView], tasks)
 
     @admin.get("/tasks/{task_id}", response_model=TaskView)
     def get_task(task_id: str, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
@@ -257,7 +235,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None, 
 
     @admin.get("/events", response_model=EventPage)
     def events_after(after: schemas.Cursor = 0, limit: schemas.Limit = 100, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
-        return _json(EventPage, cp.events_after(u, after, limit))
+        return json_response(EventPage, cp.events_after(u, after, limit))
 
     # ------------------------------------------------------------------ datasets
     @admin.get("/datasets", response_model=list[DatasetView])
@@ -307,47 +285,8 @@ def create_app(database_url: str | None = None, admin_token: str | None = None, 
     def list_cache_usage(u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
         return cp.list_cache_usage(u)
 
-    # ------------------------------------------------------------------ robot side
-    # The two routes every robot calls all the time parse their own input (no dependency
-    # injection, no request model): most of what a request costs is what FastAPI does around it.
-    @edge.get("/tasks", response_model=TaskPage, openapi_extra={"parameters": _PULL_PARAMETERS})
-    async def pull_tasks(request: Request) -> Any:
-        """Query ``after`` (cursor, default 0), ``limit`` (default 100), ``wait`` (seconds, default
-        0). ``wait`` > 0 long-polls: with nothing new for this robot the answer comes when its tasks
-        change or after ``wait`` seconds (an empty page), and the wait costs no database access.
-        ``Server-Timing: wait;dur=<ms>`` says how long the answer was held."""
-        robot = await current_robot(request)
-        query = request.query_params
-        after, limit = _query_number(query, "after", 0, int), _query_number(query, "limit", 100, int)
-        wait = _query_number(query, "wait", 0.0, float)
-        if not 0 <= wait <= MAX_WAIT_SECONDS:
-            raise InvalidRequestError(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds, got {wait!r}")
-        held, known = 0.0, None
-        if wait > 0 and after >= 0:
-            known = watch.known_changed(robot, after)
-            if known is None:  # the watch has not read yet: ask the store once
-                page = await run_in_threadpool(cp.pull_tasks, uow_factory(), robot, after, limit)
-                if page.tasks:
-                    return _json(TaskPage, page)
-            if not known:
-                started = time.monotonic()
-                known = await watch.wait(robot, after, wait)
-                held = time.monotonic() - started
-                if not known:
-                    return _json(TaskPage, TaskPage(tasks=[], cursor=after), headers=_held(held))
-        # The watch saw the revision move: straight to the tasks, no revision read.
-        page = await run_in_threadpool(cp.pull_tasks, uow_factory(), robot, after, limit, bool(known))
-        return _json(TaskPage, page, headers=_held(held))
-
-    @edge.post("/events", response_model=EventResultsResponse, openapi_extra={"requestBody": _PUSH_BODY})
-    async def push_events(request: Request) -> Any:
-        """Body ``{"events": [{event_id, task_id, status, occurred_at?, data?}, ...]}``, applied in
-        order in one transaction."""
-        robot = await current_robot(request)
-        events = cp.parse_events(_edge_events(await request.body()))
-        results = await run_in_threadpool(lambda: cp.apply_events(uow_factory(), robot, events, max_file_bytes=upload_config.max_file_bytes))
-        api_metrics.events_received(robot, (e.occurred_at for e in events), results)
-        return _json(EventResultsResponse, EventResultsResponse(results=results))
+    # ------------------------------------------------------------------ robot side (the hot path: edge_routes)
+    edge_routes.install(edge, current_robot, watch, uow_factory, api_metrics, upload_config.max_file_bytes)
 
     uploads_api.install(app, admin, edge, current_robot)  # grants, uplinks, upload plans, part ingest
 
@@ -363,7 +302,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None, 
                 conn.execute(text("SELECT 1"))
         except Exception as exc:
             log.warning("not ready: database unreachable: %s", exc)
-            return _error(503, f"database unreachable: {exc.__class__.__name__}")
+            return error_response(503, f"database unreachable: {exc.__class__.__name__}")
         return JSONResponse({"status": "ready", "worker": os.getpid()})  # which uvicorn worker answered
 
     def metrics() -> Response:
@@ -389,127 +328,6 @@ def create_app(database_url: str | None = None, admin_token: str | None = None, 
     return app
 
 
-# ---------------------------------------------------------------------- responses
-
 _READY_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"description": "the database does not answer", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 }
-
-_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
-
-
-_EVENT_KEYS = frozenset(schemas.EdgeEvent.model_fields)
-
-
-def _edge_events(body: bytes) -> list[dict[str, Any]]:
-    """The ``events`` of a push body, refused with a clear 422 unless it has exactly that shape."""
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        raise InvalidRequestError("the request body is not JSON") from None
-    if not isinstance(parsed, dict) or set(parsed) != {"events"} or not isinstance(parsed["events"], list):
-        raise InvalidRequestError('the body must be {"events": [{event_id, task_id, status, occurred_at?, data?}, ...]}')
-    for index, item in enumerate(parsed["events"]):
-        if not isinstance(item, dict):
-            raise InvalidRequestError(f"events[{index}] must be an object")
-        unknown = sorted(set(item) - _EVENT_KEYS)
-        if unknown:
-            raise InvalidRequestError(f"events[{index}] has unknown fields {unknown}")
-    return parsed["events"]
-
-
-def _query_number(query: Any, name: str, default: Any, kind: type) -> Any:
-    raw = query.get(name)
-    if raw is None:
-        return default
-    what = "a 64-bit integer" if kind is int else "a finite number"
-    try:
-        value = kind(raw) if len(raw) <= 32 else None
-    except ValueError:
-        value = None
-    if value is None or (kind is int and not INT64_MIN <= value <= INT64_MAX) or (kind is float and not math.isfinite(value)):
-        raise InvalidRequestError(f"{name} must be {what}, got {raw[:40]!r}")
-    return value
-
-
-_INT64 = {"type": "integer", "minimum": 0, "maximum": INT64_MAX}
-_PULL_PARAMETERS = [
-    {"name": "after", "in": "query", "required": False, "schema": {**_INT64, "default": 0},
-     "description": "the cursor: the last revision this robot has (0 at first)"},
-    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 100}},
-    {"name": "wait", "in": "query", "required": False,
-     "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0},
-     "description": "long-poll: seconds to hold the answer while nothing is new"},
-]
-_PUSH_BODY = {
-    "required": True,
-    "content": {"application/json": {"schema": {
-        "type": "object", "required": ["events"], "additionalProperties": False,
-        "properties": {"events": {"type": "array", "items": {
-            "type": "object", "required": ["event_id", "task_id", "status"], "additionalProperties": False,
-            "properties": {
-                "event_id": {"type": "string"}, "task_id": {"type": "string"}, "status": {"type": "string"},
-                "occurred_at": {"type": ["string", "null"], "format": "date-time"},
-                "data": {"type": ["object", "null"]},
-            },
-        }}},
-    }}},
-}
-
-
-def _held(seconds: float) -> dict[str, str]:
-    return {"Server-Timing": f"wait;dur={seconds * 1000:.1f}"}
-
-
-def _json(view_type: Any, value: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """Serialize a (possibly 10,000-task) view straight to JSON bytes in pydantic's Rust core.
-    The route's ``response_model`` still documents the shape; this skips FastAPI's generic
-    validate-then-encode pass, which dominated the time of big answers."""
-    adapter = _ADAPTERS.get(view_type)
-    if adapter is None:
-        adapter = _ADAPTERS[view_type] = TypeAdapter(view_type)
-    return Response(adapter.dump_json(value), status_code=status_code, media_type="application/json", headers=headers)
-
-
-# ---------------------------------------------------------------------- errors
-
-
-def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    """Domain and service errors -> 4xx with ``{"detail": "..."}``. Starlette picks the handler of
-    the most specific class in the exception's MRO, so subclasses win over DomainError."""
-
-    def handler(status: int, headers: dict[str, str] | None = None) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
-        async def handle(request: Request, exc: Exception) -> JSONResponse:
-            log.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
-            return _error(status, str(exc), headers)
-
-        return handle
-
-    app.add_exception_handler(InvalidIdError, handler(422))
-    app.add_exception_handler(PlanningError, handler(422))
-    app.add_exception_handler(ManifestError, handler(422))
-    app.add_exception_handler(InvalidRequestError, handler(422))
-    app.add_exception_handler(IllegalTransitionError, handler(409))
-    app.add_exception_handler(ReviewDecisionFinal, handler(409))
-    app.add_exception_handler(DomainError, handler(409))  # a step the entity's current state refuses
-    app.add_exception_handler(AlreadyExistsError, handler(409))
-    app.add_exception_handler(NotFoundError, handler(404))
-    app.add_exception_handler(AuthenticationError, handler(401, {"WWW-Authenticate": "Bearer"}))
-    app.add_exception_handler(PermissionDeniedError, handler(403))
-    app.add_exception_handler(CrossSiteRequestError, handler(403))
-    app.add_exception_handler(ActorMismatchError, handler(403))
-
-    async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()))
-            problems.append(f"{where}: {err.get('msg', 'invalid')}")
-        detail = "; ".join(problems) or "invalid request"
-        log.info("%s %s -> 422: %s", request.method, request.url.path, detail)
-        return _error(422, detail)
-
-    app.add_exception_handler(RequestValidationError, validation)  # type: ignore[arg-type]

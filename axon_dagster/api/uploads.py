@@ -54,6 +54,7 @@ from axon_dagster.storage.object_stores.signing import KEY_FILE_NAME
 
 from . import schemas
 from .asgi import INT64_MAX
+from .responses import handler
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +190,6 @@ def install(app: Any, admin: APIRouter, edge: APIRouter, current_robot: Callable
             with suppress(Exception):
                 writer.abort()
         return JSONResponse({"number": number, "etag": etag}, headers={"ETag": etag})
-
-    def handler(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
-        async def handle(request: Request, exc: Exception) -> JSONResponse:
-            log.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
-            return JSONResponse({"detail": str(exc)}, status_code=status)
-
-        return handle
 
     app.add_exception_handler(PartSignatureError, handler(403))
     app.add_exception_handler(PartTooLarge, handler(413))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .http import ControlPlaneClient, _seg
+from .admin import ControlPlaneClient
+from .http import _seg
 
 
 class ReviewClient(ControlPlaneClient):

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from .repositories import _unique
+from .records import unique
 from .schema import AccountRow, SessionRow
 
 
@@ -38,7 +38,7 @@ class AccountRepository:
         self._session = session
 
     def add(self, *, name: str, kind: str, role: str, secret_hash: str | None, created_at: datetime) -> None:
-        with _unique("account"):
+        with unique("account"):
             self._session.add(AccountRow(name=name, kind=kind, role=role, secret_hash=secret_hash, created_at=created_at))
             self._session.flush()
 

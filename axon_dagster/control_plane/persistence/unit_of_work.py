@@ -27,16 +27,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from .engine import SQLITE_BEGIN_OPTION
-from .repositories import (
-    BatchRepository,
-    DatasetRepository,
-    EdgeCacheUsageRepository,
-    EventRepository,
-    OrderRepository,
-    RobotRepository,
-    TaskRepository,
-)
+from .dataset_repositories import DatasetRepository, EdgeCacheUsageRepository
+from .fleet_repositories import RobotRepository
 from .identity_repositories import AccountRepository, SessionRepository
+from .order_repositories import BatchRepository, OrderRepository
+from .task_repositories import EventRepository, TaskRepository
 from .upload_repositories import UplinkRepository, UploadGrantRepository, UploadQueueRepository
 from .review_repositories import AuditRepository, BatchReviewRepository, DatasetSearchRepository, ReviewQueueRepository
 
