@@ -3,7 +3,7 @@
 - **From the store at scrape time** (the store is the truth, so gauges are right after a restart
   and equal across API replicas): orders, batches and tasks by status, robots' last-seen time, the
   human review queue (length and oldest age), and each edge cache's last reported usage
-  (``axon_edge_cache_*{cache_id}``).
+  (``axon_edge_cache_*{cache_id}``), datasets by status and the active upload grants.
 - **Counted as events arrive**: status events ingested per robot and result, and the ingest lag
   (receive time minus the event's ``occurred_at`` on the robot) per robot — a growing lag means a
   robot's outbox is draining a backlog.
@@ -54,6 +54,8 @@ STORE_GAUGES = (
     "axon_edge_cache_used_bytes",
     "axon_edge_cache_quota_bytes",
     "axon_edge_cache_pressure",
+    "axon_datasets",
+    "axon_active_upload_grants",
 )
 
 
@@ -151,6 +153,9 @@ class StoreCollector:
             value=snapshot.review_queue_oldest_age_seconds,
         )
         yield from _edge_cache_gauges(snapshot.edge_caches)
+        yield _by_status("axon_datasets", "Datasets by status (GRANTED: its robot may upload it; STAGED: uploaded, verified)",
+                         snapshot.datasets_by_status)
+        yield GaugeMetricFamily("axon_active_upload_grants", "Upload grants robots may use now", value=snapshot.active_upload_grants)
 
 
 def _edge_cache_gauges(caches: dict[str, tuple[int, int | None, bool]]) -> Iterator[Metric]:

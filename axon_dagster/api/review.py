@@ -156,7 +156,8 @@ def _filter_form(request: Request) -> str:
 
 
 def _plot(item: rv.ReviewItem) -> str:
-    path = item.dataset.cache_path or (item.lineage.dataset_path if item.lineage else None)
+    # Only the cloud's own copy (the data flow's cache_path): never a path a robot reported.
+    path = item.dataset.cache_path
     if not path:
         return '<svg xmlns="http://www.w3.org/2000/svg" class="rate-plot" width="640" height="30"><text x="8" y="20">no recording path</text></svg>'
     return rate_plot_svg(path)

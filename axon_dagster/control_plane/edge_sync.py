@@ -163,8 +163,8 @@ def apply_events(uow: UnitOfWork, robot_id: str, events: Sequence[TaskEvent], *,
 
 def recording_of(event: TaskEvent, data: dict[str, Any], max_file_bytes: int = MAX_FILE_BYTES) -> tuple[RecordingManifest | None, EdgeGate] | None:
     """The validated manifest and gate of an EXECUTED event (``None`` for any other event, or an
-    EXECUTED event from a robot that reports neither). ``data`` gets their normalized form. Raises
-    :class:`ManifestError` (a 422) for a manifest naming another task's files, a path, a bad digest..."""
+    EXECUTED event from a robot that reports neither); the event keeps them as the robot sent them.
+    Raises :class:`ManifestError` (a 422) for a manifest naming another task's files, a path, a bad digest..."""
     if event.status is not TaskStatus.EXECUTED or ("manifest" not in data and "gate" not in data):
         return None
     if "gate" not in data:
@@ -174,10 +174,8 @@ def recording_of(event: TaskEvent, data: dict[str, Any], max_file_bytes: int = M
     if data.get("manifest") is not None:
         manifest = RecordingManifest.parse(data["manifest"], task_id=event.task_id, recording_format=data.get("recording_format", "mcap"),
                                            max_file_bytes=max_file_bytes)
-        data["manifest"], data["recording_format"] = manifest.to_dict(), manifest.recording_format
     elif gate.passed:
         raise ManifestError("a recording whose edge gate passed needs its manifest (data.manifest)")
-    data["gate"] = gate.to_dict()
     return manifest, gate
 
 

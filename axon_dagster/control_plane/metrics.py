@@ -38,6 +38,8 @@ def metrics_snapshot(uow: UnitOfWork) -> MetricsSnapshot:
             if r.dataset.reviewed_by is None
         ]
         caches = uow.edge_caches.list()
+        datasets = uow.datasets.status_counts()
+        active_grants = uow.grants.count_active()
     orders = Counter(rollup_of(per_order.get(oid, {})).value for oid in order_ids)
     batches = Counter(rollup_of(per_batch.get(bid, {})).value for bid in batch_ids)
     now = utcnow()
@@ -49,6 +51,8 @@ def metrics_snapshot(uow: UnitOfWork) -> MetricsSnapshot:
         review_queue_length=len(waiting),
         review_queue_oldest_age_seconds=max(((now - d.updated_at).total_seconds() for d in waiting), default=0.0),
         edge_caches={c.cache_id: (c.used_bytes, c.quota_bytes, c.pressure) for c in caches},
+        datasets_by_status={s.value: datasets.get(s.value, 0) for s in DatasetStatus},
+        active_upload_grants=active_grants,
     )
 
 

@@ -321,6 +321,9 @@ class MetricsSnapshot:
     review_queue_oldest_age_seconds: float = 0.0
     # 0003: the last usage report of each edge cache, {cache_id: (used_bytes, quota_bytes | None, pressure)}.
     edge_caches: dict[str, tuple[int, int | None, bool]] = field(default_factory=dict)
+    # 0009: datasets by status (GRANTED: a robot may upload; STAGED: uploaded, waiting for the data flow).
+    datasets_by_status: dict[str, int] = field(default_factory=dict)
+    active_upload_grants: int = 0
 
 
 @dataclass(frozen=True)

@@ -125,8 +125,8 @@ class RecordingManifest:
         _check_names(recording_format, task_id, seen)
         digest = _sha256(data.get("dataset_digest"), "manifest.dataset_digest")
         axon = data.get("axon_checksum_sha256")
-        if axon is not None:
-            axon = _sha256(axon, "manifest.axon_checksum_sha256")
+        if axon is not None:  # Axon's own spelling of the digest: hex in either case
+            axon = _sha256(axon.lower() if isinstance(axon, str) else axon, "manifest.axon_checksum_sha256")
         manifest = cls(recording_format, tuple(files), digest, axon)
         if recording_format == "mcap" and manifest.file(f"{task_id}.mcap").sha256 != digest:
             raise ManifestError(f"manifest.dataset_digest must be the SHA-256 of {task_id}.mcap (the files list another)")

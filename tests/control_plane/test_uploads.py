@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from axon_dagster.api import create_app
 from axon_dagster.client import ControlPlaneClient, ControlPlaneError, EdgeSyncClient
+from axon_dagster import control_plane as cp
 from axon_dagster.control_plane import uploads
 from axon_dagster.control_plane.persistence import UnitOfWorkFactory, make_engine
 from axon_dagster.control_plane.persistence.schema import Base
@@ -123,12 +124,16 @@ def test_a_recording_goes_from_the_robot_to_staging_verified(fleet: Fleet) -> No
     changed = robot.pull_tasks(cursor, 1000)["tasks"]  # the grant moved the task's revision
     assert [t["task_id"] for t in changed] == [task] and changed[0]["upload"]["grant_id"] == grant["grant_id"]
     assert fleet.admin.get_dataset(task)["status"] == "GRANTED"
+    gauges = cp.metrics_snapshot(fleet.uow())  # /metrics: axon_datasets{status}, axon_active_upload_grants
+    assert (gauges.datasets_by_status["GRANTED"], gauges.active_upload_grants) == (1, 1)
 
     plan = robot.upload_plan(task, grant["grant_id"])
     assert {f["name"] for f in plan["files"]} == set(files) and len(plan["files"][0]["parts"]) == 3
     staged = robot.complete_upload(task, grant["grant_id"], _upload(robot, plan, files))
     assert staged["status"] == "STAGED"
     assert robot.complete_upload(task, grant["grant_id"], {})["status"] == "STAGED"  # a replay: the same answer
+    gauges = cp.metrics_snapshot(fleet.uow())
+    assert (gauges.datasets_by_status["STAGED"], gauges.datasets_by_status["GRANTED"], gauges.active_upload_grants) == (1, 0, 0)
     for name, data in files.items():
         assert fleet.store.get_bytes(f"staging/robot-a/{task}/{name}") == data
     assert _pull_upload(robot, task) is None

@@ -123,3 +123,31 @@ def test_a_measured_infinity_in_a_qc_report_travels_as_text():
 
     assert _finite({"checks": [{"value": float("inf")}, {"value": float("nan")}], "score": 0.5}) == {
         "checks": [{"value": "inf"}, {"value": "nan"}], "score": 0.5}
+
+
+def test_hostile_upload_traffic_is_refused_and_changes_nothing(api):
+    """Issue 13's robot routes: uplink reports, upload plans, part PUTs and manifests, each 4xx."""
+    client, robot, counts = api
+    task_id = client.get("/api/v1/tasks").json()[0]["task_id"]
+    before = counts()
+    json_headers = {"content-type": "application/json"}
+    for body in (b'{"mbps": 1e400}', b'{"mbps": NaN}', b'{"mbps": -1}', b'{"mbps": 5, "windows": [{"start": "24:00", "end": "01:00"}]}',
+                 b'{"mbps": 5, "timezone": "../../etc/localtime"}', b'{"mbps": 5, "windows": [' + b'{"start": "01:00", "end": "02:00"},' * 60 + b'{"start": "01:00", "end": "02:00"}]}'):
+        r = robot.put("/api/v1/edge/uplink", content=body, headers=json_headers)
+        assert r.status_code == 422, (body[:60], r.status_code, r.text[:300])
+    for body in (b'{"grant_id": 123}', b'{"grant_id": "g", "extra": 1}', b"[]"):
+        r = robot.post(f"/api/v1/edge/uploads/{task_id}/plan", content=body, headers=json_headers)
+        assert r.status_code == 422, (body, r.status_code, r.text[:300])
+    r = robot.post(f"/api/v1/edge/uploads/{task_id}/plan", json={"grant_id": "g-none"})
+    assert r.status_code == 404, r.text  # no recording reported for the task yet
+    for query in (f"size={HUGE}&expires=1&file=x&upload_id=u&sig=s", "size=1&expires=-1&file=x&upload_id=u&sig=s",
+                  "size=1&expires=1&file=../x&upload_id=u&sig=" + "0" * 64):
+        r = robot.put(f"/api/v1/edge/uploads/{task_id}/parts/1?{query}", content=b"x")
+        assert 400 <= r.status_code < 500, (query, r.status_code, r.text[:300])
+    files = [{"name": f"{task_id}.lance/data/{i}.lance", "size": 1, "sha256": "0" * 64} for i in range(10_001)]
+    manifest = {"events": [{"event_id": "e9", "task_id": task_id, "status": "EXECUTED",
+                            "data": {"recording_format": "lance", "manifest": {"files": files, "dataset_digest": "0" * 64},
+                                     "gate": {"passed": True, "reasons": [], "checks": {}}}}]}
+    r = robot.post("/api/v1/edge/events", content=_dump(manifest), headers=json_headers)
+    assert r.status_code in (413, 422), (r.status_code, r.text[:300])
+    assert counts() == before

@@ -73,6 +73,10 @@ class DatasetRepository:
     def count(self) -> int:
         return self._session.execute(select(func.count()).select_from(DatasetRow)).scalar_one()
 
+    def status_counts(self) -> dict[str, int]:
+        rows = self._session.execute(select(DatasetRow.status, func.count()).group_by(DatasetRow.status))
+        return {status: n for status, n in rows}
+
 
 def _copy_dataset(dataset: Dataset, row: DatasetRow) -> None:
     for col in _DATASET_COLUMNS:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from axon_dagster.domain import DatasetStatus, GrantStatus, UploadGrant
@@ -66,6 +66,10 @@ class UploadGrantRepository:
             .order_by(UploadGrantRow.expires_at, UploadGrantRow.grant_id).limit(limit)
         )
         return [_grant(r) for r in self._session.execute(stmt).scalars()]
+
+    def count_active(self) -> int:
+        stmt = select(func.count()).select_from(UploadGrantRow).where(UploadGrantRow.status == GrantStatus.ACTIVE.value)
+        return self._session.execute(stmt).scalar_one()
 
     def due(self, now: datetime, limit: int) -> list[str]:
         """Ids of ACTIVE grants whose expiry has passed, oldest first."""
