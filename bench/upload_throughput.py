@@ -38,7 +38,7 @@ import boto3  # noqa: E402
 from boto3.s3.transfer import TransferConfig  # noqa: E402
 
 from axon_dagster.storage.bandwidth import RateLimiter, UploadQueue  # noqa: E402
-from axon_dagster.storage.uploader import MultipartUploader  # noqa: E402
+from axon_dagster.storage.object_stores.s3_multipart import MultipartUploader  # noqa: E402
 
 MiB = 1 << 20
 CREDENTIALS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}

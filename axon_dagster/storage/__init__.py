@@ -33,7 +33,8 @@ __all__ = [name for name in dir() if not name.startswith("_")]
 # The uploader and the bandwidth cap are loaded on first use, not with the package: loading them
 # registers the axon_upload_* metrics, which a process that never uploads should not export.
 _LAZY = {
-    "MultipartUploader": "uploader", "UploadError": "uploader", "UploadResult": "uploader", "UploadStateStore": "uploader",
+    "MultipartUploader": "object_stores.s3_multipart", "UploadError": "object_stores.s3_multipart",
+    "UploadResult": "object_stores.s3_multipart", "UploadStateStore": "object_stores.s3_upload_state",
     "BandwidthConfigError": "bandwidth", "BandwidthSchedule": "bandwidth", "ProbeError": "bandwidth",
     "ProbeResult": "bandwidth", "ThroughputLog": "bandwidth", "RateLimiter": "bandwidth", "UploadQueue": "bandwidth",
     "probe_bandwidth": "bandwidth", "shared_rate_limiter": "bandwidth", "shared_queue": "bandwidth",

@@ -200,15 +200,15 @@ def test_a_plan_that_contradicts_the_manifest_sends_nothing(env):
 
 
 def test_rate_cap_holds(tmp_path, s3_client, s3_bucket):
-    from axon_dagster.storage.bandwidth import TokenBucket
+    from axon_dagster.storage.bandwidth import RateLimiter
 
     root = tmp_path / "entry"
     root.mkdir()
     manifest = recording(root, {"t-1.mcap": 6 * MiB})
     db = EdgeDB(tmp_path / "edge.db")
     cap = 3_000_000  # bytes/s
-    bucket = TokenBucket(cap)
-    sender = PartSender(acquire=bucket.acquire, capped=bucket.capped, concurrency=2)
+    limiter = RateLimiter(cap)
+    sender = PartSender(acquire=limiter.acquire, capped=limiter.capped, concurrency=2)
     started = time.monotonic()
     uploader(PresignedPlans(s3_client, s3_bucket, manifest), UploadState(db), sender).upload("t-1", "g-1", root, manifest)
     elapsed = time.monotonic() - started

@@ -97,7 +97,7 @@ def _wait_for(url: str, promql: str, what: str) -> list[dict]:
 
 def test_prometheus_scrapes_fleet_and_upload_series(tmp_path, prometheus_binary, s3_client, s3_bucket):  # noqa: F811
     from axon_dagster.storage.bandwidth import RateLimiter, UploadQueue
-    from axon_dagster.storage.uploader import MultipartUploader
+    from axon_dagster.storage.object_stores.s3_multipart import MultipartUploader
 
     dagster_port = serve_metrics(0, "127.0.0.1")
     with SimulatedFleet(tmp_path / "fleet", robots=1) as fleet:

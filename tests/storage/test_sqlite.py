@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from axon_dagster.storage.sqlite import SchemaTooNew, SQLiteDB
-from axon_dagster.storage.uploader import STATE_MIGRATIONS, UploadStateStore, _UploadRow
+from axon_dagster.storage.object_stores.s3_upload_state import STATE_MIGRATIONS, UploadRow, UploadStateStore
 
 V1 = "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)"
 V2 = "ALTER TABLE items ADD COLUMN size INTEGER NOT NULL DEFAULT 0; CREATE INDEX items_by_name ON items (name)"
@@ -153,7 +153,7 @@ def test_an_unversioned_upload_state_from_before_is_adopted_with_its_rows(tmp_pa
     conn.close()
     assert raw(path, "PRAGMA user_version") == [(0,)]
     state = UploadStateStore(tmp_path / "s")
-    assert state.upload("b", "k") == _UploadRow("up-1", "a" * 64, 10, 5)
+    assert state.upload("b", "k") == UploadRow("up-1", "a" * 64, 10, 5)
     assert raw(path, "PRAGMA user_version") == [(1,)]
 
 

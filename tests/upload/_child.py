@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 
 from axon_dagster.storage.bandwidth import RateLimiter, UploadQueue
-from axon_dagster.storage.uploader import MultipartUploader
+from axon_dagster.storage.object_stores.s3_multipart import MultipartUploader
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
 SESSION = boto3.session.Session()

@@ -23,7 +23,7 @@ from axon_dagster.storage.bandwidth import (
     parse_probe_output,
     probe_bandwidth,
 )
-from axon_dagster.storage.uploader import MultipartUploader
+from axon_dagster.storage.object_stores.s3_multipart import MultipartUploader
 
 from .conftest import MiB, object_sha256
 
@@ -143,7 +143,7 @@ def test_the_cap_holds_within_10_percent_on_a_50_mb_upload_at_5_mb_per_second(s3
                                  queue=UploadQueue(), progress_interval=2.0, on_event=on_event)
     bytes_before = REGISTRY.get_sample_value("axon_upload_bytes_total")
 
-    with caplog.at_level(logging.INFO, logger="axon_dagster.storage.uploader"):
+    with caplog.at_level(logging.INFO, logger="axon_dagster.storage.upload_progress"):
         started = time.monotonic()
         result = uploader.upload_file(path, s3_bucket, "capped.bin", sha256=sha)
         elapsed = time.monotonic() - started

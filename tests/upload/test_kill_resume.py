@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from axon_dagster.storage.uploader import UploadStateStore, part_layout
+from axon_dagster.storage.object_stores.s3_multipart import part_layout
+from axon_dagster.storage.object_stores.s3_upload_state import UploadStateStore
 
 from .conftest import MiB, object_sha256, open_uploads
 

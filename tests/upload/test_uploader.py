@@ -13,13 +13,8 @@ from axon_dagster.storage import S3ObjectStore, Sidecar
 from axon_dagster.storage.bandwidth import RateLimiter, UploadQueue
 from axon_dagster.storage.digest import DigestMismatch, digest_of_files, file_digests
 from axon_dagster.storage.recording import sidecar_path
-from axon_dagster.storage.uploader import (
-    MultipartUploader,
-    UploadStateStore,
-    composite_checksum,
-    fit_part_size,
-    part_layout,
-)
+from axon_dagster.storage.object_stores.s3_multipart import MultipartUploader, composite_checksum, fit_part_size, part_layout
+from axon_dagster.storage.object_stores.s3_upload_state import UploadStateStore
 
 from .conftest import MiB, object_sha256, open_uploads, write_random
 
@@ -210,11 +205,11 @@ def test_part_size_grows_to_fit_ten_thousand_parts():
 
 
 def test_state_survives_reopening(tmp_path):
-    from axon_dagster.storage.uploader import _PartRow, _UploadRow
+    from axon_dagster.storage.object_stores.s3_upload_state import PartRow, UploadRow
 
     state = UploadStateStore(tmp_path / "s")
-    state.start("b", "k", _UploadRow("u1", "a" * 64, 10, PART))
-    state.record_part("u1", 1, _PartRow('"e"', "c", 5))
+    state.start("b", "k", UploadRow("u1", "a" * 64, 10, PART))
+    state.record_part("u1", 1, PartRow('"e"', "c", 5))
     state.close()
     again = UploadStateStore(tmp_path / "s")
     assert again.upload("b", "k").upload_id == "u1" and again.parts("u1")[1].checksum == "c"

@@ -38,6 +38,9 @@ Errors: 404 -> :class:`ObjectNotFound` (a missing container -> :class:`ObjectSto
 connection refused / timeouts -> :class:`ObjectStoreUnavailable`, ``Md5Mismatch`` ->
 :class:`DigestMismatch`, anything else from Azure -> :class:`ObjectStoreError`.
 
+Block uploads are in :mod:`.azure_blocks`, robots' staging uploads in :mod:`.azure_staging`; this module
+(about 450 lines: objects, datasets and their verification records) is the store itself.
+
 Tested here against Azurite (Microsoft's emulator, ``scripts/azurite-deps.sh``) over HTTP, not
 against Azure itself. ``azure-storage-blob`` is imported when a store is built, never at import.
 """
@@ -53,7 +56,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -69,21 +71,14 @@ from .base import (
     validate_key,
     validate_prefix,
 )
-from .azure_staging import AzureStaging
+from .azure_blocks import DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, AzureBlocks, from_azure, to_azure
 
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
-DEFAULT_BLOCK_SIZE = 4 * MiB
-MAX_BLOCK_SIZE = 4000 * MiB  # Azure's limit per block
-MAX_BLOCKS = 50_000  # Azure's limit of committed blocks per blob
 MAX_SINGLE_PUT = 64 * MiB  # above this the SDK would split a Put Blob itself
 DEFAULT_CONCURRENCY = 4
-_CHUNK = MiB
 
-# Azure metadata names must be C# identifiers: "dataset-digest" is stored as "dataset_digest".
-_TO_AZURE = {SHA256_METADATA: "sha256", DIGEST_METADATA: "dataset_digest"}
-_FROM_AZURE = {v: k for k, v in _TO_AZURE.items()}
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
 
@@ -94,12 +89,6 @@ def validate_container(name: object) -> str:
             "starting and ending with a letter or digit, no '--'"
         )
     return name
-
-
-def block_id(index: int, block_size: int, block_sha256: str) -> str:
-    """The block id of block ``index``: deterministic and content-addressed. All ids of a blob
-    have the same length (50 bytes; Azure allows 64); the SDK base64-encodes them on the wire."""
-    return f"{index:06d}-{block_size:010d}-{block_sha256[:32]}"
 
 
 def _retry_policy(base: type, retries: int, backoff: float) -> Any:
@@ -114,15 +103,7 @@ def _retry_policy(base: type, retries: int, backoff: float) -> Any:
     return _Retry(initial_backoff=0, increment_base=2, retry_total=retries)
 
 
-def _to_azure(metadata: Mapping[str, str]) -> dict[str, str]:
-    return {_TO_AZURE.get(k, k.replace("-", "_")): v for k, v in metadata.items()}
-
-
-def _from_azure(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    return {_FROM_AZURE.get(k.lower(), k): v for k, v in (metadata or {}).items()}
-
-
-class AzureBlobObjectStore(AzureStaging):
+class AzureBlobObjectStore(AzureBlocks):
     """Objects in Azure container ``container`` under ``prefix``; see the module docstring.
 
     Give one of ``service_client`` (a ``BlobServiceClient``), ``connection_string``, or
@@ -371,7 +352,7 @@ class AzureBlobObjectStore(AzureStaging):
         """The SHA-256 of what the blob holds: its metadata's, when this ETag was verified to hold
         it; else downloaded and hashed (and the ETag recorded when it matches the metadata)."""
         name = self._full(key)
-        claimed = _from_azure(props.metadata).get(SHA256_METADATA)
+        claimed = from_azure(props.metadata).get(SHA256_METADATA)
         with self._verified_lock:
             held = self._verified.get(name)
         if self.verify == "blocks" and claimed and held == (props.etag, claimed):
@@ -389,7 +370,7 @@ class AzureBlobObjectStore(AzureStaging):
         props = self._props(key)
         if props is None:
             return False
-        meta = _from_azure(props.metadata)
+        meta = from_azure(props.metadata)
         if meta.get(DIGEST_METADATA) != dataset_digest or meta.get(SHA256_METADATA) != sha256:
             return False
         held = self._proven_sha256(key, props) == sha256
@@ -403,7 +384,7 @@ class AzureBlobObjectStore(AzureStaging):
             with open(dest, "wb") as fh:
                 for chunk in downloader.chunks():
                     fh.write(chunk)
-        return _from_azure(downloader.properties.metadata)
+        return from_azure(downloader.properties.metadata)
 
     def _write_verified(self, local_path: Path, key: str, sha256: str, metadata: Mapping[str, str]) -> str:
         name = self._full(key)
@@ -428,7 +409,7 @@ class AzureBlobObjectStore(AzureStaging):
         blob = self._blob(name)
         with self._measured(len(data)):
             resp = blob.upload_blob(
-                data, length=len(data), overwrite=True, metadata=_to_azure(metadata), validate_content=True,
+                data, length=len(data), overwrite=True, metadata=to_azure(metadata), validate_content=True,
                 content_settings=ContentSettings(content_md5=bytearray(md5), content_type=content_type),
             )
         self._record_sent(len(data))
@@ -472,113 +453,6 @@ class AzureBlobObjectStore(AzureStaging):
             except OSError as exc:  # the probe's data is best effort; never fail an upload for it
                 log.debug("could not record throughput: %s", exc)
 
-    def _fit_block_size(self, size: int) -> int:
-        block = self.block_size
-        while -(-size // block) > MAX_BLOCKS:
-            block *= 2
-        if block > MAX_BLOCK_SIZE:
-            raise ObjectStoreError(f"file of {size} bytes is too large for one Azure block blob")
-        return block
-
-    def _held_blocks(self, blob: Any) -> tuple[dict[str, int], list[tuple[str, int]]]:
-        """Blocks Azure holds for the blob: ``({id: size} of all, [(id, size)] committed in order)``."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            committed, uncommitted = blob.get_block_list("all")
-        except ResourceNotFoundError:
-            return {}, []
-        held = {b.id: b.size for b in uncommitted}
-        held.update({b.id: b.size for b in committed})
-        return held, [(b.id, b.size) for b in committed]
-
-    def _put_blocks(self, path: Path, name: str, size: int, sha256: str, metadata: Mapping[str, str]) -> str:
-        from azure.storage.blob import BlobBlock, ContentSettings
-
-        from ..uploader import _Progress
-
-        blob = self._blob(name)
-        uri = f"az://{self.account}/{self.container}/{name}"
-        block_size = self._fit_block_size(size)
-        held, committed = self._held_blocks(blob)
-        progress = _Progress(uri, size, self.progress_interval)
-        ids: list[tuple[str, int]] = []
-        whole, whole_md5 = hashlib.sha256(), hashlib.md5()
-        sent = reused = 0
-        failed: list[BaseException] = []
-        slots = threading.Semaphore(self.concurrency + 1)  # blocks in memory at once
-
-        def stage(bid: str, data: bytes) -> None:
-            try:
-                with self._measured(len(data)):
-                    blob.stage_block(bid, data, length=len(data), validate_content=True)
-            finally:
-                slots.release()
-            self._record_sent(len(data))
-            progress.add(len(data))
-
-        futures: list[Future] = []
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="azure-block") as pool, open(path, "rb") as fh:
-            index = 0
-            while True:
-                data = fh.read(block_size)
-                if not data:
-                    break
-                whole.update(data)
-                whole_md5.update(data)
-                bid = block_id(index, block_size, hashlib.sha256(data).hexdigest())
-                ids.append((bid, len(data)))
-                index += 1
-                if held.get(bid) == len(data):
-                    reused += 1
-                    continue
-                slots.acquire()
-                if (bad := [f for f in futures if f.done() and f.exception() is not None]):
-                    slots.release()
-                    failed.append(bad[0].exception())  # type: ignore[arg-type]
-                    break
-                futures.append(pool.submit(stage, bid, data))
-                sent += 1
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in futures:
-                f.cancel()
-        errors = failed + [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
-        if errors:
-            raise errors[0]
-        if (actual := whole.hexdigest()) != sha256:
-            raise DigestMismatch(f"local file {path} (not what its manifest says); nothing committed", sha256, actual)
-        bytes_sent = sum(n for bid, n in ids if held.get(bid) != n)
-        meta = _to_azure(metadata)
-        props = blob.get_blob_properties() if committed == ids else None
-        if props is not None and _from_azure(props.metadata).get(SHA256_METADATA) == sha256:
-            etag = props.etag  # committed by a run killed before it verified: nothing to commit
-            log.info("%s: blocks already committed; verifying", uri)
-        else:
-            resp = blob.commit_block_list(
-                [BlobBlock(block_id=bid) for bid, _ in ids], metadata=meta,
-                content_settings=ContentSettings(content_md5=bytearray(whole_md5.digest())),
-            )
-            etag = resp["etag"]
-        self._verify_blocks(blob, uri, ids, sha256, etag)
-        self._mark_verified(name, etag, sha256)
-        self._count("files_sent", 1)
-        self._count("bytes_sent", bytes_sent)
-        self._count("blocks_sent", sent)
-        self._count("blocks_reused", reused)
-        log.info("%s; %d blocks sent, %d kept from an earlier run", progress.describe(), sent, reused)
-        return sha256
-
-    def _verify_blocks(self, blob: Any, uri: str, ids: list[tuple[str, int]], sha256: str, etag: str) -> None:
-        committed, _ = blob.get_block_list("committed")
-        props = blob.get_blob_properties()
-        stored = _from_azure(props.metadata).get(SHA256_METADATA) or "missing"
-        if [(b.id, b.size) for b in committed] != ids or props.etag != etag:
-            raise DigestMismatch(f"{uri} after commit (block list or ETag changed)", sha256, stored)
-        if stored != sha256:
-            raise DigestMismatch(f"{uri} after commit (metadata)", sha256, stored)
-        if self.verify == "reread" and (actual := self._reread_sha256(blob.blob_name)) != sha256:
-            raise DigestMismatch(f"{uri} after commit (re-read)", sha256, actual)
-
     # --- errors
 
     @contextmanager
@@ -618,56 +492,3 @@ class AzureBlobObjectStore(AzureStaging):
 def _code(exc: Any) -> str:
     code = getattr(exc, "error_code", None)
     return str(getattr(code, "value", code) or "")
-
-
-# --------------------------------------------------------------------------- from a URL
-
-CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
-ACCOUNT_KEY_ENV = "AZURE_STORAGE_KEY"
-ENDPOINT_ENV = "AZURE_STORAGE_BLOB_ENDPOINT"
-
-
-def _connection_string_fields(conn: str) -> dict[str, str]:
-    return {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in conn.split(";") if "=" in p)}
-
-
-def azure_store_from_url(url: str, endpoint_url: str | None = None, environ: Mapping[str, str] | None = None, **options: Any) -> AzureBlobObjectStore:
-    """``az://<account>/<container>/<prefix>``. Credentials from ``AZURE_STORAGE_CONNECTION_STRING``
-    (its account must be ``<account>``) or the account key in ``AZURE_STORAGE_KEY``; the endpoint
-    from ``endpoint_url``, ``AZURE_STORAGE_BLOB_ENDPOINT`` (Azurite:
-    ``http://127.0.0.1:10000/devstoreaccount1``), the connection string, or
-    ``https://<account>.blob.core.windows.net``. Raises ValueError (nothing built) without them."""
-    from urllib.parse import unquote, urlsplit
-
-    env = os.environ if environ is None else environ
-    parts = urlsplit(url)
-    if parts.scheme != "az":
-        raise ValueError(f"not an Azure Blob URL: {url!r}")
-    if parts.query or parts.fragment:
-        raise ValueError(f"invalid object store URL {url!r}: no query or fragment allowed")
-    account = parts.netloc
-    if not re.fullmatch(r"[a-z0-9]{3,24}", account or ""):
-        raise ValueError(f"invalid object store URL {url!r}: expected az://<account>/<container>/<prefix>, account of 3-24 a-z/0-9")
-    container, _, prefix = unquote(parts.path).lstrip("/").partition("/")
-    validate_container(container)
-    endpoint = endpoint_url or env.get(ENDPOINT_ENV) or None
-    conn = env.get(CONNECTION_STRING_ENV) or ""
-    key = env.get(ACCOUNT_KEY_ENV) or ""
-    if conn:
-        fields = _connection_string_fields(conn)
-        if fields.get("accountname") and fields["accountname"] != account:
-            raise ValueError(f"{CONNECTION_STRING_ENV} is for account {fields['accountname']!r}, but the URL {url!r} names {account!r}")
-        if endpoint is None:
-            return AzureBlobObjectStore(container, prefix, connection_string=conn, **options)
-        key = key or fields.get("accountkey", "")
-        if not key and fields.get("sharedaccesssignature"):
-            return AzureBlobObjectStore(container, prefix, account_url=endpoint, credential=fields["sharedaccesssignature"], **options)
-    if not key:
-        raise ValueError(
-            f"no credentials for {url!r}: set {CONNECTION_STRING_ENV} (a storage connection string) "
-            f"or {ACCOUNT_KEY_ENV} (the account key of {account!r}); {ENDPOINT_ENV} overrides the endpoint (e.g. Azurite)"
-        )
-    return AzureBlobObjectStore(
-        container, prefix, account_url=endpoint or f"https://{account}.blob.core.windows.net",
-        credential={"account_name": account, "account_key": key}, **options,
-    )

@@ -123,7 +123,7 @@ class S3ObjectStore(S3Staging):
         """The multipart uploader (built on first use; its state lives in ``state_dir``)."""
         with self._uploader_lock:
             if self._uploader is None:
-                from ..uploader import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MultipartUploader
+                from .s3_multipart import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MultipartUploader
 
                 args = self._uploader_args
                 self._uploader = MultipartUploader(
@@ -312,7 +312,7 @@ class S3ObjectStore(S3Staging):
         full = self._full(key)
         size = local_path.stat().st_size
         if size >= self.multipart_threshold:
-            from ..uploader import UploadError
+            from .s3_multipart import UploadError
 
             try:
                 with self._errors(key):

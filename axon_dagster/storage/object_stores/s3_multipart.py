@@ -22,18 +22,21 @@ One file goes up as an S3 multipart upload:
 - **No strays**: multipart uploads for the same key that are not the one in the state (left by a
   process killed between CreateMultipartUpload and writing the state, or by an old layout) are
   aborted.
-- **Bandwidth**: every block of every request is drawn from a :class:`~.bandwidth.RateLimiter`
+- **Bandwidth**: every block of every request is drawn from a :class:`~..bandwidth.RateLimiter`
   just before it goes on the wire (a botocore ``before-send`` hook wraps the body), so the cap
   holds for all uploads of the process together; progress (bytes, rate, ETA) is logged and
   exported as Prometheus metrics; measured link throughput feeds the bandwidth probe.
 
 boto3 is imported only by the caller that builds the client; this module never imports it.
+
+Over 400 lines on purpose: it is one resumable-upload algorithm (state, resume, strays,
+verification) whose invariants are easier to check in one place; its state
+(:mod:`.s3_upload_state`), wire bodies (:mod:`.s3_wire`) and progress live beside it.
 """
 
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import io
 import logging
@@ -48,17 +51,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import metrics
-from .bandwidth import ThroughputLog, RateLimiter, UploadQueue, shared_rate_limiter, shared_queue
-from .digest import DigestMismatch
-from .sqlite import SQLiteDB
+from ..bandwidth import RateLimiter, ThroughputLog, UploadQueue, shared_queue, shared_rate_limiter
+from ..digest import DigestMismatch
+from ..upload_progress import UploadProgress
+from .s3_upload_state import PartRow, UploadRow, UploadStateStore
+from .s3_wire import WireBody, WireSend, current_send, sending_as
+from .staging import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, MiB
 
 log = logging.getLogger(__name__)
 
-MiB = 1 << 20
-MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
-MAX_PART_SIZE = 5 * 1024 * MiB
-MAX_PARTS = 10_000
 DEFAULT_PART_SIZE = 8 * MiB
 DEFAULT_CONCURRENCY = 4
 SHA256_METADATA = "sha256"
@@ -101,216 +102,6 @@ def fit_part_size(size: int, part_size: int) -> int:
     if math.ceil(size / part_size) <= MAX_PARTS:
         return part_size
     return math.ceil(size / MAX_PARTS / MiB) * MiB
-
-
-# --------------------------------------------------------------------------- state
-
-
-@dataclass(frozen=True)
-class _UploadRow:
-    upload_id: str
-    sha256: str
-    size: int
-    part_size: int
-
-
-@dataclass(frozen=True)
-class _PartRow:
-    etag: str
-    checksum: str
-    size: int
-
-
-_STATE_SCHEMA_V1 = """
-    CREATE TABLE IF NOT EXISTS uploads (
-        bucket TEXT NOT NULL, key TEXT NOT NULL, upload_id TEXT NOT NULL, sha256 TEXT NOT NULL,
-        size INTEGER NOT NULL, part_size INTEGER NOT NULL, created_at REAL NOT NULL,
-        PRIMARY KEY (bucket, key));
-    CREATE TABLE IF NOT EXISTS parts (
-        upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, etag TEXT NOT NULL,
-        checksum TEXT NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (upload_id, part_number));
-    CREATE TABLE IF NOT EXISTS completed (
-        bucket TEXT NOT NULL, key TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
-        checksum TEXT NOT NULL, verified_at REAL NOT NULL, PRIMARY KEY (bucket, key))
-"""
-STATE_MIGRATIONS = (_STATE_SCHEMA_V1,)  # version 1 = the unversioned layout before it (adopted as is)
-
-
-class UploadStateStore:
-    """``state_dir/uploads.db``: in-progress uploads, their finished parts, and verified objects
-    (schema-versioned through :class:`~.sqlite.SQLiteDB`)."""
-
-    def __init__(self, state_dir: str | os.PathLike):
-        self.dir = Path(state_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "locks").mkdir(exist_ok=True)
-        self.path = self.dir / "uploads.db"
-        # FULL: a part counts as done only once its row is on disk.
-        self._db = SQLiteDB(self.path, migrations=STATE_MIGRATIONS, name="upload state", synchronous="FULL", row_factory=None)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
-        return self._db.query(sql, args)
-
-    def upload(self, bucket: str, key: str) -> _UploadRow | None:
-        rows = self._q("SELECT upload_id, sha256, size, part_size FROM uploads WHERE bucket = ? AND key = ?", (bucket, key))
-        return _UploadRow(*rows[0]) if rows else None
-
-    def start(self, bucket: str, key: str, row: _UploadRow) -> None:
-        self._q(
-            "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (bucket, key, row.upload_id, row.sha256, row.size, row.part_size, time.time()),
-        )
-
-    def parts(self, upload_id: str) -> dict[int, _PartRow]:
-        rows = self._q("SELECT part_number, etag, checksum, size FROM parts WHERE upload_id = ?", (upload_id,))
-        return {n: _PartRow(etag, checksum, size) for n, etag, checksum, size in rows}
-
-    def record_part(self, upload_id: str, part_number: int, part: _PartRow) -> None:
-        self._q("INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?, ?)", (upload_id, part_number, part.etag, part.checksum, part.size))
-
-    def drop(self, bucket: str, key: str, upload_id: str | None) -> None:
-        with self._db.transaction() as db:
-            db.execute("DELETE FROM uploads WHERE bucket = ? AND key = ?", (bucket, key))
-            if upload_id:
-                db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
-
-    def complete(self, bucket: str, key: str, sha256: str, size: int, checksum: str, upload_id: str | None) -> None:
-        with self._db.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO completed VALUES (?, ?, ?, ?, ?, ?)", (bucket, key, sha256, size, checksum, time.time()))
-            db.execute("DELETE FROM uploads WHERE bucket = ? AND key = ?", (bucket, key))
-            if upload_id:
-                db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
-
-    def completed_checksum(self, bucket: str, key: str, sha256: str, size: int) -> str | None:
-        rows = self._q("SELECT checksum FROM completed WHERE bucket = ? AND key = ? AND sha256 = ? AND size = ?", (bucket, key, sha256, size))
-        return rows[0][0] if rows else None
-
-    def in_progress(self) -> list[tuple[str, str, str]]:
-        return self._q("SELECT bucket, key, upload_id FROM uploads ORDER BY created_at")
-
-    @contextmanager
-    def key_lock(self, bucket: str, key: str) -> Iterator[None]:
-        """One uploader per key across processes: a second one waits instead of aborting the
-        first one's upload as a stray."""
-        name = hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:32]
-        with open(self.dir / "locks" / f"{name}.lock", "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-# --------------------------------------------------------------------------- the wire
-
-
-@dataclass
-class _Send:
-    """What the current thread is sending: set around one request, read by the before-send hook."""
-
-    owner: "MultipartUploader"
-    progress: "_Progress"
-    part_number: int | None = None
-    sent: int = 0
-    waited: float = 0.0
-
-
-_tls = threading.local()
-
-
-class _WireBody(io.RawIOBase):
-    """The request body as it goes on the wire: every block draws tokens from the rate limiter first,
-    then counts as sent (progress, metrics).
-
-    Hot path: http.client asks for 8-16 KiB at a time; this hands out up to ``BLOCK`` bytes per
-    call (http.client sends whatever a read returns) and, while the link is uncapped, settles
-    progress and metrics every ``FLUSH`` bytes instead of per block."""
-
-    BLOCK = 64 * 1024
-    FLUSH = 1024 * 1024
-
-    def __init__(self, inner: Any, send: _Send):
-        super().__init__()
-        self._inner = inner
-        self._send = send
-        self._pending = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        self._flush()
-        return self._inner.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._inner.tell()
-
-    def _flush(self) -> None:
-        n, self._pending = self._pending, 0
-        if n:
-            self._send.progress.add(n)
-            metrics.record_sent(n)
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._inner.read(max(size, self.BLOCK) if size is not None and size >= 0 else -1)
-        n = len(chunk)
-        send = self._send
-        if not n:
-            self._flush()
-            return chunk
-        owner = send.owner
-        if owner.rate_limiter.capped():
-            send.waited += owner.rate_limiter.acquire(n)
-            self._pending += n
-            self._flush()
-        else:
-            self._pending += n
-            if self._pending >= self.FLUSH:
-                self._flush()
-        send.sent += n
-        if owner.on_event is not None and send.part_number is not None:
-            self._flush()
-            owner.on_event("part_bytes", {"part": send.part_number, "sent": send.sent})
-        return chunk
-
-    def readinto(self, b: Any) -> int:
-        chunk = self._inner.read(len(b))
-        b[: len(chunk)] = chunk
-        return len(chunk)
-
-
-class _Progress:
-    """Bytes, rate and ETA of one upload, logged every ``interval`` seconds."""
-
-    def __init__(self, label: str, total: int, interval: float):
-        self.label, self.total, self.interval = label, total, interval
-        self.sent = 0
-        self.started = time.monotonic()
-        self._last_log = self.started
-        self._lock = threading.Lock()
-
-    def add(self, n: int) -> None:
-        with self._lock:
-            self.sent += n
-            now = time.monotonic()
-            if now - self._last_log < self.interval:
-                return
-            self._last_log = now
-        log.info("%s", self.describe())
-
-    def describe(self) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        rate = self.sent / elapsed
-        left = max(self.total - self.sent, 0)
-        eta = f"{left / rate:.1f}s" if rate > 0 else "unknown"
-        pct = 100.0 * self.sent / self.total if self.total else 100.0
-        return f"upload {self.label}: {self.sent / 1e6:.1f}/{self.total / 1e6:.1f} MB ({pct:.0f}%), {rate / 1e6:.2f} MB/s, ETA {eta}"
 
 
 # --------------------------------------------------------------------------- results
@@ -356,8 +147,8 @@ class _Job:
     key: str
     upload_id: str
     server_parts: dict[int, dict[str, Any]]
-    recorded: dict[int, _PartRow]
-    progress: _Progress
+    recorded: dict[int, PartRow]
+    progress: UploadProgress
     sums: dict[int, bytes] = field(default_factory=dict)
     etags: dict[int, str] = field(default_factory=dict)
     sent_parts: list[int] = field(default_factory=list)
@@ -421,36 +212,32 @@ class MultipartUploader:
             self.on_event(name, info)
 
     def _before_send(self, request: Any, **_: Any) -> None:
-        send: _Send | None = getattr(_tls, "send", None)
+        send = current_send()
         if send is None or send.owner is not self or request.body is None:
             return None
-        if not isinstance(request.body, _WireBody):
+        if not isinstance(request.body, WireBody):
             body = request.body
             if isinstance(body, (bytes, bytearray)):
                 body = io.BytesIO(body)
-            request.body = _WireBody(body, send)
+            request.body = WireBody(body, send)
         return None  # None: botocore sends the request itself
 
     @contextmanager
-    def sending(self, progress: _Progress, part_number: int | None = None) -> Iterator[_Send]:
+    def sending(self, progress: UploadProgress, part_number: int | None = None) -> Iterator[WireSend]:
         """Route the requests this thread makes meanwhile through the cap, progress and metrics."""
-        send = _Send(self, progress, part_number)
-        _tls.send = send
-        try:
+        with sending_as(WireSend(self, progress, part_number)) as send:
             yield send
-        finally:
-            _tls.send = None
 
     def put_object_capped(self, label: str, size: int, **put_kwargs: Any) -> dict[str, Any]:
         """A single PutObject, sent through the cap like every part."""
-        progress = _Progress(label, size, self.progress_interval)
+        progress = UploadProgress(label, size, self.progress_interval)
         started = time.monotonic()
         with self.sending(progress) as send:
             response = self.client.put_object(**put_kwargs)
         self._record_throughput(send, time.monotonic() - started)
         return response
 
-    def _record_throughput(self, send: _Send, seconds: float) -> None:
+    def _record_throughput(self, send: WireSend, seconds: float) -> None:
         """One probe sample per request of at least 1 MiB (a small request measures latency, not
         the link)."""
         link_seconds = seconds - send.waited
@@ -596,7 +383,7 @@ class MultipartUploader:
             if self.checksums:
                 kwargs["ChecksumAlgorithm"] = "SHA256"
             upload_id = self.client.create_multipart_upload(**kwargs)["UploadId"]
-            row = _UploadRow(upload_id, sha256, size, part_size)
+            row = UploadRow(upload_id, sha256, size, part_size)
             self.state.start(bucket, key, row)
             self._event("created", upload_id=upload_id)
         recorded = self.state.parts(row.upload_id)
@@ -605,7 +392,7 @@ class MultipartUploader:
             log.info("%s: resuming upload %s (%d of %d parts held by the store)", label, row.upload_id[:16], len(server_parts), len(layout))
 
         to_send = sum(length for n, _, length in layout if n not in server_parts)
-        job = _Job(bucket, key, row.upload_id, server_parts, recorded, _Progress(label, to_send, self.progress_interval))
+        job = _Job(bucket, key, row.upload_id, server_parts, recorded, UploadProgress(label, to_send, self.progress_interval))
         full = self._send_parts(path, layout, job)
         if full != sha256:
             self._abort(bucket, key, row.upload_id)
@@ -681,7 +468,7 @@ class MultipartUploader:
         if held is not None and self._reusable(held, job.recorded.get(n), data, b64):
             etag = held["ETag"]
             if n not in job.recorded:
-                self.state.record_part(job.upload_id, n, _PartRow(etag, b64, len(data)))
+                self.state.record_part(job.upload_id, n, PartRow(etag, b64, len(data)))
             with job.lock:
                 job.etags[n] = etag
                 job.reused_parts.append(n)
@@ -700,7 +487,7 @@ class MultipartUploader:
         if self.checksums and response.get("ChecksumSHA256") not in (None, b64):
             raise DigestMismatch(f"part {n} of s3://{job.bucket}/{job.key} (checksum the store computed)", b64, response["ChecksumSHA256"])
         etag = response["ETag"]
-        self.state.record_part(job.upload_id, n, _PartRow(etag, b64, len(data)))
+        self.state.record_part(job.upload_id, n, PartRow(etag, b64, len(data)))
         with job.lock:
             job.etags[n] = etag
             job.sent_parts.append(n)
@@ -709,7 +496,7 @@ class MultipartUploader:
         self._event("part_done", part=n, parts_done=done)
 
     @staticmethod
-    def _reusable(held: Mapping[str, Any], recorded: _PartRow | None, data: bytes, b64: str) -> bool:
+    def _reusable(held: Mapping[str, Any], recorded: PartRow | None, data: bytes, b64: str) -> bool:
         """Is the part the store holds exactly these bytes?"""
         if held.get("Size") != len(data):
             return False
@@ -719,7 +506,7 @@ class MultipartUploader:
             return recorded.checksum == b64
         return held["ETag"].strip('"') == hashlib.md5(data).hexdigest()
 
-    def _finish_completed(self, path: Path, bucket: str, key: str, sha256: str, size: int, row: _UploadRow,
+    def _finish_completed(self, path: Path, bucket: str, key: str, sha256: str, size: int, row: UploadRow,
                           head: dict[str, Any] | None, label: str, started: float) -> UploadResult | None:
         """The upload in the state no longer exists. If the object is there, it was completed by a
         run killed before verifying it: verify it now against the local file (read, not sent)."""
