@@ -25,6 +25,11 @@ from axon_dagster.domain import utcnow
 from axon_dagster.settings.uploads import UploadApiSettings
 from axon_dagster.storage.object_stores import LocalDirObjectStore
 
+try:
+    from tests.s3_fixture import s3_bucket, s3_client, s3_server  # noqa: F401  (fixtures)
+except ImportError:  # run from inside tests/
+    from s3_fixture import s3_bucket, s3_client, s3_server  # type: ignore[no-redef]  # noqa: F401
+
 ADMIN = "uploads-admin-token"
 PART = 1024  # small parts: several per file
 
@@ -317,3 +322,44 @@ def test_bad_upload_requests_get_clear_4xx_and_change_nothing(fleet: Fleet) -> N
         robot.complete_upload(task, grant["grant_id"], {f["name"]: [{"number": 1, "etag": '"' + "0" * 32 + '"'}] for f in plan["files"]})
     assert unsent.value.status_code == 409
     assert fleet.admin.get_dataset(task)["status"] == "GRANTED"
+
+
+def test_uploads_into_an_s3_staging_area_through_presigned_urls_resume_after_expiry(
+    sqlite_url: str, serve_app: Callable[[Any], Any], s3_server: Any, s3_client: Any, s3_bucket: str
+) -> None:
+    """The same path against a real S3 endpoint (moto over HTTP): the robot PUTs parts to pre-signed
+    UploadPart URLs (never with its token), a re-issued grant finds part 1 through ListParts."""
+    from axon_dagster.storage.object_stores import S3ObjectStore
+
+    store = S3ObjectStore(s3_bucket, prefix="cloud", client=s3_client)
+    five_mib = 5 * 1024 * 1024
+    settings = UploadApiSettings(object_store_url=f"s3://{s3_bucket}/cloud", part_size=five_mib)
+    server = serve_app(create_app(database_url=sqlite_url, admin_token=ADMIN, staging_store=store, upload_settings=settings))
+    admin = ControlPlaneClient(server.url, token=ADMIN)
+    robot = EdgeSyncClient(server.url, admin.register_robot("robot-a")["token"])
+    admin.create_order("o-1", "warehouse", ["pick"])
+    admin.plan_order("o-1", task_count=1)
+    (task,) = admin.dispatch_order("o-1", ["robot-a"])
+    files = _recording(task, size=five_mib + 123_456)
+    _execute(robot, task, {"manifest": _manifest(files, task), "gate": _passed()})
+    grant = admin.grant_upload(task, ttl_seconds=60)
+    plan = robot.upload_plan(task, grant["grant_id"])
+    name = f"{task}.mcap"
+    mcap = next(f for f in plan["files"] if f["name"] == name)
+    assert [p["size"] for p in mcap["parts"]] == [five_mib, 123_456] and mcap["parts"][0]["url"].startswith(s3_server.url)
+    _upload(robot, plan, files, skip={(name, 2)})  # part 1 only; then the robot is offline past the grant
+    engine = make_engine(sqlite_url)
+    try:
+        assert uploads.expire_grants(UnitOfWorkFactory(engine)(), now=utcnow() + timedelta(seconds=61)) == 1
+    finally:
+        engine.dispose()
+    again = admin.grant_upload(task)
+    resumed = robot.upload_plan(task, again["grant_id"])
+    mcap = next(f for f in resumed["files"] if f["name"] == name)
+    assert [p["number"] for p in mcap["done_parts"]] == [1]  # ListParts: the same multipart upload
+    staged = robot.complete_upload(task, again["grant_id"], _upload(robot, resumed, files))
+    assert staged["status"] == "STAGED"
+    body = s3_client.get_object(Bucket=s3_bucket, Key=f"cloud/staging/robot-a/{task}/{name}")["Body"].read()
+    assert body == files[name]
+    admin.close()
+    robot.close()
