@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps ros2-msgs demo dev test bench-control bench-fleet bench-upload bench-qc bench-rpc bench-ingest clean kind-up tilt
+.PHONY: install system-deps demo-deps ros2-msgs demo dev test bench-control bench-fleet bench-upload bench-qc bench-rpc bench-ingest bench-e2e clean kind-up tilt
 
 install: $(INSTALLED)
 
@@ -24,6 +24,11 @@ system-deps:
 	bash scripts/prometheus-deps.sh
 	bash scripts/azurite-deps.sh
 	bash scripts/ros2-deps.sh
+	bash scripts/demo-deps.sh
+
+# As root: useradd and setfacl, so the demo runs each robot and the cloud as OS users of their own.
+demo-deps:
+	bash scripts/demo-deps.sh
 
 # The ROS 2 interface package of the recorder's services (rosidl, from the .srv files), built into
 # the venv's axon-build/ cache; a no-op while it is up to date (rebuilt when a .srv changes).
@@ -31,7 +36,7 @@ ros2-msgs: install
 	bash scripts/ros2-deps.sh
 	$(PY) -m axon_dagster.recorder.ros2_build
 
-demo: install $(if $(findstring ros2,$(DEMO_ARGS)),ros2-msgs)
+demo: install demo-deps $(if $(findstring ros2,$(DEMO_ARGS)),ros2-msgs)
 	$(PY) -m axon_dagster.cli demo $(DEMO_ARGS)
 
 dev: install ros2-msgs
@@ -61,6 +66,11 @@ bench-upload: install
 # and decoded with the mcap reader alone (last line: ratio of times; data under /tmp, deleted).
 bench-ingest: install
 	$(PY) bench/ingest.py $(BENCH_ARGS)
+
+# Stop of recording -> published for a ~1 GB recording (robot and cloud as the demo runs them) vs
+# the plain upload + the plain ingest of the same file (last line: ratio of times; data under /tmp).
+bench-e2e: install demo-deps
+	$(PY) bench/e2e.py $(BENCH_ARGS)
 
 # Median get_status round trip over ROS 2, ROS 1 and Axon's HTTP RPC against the simulator
 # (last line: ratio of ROS 2 to HTTP).
