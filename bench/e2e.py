@@ -143,7 +143,7 @@ def plain_upload(mcap: Path, root: Path) -> float:
     """One streamed HTTP PUT of the file to a receiver process that writes and fsyncs it."""
     import httpx
 
-    from axon_dagster.demo.fleet import free_port
+    from axon_dagster.demo.processes import free_port
 
     port = free_port()
     target = root / "plain-upload.bin"

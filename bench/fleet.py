@@ -60,7 +60,7 @@ import httpx  # noqa: E402
 from axon_dagster.client import ControlPlaneClient  # noqa: E402
 from axon_dagster.api.server import default_workers  # noqa: E402
 from axon_dagster.domain import utcnow  # noqa: E402
-from axon_dagster.demo.fleet import free_port, wait_healthy  # noqa: E402
+from axon_dagster.demo.processes import free_port, wait_healthy  # noqa: E402
 from axon_dagster import control_plane as cp  # noqa: E402
 from axon_dagster.control_plane.persistence import make_engine, upgrade  # noqa: E402
 from axon_dagster.control_plane.persistence.bulk import insert_rows  # noqa: E402

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
-from axon_dagster.demo.fleet import free_port, wait_for_log_line, wait_healthy  # noqa: E402
+from axon_dagster.demo.processes import free_port, wait_for_log_line, wait_healthy  # noqa: E402
 from axon_dagster.recorder.axon_http import AxonHttpRecorder  # noqa: E402
 from axon_dagster.recorder.ros2_env import load_srv_module, reserve_domain_id  # noqa: E402
 

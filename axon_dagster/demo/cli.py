@@ -12,7 +12,7 @@ from pathlib import Path
 from axon_dagster.settings import Env
 
 from .driver import DEFAULT_ISOLATION, DEFAULT_RECORDING_FORMAT
-from .fleet import stop_on_signals
+from .processes import stop_on_signals
 
 STATUS_ORDER = ("PENDING", "READY", "ASSIGNED", "EXECUTING", "EXECUTED", "UPLOADED", "FAILED", "CANCELLED")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from axon_dagster.settings import Env, child_environ
 
-from .fleet import stop_on_signals
+from .processes import stop_on_signals
 
 # How long ``dagster dev`` gets to stop its webserver, daemon and code servers after SIGINT.
 DAGSTER_STOP_SECONDS = 30.0

@@ -21,7 +21,7 @@ from sqlalchemy import event
 from axon_dagster.api import create_app
 from axon_dagster.client import ControlPlaneClient, EdgeSyncClient
 from axon_dagster.domain import TaskEvent, TaskStatus, TaskTemplate
-from axon_dagster.demo.fleet import free_port, wait_healthy
+from axon_dagster.demo.processes import free_port, wait_healthy
 from axon_dagster import control_plane as cp
 from axon_dagster.control_plane.persistence import UnitOfWorkFactory
 

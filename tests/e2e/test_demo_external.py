@@ -79,7 +79,8 @@ def test_a_bad_external_recorder_spec_is_refused_before_anything_starts(tmp_path
 
 
 def test_an_external_recorder_that_does_not_answer_is_a_clear_error(tmp_path):
-    from axon_dagster.demo.fleet import ExternalRecorder, SimulatedFleet, free_port
+    from axon_dagster.demo.fleet import ExternalRecorder, SimulatedFleet
+    from axon_dagster.demo.processes import free_port
 
     dead = ExternalRecorder.parse(f"robot-1=http://127.0.0.1:{free_port()},{tmp_path / 'rec'}")
     with pytest.raises(RuntimeError, match="does not answer GET /health"):

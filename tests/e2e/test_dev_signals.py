@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from axon_dagster.demo.fleet import free_port
+from axon_dagster.demo.processes import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from axon_dagster.client import ControlPlaneClient
-from axon_dagster.demo.fleet import free_port, wait_healthy
+from axon_dagster.demo.processes import free_port, wait_healthy
 
 ADMIN = "admin-token-for-worker-metrics"
 

@@ -23,7 +23,8 @@ from obs_support import RULES
 
 from axon_dagster.client import ControlPlaneClient
 from axon_dagster.demo.collectors import SimulatedCollector
-from axon_dagster.demo.fleet import SimulatedFleet, free_port
+from axon_dagster.demo.fleet import SimulatedFleet
+from axon_dagster.demo.processes import free_port
 from axon_dagster.observability import serve_metrics
 try:
     from tests.s3_fixture import s3_bucket, s3_client, s3_server  # noqa: F401  (fixtures)

@@ -19,6 +19,10 @@ Content faults (:class:`.synthetic.Faults`) shape what is written: drops, a stal
 topics, a clock jump, NaN values, an image size/encoding change, header-stamp skew, a sidecar whose
 counts lie, every topic going silent before the finish, a truncated file. Generation is streamed window by window: memory stays flat however
 long the recording.
+
+Longer than ~400 lines on purpose: it follows Axon's writer step by step (schemas, channels,
+metadata records, the size patch, sidecar, ``.done``), and one module keeps that side by side
+with the reference it imitates.
 """
 
 from __future__ import annotations

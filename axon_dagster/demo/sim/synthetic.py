@@ -8,6 +8,9 @@ after writing — so inspection and the data flow can be exercised against them.
 
 Rows are generated and written one time window at a time, so a long recording never needs all its
 rows in memory.
+
+Just over ~400 lines: the Lance-era writer and its fault injection are one concept (every fault is
+applied in the same window loop), kept together.
 """
 
 from __future__ import annotations
