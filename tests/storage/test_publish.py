@@ -68,3 +68,25 @@ def test_nothing_is_published_when_a_source_is_missing(store) -> None:
     with pytest.raises(ValueError, match="invalid sha256"):
         publish_copy(store, STAGED, LAKE, "ABC")
     assert store.list_keys("warehouse/") == []
+
+
+def test_s3_verifies_the_copy_from_the_checksum_s3_computes_without_reading_it_back(s3_client, s3_bucket) -> None:
+    try:
+        from tests.s3_fixture import S3RequestLog
+    except ModuleNotFoundError:
+        from s3_fixture import S3RequestLog  # type: ignore[no-redef]
+
+    store = S3ObjectStore(s3_bucket, prefix="cloud", client=s3_client)
+    data = os.urandom(6 * 1024 * 1024 + 3)
+    upload_id = store.start_multipart(STAGED)  # staged as robots do: multipart, no checksum of its own
+    etags = {n: s3_client.upload_part(Bucket=s3_bucket, Key=f"cloud/{STAGED}", UploadId=upload_id, PartNumber=n, Body=body)["ETag"]
+             for n, body in ((1, data[:5 * 1024 * 1024]), (2, data[5 * 1024 * 1024:]))}
+    store.complete_multipart(STAGED, upload_id, etags)
+    requests = S3RequestLog(s3_client)
+    publish_copy(store, STAGED, LAKE, hashlib.sha256(data).hexdigest())
+    assert requests.count("CopyObject") == 1 and requests.count("GetObject") == 0
+    assert store.get_bytes(LAKE) == data
+    requests.clear()
+    with pytest.raises(DigestMismatch, match="the copy was deleted"):
+        publish_copy(store, STAGED, LAKE + ".2", hashlib.sha256(b"other").hexdigest())
+    assert requests.count("GetObject") == 0 and not store.exists(LAKE + ".2")

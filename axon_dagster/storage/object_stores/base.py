@@ -99,6 +99,25 @@ class ObjectStore(StagingUploads):
         """Delete the object at ``key``; False if there was none."""
         raise NotImplementedError
 
+    def copy_verified(self, src_key: str, dst_key: str, sha256: str) -> str:
+        """:meth:`copy_object`, then the copy's SHA-256 must be ``sha256``: returned, else the copy
+        is deleted and :class:`DigestMismatch` says so. Backends that learn the copy's digest
+        from the copy itself (S3) skip reading it back."""
+        if not is_sha256_hex(sha256):
+            raise ValueError(f"invalid sha256 {sha256!r} for {src_key}: expected 64 lowercase hex digits")
+        self.copy_object(src_key, dst_key)
+        return self._keep_copy_if(src_key, dst_key, sha256, self.sha256_of(dst_key))
+
+    def _keep_copy_if(self, src_key: str, dst_key: str, sha256: str, actual: str) -> str:
+        if actual == sha256:
+            return actual
+        try:
+            self.delete(dst_key)
+            outcome = "the copy was deleted"
+        except ObjectStoreError as exc:
+            outcome = f"deleting the copy failed too: {exc}"
+        raise DigestMismatch(f"{self.uri_for(dst_key)} copied from {self.uri_for(src_key)} ({outcome})", sha256, actual)
+
     def list_keys(self, prefix: str = "") -> list[str]:
         raise NotImplementedError
 

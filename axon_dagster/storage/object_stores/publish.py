@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from ..digest import DigestMismatch
 from .base import ObjectStore, is_sha256_hex
-from .errors import ObjectNotFound, ObjectStoreError
+from .errors import ObjectNotFound
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +36,10 @@ def verify_staged(store: ObjectStore, key: str, sha256: str) -> str:
 
 
 def publish_copy(store: ObjectStore, src_key: str, dst_key: str, sha256: str) -> str:
-    """Copy ``src_key`` to ``dst_key`` server-side and verify the copy holds ``sha256``; returns
-    the copy's URI. On a mismatch the copy is deleted and :class:`DigestMismatch` says so."""
-    expected = _sha(sha256, src_key)
-    store.copy_object(src_key, dst_key)
-    actual = store.sha256_of(dst_key)
-    if actual != expected:
-        try:
-            store.delete(dst_key)
-            outcome = "the copy was deleted"
-        except ObjectStoreError as exc:
-            outcome = f"deleting the copy failed too: {exc}"
-        raise DigestMismatch(f"{store.uri_for(dst_key)} copied from {store.uri_for(src_key)} ({outcome})", expected, actual)
+    """Copy ``src_key`` to ``dst_key`` server-side and verify the copy holds ``sha256``
+    (:meth:`~.base.ObjectStore.copy_verified`); returns the copy's URI. On a mismatch the copy is
+    deleted and :class:`DigestMismatch` says so."""
+    actual = store.copy_verified(src_key, dst_key, _sha(sha256, src_key))
     log.info("published %s -> %s (sha256 %s)", store.uri_for(src_key), store.uri_for(dst_key), actual)
     return store.uri_for(dst_key)
 

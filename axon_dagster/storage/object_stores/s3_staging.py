@@ -10,11 +10,14 @@ above 5 GiB, S3's limit of one copy) and deletes the staging prefix (with any up
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
+from .base import is_sha256_hex
 from .errors import ObjectNotFound
 from .remote import RemoteObjectStore
 from .staging import (
@@ -40,6 +43,7 @@ class S3Staging(RemoteObjectStore):
 
     client: Any
     bucket: str
+    checksums: bool
     copy_threshold: int = 5 * GiB  # S3's largest CopyObject; above it UploadPartCopy
     copy_part_size: int = 1 * GiB
 
@@ -117,14 +121,33 @@ class S3Staging(RemoteObjectStore):
         raise NotImplementedError
 
     def copy_object(self, src_key: str, dst_key: str) -> None:
+        self._copy(src_key, dst_key)
+
+    def copy_verified(self, src_key: str, dst_key: str, sha256: str) -> str:
+        """One CopyObject asking S3 for the copy's SHA-256 (a full-object checksum S3 computes
+        while copying): no read-back. Above 5 GiB, or without checksums (GCS), read back."""
+        if not is_sha256_hex(sha256):
+            raise ValueError(f"invalid sha256 {sha256!r} for {src_key}: expected 64 lowercase hex digits")
+        actual = self._copy(src_key, dst_key) or self._reread_sha256(dst_key)
+        return self._keep_copy_if(src_key, dst_key, sha256, actual)
+
+    def _copy(self, src_key: str, dst_key: str) -> str | None:
+        """Copy; returns the copy's SHA-256 hex when S3 computed it, else None."""
         src, dst = self._full(src_key), self._full(dst_key)
         with self._errors(src_key):
             size = self.client.head_object(Bucket=self.bucket, Key=src)["ContentLength"]
         source = {"Bucket": self.bucket, "Key": src}
         if size <= self.copy_threshold:
+            checksum = {"ChecksumAlgorithm": "SHA256"} if self.checksums else {}
             with self._errors(dst_key):
-                self.client.copy_object(Bucket=self.bucket, Key=dst, CopySource=source, MetadataDirective="COPY")
-            return
+                resp = self.client.copy_object(Bucket=self.bucket, Key=dst, CopySource=source, MetadataDirective="COPY", **checksum)
+            value = resp.get("CopyObjectResult", {}).get("ChecksumSHA256") if checksum else None
+            if not value or "-" in value:  # a composite "...-N" is not the object's SHA-256
+                return None
+            try:
+                return base64.b64decode(value, validate=True).hex()
+            except (binascii.Error, ValueError):
+                return None
         part = max(self.copy_part_size, -(-size // MAX_PARTS))
         with self._errors(dst_key):
             upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=dst)["UploadId"]
@@ -142,6 +165,7 @@ class S3Staging(RemoteObjectStore):
             self.abort_multipart(dst_key, upload_id)
             raise
         log.info("copied %s to %s in %d parts", self.uri_for(src_key), self.uri_for(dst_key), len(etags))
+        return None
 
     def delete_prefix(self, prefix: str) -> int:
         prefix = deletable_prefix(prefix)
