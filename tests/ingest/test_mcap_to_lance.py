@@ -336,3 +336,32 @@ def test_files_hashed_while_lance_writes_them_match_a_hash_after_the_write(tmp_p
     data_files = list((result.dataset_path / "data").iterdir())
     assert len(data_files) >= 3
     assert result.sidecar.files == file_digests(result.dataset_path)
+
+
+@pytest.mark.parametrize("target, max_rows", [(64 << 10, 65536), (8 << 20, 7)])
+def test_batches_split_at_their_limits_and_keep_every_payload(tmp_path, monkeypatch, target, max_rows):
+    """Payloads are copied into each batch's buffer as they come: a message bigger than a batch gets
+    a batch of its own, a batch closes at its row limit, and every row keeps its bytes and columns."""
+    import axon_dagster.ingest.mcap_to_lance as m
+    from mcap.reader import make_reader
+
+    monkeypatch.setattr(m, "TARGET_BATCH_BYTES", target)
+    monkeypatch.setattr(m, "MAX_BATCH_ROWS", max_rows)
+    msgs = [Msg("/imu", "sensor_msgs/msg/Imu", T0_NS + i * 5_000_000, {"angular_velocity": (0.1 * i, 0.0, 0.0)}) for i in range(40)]
+    msgs += [Msg("/cam", "sensor_msgs/msg/Image", T0_NS + i * 33_000_000 + 1, {"width": 320, "height": 240, "fill": i}) for i in range(6)]  # 230 kB
+    w = write_axon_mcap(tmp_path / "rec", "t", sorted(msgs, key=lambda x: x.log_time_ns))
+    with open(w.mcap_path, "rb") as fh:
+        raw = [(c.topic, msg.sequence, msg.data) for _, c, msg in make_reader(fh).iter_messages(log_time_order=False)]
+    stats: dict = {}
+    batches = list(m.record_batches(w.mcap_path, stats))
+    sizes = [sum(len(p) for p in b.column("payload").to_pylist()) for b in batches]
+    assert all(b.num_rows <= max_rows for b in batches)
+    assert all(size <= target or b.num_rows == 1 for b, size in zip(batches, sizes))
+    if target < 230_000:
+        assert sum(1 for b, size in zip(batches, sizes) if size > target) == 6  # each frame alone
+    rows = [r for b in batches for r in b.to_pylist()]
+    assert [(r["topic"], r["sequence"], r["payload"]) for r in rows] == raw and stats["rows"] == len(raw) == 46
+    assert [(r["width"], r["height"], r["encoding"]) for r in rows if r["topic"] == "/cam"] == [(320, 240, "rgb8")] * 6
+    imu = [r for r in rows if r["topic"] == "/imu"]
+    assert [r["angular_velocity"][0] for r in imu] == pytest.approx([0.1 * i for i in range(40)])
+    assert all(r["width"] is None and r["orientation"] == [0.0, 0.0, 0.0, 1.0] for r in imu)
