@@ -1,14 +1,14 @@
 """``axon-edge run``: the robot-side agent as a process.
 
-Every option defaults from its environment variable (docs/contracts.md), so a k3s pod only sets
-env; a required one that is missing from both is a clear error (exit 2).
+Every option defaults from its environment variable (docs/contracts.md; read through
+:mod:`axon_edge.settings`, the agent's only reader of its environment), so a k3s pod only sets env;
+a required one that is missing from both, or a bad value, is a clear error (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import Sequence
 
@@ -18,27 +18,19 @@ from .errors import EdgeError
 # Re-exported for programs that host agents (the demo): ``from axon_edge.cli import start_agent_in_thread``.
 from .agent import DEFAULT_LONG_POLL_SECONDS, MAX_LONG_POLL_SECONDS
 from .runner import DEFAULT_POLL_INTERVAL, DEFAULT_PORT, run_agent, start_agent_in_thread
+from .settings import REQUIRED_ENV, DataPathSettings, environment
 
 __all__ = ["main", "run_agent", "start_agent_in_thread"]
 
 log = logging.getLogger("axon_edge")
 
-# option -> (environment variable, required)
-_ENV = {
-    "robot_id": ("AXON_ROBOT_ID", True),
-    "control_plane_url": ("AXON_CONTROL_PLANE_URL", True),
-    "token": ("AXON_ROBOT_TOKEN", True),
-    "data_dir": ("AXON_EDGE_DATA_DIR", True),
-    "recorder_url": ("AXON_RECORDER_URL", False),  # required with --recorder-transport http
-    "port": ("AXON_EDGE_PORT", False),
-}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="axon-edge", description="The axon-dagster edge agent (one per robot).")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the agent until SIGTERM/SIGINT")
-    env = os.environ.get
+    env = environment().get
     run.add_argument("--robot-id", default=env("AXON_ROBOT_ID"), help="this robot's id [AXON_ROBOT_ID]")
     run.add_argument(
         "--control-plane-url", default=env("AXON_CONTROL_PLANE_URL"), help="control-plane API [AXON_CONTROL_PLANE_URL]"
@@ -108,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     missing = [
-        f"--{name.replace('_', '-')} (or {var})" for name, (var, required) in _ENV.items() if required and not getattr(args, name)
+        f"--{name.replace('_', '-')} (or {var})" for name, (var, required) in REQUIRED_ENV.items() if required and not getattr(args, name)
     ]
     if args.recorder_transport == "http" and not args.recorder_url:
         missing.append("--recorder-url (or AXON_RECORDER_URL), needed by --recorder-transport http")
@@ -135,12 +127,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Ros2Unavailable as exc:
             parser.error(f"ROS 2 (--recorder-transport/--teleop ros2): {exc}")
     try:
-        access = load_access(os.environ, pin_file=args.collector_pin_file, debug_routes=args.debug_routes)
+        access = load_access(environment(), pin_file=args.collector_pin_file, debug_routes=args.debug_routes)
     except (OSError, ValueError) as exc:
         parser.error(f"collector PIN: {exc}")
     if not is_loopback(args.host) and access.collector_credential is None:
         parser.error(f"--host {args.host} exposes the collector page and teleop beyond this robot: set a collector PIN "
                      "(AXON_COLLECTOR_PIN, AXON_COLLECTOR_PIN_FILE or --collector-pin-file)")
+    try:
+        data_path = DataPathSettings.from_env()
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return run_agent(
@@ -159,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             supervision_interval=supervision_interval,
             long_poll_seconds=long_poll,
             recorder_output_dir=args.recorder_output_dir or None,
+            data_path=data_path,
         )
     except (EdgeError, ValueError, OSError) as exc:
         log.error("%s", exc)

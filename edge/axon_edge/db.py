@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,16 +29,18 @@ from axon_dagster.domain import (
     utcnow,
     validate_id,
 )
+from axon_dagster.storage.sqlite import SQLiteDB
 
 from .errors import InvalidRequest, UnknownTask
 
 log = logging.getLogger(__name__)
 
+# Schema versions (PRAGMA user_version, through axon_dagster.storage.sqlite):
 # 1: tasks, orders, batches, outbox, sync_state. 2: uploads, upload_parts (axon_edge.upload.state).
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5_000
 
-_SCHEMA = """
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS orders (
     order_id    TEXT PRIMARY KEY,
     scene       TEXT NOT NULL,
@@ -108,6 +108,9 @@ CREATE TABLE IF NOT EXISTS sync_state (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+"""
+
+_SCHEMA_V2 = """
 CREATE TABLE IF NOT EXISTS uploads (
     task_id       TEXT PRIMARY KEY,
     grant_id      TEXT NOT NULL,
@@ -134,6 +137,8 @@ CREATE TABLE IF NOT EXISTS upload_parts (
     PRIMARY KEY (task_id, file_name, upload_id, number)
 );
 """
+
+MIGRATIONS = (_SCHEMA_V1, _SCHEMA_V2)
 
 PULL_CURSOR_KEY = "pull_cursor"
 
@@ -324,71 +329,36 @@ class EdgeDB:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves so every write is one explicit
-        # transaction that takes the write lock up front (no upgrade deadlocks).
-        self._conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        # One connection behind a lock; WAL + synchronous=NORMAL is durable across process crashes,
+        # only a power cut may lose the last transactions (the outbox replays are idempotent anyway).
+        # Every write is one BEGIN IMMEDIATE transaction (the write lock up front: no upgrade deadlocks).
+        self._sql = SQLiteDB(
+            self.path, migrations=MIGRATIONS, name="edge task database", require_wal=True,
+            busy_timeout_s=BUSY_TIMEOUT_MS / 1000,
         )
-        self._conn.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise RuntimeError(f"SQLite refused WAL mode for {self.path} (got {mode})")
-        # NORMAL is durable across process crashes in WAL mode; only a power cut may lose the
-        # last transactions, and the outbox replays are idempotent anyway.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        self._migrate()
-
-    def _migrate(self) -> None:
-        with self._tx() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} has schema version {version}, newer than this agent's {SCHEMA_VERSION}"
-                )
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._sql.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
-                self._conn.execute("COMMIT")
+    def _tx(self):
+        return self._sql.transaction()
 
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self):
         """One write transaction (BEGIN IMMEDIATE) for the agent's other stores on this database."""
-        with self._tx() as conn:
-            yield conn
+        return self._sql.transaction()
 
-    @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield self._conn
+    def read(self):
+        """The connection, for reads (held under the lock)."""
+        return self._sql.reading()
 
     def pragma(self, name: str) -> Any:
-        with self._lock:
-            return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+        return self._sql.pragma(name)
 
     # ------------------------------------------------------------------ tasks
 
     def get_task(self, task_id: str) -> LocalTask:
-        with self._lock:
-            row = self._conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        with self.read() as conn:
+            row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
         if row is None:
             raise UnknownTask(task_id)
         return LocalTask.from_row(row)
@@ -397,18 +367,18 @@ class EdgeDB:
         query, args = "SELECT * FROM tasks", ()
         if status is not None:
             query, args = query + " WHERE status = ?", (status.value,)
-        with self._lock:
-            rows = self._conn.execute(query + " ORDER BY priority DESC, created_at, task_id", args).fetchall()
+        with self.read() as conn:
+            rows = conn.execute(query + " ORDER BY priority DESC, created_at, task_id", args).fetchall()
         return [LocalTask.from_row(r) for r in rows]
 
     def tasks_with_pending_command(self) -> list[LocalTask]:
-        with self._lock:
-            rows = self._conn.execute("SELECT * FROM tasks WHERE pending_command IS NOT NULL").fetchall()
+        with self.read() as conn:
+            rows = conn.execute("SELECT * FROM tasks WHERE pending_command IS NOT NULL").fetchall()
         return [LocalTask.from_row(r) for r in rows]
 
     def status_counts(self) -> dict[TaskStatus, int]:
-        with self._lock:
-            rows = self._conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall()
+        with self.read() as conn:
+            rows = conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall()
         counts = {s: 0 for s in TaskStatus}
         counts.update({TaskStatus(status): n for status, n in rows})
         return counts
@@ -523,7 +493,8 @@ class EdgeDB:
                         outcome.new_task_ids.append(task.task_id)
                     continue
                 local = LocalTask.from_row(row)
-                metadata = {**local.metadata, "cloud_status": cloud_status.value}
+                # The cloud's upload grant for the task's recording ({grant_id, expires_at} or None).
+                metadata = {**local.metadata, "cloud_status": cloud_status.value, "upload": _grant(extra.get("upload"))}
                 conn.execute(
                     "UPDATE tasks SET cloud_revision = MAX(cloud_revision, ?), metadata = ?, priority = ? "
                     "WHERE task_id = ?",
@@ -559,7 +530,11 @@ class EdgeDB:
             log.warning("adopting task %s in cloud status %s (not seen locally before)", task.task_id, cloud_status.value)
         now = _iso(utcnow())
         skills = json.dumps(list(task.skills))
-        metadata = {"requirements": extra.get("requirements") or {}, "cloud_status": cloud_status.value}
+        metadata = {
+            "requirements": extra.get("requirements") or {},
+            "cloud_status": cloud_status.value,
+            "upload": _grant(extra.get("upload")),
+        }
         conn.execute(
             "INSERT INTO tasks (task_id, order_id, batch_id, scene, sub_scene, skills, status, config_path, "
             "dataset_path, robot_id, data_collector_id, created_at, uploaded, metadata, duration_seconds, "
@@ -607,13 +582,13 @@ class EdgeDB:
         self._refresh_rollups(conn, task.order_id, task.batch_id)
 
     def list_orders(self) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._conn.execute("SELECT * FROM orders ORDER BY created_at, order_id").fetchall()
+        with self.read() as conn:
+            rows = conn.execute("SELECT * FROM orders ORDER BY created_at, order_id").fetchall()
         return [{**dict(r), "skills": json.loads(r["skills"])} for r in rows]
 
     def list_batches(self) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._conn.execute("SELECT * FROM batches ORDER BY created_at, batch_id").fetchall()
+        with self.read() as conn:
+            rows = conn.execute("SELECT * FROM batches ORDER BY created_at, batch_id").fetchall()
         return [{**dict(r), "skills": json.loads(r["skills"])} for r in rows]
 
     # ------------------------------------------------------------------ sync state
@@ -624,22 +599,22 @@ class EdgeDB:
         return row[0] if row else None
 
     def pull_cursor(self) -> int:
-        with self._lock:
-            return int(self._get_state(self._conn, PULL_CURSOR_KEY) or 0)
+        with self.read() as conn:
+            return int(self._get_state(conn, PULL_CURSOR_KEY) or 0)
 
     # ------------------------------------------------------------------ outbox (robot -> cloud)
 
     def undelivered_events(self, limit: int = 100) -> list[OutboxEvent]:
         """The oldest undelivered events, in the order they happened."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self.read() as conn:
+            rows = conn.execute(
                 "SELECT * FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT ?", (limit,)
             ).fetchall()
         return [OutboxEvent.from_row(r) for r in rows]
 
     def outbox(self) -> list[OutboxEvent]:
-        with self._lock:
-            rows = self._conn.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+        with self.read() as conn:
+            rows = conn.execute("SELECT * FROM outbox ORDER BY id").fetchall()
         return [OutboxEvent.from_row(r) for r in rows]
 
     def record_delivery(self, results: Sequence[tuple[str, str, str | None]]) -> None:
@@ -665,11 +640,11 @@ class EdgeDB:
             )
 
     def outbox_backlog(self) -> OutboxBacklog:
-        with self._lock:
-            count, oldest = self._conn.execute(
+        with self.read() as conn:
+            count, oldest = conn.execute(
                 "SELECT COUNT(*), MIN(occurred_at) FROM outbox WHERE delivered_at IS NULL"
             ).fetchone()
-            rejected = self._conn.execute("SELECT COUNT(*) FROM outbox WHERE result = 'rejected'").fetchone()[0]
+            rejected = conn.execute("SELECT COUNT(*) FROM outbox WHERE result = 'rejected'").fetchone()[0]
         return OutboxBacklog(count=count, oldest_occurred_at=_parse_time(oldest), rejected=rejected)
 
 
@@ -703,6 +678,14 @@ def _parse_pulled(raw: Mapping[str, Any], robot_id: str) -> tuple[Task, TaskStat
     task.robot_id = robot_id
     extra = {
         key: raw.get(key)
-        for key in ("requirements", "config_path", "dataset_path", "data_collector_id", "failure_reason", "created_at")
+        for key in ("requirements", "config_path", "dataset_path", "data_collector_id", "failure_reason", "created_at", "upload")
     }
     return task, task.status, revision, extra
+
+
+def _grant(raw: Any) -> dict[str, str] | None:
+    """A pulled task's upload grant as stored (only its id and expiry; anything malformed is none)."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("grant_id"), str) or not raw["grant_id"]:
+        return None
+    expires_at = raw.get("expires_at")
+    return {"grant_id": raw["grant_id"], "expires_at": expires_at if isinstance(expires_at, str) else ""}

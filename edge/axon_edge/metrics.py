@@ -23,16 +23,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from axon_dagster.domain import utcnow
 
-if TYPE_CHECKING:
-    from .agent import EdgeAgent
+
+
+class ObservedAgent(Protocol):
+    """What the scrape-time collector reads of an agent (``axon_edge.agent.EdgeAgent``; a protocol,
+    so that this module does not import the agent that imports it)."""
+
+    robot_id: str
+    db: Any
+    health: Any
 
 # Recorder RPCs are local (same host): most answer in milliseconds, a stuck one hits the client
 # timeout (seconds). Buckets span both.
@@ -72,9 +79,34 @@ class EdgeMetrics:
             ["robot_id", "command", "result"],
             registry=self.registry,
         )
-        # The agent does not own an edge cache today (staging runs in the data flow); whoever does
-        # on this robot sets the probe and the gauges appear. Until then they are absent, not 0,
-        # so an "edge cache near quota" alert cannot be fooled by a fake zero.
+        # The uploader's instruments (it calls the hooks below: part_sent, part_skipped, retry, finished).
+        self.upload_bytes = Counter(
+            "axon_edge_upload_bytes",  # exposed as axon_edge_upload_bytes_total
+            "Bytes of recordings this robot uploaded (parts the store confirmed)",
+            ["robot_id"], registry=self.registry,
+        )
+        self.upload_parts = Counter(
+            "axon_edge_upload_parts",
+            "Upload parts by result: sent (and verified) or skipped (the store already held them)",
+            ["robot_id", "result"], registry=self.registry,
+        )
+        self.upload_retries = Counter(
+            "axon_edge_upload_retries",
+            "Upload retries: a part sent again after a transient failure (part) or a new plan (replan)",
+            ["robot_id", "kind"], registry=self.registry,
+        )
+        self.uploads = Counter(
+            "axon_edge_uploads",
+            "Upload attempts by outcome (completed, failed, grant_unusable, stopped)",
+            ["robot_id", "outcome"], registry=self.registry,
+        )
+        self.upload_throughput = Gauge(
+            "axon_edge_upload_throughput_bytes_per_second",
+            "Throughput of the last completed upload (what the robot reports as its uplink)",
+            ["robot_id"], registry=self.registry,
+        )
+        # The agent's edge cache sets the probe (axon_edge.agent); without one the gauges are
+        # absent, not 0, so an "edge cache near quota" alert cannot be fooled by a fake zero.
         self.edge_cache_probe: EdgeCacheProbe | None = None
         self._collector: EdgeAgentCollector | None = None
 
@@ -106,10 +138,27 @@ class EdgeMetrics:
             raise
         self.teleop_commands.labels(self.robot_id, label, "ok").inc()
 
+    # upload observer (axon_edge.upload.uploader.UploadObserver)
+
+    def part_sent(self, size: int, seconds: float) -> None:
+        self.upload_bytes.labels(self.robot_id).inc(size)
+        self.upload_parts.labels(self.robot_id, "sent").inc()
+
+    def part_skipped(self, size: int) -> None:
+        self.upload_parts.labels(self.robot_id, "skipped").inc()
+
+    def retry(self, reason: str) -> None:
+        self.upload_retries.labels(self.robot_id, reason).inc()
+
+    def finished(self, result: Any, outcome: str) -> None:
+        self.uploads.labels(self.robot_id, outcome).inc()
+        if result is not None and result.bytes_sent:
+            self.upload_throughput.labels(self.robot_id).set(result.throughput_bytes_per_second)
+
     def instrument(self, recorder: Any) -> "TimedRecorder":
         return TimedRecorder(recorder, self)
 
-    def attach(self, agent: "EdgeAgent") -> CollectorRegistry:
+    def attach(self, agent: ObservedAgent) -> CollectorRegistry:
         """Register the scrape-time collector for ``agent`` once; returns the registry to serve."""
         if self._collector is None:
             self._collector = EdgeAgentCollector(agent)
@@ -147,7 +196,7 @@ class TimedRecorder:
 class EdgeAgentCollector(Collector):
     """Gauges computed from the agent's database and health at scrape time."""
 
-    def __init__(self, agent: "EdgeAgent"):
+    def __init__(self, agent: ObservedAgent):
         self.agent = agent
 
     def describe(self) -> Iterator[Metric]:
@@ -266,7 +315,7 @@ def _gauge(name: str, documentation: str, robot: list[str], value: float) -> Gau
     return family
 
 
-def metrics_registry(agent: "EdgeAgent") -> CollectorRegistry:
+def metrics_registry(agent: ObservedAgent) -> CollectorRegistry:
     """The registry ``/metrics`` serves for ``agent`` (its own: several agents can share a process).
     Agents built without :class:`EdgeMetrics` (older callers) get the scrape-time gauges only."""
     metrics = getattr(agent, "metrics", None)

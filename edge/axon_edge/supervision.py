@@ -23,15 +23,26 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from axon_dagster.domain import TaskStatus
 from axon_dagster.recorder.protocol import RecorderError
 
 from .errors import EdgeError, RecorderFailure
 
-if TYPE_CHECKING:
-    from .agent import EdgeAgent
+
+
+class SupervisedAgent(Protocol):
+    """What supervision needs of the agent (``axon_edge.agent.EdgeAgent``; a protocol, so that this
+    module does not import the agent that imports it)."""
+
+    db: Any
+    recorder: Any
+    _recorder_lock: Any
+
+    def stop_recording(self, task_id: str) -> Any: ...
+    def release_recorder(self, task_id: str) -> bool: ...
+    def _fail(self, task_id: str, reason: str) -> Any: ...
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +60,7 @@ class _Watch:
 class RecordingSupervisor:
     def __init__(
         self,
-        agent: "EdgeAgent",
+        agent: SupervisedAgent,
         *,
         interval: float = DEFAULT_INTERVAL,
         unreachable_polls: int = DEFAULT_UNREACHABLE_POLLS,

@@ -19,12 +19,17 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .errors import EdgeError
 
-if TYPE_CHECKING:
-    from .agent import EdgeAgent
+
+
+class TeleopTarget(Protocol):
+    """What a teleop listener drives (``axon_edge.agent.EdgeAgent``)."""
+
+    def teleop(self, task_id: str, command: str) -> Any: ...
+    def wake(self) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,7 @@ class RosTeleopListener:
 
     def __init__(
         self,
-        agent: "EdgeAgent",
+        agent: TeleopTarget,
         *,
         generation: str = "ros1",
         command_topic: str = COMMAND_TOPIC,

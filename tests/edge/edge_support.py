@@ -60,8 +60,9 @@ def _listen(port: int) -> socket.socket:
 class ControlPlaneServer:
     """The real control-plane API on a fixed port once started, so it can go down and come back."""
 
-    def __init__(self, database_url: str):
+    def __init__(self, database_url: str, staging_store: Any = None, upload_settings: Any = None):
         self.database_url = database_url
+        self.staging_store, self.upload_settings = staging_store, upload_settings
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -73,7 +74,10 @@ class ControlPlaneServer:
     def start(self) -> None:
         sock = _listen(self.port)
         self.port = sock.getsockname()[1]
-        app = create_app(database_url=self.database_url, admin_token=ADMIN_TOKEN)
+        app = create_app(
+            database_url=self.database_url, admin_token=ADMIN_TOKEN, staging_store=self.staging_store,
+            upload_settings=self.upload_settings,
+        )
         # Long-polls in flight are cut at once on stop, as a crashed control plane would cut them.
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=0.5))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -97,6 +101,7 @@ class Recorder:
 
     data_dir: Path
     port: int = 0
+    topics: Any = None
     sim: SimulatedRecorder | None = None
     _stop: Callable[[], None] | None = None
 
@@ -105,7 +110,7 @@ class Recorder:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.sim = SimulatedRecorder(self.data_dir, ROBOT_ID)
+        self.sim = SimulatedRecorder(self.data_dir, ROBOT_ID, topics=self.topics)
         url, self._stop = serve_in_thread(port=self.port, recorder=self.sim)
         self.port = int(url.rsplit(":", 1)[1])
 
@@ -130,11 +135,13 @@ class EdgeEnv:
     _orders: int = 0
     _cleanup: list[Callable[[], None]] = field(default_factory=list)
 
-    def dispatch_order(self, skills: tuple[str, ...] = ("pick",), task_count: int = 1, duration: float = 1.0) -> list[str]:
+    def dispatch_order(
+        self, skills: tuple[str, ...] = ("pick",), task_count: int = 1, duration: float = 1.0, requirements: dict | None = None
+    ) -> list[str]:
         """Create, plan and dispatch an order to this robot; returns its task ids."""
         self._orders += 1
         order_id = f"order{self._orders}"
-        self.admin.create_order(order_id, "warehouse", list(skills), sub_scene="aisle_1")
+        self.admin.create_order(order_id, "warehouse", list(skills), sub_scene="aisle_1", requirements=requirements)
         plan = self.admin.plan_order(
             order_id, task_count=task_count, duration_seconds=duration, topics=["/camera/image_raw", "/joint_states", "/imu"]
         )
@@ -183,8 +190,8 @@ class EdgeEnv:
         self._cleanup.append(running.stop)
         return running
 
-    def agent_process(self, port: int = 0) -> "AgentProcess":
-        process = AgentProcess(self, port)
+    def agent_process(self, port: int = 0, extra_env: dict[str, str] | None = None) -> "AgentProcess":
+        process = AgentProcess(self, port, extra_env)
         self._cleanup.append(process.kill)
         return process
 
@@ -200,17 +207,29 @@ def migrated_template_db(directory: Path) -> Path:
 
 
 @contextmanager
-def edge_environment(tmp_path: Path, migrated_db: Path, robot_name: str) -> Iterator[EdgeEnv]:
+def edge_environment(
+    tmp_path: Path, migrated_db: Path, robot_name: str, *, staging_store: Any = None, upload_settings: Any = None,
+    topics: Any = None,
+) -> Iterator[EdgeEnv]:
     """A control plane on a copy of the migrated ``migrated_db``, one registered robot and a
     recorder simulator, all on free ports; everything registered in ``env._cleanup`` is undone
-    (last first) before the servers stop."""
+    (last first) before the servers stop. ``staging_store``/``upload_settings``: where the control
+    plane stages robots' uploads (default: a local store under ``tmp_path/cloud``, 5 MiB parts)."""
     db_path = tmp_path / "control-plane.db"
     shutil.copyfile(migrated_db, db_path)
-    control_plane = ControlPlaneServer(f"sqlite:///{db_path}")
+    if staging_store is None:
+        from axon_dagster.storage.object_stores import LocalDirObjectStore
+
+        staging_store = LocalDirObjectStore(tmp_path / "cloud")
+    if upload_settings is None:
+        from axon_dagster.settings.uploads import UploadApiSettings
+
+        upload_settings = UploadApiSettings(object_store_url=f"file://{tmp_path / 'cloud'}", signing_key="k" * 40, part_size=5 << 20)
+    control_plane = ControlPlaneServer(f"sqlite:///{db_path}", staging_store, upload_settings)
     control_plane.start()
     admin = ControlPlaneClient(control_plane.url, token=ADMIN_TOKEN)
     token = admin.register_robot(ROBOT_ID, robot_name)["token"]
-    recorder = Recorder(tmp_path / "recordings")
+    recorder = Recorder(tmp_path / "recordings", topics=topics)
     recorder.start()
     env = EdgeEnv(control_plane, admin, recorder, token, tmp_path / "edge")
     try:
@@ -229,7 +248,7 @@ def edge_environment(tmp_path: Path, migrated_db: Path, robot_name: str) -> Iter
 class AgentProcess:
     """``axon-edge run`` as a real OS process, configured through its environment variables."""
 
-    def __init__(self, env: EdgeEnv, port: int = 0):
+    def __init__(self, env: EdgeEnv, port: int = 0, extra_env: dict[str, str] | None = None):
         if port == 0:
             with _listen(0) as sock:
                 port = sock.getsockname()[1]
@@ -244,6 +263,7 @@ class AgentProcess:
             "AXON_EDGE_DATA_DIR": str(env.data_dir),
             "AXON_RECORDER_URL": env.recorder.url,
             "AXON_EDGE_PORT": str(port),
+            **(extra_env or {}),
         }
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(

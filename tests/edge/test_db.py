@@ -121,9 +121,8 @@ def test_failed_insert_of_event_rolls_back_the_state_change(db):
     change is not either."""
     db.store_pulled([cloud_task("t1", 1)], cursor=1, robot_id=ROBOT)
     # Plant an event with the id the READY transition will use, so its INSERT fails.
-    db._conn.execute(
-        "INSERT INTO outbox (event_id, task_id, status, occurred_at) VALUES ('t1.ready', 't1', 'READY', 'x')"
-    )
+    with db.write() as conn:
+        conn.execute("INSERT INTO outbox (event_id, task_id, status, occurred_at) VALUES ('t1.ready', 't1', 'READY', 'x')")
     with pytest.raises(sqlite3.IntegrityError):
         db.transition("t1", TaskStatus.READY, changes={"config_path": "/c"})
     task = db.get_task("t1")

@@ -66,9 +66,12 @@ def test_pickup_start_stop_delivers_executed_with_a_verified_axon_recording(edge
     stopped = http.post("/teleop", json={"task_id": task_id, "command": "stop"})
     assert stopped.status_code == 200, stopped.text
     body = stopped.json()
-    dataset_path = str(edge_env.recorder.data_dir / f"{task_id}.mcap")
+    # The recording moved into the robot's edge cache: the recorder's names are gone, the bytes stayed.
+    entry = edge_env.data_dir / "cache" / "datasets" / task_id
+    dataset_path = str(entry / f"{task_id}.mcap")
     assert body["status"] == "EXECUTED" and body["executed_at"]
-    assert body["dataset_path"] == dataset_path and body["sidecar_path"] == str(edge_env.recorder.data_dir / f"{task_id}.json")
+    assert body["dataset_path"] == dataset_path and body["sidecar_path"] == str(entry / f"{task_id}.json")
+    assert not any(edge_env.recorder.data_dir.glob(f"{task_id}.*")), "moved, not copied"
 
     # Axon's v1.0 sidecar, carrying the collector picked up above, and the checksum of the file.
     sidecar = json.loads(Path(body["sidecar_path"]).read_text())
@@ -81,9 +84,23 @@ def test_pickup_start_stop_delivers_executed_with_a_verified_axon_recording(edge
     assert cloud["dataset_path"] == dataset_path and cloud["data_collector_id"] == "alice"
     assert edge_env.cloud_statuses(task_id) == ["READY", "ASSIGNED", "EXECUTING", "EXECUTED"]
     executed = edge_env.events(task_id)[-1]
-    assert executed["data"] == {
+    mcap_sha = sidecar["recording"]["checksum_sha256"]
+    manifest = {k: v for k, v in executed["data"]["manifest"].items() if k != "recording_format"}  # the cloud adds it
+    assert manifest == {
+        "files": [
+            {"name": f"{task_id}.mcap", "size": Path(dataset_path).stat().st_size, "sha256": mcap_sha},
+            {"name": f"{task_id}.json", "size": Path(body["sidecar_path"]).stat().st_size, "sha256": file_sha256(body["sidecar_path"])},
+        ],
+        "dataset_digest": mcap_sha,
+        "axon_checksum_sha256": mcap_sha,
+    }
+    gate = executed["data"]["gate"]
+    assert gate["passed"] is True and gate["reasons"] == []
+    assert gate["checks"]["required_topics"] == {"passed": True, "required": [], "missing": []}  # the order requires none
+    assert gate["checks"]["messages"]["passed"] and gate["checks"]["duration"]["seconds"] > 0
+    assert {k: executed["data"][k] for k in ("dataset_path", "sidecar_path", "recording_format", "checksum_sha256")} == {
         "dataset_path": dataset_path,
         "sidecar_path": body["sidecar_path"],
         "recording_format": "mcap",
-        "checksum_sha256": sidecar["recording"]["checksum_sha256"],
+        "checksum_sha256": mcap_sha,
     }

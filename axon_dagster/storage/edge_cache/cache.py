@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import get_args
 
 from .eviction import Eviction
 from .index import CacheIndex
 from .model import BYTES_PER_GB, EvictionPolicy, VerifyLinked
+from .recordings import RobotRecordings
 from .release import Release
 from .reporting import Reporting
 from .staging import Staging
 
 
-class EdgeCache(Staging, Release, Eviction, Reporting, CacheIndex):
+class EdgeCache(Staging, RobotRecordings, Release, Eviction, Reporting, CacheIndex):
     def __init__(
         self,
         root: str | os.PathLike,
@@ -77,10 +77,6 @@ class EdgeCache(Staging, Release, Eviction, Reporting, CacheIndex):
         self._db = self.root / "index.db"
         self._datasets.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(exist_ok=True)
-        # One connection per thread (and process), kept for the cache's lifetime: opening one costs
-        # more than the queries staging makes, and a short-lived connection would be the last to
-        # close and checkpoint the WAL (fsyncs) every time.
-        self._local = threading.local()
         self._init_db()
         self._recover()
 

@@ -7,8 +7,8 @@ and, for a robot's raw recording, its format and manifest.
 from __future__ import annotations
 
 import builtins
+import json
 import logging
-import os
 import shutil
 import sqlite3
 import time
@@ -18,12 +18,37 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ...domain.ids import validate_id
+from ..sqlite import SchemaTooNew, SQLiteDB
 from .files import _process_alive, _tree_size
 from .model import EVICTABLE_STATES, CachedDataset, CacheState, CacheUsage, EdgeCacheError, UnknownDataset
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# Schema versions (PRAGMA user_version, through axon_dagster.storage.sqlite):
+# 1: entries. 2: entries.recording_format and entries.manifest (a robot's raw recordings).
+MIGRATIONS = (
+    """
+    CREATE TABLE IF NOT EXISTS entries (
+        dataset_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('cached', 'uploaded', 'rejected')),
+        size_bytes INTEGER NOT NULL,
+        dataset_digest TEXT NOT NULL,
+        cloud_uri TEXT,
+        verified_digest TEXT,
+        staged_at REAL NOT NULL,
+        staged_seq INTEGER NOT NULL,
+        last_access_at REAL NOT NULL,
+        access_seq INTEGER NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS entries_by_state ON entries (state)
+    """,
+    """
+    ALTER TABLE entries ADD COLUMN recording_format TEXT;
+    ALTER TABLE entries ADD COLUMN manifest TEXT
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class CacheIndex:
@@ -61,67 +86,27 @@ class CacheIndex:
 
     # ----------------------------------------------------------------- index
 
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection to the index (a forked child opens its own)."""
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            local.db, local.pid = self._connect(), os.getpid()
-        return local.db
-
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
-        yield self._connection()
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self._db, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        # WAL + NORMAL (as the rest of the project): a commit survives a process crash; a power
-        # loss may roll back the last commits, and every such loss errs on the side of keeping
-        # data: a lost "staged" row leaves an entry that is re-adopted only after it verifies, a
-        # lost "uploaded"/"rejected" mark keeps the dataset un-evictable, a lost eviction is
-        # finished by _recover.
-        db.execute("PRAGMA synchronous=NORMAL")
-        return db
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; BEGIN IMMEDIATE so concurrent writers (edge agent and Dagster op)
-        queue instead of failing on upgrade."""
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._sql.reading() as db:
             yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+
+    def _tx(self):
+        """A write transaction; BEGIN IMMEDIATE so concurrent writers (the edge agent's threads, a
+        Dagster op) queue instead of failing on upgrade."""
+        return self._sql.transaction()
 
     def _init_db(self) -> None:
-        db = self._connection()
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS entries (
-                dataset_id TEXT PRIMARY KEY,
-                state TEXT NOT NULL CHECK (state IN ('cached', 'uploaded', 'rejected')),
-                size_bytes INTEGER NOT NULL,
-                dataset_digest TEXT NOT NULL,
-                cloud_uri TEXT,
-                verified_digest TEXT,
-                staged_at REAL NOT NULL,
-                staged_seq INTEGER NOT NULL,
-                last_access_at REAL NOT NULL,
-                access_seq INTEGER NOT NULL,
-                updated_at REAL NOT NULL
-            );
-            CREATE INDEX IF NOT EXISTS entries_by_state ON entries (state);
-            """
-        )
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        elif version > SCHEMA_VERSION:
-            raise EdgeCacheError(f"edge cache index {self._db} has schema {version}, newer than this code ({SCHEMA_VERSION})")
+        # One connection per thread (and process), kept for the cache's lifetime: opening one costs
+        # more than the queries staging makes. WAL + NORMAL (as the rest of the project): a commit
+        # survives a process crash; a power loss may roll back the last commits, and every such
+        # loss errs on the side of keeping data: a lost "staged" row leaves an entry that is
+        # re-adopted only after it verifies, a lost "uploaded"/"rejected" mark keeps the dataset
+        # un-evictable, a lost eviction is finished by _recover.
+        try:
+            self._sql = SQLiteDB(self._db, migrations=MIGRATIONS, name="edge cache index", per_thread=True, busy_timeout_s=30)
+        except SchemaTooNew as exc:
+            raise EdgeCacheError(str(exc)) from None
 
     def _recover(self) -> None:
         """Finish what a crashed process left: drop rows of evictable entries whose files were already
@@ -141,18 +126,30 @@ class CacheIndex:
                 shutil.rmtree(scratch, ignore_errors=True)
                 log.info("removed leftover scratch %s", scratch)
 
-    def _index_new(self, dataset_id: str, digest: str, dataset_bytes: int | None = None) -> tuple[CachedDataset, CacheUsage]:
+    def _index_new(
+        self,
+        dataset_id: str,
+        digest: str,
+        dataset_bytes: int | None = None,
+        *,
+        size_bytes: int | None = None,
+        recording_format: str | None = None,
+        manifest: dict | None = None,
+    ) -> tuple[CachedDataset, CacheUsage]:
         """Index a dataset whose entry directory is in place (``dataset_bytes``: the size of its
-        ``.lance`` directory, if known); returns its entry and the cache's usage."""
-        ds, sc = self._paths(dataset_id)
-        size = (_tree_size(ds) if dataset_bytes is None else dataset_bytes) + sc.stat().st_size
+        ``.lance`` directory, if known; ``size_bytes``: the whole entry's, for a robot's recording);
+        returns its entry and the cache's usage."""
+        if size_bytes is None:
+            ds, sc = self._paths(dataset_id)
+            size_bytes = (_tree_size(ds) if dataset_bytes is None else dataset_bytes) + sc.stat().st_size
         now = time.time()
         with self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO entries (dataset_id, state, size_bytes, dataset_digest, staged_at, staged_seq, "
-                "last_access_at, access_seq, updated_at) SELECT ?, ?, ?, ?, ?, COALESCE(MAX(staged_seq), 0) + 1, ?, "
-                "COALESCE(MAX(access_seq), 0) + 1, ? FROM entries",
-                (dataset_id, CacheState.CACHED.value, size, digest, now, now, now),
+                "last_access_at, access_seq, updated_at, recording_format, manifest) SELECT ?, ?, ?, ?, ?, "
+                "COALESCE(MAX(staged_seq), 0) + 1, ?, COALESCE(MAX(access_seq), 0) + 1, ?, ?, ? FROM entries",
+                (dataset_id, CacheState.CACHED.value, size_bytes, digest, now, now, now, recording_format,
+                 json.dumps(manifest, sort_keys=True) if manifest is not None else None),
             )
             row = self._row_or_raise(db, dataset_id)
             used = db.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM entries").fetchone()[0]
@@ -185,6 +182,9 @@ class CacheIndex:
 
     def _to_entry(self, row: sqlite3.Row) -> CachedDataset:
         ds, sc = self._paths(row["dataset_id"])
+        fmt = row["recording_format"]
+        if fmt == "mcap":
+            ds = ds.with_suffix(".mcap")
         return CachedDataset(
             dataset_id=row["dataset_id"],
             path=ds,
@@ -195,6 +195,8 @@ class CacheIndex:
             cloud_uri=row["cloud_uri"],
             staged_at=datetime.fromtimestamp(row["staged_at"], timezone.utc),
             last_access_at=datetime.fromtimestamp(row["last_access_at"], timezone.utc),
+            recording_format=fmt,
+            manifest=json.loads(row["manifest"]) if row["manifest"] else None,
         )
 
 

@@ -43,7 +43,7 @@ class CacheConflict(EdgeCacheError):
 @dataclass(frozen=True)
 class CachedDataset:
     dataset_id: str
-    path: Path  # the .lance directory inside the cache
+    path: Path  # the .lance directory inside the cache (a robot's MCAP recording: its .mcap)
     sidecar_path: Path
     size_bytes: int  # dataset files + sidecar, as counted against the quota
     dataset_digest: str
@@ -55,6 +55,15 @@ class CachedDataset:
     # left in the recorder's directory; False when the release failed or was partial (a warning was
     # logged; staging the id again finishes it). Not stored in the index.
     source_released: bool | None = None
+    # A robot's raw recording (take_recording): its format ("mcap" | "lance") and manifest
+    # ({"files": [{name, size, sha256}], "dataset_digest", ...}); None for datasets staged by stage*.
+    recording_format: str | None = None
+    manifest: dict | None = None
+
+    @property
+    def entry_dir(self) -> Path:
+        """The directory holding the entry's files (manifest names are relative to it)."""
+        return self.path.parent
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,21 @@ class UploadApi:
         auth = http.headers.get("Authorization") if http is not None else None
         return {"Authorization": auth} if auth else {}
 
+    # The client's own methods when it has them (EdgeSyncClient, issue 13), else the same request.
+
     def plan(self, task_id: str, grant_id: str) -> Any:
+        if hasattr(self._client, "upload_plan"):
+            return self._client.upload_plan(task_id, grant_id)
         return self._client._request("POST", f"/edge/uploads/{_seg(task_id)}/plan", json={"grant_id": grant_id})
 
     def complete(self, task_id: str, grant_id: str, files: Mapping[str, Sequence[Mapping[str, Any]]]) -> Any:
+        if hasattr(self._client, "complete_upload"):
+            return self._client.complete_upload(task_id, grant_id, files)
         body = {"grant_id": grant_id, "files": {name: [dict(p) for p in parts] for name, parts in files.items()}}
         return self._client._request("POST", f"/edge/uploads/{_seg(task_id)}/complete", json=body)
 
     def report_uplink(self, mbps: float | None, windows: Sequence[Mapping[str, str]], timezone: str = "UTC") -> Any:
+        if hasattr(self._client, "report_uplink"):
+            return self._client.report_uplink(mbps, windows, timezone)
         body = {"mbps": mbps, "windows": [dict(w) for w in windows], "timezone": timezone}
         return self._client._request("PUT", "/edge/uplink", json=body)

@@ -1,0 +1,74 @@
+"""The robot's upload path end to end over real HTTP: the real control-plane API (grants, plans,
+the file store's signed ingest endpoint or S3 pre-signed URLs on moto's server, completion with
+SHA-256 checks), the real recorder simulator and the agent. The cloud's sensor is played by the
+admin client (``grant_upload``), the data flow's publication by ``transition_task(UPLOADED)``."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import httpx
+import pytest
+from edge_support import RECORDER_TIMEOUT, wait_for
+from test_durability import record_one
+
+from axon_dagster.storage.edge_cache import CacheState
+
+
+def staged_bytes(edge_env, task_id: str, name: str) -> bytes:
+    store = edge_env.control_plane.staging_store
+    return store.get_bytes(f"staging/{edge_env.robot_id}/{task_id}/{name}")
+
+
+def dataset(edge_env, task_id: str) -> dict:
+    return edge_env.admin.get_dataset(task_id)
+
+
+def test_a_granted_recording_is_uploaded_verified_and_released_once_published(edge_env):
+    [task_id] = edge_env.dispatch_order()
+    running = edge_env.start_agent()
+    agent = running.agent
+    http = httpx.Client(base_url=running.url, timeout=RECORDER_TIMEOUT)
+    wait_for(lambda: edge_env.admin.get_task(task_id)["status"] == "READY", what="READY")
+    executed = record_one(http, task_id)
+    wait_for(lambda: edge_env.admin.get_task(task_id)["status"] == "EXECUTED", what="EXECUTED in the cloud")
+    assert dataset(edge_env, task_id)["status"] == "RECORDED"
+    entry = agent.cache.get(task_id)
+    assert entry.state is CacheState.CACHED and executed["dataset_path"] == str(entry.path)
+
+    grant = edge_env.admin.grant_upload(task_id, ttl_seconds=300)
+    wait_for(lambda: dataset(edge_env, task_id)["status"] == "STAGED", timeout=30, what="STAGED in the cloud")
+    for f in entry.manifest["files"]:
+        assert staged_bytes(edge_env, task_id, f["name"]) == (entry.entry_dir / f["name"]).read_bytes()
+    record = agent.uploads.uploader.state.get(task_id)
+    assert record.state == "completed" and record.grant_id == grant["grant_id"] and record.parts_skipped == 0
+    status = http.get("/status").json()["uploads"]
+    assert status["completed"] == 1 and status["measured_mbps"] > 0
+    metrics = http.get("/metrics").text
+    assert 'axon_edge_uploads_total{outcome="completed",robot_id="robot-1"} 1.0' in metrics
+    assert agent.cache.get(task_id).state is CacheState.CACHED, "not published yet: the robot keeps it"
+
+    edge_env.admin.transition_task(task_id, "UPLOADED")  # the data flow published it
+    wait_for(lambda: agent.cache.get(task_id).state is CacheState.UPLOADED, what="the cached copy released")
+    robots = {r["robot_id"]: r for r in edge_env.admin.list_robots()}
+    assert robots["robot-1"]["uplink"]["mbps"] > 0, "the measured uplink is reported"
+
+
+def test_a_gate_rejected_recording_never_uses_the_uplink(edge_env):
+    [task_id] = edge_env.dispatch_order(requirements={"required_topics": ["/camera/image_raw", "/lidar/front"]})
+    running = edge_env.start_agent()
+    agent = running.agent
+    http = httpx.Client(base_url=running.url, timeout=RECORDER_TIMEOUT)
+    wait_for(lambda: edge_env.admin.get_task(task_id)["status"] == "READY", what="READY")
+    record_one(http, task_id)
+    wait_for(lambda: edge_env.admin.get_task(task_id)["status"] == "FAILED", what="FAILED in the cloud")
+    cloud = edge_env.admin.get_task(task_id)
+    assert "edge gate" in cloud["failure_reason"] and "/lidar/front" in cloud["failure_reason"]
+    with pytest.raises(Exception):
+        edge_env.admin.grant_upload(task_id, ttl_seconds=300)  # nothing to grant: the gate failed
+    wait_for(lambda: agent.get_task(task_id).status.value == "FAILED", what="FAILED on the robot")
+    entry = agent.cache.get(task_id)
+    assert entry.state is CacheState.REJECTED and entry.path.exists(), "kept (gate_rejected=keep), evictable"
+    assert agent.uploads.uploader.state.get(task_id) is None, "no upload was ever started"
+    assert not list(edge_env.control_plane.staging_store.root.rglob(f"*{task_id}*")), "nothing staged"
