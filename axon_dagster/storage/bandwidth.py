@@ -413,7 +413,9 @@ def shared_rate_limiter() -> RateLimiter:
     global _shared_rate_limiter
     with _shared_lock:
         if _shared_rate_limiter is None:
-            _shared_rate_limiter = RateLimiter(os.environ.get("AXON_UPLOAD_BANDWIDTH") or None)
+            from axon_dagster.settings.environ import Env  # stdlib only
+
+            _shared_rate_limiter = RateLimiter(Env().text("AXON_UPLOAD_BANDWIDTH"))
         return _shared_rate_limiter
 
 

@@ -50,7 +50,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 import threading
@@ -72,6 +71,7 @@ from .base import (
     validate_prefix,
 )
 from .azure_blocks import DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, AzureBlocks, from_azure, to_azure
+from .remote import upload_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -435,8 +435,7 @@ class AzureBlobObjectStore(AzureBlocks):
         if self._throughput is None:
             from ..bandwidth import ThroughputLog
 
-            state_dir = Path(os.environ.get("AXON_UPLOAD_STATE_DIR") or ".axon/upload-state")
-            self._throughput = ThroughputLog(state_dir.resolve() / "throughput.json")
+            self._throughput = ThroughputLog(upload_state_dir() / "throughput.json")
         return self._throughput
 
     @contextmanager

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from axon_dagster.settings.storage import (
+    AZURE_ACCOUNT_KEY_ENV,
+    AZURE_CONNECTION_STRING_ENV,
+    AZURE_ENDPOINT_ENV,
+    AwsSettings,
+    AzureSettings,
+)
 
 from .base import ObjectStore
 from .local import LocalDirObjectStore
@@ -40,17 +47,14 @@ def object_store_from_url(url: str, endpoint_url: str | None = None) -> ObjectSt
         if parts.scheme == "gs":
             return S3ObjectStore(
                 parts.netloc, prefix=unquote(parts.path), endpoint_url=endpoint_url or GCS_XML_ENDPOINT, checksums=False,
-                client_config={"region_name": os.environ.get("AWS_DEFAULT_REGION") or "auto"}, scheme="gs",
+                client_config={"region_name": AwsSettings.load().default_region or "auto"}, scheme="gs",
             )
-        return S3ObjectStore(parts.netloc, prefix=unquote(parts.path), endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
+        return S3ObjectStore(parts.netloc, prefix=unquote(parts.path), endpoint_url=endpoint_url or AwsSettings.load().endpoint_url)
     raise ValueError(f"unsupported object store URL {url!r}: expected file:///abs/path, s3://bucket/prefix, gs://bucket/prefix or az://account/container/prefix")
 
 
 # --------------------------------------------------------------------------- Azure
 
-CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
-ACCOUNT_KEY_ENV = "AZURE_STORAGE_KEY"
-ENDPOINT_ENV = "AZURE_STORAGE_BLOB_ENDPOINT"
 
 
 def _connection_string_fields(conn: str) -> dict[str, str]:
@@ -65,7 +69,7 @@ def azure_store_from_url(url: str, endpoint_url: str | None = None, environ: Map
     ``https://<account>.blob.core.windows.net``. Raises ValueError (nothing built) without them."""
     from .azure import AzureBlobObjectStore, validate_container  # the class only; the SDK loads when it is built
 
-    env = os.environ if environ is None else environ
+    azure = AzureSettings.load(environ)
     parts = urlsplit(url)
     if parts.scheme != "az":
         raise ValueError(f"not an Azure Blob URL: {url!r}")
@@ -76,13 +80,13 @@ def azure_store_from_url(url: str, endpoint_url: str | None = None, environ: Map
         raise ValueError(f"invalid object store URL {url!r}: expected az://<account>/<container>/<prefix>, account of 3-24 a-z/0-9")
     container, _, prefix = unquote(parts.path).lstrip("/").partition("/")
     validate_container(container)
-    endpoint = endpoint_url or env.get(ENDPOINT_ENV) or None
-    conn = env.get(CONNECTION_STRING_ENV) or ""
-    key = env.get(ACCOUNT_KEY_ENV) or ""
+    endpoint = endpoint_url or azure.blob_endpoint
+    conn = azure.connection_string or ""
+    key = azure.account_key or ""
     if conn:
         fields = _connection_string_fields(conn)
         if fields.get("accountname") and fields["accountname"] != account:
-            raise ValueError(f"{CONNECTION_STRING_ENV} is for account {fields['accountname']!r}, but the URL {url!r} names {account!r}")
+            raise ValueError(f"{AZURE_CONNECTION_STRING_ENV} is for account {fields['accountname']!r}, but the URL {url!r} names {account!r}")
         if endpoint is None:
             return AzureBlobObjectStore(container, prefix, connection_string=conn, **options)
         key = key or fields.get("accountkey", "")
@@ -90,8 +94,8 @@ def azure_store_from_url(url: str, endpoint_url: str | None = None, environ: Map
             return AzureBlobObjectStore(container, prefix, account_url=endpoint, credential=fields["sharedaccesssignature"], **options)
     if not key:
         raise ValueError(
-            f"no credentials for {url!r}: set {CONNECTION_STRING_ENV} (a storage connection string) "
-            f"or {ACCOUNT_KEY_ENV} (the account key of {account!r}); {ENDPOINT_ENV} overrides the endpoint (e.g. Azurite)"
+            f"no credentials for {url!r}: set {AZURE_CONNECTION_STRING_ENV} (a storage connection string) "
+            f"or {AZURE_ACCOUNT_KEY_ENV} (the account key of {account!r}); {AZURE_ENDPOINT_ENV} overrides the endpoint (e.g. Azurite)"
         )
     return AzureBlobObjectStore(
         container, prefix, account_url=endpoint or f"https://{account}.blob.core.windows.net",

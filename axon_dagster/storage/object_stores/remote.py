@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from .base import RESERVED_PREFIX, ObjectStore, validate_key
+
+DEFAULT_UPLOAD_STATE_DIR = ".axon/upload-state"
+
+
+def upload_state_dir() -> Path:
+    """Where uploads keep their local state and measured throughput: ``AXON_UPLOAD_STATE_DIR``
+    (default ``.axon/upload-state``), absolute."""
+    from axon_dagster.settings.environ import Env  # stdlib only
+
+    return Path(Env().text("AXON_UPLOAD_STATE_DIR", DEFAULT_UPLOAD_STATE_DIR)).resolve()
 
 
 class RemoteObjectStore(ObjectStore):

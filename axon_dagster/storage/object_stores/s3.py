@@ -28,6 +28,7 @@ from .base import (
     validate_key,
     validate_prefix,
 )
+from .remote import upload_state_dir
 from .s3_staging import S3Staging
 from .staging import PartsRefused, UnknownUpload
 
@@ -85,7 +86,7 @@ class S3ObjectStore(S3Staging):
         self._uploader_args = {
             "part_size": part_size, "concurrency": concurrency, "rate_limiter": rate_limiter, "queue": upload_queue, "on_event": on_event,
         }
-        self.state_dir = Path(state_dir or os.environ.get("AXON_UPLOAD_STATE_DIR") or ".axon/upload-state").resolve()
+        self.state_dir = Path(state_dir).resolve() if state_dir else upload_state_dir()
         if client is None:
             import boto3  # lazily: robots import this module without boto3
             from botocore.config import Config
