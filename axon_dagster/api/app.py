@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 import anyio.to_thread
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from axon_dagster.domain import (
@@ -41,7 +40,7 @@ from axon_dagster.control_plane.views import (
 from axon_dagster.settings import load_settings
 from axon_dagster.settings.uploads import UploadApiSettings, load_upload_api_settings
 from axon_dagster.storage.object_stores import StagingUploads
-from axon_dagster.control_plane.persistence import SqlAlchemyUnitOfWork, UnitOfWorkFactory, check_schema, make_engine
+from axon_dagster.control_plane.persistence import SqlAlchemyUnitOfWork, UnitOfWorkFactory, check_schema, make_engine, ping
 from axon_dagster.control_plane.persistence.engine import POOL_SIZE
 
 from . import schemas
@@ -298,8 +297,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None, 
         """Ready when the database answers (the readiness probe: a replica that cannot reach it
         leaves the Service instead of failing requests)."""
         try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            ping(engine)
         except Exception as exc:
             log.warning("not ready: database unreachable: %s", exc)
             return error_response(503, f"database unreachable: {exc.__class__.__name__}")

@@ -27,12 +27,12 @@ from typing import Any, Awaitable, Callable
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.engine import make_url
 from starlette.concurrency import run_in_threadpool
 
 from axon_dagster.control_plane import uploads
 from axon_dagster.control_plane.datasets import dataset_publish_attempt
 from axon_dagster.control_plane.errors import NotFoundError
+from axon_dagster.control_plane.persistence import sqlite_directory
 from axon_dagster.control_plane.views import DatasetView, UploadGrantView, UploadQueueView
 from axon_dagster.settings.uploads import UploadApiSettings
 from axon_dagster.storage.object_stores import (
@@ -96,10 +96,8 @@ class StagingArea:
             return self._key
 
     def _key_file(self) -> Path | None:
-        url = make_url(self._database_url)
-        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-            return None
-        return Path(url.database).resolve().parent / KEY_FILE_NAME
+        directory = sqlite_directory(self._database_url)
+        return directory / KEY_FILE_NAME if directory is not None else None
 
     def for_plan(self, request: Request) -> StagingUploads:
         """The store, with the file store's ingest URLs pointing at this API."""

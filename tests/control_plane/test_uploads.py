@@ -363,3 +363,55 @@ def test_uploads_into_an_s3_staging_area_through_presigned_urls_resume_after_exp
     assert body == files[name]
     admin.close()
     robot.close()
+
+
+def test_a_grant_wakes_the_robots_long_poll_and_the_api_expires_it_on_its_own(
+    sqlite_url: str, serve_app: Callable[[Any], Any], tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    from sqlalchemy import update
+
+    from axon_dagster.control_plane.persistence.schema import UploadGrantRow
+
+    store = LocalDirObjectStore(tmp_path / "cloud")
+    settings = UploadApiSettings(object_store_url=f"file://{tmp_path / 'cloud'}", signing_key="s" * 40, part_size=PART, grant_sweep_seconds=0.2)
+    server = serve_app(create_app(database_url=sqlite_url, admin_token=ADMIN, staging_store=store, upload_settings=settings))
+    admin = ControlPlaneClient(server.url, token=ADMIN)
+    robot = EdgeSyncClient(server.url, admin.register_robot("robot-a")["token"])
+    admin.create_order("o-1", "warehouse", ["pick"])
+    admin.plan_order("o-1", task_count=1)
+    (task,) = admin.dispatch_order("o-1", ["robot-a"])
+    files = _recording(task)
+    _execute(robot, task, {"manifest": _manifest(files, task), "gate": _passed()})
+    cursor = robot.pull_tasks(0, 100)["cursor"]
+    woken: dict[str, Any] = {}
+
+    def long_poll() -> None:
+        started = time.monotonic()
+        woken["page"] = robot.pull_tasks(cursor, 100, wait=20)
+        woken["seconds"] = time.monotonic() - started
+
+    waiter = threading.Thread(target=long_poll)
+    waiter.start()
+    time.sleep(0.5)  # the pull is waiting on the revision watch
+    grant = admin.grant_upload(task)
+    waiter.join(15)
+    assert woken["seconds"] < 10, woken  # woken by the grant, not by the 20 s timeout
+    assert [t["upload"]["grant_id"] for t in woken["page"]["tasks"]] == [grant["grant_id"]]
+
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.begin() as conn:  # the robot stayed offline: its grant's time is up
+            conn.execute(update(UploadGrantRow).values(expires_at=utcnow() - timedelta(seconds=1)))
+    finally:
+        engine.dispose()
+    deadline = time.monotonic() + 10
+    while admin.get_dataset(task)["status"] != "RECORDED" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert admin.get_dataset(task)["status"] == "RECORDED"  # the API's own sweep expired it
+    assert _pull_upload(robot, task) is None
+    assert [c["dataset_id"] for c in admin.upload_queue()["candidates"]] == [task]
+    admin.close()
+    robot.close()

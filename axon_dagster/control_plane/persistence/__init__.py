@@ -5,7 +5,7 @@ The repositories are the only code that knows the tables (``schema``): one modul
 the records they return in ``records``; ``unit_of_work`` opens one transaction over all of them;
 ``migrate`` runs the Alembic migrations in ``migrations/versions``."""
 
-from .engine import is_sqlite, make_engine
+from .engine import is_sqlite, make_engine, ping, sqlite_directory
 from .migrate import SchemaOutOfDateError, check_schema, current_revision, head_revision, upgrade
 from .dataset_repositories import EdgeCacheUsageRecord
 from .records import DatasetRecord, EventRecord, RobotRecord, TaskFilter, TaskRecord
@@ -26,5 +26,7 @@ __all__ = [
     "head_revision",
     "is_sqlite",
     "make_engine",
+    "ping",
+    "sqlite_directory",
     "upgrade",
 ]

@@ -24,6 +24,21 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def sqlite_directory(url: str) -> Path | None:
+    """The directory of a SQLite database file (where the embedded default keeps its other
+    secrets, e.g. the upload signing key); None for PostgreSQL or an in-memory database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
+        return None
+    return Path(parsed.database).expanduser().resolve().parent
+
+
+def ping(engine: Engine) -> None:
+    """One round trip to the database (the readiness probe); raises when it does not answer."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine for ``url``: ``sqlite:///path`` (WAL, foreign keys on) or ``postgresql+psycopg://``."""
     parsed = make_url(url)
