@@ -64,6 +64,7 @@ from .base import (
     DIGEST_METADATA,
     RESERVED_PREFIX,
     SHA256_METADATA,
+    DatasetSession,
     ObjectNotFound,
     ObjectStoreError,
     ObjectStoreUnavailable,
@@ -158,7 +159,8 @@ class AzureBlobObjectStore(AzureBlocks):
             from ..bandwidth import ThroughputLog
 
             self._throughput = ThroughputLog(throughput_log)
-        self._ctx = threading.local()
+        self._reports = threading.local()
+        self._wire = threading.local()  # per request: time spent waiting for the rate limiter
         self._verified: dict[str, tuple[str, str]] = {}  # blob name -> (etag, sha256) proven to match
         self._verified_lock = threading.Lock()
 
@@ -215,7 +217,7 @@ class AzureBlobObjectStore(AzureBlocks):
                 if n > 0:
                     started = time.monotonic()
                     self.rate_limiter.acquire(n)  # per attempt, so retries are capped too
-                    self._ctx.cap_wait = getattr(self._ctx, "cap_wait", 0.0) + time.monotonic() - started
+                    self._wire.cap_wait = getattr(self._wire, "cap_wait", 0.0) + time.monotonic() - started
             if user_hook is not None:
                 user_hook(pipeline_request)
 
@@ -270,20 +272,12 @@ class AzureBlobObjectStore(AzureBlocks):
     def _upload_queue(self) -> Any:
         return self.queue
 
-    @contextmanager
-    def _dataset_context(self, key: str) -> Iterator[None]:
-        self._ctx.key, self._ctx.record = key, None
-        self._ctx.stats = {"files_sent": 0, "files_already_stored": 0, "bytes_sent": 0, "blocks_sent": 0, "blocks_reused": 0}
-        try:
-            self._load_record(key)
-            yield
-        finally:
-            self._ctx.key = self._ctx.record = None
+    STAT_NAMES = ("files_sent", "files_already_stored", "bytes_sent", "blocks_sent", "blocks_reused")
 
-    def _count(self, name: str, n: int) -> None:
-        stats = getattr(self._ctx, "stats", None)
-        if stats is not None and getattr(self._ctx, "key", None) is not None:
-            stats[name] += n
+    def _open_session(self, key: str) -> DatasetSession:
+        session = super()._open_session(key)
+        session.record = self._load_record(key)
+        return session
 
     def _load_record(self, key: str) -> dict[str, Any]:
         """The dataset record (files and verified ETags); seeds the verified-ETag registry."""
@@ -306,10 +300,9 @@ class AzureBlobObjectStore(AzureBlocks):
                     continue
                 if rel in files and isinstance(etag, str):
                     self._verified.setdefault(name, (etag, files[rel]))
-        self._ctx.record = record
         return record
 
-    def _record_dataset(self, key: str, files: Mapping[str, str], dataset_digest: str) -> None:
+    def _record_dataset(self, key: str, files: Mapping[str, str], dataset_digest: str, session: DatasetSession) -> None:
         etags = {}
         with self._verified_lock:
             for rel, sha in files.items():
@@ -317,16 +310,15 @@ class AzureBlobObjectStore(AzureBlocks):
                 if held and held[1] == sha:
                     etags[rel] = held[0]
         record = {"dataset_digest": dataset_digest, "files": dict(files), "etags": etags}
-        if getattr(self._ctx, "record", None) == record:
+        if session.record == record:
             return
         body = json.dumps(record, sort_keys=True).encode()
         with self._errors(key):
             self._put_blob(self._record_key(key), body, {}, hashlib.sha256(body).hexdigest(), content_type="application/json")
-        self._ctx.record = record
+        session.record = record
 
     def _recorded_manifest(self, key: str) -> dict[str, str] | None:
-        with self._dataset_context(key):
-            return dict(self._ctx.record.get("files") or {}) or None
+        return dict(self._load_record(key).get("files") or {}) or None
 
     # --- per-object primitives
 
@@ -362,11 +354,11 @@ class AzureBlobObjectStore(AzureBlocks):
             self._mark_verified(name, props.etag, actual)
         return actual
 
-    def _stored_sha256(self, key: str) -> str | None:
+    def _stored_sha256(self, key: str, session: DatasetSession | None = None) -> str | None:
         props = self._props(key)
         return None if props is None else self._proven_sha256(key, props)
 
-    def _holds(self, key: str, sha256: str, dataset_digest: str) -> bool:
+    def _holds(self, key: str, sha256: str, dataset_digest: str, session: DatasetSession) -> bool:
         props = self._props(key)
         if props is None:
             return False
@@ -375,7 +367,7 @@ class AzureBlobObjectStore(AzureBlocks):
             return False
         held = self._proven_sha256(key, props) == sha256
         if held:
-            self._count("files_already_stored", 1)
+            session.count("files_already_stored", 1)
         return held
 
     def _download(self, key: str, dest: Path) -> Mapping[str, str]:
@@ -386,8 +378,10 @@ class AzureBlobObjectStore(AzureBlocks):
                     fh.write(chunk)
         return from_azure(downloader.properties.metadata)
 
-    def _write_verified(self, local_path: Path, key: str, sha256: str, metadata: Mapping[str, str]) -> str:
+    def _write_verified(self, local_path: Path, key: str, sha256: str, metadata: Mapping[str, str],
+                        session: DatasetSession | None = None) -> str:
         name = self._full(key)
+        count = session.count if session is not None else (lambda name, n: None)
         size = local_path.stat().st_size
         with self._errors(key):
             if size <= self.single_put_size:
@@ -395,11 +389,11 @@ class AzureBlobObjectStore(AzureBlocks):
                 if (actual := hashlib.sha256(data).hexdigest()) != sha256:
                     raise DigestMismatch(f"local file {local_path} (not what its manifest says)", sha256, actual)
                 self._put_blob(name, data, metadata, sha256)
-                self._count("files_sent", 1)
-                self._count("bytes_sent", size)
-                self._count("blocks_sent", 1)
+                count("files_sent", 1)
+                count("bytes_sent", size)
+                count("blocks_sent", 1)
                 return sha256
-            return self._put_blocks(local_path, name, size, sha256, metadata)
+            return self._put_blocks(local_path, name, size, sha256, metadata, count)
 
     def _put_blob(self, name: str, data: bytes, metadata: Mapping[str, str], sha256: str, content_type: str | None = None) -> None:
         """One Put Blob with the body's MD5, verified by the MD5 Azure computed of what it stored."""
@@ -442,10 +436,10 @@ class AzureBlobObjectStore(AzureBlocks):
     def _measured(self, n_bytes: int) -> Iterator[None]:
         """Time one request carrying ``n_bytes``; time spent waiting for the bandwidth cap is not
         link time. Requests under 1 MiB measure latency, not the link: not recorded."""
-        self._ctx.cap_wait = 0.0
+        self._wire.cap_wait = 0.0
         started = time.monotonic()
         yield
-        link_seconds = time.monotonic() - started - self._ctx.cap_wait
+        link_seconds = time.monotonic() - started - self._wire.cap_wait
         if n_bytes >= MiB and link_seconds > 0:
             try:
                 self.throughput.record(n_bytes, link_seconds)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -59,9 +59,6 @@ class AzureBlocks(AzureStaging):
     def _measured(self, n_bytes: int) -> Any:
         raise NotImplementedError
 
-    def _count(self, name: str, n: int) -> None:
-        raise NotImplementedError
-
     def _mark_verified(self, name: str, etag: str, sha256: str) -> None:
         raise NotImplementedError
 
@@ -89,7 +86,8 @@ class AzureBlocks(AzureStaging):
         held.update({b.id: b.size for b in committed})
         return held, [(b.id, b.size) for b in committed]
 
-    def _put_blocks(self, path: Path, name: str, size: int, sha256: str, metadata: Mapping[str, str]) -> str:
+    def _put_blocks(self, path: Path, name: str, size: int, sha256: str, metadata: Mapping[str, str],
+                    count: Callable[[str, int], None]) -> str:
         from azure.storage.blob import BlobBlock, ContentSettings
 
         from ..upload_progress import UploadProgress
@@ -158,10 +156,10 @@ class AzureBlocks(AzureStaging):
             etag = resp["etag"]
         self._verify_blocks(blob, uri, ids, sha256, etag)
         self._mark_verified(name, etag, sha256)
-        self._count("files_sent", 1)
-        self._count("bytes_sent", bytes_sent)
-        self._count("blocks_sent", sent)
-        self._count("blocks_reused", reused)
+        count("files_sent", 1)
+        count("bytes_sent", bytes_sent)
+        count("blocks_sent", sent)
+        count("blocks_reused", reused)
         log.info("%s; %d blocks sent, %d kept from an earlier run", progress.describe(), sent, reused)
         return sha256
 

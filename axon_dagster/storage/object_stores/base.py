@@ -18,8 +18,9 @@ import os
 import shutil
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..digest import DigestMismatch, digest_of_files, file_digests, file_sha256
 from .errors import ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable  # noqa: F401  (re-exported)
@@ -64,6 +65,26 @@ def describe_difference(expected: Mapping[str, str], actual: Mapping[str, str]) 
 
 
 # --------------------------------------------------------------------------- shared behaviour
+
+
+@dataclass
+class DatasetSession:
+    """One dataset operation (a put, a verify), handed explicitly to a backend's primitives (no
+    per-thread state): the dataset's key, the store's record of the dataset once read, what was
+    learnt about its files on the way (S3: multipart checksums bound to their SHA-256), and
+    counters of what was sent."""
+
+    key: str
+    stats: dict[str, int] = field(default_factory=dict)
+    record: dict[str, Any] | None = None
+    composites: dict[str, str] = field(default_factory=dict)
+
+    def count(self, name: str, n: int) -> None:
+        self.stats[name] = self.stats.get(name, 0) + n
+
+    def relative(self, obj_key: str) -> str | None:
+        """``obj_key``'s path inside the dataset, or None if it is not one of its files."""
+        return obj_key[len(self.key) + 1:] if obj_key.startswith(f"{self.key}/") else None
 
 
 @dataclass(frozen=True)
@@ -121,14 +142,21 @@ class ObjectStore(StagingUploads):
     def list_keys(self, prefix: str = "") -> list[str]:
         raise NotImplementedError
 
-    def _write_verified(self, local_path: Path, key: str, sha256: str, metadata: Mapping[str, str]) -> str:
+    STAT_NAMES: tuple[str, ...] = ("files_sent", "files_already_stored", "bytes_sent")
+
+    def _open_session(self, key: str) -> DatasetSession:
+        """A new :class:`DatasetSession` for the dataset at ``key``."""
+        return DatasetSession(key, dict.fromkeys(self.STAT_NAMES, 0))
+
+    def _write_verified(self, local_path: Path, key: str, sha256: str, metadata: Mapping[str, str],
+                        session: DatasetSession | None = None) -> str:
         """Store ``local_path`` at ``key`` and return the SHA-256 of what the store now holds."""
         raise NotImplementedError
 
-    def _stored_sha256(self, key: str) -> str | None:
+    def _stored_sha256(self, key: str, session: DatasetSession | None = None) -> str | None:
         raise NotImplementedError
 
-    def _holds(self, key: str, sha256: str, dataset_digest: str) -> bool:
+    def _holds(self, key: str, sha256: str, dataset_digest: str, session: DatasetSession) -> bool:
         raise NotImplementedError
 
     def _download(self, key: str, dest: Path) -> Mapping[str, str]:
@@ -139,7 +167,7 @@ class ObjectStore(StagingUploads):
         """The file list the store recorded with the dataset, if it keeps one."""
         return None
 
-    def _record_dataset(self, key: str, files: Mapping[str, str], dataset_digest: str) -> None:
+    def _record_dataset(self, key: str, files: Mapping[str, str], dataset_digest: str, session: DatasetSession) -> None:
         """Hook run once every file of a dataset is stored and verified."""
 
     # --- public
@@ -168,6 +196,9 @@ class ObjectStore(StagingUploads):
         with the same SHA-256 (and dataset digest) are not sent again. ``priority`` (the order's) and
         ``created_at`` (epoch seconds) order uploads when the link is scarce (S3 backend)."""
         key = validate_key(key, "dataset key")
+        return self._put_dataset(local_dir, key, files, self._open_session(key))
+
+    def _put_dataset(self, local_dir: str | os.PathLike, key: str, files: Mapping[str, str], session: DatasetSession) -> str:
         manifest = validated_manifest(files)
         local_dir = Path(local_dir)
         if not local_dir.is_dir():
@@ -182,13 +213,13 @@ class ObjectStore(StagingUploads):
         sent = 0
         for rel, sha in sorted(manifest.items()):
             obj_key = f"{key}/{rel}"
-            if self._holds(obj_key, sha, digest):
+            if self._holds(obj_key, sha, digest, session):
                 continue
-            stored = self._write_verified(local_dir / rel, obj_key, sha, {SHA256_METADATA: sha, DIGEST_METADATA: digest})
+            stored = self._write_verified(local_dir / rel, obj_key, sha, {SHA256_METADATA: sha, DIGEST_METADATA: digest}, session)
             if stored != sha:
                 raise DigestMismatch(f"{self.uri_for(obj_key)} after upload", sha, stored or "missing")
             sent += 1
-        self._record_dataset(key, manifest, digest)
+        self._record_dataset(key, manifest, digest, session)
         if sent == 0:
             log.info("dataset %s already stored with digest %s; nothing re-sent", self.uri_for(key), digest)
         else:
@@ -200,9 +231,10 @@ class ObjectStore(StagingUploads):
         (missing, unexpected or changed files)."""
         key = validate_key(key, "dataset key")
         manifest = validated_manifest(files)
+        session = self._open_session(key)
         stored: dict[str, str] = {}
         for obj_key in self.list_keys(f"{key}/"):
-            sha = self._stored_sha256(obj_key)
+            sha = self._stored_sha256(obj_key, session)
             stored[obj_key[len(key) + 1:]] = sha or "unreadable"
         expected, actual = digest_of_files(manifest), digest_of_files(stored)
         if actual != expected:

@@ -26,7 +26,7 @@ from urllib.parse import quote
 from ...domain.layout import parse_staging_key
 from ..digest import DigestMismatch, file_sha256
 from ..files import fsync_path
-from .base import RESERVED_PREFIX, ObjectNotFound, ObjectStore, validate_key, validate_prefix
+from .base import RESERVED_PREFIX, DatasetSession, ObjectNotFound, ObjectStore, validate_key, validate_prefix
 from .local_parts import PartWriter
 from .signing import sign_part_url
 from .staging import (
@@ -120,7 +120,8 @@ class LocalDirObjectStore(ObjectStore):
                     out.append(key)
         return sorted(out)
 
-    def _write_verified(self, local_path: Path, key: str, sha256: str, metadata: Mapping[str, str]) -> str:
+    def _write_verified(self, local_path: Path, key: str, sha256: str, metadata: Mapping[str, str],
+                        session: DatasetSession | None = None) -> str:
         with _replacing(self._path(key)) as tmp:
             shutil.copyfile(local_path, tmp)
             fsync_path(tmp)
@@ -129,11 +130,11 @@ class LocalDirObjectStore(ObjectStore):
                 raise DigestMismatch(f"{self.uri_for(key)} after copy from {local_path}", sha256, stored)
         return stored
 
-    def _stored_sha256(self, key: str) -> str | None:
+    def _stored_sha256(self, key: str, session: DatasetSession | None = None) -> str | None:
         path = self._path(key)
         return file_sha256(path) if path.is_file() else None
 
-    def _holds(self, key: str, sha256: str, dataset_digest: str) -> bool:
+    def _holds(self, key: str, sha256: str, dataset_digest: str, session: DatasetSession) -> bool:
         return self._stored_sha256(key) == sha256
 
     def _download(self, key: str, dest: Path) -> Mapping[str, str]:
@@ -147,7 +148,7 @@ class LocalDirObjectStore(ObjectStore):
         path = self._manifest_path(key)
         return json.loads(path.read_text())["files"] if path.is_file() else None
 
-    def _record_dataset(self, key: str, files: Mapping[str, str], dataset_digest: str) -> None:
+    def _record_dataset(self, key: str, files: Mapping[str, str], dataset_digest: str, session: DatasetSession) -> None:
         path = self._manifest_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")

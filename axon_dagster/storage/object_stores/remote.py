@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .base import RESERVED_PREFIX, ObjectStore, validate_key
@@ -25,11 +25,10 @@ def upload_state_dir() -> Path:
 
 class RemoteObjectStore(ObjectStore):
     """A store across a link: a dataset upload waits for its turn in the process's priority queue
-    (order priority, then age) and leaves what it did in :meth:`last_upload_stats`. Subclasses give
-    the queue and a ``_dataset_context(key)`` that resets ``self._ctx.stats`` for one dataset."""
+    (order priority, then age) and leaves what it did in :meth:`last_upload_stats`."""
 
-    _ctx: threading.local
     prefix: str
+    _reports: threading.local  # per thread: the report of its last put_dataset
 
     def _full(self, key: str) -> str:
         key = validate_key(key)
@@ -43,34 +42,27 @@ class RemoteObjectStore(ObjectStore):
     def _upload_queue(self) -> Any:
         raise NotImplementedError
 
-    def _dataset_context(self, key: str) -> Any:
-        raise NotImplementedError
-
     def put_dataset(
         self, local_dir: str | os.PathLike, key: str, files: Mapping[str, str], *, priority: int = 0, created_at: float | None = None
     ) -> str:
         key = validate_key(key, "dataset key")
         queued = time.monotonic()
-        with self._upload_queue().slot(priority, created_at, self.uri_for(key)), self._dataset_context(key):
+        with self._upload_queue().slot(priority, created_at, self.uri_for(key)):
             started = time.monotonic()
-            uri = super().put_dataset(local_dir, key, files)
-            stats = dict(self._ctx.stats)
+            session = self._open_session(key)
+            uri = self._put_dataset(local_dir, key, files, session)
         seconds = time.monotonic() - started
+        stats: dict[str, Any] = dict(session.stats)
         stats.update(
             upload_seconds=round(seconds, 3),
             queued_seconds=round(started - queued, 3),
             upload_bytes_per_second=round(stats["bytes_sent"] / seconds, 1) if seconds > 0 else 0.0,
         )
-        self._ctx.last_upload = stats
+        self._reports.last_upload = stats
         return uri
 
     def last_upload_stats(self) -> dict[str, Any]:
         """What the last :meth:`put_dataset` of this thread did (files and bytes sent, parts or
         blocks kept from an interrupted run, seconds queued and uploading, rate): run metadata for
-        Dagster."""
-        return dict(getattr(self._ctx, "last_upload", None) or {})
-
-    def verify_dataset(self, key: str, files: Mapping[str, str]) -> str:
-        key = validate_key(key, "dataset key")
-        with self._dataset_context(key):
-            return super().verify_dataset(key, files)
+        Dagster. (The report of a finished upload; no upload reads it.)"""
+        return dict(getattr(self._reports, "last_upload", None) or {})

@@ -24,6 +24,7 @@ from .base import (
     ObjectNotFound,
     ObjectStoreError,
     ObjectStoreUnavailable,
+    DatasetSession,
     StoredObject,
     validate_key,
     validate_prefix,
@@ -96,7 +97,7 @@ class S3ObjectStore(S3Staging):
         self.client = client
         self._uploader: Any = None
         self._uploader_lock = threading.Lock()
-        self._ctx = threading.local()
+        self._reports = threading.local()
 
     def __repr__(self) -> str:
         return f"S3ObjectStore(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r})"
@@ -182,46 +183,38 @@ class S3ObjectStore(S3Staging):
 
     # --- the dataset record: binds composite checksums of multipart files to their SHA-256
 
-    @contextmanager
-    def _dataset_context(self, key: str) -> Iterator[None]:
-        self._ctx.key, self._ctx.record, self._ctx.composites = key, None, {}
-        self._ctx.stats = {"files_sent": 0, "files_already_stored": 0, "bytes_sent": 0, "parts_sent": 0, "parts_reused": 0}
-        try:
-            yield
-        finally:
-            self._ctx.key = self._ctx.record = self._ctx.composites = None
+    STAT_NAMES = ("files_sent", "files_already_stored", "bytes_sent", "parts_sent", "parts_reused")
 
-    def _dataset_record(self) -> dict[str, Any]:
-        key = getattr(self._ctx, "key", None)
-        if key is None:
-            return {}
-        if self._ctx.record is None:
+    def _dataset_record(self, session: DatasetSession) -> dict[str, Any]:
+        """The dataset record of ``session.key`` (read once per session)."""
+        if session.record is None:
+            key = session.key
             try:
                 with self._errors(key):
                     body = self.client.get_object(Bucket=self.bucket, Key=self._record_key(key))["Body"].read()
-                self._ctx.record = json.loads(body)
+                session.record = json.loads(body)
             except ObjectNotFound:
-                self._ctx.record = {}
+                session.record = {}
             except ValueError:
                 log.warning("dataset record %s is unreadable; verifying by re-reading", self._record_key(key))
-                self._ctx.record = {}
-        return self._ctx.record
+                session.record = {}
+        return session.record  # type: ignore[return-value]
 
-    def _record_dataset(self, key: str, files: Mapping[str, str], dataset_digest: str) -> None:
-        composites = dict(getattr(self._ctx, "composites", None) or {})
+    def _record_dataset(self, key: str, files: Mapping[str, str], dataset_digest: str, session: DatasetSession) -> None:
+        composites = dict(session.composites)
         if not composites:
             return
         record = {"dataset_digest": dataset_digest, "files": dict(files), "checksums": composites}
-        if self._dataset_record() == record:
+        if self._dataset_record(session) == record:
             return
         with self._errors(key):
             self.client.put_object(
                 Bucket=self.bucket, Key=self._record_key(key), Body=json.dumps(record, sort_keys=True).encode(),
                 ContentType="application/json", **self._checksum_args(),
             )
-        self._ctx.record = record
+        session.record = record
 
-    def _composite_sha256(self, key: str, head: StoredObject) -> str | None:
+    def _composite_sha256(self, key: str, head: StoredObject, session: DatasetSession | None) -> str | None:
         """For an object whose store checksum is a composite: its SHA-256 if an uploader recorded,
         on verifying it, that this composite belongs to that SHA-256; else None."""
         sha = head.metadata.get(SHA256_METADATA)
@@ -229,22 +222,22 @@ class S3ObjectStore(S3Staging):
             return None
         value = head.checksum.rsplit("-", 1)[0] if "-" in head.checksum else head.checksum
         candidates = [self.uploader.verified_checksum(self.bucket, self._full(key), sha, head.size or 0)]
-        ctx_key = getattr(self._ctx, "key", None)
-        if ctx_key and key.startswith(f"{ctx_key}/"):
-            rel = key[len(ctx_key) + 1:]
-            record = self._dataset_record()
+        rel = session.relative(key) if session is not None else None
+        if session is not None and rel is not None:
+            record = self._dataset_record(session)
             if record.get("files", {}).get(rel) == sha:
                 candidates.append(record.get("checksums", {}).get(rel))
         for recorded in candidates:
             if recorded and (recorded.rsplit("-", 1)[0] if "-" in recorded else recorded) == value:
-                self._note_composite(key, head.checksum)
+                self._note_composite(key, head.checksum, session)
                 return sha
         return None
 
-    def _note_composite(self, key: str, checksum: str) -> None:
-        ctx_key = getattr(self._ctx, "key", None)
-        if ctx_key and key.startswith(f"{ctx_key}/") and self._ctx.composites is not None:
-            self._ctx.composites[key[len(ctx_key) + 1:]] = checksum
+    @staticmethod
+    def _note_composite(key: str, checksum: str, session: DatasetSession | None) -> None:
+        rel = session.relative(key) if session is not None else None
+        if session is not None and rel is not None:
+            session.composites[rel] = checksum
 
     # --- per-object primitives
 
@@ -277,13 +270,13 @@ class S3ObjectStore(S3Staging):
             return STORED_CHECKSUM_MISMATCH  # boto3 found the body differs from the object's own checksum
         return h.hexdigest()
 
-    def _sha256_of(self, key: str, head: StoredObject) -> str:
+    def _sha256_of(self, key: str, head: StoredObject, session: DatasetSession | None = None) -> str:
         if self.verify == "checksum":
             if head.sha256 is not None and head.sha256 == head.metadata.get(SHA256_METADATA):
                 return head.sha256
             # Some S3-compatible stores (moto among them) report a multipart object's composite
             # checksum without the "-N" suffix, so a checksum that is not the file's hash may be one.
-            composite = self._composite_sha256(key, head)
+            composite = self._composite_sha256(key, head, session)
             if composite is not None:
                 return composite
             if head.sha256 is not None:
@@ -291,25 +284,22 @@ class S3ObjectStore(S3Staging):
             log.debug("%s has no checksum that names its SHA-256; re-reading it to verify", self.uri_for(key))
         return self._reread_sha256(key)
 
-    def _stored_sha256(self, key: str) -> str | None:
+    def _stored_sha256(self, key: str, session: DatasetSession | None = None) -> str | None:
         head = self._head(key)
-        return None if head is None else self._sha256_of(key, head)
+        return None if head is None else self._sha256_of(key, head, session)
 
-    def _holds(self, key: str, sha256: str, dataset_digest: str) -> bool:
+    def _holds(self, key: str, sha256: str, dataset_digest: str, session: DatasetSession) -> bool:
         head = self._head(key)
         if head is None or head.metadata.get(DIGEST_METADATA) != dataset_digest:
             return False
-        held = self._sha256_of(key, head) == sha256
+        held = self._sha256_of(key, head, session) == sha256
         if held:
-            self._count("files_already_stored", 1)
+            session.count("files_already_stored", 1)
         return held
 
-    def _count(self, name: str, n: int) -> None:
-        stats = getattr(self._ctx, "stats", None)
-        if stats is not None and getattr(self._ctx, "key", None) is not None:
-            stats[name] += n
-
-    def _write_verified(self, local_path: Path, key: str, sha256: str, metadata: Mapping[str, str]) -> str:
+    def _write_verified(self, local_path: Path, key: str, sha256: str, metadata: Mapping[str, str],
+                        session: DatasetSession | None = None) -> str:
+        count = session.count if session is not None else (lambda name, n: None)
         full = self._full(key)
         size = local_path.stat().st_size
         if size >= self.multipart_threshold:
@@ -321,20 +311,20 @@ class S3ObjectStore(S3Staging):
             except UploadError as exc:
                 raise ObjectStoreError(str(exc)) from exc
             if result.checksum:
-                self._note_composite(key, result.checksum)
-            self._count("files_sent" if not result.skipped else "files_already_stored", 1)
-            self._count("bytes_sent", result.bytes_sent)
-            self._count("parts_sent", result.parts_sent)
-            self._count("parts_reused", result.parts_reused)
+                self._note_composite(key, result.checksum, session)
+            count("files_sent" if not result.skipped else "files_already_stored", 1)
+            count("bytes_sent", result.bytes_sent)
+            count("parts_sent", result.parts_sent)
+            count("parts_reused", result.parts_reused)
             return sha256  # the uploader verified the stored object against sha256, or raised
         with self._errors(key), open(local_path, "rb") as body:
             self.uploader.put_object_capped(
                 self.uri_for(key), size,
                 Bucket=self.bucket, Key=full, Body=body, Metadata=dict(metadata), **self._checksum_args(),
             )
-        self._count("files_sent", 1)
-        self._count("bytes_sent", size)
-        return self._keep_if_verified(key, sha256, self._stored_sha256(key))
+        count("files_sent", 1)
+        count("bytes_sent", size)
+        return self._keep_if_verified(key, sha256, self._stored_sha256(key, session))
 
     def _keep_if_verified(self, key: str, sha256: str, stored: str | None) -> str:
         """After a single PUT of ``key``: the object now there is ours; if it is not what we sent
@@ -359,8 +349,7 @@ class S3ObjectStore(S3Staging):
         return obj.get("Metadata", {})
 
     def _recorded_manifest(self, key: str) -> dict[str, str] | None:
-        with self._dataset_context(key):
-            return self._dataset_record().get("files") or None
+        return self._dataset_record(DatasetSession(key)).get("files") or None
 
     @contextmanager
     def _errors(self, key: str) -> Iterator[None]:
