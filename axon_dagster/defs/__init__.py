@@ -24,19 +24,22 @@ AREAS: tuple[dg.Definitions, ...] = (
 
 
 def resources_for_location() -> dict[str, dg.ConfigurableResource]:
-    """Every resource the areas use, from the selected config and the environment."""
+    """Every resource the areas use, from the code location's settings: loaded and validated once,
+    here, so a bad variable or config key stops the location at start-up with its name."""
     from axon_dagster.observability.sensors import RunFailureAlertResource
+    from axon_dagster.settings import load_code_location_settings
 
     from .resources import resources_from_env
 
+    settings = load_code_location_settings()
     return {
-        **resources_from_env(),
-        "bandwidth": bandwidth.bandwidth_resource_from_env(),
+        **resources_from_env(settings),
+        "bandwidth": bandwidth.bandwidth_resource_from_env(settings.upload),
         "upload_grants": uploads.upload_grant_policy_from_env(),
         "data_flow_policy": data_flow.data_flow_policy_from_env(),
-        "recording_policy": recording.recording_policy_from_env(),
-        "review_policy": review.review_policy_from_env(),
-        "run_failure_alert": RunFailureAlertResource.from_env(),
+        "recording_policy": recording.recording_policy_from_env(settings.recording_policy),
+        "review_policy": review.review_policy_from_env(settings.review),
+        "run_failure_alert": RunFailureAlertResource.from_env(settings.alerts),
     }
 
 

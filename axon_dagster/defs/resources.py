@@ -1,18 +1,21 @@
 """Dagster resources: thin, configurable wrappers that hand out our adapters.
 
-Defaults come from the AXON_* environment (see docs/contracts.md) so the same code location runs
-on a laptop and in a cluster; secrets are read from the environment at run time, never from config.
+Their values come from the code location's settings (:mod:`axon_dagster.settings.code_location`:
+``AXON_*`` variables over the selected config file over the defaults), so the same code location
+runs on a laptop and in a cluster; secrets are resolved at run time, never stored in run config.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import dagster as dg
 from pydantic import Field
 
 from axon_dagster.domain import Requirements
+
+if TYPE_CHECKING:
+    from axon_dagster.settings.code_location import CodeLocationSettings
 
 
 class ControlPlaneResource(dg.ConfigurableResource):
@@ -23,12 +26,16 @@ class ControlPlaneResource(dg.ConfigurableResource):
     token_file: Optional[str] = Field(default=None, description="File holding the admin token (when the env var is unset)")
     timeout_seconds: float = 10.0
 
+    def token(self) -> str | None:
+        """The admin token, resolved now (the variable, else the file): a rotated Secret needs no restart."""
+        from axon_dagster.settings import SecretRef
+
+        return SecretRef(env=self.token_env_var, file=self.token_file, key="token_file").resolve()
+
     def client(self):
         from axon_dagster.client import ControlPlaneClient
-        from axon_dagster.config import SecretRef
 
-        token = SecretRef(env=self.token_env_var, file=self.token_file, key="token_file").resolve()
-        return ControlPlaneClient(self.url, token=token, timeout=self.timeout_seconds)
+        return ControlPlaneClient(self.url, token=self.token(), timeout=self.timeout_seconds)
 
 
 class EdgeCacheResource(dg.ConfigurableResource):
@@ -105,49 +112,23 @@ class RecorderResource(dg.ConfigurableResource):
         )
 
 
-def _absolute_file_url(url: str) -> str:
-    if url.startswith("file://") and not url.startswith("file:///"):
-        return "file://" + os.path.abspath(url[len("file://") :])
-    return url
+def resources_from_env(settings: CodeLocationSettings | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The resources of the code location's settings (loaded now when not given)."""
+    from axon_dagster.settings import load_code_location_settings
 
-
-def resources_from_env() -> dict[str, dg.ConfigurableResource]:
-    """Defaults from the selected environment config (``AXON_ENV`` / ``AXON_CONFIG_FILE``, see
-    :mod:`axon_dagster.config`; built-in defaults when neither is set); ``AXON_*`` variables override."""
-    from axon_dagster.config import AxonConfig, config_selected, env_flag, load_config
-
-    cfg = load_config() if config_selected() else AxonConfig()
-    cp, cache, store, insp, rec = cfg.control_plane, cfg.storage.edge_cache, cfg.storage.object_store, cfg.inspection, cfg.recorder
-    env = os.environ.get
-    max_gb = env("AXON_EDGE_CACHE_MAX_GB")
-    retention_days = env("AXON_EDGE_CACHE_RETENTION_DAYS")
+    s = settings or load_code_location_settings()
+    cp, cache, insp, rec = s.control_plane, s.edge_cache, s.inspection, s.recorder
     return {
         "control_plane": ControlPlaneResource(
-            url=env("AXON_CONTROL_PLANE_URL", cp.url),
-            token_env_var=cp.admin_token.env or "AXON_ADMIN_TOKEN",
-            token_file=cp.admin_token.file,
-            timeout_seconds=cfg.timeouts.control_plane_seconds,
+            url=cp.url, token_env_var=cp.token.env or "AXON_ADMIN_TOKEN", token_file=cp.token.file,
+            timeout_seconds=cp.timeout_seconds,
         ),
         "edge_cache": EdgeCacheResource(
-            root=os.path.abspath(env("AXON_EDGE_CACHE_DIR", cache.root)),
-            max_size_gb=float(max_gb) if max_gb else cache.max_size_gb,
-            policy=env("AXON_EDGE_CACHE_POLICY", cache.policy),
-            retention_days=float(retention_days) if retention_days else None,
-            delete_after_upload=env_flag("AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD", False, key="AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD"),
-            release_source=env_flag("AXON_EDGE_CACHE_RELEASE_SOURCE", cache.release_source, key="storage.edge_cache.release_source"),
+            root=cache.root, max_size_gb=cache.max_size_gb, policy=cache.policy, retention_days=cache.retention_days,
+            delete_after_upload=cache.delete_after_upload, release_source=cache.release_source,
         ),
-        "object_store": ObjectStoreResource(
-            url=_absolute_file_url(env("AXON_OBJECT_STORE_URL", store.url)),
-            endpoint_url=env("AWS_ENDPOINT_URL") or store.endpoint_url,
-        ),
-        "inspection": InspectionResource(
-            runner=env("AXON_INSPECTION_RUNNER", insp.runner), ray_address=env("AXON_RAY_ADDRESS") or insp.ray_address
-        ),
-        "recorder": RecorderResource(
-            transport=env("AXON_RECORDER_TRANSPORT", rec.transport),
-            url=env("AXON_RECORDER_URL", rec.url),
-            namespace=env("AXON_RECORDER_NAMESPACE", rec.namespace),
-            timeout_seconds=rec.timeout_seconds,
-            retry_attempts=rec.retry_attempts,
-        ),
+        "object_store": ObjectStoreResource(url=s.object_store.url, endpoint_url=s.object_store.endpoint_url),
+        "inspection": InspectionResource(runner=insp.runner, ray_address=insp.ray_address),
+        "recorder": RecorderResource(transport=rec.transport, url=rec.url, namespace=rec.namespace,
+                                     timeout_seconds=rec.timeout_seconds, retry_attempts=rec.retry_attempts),
     }

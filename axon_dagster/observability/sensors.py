@@ -58,10 +58,10 @@ class RunFailureAlertResource(dg.ConfigurableResource):
     data_flow_jobs: list[str] = ["data_flow", "legacy_data_flow", "upload_approved"]  # runs whose steps and QC feed the data-flow metrics
 
     @classmethod
-    def from_env(cls) -> "RunFailureAlertResource":
+    def from_env(cls, alerts: "AlertSettings | None" = None) -> "RunFailureAlertResource":
         from axon_dagster.settings.code_location import AlertSettings
 
-        alerts = AlertSettings.load()
+        alerts = alerts or AlertSettings.load()
         return cls(
             failure_ratio_threshold=alerts.failure_ratio,
             window_seconds=alerts.window_seconds,

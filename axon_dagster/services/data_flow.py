@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 from axon_dagster.domain import (
     QcOutcome,
@@ -36,6 +36,7 @@ from axon_dagster.domain import (
     report_key,
     sidecar_key,
 )
+from axon_dagster.settings.code_location import DataFlowSettings
 from axon_dagster.storage.axon_recording import AxonRecordingFiles, AxonSidecar, wait_complete
 from axon_dagster.storage.digest import DigestMismatch, file_sha256
 from axon_dagster.storage.recording import (
@@ -52,8 +53,7 @@ from axon_dagster.storage.recording import (
 log = logging.getLogger(__name__)
 
 # How long staging waits for Axon to finish a recording (close, patch, hash: minutes for a big file).
-RECORDING_WAIT_ENV = "AXON_RECORDING_WAIT_SECONDS"
-DEFAULT_RECORDING_WAIT_S = 600.0
+DEFAULT_RECORDING_WAIT_S = DataFlowSettings.recording_wait_seconds  # how long staging waits for a complete recording
 
 
 class DataFlowError(Exception):
@@ -124,20 +124,10 @@ def recording_format_of(dataset_path: str, reported: str | None = None) -> str:
     return MCAP if str(dataset_path).endswith(".mcap") else LANCE
 
 
-def recording_wait_seconds(environ: dict[str, str] | None = None) -> float:
+def recording_wait_seconds(environ: Mapping[str, str] | None = None) -> float:
     """``AXON_RECORDING_WAIT_SECONDS`` (default 600): read by the Dagster op, which passes it to
     :func:`stage_recording` as ``wait_timeout_s``; a bad value is a clear error."""
-    env = os.environ if environ is None else environ
-    raw = env.get(RECORDING_WAIT_ENV)
-    if raw is None or raw == "":
-        return DEFAULT_RECORDING_WAIT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{RECORDING_WAIT_ENV} must be a number of seconds, got {raw!r}") from None
-    if not value >= 0:
-        raise ValueError(f"{RECORDING_WAIT_ENV} must be a non-negative number of seconds, got {raw!r}")
-    return value
+    return DataFlowSettings.load(environ).recording_wait_seconds
 
 
 def mcap_ingester(task: dict[str, Any], recorder_checksum: str | None = None):

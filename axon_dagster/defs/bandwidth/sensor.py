@@ -37,6 +37,7 @@ import dagster as dg
 import pydantic
 from pydantic import Field
 
+from axon_dagster.settings.code_location import UploadSettings
 from axon_dagster.storage.bandwidth import ProbeError, probe_bandwidth
 
 from ..resources import ControlPlaneResource
@@ -69,8 +70,7 @@ class BandwidthGate(dg.ConfigurableResource):
     def log_path(self) -> str:
         if self.throughput_log:
             return self.throughput_log
-        state_dir = os.environ.get("AXON_UPLOAD_STATE_DIR") or ".axon/upload-state"
-        return os.path.join(os.path.abspath(state_dir), "throughput.json")
+        return os.path.join(os.path.abspath(UploadSettings.load().state_dir), "throughput.json")
 
     def probe(self):
         return probe_bandwidth(
@@ -81,30 +81,18 @@ class BandwidthGate(dg.ConfigurableResource):
         )
 
 
-def bandwidth_resource_from_env() -> BandwidthGate:
-    """The gate from ``AXON_MIN_BANDWIDTH_MBPS``, ``AXON_BANDWIDTH_PROBE_COMMAND``,
-    ``AXON_MAX_UPLOAD_ATTEMPTS`` and ``AXON_UPLOAD_RETRY_BACKOFF_SECONDS`` (unset: the defaults).
-    A value that is not a number, or out of range, is refused with the variable's name."""
-    env = os.environ.get
-    numbers = {
-        "min_bandwidth_mbps": ("AXON_MIN_BANDWIDTH_MBPS", float),
-        "max_upload_attempts": ("AXON_MAX_UPLOAD_ATTEMPTS", int),
-        "retry_backoff_seconds": ("AXON_UPLOAD_RETRY_BACKOFF_SECONDS", float),
-    }
-    fields: dict[str, Any] = {"probe_command": env("AXON_BANDWIDTH_PROBE_COMMAND") or None}
-    for field, (name, kind) in numbers.items():
-        raw = (env(name) or "").strip()
-        if not raw:
-            continue
-        try:
-            fields[field] = kind(raw)
-        except ValueError:
-            raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
-    try:
-        return BandwidthGate(**fields)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(f"{numbers[str(e['loc'][0])][0]} {e['msg']}" for e in exc.errors() if e["loc"] and e["loc"][0] in numbers)
-        raise ValueError(problems or str(exc)) from None
+def bandwidth_resource_from_env(upload: UploadSettings | None = None) -> BandwidthGate:
+    """The gate from the code location's upload settings (``AXON_MIN_BANDWIDTH_MBPS``,
+    ``AXON_BANDWIDTH_PROBE_COMMAND``, ``AXON_MAX_UPLOAD_ATTEMPTS`` over the config's
+    ``retries.upload_attempts``, ``AXON_UPLOAD_RETRY_BACKOFF_SECONDS``);
+    a bad value is refused with the variable's name when the settings load."""
+    upload = upload or UploadSettings.load()
+    return BandwidthGate(
+        min_bandwidth_mbps=upload.min_bandwidth_mbps,
+        probe_command=upload.probe_command,
+        max_upload_attempts=upload.max_upload_attempts,
+        retry_backoff_seconds=upload.retry_backoff_seconds,
+    )
 
 
 def upload_run_key(dataset_id: str, attempt: int) -> str:

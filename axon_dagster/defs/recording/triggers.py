@@ -17,13 +17,14 @@ from pydantic import Field
 
 from axon_dagster.recorder.config import RecordingConfig, RecordingConfigError
 from axon_dagster.recorder.health import reported_topics
+from axon_dagster.settings.code_location import RecordingPolicySettings
 
 from ..resources import ControlPlaneResource
 from ..runs import ACTIVE_RUN_STATUSES
 from .dispatch import robot_health, robot_report
 from .jobs import simple_recording
 
-DEFAULT_RECORDING_CONFIG_DIR = ".axon/recording-configs"
+DEFAULT_RECORDING_CONFIG_DIR = RecordingPolicySettings.config_dir
 
 
 class RecordingPolicyResource(dg.ConfigurableResource):
@@ -44,10 +45,8 @@ class RecordingPolicyResource(dg.ConfigurableResource):
         return Path(self.config_dir).resolve() / name
 
 
-def recording_policy_from_env() -> RecordingPolicyResource:
-    from axon_dagster.settings.code_location import RecordingPolicySettings
-
-    return RecordingPolicyResource(config_dir=RecordingPolicySettings.load().config_dir)
+def recording_policy_from_env(policy: RecordingPolicySettings | None = None) -> RecordingPolicyResource:
+    return RecordingPolicyResource(config_dir=(policy or RecordingPolicySettings.load()).config_dir)
 
 
 def read_template(path: Path) -> tuple[Optional[RecordingConfig], Optional[str]]:

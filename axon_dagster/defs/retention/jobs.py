@@ -5,7 +5,6 @@ Only uploaded-and-verified or rejected datasets are ever removed (``EdgeCache.ap
 ``EdgeCache.evict`` keep that rule themselves), so the schedule runs by default. A cache over quota
 with nothing evictable is reported with ``pressure: true`` (the ``AxonEdgeCacheNearQuota`` alert)."""
 
-import os
 from typing import Any, Optional
 
 import dagster as dg
@@ -13,16 +12,17 @@ from pydantic import Field
 
 from axon_dagster.client import ControlPlaneError
 from axon_dagster.domain import InvalidIdError, validate_id
+from axon_dagster.settings.code_location import EdgeCacheSettings
 
 from ..resources import ControlPlaneResource, EdgeCacheResource
 from ..retry import NETWORK_RETRY
 
 CACHE_ID_ENV = "AXON_EDGE_CACHE_ID"
-DEFAULT_CACHE_ID = "default"
+DEFAULT_CACHE_ID = EdgeCacheSettings.cache_id
 
 
 def default_cache_id() -> str:
-    return os.environ.get(CACHE_ID_ENV) or DEFAULT_CACHE_ID
+    return EdgeCacheSettings.load().cache_id
 
 
 class EdgeCacheRetentionConfig(dg.Config):

@@ -24,6 +24,7 @@ import dagster as dg
 from pydantic import Field
 
 from axon_dagster.domain import DatasetStatus, QcOutcome, TaskStatus
+from axon_dagster.settings.code_location import ReviewSettings
 
 from ..lineage import DATASET
 from ..resources import ControlPlaneResource, EdgeCacheResource
@@ -43,7 +44,7 @@ class ReviewPolicy(dg.ConfigurableResource):
 def _review_client(control_plane: ControlPlaneResource):
     from axon_dagster.client.review import ReviewClient
 
-    return ReviewClient(control_plane.url, token=os.environ.get(control_plane.token_env_var) or None, timeout=control_plane.timeout_seconds)
+    return ReviewClient(control_plane.url, token=control_plane.token(), timeout=control_plane.timeout_seconds)
 
 
 # ------------------------------------------------------------------------------ dispose_rejected
@@ -202,6 +203,6 @@ def manual_inspection():
     manual_inspection_op()
 
 
-def review_policy_from_env() -> ReviewPolicy:
+def review_policy_from_env(review: ReviewSettings | None = None) -> ReviewPolicy:
     """``AXON_REVIEW_REJECTED_POLICY`` (archive | delete; default archive)."""
-    return ReviewPolicy(rejected=os.environ.get("AXON_REVIEW_REJECTED_POLICY", "archive"))  # type: ignore[arg-type]
+    return ReviewPolicy(rejected=(review or ReviewSettings.load()).rejected_policy)  # type: ignore[arg-type]
