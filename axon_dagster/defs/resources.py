@@ -89,35 +89,12 @@ class InspectionResource(dg.ConfigurableResource):
         return inspect_recording(dataset_path, requirements, runner=self.runner, ray_address=self.ray_address)
 
 
-class RecorderResource(dg.ConfigurableResource):
-    """A recorder's address. No job, sensor or schedule of the code location uses it (the cloud never
-    calls a recorder: recordings are requested from robots through the control plane); kept while the
-    demo and the config checks still build it, to be removed with the `recorder` settings section."""
-
-    transport: str = Field(default="http", description="http | ros1 | ros2")
-    url: str = Field(default="http://127.0.0.1:8080", description="Axon HTTP RPC base URL")
-    namespace: str = Field(default="axon", description="ROS namespace of the recorder's services (ros1/ros2)")
-    timeout_seconds: float = 5.0
-    retry_attempts: int = 3
-
-    def client(self):
-        from axon_dagster.recorder.factory import recorder_from_config
-
-        return recorder_from_config(
-            transport=self.transport,
-            url=self.url,
-            timeout_seconds=self.timeout_seconds,
-            retry_attempts=self.retry_attempts,
-            namespace=self.namespace,
-        )
-
-
 def resources_from_env(settings: CodeLocationSettings | None = None) -> dict[str, dg.ConfigurableResource]:
     """The resources of the code location's settings (loaded now when not given)."""
     from axon_dagster.settings import load_code_location_settings
 
     s = settings or load_code_location_settings()
-    cp, cache, insp, rec = s.control_plane, s.edge_cache, s.inspection, s.recorder
+    cp, cache, insp = s.control_plane, s.edge_cache, s.inspection
     return {
         "control_plane": ControlPlaneResource(
             url=cp.url, token_env_var=cp.token.env or "AXON_ADMIN_TOKEN", token_file=cp.token.file,
@@ -129,6 +106,4 @@ def resources_from_env(settings: CodeLocationSettings | None = None) -> dict[str
         ),
         "object_store": ObjectStoreResource(url=s.object_store.url, endpoint_url=s.object_store.endpoint_url),
         "inspection": InspectionResource(runner=insp.runner, ray_address=insp.ray_address),
-        "recorder": RecorderResource(transport=rec.transport, url=rec.url, namespace=rec.namespace,
-                                     timeout_seconds=rec.timeout_seconds, retry_attempts=rec.retry_attempts),
     }

@@ -15,12 +15,12 @@ document the variable in the README's table, and test it in ``tests/config``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from .base import SecretRef
 from .environ import Env
-from .files import AxonConfig, RecorderSettings, selected_config
+from .files import AxonConfig, selected_config
 
 Environ = Mapping[str, str] | None
 
@@ -107,14 +107,6 @@ class InspectionSettings:
         env, insp = Env(environ), _config(environ, config).inspection
         return cls(runner=env.text("AXON_INSPECTION_RUNNER", insp.runner),
                    ray_address=env.text("AXON_RAY_ADDRESS", insp.ray_address))
-
-
-def load_recorder(environ: Environ = None, config: AxonConfig | None = None) -> RecorderSettings:
-    """The recorder the code location's recording jobs drive: the config's ``recorder`` keys, with
-    ``AXON_RECORDER_TRANSPORT`` / ``_URL`` / ``_NAMESPACE`` over them."""
-    env, rec = Env(environ), _config(environ, config).recorder
-    return replace(rec, transport=env.text("AXON_RECORDER_TRANSPORT", rec.transport), url=env.text("AXON_RECORDER_URL", rec.url),
-                   namespace=env.text("AXON_RECORDER_NAMESPACE", rec.namespace))
 
 
 @dataclass(frozen=True)
@@ -226,7 +218,6 @@ class CodeLocationSettings:
     edge_cache: EdgeCacheSettings = EdgeCacheSettings()
     object_store: ObjectStoreSettings = ObjectStoreSettings()
     inspection: InspectionSettings = InspectionSettings()
-    recorder: RecorderSettings = RecorderSettings()
     upload: UploadSettings = UploadSettings()
     data_flow: DataFlowSettings = DataFlowSettings()
     review: ReviewSettings = ReviewSettings()
@@ -237,7 +228,7 @@ class CodeLocationSettings:
 
 SECTIONS = {  # field of CodeLocationSettings -> its loader
     "control_plane": ControlPlaneSettings.load, "edge_cache": EdgeCacheSettings.load, "object_store": ObjectStoreSettings.load,
-    "inspection": InspectionSettings.load, "recorder": load_recorder, "upload": UploadSettings.load,
+    "inspection": InspectionSettings.load, "upload": UploadSettings.load,
     "data_flow": DataFlowSettings.load, "review": ReviewSettings.load, "recording_policy": RecordingPolicySettings.load,
     "alerts": AlertSettings.load, "metrics": MetricsSettings.load,
 }

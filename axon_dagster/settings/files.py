@@ -35,7 +35,6 @@ RECORDING_TEMPLATES = ("default", "camera_only", "lidar_only")
 
 INSPECTION_RUNNERS = ("native", "ray", "ray-job", "kuberay")
 CACHE_POLICIES = ("lru", "fifo", "manual")
-RECORDER_TRANSPORTS = ("http", "ros1", "ros2")
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_KEY = re.compile(r"(token|password|passwd|secret|api_key|apikey|access_key|private_key|credentials?)$", re.I)
@@ -85,15 +84,6 @@ class InspectionConfig:
 
 
 @dataclass(frozen=True)
-class RecorderSettings:
-    transport: str = "http"
-    url: str = "http://127.0.0.1:8080"
-    namespace: str = "axon"
-    timeout_seconds: float = 5.0
-    retry_attempts: int = 3
-
-
-@dataclass(frozen=True)
 class TimeoutsConfig:
     control_plane_seconds: float = 10.0  # the code location's requests to the control-plane API
 
@@ -110,7 +100,6 @@ class AxonConfig:
     control_plane: ControlPlaneConfig = ControlPlaneConfig()
     storage: StorageConfig = StorageConfig()
     inspection: InspectionConfig = InspectionConfig()
-    recorder: RecorderSettings = RecorderSettings()
     timeouts: TimeoutsConfig = TimeoutsConfig()
     retries: RetriesConfig = RetriesConfig()
 
@@ -248,13 +237,6 @@ _SCHEMA: dict[str, Callable[[Any, str], Any]] = {
         "runner": _enum(*INSPECTION_RUNNERS),
         "ray_address": _optional(_str),
     }),
-    "recorder": _nested({
-        "transport": _enum(*RECORDER_TRANSPORTS),
-        "url": _url("http", "https"),
-        "namespace": _str,
-        "timeout_seconds": _positive,
-        "retry_attempts": _count,
-    }),
     "timeouts": _nested({
         "control_plane_seconds": _positive,
     }),
@@ -295,7 +277,6 @@ def parse_config(data: Any, *, env: str = DEFAULT_ENV, source: str | None = None
                 object_store=ObjectStoreConfig(**storage.get("object_store", {})),
             ),
             inspection=InspectionConfig(**insp),
-            recorder=RecorderSettings(**raw.get("recorder", {})),
             timeouts=TimeoutsConfig(**raw.get("timeouts", {})),
             retries=RetriesConfig(**raw.get("retries", {})),
         )
@@ -457,7 +438,7 @@ def _summary(cfg: AxonConfig, environ: Mapping[str, str]) -> list[str]:
     if db is None:
         raise ConfigError(f"the database URL is not set ({cp.database_url_secret.describe()})",
                           key="control_plane.database_url_env", source=cfg.source)
-    s, i, r = cfg.storage, cfg.inspection, cfg.recorder
+    s, i = cfg.storage, cfg.inspection
     return [
         f"config OK: env={cfg.env} file={cfg.source}",
         f"  control_plane.url = {cp.url}; admin token: {'set' if token else 'unset'} ({cp.admin_token.describe()})",
@@ -466,8 +447,6 @@ def _summary(cfg: AxonConfig, environ: Mapping[str, str]) -> list[str]:
         f"{', release_source' if s.edge_cache.release_source else ''})",
         f"  storage.object_store = {s.object_store.url}" + (f" via {s.object_store.endpoint_url}" if s.object_store.endpoint_url else ""),
         f"  inspection.runner = {i.runner}" + (f" at {i.ray_address}" if i.ray_address else ""),
-        f"  recorder = {r.transport} {r.url if r.transport == 'http' else r.namespace} "
-        f"(timeout {r.timeout_seconds}s, {r.retry_attempts} attempts)",
         f"  timeouts.control_plane_seconds = {cfg.timeouts.control_plane_seconds}; "
         f"retries.upload_attempts = {cfg.retries.upload_attempts}",
         f"  recording templates: {', '.join(RECORDING_TEMPLATES)}",

@@ -59,7 +59,7 @@ def test_prod_config_loads_and_takes_its_secrets_from_env_or_file() -> None:
     cfg = load_config("prod")
     assert cfg.inspection.runner == "kuberay"
     assert cfg.storage.object_store.url.startswith("s3://")
-    assert cfg.recorder.transport == "ros2" and cfg.recorder.retry_attempts == 5
+    assert cfg.retries.upload_attempts == 8 and cfg.timeouts.control_plane_seconds == 30.0
     assert cfg.control_plane.admin_token_required
     assert cfg.control_plane.database_url is None  # only by reference
     env = {"AXON_DATABASE_URL": "postgresql+psycopg://u:pw@db/axon", "AXON_ADMIN_TOKEN": "tok"}
@@ -77,7 +77,7 @@ def test_axon_config_file_overrides_the_path(tmp_path: Path) -> None:
     cfg = load_config(environ={"AXON_CONFIG_FILE": str(path)})
     assert cfg.source == str(path)
     assert cfg.inspection.ray_address == "ray://head:10001"
-    assert cfg.recorder.url == "http://127.0.0.1:8080"  # keys not in the file keep the defaults
+    assert cfg.storage.object_store.url == "file://.axon/cloud"  # keys not in the file keep the defaults
 
 
 def test_unknown_env_is_refused_listing_the_available_ones() -> None:
@@ -97,11 +97,11 @@ BAD = [
     ("storage.edge_cach", {}, "unknown key"),
     ("tracing", {}, "unknown key"),
     ("inspection.runner", "sparkle", "must be one of native, ray, ray-job, kuberay"),
-    ("recorder.transport", "ros3", "must be one of http, ros1, ros2"),
     ("storage.edge_cache.policy", "random", "must be one of lru, fifo, manual"),
-    ("recorder.retry_attempts", "three", "whole number"),
-    ("recorder.retry_attempts", True, "whole number"),
-    ("recorder.timeout_seconds", "10s", "must be a number"),
+    ("retries.upload_attempts", "three", "whole number"),
+    ("retries.upload_attempts", True, "whole number"),
+    ("timeouts.control_plane_seconds", "10s", "must be a number"),
+    ("recorder", {"transport": "http"}, "unknown key"),  # the cloud never drives a recorder: nothing read it
     ("timeouts.control_plane_seconds", -5, "must be positive"),
     ("retries.upload_attempts", 0, "whole number >= 1"),
     ("storage.edge_cache.max_size_gb", 0, "must be positive"),
@@ -237,7 +237,6 @@ def test_resources_from_env_pick_up_the_selected_config(monkeypatch: pytest.Monk
     assert res["inspection"].ray_address == "ray://axon-ray-head.axon.svc.cluster.local:10001"
     assert res["object_store"].url == "s3://axon-datasets/recordings"
     assert res["edge_cache"].root == "/data/edge-cache" and res["edge_cache"].max_size_gb == 500
-    assert (res["recorder"].transport, res["recorder"].timeout_seconds, res["recorder"].retry_attempts) == ("ros2", 60.0, 5)
     assert res["control_plane"].url == "http://axon-control-plane.axon.svc.cluster.local:8000"
     assert res["control_plane"].token_file == "/run/secrets/axon/admin-token"
     assert res["control_plane"].timeout_seconds == 30.0
@@ -250,13 +249,11 @@ def test_env_vars_override_the_selected_config(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("AXON_INSPECTION_RUNNER", "native")
     monkeypatch.setenv("AXON_OBJECT_STORE_URL", "s3://other/prefix")
     monkeypatch.setenv("AXON_EDGE_CACHE_MAX_GB", "12.5")
-    monkeypatch.setenv("AXON_RECORDER_TRANSPORT", "http")
     monkeypatch.setenv("AXON_CONTROL_PLANE_URL", "http://cp:9000")
     res = resources_from_env()
     assert res["inspection"].runner == "native"
     assert res["object_store"].url == "s3://other/prefix"
     assert res["edge_cache"].max_size_gb == 12.5
-    assert res["recorder"].transport == "http"
     assert res["control_plane"].url == "http://cp:9000"
 
 
@@ -325,9 +322,9 @@ def test_cli_check_accepts_the_shipped_configs() -> None:
 
 
 def test_cli_check_exits_2_naming_the_bad_key(tmp_path: Path) -> None:
-    bad = _cli("check", "--file", str(_write(tmp_path, _with("recorder.retry_attempts", 0))))
+    bad = _cli("check", "--file", str(_write(tmp_path, _with("retries.upload_attempts", 0))))
     assert bad.returncode == 2
-    assert "recorder.retry_attempts" in bad.stderr and bad.stdout == ""
+    assert "retries.upload_attempts" in bad.stderr and bad.stdout == ""
     missing_secret = _cli("check", "--env", "prod", env={"AXON_DATABASE_URL": "sqlite:///x.db"})
     assert missing_secret.returncode == 2 and "control_plane.admin_token" in missing_secret.stderr
 

@@ -82,11 +82,6 @@ def observations(tmp_path: Path) -> dict[str, tuple[Any, Observe, dict[str, str]
         "storage.object_store.endpoint_url": ("http://minio.site:9000", lambda p: p.code.object_store.endpoint_url, {}, {}),
         "inspection.runner": ("ray-job", lambda p: p.code.inspection.runner, {}, {}),
         "inspection.ray_address": ("http://ray-head.site:8265", lambda p: p.code.inspection.ray_address, {}, {}),
-        "recorder.transport": ("ros1", lambda p: p.code.recorder.transport, {}, {}),
-        "recorder.url": ("http://robot.site:8080", lambda p: p.code.recorder.url, {}, {}),
-        "recorder.namespace": ("other", lambda p: p.code.recorder.namespace, {}, {}),
-        "recorder.timeout_seconds": (2.5, lambda p: p.code.recorder.timeout_seconds, {}, {}),
-        "recorder.retry_attempts": (1, lambda p: p.code.recorder.retry_attempts, {}, {}),
         "timeouts.control_plane_seconds": (2.5, lambda p: p.code.control_plane.timeout_seconds, {}, {}),
         "retries.upload_attempts": (2, lambda p: p.code.upload.max_upload_attempts, {}, {}),
     }

@@ -9,7 +9,6 @@ import httpx
 import pytest
 from edge_support import wait_for
 
-from axon_dagster.config import RecorderSettings
 from axon_dagster.domain import TaskStatus
 from axon_dagster.recorder.axon_http import AxonHttpRecorder
 from axon_dagster.recorder.protocol import RecorderRefused
@@ -33,13 +32,6 @@ def _ready(agent, task_id: str) -> None:
 
 def test_listens_on_8080_sim():
     assert sim_parser().parse_args([]).port == 8080
-
-
-def test_settings_default_to_8080_client():
-    from axon_dagster.defs.resources import RecorderResource
-
-    assert RecorderSettings().url == "http://127.0.0.1:8080"
-    assert RecorderResource().url == "http://127.0.0.1:8080"
 
 
 # -- lowercase states -----------------------------------------------------------------------------

@@ -18,7 +18,8 @@ def test_definitions_load_with_jobs_sensor_and_resources():
     # Every upload, approved by QC or by a reviewer, goes through the bandwidth gate.
     assert defs.resolve_sensor_def("bandwidth_sensor").job_name == "upload_approved"
     assert "upload_dataset" not in {n.name for n in defs.resolve_job_def("legacy_data_flow").nodes}
-    assert set(defs.resources) >= {"control_plane", "edge_cache", "object_store", "inspection", "recorder"}
+    assert set(defs.resources) >= {"control_plane", "edge_cache", "object_store", "inspection"}
+    assert "recorder" not in defs.resources  # the cloud never drives a recorder: robots do
 
 
 def test_lineage_graph_runs_order_to_cloud_dataset():
