@@ -111,14 +111,13 @@ class InspectionSettings:
 
 @dataclass(frozen=True)
 class UploadSettings:
-    """When and how fast uploads run (the bandwidth sensor and the uploader)."""
+    """When uploads run and how often one is retried (the bandwidth sensor); where the uploaders
+    keep state and how fast they send: :class:`~.storage.UploaderSettings`."""
 
     min_bandwidth_mbps: float = 10.0
     probe_command: str | None = None
     max_upload_attempts: int = 5
     retry_backoff_seconds: float = 60.0
-    state_dir: str = ".axon/upload-state"
-    bandwidth: str | None = None  # AXON_UPLOAD_BANDWIDTH: bytes/s or a JSON schedule (storage.bandwidth parses it)
     grant_ttl_seconds: int = 900  # how long a robot's upload grant lasts (re-granted when it expires)
     max_grants_per_robot: int = 1  # active upload grants a robot may hold at once
 
@@ -132,8 +131,6 @@ class UploadSettings:
             max_upload_attempts=env.integer("AXON_MAX_UPLOAD_ATTEMPTS", retries.upload_attempts, minimum=1,
                                             key="retries.upload_attempts"),
             retry_backoff_seconds=env.number("AXON_UPLOAD_RETRY_BACKOFF_SECONDS", cls.retry_backoff_seconds, minimum=0),
-            state_dir=env.text("AXON_UPLOAD_STATE_DIR", cls.state_dir),
-            bandwidth=env.text("AXON_UPLOAD_BANDWIDTH"),
             grant_ttl_seconds=env.integer("AXON_UPLOAD_GRANT_TTL_SECONDS", cls.grant_ttl_seconds, minimum=10),
             max_grants_per_robot=env.integer("AXON_MAX_GRANTS_PER_ROBOT", cls.max_grants_per_robot, minimum=1),
         )

@@ -10,9 +10,25 @@ from .environ import Env
 
 Environ = Mapping[str, str] | None
 
+UPLOAD_STATE_DIR_ENV = "AXON_UPLOAD_STATE_DIR"
+UPLOAD_BANDWIDTH_ENV = "AXON_UPLOAD_BANDWIDTH"
 AZURE_CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 AZURE_ACCOUNT_KEY_ENV = "AZURE_STORAGE_KEY"
 AZURE_ENDPOINT_ENV = "AZURE_STORAGE_BLOB_ENDPOINT"
+
+
+@dataclass(frozen=True)
+class UploaderSettings:
+    """Where the cloud-side uploaders keep their state (resumable uploads, the measured throughput the
+    bandwidth sensor reads) and how fast they may send."""
+
+    state_dir: str = ".axon/upload-state"
+    bandwidth: str | None = None  # bytes/s or a JSON schedule; storage.bandwidth parses it (None: uncapped)
+
+    @classmethod
+    def load(cls, environ: Environ = None) -> UploaderSettings:
+        env = Env(environ)
+        return cls(state_dir=env.text(UPLOAD_STATE_DIR_ENV, cls.state_dir), bandwidth=env.text(UPLOAD_BANDWIDTH_ENV))
 
 
 @dataclass(frozen=True)

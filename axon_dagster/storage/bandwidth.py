@@ -413,9 +413,9 @@ def shared_rate_limiter() -> RateLimiter:
     global _shared_rate_limiter
     with _shared_lock:
         if _shared_rate_limiter is None:
-            from axon_dagster.settings.environ import Env  # stdlib only
+            from axon_dagster.settings.storage import UploaderSettings  # stdlib only
 
-            _shared_rate_limiter = RateLimiter(Env().text("AXON_UPLOAD_BANDWIDTH"))
+            _shared_rate_limiter = RateLimiter(UploaderSettings.load().bandwidth)
         return _shared_rate_limiter
 
 

@@ -28,7 +28,6 @@ with no run in flight and a failed run are candidates too. The upload job itself
 """
 
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,7 @@ from pydantic import Field
 
 from axon_dagster.settings.code_location import UploadSettings
 from axon_dagster.storage.bandwidth import ProbeError, probe_bandwidth
+from axon_dagster.storage.object_stores.remote import upload_state_dir
 
 from ..resources import ControlPlaneResource
 from ..runs import ACTIVE_RUN_STATUSES, FAILED_RUN_STATUSES, GivenUp, given_up_cursor, given_up_cursor_text, raise_given_up
@@ -70,7 +70,7 @@ class BandwidthGate(dg.ConfigurableResource):
     def log_path(self) -> str:
         if self.throughput_log:
             return self.throughput_log
-        return os.path.join(os.path.abspath(UploadSettings.load().state_dir), "throughput.json")
+        return str(upload_state_dir() / "throughput.json")
 
     def probe(self):
         return probe_bandwidth(

@@ -12,15 +12,12 @@ from typing import Any
 
 from .base import RESERVED_PREFIX, ObjectStore, validate_key
 
-DEFAULT_UPLOAD_STATE_DIR = ".axon/upload-state"
-
-
 def upload_state_dir() -> Path:
     """Where uploads keep their local state and measured throughput: ``AXON_UPLOAD_STATE_DIR``
     (default ``.axon/upload-state``), absolute."""
-    from axon_dagster.settings.environ import Env  # stdlib only
+    from axon_dagster.settings.storage import UploaderSettings  # stdlib only
 
-    return Path(Env().text("AXON_UPLOAD_STATE_DIR", DEFAULT_UPLOAD_STATE_DIR)).resolve()
+    return Path(UploaderSettings.load().state_dir).resolve()
 
 
 class RemoteObjectStore(ObjectStore):
