@@ -35,6 +35,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from axon_dagster.domain import utcnow
 from axon_dagster import control_plane as cp
 from axon_dagster.control_plane.persistence import UnitOfWorkFactory
+from axon_dagster.settings.api import MULTIPROCESS_ENV, ServerSettings
+from axon_dagster.settings.environ import export
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,6 @@ STORE_GAUGES = (
 )
 
 
-MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch, read at its import
 
 
 @contextmanager
@@ -67,18 +68,18 @@ def share_counts_between_workers() -> Iterator[str]:
     """Around uvicorn's worker processes: a fresh directory where every worker's counters live
     (prometheus_client's multiprocess mode; the workers import it after this, so they all use it),
     removed afterwards unless the operator named it in ``PROMETHEUS_MULTIPROC_DIR``."""
-    named = os.environ.get(MULTIPROCESS_ENV)
+    named = ServerSettings.load().metrics_dir
     directory = named or tempfile.mkdtemp(prefix="axon-api-metrics-")
     for leftover in os.listdir(directory):  # counts of an earlier run are not this run's
         if leftover.endswith(".db"):
             os.unlink(os.path.join(directory, leftover))
-    os.environ[MULTIPROCESS_ENV] = directory
+    export({MULTIPROCESS_ENV: directory})
     try:
         yield directory
     finally:
         if not named:
             shutil.rmtree(directory, ignore_errors=True)
-            os.environ.pop(MULTIPROCESS_ENV, None)
+            export({MULTIPROCESS_ENV: None})
 
 
 class ControlPlaneMetrics:
@@ -87,7 +88,7 @@ class ControlPlaneMetrics:
     def __init__(self, uow_factory: UnitOfWorkFactory):
         self.registry = CollectorRegistry(auto_describe=True)
         counters_registry = self.registry
-        if os.environ.get(MULTIPROCESS_ENV):
+        if ServerSettings.load().metrics_dir:
             # This process's counters go to its own file; the scrape reads every worker's files.
             counters_registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(self.registry)

@@ -10,7 +10,11 @@ import socket
 import threading
 import time
 from types import TracebackType
+
 from typing import Any
+
+from axon_dagster.settings.api import ServerSettings
+from axon_dagster.settings.environ import export
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +31,8 @@ def default_workers(environ: dict[str, str] | None = None, database_url: str | N
     """``AXON_API_WORKERS``, else on PostgreSQL one uvicorn worker process per CPU, at most 4 (the
     database, not Python, is the limit past that; more replicas scale further), and on SQLite 1
     (one writer at a time anyway; another process would only add its start-up)."""
-    env = os.environ if environ is None else environ
-    raw = env.get("AXON_API_WORKERS", "").strip()
-    if raw:
-        try:
-            workers = int(raw)
-        except ValueError:
-            raise ValueError(f"AXON_API_WORKERS must be a whole number of processes, got {raw!r}") from None
-        if not 1 <= workers <= 64:
-            raise ValueError(f"AXON_API_WORKERS must be between 1 and 64, got {workers}")
+    workers = ServerSettings.load(environ).workers
+    if workers is not None:
         return workers
     from axon_dagster.control_plane.persistence.engine import is_sqlite
 
@@ -83,9 +80,7 @@ def serve(
     finally:
         engine.dispose()
     # Worker processes read their settings from the environment (what the chart sets anyway).
-    os.environ["AXON_DATABASE_URL"] = url
-    if admin_token is not None:
-        os.environ["AXON_ADMIN_TOKEN"] = admin_token
+    export({"AXON_DATABASE_URL": url, **({"AXON_ADMIN_TOKEN": admin_token} if admin_token is not None else {})})
     with share_counts_between_workers():  # one /metrics for all workers, whichever answers the scrape
         _serve_workers(host, port, log_level, workers)
 

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
+from .base import SettingError
+
 DEFAULT_DATABASE_URL = "sqlite:///.axon/control-plane.db"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_SESSION_HOURS = 12.0
@@ -105,3 +107,25 @@ def _identity_settings(env: Mapping[str, str]) -> dict[str, object]:
 
 ApiSettings = Settings  # the API process's typed settings (the older name stays for its importers)
 load_api_settings = load_settings
+
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch, read at its import
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the API is served: ``AXON_API_WORKERS`` uvicorn processes (None: the server decides from
+    the database), and the directory their shared metrics live in (``PROMETHEUS_MULTIPROC_DIR``)."""
+
+    workers: int | None = None
+    metrics_dir: str | None = None
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
+        from .environ import Env
+
+        env = Env(environ)
+        workers = env.integer("AXON_API_WORKERS", None, expected="a whole number of processes")
+        if workers is not None and not 1 <= workers <= 64:
+            raise SettingError(f"AXON_API_WORKERS must be between 1 and 64, got {workers}", name="AXON_API_WORKERS")
+        return cls(workers=workers, metrics_dir=env.raw(MULTIPROCESS_ENV))

@@ -21,6 +21,8 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
+from axon_dagster.settings.environ import child_environ
+
 log = logging.getLogger(__name__)
 
 
@@ -49,7 +51,7 @@ def find_postgres_bin_dir(install: bool = True) -> Path:
             ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
             capture_output=True,
             text=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            env=child_environ({"DEBIAN_FRONTEND": "noninteractive"}),
         )
         if proc.returncode != 0:
             raise PostgresUnavailableError(f"apt-get install postgresql failed:\n{proc.stderr[-2000:]}")
