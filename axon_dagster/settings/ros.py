@@ -5,7 +5,7 @@ Variables: ``AXON_RECORDER_URL`` (the http backend's URL when none is passed),
 ``AXON_ROS1_MSGS_DIR`` / ``AXON_ROS2_MSGS_DIR`` (where the generated interface packages go),
 ``AXON_ROS1_PYTHONPATH`` (extra ``:``-separated places for rospy), ``AXON_ROS_DOMAIN_LOCK_DIR``
 (where runs reserve their ``ROS_DOMAIN_ID``), and ROS's own ``ROS_DOMAIN_ID``, ``ROS_MASTER_URI``,
-``ROS_DISTRO``; the simulator's device metadata ``AXON_DEVICE_MODEL``, ``AXON_DEVICE_SERIAL``.
+``ROS_DISTRO``. The simulator's own settings (``axon-sim``): :class:`SimSettings`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ class RosSettings:
     domain_id: str | None = None
     master_uri: str | None = None
     distro: str | None = None
-    device_model: str | None = None
-    device_serial: str | None = None
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> RosSettings:
@@ -48,6 +46,20 @@ class RosSettings:
             domain_id=env.text("ROS_DOMAIN_ID"),
             master_uri=env.text("ROS_MASTER_URI"),
             distro=env.text("ROS_DISTRO"),
-            device_model=env.raw("AXON_DEVICE_MODEL"),
-            device_serial=env.raw("AXON_DEVICE_SERIAL"),
         )
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """``axon-sim``: the robot id it writes into recordings (``AXON_ROBOT_ID``) and the device
+    metadata of its sidecars (``AXON_DEVICE_MODEL``, ``AXON_DEVICE_SERIAL``), as a robot would have."""
+
+    robot_id: str = "sim-robot"
+    device_model: str | None = None
+    device_serial: str | None = None
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> SimSettings:
+        env = Env(environ)
+        return cls(robot_id=env.raw("AXON_ROBOT_ID") or cls.robot_id, device_model=env.raw("AXON_DEVICE_MODEL"),
+                   device_serial=env.raw("AXON_DEVICE_SERIAL"))

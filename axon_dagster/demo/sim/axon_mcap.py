@@ -326,14 +326,17 @@ def _sidecar_task(task_meta: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _device_metadata(device_id: str, encoding: str, ros_distro: str | None, hostname: str | None) -> dict[str, str]:
+    from axon_dagster.settings.ros import RosSettings, SimSettings
+
     meta = {
         "device_id": sanitize(device_id, _MAX_ID),
         "hostname": hostname if hostname is not None else socket.gethostname(),
-        "ros_distro": ros_distro if ros_distro is not None else os.environ.get("ROS_DISTRO") or ("humble" if encoding == "ros2" else "noetic"),
+        "ros_distro": ros_distro if ros_distro is not None else RosSettings.load().distro or ("humble" if encoding == "ros2" else "noetic"),
     }
-    for env, key in (("AXON_DEVICE_MODEL", "device_model"), ("AXON_DEVICE_SERIAL", "device_serial")):
-        if os.environ.get(env):
-            meta[key] = os.environ[env]
+    sim = SimSettings.load()
+    for value, key in ((sim.device_model, "device_model"), (sim.device_serial, "device_serial")):
+        if value:
+            meta[key] = value
     return meta
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import socket
 import sys
@@ -25,6 +24,7 @@ import threading
 from pathlib import Path
 
 from axon_dagster.domain import InvalidIdError, validate_id
+from axon_dagster.settings.ros import SimSettings
 from axon_dagster.storage.recording import RECORDING_FORMATS
 
 from .axon_mcap import ENCODINGS, SCHEMA_MODES, SIDECAR_MODES, axon_default_topics
@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--robot-id",
-        default=os.environ.get("AXON_ROBOT_ID", "sim-robot"),
+        default=SimSettings.load().robot_id,
         help="robot id written into every recording (default $AXON_ROBOT_ID or sim-robot)",
     )
     parser.add_argument(

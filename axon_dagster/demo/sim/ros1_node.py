@@ -14,13 +14,13 @@ in, response fields out); :class:`Ros1ServiceNode` only adapts it to rospy.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from types import ModuleType
 from typing import Any, Callable
 
 from axon_dagster.recorder.srv import SERVICES, service_name, validate_namespace
+from axon_dagster.settings.ros import RosSettings
 
 from .recorder import SimulatedRecorder
 from .ros_services import RecorderServices, serve_until_stopped, service_handlers
@@ -93,7 +93,7 @@ def run_ros1(recorder: SimulatedRecorder, namespace: str, *, startup_timeout: fl
     # the line a supervisor waits for: every service is advertised by now
     return serve_until_stopped(
         recorder,
-        f"axon-sim serving ROS 1 services under /{node.namespace}/ (master {os.environ.get('ROS_MASTER_URI', '')})",
+        f"axon-sim serving ROS 1 services under /{node.namespace}/ (master {RosSettings.load().master_uri or ''})",
         alive=lambda: not rospy.is_shutdown(),
         on_stop=stop_node,
     )

@@ -17,6 +17,7 @@ import sys
 from typing import Any, Callable
 
 from axon_dagster.recorder.srv import SERVICES, service_name, validate_namespace
+from axon_dagster.settings.ros import RosSettings
 
 from .recorder import SimulatedRecorder
 from .ros_services import RecorderServices, serve_until_stopped, service_handlers
@@ -78,6 +79,6 @@ def run_ros2(recorder: SimulatedRecorder, namespace: str) -> int:
     # the line a supervisor waits for: every service exists on the node by now
     return serve_until_stopped(
         recorder,
-        f"axon-sim serving ROS 2 services under /{node.namespace}/ (ROS_DOMAIN_ID {os.environ.get('ROS_DOMAIN_ID', '0')})",
+        f"axon-sim serving ROS 2 services under /{node.namespace}/ (ROS_DOMAIN_ID {RosSettings.load().domain_id or '0'})",
         on_stop=node.shutdown,
     )
