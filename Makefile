@@ -57,10 +57,12 @@ bench-fleet: install system-deps
 bench-qc: install
 	$(PY) bench/qc_throughput.py
 
-# Staging vs copytree, then our uploader vs boto3 (last line: ratio of upload throughputs).
+# Staging vs copytree, the cloud's uploader vs boto3, then the robot's uploader through pre-signed
+# part URLs vs boto3's upload_file (last line: ratio of the robot's upload throughput to boto3's).
 bench-upload: install
 	$(PY) bench/staging.py
 	$(PY) bench/upload_throughput.py
+	$(PY) bench/upload_presigned.py
 
 # An Axon MCAP of >= 1 GB (zstd; images, clouds, IMU, joint states) ingested into Lance vs read
 # and decoded with the mcap reader alone (last line: ratio of times; data under /tmp, deleted).

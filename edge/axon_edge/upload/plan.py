@@ -36,6 +36,7 @@ class PlanPart:
     url: str
     method: str = "PUT"
     headers: tuple[tuple[str, str], ...] = ()
+    etag: str = ""  # what to report when the store answers without an ETag (Azure's block id)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ def _parse_part(raw: Any, name: str) -> PlanPart:
         url=url,
         method=method,
         headers=tuple(sorted(headers.items())),
+        etag=raw["etag"] if isinstance(raw.get("etag"), str) else "",
     )
 
 

@@ -124,7 +124,7 @@ class PartSender:
             raise PartUrlExpired(f"part {part.number}: HTTP {status}: {_text(response)}")
         if status >= 400:
             raise PartRejected(f"part {part.number}: HTTP {status}: {_text(response)}")
-        etag = response.headers.get("ETag") or _block_id(part.url)
+        etag = response.headers.get("ETag") or part.etag or _block_id(part.url)
         if not etag:
             raise PartRejected(f"part {part.number}: the store answered {status} without an ETag")
         stated = etag_md5(etag)
