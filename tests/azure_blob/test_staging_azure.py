@@ -146,3 +146,16 @@ def test_copy_and_delete_prefix(store) -> None:
     assert store.list_parts(staging_key("robot-1", "t-1", "t-1.json"), open_id) == {}
     with pytest.raises(StagingError, match="empty prefix"):
         store.delete_prefix("")
+
+
+def test_stale_uploads_are_aborted_and_fresh_ones_kept(store) -> None:
+    import time
+
+    old = store.start_multipart(KEY)
+    [target] = store.part_targets(KEY, old, [(1, 0, 10)], 60)
+    robot_put(target, b"x" * 10)
+    other = store.start_multipart("lake/not-staging.mcap")
+    assert store.abort_stale_uploads("staging/", 3600) == 0
+    assert store.abort_stale_uploads("staging/", 3600, now=time.time() + 7200) == 1
+    assert store.list_parts(KEY, old) == {} and store.list_parts("lake/not-staging.mcap", other) == {}
+    assert [n for n in everything(store) if "#" in n] == []  # the stale upload's blocks went with it

@@ -304,3 +304,23 @@ def test_plan_parts_fits_s3_limits() -> None:
 
 def test_a_signature_error_is_a_staging_error() -> None:
     assert issubclass(PartSignatureError, StagingError) and issubclass(PartsRefused, StagingError)
+
+
+def test_stale_uploads_are_aborted_and_fresh_ones_kept(store: LocalDirObjectStore) -> None:
+    import time as _time
+
+    old_key, new_key = staging_key("robot-1", "t-1", "t-1.mcap"), staging_key("robot-1", "t-2", "t-2.mcap")
+    old_id, new_id = store.start_multipart(old_key), store.start_multipart(new_key)
+    store.write_part(old_key, old_id, 1, io.BytesIO(b"x"), 1)
+    week_ago = _time.time() - 8 * 24 * 3600
+    os.utime(store.root / ".axon-uploads" / old_id / "key", (week_ago, week_ago))
+    other_robot = store.start_multipart(staging_key("robot-2", "t-3", "t-3.mcap"))
+    os.utime(store.root / ".axon-uploads" / other_robot / "key", (week_ago, week_ago))
+    assert store.abort_stale_uploads("staging/robot-1/", 7 * 24 * 3600) == 1
+    assert store.list_parts(old_key, old_id) == {}
+    assert (store.root / ".axon-uploads" / new_id).is_dir() and (store.root / ".axon-uploads" / other_robot).is_dir()
+    before = snapshot(store.root)
+    for bad in [("", 1), ("staging/", -1), ("staging/", "1"), ("../", 1)]:
+        with pytest.raises((StagingError, ValueError)):
+            store.abort_stale_uploads(*bad)
+    assert snapshot(store.root) == before

@@ -167,3 +167,14 @@ def test_delete_prefix_removes_objects_and_open_uploads_under_it_only(store, s3_
 def test_sha256_of_a_missing_object(store) -> None:
     with pytest.raises(ObjectNotFound):
         store.sha256_of("staging/robot-1/t-1/none")
+
+
+def test_stale_uploads_are_aborted_and_fresh_ones_kept(store, s3_client, s3_bucket) -> None:
+    """Staleness is judged from the initiation time S3 reports (moto reports a fixed one: the
+    test's clock is set relative to it)."""
+    old = store.start_multipart(KEY)
+    other = store.start_multipart("lake/not-staging.mcap")
+    initiated = next(u["Initiated"] for u in s3_client.list_multipart_uploads(Bucket=s3_bucket)["Uploads"] if u["UploadId"] == old)
+    assert store.abort_stale_uploads("staging/", 3600, now=initiated.timestamp() + 60) == 0
+    assert store.abort_stale_uploads("staging/", 3600, now=initiated.timestamp() + 7200) == 1
+    assert everything(s3_client, s3_bucket)[1] == [other] and store.list_parts(KEY, old) == {}

@@ -190,6 +190,22 @@ class AzureStaging(RemoteObjectStore):
         if copy.status != "success":
             raise ObjectStoreError(f"copy of {self.uri_for(src_key)} to {self.uri_for(dst_key)} ended {copy.status}: {copy.status_description}")
 
+    def _open_uploads(self, prefix: str) -> list[tuple[str, str, float]]:
+        """``(key, upload_id, started)`` of the open uploads whose key starts with ``prefix``."""
+        base = f"{self.prefix}/" if self.prefix else ""
+        with self._errors(prefix):
+            markers = list(self.client.list_blobs(name_starts_with=f"{base}{UPLOADS}/"))
+        out = []
+        for marker in markers:
+            try:
+                with self._errors(prefix):
+                    held = self._blob(marker.name).download_blob().readall().decode()
+            except ObjectNotFound:
+                continue
+            if held.startswith(base + prefix):
+                out.append((held[len(base):], marker.name.rsplit("/", 1)[1], marker.last_modified.timestamp()))
+        return out
+
     def delete_prefix(self, prefix: str) -> int:
         prefix = deletable_prefix(prefix)
         keys = self.list_keys(prefix)
@@ -200,16 +216,8 @@ class AzureStaging(RemoteObjectStore):
             except ObjectNotFound:
                 pass
         base = f"{self.prefix}/" if self.prefix else ""
-        with self._errors(prefix):
-            markers = list(self.client.list_blobs(name_starts_with=f"{base}{UPLOADS}/"))
-        for marker in markers:
-            try:
-                with self._errors(prefix):
-                    held = self._blob(marker.name).download_blob().readall().decode()
-            except ObjectNotFound:
-                continue
-            if held.startswith(base + prefix):
-                self.abort_multipart(held[len(base):], marker.name.rsplit("/", 1)[1])
+        for key, upload_id, _ in self._open_uploads(prefix):
+            self.abort_multipart(key, upload_id)
         if keys:
             log.info("deleted %d objects under az://%s/%s/%s", len(keys), self.account, self.container, base + prefix)
         return len(keys)

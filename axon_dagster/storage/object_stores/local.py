@@ -288,6 +288,20 @@ class LocalDirObjectStore(ObjectStore):
             return
         log.info("aborted upload %s of %s", upload_id, self.uri_for(key))
 
+    def _open_uploads(self, prefix: str) -> list[tuple[str, str, float]]:
+        """``(key, upload_id, started)`` of the open uploads whose key starts with ``prefix``."""
+        uploads = self._uploads_dir()
+        out = []
+        for upload_dir in sorted(uploads.iterdir()) if uploads.is_dir() else ():
+            try:
+                held = (upload_dir / "key").read_text()
+                started = (upload_dir / "key").stat().st_mtime
+            except OSError:
+                continue  # a scratch dir being created, or an upload completed meanwhile
+            if held.startswith(prefix):
+                out.append((held, upload_dir.name, started))
+        return out
+
     def sha256_of(self, key: str) -> str:
         path = self._path(key)
         try:
@@ -321,15 +335,8 @@ class LocalDirObjectStore(ObjectStore):
                 except OSError:
                     break
                 parent = parent.parent
-        uploads = self._uploads_dir()
-        if uploads.is_dir():
-            for upload_dir in uploads.iterdir():
-                try:
-                    held = (upload_dir / "key").read_text()
-                except OSError:
-                    continue
-                if held.startswith(prefix):
-                    self.abort_multipart(held, upload_dir.name)
+        for held, upload_id, _ in self._open_uploads(prefix):
+            self.abort_multipart(held, upload_id)
         if keys:
             log.info("deleted %d objects under %s", len(keys), self.uri_for(prefix.rstrip("/")))
         return len(keys)

@@ -167,6 +167,14 @@ class S3Staging(RemoteObjectStore):
         log.info("copied %s to %s in %d parts", self.uri_for(src_key), self.uri_for(dst_key), len(etags))
         return None
 
+    def _open_uploads(self, prefix: str) -> list[tuple[str, str, float]]:
+        """From ListMultipartUploads; ``started`` is the initiation time S3 reports."""
+        base = self._full(prefix.rstrip("/")) + ("/" if prefix.endswith("/") else "")
+        skip = len(self.prefix) + 1 if self.prefix else 0
+        with self._errors(prefix):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=base)
+            return [(u["Key"][skip:], u["UploadId"], u["Initiated"].timestamp()) for page in pages for u in page.get("Uploads", ())]
+
     def delete_prefix(self, prefix: str) -> int:
         prefix = deletable_prefix(prefix)
         keys = self.list_keys(prefix)
@@ -178,10 +186,8 @@ class S3Staging(RemoteObjectStore):
                 first = resp["Errors"][0]
                 raise StagingError(f"deleting under {prefix!r}: {len(resp['Errors'])} objects refused, e.g. {first.get('Key')}: {first.get('Code')}")
         base = self._full(prefix.rstrip("/")) + ("/" if prefix.endswith("/") else "")
-        with self._errors(prefix):
-            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=base):
-                for upload in page.get("Uploads", ()):
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        for key, upload_id, _ in self._open_uploads(prefix):
+            self.abort_multipart(key, upload_id)
         if keys:
             log.info("deleted %d objects under s3://%s/%s", len(keys), self.bucket, base)
         return len(keys)

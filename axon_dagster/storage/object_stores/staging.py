@@ -18,6 +18,7 @@ the target says which one to report in :attr:`PartTarget.etag`). Every backend c
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +117,20 @@ class StagingUploads:
         """Copy ``src_key`` to ``dst_key``, server-side where the backend can."""
         raise NotImplementedError
 
+    def abort_stale_uploads(self, prefix: str, older_than_s: float, *, now: float | None = None) -> int:
+        """Abort every open upload under ``prefix`` started more than ``older_than_s`` seconds
+        before ``now`` (epoch seconds, default the clock): robots that never came back leave no
+        parts behind. Returns how many were aborted."""
+        prefix, cutoff = deletable_prefix(prefix), stale_before(older_than_s, now)
+        stale = [(key, upload_id) for key, upload_id, started in self._open_uploads(prefix) if started < cutoff]
+        for key, upload_id in stale:
+            self.abort_multipart(key, upload_id)
+        return len(stale)
+
+    def _open_uploads(self, prefix: str) -> list[tuple[str, str, float]]:
+        """``(key, upload_id, started)`` (epoch seconds) of the open uploads whose key starts with ``prefix``."""
+        raise NotImplementedError
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix`` (and open uploads there); returns how many objects."""
         raise NotImplementedError
@@ -184,6 +199,13 @@ def deletable_prefix(prefix: object) -> str:
     if prefix == "":
         raise StagingError("refusing to delete every object of the store (empty prefix)")
     return validate_prefix(prefix)
+
+
+def stale_before(older_than_s: object, now: float | None) -> float:
+    """The epoch second before which an upload counts as stale."""
+    if isinstance(older_than_s, bool) or not isinstance(older_than_s, (int, float)) or not older_than_s >= 0:
+        raise StagingError(f"invalid age {older_than_s!r}: expected a non-negative number of seconds")
+    return (time.time() if now is None else now) - older_than_s
 
 
 def completion_parts(parts: Mapping[int, str]) -> list[tuple[int, str]]:
