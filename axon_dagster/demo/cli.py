@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from axon_dagster.settings import Env
+from axon_dagster.settings.tools import CliSettings
 
 from .driver import DEFAULT_ISOLATION, DEFAULT_RECORDING_FORMAT
 from .processes import stop_on_signals
@@ -19,7 +19,7 @@ STATUS_ORDER = ("PENDING", "READY", "ASSIGNED", "EXECUTING", "EXECUTED", "UPLOAD
 
 def build_parser() -> argparse.ArgumentParser:
     demo = argparse.ArgumentParser(prog="axon-dagster demo", description="Run a simulated fleet through both flows, end to end.")
-    demo.add_argument("--log-level", default=Env().text("AXON_LOG_LEVEL", "WARNING"))
+    demo.add_argument("--log-level", default=CliSettings.load().log_level)
     demo.add_argument("--robots", type=int, default=2)
     demo.add_argument("--skills", default="navigation,pick_place", help="comma-separated skills")
     demo.add_argument("--tasks-per-skill", type=int, default=2)

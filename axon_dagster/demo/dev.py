@@ -13,7 +13,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from axon_dagster.settings import Env, child_environ
+from axon_dagster.settings import child_environ
+from axon_dagster.settings.tools import CliSettings
 
 from .processes import stop_on_signals
 
@@ -23,7 +24,7 @@ DAGSTER_STOP_SECONDS = 30.0
 
 def build_parser() -> argparse.ArgumentParser:
     dev = argparse.ArgumentParser(prog="axon-dagster dev", description="The simulated fleet plus `dagster dev`, until Ctrl-C.")
-    dev.add_argument("--log-level", default=Env().text("AXON_LOG_LEVEL", "WARNING"))
+    dev.add_argument("--log-level", default=CliSettings.load().log_level)
     dev.add_argument("--robots", type=int, default=2)
     dev.add_argument("--workdir")
     dev.add_argument("--api-port", type=int, default=8000)

@@ -6,6 +6,8 @@ The check is on the syntax tree: any use of ``os.environ`` / ``os.environb`` / `
 ``os.putenv`` / ``os.unsetenv`` (through any alias of ``os``), and any ``from os import`` of those
 names, outside those modules fails, naming file:line. Writes count too: the settings package also
 owns what a process sets for its children (``settings.environ.child_environ`` / ``export``).
+Building the settings package's raw reader (``Env(...)``) elsewhere counts as well: a variable read
+by name outside ``settings/`` is a setting with no declared home, whatever reads it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ def environment_uses(tree: ast.AST) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module in ("os", "posix", "nt"):
             uses += [(node.lineno, f"from {node.module} import {a.name}") for a in node.names if a.name in ENV_NAMES]
+        elif isinstance(node, ast.Call) and (
+            (isinstance(node.func, ast.Name) and node.func.id == "Env")
+            or (isinstance(node.func, ast.Attribute) and node.func.attr == "Env")
+        ):
+            uses.append((node.lineno, "Env(...)"))
         elif (
             isinstance(node, ast.Attribute)
             and node.attr in ENV_NAMES
@@ -50,8 +57,9 @@ def test_the_checker_sees_every_form_of_environment_access():
         "import os\nimport os as o\nfrom os import getenv\n"
         "a = os.environ.get('X')\nb = o.getenv('Y')\nos.environ['Z'] = '1'\nc = {**os.environ}\n"
         "def f(environ=None):\n    return environ\n"
+        "from axon_dagster.settings import Env\nd = Env().text('AXON_X')\n"
     )
-    assert [line for line, _ in environment_uses(ast.parse(code))] == [3, 4, 5, 6, 7]
+    assert [line for line, _ in environment_uses(ast.parse(code))] == [3, 4, 5, 6, 7, 11]
 
 
 def test_only_the_settings_modules_read_the_environment():
