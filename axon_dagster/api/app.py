@@ -287,7 +287,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None, 
     # ------------------------------------------------------------------ robot side (the hot path: edge_routes)
     edge_routes.install(edge, current_robot, watch, uow_factory, api_metrics, upload_config.max_file_bytes)
 
-    uploads_api.install(app, admin, edge, current_robot)  # grants, uplinks, upload plans, part ingest
+    uploads_api.install(app, admin, edge, current_robot, api_metrics)  # grants, uplinks, upload plans, part ingest
 
     # ------------------------------------------------------------------ health and metrics (no auth)
     def healthz() -> dict[str, str]:

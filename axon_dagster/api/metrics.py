@@ -6,7 +6,8 @@
   (``axon_edge_cache_*{cache_id}``), datasets by status and the active upload grants.
 - **Counted as events arrive**: status events ingested per robot and result, and the ingest lag
   (receive time minus the event's ``occurred_at`` on the robot) per robot — a growing lag means a
-  robot's outbox is draining a backlog.
+  robot's outbox is draining a backlog; robots' upload completions (staged / refused) and the part
+  bytes the file store's ingest endpoint stored, per robot.
 
 With several uvicorn workers (``serve(workers=N)``) each process counts its own requests:
 :func:`share_counts_between_workers` puts prometheus_client in multiprocess mode before the workers
@@ -103,6 +104,18 @@ class ControlPlaneMetrics:
             "Receive time minus the event's occurred_at on the robot, per robot",
             ["robot_id"],
             buckets=INGEST_LAG_BUCKETS,
+            registry=counters_registry,
+        )
+        self.staging_results = Counter(
+            "axon_staging_completions",  # exposed as axon_staging_completions_total
+            "Robots' upload completion requests answered, by robot and result (staged, replays included; refused: a digest or the grant did not hold)",
+            ["robot_id", "result"],
+            registry=counters_registry,
+        )
+        self.part_bytes = Counter(
+            "axon_ingested_part_bytes",  # exposed as axon_ingested_part_bytes_total
+            "Bytes of upload parts the file store's ingest endpoint stored, per robot",
+            ["robot_id"],
             registry=counters_registry,
         )
         self.registry.register(StoreCollector(uow_factory))

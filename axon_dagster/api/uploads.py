@@ -34,6 +34,7 @@ from axon_dagster.control_plane.datasets import dataset_publish_attempt
 from axon_dagster.control_plane.errors import NotFoundError
 from axon_dagster.control_plane.persistence import sqlite_directory
 from axon_dagster.control_plane.views import DatasetView, UploadGrantView, UploadQueueView
+from axon_dagster.domain import UploadRefused
 from axon_dagster.settings.uploads import UploadApiSettings
 from axon_dagster.storage.object_stores import (
     LocalDirObjectStore,
@@ -54,6 +55,7 @@ from axon_dagster.storage.object_stores.signing import KEY_FILE_NAME
 
 from . import schemas
 from .asgi import INT64_MAX
+from .metrics import ControlPlaneMetrics
 from .responses import handler
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,8 @@ class StagingArea:
         return store
 
 
-def install(app: Any, admin: APIRouter, edge: APIRouter, current_robot: Callable[[Request], Awaitable[str]]) -> None:
+def install(app: Any, admin: APIRouter, edge: APIRouter, current_robot: Callable[[Request], Awaitable[str]],
+            api_metrics: ControlPlaneMetrics) -> None:
     """Mount the upload routes on the admin and edge routers; register their errors."""
     area: StagingArea = app.state.staging
     uow_factory = app.state.uow_factory
@@ -146,7 +149,13 @@ def install(app: Any, admin: APIRouter, edge: APIRouter, current_robot: Callable
     async def complete_upload(task_id: str, body: uploads.CompleteRequest, request: Request) -> Any:
         robot = await current_robot(request)
         store = await run_in_threadpool(area.store)
-        return await run_in_threadpool(uploads.complete_upload, uow_factory(), store, robot, task_id, body.grant_id, body.files)
+        try:
+            staged = await run_in_threadpool(uploads.complete_upload, uow_factory(), store, robot, task_id, body.grant_id, body.files)
+        except UploadRefused:
+            api_metrics.staging_results.labels(robot_id=robot, result="refused").inc()
+            raise
+        api_metrics.staging_results.labels(robot_id=robot, result="staged").inc()
+        return staged
 
     @edge.put("/uploads/{task_id}/parts/{number}", responses={200: {"description": "the part is stored; ETag: its MD5"}})
     async def put_part(
@@ -184,6 +193,7 @@ def install(app: Any, admin: APIRouter, edge: APIRouter, current_robot: Callable
             if buffer:
                 await run_in_threadpool(writer.write, bytes(buffer))
             etag = await run_in_threadpool(writer.commit)
+            api_metrics.part_bytes.labels(robot_id=robot).inc(size)
         finally:
             with suppress(Exception):
                 writer.abort()

@@ -143,6 +143,10 @@ def test_a_recording_goes_from_the_robot_to_staging_verified(fleet: Fleet) -> No
         assert fleet.store.get_bytes(f"staging/robot-a/{task}/{name}") == data
     assert _pull_upload(robot, task) is None
     assert fleet.admin.upload_queue()["active_grants"] == []
+    metrics = httpx.get(f"{fleet.url}/metrics").text
+    assert 'axon_staging_completions_total{result="staged",robot_id="robot-a"} 2.0' in metrics  # with the replay
+    assert f'axon_ingested_part_bytes_total{{robot_id="robot-a"}} {float(sum(map(len, files.values())))}' in metrics
+    assert 'axon_datasets{status="STAGED"} 1.0' in metrics
     assert fleet.admin.dataset_publish_attempt(task)["publish_attempts"] == 1
     assert fleet.admin.dataset_publish_attempt(task)["publish_attempts"] == 2
 
@@ -233,6 +237,7 @@ def test_a_digest_that_does_not_match_the_upload_is_refused_nothing_staged_and_r
     assert refused.value.status_code == 409
     assert f"digest of staged {task}.mcap is" in refused.value.detail and "the robot reported" in refused.value.detail
     assert fleet.store.list_keys("staging/") == []
+    assert 'axon_staging_completions_total{result="refused",robot_id="robot-a"} 1.0' in httpx.get(f"{fleet.url}/metrics").text
     dataset = fleet.admin.get_dataset(task)
     assert dataset["status"] == "RECORDED" and "digest of staged" in dataset["last_upload_error"]
     with pytest.raises(ControlPlaneError) as used:
