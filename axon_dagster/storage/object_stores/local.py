@@ -273,7 +273,7 @@ class LocalDirObjectStore(ObjectStore):
             with _replacing(self._path(key)) as tmp, open(tmp, "wb") as out:
                 for src in sources:
                     with open(src, "rb") as fh:
-                        shutil.copyfileobj(fh, out, _CHUNK)
+                        _append(fh, out)
                 out.flush()
                 os.fsync(out.fileno())
             shutil.rmtree(upload_dir, ignore_errors=True)
@@ -355,3 +355,26 @@ def _replacing(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     fsync_path(path.parent)
+
+
+def _append(src: Any, dst: Any) -> None:
+    """Append the file ``src`` to ``dst``: in the kernel (copy_file_range) where it can, else
+    through a buffer."""
+    size = os.fstat(src.fileno()).st_size
+    if hasattr(os, "copy_file_range"):
+        dst.flush()
+        done = 0
+        try:
+            while done < size:
+                n = os.copy_file_range(src.fileno(), dst.fileno(), size - done)
+                if n == 0:
+                    break
+                done += n
+        except OSError:  # not supported between these file systems: fall back below
+            pass
+        if done == size:
+            dst.seek(0, os.SEEK_END)
+            return
+        src.seek(done)
+        dst.seek(0, os.SEEK_END)
+    shutil.copyfileobj(src, dst, _CHUNK)
