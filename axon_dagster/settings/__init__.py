@@ -1,19 +1,24 @@
 """The only reader of the process environment and of ``configs/*.yaml``.
 
-One typed model per process, validated at start-up (a bad value stops the process with the name of
-the variable or the dotted config key):
+One typed model per process, validated when it starts (a bad value stops the process with the name
+of the variable or the dotted config key); docs/architecture.md lists which process reads which:
 
-- the control-plane API: :class:`ApiSettings` (:func:`load_api_settings`), in :mod:`.api`;
-- the Dagster code location: :class:`CodeLocationSettings` (:func:`load_code_location_settings`),
-  in :mod:`.code_location`, made of sections a module can load on its own;
-- command-line tools and helpers shared by several processes: :mod:`.tools`;
-- the edge agent keeps its own small settings module (``edge/axon_edge/settings.py``): robots do
-  not load this package's config files.
+- :mod:`.api` — the control-plane API (``ApiSettings`` via ``load_api_settings``, ``ServerSettings``);
+  :mod:`.uploads` — its robot-upload routes;
+- :mod:`.code_location` — the Dagster code location (``CodeLocationSettings`` via
+  ``load_code_location_settings``), made of sections a module can also load on its own;
+- :mod:`.storage` (object-store credentials, the uploaders' state), :mod:`.inspection` (Ray, KubeRay),
+  :mod:`.ros` (ROS backends and builds, ``axon-sim``), :mod:`.tools` (the command line);
+- :mod:`.files` — ``configs/<env>.yaml`` and the recording templates (``python -m axon_dagster.settings check``);
+- :mod:`.environ` — the one place that touches ``os.environ``: typed reads (:class:`Env`), the
+  environment of child processes (:func:`child_environ`) and what a process exports (:func:`export`);
+- the edge agent keeps its own small module, ``edge/axon_edge/settings.py``: robots do not read
+  ``configs/``.
 
 Where a value comes from, first match wins: the ``AXON_*`` environment variable, then the config
-file the environment selects (``AXON_ENV`` / ``AXON_CONFIG_FILE``, :mod:`.files`), then the built-in
-default. :mod:`.environ` is the one place that touches ``os.environ``; ``tests/architecture``
-fails on a read anywhere else. Stdlib + PyYAML only: cheap to import anywhere.
+file the environment selects (``AXON_ENV`` / ``AXON_CONFIG_FILE``), then the built-in default.
+``tests/architecture`` fails on an environment read anywhere else. Stdlib + PyYAML only, and the
+names below import lazily: cheap to import anywhere, robots included.
 """
 
 import importlib

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from .base import SettingError
+from .environ import Env
 
 DEFAULT_DATABASE_URL = "sqlite:///.axon/control-plane.db"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -41,30 +42,28 @@ class Settings:
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read ``AXON_DATABASE_URL``, ``AXON_ADMIN_TOKEN``, ``AXON_MAX_BODY_BYTES``, ``AXON_TRUSTED_PROXIES``,
-    ``AXON_SSO_DEFAULT_ROLE``, ``AXON_COOKIE_SECURE`` and ``AXON_SESSION_HOURS``; empty means unset."""
-    env = os.environ if environ is None else environ
-    raw_limit = env.get("AXON_MAX_BODY_BYTES", "").strip()
-    try:
-        max_body = int(raw_limit) if raw_limit else DEFAULT_MAX_BODY_BYTES
-    except ValueError:
-        raise ValueError(f"AXON_MAX_BODY_BYTES must be an integer number of bytes, got {raw_limit!r}") from None
-    if max_body <= 0:
-        raise ValueError(f"AXON_MAX_BODY_BYTES must be positive, got {max_body}")
-    database_url = env.get("AXON_DATABASE_URL", "").strip() or None
-    admin_token = env.get("AXON_ADMIN_TOKEN", "").strip() or None
+    ``AXON_SSO_DEFAULT_ROLE``, ``AXON_COOKIE_SECURE`` and ``AXON_SESSION_HOURS`` over the selected
+    config's ``control_plane`` keys; empty means unset. Errors name the variable or the key."""
     from .files import ConfigError, config_selected, load_config  # stdlib + PyYAML only
 
-    if config_selected(env):
+    env = Env(environ)
+    mapping = os.environ if environ is None else environ
+    max_body = env.integer("AXON_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1, expected="an integer number of bytes")
+    database_url = env.text("AXON_DATABASE_URL")
+    admin_token = env.text("AXON_ADMIN_TOKEN")
+    token_required = False
+    if config_selected(mapping):
         # AXON_ENV / AXON_CONFIG_FILE picks configs/<env>.yaml: its values are the defaults.
-        cp = load_config(environ=env).control_plane
-        database_url = database_url or cp.resolve_database_url(env)
+        cp = load_config(environ=mapping).control_plane
+        token_required = cp.admin_token_required
+        database_url = database_url or cp.resolve_database_url(mapping)
         if database_url is None:
             raise ConfigError(f"no database URL: set {cp.database_url_secret.describe()}", key="control_plane.database_url_env")
-        admin_token = admin_token or cp.admin_token.resolve(env)
-        if cp.admin_token_required and admin_token is None:
+        admin_token = admin_token or cp.admin_token.resolve(mapping)
+        if token_required and admin_token is None:
             raise ConfigError(f"the admin token is required: set {cp.admin_token.describe()}", key="control_plane.admin_token_env")
     identity = _identity_settings(env)
-    if not identity["cookie_secure"] and config_selected(env) and load_config(environ=env).control_plane.admin_token_required:
+    if not identity["cookie_secure"] and token_required:
         raise ConfigError("AXON_COOKIE_SECURE=0 is for the embedded default only (this environment requires authentication)",
                           key="AXON_COOKIE_SECURE")
     return Settings(
@@ -75,33 +74,28 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-def _identity_settings(env: Mapping[str, str]) -> dict[str, object]:
+def _identity_settings(env: Env) -> dict[str, object]:
     import ipaddress
 
-    proxies = tuple(p.strip() for p in env.get("AXON_TRUSTED_PROXIES", "").split(",") if p.strip())
+    proxies = env.items("AXON_TRUSTED_PROXIES")
     for proxy in proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)
         except ValueError:
-            raise ValueError(f"AXON_TRUSTED_PROXIES: {proxy!r} is not an IP address or network") from None
-    role = env.get("AXON_SSO_DEFAULT_ROLE", "").strip().lower() or None
-    if role not in (None, "none", "viewer", "reviewer", "admin"):
-        raise ValueError(f"AXON_SSO_DEFAULT_ROLE must be viewer, reviewer, admin or none, got {role!r}")
-    secure = env.get("AXON_COOKIE_SECURE", "").strip().lower() or "1"
-    if secure not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        raise ValueError(f"AXON_COOKIE_SECURE must be 1 or 0, got {secure!r}")
-    raw_hours = env.get("AXON_SESSION_HOURS", "").strip()
-    try:
-        hours = float(raw_hours) if raw_hours else DEFAULT_SESSION_HOURS
-    except ValueError:
-        raise ValueError(f"AXON_SESSION_HOURS must be a number of hours, got {raw_hours!r}") from None
-    if not 0 < hours <= 24 * 30:
-        raise ValueError(f"AXON_SESSION_HOURS must be between 0 and 720, got {raw_hours!r}")
+            raise SettingError(f"AXON_TRUSTED_PROXIES: {proxy!r} is not an IP address or network", name="AXON_TRUSTED_PROXIES") from None
+
+    def role_of(value: str) -> str:
+        if value.lower() not in ("none", "viewer", "reviewer", "admin"):
+            raise ValueError(value)
+        return value.lower()
+
+    role = env.parsed("AXON_SSO_DEFAULT_ROLE", "none", role_of, "viewer, reviewer, admin or none")
     return {
         "trusted_proxies": proxies,
         "sso_default_role": None if role == "none" else role,
-        "cookie_secure": secure in ("1", "true", "yes", "on"),
-        "session_hours": hours,
+        "cookie_secure": env.flag("AXON_COOKIE_SECURE", True),
+        "session_hours": env.number("AXON_SESSION_HOURS", DEFAULT_SESSION_HOURS, positive=True, maximum=24 * 30,
+                                    expected="a number of hours"),
     }
 
 
@@ -122,8 +116,6 @@ class ServerSettings:
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
-        from .environ import Env
-
         env = Env(environ)
         workers = env.integer("AXON_API_WORKERS", None, expected="a whole number of processes")
         if workers is not None and not 1 <= workers <= 64:

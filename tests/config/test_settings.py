@@ -111,3 +111,36 @@ def test_cli_settings_default_to_the_embedded_database_and_never_print_the_token
     assert CliSettings.load({}).database_url == DEFAULT_DATABASE_URL
     cli = CliSettings.load({"AXON_ADMIN_TOKEN": "s3cr3t", "AXON_LOG_LEVEL": "DEBUG"})
     assert (cli.admin_token, cli.log_level) == ("s3cr3t", "DEBUG") and "s3cr3t" not in repr(cli)
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("AXON_MAX_BODY_BYTES", "1MB", "AXON_MAX_BODY_BYTES must be an integer number of bytes, got '1MB'"),
+        ("AXON_MAX_BODY_BYTES", "0", "AXON_MAX_BODY_BYTES must be greater than or equal to 1, got '0'"),
+        ("AXON_SESSION_HOURS", "forever", "AXON_SESSION_HOURS must be a number of hours, got 'forever'"),
+        ("AXON_SESSION_HOURS", "1000", "AXON_SESSION_HOURS must be less than or equal to 720, got '1000'"),
+        ("AXON_SSO_DEFAULT_ROLE", "root", "AXON_SSO_DEFAULT_ROLE must be viewer, reviewer, admin or none, got 'root'"),
+        ("AXON_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local", "AXON_TRUSTED_PROXIES: 'proxy.local' is not an IP address or network"),
+        ("AXON_COOKIE_SECURE", "maybe", "AXON_COOKIE_SECURE must be true or false (1/0, yes/no, on/off), got 'maybe'"),
+        ("AXON_API_WORKERS", "many", "AXON_API_WORKERS must be a whole number of processes, got 'many'"),
+    ],
+)
+def test_the_api_refuses_a_bad_variable_naming_it(name: str, value: str, message: str) -> None:
+    from axon_dagster.settings.api import ServerSettings, load_api_settings
+
+    with pytest.raises(SettingError) as info:
+        (ServerSettings.load if name == "AXON_API_WORKERS" else load_api_settings)({name: value})
+    assert str(info.value) == message and info.value.name == name
+
+
+def test_the_api_settings_read_their_variables() -> None:
+    from axon_dagster.settings.api import load_api_settings
+
+    api = load_api_settings({"AXON_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1", "AXON_SSO_DEFAULT_ROLE": "Viewer",
+                             "AXON_COOKIE_SECURE": "0", "AXON_SESSION_HOURS": "2", "AXON_ADMIN_TOKEN": "s3cr3t-9f"})
+    assert (api.trusted_proxies, api.sso_default_role, api.cookie_secure, api.session_hours) == (
+        ("10.0.0.0/8", "127.0.0.1"), "viewer", False, 2.0)
+    assert api.admin_token == "s3cr3t-9f" and "s3cr3t-9f" not in repr(api)
+    default = load_api_settings({})
+    assert (default.sso_default_role, default.cookie_secure, default.max_body_bytes) == (None, True, 1024 * 1024)
