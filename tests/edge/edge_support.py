@@ -102,6 +102,7 @@ class Recorder:
     data_dir: Path
     port: int = 0
     topics: Any = None
+    recording_format: str = "mcap"
     sim: SimulatedRecorder | None = None
     _stop: Callable[[], None] | None = None
 
@@ -110,7 +111,7 @@ class Recorder:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.sim = SimulatedRecorder(self.data_dir, ROBOT_ID, topics=self.topics)
+        self.sim = SimulatedRecorder(self.data_dir, ROBOT_ID, topics=self.topics, recording_format=self.recording_format)
         url, self._stop = serve_in_thread(port=self.port, recorder=self.sim)
         self.port = int(url.rsplit(":", 1)[1])
 

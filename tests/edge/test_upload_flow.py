@@ -6,7 +6,6 @@ admin client (``grant_upload``), the data flow's publication by ``transition_tas
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import httpx
 import pytest
@@ -72,3 +71,48 @@ def test_a_gate_rejected_recording_never_uses_the_uplink(edge_env):
     assert entry.state is CacheState.REJECTED and entry.path.exists(), "kept (gate_rejected=keep), evictable"
     assert agent.uploads.uploader.state.get(task_id) is None, "no upload was ever started"
     assert not list(edge_env.control_plane.staging_store.root.rglob(f"*{task_id}*")), "nothing staged"
+
+
+def test_eviction_on_the_robot_waits_for_publication(edge_env):
+    """A cache over quota keeps every recording whose task is not UPLOADED; publication (the task
+    turning UPLOADED in a pull) makes the robot's copy evictable, and eviction takes it then."""
+    from axon_edge.settings import DataPathSettings
+
+    first, second = edge_env.dispatch_order(task_count=2)
+    running = edge_env.start_agent(data_path=DataPathSettings(cache_max_gb=1e-9, cache_policy="fifo"))  # 1 byte
+    agent = running.agent
+    http = httpx.Client(base_url=running.url, timeout=RECORDER_TIMEOUT)
+    wait_for(lambda: all(edge_env.admin.get_task(t)["status"] == "READY" for t in (first, second)), what="READY")
+    record_one(http, first)
+    record_one(http, second)
+    assert agent.cache.usage().pressure
+    assert [e.dataset_id for e in agent.cache.list()] == [first, second], "over quota, yet nothing unpublished goes"
+    assert agent.cache.evict() == []
+
+    wait_for(lambda: edge_env.admin.get_task(first)["status"] == "EXECUTED", what="EXECUTED in the cloud")
+    edge_env.admin.transition_task(first, "UPLOADED")
+    wait_for(lambda: [e.dataset_id for e in agent.cache.list()] == [second], what="the published recording evicted")
+    assert not (agent.cache.root / "datasets" / first).exists()
+    assert agent.cache.get(second).path.exists() and agent.cache.get(second).state is CacheState.CACHED
+
+
+def test_a_lance_era_recording_moves_in_and_uploads_file_by_file(edge_env):
+    edge_env.recorder.recording_format = "lance"
+    edge_env.recorder.restart()
+    [task_id] = edge_env.dispatch_order()
+    running = edge_env.start_agent()
+    agent = running.agent
+    http = httpx.Client(base_url=running.url, timeout=RECORDER_TIMEOUT)
+    wait_for(lambda: edge_env.admin.get_task(task_id)["status"] == "READY", what="READY")
+    executed = record_one(http, task_id)
+    entry = agent.cache.get(task_id)
+    assert entry.recording_format == "lance" and executed["dataset_path"] == str(entry.path)
+    names = [f["name"] for f in entry.manifest["files"]]
+    assert f"{task_id}.json" in names and all(n == f"{task_id}.json" or n.startswith(f"{task_id}.lance/") for n in names)
+    assert not any(edge_env.recorder.data_dir.glob(f"{task_id}*")), "moved out of the recorder's directory"
+    wait_for(lambda: edge_env.admin.get_task(task_id)["status"] == "EXECUTED", what="EXECUTED in the cloud")
+    edge_env.admin.grant_upload(task_id, ttl_seconds=300)
+    wait_for(lambda: dataset(edge_env, task_id)["status"] == "STAGED", timeout=30, what="STAGED in the cloud")
+    for f in entry.manifest["files"]:
+        staged = staged_bytes(edge_env, task_id, f["name"])
+        assert hashlib.sha256(staged).hexdigest() == f["sha256"] == hashlib.sha256((entry.entry_dir / f["name"]).read_bytes()).hexdigest()
