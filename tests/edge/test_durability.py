@@ -63,7 +63,8 @@ def test_control_plane_down_while_recording_then_everything_arrives_in_order(edg
     assert metric(metrics, "axon_edge_outbox_backlog") == 4
     assert metric(metrics, "axon_edge_outbox_oldest_undelivered_age_seconds") > 0
     assert metric(metrics, "axon_edge_control_plane_pull_ok") == 0
-    assert all(e.attempts >= 1 for e in running.agent.db.undelivered_events())
+    # Every event has been tried (events queued after the first failed attempt wait for the next one).
+    wait_for(lambda: all(e.attempts >= 1 for e in running.agent.db.undelivered_events()), what="every event tried")
     assert edge_env.admin  # the cloud is still down: nothing of this reached it yet
 
     edge_env.control_plane.start()
