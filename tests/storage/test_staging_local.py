@@ -324,3 +324,27 @@ def test_stale_uploads_are_aborted_and_fresh_ones_kept(store: LocalDirObjectStor
         with pytest.raises((StagingError, ValueError)):
             store.abort_stale_uploads(*bad)
     assert snapshot(store.root) == before
+
+
+@pytest.mark.parametrize("kernel", ["works", "fails midway", "absent"])
+def test_completion_appends_parts_whatever_the_kernel_copy_does(store, monkeypatch, kernel) -> None:
+    real = getattr(os, "copy_file_range", None)
+    calls = {"n": 0}
+
+    def flaky(src: int, dst: int, count: int, *args: object) -> int:
+        calls["n"] += 1
+        if calls["n"] % 2 == 0:  # every second call: the file systems refuse after some bytes went
+            raise OSError(18, "Invalid cross-device link")
+        return real(src, dst, min(count, 1000))  # type: ignore[misc]
+
+    if kernel == "fails midway" and real is not None:
+        monkeypatch.setattr(os, "copy_file_range", flaky)
+    elif kernel == "absent":
+        monkeypatch.delattr(os, "copy_file_range", raising=False)
+    data = os.urandom(3 * 4096 + 17)
+    key = staging_key("robot-1", "t-1", "t-1.mcap")
+    upload_id = store.start_multipart(key)
+    etags = {p.number: store.write_part(key, upload_id, p.number, io.BytesIO(data[p.offset:p.offset + p.size]), p.size)
+             for p in plan_parts(len(data), 4096)}
+    store.complete_multipart(key, upload_id, etags)
+    assert store.get_bytes(key) == data
