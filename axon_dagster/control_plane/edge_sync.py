@@ -105,6 +105,10 @@ def apply_events(uow: UnitOfWork, robot_id: str, events: Sequence[TaskEvent], *,
         # The rows of the tasks named lock (until commit): events of one task are applied one
         # push at a time and in order, cloud moves of a task wait for them; nothing else waits,
         # not even this robot's other tasks. The whole batch is one transaction.
+        if any(r is not None and not r[1].passed for r in recordings):
+            # A failed gate fails the task (a new revision: the robot's row lock). Take that lock
+            # first, in the order every cloud-side writer takes it (robot, then task): no deadlock.
+            uow.robots.lock(robot_id)
         owned = uow.tasks.get_many([e.task_id for e in events], robot_id=robot_id, lock=True)
         foreign = [e.task_id for e in events if e.task_id not in owned]
         if foreign:
