@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 UnitOfWork = SqlAlchemyUnitOfWork
 MAX_TASKS = 10_000
-from axon_dagster.settings.files import RECORDING_TEMPLATES  # noqa: E402  (one list of template names)
+from axon_dagster.settings.templates import RECORDING_TEMPLATES  # noqa: E402  (one list of template names)
 
 
 def _actor(actor: Any) -> str:

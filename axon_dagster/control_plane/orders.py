@@ -7,7 +7,7 @@ import logging
 from collections import Counter
 from typing import Any, Mapping, Sequence
 
-from axon_dagster.settings.files import recording_template
+from axon_dagster.settings.templates import recording_template
 from axon_dagster.domain import (
     ManualBatch,
     Order,

@@ -9,7 +9,8 @@ of the variable or the dotted config key); docs/architecture.md lists which proc
   ``load_code_location_settings``), made of sections a module can also load on its own;
 - :mod:`.storage` (object-store credentials, the uploaders' state), :mod:`.inspection` (Ray, KubeRay),
   :mod:`.ros` (ROS backends and builds, ``axon-sim``), :mod:`.tools` (the command line);
-- :mod:`.files` — ``configs/<env>.yaml`` and the recording templates (``python -m axon_dagster.settings check``);
+- :mod:`.files` — ``configs/<env>.yaml``; :mod:`.templates` — ``configs/recording/*.yaml``; :mod:`.checks` —
+  the validators both use; ``python -m axon_dagster.settings check`` validates them all;
 - :mod:`.environ` — the one place that touches ``os.environ``: typed reads (:class:`Env`), the
   environment of child processes (:func:`child_environ`) and what a process exports (:func:`export`);
 - the edge agent keeps its own small module, ``edge/axon_edge/settings.py``: robots do not read

@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from axon_dagster.settings import files as axcfg
-from axon_dagster.settings.files import ConfigError, load_config, parse_config, recording_template
+from axon_dagster.settings import templates
+from axon_dagster.settings.files import ConfigError, load_config, parse_config
+from axon_dagster.settings.templates import recording_template
 
 DEV = yaml.safe_load((axcfg.CONFIG_DIR / "dev.yaml").read_text())
 
@@ -170,7 +172,7 @@ def test_secret_references_resolve_from_env_first_then_file(tmp_path: Path) -> N
 # -- recording templates -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", axcfg.RECORDING_TEMPLATES)
+@pytest.mark.parametrize("name", templates.RECORDING_TEMPLATES)
 def test_each_recording_template_loads(name: str) -> None:
     template = recording_template(name)
     assert template.name == name and template.topics
@@ -186,8 +188,8 @@ def test_template_topics_match_the_reference_design() -> None:
 def test_shipped_templates_are_exactly_the_ones_orders_may_select() -> None:
     from axon_dagster.control_plane.batch_review import RECORDING_TEMPLATES as ORDER_TEMPLATES
 
-    assert set(axcfg.RECORDING_TEMPLATES) == set(ORDER_TEMPLATES)
-    assert {p.stem for p in axcfg.TEMPLATE_DIR.glob("*.yaml")} == set(axcfg.RECORDING_TEMPLATES)
+    assert set(templates.RECORDING_TEMPLATES) == set(ORDER_TEMPLATES)
+    assert {p.stem for p in templates.TEMPLATE_DIR.glob("*.yaml")} == set(templates.RECORDING_TEMPLATES)
 
 
 @pytest.mark.parametrize("name", ["thermal_only", "../dev", ""])
@@ -209,7 +211,7 @@ def test_an_unknown_template_is_refused(name: str) -> None:
     ],
 )
 def test_a_bad_template_is_refused_with_its_key(mutate, key: str, tmp_path: Path) -> None:
-    data = yaml.safe_load((axcfg.TEMPLATE_DIR / "default.yaml").read_text())
+    data = yaml.safe_load((templates.TEMPLATE_DIR / "default.yaml").read_text())
     mutate(data)
     (tmp_path / "default.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError) as info:
