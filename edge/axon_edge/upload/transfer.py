@@ -3,7 +3,7 @@ check what the store says it received.
 
 A part counts as verified when the store's answer proves it got the robot's bytes: an ETag that is
 the MD5 of the part (S3, the control plane's ingest endpoint), or a 2xx to a request that carried
-``Content-MD5`` (the store checks it: S3, Azure). The robot's bearer token goes only to the control
+``Content-MD5`` (Azure's Put Block, which answers no MD5: the store checks the one sent). The robot's bearer token goes only to the control
 plane's own origin (the embedded store's ingest endpoint), never to a bucket.
 """
 
@@ -104,7 +104,11 @@ class PartSender:
     def send(self, part: PlanPart, data: bytes, md5: str) -> SentPart:
         headers = dict(part.headers)
         headers["Content-Length"] = str(len(data))
-        headers["Content-MD5"] = base64.b64encode(bytes.fromhex(md5)).decode()
+        if _store_checks_md5_only(part.url):
+            # Azure's Put Block answers no MD5 ETag: the store checks the MD5 we send instead. S3 and
+            # the ingest endpoint answer the MD5 of what they got as the ETag, checked below (sending
+            # Content-MD5 as well would make the store hash every part twice).
+            headers["Content-MD5"] = base64.b64encode(bytes.fromhex(md5)).decode()
         if self._origin and _origin(part.url) == self._origin:
             headers.update(self._auth)
         capped = self._acquire is not None and self._capped()
@@ -145,6 +149,11 @@ class PartSender:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _store_checks_md5_only(url: str) -> bool:
+    """Azure Put Block (``comp=block``): the only verification is the ``Content-MD5`` the store checks."""
+    return parse_qs(urlsplit(url).query).get("comp") == ["block"]
 
 
 def _block_id(url: str) -> str:
