@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from . import bandwidth, control_flow, data_flow, observability, recording, retention, review, uploads
+from . import control_flow, data_flow, observability, recording, retention, review, uploads
 
 AREAS: tuple[dg.Definitions, ...] = (
     control_flow.defs,
     data_flow.defs,
     uploads.defs,
-    bandwidth.defs,
     review.defs,
     recording.defs,
     retention.defs,
@@ -34,9 +33,8 @@ def resources_for_location() -> dict[str, dg.ConfigurableResource]:
     settings = load_code_location_settings()
     return {
         **resources_from_env(settings),
-        "bandwidth": bandwidth.bandwidth_resource_from_env(settings.upload),
-        "upload_grants": uploads.upload_grant_policy_from_env(),
-        "data_flow_policy": data_flow.data_flow_policy_from_env(),
+        "upload_grants": uploads.upload_grant_policy_from_env(settings.upload),
+        "data_flow_policy": data_flow.data_flow_policy_from_env(settings.data_flow, settings.upload),
         "recording_policy": recording.recording_policy_from_env(settings.recording_policy),
         "review_policy": review.review_policy_from_env(settings.review),
         "run_failure_alert": RunFailureAlertResource.from_env(settings.alerts),
@@ -49,7 +47,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
 
 
 # The sensors that move data (what the demo's driver ticks in place of the daemon).
-DATA_SENSORS = ("upload_grant_sensor", "staged_dataset_sensor", "task_status_sensor", "bandwidth_sensor", "review_decision_sensor")
+DATA_SENSORS = ("upload_grant_sensor", "staged_dataset_sensor", "review_decision_sensor")
 
 
 @dg.definitions

@@ -34,13 +34,13 @@ class GivenUp:
     @property
     def summary(self) -> str:
         return (
-            f"{'upload' if self.job == 'upload_approved' else self.job} of dataset {self.dataset_id} given up after "
-            f"{self.attempts} failed attempt(s) (max attempts); last failure: {self.last_failure}"
+            f"{self.job} of dataset {self.dataset_id} given up after {self.attempts} attempt(s) (max attempts); "
+            f"last failure: {self.last_failure}"
         )
 
     def payload(self) -> dict[str, Any]:
         return {
-            "alert": "AxonDagsterUploadGivenUp",
+            "alert": "AxonDagsterDatasetGivenUp",
             "job": self.job,
             "dataset_id": self.dataset_id,
             "attempts": self.attempts,

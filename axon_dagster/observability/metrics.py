@@ -38,9 +38,6 @@ log = logging.getLogger(__name__)
 # Runs are labelled `dagster_job`, not `job`: `job` is Prometheus' own target label.
 # Data-flow stages and the op that runs each (the data_flow job's step keys).
 STAGE_OF_STEP = {
-    "stage_recording": "stage",
-    "inspect_dataset": "inspect",
-    "upload_dataset": "upload",
     "ingest_staged_recording": "stage",
     "inspect_staged_dataset": "inspect",
     "settle_dataset": "upload",

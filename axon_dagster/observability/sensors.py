@@ -55,7 +55,7 @@ class RunFailureAlertResource(dg.ConfigurableResource):
     min_runs: int = 5  # ... once at least this many ended (one failure in two runs is noise)
     webhook_url: str = ""  # "" = no webhook; a JSON POST otherwise (Slack/Alertmanager-style bridges)
     webhook_timeout_seconds: float = 5.0
-    data_flow_jobs: list[str] = ["data_flow", "legacy_data_flow", "upload_approved"]  # runs whose steps and QC feed the data-flow metrics
+    data_flow_jobs: list[str] = ["data_flow"]  # runs whose steps and QC feed the data-flow metrics
 
     @classmethod
     def from_env(cls, alerts: "AlertSettings | None" = None) -> "RunFailureAlertResource":

@@ -8,18 +8,21 @@ STAGED). From there:
 * :func:`ingest_staged` downloads what the run needs into the cloud's working directory,
   re-verifying every byte against the manifest (a staged object that changed since is refused and
   nothing is published from it), and makes the Lance dataset: an Axon MCAP is ingested
-  (``axon_dagster.ingest.ingest_mcap``), a Lance-era recording is taken as it is. A dataset that
-  waited for a reviewer was parked in staging after its first run (:func:`park_for_review`); it
-  is fetched back, verified against its sidecar, instead of being ingested again.
+  (``axon_dagster.ingest.ingest_mcap``) and the result parked in staging (``ingested/``), a
+  Lance-era recording is taken as it is. Every later attempt of the dataset (a failed run, a
+  reviewer's approval) fetches the parked dataset back, verified against its sidecar, instead of
+  ingesting again: an ingest is not byte-identical twice, and the control plane recorded the
+  first one's digest.
 * QC is :func:`axon_dagster.services.data_flow.inspect_staged` (unchanged).
 * :func:`publish_staged` puts approved data into the lake keys of ``domain/layout.py``: the Lance
   dataset and its sidecar and report written and verified file by file, the original MCAP and
   Axon's sidecar copied server-side from staging and their SHA-256 checked against the manifest;
   then dataset UPLOADED, task UPLOADED (the robot may release its copy), staging deleted.
+* :func:`park_for_review` keeps QC's report beside it while a reviewer decides.
 * :func:`discard_staged` applies ``staging_rejected`` (delete | keep) to a rejected dataset.
 
 Every key is derived from ids (the control plane's task and dataset records), never from a path a
-robot reported. ``verify_cloud_copy`` checks a published dataset by its keys and its record.
+robot reported.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from axon_dagster.storage.object_stores import publish_copies
 from axon_dagster.storage.recording import LANCE, MCAP, RECORDING_FORMATS, Sidecar, report_path, sidecar_path
 
 from .data_flow import DataFlowError, StagedRecording, Uploaded, cloud_key
+from .data_flow import verify_cloud_copy  # noqa: F401 - re-exported: the demo's driver reads it from here
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +156,12 @@ def ingest_staged(control_plane, store, workdir_root: str | Path, task_id: str) 
         _fetch_parked(store, staged, lance_dir)
     elif staged.recording_format == MCAP:
         _ingest_staged_mcap(store, staged, task, lance_dir)
+        _park(store, staged, lance_dir)  # an ingest is not byte-identical twice: later attempts take this one
     else:
         _fetch_staged_lance(store, staged, lance_dir)
+    report = staged.parked(f"{staged.task_id}.qc.json")
+    if store.exists(report):  # QC's report of an earlier attempt (a dataset that waited for a reviewer)
+        report_path(lance_dir).write_bytes(store.get_bytes(report))
     sidecar = Sidecar.read(sidecar_path(lance_dir))
     size = sum((lance_dir / rel).stat().st_size for rel in sidecar.files)
     if dataset["status"] == "STAGED":
@@ -204,21 +212,25 @@ def _fetch_parked(store, staged: StagedFiles, lance_dir: Path) -> None:
     sidecar = Sidecar.from_json(store.get_bytes(staged.parked(staged.sidecar_name)).decode())
     store.fetch_dataset(staged.parked(staged.lance_name), lance_dir, sidecar.files)
     sidecar.write(sidecar_path(lance_dir))
-    report = staged.parked(f"{staged.task_id}.qc.json")
-    if store.exists(report):
-        report_path(lance_dir).write_bytes(store.get_bytes(report))
+
+
+def _park(store, staged: StagedFiles, lance_dir: Path) -> None:
+    """Keep the cloud's Lance dataset of an MCAP in staging beside the robot's files: every later
+    attempt of this dataset (a failed run, a reviewer's approval) works on these very bytes, whose
+    digest the control plane recorded."""
+    sidecar = Sidecar.read(sidecar_path(lance_dir))
+    store.put_dataset(lance_dir, staged.parked(staged.lance_name), sidecar.files)
+    store.put_file(sidecar_path(lance_dir), staged.parked(staged.sidecar_name))  # last: its presence means "parked"
 
 
 def park_for_review(store, staged: StagedFiles, recording: StagedRecording) -> str:
-    """Keep the cloud's Lance dataset (with its sidecar and QC report) in staging while a reviewer
-    decides, so that the run publishing it later needs neither this run's disk nor a new ingest."""
+    """A dataset waits for a reviewer: keep its QC report in staging (its Lance dataset is parked
+    already, or is the robot's own), so that the run publishing it later needs neither this run's
+    disk nor a new ingest."""
     lance_dir = Path(recording.cache_path)
-    sidecar = Sidecar.read(sidecar_path(lance_dir))
-    uri = store.put_dataset(lance_dir, staged.parked(staged.lance_name), sidecar.files)
     if report_path(lance_dir).exists():
         store.put_file(report_path(lance_dir), staged.parked(f"{staged.task_id}.qc.json"))
-    store.put_file(sidecar_path(lance_dir), staged.parked(staged.sidecar_name))  # last: its presence means "parked"
-    return uri
+    return store.uri_for(staged.parked(f"{staged.task_id}.qc.json"))
 
 
 def publish_staged(control_plane, store, staged: StagedFiles, recording: StagedRecording) -> Uploaded:
@@ -245,48 +257,18 @@ def publish_staged(control_plane, store, staged: StagedFiles, recording: StagedR
     control_plane.dataset_uploaded(staged.task_id, cloud_uri=uri, dataset_digest=digest)
     control_plane.transition_task(staged.task_id, TaskStatus.UPLOADED.value, data={"cloud_uri": uri, "dataset_digest": digest})
     removed = store.delete_prefix(staged.prefix)
-    shutil.rmtree(lance_dir.parent, ignore_errors=True)
+    shutil.rmtree(lance_dir.parent.parent, ignore_errors=True)  # every attempt's working directory of the task
     elapsed = time.monotonic() - started
     log.info("published %s to %s (%d bytes in %.2fs); %d staged object(s) deleted", staged.task_id, uri, recording.size_bytes,
              elapsed, removed)
     return Uploaded(staged.task_id, uri, digest, recording.size_bytes, elapsed)
 
 
-def discard_staged(store, staged: StagedFiles, policy: str) -> int:
+def discard_staged(store, staged: StagedFiles, policy: str, workdir_root: str | Path | None = None) -> int:
     """A rejected dataset's staging area per ``staging_rejected``: ``delete`` (now; returns how many
-    objects) or ``keep`` (0)."""
+    objects) or ``keep`` (0). Its working directories go either way."""
     if policy not in STAGING_REJECTED_POLICIES:
         raise ValueError(f"staging_rejected must be one of {', '.join(STAGING_REJECTED_POLICIES)}, got {policy!r}")
+    if workdir_root is not None:
+        shutil.rmtree(Path(workdir_root).resolve() / staged.task_id, ignore_errors=True)
     return store.delete_prefix(staged.prefix) if policy == "delete" else 0
-
-
-def verify_cloud_copy(object_store, task: Mapping[str, Any], dataset: Mapping[str, Any]) -> bool:
-    """True when the published copy of an UPLOADED task is at the key its ids and its sidecar give,
-    and every stored file matches: the dataset's digest equals the sidecar's and the record's, and
-    an MCAP recording's original sits beside it with the manifest's SHA-256. Reads only the store
-    and the records, never a local path."""
-    uri = dataset.get("cloud_uri") or ""
-    root = object_store.uri_for("x")[:-1]
-    if not uri.startswith(root):
-        return False
-    key = uri[len(root):]
-    try:
-        sidecar = Sidecar.from_json(object_store.get_bytes(sidecar_key(key)).decode())
-    except Exception as exc:  # noqa: BLE001 - any failure to read it means "not verified"
-        log.warning("cloud copy of %s: no readable sidecar at %s: %s", task["task_id"], object_store.uri_for(sidecar_key(key)), exc)
-        return False
-    if cloud_key(task["scene"], task.get("sub_scene") or "", task["skills"], sidecar) != key or sidecar.task_id != task["task_id"]:
-        return False
-    try:
-        if object_store.verify_dataset(key, sidecar.files) != sidecar.dataset_digest:
-            return False
-    except DigestMismatch:
-        return False
-    if sidecar.dataset_digest != dataset.get("dataset_digest"):
-        return False
-    manifest = dataset.get("manifest") or {}
-    if (manifest.get("recording_format") or dataset.get("recording_format")) == MCAP:
-        expected = {f["name"]: f["sha256"] for f in manifest.get("files") or []}.get(f"{task['task_id']}.mcap")
-        if not object_store.exists(mcap_key(key)) or object_store.sha256_of(mcap_key(key)) != expected:
-            return False
-    return True

@@ -81,7 +81,7 @@ class TimeoutsConfig:
 
 @dataclass(frozen=True)
 class RetriesConfig:
-    upload_attempts: int = 5  # upload runs per dataset before the bandwidth sensor gives it up (AXON_MAX_UPLOAD_ATTEMPTS)
+    upload_attempts: int = 5  # data_flow runs per staged dataset before staged_dataset_sensor gives it up (AXON_MAX_UPLOAD_ATTEMPTS)
 
 
 @dataclass(frozen=True)

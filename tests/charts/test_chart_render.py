@@ -245,9 +245,9 @@ def test_data_flow_and_upload_values_reach_the_code_that_reads_them(render, monk
     d = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "axon-cloud-env")["data"]
     assert (d["AXON_STAGING_REJECTED"], d["AXON_MAX_UPLOAD_ATTEMPTS"], d["AXON_UPLOAD_GRANT_TTL_SECONDS"]) == ("keep", "7", "1800")
     # The rendered strings, read by the code as the code server and run pods read them.
-    from axon_dagster.defs.bandwidth import bandwidth_resource_from_env
-    from axon_dagster.defs.data_flow.staged import data_flow_policy_from_env
-    from axon_dagster.defs.uploads.sensor import upload_grant_policy_from_env
+    from axon_dagster.defs.data_flow import data_flow_policy_from_env
+    from axon_dagster.defs.uploads import upload_grant_policy_from_env
+    from axon_dagster.settings.code_location import UploadSettings
     from axon_dagster.storage.bandwidth import BandwidthSchedule
 
     for name in ("AXON_ENV", "AXON_CONFIG_FILE"):
@@ -258,8 +258,8 @@ def test_data_flow_and_upload_values_reach_the_code_that_reads_them(render, monk
     assert (policy.workdir, policy.staging_rejected, policy.max_attempts) == (str(tmp_path / "data-flow"), "keep", 7)
     grants = upload_grant_policy_from_env()
     assert (grants.grant_ttl_seconds, grants.max_grants_per_robot, grants.min_bandwidth_mbps) == (1800, 3, 2.5)
-    gate = bandwidth_resource_from_env()
-    assert (gate.min_bandwidth_mbps, gate.max_upload_attempts, gate.retry_backoff_seconds) == (2.5, 7, 120.0)
+    uploads = UploadSettings.load()
+    assert (uploads.min_bandwidth_mbps, uploads.max_upload_attempts, uploads.retry_backoff_seconds) == (2.5, 7, 120.0)
     schedule = BandwidthSchedule.parse(d["AXON_UPLOAD_BANDWIDTH"])
     assert [(w.label, w.rate) for w in schedule.windows] == [("06:00-22:00", 5_000_000)] and schedule.default is None
     # Defaults: one grant per robot for 15 minutes, rejected staging deleted, uncapped.

@@ -133,19 +133,19 @@ def test_changing_a_shipped_key_changes_what_a_process_does(name: str, key: str,
     assert not all(refused), f"configs/{name}.yaml {key}: both files refused, nothing observed: {outcomes}"
 
 
-def test_the_upload_attempts_key_reaches_the_bandwidth_sensor_and_the_variable_overrides_it(
+def test_the_upload_attempts_key_reaches_the_data_flow_sensor_and_the_variable_overrides_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """prod.yaml's retries.upload_attempts (8) is what the bandwidth sensor gives up after, unless
-    AXON_MAX_UPLOAD_ATTEMPTS says otherwise (it used to be read from the variable only)."""
-    from axon_dagster.defs.bandwidth import bandwidth_resource_from_env
+    """prod.yaml's retries.upload_attempts (8) is the data_flow attempts staged_dataset_sensor gives a
+    dataset before giving it up, unless AXON_MAX_UPLOAD_ATTEMPTS says otherwise."""
+    from axon_dagster.defs.data_flow import data_flow_policy_from_env
 
     monkeypatch.delenv("AXON_MAX_UPLOAD_ATTEMPTS", raising=False)
     monkeypatch.delenv("AXON_CONFIG_FILE", raising=False)
     monkeypatch.setenv("AXON_ENV", "prod")
-    assert bandwidth_resource_from_env().max_upload_attempts == 8
+    assert data_flow_policy_from_env().max_attempts == 8
     monkeypatch.setenv("AXON_MAX_UPLOAD_ATTEMPTS", "3")
-    assert bandwidth_resource_from_env().max_upload_attempts == 3
+    assert data_flow_policy_from_env().max_attempts == 3
     monkeypatch.delenv("AXON_ENV")
     monkeypatch.delenv("AXON_MAX_UPLOAD_ATTEMPTS")
-    assert bandwidth_resource_from_env().max_upload_attempts == 5
+    assert data_flow_policy_from_env().max_attempts == 5

@@ -10,15 +10,15 @@ defs = build_definitions()
 
 
 def test_definitions_load_with_jobs_sensor_and_resources():
-    for job in ("order_processing", "data_flow", "legacy_data_flow"):
+    for job in ("order_processing", "data_flow"):
         assert defs.resolve_job_def(job).name == job
     assert defs.resolve_sensor_def("staged_dataset_sensor").job_name == "data_flow"
-    assert defs.resolve_sensor_def("task_status_sensor").job_name == "legacy_data_flow"
     assert not defs.resolve_sensor_def("upload_grant_sensor").targets  # it grants, it launches nothing
-    # Every upload, approved by QC or by a reviewer, goes through the bandwidth gate.
-    assert defs.resolve_sensor_def("bandwidth_sensor").job_name == "upload_approved"
-    assert "upload_dataset" not in {n.name for n in defs.resolve_job_def("legacy_data_flow").nodes}
-    assert set(defs.resources) >= {"control_plane", "edge_cache", "object_store", "inspection"}
+    # Nothing of the cloud reads a robot's disk: no job stages from a reported path, no upload job of its own.
+    jobs = {j.name for j in defs.resolve_all_job_defs()}
+    assert not jobs & {"legacy_data_flow", "upload_approved"}
+    assert {n.name for n in defs.resolve_job_def("data_flow").nodes} == {"ingest_staged_recording", "inspect_staged_dataset", "settle_dataset"}
+    assert set(defs.resources) >= {"control_plane", "object_store", "inspection", "upload_grants", "data_flow_policy"}
     assert "recorder" not in defs.resources  # the cloud never drives a recorder: robots do
 
 
@@ -31,7 +31,7 @@ def test_lineage_graph_runs_order_to_cloud_dataset():
 
 
 def test_network_steps_retry_with_backoff():
-    for job in ("order_processing", "data_flow", "legacy_data_flow", "upload_approved"):
+    for job in ("order_processing", "data_flow"):
         for node in defs.resolve_job_def(job).nodes:
             policy = node.definition.retry_policy
             assert policy is not None and policy.backoff == dg.Backoff.EXPONENTIAL, node.name

@@ -19,12 +19,12 @@ from axon_dagster.api.server import ApiThread
 from axon_dagster.client.review import ReviewClient
 from axon_dagster.client import EdgeSyncClient
 from axon_dagster.control_plane.persistence import upgrade
-from axon_dagster.defs.data_flow import DataFlowPolicy, data_flow, evaluate_staged
+from axon_dagster.defs.data_flow import DataFlowPolicy, data_flow, evaluate_staged, report_upload_failed, upload_error_reason
 from axon_dagster.defs.resources import ControlPlaneResource, InspectionResource, ObjectStoreResource
 from axon_dagster.defs.uploads import UploadGrantPolicy, evaluate_grants
 from axon_dagster.demo.sim.axon_mcap import write_axon_recording
 from axon_dagster.domain import mcap_key
-from axon_dagster.services import staged as staging
+from axon_dagster.services import data_flow as flow
 from axon_dagster.settings.uploads import UploadApiSettings
 from axon_dagster.storage.object_stores import LocalDirObjectStore
 
@@ -140,7 +140,7 @@ def test_a_staged_recording_is_ingested_inspected_and_published_with_verified_di
     assert result.success, failure(result)
     task, dataset = world.admin.get_task(task_id), world.admin.get_dataset(task_id)
     assert (task["status"], dataset["status"], dataset["qc_outcome"], dataset["publish_attempts"]) == ("UPLOADED", "UPLOADED", "approved", 1)
-    assert staging.verify_cloud_copy(world.store, task, dataset)
+    assert flow.verify_cloud_copy(world.store, task, dataset)
     key = dataset["cloud_uri"][len(world.store.uri_for("x")) - 1:]
     assert key.startswith("warehouse/aisle_1/pick_") and key.endswith(".lance")
     # the original MCAP beside it, byte for byte what the robot recorded; Axon's sidecar too
@@ -185,7 +185,8 @@ def test_staging_rejected_keep_keeps_the_staged_files(world, instance):
     task_id, files = stage(world, instance, {"required_topics": ["/not/recorded"]})
     result = world.run(world.staged_tick(instance).run_requests[0], instance)
     assert result.success, failure(result)
-    assert sorted(world.store.list_keys(f"staging/{ROBOT}/{task_id}/")) == sorted(f"staging/{ROBOT}/{task_id}/{n}" for n in files)
+    kept = set(world.store.list_keys(f"staging/{ROBOT}/{task_id}/"))
+    assert {f"staging/{ROBOT}/{task_id}/{n}" for n in files} <= kept  # the robot's files, and the cloud's ingest beside them
     assert world.lake_keys() == []
 
 
@@ -204,7 +205,7 @@ def test_a_dataset_for_review_waits_parked_and_is_published_once_a_reviewer_appr
     assert result.success, failure(result)
     task, dataset = world.admin.get_task(task_id), world.admin.get_dataset(task_id)
     assert (task["status"], dataset["status"], dataset["reviewed_by"]) == ("UPLOADED", "UPLOADED", "alice")
-    assert staging.verify_cloud_copy(world.store, task, dataset)
+    assert flow.verify_cloud_copy(world.store, task, dataset)
     assert world.store.list_keys("staging/") == []
 
 
@@ -214,3 +215,61 @@ def test_a_dataset_with_a_run_in_flight_is_not_launched_again(world, instance):
     instance.create_run_for_job(data_flow, run_config=request.run_config, tags=request.tags,
                                 status=dg.DagsterRunStatus.STARTED)
     assert world.staged_tick(instance).run_requests == []
+
+
+def test_a_dataset_that_keeps_failing_is_given_up_with_one_alert(world, instance):
+    from axon_dagster.observability import metrics
+
+    world.resources["data_flow_policy"] = DataFlowPolicy(workdir=str(world.root / "work"), max_attempts=2)
+    task_id, _ = stage(world, instance)
+    staged_mcap = world.root / "cloud" / "staging" / ROBOT / task_id / f"{task_id}.mcap"
+    staged_mcap.write_bytes(b"not what the robot sent")
+    for attempt in (1, 2):
+        [request] = world.staged_tick(instance).run_requests
+        assert request.run_key == f"data_flow:{task_id}:attempt-{attempt}"
+        assert not world.run(request, instance).success
+    before = metrics.ALERTS_TOTAL.labels("data_flow")._value.get()
+    given_up = world.staged_tick(instance)
+    assert given_up.run_requests == [] and f"given up after 2 attempts: {task_id}" in given_up.skip_reason.skip_message
+    assert metrics.ALERTS_TOTAL.labels("data_flow")._value.get() == before + 1
+    again = world.staged_tick(instance, cursor=given_up.cursor)  # alerted once, named every tick
+    assert f"given up after 2 attempts: {task_id}" in again.skip_reason.skip_message
+    assert metrics.ALERTS_TOTAL.labels("data_flow")._value.get() == before + 1
+    assert world.lake_keys() == []
+
+
+def test_a_publish_that_fails_is_reported_and_the_next_attempt_publishes(world, instance):
+    task_id, _ = stage(world, instance)
+    blocker = world.root / "cloud" / "warehouse"  # the dataset's scene prefix is a file: every lake write fails
+    blocker.write_text("not a directory")
+    [first] = world.staged_tick(instance).run_requests
+    result = world.run(first, instance)
+    assert not result.success
+    failed = world.admin.get_dataset(task_id)
+    assert (failed["status"], failed["qc_outcome"]) == ("INSPECTED", "approved")  # the failure hook handed it back
+    assert failed["last_upload_error"].endswith(f"(run {result.run_id})") and "warehouse" in failed["last_upload_error"]
+    hooks = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.HOOK_COMPLETED).records
+    assert [r.event_log_entry.step_key for r in hooks] == ["settle_dataset"]  # once: after the retries
+
+    blocker.unlink()  # the store is back
+    [second] = world.staged_tick(instance).run_requests
+    assert second.run_key == f"data_flow:{task_id}:attempt-2"
+    assert world.run(second, instance).success
+    task, dataset = world.admin.get_task(task_id), world.admin.get_dataset(task_id)
+    assert (task["status"], dataset["status"], dataset["last_upload_error"]) == ("UPLOADED", "UPLOADED", None)
+    assert flow.verify_cloud_copy(world.store, task, dataset)
+
+
+def test_the_failure_hook_never_raises_when_the_control_plane_is_unreachable(world, instance):
+    run = instance.create_run_for_job(data_flow, run_config={"ops": {"ingest_staged_recording": {"config": {"task_id": "t-x"}}}},
+                                      tags={"axon/task_id": "t-x"})
+    context = dg.build_hook_context(resources={"control_plane": ControlPlaneResource(url="http://127.0.0.1:9", timeout_seconds=0.5)},
+                                    op_exception=OSError("disk gone"), run_id=run.run_id, instance=instance)
+    report_upload_failed(context)  # a warning, no exception
+
+
+def test_upload_error_reason_is_one_trimmed_line_of_the_ops_own_error():
+    reason = upload_error_reason(ValueError("bad\nthing\x00 " + "x" * 5000), "r1")
+    assert reason.startswith("ValueError: bad thing ") and reason.endswith("… (run r1)")
+    assert len(reason) == 1000 and "\n" not in reason and "\x00" not in reason
+    assert upload_error_reason(None, "r2") == "upload failed (run r2)"

@@ -109,7 +109,8 @@ def test_edge_agent_metrics_time_recorder_calls_count_teleop_and_show_the_edge_c
         registry = metrics_registry(agent)
         assert metrics_registry(agent) is registry  # one registry per agent, collectors registered once
         text = generate_latest(registry).decode()
-        assert "axon_edge_cache_used_bytes" not in text  # no cache hooked up: absent, not a fake 0
+        # the agent owns its edge cache (issue 13): its usage is always reported, no quota by default
+        assert 'axon_edge_cache_used_bytes{robot_id="robot-e"} 0.0' in text and "axon_edge_cache_quota_bytes" not in text
 
         with pytest.raises(TimeoutError):
             agent.recorder.get_status()

@@ -20,14 +20,14 @@ DATASET = dg.AssetKey("obs_test_dataset")
 
 
 @dg.op(config_schema={"fail": bool})
-def stage_recording(context) -> int:
+def ingest_staged_recording(context) -> int:
     if context.op_config["fail"]:
         raise RuntimeError("staging failed (test)")
     return 1
 
 
 @dg.op
-def inspect_dataset(context, staged: int) -> int:
+def inspect_staged_dataset(context, staged: int) -> int:
     context.log_event(
         dg.AssetCheckEvaluation(
             asset_key=DATASET,
@@ -40,13 +40,13 @@ def inspect_dataset(context, staged: int) -> int:
 
 
 @dg.op
-def upload_dataset(staged: int) -> None:
+def settle_dataset(staged: int) -> None:
     pass
 
 
 @dg.job(name="data_flow")
 def fake_data_flow():  # same job and step names as axon_dagster.defs.data_flow; ops are stand-ins
-    upload_dataset(inspect_dataset(stage_recording()))
+    settle_dataset(inspect_staged_dataset(ingest_staged_recording()))
 
 
 def _value(name: str, labels: dict[str, str]) -> float:
@@ -78,7 +78,7 @@ def webhook():
 
 def _run(instance, fail: bool) -> None:
     fake_data_flow.execute_in_process(
-        instance=instance, run_config={"ops": {"stage_recording": {"config": {"fail": fail}}}}, raise_on_error=False
+        instance=instance, run_config={"ops": {"ingest_staged_recording": {"config": {"fail": fail}}}}, raise_on_error=False
     )
 
 

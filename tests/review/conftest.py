@@ -1,23 +1,29 @@
-"""A real review world: the control-plane API (uvicorn over HTTP, SQLite store) on a free port, a
-robot pushing real status events, real Lance recordings from the simulator's writer, a real edge
-cache and a local-dir object store in tmp, and the real Daft inspection."""
+"""A real review world: the control-plane API (uvicorn over HTTP, SQLite store) with a local-dir
+staging store on a free port, a robot pushing real status events with its recording's manifest and
+uploading it through its grant (its own API client), real Lance recordings from the simulator's
+writer, the real data_flow job with the real Daft inspection, and the lake in the same store."""
 
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from axon_dagster.api.app import create_app
 from axon_dagster.client import EdgeSyncClient
 from axon_dagster.client.review import ReviewClient
 from axon_dagster.api.server import ApiThread
-from axon_dagster.defs.resources import ControlPlaneResource, EdgeCacheResource, InspectionResource, ObjectStoreResource
+from axon_dagster.defs.data_flow import DataFlowPolicy, data_flow
+from axon_dagster.defs.resources import ControlPlaneResource, InspectionResource, ObjectStoreResource
 from axon_dagster.domain import TaskStatus
 from axon_dagster.demo.sim.synthetic import Faults, write_recording
-from axon_dagster.services import data_flow as flow
 from axon_dagster.control_plane.persistence import upgrade
+from axon_dagster.settings.uploads import UploadApiSettings
+from axon_dagster.storage.digest import file_sha256
+from axon_dagster.storage.object_stores import LocalDirObjectStore
+from axon_dagster.storage.recording import Sidecar, sidecar_path
 
 ROBOT = "robot-1"
 START_NS = 1_767_000_000_000_000_000
@@ -31,9 +37,9 @@ class World:
     admin: ReviewClient
     edge: EdgeSyncClient
     control_plane: ControlPlaneResource
-    edge_cache: EdgeCacheResource
     object_store: ObjectStoreResource
     inspection: InspectionResource
+    data_flow_policy: DataFlowPolicy
     edges: dict[str, EdgeSyncClient] = field(default_factory=dict)  # robots other than ROBOT
 
     def edge_for(self, robot: str) -> EdgeSyncClient:
@@ -46,8 +52,9 @@ class World:
     def resources(self, **extra) -> dict:
         return {
             "control_plane": self.control_plane,
-            "edge_cache": self.edge_cache,
             "object_store": self.object_store,
+            "inspection": self.inspection,
+            "data_flow_policy": self.data_flow_policy,
             **extra,
         }
 
@@ -55,7 +62,8 @@ class World:
         self, *, gap_seconds: float = 2.0, collector: str = "carol", scene: str = "warehouse", sub_scene: str = "aisle_1",
         skills: tuple[str, ...] = ("pick",), robot: str = ROBOT,
     ) -> str:
-        """An EXECUTED task whose real Lance recording (a 2 s stall by default) sits on the robot."""
+        """An EXECUTED task whose real Lance recording (a 2 s stall by default) the robot staged
+        through its upload grant (manifest -> grant -> plan -> parts -> complete: STAGED)."""
         n = next(_counter)
         order_id = f"order-{n}"
         self.admin.create_order(order_id, scene, list(skills), sub_scene=sub_scene, created_by="test")
@@ -67,22 +75,37 @@ class World:
         write_recording(
             dataset, task_id=task_id, robot_id=robot, start_ns=START_NS + n * 10**10, duration_s=6, faults=Faults(gap_seconds=gap_seconds)
         )
+        sidecar = Sidecar.read(sidecar_path(dataset))
+        files = {f"{task_id}.lance/{rel}": dataset / rel for rel in sidecar.files}
+        files[f"{task_id}.json"] = sidecar_path(dataset)
+        manifest = {"files": [{"name": n, "size": p.stat().st_size, "sha256": file_sha256(p)} for n, p in files.items()],
+                    "dataset_digest": sidecar.dataset_digest}
+        executed = {"recording_format": "lance", "manifest": manifest, "gate": {"passed": True, "reasons": [], "checks": {}},
+                    "dataset_path": "/on/the/robot/only"}
         for status, data in (
             (TaskStatus.READY, {}),
             (TaskStatus.ASSIGNED, {"data_collector_id": collector}),
             (TaskStatus.EXECUTING, {}),
-            (TaskStatus.EXECUTED, {"dataset_path": str(dataset)}),
+            (TaskStatus.EXECUTED, executed),
         ):
             event = {"event_id": f"{task_id}.{status.value.lower()}", "task_id": task_id, "status": status.value, "data": data}
             assert edge.push_events([event])[0]["result"] == "applied", status
+        grant = self.admin.grant_upload(task_id, ttl_seconds=600)
+        plan = edge.upload_plan(task_id, grant["grant_id"])
+        done = {}
+        for f in plan["files"]:
+            data = files[f["name"]].read_bytes()
+            done[f["name"]] = [{"number": p["number"], "etag": edge.put_part(p, data[p["offset"]:p["offset"] + p["size"]])} for p in f["parts"]]
+        assert edge.complete_upload(task_id, grant["grant_id"], done)["status"] == "STAGED"
         return task_id
 
     def inspected_task(self, **kwargs) -> str:
-        """A recorded task staged into the edge cache and inspected by the real QC: needs_review."""
+        """A staged recording through its first data_flow run (the real QC): needs_review, waiting."""
         task_id = self.recorded_task(**kwargs)
-        staged = flow.stage_recording(self.admin, self.edge_cache.cache(), task_id)
-        _, outcome = flow.inspect_staged(self.admin, self.edge_cache.cache(), self.inspection.inspect, staged)
-        assert outcome.value == "needs_review", outcome
+        result = data_flow.execute_in_process(
+            run_config={"ops": {"ingest_staged_recording": {"config": {"task_id": task_id}}}}, resources=self.resources(),
+            instance=dg.DagsterInstance.ephemeral(), tags={"axon/task_id": task_id}, raise_on_error=True)
+        assert result.output_for_node("settle_dataset")["outcome"] == "needs_review"
         return task_id
 
 
@@ -91,7 +114,9 @@ def world(tmp_path_factory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("review")
     url = f"sqlite:///{root / 'cp.db'}"
     upgrade(url)
-    server = ApiThread(create_app(url, admin_token="")).start()
+    store = LocalDirObjectStore(root / "cloud")
+    settings = UploadApiSettings(object_store_url=f"file://{root / 'cloud'}", signing_key="r" * 40)
+    server = ApiThread(create_app(url, admin_token="", staging_store=store, upload_settings=settings)).start()
     admin = ReviewClient(server.url)
     token = admin.register_robot(ROBOT)["token"]
     edge = EdgeSyncClient(server.url, token)
@@ -103,9 +128,9 @@ def world(tmp_path_factory) -> Iterator[World]:
             admin=admin,
             edge=edge,
             control_plane=ControlPlaneResource(url=server.url),
-            edge_cache=EdgeCacheResource(root=str(root / "edge-cache")),
             object_store=ObjectStoreResource(url=f"file://{root / 'cloud'}"),
             inspection=InspectionResource(runner="native"),
+            data_flow_policy=DataFlowPolicy(workdir=str(root / "work")),
         )
         yield made
     finally:

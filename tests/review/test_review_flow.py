@@ -1,10 +1,10 @@
 """The review-decision sensor and the review jobs under Dagster's testing APIs, against the real API
-(SQLite), real recordings, a real edge cache and a local-dir object store: a reviewer's approval is
-uploaded by the bandwidth sensor's ``upload_approved`` (the only upload job); rejected datasets are
-archived or deleted per policy and their tasks FAILED; manual_inspection waits for a decision and
-times out clearly."""
+(SQLite, a local-dir staging store), recordings robots staged and the real data_flow job: a
+reviewer's approval is published by the dataset's next data_flow attempt (started by
+staged_dataset_sensor); rejected datasets are archived or deleted per policy, their staged files
+deleted, their tasks FAILED, and never published; manual_inspection waits for a decision and times
+out clearly."""
 
-import sys
 import threading
 import time
 
@@ -12,8 +12,7 @@ import dagster as dg
 import pytest
 
 from axon_dagster.defs import build_definitions
-from axon_dagster.defs.bandwidth import BandwidthGate, bandwidth_sensor
-from axon_dagster.defs.data_flow import upload_approved
+from axon_dagster.defs.data_flow import data_flow, evaluate_staged
 from axon_dagster.defs.lineage import CLOUD_DATASET
 from axon_dagster.defs import review as review_area
 from axon_dagster.defs.review import (
@@ -23,9 +22,6 @@ from axon_dagster.defs.review import (
     review_decision_sensor,
 )
 from axon_dagster.services import data_flow as flow
-from axon_dagster.storage.edge_cache import CacheState, UnknownDataset
-
-FAST_LINK = BandwidthGate(probe_command=f'{sys.executable} -c "print(50)"', max_concurrent_uploads=10)
 
 
 def evaluate(world, cursor=None, policy="archive"):
@@ -37,12 +33,9 @@ def evaluate(world, cursor=None, policy="archive"):
     return review_decision_sensor(context)
 
 
-def bandwidth_tick(world, instance=None):
-    context = dg.build_sensor_context(
-        instance=instance or dg.DagsterInstance.ephemeral(), resources={"control_plane": world.control_plane, "bandwidth": FAST_LINK}
-    )
-    result = bandwidth_sensor(context)
-    return [] if isinstance(result, dg.SkipReason) else result.run_requests or []
+def staged_tick(world, instance=None):
+    context = dg.build_sensor_context(instance=instance or dg.DagsterInstance.ephemeral(), resources=world.resources())
+    return evaluate_staged(context, world.control_plane, world.data_flow_policy).run_requests or []
 
 
 def run(world, job, run_config):
@@ -53,24 +46,25 @@ def requests_for(result, dataset_id):
     return [r for r in result.run_requests if r.tags["axon/task_id"] == dataset_id]
 
 
-def test_reviewer_approval_is_uploaded_by_the_bandwidth_gated_job_and_rejections_follow_the_policy(world):
+def staged_keys(world, task_id):
+    return world.object_store.store().list_keys(f"staging/robot-1/{task_id}/")
+
+
+def test_reviewer_approval_is_published_by_the_next_data_flow_attempt_and_rejections_follow_the_policy(world):
     approved, archived, deleted, pending = (world.inspected_task() for _ in range(4))
     cloud = world.object_store.store()
 
-    # Nothing decided yet: no run requests, nothing to upload, and the upload job refuses a dataset nobody approved.
+    # Nothing decided yet: no run requests, nothing to publish; every one waits with its staged files.
     first = evaluate(world)
     assert first.run_requests == []
-    assert not [r for r in bandwidth_tick(world) if r.tags["axon/upload"] in (approved, pending)]
-    refused = run(world, upload_approved, {"ops": {"load_approved_dataset": {"config": {"task_id": pending}}}})
-    assert not refused.success
-    assert "not approved by QC or a reviewer" in str(refused.all_events)
-    assert world.admin.get_dataset(pending)["status"] == "INSPECTED" and not list((world.root / "cloud").glob("*/*/*.lance"))
+    assert not [r for r in staged_tick(world) if r.tags["axon/task_id"] in (approved, pending, archived, deleted)]
+    assert world.admin.get_dataset(pending)["status"] == "INSPECTED" and staged_keys(world, pending)
 
     world.admin.review_dataset(approved, reviewer="alice", approve=True, comment="ok")
     world.admin.review_dataset(archived, reviewer="bob", approve=False, comment="camera frozen")
     world.admin.review_dataset(deleted, reviewer="bob", approve=False, comment="wrong scene")
 
-    # The review sensor only disposes of rejections; it never starts an upload.
+    # The review sensor only disposes of rejections; it never starts a publish.
     tick = evaluate(world, cursor=first.cursor)
     assert requests_for(tick, pending) == [] and requests_for(tick, approved) == []
     assert {r.job_name for r in tick.run_requests} == {"dispose_rejected"}
@@ -80,42 +74,44 @@ def test_reviewer_approval_is_uploaded_by_the_bandwidth_gated_job_and_rejections
     # The cursor moves past what it has seen: the next tick asks for nothing again.
     assert evaluate(world, cursor=tick.cursor).run_requests == []
 
-    # The reviewer-approved dataset is the bandwidth sensor's: one upload_approved run.
-    (up,) = [r for r in bandwidth_tick(world) if r.tags["axon/upload"] == approved]
-    assert up.run_key == f"upload:{approved}"
+    # The reviewer-approved dataset is staged_dataset_sensor's: its second data_flow attempt.
+    (up,) = [r for r in staged_tick(world) if r.tags["axon/task_id"] == approved]
+    assert up.run_key == f"data_flow:{approved}:attempt-2"
     assert world.admin.get_dataset(pending)["qc_outcome"] == "needs_review"
 
-    # Approve -> upload: cloud copy verified against the robot's sidecar, task UPLOADED, reviewer on the cloud copy.
-    uploaded = run(world, upload_approved, up.run_config)
-    assert uploaded.success
+    # Approve -> publish: cloud copy verified by its keys and record, task UPLOADED, reviewer on the cloud copy.
+    published = run(world, data_flow, up.run_config)
+    assert published.success
     task, dataset = world.admin.get_task(approved), world.admin.get_dataset(approved)
     assert (task["status"], dataset["status"], dataset["reviewed_by"]) == ("UPLOADED", "UPLOADED", "alice")
     assert flow.verify_cloud_copy(cloud, task, dataset)
-    (cloud_copy,) = [m for m in uploaded.get_asset_materialization_events() if m.asset_key == CLOUD_DATASET]
+    assert staged_keys(world, approved) == []
+    (cloud_copy,) = [m for m in published.get_asset_materialization_events() if m.asset_key == CLOUD_DATASET]
     meta = cloud_copy.materialization.metadata
     assert (meta["reviewed_by"].value, meta["review_comment"].value) == ("alice", "ok")
-    assert not [r for r in bandwidth_tick(world) if r.tags["axon/upload"] == approved]
+    assert not [r for r in staged_tick(world) if r.tags["axon/task_id"] == approved]
 
-    # Reject + archive: kept in the edge cache, marked rejected; dataset ARCHIVED; task FAILED with the reason.
+    # Reject + archive: dataset ARCHIVED; task FAILED with the reason; staged files deleted (staging_rejected: delete).
+    assert staged_keys(world, archived)
     assert run(world, dispose_rejected, arch.run_config).success
     assert world.admin.get_dataset(archived)["status"] == "ARCHIVED"
     task = world.admin.get_task(archived)
     assert (task["status"], task["failure_reason"]) == ("FAILED", "rejected by reviewer bob: camera frozen")
-    assert world.edge_cache.cache().get(archived).state is CacheState.REJECTED
+    assert staged_keys(world, archived) == []
 
-    # Reject + delete policy: removed from the edge cache; dataset DELETED.
+    # Reject + delete policy: dataset DELETED.
     (dele,) = requests_for(evaluate(world, cursor=first.cursor, policy="delete"), deleted)
     assert dele.run_config["ops"]["dispose_rejected_dataset"]["config"]["policy"] == "delete"
     assert run(world, dispose_rejected, dele.run_config).success
     assert world.admin.get_dataset(deleted)["status"] == "DELETED"
     assert world.admin.get_task(deleted)["status"] == "FAILED"
-    with pytest.raises(UnknownDataset):
-        world.edge_cache.cache().get(deleted)
+    assert staged_keys(world, deleted) == []
 
-    # Nothing rejected was uploaded, and acted-on datasets leave the feed.
+    # Nothing rejected was published, and acted-on datasets leave the feed.
     assert len(list((world.root / "cloud").glob("*/*/*.lance"))) == 1
     assert evaluate(world).run_requests == []
-    # The dispose job refuses a dataset that is not rejected (here: the approved, uploaded one).
+    assert not [r for r in staged_tick(world) if r.tags["axon/task_id"] in (archived, deleted)]
+    # The dispose job refuses a dataset that is not rejected (here: the approved, published one).
     wrong = run(world, dispose_rejected, {"ops": {"dispose_rejected_dataset": {"config": {"task_id": approved, "policy": "delete"}}}})
     assert not wrong.success and "is not rejected" in str(wrong.all_events)
     assert world.admin.get_dataset(approved)["status"] == "UPLOADED"
@@ -164,12 +160,13 @@ def test_review_defs_load_in_a_code_location(world):
     assert set(ReviewPolicy.model_fields) == {"rejected"}  # no switch to start uploads from here
 
 
-def test_one_upload_job_in_the_code_location():
-    """Every upload, QC- or reviewer-approved, is an upload_approved run launched by the bandwidth sensor."""
+def test_one_publishing_job_in_the_code_location():
+    """Every publish, QC- or reviewer-approved, is a data_flow run launched by staged_dataset_sensor."""
     defs = build_definitions()
     jobs = {j.name for j in defs.get_repository_def().get_all_jobs()}
-    assert "upload_approved" in jobs and not {j for j in jobs if j.startswith("upload") and j != "upload_approved"}
-    launching = {t.job_name for s in defs.get_repository_def().sensor_defs for t in s.targets if t.job_name.startswith("upload")}
-    assert launching == {"upload_approved"}
+    assert "data_flow" in jobs and not {j for j in jobs if j.startswith("upload")}
+    launching = {t.job_name for s in defs.get_repository_def().sensor_defs for t in s.targets if t.job_name == "data_flow"}
+    assert launching == {"data_flow"}
+    assert [s.name for s in defs.get_repository_def().sensor_defs if any(t.job_name == "data_flow" for t in s.targets)] == ["staged_dataset_sensor"]
     with pytest.raises(Exception, match="archive"):
         ReviewPolicy(rejected="shred")

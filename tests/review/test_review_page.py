@@ -140,7 +140,7 @@ def test_a_human_decision_survives_re_inspection(world):
         sub_scene="aisle_1", skills=("pick",), cache_path=after["cache_path"], dataset_digest=after["dataset_digest"],
         size_bytes=after["size_bytes"], requirements={"review_floor": 0.0, "auto_approve": 0.0}, stage_seconds=0.0,
     )  # requirements that would auto-approve anything
-    _, outcome = flow.inspect_staged(world.admin, world.edge_cache.cache(), world.inspection.inspect, staged)
+    _, outcome = flow.inspect_staged(world.admin, world.inspection.inspect, staged)
     assert outcome.value == "rejected"
     assert world.admin.get_dataset(task_id)["reviewed_by"] == "alice"
 

@@ -1,43 +1,97 @@
-"""Sensors read the control plane, never a robot's disk."""
+"""``staged_dataset_sensor``: one ``data_flow`` run per dataset and attempt.
 
-from __future__ import annotations
+Candidates: datasets a robot staged (they carry a manifest) that a data_flow run still has to
+move — STAGED, CACHED (a run failed after ingest), INSPECTED and approved (by a reviewer, or a
+publish that failed), UPLOADING (a publish cut short) — by order priority, then age. The
+``run_key`` is ``data_flow:<dataset_id>:attempt-<n>``, ``n`` the dataset's own ``publish_attempts``
++ 1 (counted by the control plane when a run starts, not read from Dagster's run history): a
+dataset seen on many ticks launches one run per attempt, and a failed attempt is followed by the
+next. A dataset with a data_flow run in flight is left alone; after ``max_attempts`` the sensor
+gives it up with an alert (once; the cursor remembers it) and names it in its skip reason.
+"""
+
+from typing import Any
 
 import dagster as dg
 
-from axon_dagster.domain import TaskStatus
+from axon_dagster.domain import QcOutcome
 
-from .jobs import legacy_data_flow
 from ..resources import ControlPlaneResource
+from ..runs import ACTIVE_RUN_STATUSES, GivenUp, given_up_cursor, given_up_cursor_text, raise_given_up
+from .jobs import DATA_FLOW_JOB, DataFlowPolicy, data_flow
 
-EVENTS_PER_TICK = 500
+DATASET_TAG = "axon/dataset"
+CANDIDATE_STATUSES = ("STAGED", "CACHED", "INSPECTED", "UPLOADING")  # what a data_flow run still has to move
+CANDIDATES_PER_STATUS = 500
 
 
-def data_flow_run_request(event: dict) -> dg.RunRequest:
-    task_id = event["task_id"]
-    data = event.get("data") or {}
-    config: dict = {"task_id": task_id}
-    # What the agent knows of the recording (an old agent says nothing: the Lance-era layout).
-    if isinstance(data.get("recording_format"), str):
-        config["recording_format"] = data["recording_format"]
-    if isinstance(data.get("checksum_sha256"), str) and data["checksum_sha256"]:
-        config["recorder_checksum_sha256"] = data["checksum_sha256"]
+def data_flow_run_key(dataset_id: str, attempt: int) -> str:
+    return f"data_flow:{dataset_id}:attempt-{attempt}"
+
+
+def staged_candidates(client: Any, limit: int = CANDIDATES_PER_STATUS) -> list[dict[str, Any]]:
+    """Datasets a data_flow run still has to move, oldest first: STAGED, CACHED (a run failed after
+    ingest), INSPECTED and approved (by a reviewer, or a publish that failed), UPLOADING (a publish
+    cut short). Only datasets a robot staged (a manifest); a decision pending review waits."""
+    found: list[dict[str, Any]] = []
+    for status in CANDIDATE_STATUSES:
+        for item in client.search_datasets(status=status, limit=limit)["datasets"]:
+            dataset = item if "manifest" in item and "publish_attempts" in item else client.get_dataset(item["dataset_id"])
+            if not dataset.get("manifest"):
+                continue  # reported before robots uploaded their own recordings: never staged
+            if status in ("INSPECTED", "UPLOADING") and dataset.get("qc_outcome") != QcOutcome.APPROVED.value:
+                continue
+            found.append({**dataset, "priority": item.get("priority", 0), "created_at": item.get("created_at") or dataset.get("created_at")})
+    found.sort(key=lambda d: (-int(d.get("priority") or 0), str(d.get("created_at") or "")))
+    return found
+
+
+def staged_run_request(dataset: dict[str, Any], attempt: int) -> dg.RunRequest:
+    dataset_id = dataset["dataset_id"]
     return dg.RunRequest(
-        run_key=f"data_flow:{task_id}",  # one data flow per task, however often the event is seen
-        run_config={"ops": {"stage_recording": {"config": config}}},
-        tags={"axon/task_id": task_id, "axon/robot_id": event.get("robot_id") or ""},
+        run_key=data_flow_run_key(dataset_id, attempt),
+        job_name=DATA_FLOW_JOB,
+        run_config={"ops": {"ingest_staged_recording": {"config": {"task_id": dataset_id}}}},
+        tags={"axon/task_id": dataset_id, DATASET_TAG: dataset_id, "axon/attempt": str(attempt)},
     )
 
 
-@dg.sensor(job=legacy_data_flow, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
-def task_status_sensor(context: dg.SensorEvaluationContext, control_plane: ControlPlaneResource) -> dg.SensorResult:
-    """Legacy: starts a legacy_data_flow run for every task a robot reports EXECUTED without a
-    manifest (an agent that does not upload its recordings itself). The cursor is the control
-    plane's event sequence, so a tick costs what its new events cost, not what the store holds."""
-    after = int(context.cursor or 0)
-    page = control_plane.client().events_after(after, limit=EVENTS_PER_TICK)
-    # An EXECUTED event with a manifest: the robot uploads the recording itself (staged_dataset_sensor's).
-    requests = [data_flow_run_request(e) for e in page["events"]
-                if e["status"] == TaskStatus.EXECUTED.value and not (e.get("data") or {}).get("manifest")]
-    if page["events"]:
-        context.log.info(f"events {after + 1}..{page['cursor']}: {len(requests)} recordings ready for the data flow")
-    return dg.SensorResult(run_requests=requests, cursor=str(page["cursor"]))
+def evaluate_staged(context: dg.SensorEvaluationContext, control_plane: ControlPlaneResource, policy: DataFlowPolicy) -> dg.SensorResult:
+    """The sensor body, callable without the decorator (tests, the demo's driver)."""
+    with control_plane.client() as client:
+        candidates = staged_candidates(client)
+    alerted = given_up_cursor(context.cursor)
+    requests, given_up = [], []
+    for dataset in candidates:
+        dataset_id, attempts = dataset["dataset_id"], int(dataset.get("publish_attempts") or 0)
+        in_flight = context.instance.get_runs_count(
+            dg.RunsFilter(job_name=DATA_FLOW_JOB, tags={DATASET_TAG: dataset_id}, statuses=ACTIVE_RUN_STATUSES))
+        if in_flight:
+            continue
+        if attempts >= policy.max_attempts:
+            given_up.append(dataset_id)
+            if dataset_id not in alerted:
+                raise_given_up(context, GivenUp(DATA_FLOW_JOB, dataset_id, attempts,
+                                                dataset.get("last_upload_error") or f"still {dataset['status']}"))
+                alerted.append(dataset_id)
+            continue
+        requests.append(staged_run_request(dataset, attempts + 1))
+    cursor = given_up_cursor_text(alerted) if alerted else context.cursor
+    if requests:
+        context.log.info("starting the data flow of " + ", ".join(f"{r.tags[DATASET_TAG]} (attempt {r.tags['axon/attempt']})" for r in requests[:20]))
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+    note = f"no staged dataset to move ({len(candidates)} in flight or given up)"
+    if given_up:
+        note += f"; given up after {policy.max_attempts} attempts: " + ", ".join(given_up[:20])
+    return dg.SensorResult(skip_reason=dg.SkipReason(note), cursor=cursor)
+
+
+@dg.sensor(
+    name="staged_dataset_sensor",
+    job=data_flow,
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts one data_flow run per staged dataset and attempt (and for reviewer-approved ones).",
+)
+def staged_dataset_sensor(context: dg.SensorEvaluationContext, control_plane: ControlPlaneResource, data_flow_policy: DataFlowPolicy):
+    return evaluate_staged(context, control_plane, data_flow_policy)

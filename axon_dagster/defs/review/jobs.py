@@ -2,13 +2,13 @@
 
 - ``review_decision_sensor`` follows the control plane's feed of decided datasets (cursor:
   ``(updated_at, dataset_id)`` of the last one seen) and starts, per rejected dataset (by a
-  reviewer or by QC), exactly one ``dispose_rejected`` run (``run_key``): archived (kept in the
-  edge cache, marked rejected and evictable) or deleted (removed from the edge cache now) per
-  ``ReviewPolicy.rejected``, the dataset recorded ARCHIVED/DELETED and its task FAILED
-  ("rejected by reviewer …").
-- A reviewer's approval leaves the dataset INSPECTED + approved: the bandwidth sensor uploads it
-  with ``upload_approved``, like a QC-approved one (one upload job, always behind the bandwidth
-  gate, in priority order, retried on failure); that job records the reviewer on the cloud copy.
+  reviewer or by QC), exactly one ``dispose_rejected`` run (``run_key``): the dataset recorded
+  ARCHIVED or DELETED per ``ReviewPolicy.rejected``, its staged files deleted or kept per the data
+  flow's ``staging_rejected``, its task FAILED ("rejected by reviewer …"; the robot then releases
+  its cached copy). Nothing rejected is ever published.
+- A reviewer's approval leaves the dataset INSPECTED + approved: ``staged_dataset_sensor`` starts
+  its next ``data_flow`` attempt, which publishes it like a QC-approved one (retried on failure)
+  and records the reviewer on the cloud copy.
 - ``manual_inspection`` (reference design 9.4): waits for a human decision on one dataset up to
   ``approval_timeout_seconds`` and fails clearly when none came; it decides nothing itself (the
   sensor acts on the decision once it is made).
@@ -24,10 +24,12 @@ import dagster as dg
 from pydantic import Field
 
 from axon_dagster.domain import DatasetStatus, QcOutcome, TaskStatus
+from axon_dagster.services import staged as staging
 from axon_dagster.settings.code_location import ReviewSettings
 
+from ..data_flow.jobs import DataFlowPolicy
 from ..lineage import DATASET
-from ..resources import ControlPlaneResource, EdgeCacheResource
+from ..resources import ControlPlaneResource, ObjectStoreResource
 from ..retry import NETWORK_RETRY
 
 DECISIONS_PER_TICK = 200
@@ -35,8 +37,8 @@ DISPOSE_REJECTED_JOB = "dispose_rejected"
 
 
 class ReviewPolicy(dg.ConfigurableResource):
-    """What happens to a rejected dataset at the edge: ``archive`` keeps it in the edge cache, marked
-    rejected (never uploaded; evictable under quota/retention); ``delete`` removes it now."""
+    """What a rejected dataset's record becomes: ARCHIVED (``archive``) or DELETED (``delete``). Its
+    staged files follow ``DataFlowPolicy.staging_rejected``."""
 
     rejected: Literal["archive", "delete"] = Field(default="archive", description="archive | delete")
 
@@ -57,10 +59,9 @@ class DisposeConfig(dg.Config):
 
 @dg.op(retry_policy=NETWORK_RETRY)
 def dispose_rejected_dataset(
-    context: dg.OpExecutionContext, config: DisposeConfig, control_plane: ControlPlaneResource, edge_cache: EdgeCacheResource
+    context: dg.OpExecutionContext, config: DisposeConfig, control_plane: ControlPlaneResource,
+    object_store: ObjectStoreResource, data_flow_policy: DataFlowPolicy,
 ) -> dict:
-    from axon_dagster.storage.edge_cache import UnknownDataset
-
     client = _review_client(control_plane)
     dataset = client.get_dataset(config.task_id)
     if dataset["qc_outcome"] != QcOutcome.REJECTED.value:
@@ -68,18 +69,10 @@ def dispose_rejected_dataset(
             description=f"dataset {config.task_id} is not rejected (outcome {dataset['qc_outcome']}): refusing to {config.policy} it",
             allow_retries=False,
         )
-    cache = edge_cache.cache()
-    try:
-        cache.mark_rejected(config.task_id)  # never uploaded from here on; evictable
-        if config.policy == "delete":
-            cache.remove(config.task_id)
-    except UnknownDataset:
-        if config.policy == "archive":
-            raise dg.Failure(
-                description=f"dataset {config.task_id} is not in the edge cache at {cache.root}: nothing to archive",
-                allow_retries=False,
-            )
-        context.log.info(f"dataset {config.task_id} is already gone from the edge cache")
+    removed = 0
+    if dataset.get("manifest"):  # staged by its robot: its staged files per staging_rejected
+        files = staging.staged_files(client.get_task(config.task_id), dataset)
+        removed = staging.discard_staged(object_store.store(), files, data_flow_policy.staging_rejected, data_flow_policy.workdir)
     result = client.dispose_rejected(config.task_id, config.policy)
     reviewer = dataset.get("reviewed_by")
     if reviewer:
@@ -91,11 +84,12 @@ def dispose_rejected_dataset(
         dg.AssetMaterialization(
             asset_key=DATASET,
             partition=task["order_id"],
-            metadata={"task_id": config.task_id, "disposal": result["status"], "policy": config.policy, "reason": reason},
+            metadata={"task_id": config.task_id, "disposal": result["status"], "policy": config.policy, "reason": reason,
+                      "staging": data_flow_policy.staging_rejected, "staged_objects_deleted": removed},
         )
     )
     context.log.info(f"dataset {config.task_id} {result['status']}; task {task['status']} ({task.get('failure_reason')})")
-    return {"dataset_status": result["status"], "task_status": task["status"], "reason": reason}
+    return {"dataset_status": result["status"], "task_status": task["status"], "reason": reason, "staged_objects_deleted": removed}
 
 
 @dg.job(name=DISPOSE_REJECTED_JOB, description="Archive or delete a rejected dataset per policy; its task FAILED.")
@@ -124,15 +118,15 @@ def decision_run_request(item: dict[str, Any], policy: str) -> dg.RunRequest | N
 def review_decision_sensor(
     context: dg.SensorEvaluationContext, control_plane: ControlPlaneResource, review_policy: ReviewPolicy
 ) -> dg.SensorResult:
-    """Archive or delete (per ``review_policy``) what was rejected. Approved datasets are the
-    bandwidth sensor's (``upload_approved``)."""
+    """Archive or delete (per ``review_policy``) what was rejected. Approved datasets are
+    ``staged_dataset_sensor``'s (their next ``data_flow`` attempt publishes them)."""
     after = context.cursor or ""
     page = _review_client(control_plane).review_decisions(after=after, limit=DECISIONS_PER_TICK)
     requests = [r for r in (decision_run_request(i, review_policy.rejected) for i in page["decisions"]) if r is not None]
     if page["decisions"]:
         context.log.info(
             f"{len(page['decisions'])} decided dataset(s): {len(requests)} to {review_policy.rejected}, "
-            "approved ones left to the bandwidth sensor"
+            "approved ones left to staged_dataset_sensor"
         )
     return dg.SensorResult(run_requests=requests, cursor=page["cursor"])
 

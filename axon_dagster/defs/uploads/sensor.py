@@ -42,10 +42,11 @@ class UploadGrantPolicy(dg.ConfigurableResource):
         return GrantRules(self.max_grants_per_robot, self.min_bandwidth_mbps, self.max_grants_per_tick)
 
 
-def upload_grant_policy_from_env() -> UploadGrantPolicy:
+def upload_grant_policy_from_env(upload=None) -> UploadGrantPolicy:
+    """From ``settings.upload`` (an ``UploadSettings``; loaded now when not given)."""
     from axon_dagster.settings.code_location import UploadSettings
 
-    s = UploadSettings.load()
+    s = upload or UploadSettings.load()
     return UploadGrantPolicy(max_grants_per_robot=s.max_grants_per_robot, min_bandwidth_mbps=s.min_bandwidth_mbps,
                              grant_ttl_seconds=s.grant_ttl_seconds)
 
