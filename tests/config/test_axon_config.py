@@ -331,9 +331,14 @@ def test_cli_check_exits_2_naming_the_bad_key(tmp_path: Path) -> None:
     assert missing_secret.returncode == 2 and "control_plane.admin_token" in missing_secret.stderr
 
 
-def test_the_loader_is_import_light_for_the_edge_agent() -> None:
-    code = ("import sys, axon_dagster.settings; "
-            "heavy = [m for m in ('pydantic', 'dagster', 'sqlalchemy', 'daft', 'ray') if m in sys.modules]; "
+def test_the_settings_package_is_import_light() -> None:
+    """Every settings module (the code location's and the API's too) loads stdlib + PyYAML only:
+    robots import the ROS and storage sections, and loading settings must never start a framework."""
+    code = ("import sys, pkgutil, importlib, axon_dagster.settings as s; "
+            "[importlib.import_module(f'axon_dagster.settings.{m.name}') for m in pkgutil.iter_modules(s.__path__) "
+            "if m.name != '__main__']; "
+            "heavy = [m for m in ('pydantic', 'dagster', 'sqlalchemy', 'daft', 'ray', 'fastapi', 'httpx', 'boto3') "
+            "if m in sys.modules]; "
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=axcfg.CONFIG_DIR.parent, timeout=60)
