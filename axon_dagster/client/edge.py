@@ -11,6 +11,9 @@ import httpx
 from .http import _RETRYABLE_STATUS, ControlPlaneError, ControlPlaneUnavailable, EventResult, TaskPage, _detail, _HttpClient, _seg, _tls_context
 
 
+COMPLETE_VERIFY_SECONDS = 600.0  # room for the control plane to hash a large recording's staged files
+
+
 class EdgeSyncClient(_HttpClient):
     """A robot's side of the API, authenticated by its own token (``AXON_ROBOT_TOKEN``)."""
 
@@ -44,10 +47,14 @@ class EdgeSyncClient(_HttpClient):
         """Part targets of every file of the task's recording under ``grant_id`` (again: a resume)."""
         return self._request("POST", f"/edge/uploads/{_seg(task_id)}/plan", json={"grant_id": grant_id})
 
-    def complete_upload(self, task_id: str, grant_id: str, files: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
-        """``files``: ``{name: [{number, etag}, ...]}`` for every file of the manifest. Returns the dataset (STAGED)."""
+    def complete_upload(self, task_id: str, grant_id: str, files: Mapping[str, Sequence[Mapping[str, Any]]],
+                        verify_seconds: float = COMPLETE_VERIFY_SECONDS) -> dict[str, Any]:
+        """``files``: ``{name: [{number, etag}, ...]}`` for every file of the manifest. Returns the
+        dataset (STAGED). The control plane reads every staged byte back to check its SHA-256 before
+        it answers: the answer may take ``verify_seconds`` longer than other calls. Retrying after a
+        timeout is safe (the same answer)."""
         body = {"grant_id": grant_id, "files": {name: [{"number": p["number"], "etag": p["etag"]} for p in parts] for name, parts in files.items()}}
-        return self._request("POST", f"/edge/uploads/{_seg(task_id)}/complete", json=body)
+        return self._request("POST", f"/edge/uploads/{_seg(task_id)}/complete", json=body, extra_timeout=verify_seconds)
 
     def put_part(self, target: Mapping[str, Any], data: bytes) -> str:
         """Send one part to its target (a plan's ``parts[i]``); returns the ETag to report. The

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_v
 
 from axon_dagster.domain import Dataset, DatasetStatus, GrantStatus, UploadGrant, UploadRefused, utcnow, validate_id
 from axon_dagster.domain.layout import staging_key, staging_prefix
+from axon_dagster.storage.object_stores import ObjectNotFound, UnknownUpload
 from axon_dagster.storage.object_stores.staging import DEFAULT_PART_SIZE, StagingUploads, plan_parts
 
 from .errors import InvalidRequestError, NotFoundError
@@ -323,10 +324,21 @@ def complete_upload(uow: UnitOfWork, store: StagingUploads, robot_id: str, task_
         numbers = [p.number for p in files[f.name]]
         if len(set(numbers)) != len(numbers):
             raise InvalidRequestError(f"files[{f.name!r}] names a part twice")
-        store.complete_multipart(staging_key(robot_id, task_id, f.name), grant.upload_ids[f.name], {p.number: p.etag for p in files[f.name]})
+    hashed: dict[str, str] = {}
+    for f in dataset.manifest.files:
+        key = staging_key(robot_id, task_id, f.name)
+        try:
+            store.complete_multipart(key, grant.upload_ids[f.name], {p.number: p.etag for p in files[f.name]})
+        except UnknownUpload as gone:
+            # Completed by an earlier call whose answer the robot did not get (a timeout, then a
+            # retry): the object is there; its digest decides below. Otherwise: plan again.
+            try:
+                hashed[f.name] = store.sha256_of(key)
+            except ObjectNotFound:
+                raise gone from None
     mismatch = None
     for f in dataset.manifest.files:
-        actual = store.sha256_of(staging_key(robot_id, task_id, f.name))
+        actual = hashed.get(f.name) or store.sha256_of(staging_key(robot_id, task_id, f.name))
         if actual != f.sha256:
             mismatch = f"digest of staged {f.name} is {actual}, the robot reported {f.sha256}"
             break
@@ -344,6 +356,8 @@ def complete_upload(uow: UnitOfWork, store: StagingUploads, robot_id: str, task_
             uow.commit()
             log.warning("robot %s: staging of %s refused: %s", robot_id, task_id, mismatch)
             raise UploadRefused(mismatch)
+        if current.status is GrantStatus.USED and dataset.status is DatasetStatus.STAGED:
+            return DatasetView.of_record(locked)  # a concurrent completion of the same upload got there first
         if current.status is not GrantStatus.ACTIVE or dataset.status is not DatasetStatus.GRANTED:
             raise UploadRefused(f"grant {grant.grant_id} is {current.status.value} (dataset {dataset.status.value}); wait for a new grant")
         dataset.mark_staged()

@@ -420,3 +420,22 @@ def test_a_grant_wakes_the_robots_long_poll_and_the_api_expires_it_on_its_own(
     assert [c["dataset_id"] for c in admin.upload_queue()["candidates"]] == [task]
     admin.close()
     robot.close()
+
+
+def test_a_completion_retried_after_the_store_finished_it_still_stages(fleet: Fleet) -> None:
+    """The robot's completion timed out after the store completed the multipart upload (the
+    database never heard): the retried completion finds the object there, checks it, stages."""
+    task = fleet.tasks[0]
+    robot = fleet.robots["robot-a"]
+    files = _recording(task)
+    _execute(robot, task, {"manifest": _manifest(files, task), "gate": _passed()})
+    grant = fleet.admin.grant_upload(task)
+    plan = robot.upload_plan(task, grant["grant_id"])
+    done = _upload(robot, plan, files)
+    with fleet.uow().reading() as uow:
+        upload_ids = uow.grants.get(grant["grant_id"]).upload_ids
+    name = f"{task}.mcap"
+    fleet.store.complete_multipart(f"staging/robot-a/{task}/{name}", upload_ids[name], {p["number"]: p["etag"] for p in done[name]})
+    assert fleet.admin.get_dataset(task)["status"] == "GRANTED"
+    assert robot.complete_upload(task, grant["grant_id"], done)["status"] == "STAGED"
+    assert fleet.store.get_bytes(f"staging/robot-a/{task}/{name}") == files[name]
