@@ -83,10 +83,12 @@ class InspectionResource(dg.ConfigurableResource):
     runner: str = Field(default="native", description="native | ray | ray-job | kuberay")
     ray_address: Optional[str] = Field(default=None, description="Ray address for the ray runners")
 
-    def inspect(self, dataset_path: str, requirements: Requirements):
+    def inspect(self, dataset_path: str, requirements: Requirements, *, verify_digest: bool = True):
+        """``verify_digest=False``: the files were just checked against the sidecar (or written with it)."""
         from axon_dagster.inspection import inspect_recording
 
-        return inspect_recording(dataset_path, requirements, runner=self.runner, ray_address=self.ray_address)
+        return inspect_recording(dataset_path, requirements, runner=self.runner, ray_address=self.ray_address,
+                                 verify_digest=verify_digest)
 
 
 def resources_from_env(settings: CodeLocationSettings | None = None) -> dict[str, dg.ConfigurableResource]:

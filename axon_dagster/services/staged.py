@@ -37,7 +37,7 @@ from typing import Any, Mapping
 from axon_dagster.domain import TaskStatus, axon_sidecar_key, mcap_key, report_key, sidecar_key, validate_id
 from axon_dagster.domain.layout import staging_key, staging_prefix, validate_relative_name
 from axon_dagster.storage.axon_recording import AxonSidecar
-from axon_dagster.storage.digest import DigestMismatch, file_sha256
+from axon_dagster.storage.digest import DigestMismatch, digest_of_files, file_sha256
 from axon_dagster.storage.object_stores import publish_copies
 from axon_dagster.storage.recording import LANCE, MCAP, RECORDING_FORMATS, Sidecar, report_path, sidecar_path
 
@@ -197,7 +197,7 @@ def _ingest_staged_mcap(store, staged: StagedFiles, task: Mapping[str, Any], lan
 
 def _fetch_staged_lance(store, staged: StagedFiles, lance_dir: Path) -> None:
     """A Lance-era recording: every file of ``<task>.lance/`` and its sidecar, each verified
-    against the manifest; then the dataset against its sidecar's digests."""
+    against the manifest as it arrives; the manifest's files must be the ones the sidecar lists."""
     prefix = staged.lance_name + "/"
     names = [n for n in staged.files if n.startswith(prefix)]
     if not names:
@@ -205,7 +205,11 @@ def _fetch_staged_lance(store, staged: StagedFiles, lance_dir: Path) -> None:
     for name in names:
         fetch_object(store, staged.key(name), lance_dir / name[len(prefix):], staged.files[name])
     fetch_object(store, staged.key(staged.sidecar_name), sidecar_path(lance_dir), staged.files[staged.sidecar_name])
-    Sidecar.read(sidecar_path(lance_dir)).verify(lance_dir)
+    sidecar = Sidecar.read(sidecar_path(lance_dir))
+    fetched = {name[len(prefix):]: staged.files[name] for name in names}  # each file hashed once, as it arrived
+    if fetched != sidecar.files:
+        raise StagedDigestMismatch(f"staged {staged.lance_name} (its files are not the ones its sidecar lists)",
+                                   sidecar.dataset_digest, digest_of_files(fetched))
 
 
 def _fetch_parked(store, staged: StagedFiles, lance_dir: Path) -> None:
@@ -221,6 +225,21 @@ def _park(store, staged: StagedFiles, lance_dir: Path) -> None:
     sidecar = Sidecar.read(sidecar_path(lance_dir))
     store.put_dataset(lance_dir, staged.parked(staged.lance_name), sidecar.files)
     store.put_file(sidecar_path(lance_dir), staged.parked(staged.sidecar_name))  # last: its presence means "parked"
+
+
+REMOTE_RUNNERS = ("ray-job", "kuberay")  # QC runs on another machine: it reads the store, not this run's disk
+
+
+def inspection_target(store, staged: StagedFiles, recording: StagedRecording, runner: str) -> str:
+    """What QC reads: the run's working copy for runners on this machine (``native``, ``ray``
+    connected from here); for a Ray job or KubeRay, the dataset in the object store when the store
+    is one they can reach (``s3://``, ``gs://``, ``az://``): the parked ingest of an MCAP, or the
+    robot's own staged Lance dataset — the same bytes as the working copy, verified."""
+    name = staged.parked(staged.lance_name) if staged.recording_format == MCAP else staged.key(staged.lance_name)
+    uri = store.uri_for(name)
+    if runner in REMOTE_RUNNERS and not uri.startswith("file://"):
+        return uri
+    return recording.cache_path
 
 
 def park_for_review(store, staged: StagedFiles, recording: StagedRecording) -> str:

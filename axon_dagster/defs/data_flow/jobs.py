@@ -78,7 +78,8 @@ def ingest_staged_recording(
 
 @dg.op(retry_policy=NETWORK_RETRY)
 def inspect_staged_dataset(
-    context: dg.OpExecutionContext, control_plane: ControlPlaneResource, inspection: InspectionResource, staged: dict,
+    context: dg.OpExecutionContext, control_plane: ControlPlaneResource, inspection: InspectionResource,
+    object_store: ObjectStoreResource, staged: dict,
 ) -> str:
     """QC, unless the dataset was decided already (a reviewer's decision on a parked dataset)."""
     recording = flow.StagedRecording.from_dict(staged)
@@ -90,7 +91,14 @@ def inspect_staged_dataset(
         if dataset["qc_outcome"] == QcOutcome.APPROVED.value and not report_path(recording.cache_path).exists() and dataset.get("inspection_report"):
             InspectionReport.from_dict(dataset["inspection_report"]).write(report_path(recording.cache_path))
         return dataset["qc_outcome"]
-    report, outcome = flow.inspect_staged(client, inspection.inspect, recording)
+    files = staging.staged_files(client.get_task(recording.task_id), dataset)
+    target = staging.inspection_target(object_store.store(), files, recording, inspection.runner)
+    local = target == recording.cache_path  # verified (or written) against its sidecar by this run's ingest
+
+    def inspect(path: str, requirements):
+        return inspection.inspect(path, requirements, verify_digest=not local)
+
+    report, outcome = flow.inspect_staged(client, inspect, recording, target)
     log_inspection(context, recording, report, outcome)
     return outcome.value
 
