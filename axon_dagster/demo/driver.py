@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # and keeps the original MCAP beside the dataset); "lance" keeps the Lance-era layout.
 DEFAULT_RECORDING_FORMAT = "mcap"
 # Robots and the cloud as OS users of their own: "auto" where the demo can create users (root).
-DEFAULT_ISOLATION = "off"
+DEFAULT_ISOLATION = "auto"
 
 
 @dataclass

@@ -38,9 +38,9 @@ def external_sim(tmp_path):
             proc.wait(timeout=15)
 
 
-def test_demo_against_an_already_running_recorder_uploads_every_task(tmp_path, external_sim):
+def test_demo_against_an_already_running_recorder_uploads_every_task(demo_workdir, tmp_path, external_sim):
     url, data_dir, sim = external_sim
-    out, work = tmp_path / "demo.json", tmp_path / "work"
+    out, work = tmp_path / "demo.json", demo_workdir
     proc = subprocess.run(
         [sys.executable, "-m", "axon_dagster.cli", "demo", "--external-recorder", f"bench-1={url},{data_dir}",
          "--tasks-per-skill", "1", "--duration", "2", "--workdir", str(work), "--json", str(out), "--timeout", "200"],

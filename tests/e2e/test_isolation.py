@@ -6,8 +6,6 @@ made, the demo says why and runs as the invoking user."""
 import json
 import os
 import pwd
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,13 +19,8 @@ needs_root = pytest.mark.skipif(not can_isolate, reason=f"isolation needs root w
 
 
 @pytest.fixture
-def workdir(tmp_path):
-    """A workdir whose parents the demo's users may enter (pytest's base temp is 0700 to others:
-    the demo would let them through with an ACL; this keeps the test's machine as it was)."""
-    base = Path(tempfile.mkdtemp(prefix="axon-isolation-"))
-    base.chmod(0o711)
-    yield base / "work"
-    shutil.rmtree(base, ignore_errors=True)
+def workdir(demo_workdir):
+    return demo_workdir
 
 
 def test_not_root_runs_without_isolation_and_says_why(monkeypatch, tmp_path):
