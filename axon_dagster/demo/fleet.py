@@ -291,6 +291,10 @@ class SimulatedFleet:
                 "AXON_EDGE_CACHE_DIR": str(self.cloud_work_dir / "cache"),
                 "AXON_UPLOAD_STATE_DIR": str(self.cloud_work_dir / "upload-state"),
                 "AXON_INSPECTION_RUNNER": "native",
+                # The robots' uplink here is loopback; what they measure from a few small uploads is
+                # latency, not bandwidth (a 170 kB upload "measures" ~7 Mbit/s), and a robot held
+                # below the bar never uploads again to measure better: no bandwidth bar in the demo.
+                "AXON_MIN_BANDWIDTH_MBPS": "0",
             },
         )
         return proc, log_path, result
@@ -386,6 +390,7 @@ class SimulatedFleet:
             mode = robot.data_dir.stat().st_mode & 0o777 if robot.data_dir.exists() else None
             robots[robot.robot_id] = {
                 "user": robot.account.name,
+                "isolated": robot.account.isolated,  # False: an external recorder's robot (runs as the invoking user)
                 "processes": dict(robot.ran_as),
                 "data_dir": str(robot.data_dir),
                 "data_dir_mode": f"{mode:04o}" if mode is not None else None,

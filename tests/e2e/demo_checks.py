@@ -48,7 +48,7 @@ def check_isolation(report: dict, robots: list[str], transport: str = "http") ->
     for robot_id in robots:
         entry = report["robots"][robot_id]
         user = isolation.robot_user(robot_id)
-        assert entry["user"] == user and report["robot_users"][robot_id] == user
+        assert entry["user"] == user and report["robot_users"][robot_id] == user and entry["isolated"] is True
         expected = {"recorder", "edge_agent"} | ({"rosmaster"} if transport == "ros1" else set())
         assert set(entry["processes"]) == expected and set(entry["processes"].values()) == {user}, entry
         assert entry["data_dir_mode"] == "0700"

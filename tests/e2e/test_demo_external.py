@@ -51,9 +51,12 @@ def test_demo_against_an_already_running_recorder_uploads_every_task(demo_workdi
     tasks = json.loads(out.read_text())["tasks"]
     assert len(tasks) == 2 and {t["robot_id"] for t in tasks} == {"bench-1"}
     assert all(t["status"] == "UPLOADED" and t["approved"] for t in tasks)
-    # the recordings were written by the external recorder, in its own directory
+    # the recordings were written by the external recorder, in its own directory (Axon's stats name
+    # the last file), and the robot's agent moved them from there into its edge cache: none is left
+    last = httpx.get(f"{url}/rpc/stats").json()["data"]["metadata"]["output_path"]
+    assert Path(last).parent == data_dir and Path(last).stem in {t["task_id"] for t in tasks}
     for task in tasks:
-        assert any(p.name.startswith(task["task_id"]) for p in data_dir.iterdir()), f"{task['task_id']} not in {data_dir}"
+        assert not [p for p in data_dir.iterdir() if p.name.startswith(task["task_id"])], sorted(data_dir.iterdir())
     # the demo started no simulator of its own and left the external one running
     assert not list((work / "logs").glob("*-sim.log"))
     assert sim.poll() is None
