@@ -111,13 +111,11 @@ class InspectionSettings:
 
 @dataclass(frozen=True)
 class UploadSettings:
-    """When uploads run and how often one is retried (the bandwidth sensor); where the uploaders
-    keep state and how fast they send: :class:`~.storage.UploaderSettings`."""
+    """Which robots may upload (the upload grant sensor) and how many data_flow attempts a staged
+    dataset gets; where the uploaders keep state and how fast they send: :class:`~.storage.UploaderSettings`."""
 
-    min_bandwidth_mbps: float = 10.0
-    probe_command: str | None = None
+    min_bandwidth_mbps: float = 10.0  # grant only while the robot reports at least this uplink
     max_upload_attempts: int = 5
-    retry_backoff_seconds: float = 60.0
     grant_ttl_seconds: int = 900  # how long a robot's upload grant lasts (re-granted when it expires)
     max_grants_per_robot: int = 1  # active upload grants a robot may hold at once
 
@@ -127,10 +125,8 @@ class UploadSettings:
         retries = _config(environ, config).retries
         return cls(
             min_bandwidth_mbps=env.number("AXON_MIN_BANDWIDTH_MBPS", cls.min_bandwidth_mbps, minimum=0),
-            probe_command=env.text("AXON_BANDWIDTH_PROBE_COMMAND"),
             max_upload_attempts=env.integer("AXON_MAX_UPLOAD_ATTEMPTS", retries.upload_attempts, minimum=1,
                                             key="retries.upload_attempts"),
-            retry_backoff_seconds=env.number("AXON_UPLOAD_RETRY_BACKOFF_SECONDS", cls.retry_backoff_seconds, minimum=0),
             grant_ttl_seconds=env.integer("AXON_UPLOAD_GRANT_TTL_SECONDS", cls.grant_ttl_seconds, minimum=10),
             max_grants_per_robot=env.integer("AXON_MAX_GRANTS_PER_ROBOT", cls.max_grants_per_robot, minimum=1),
         )
@@ -138,7 +134,6 @@ class UploadSettings:
 
 @dataclass(frozen=True)
 class DataFlowSettings:
-    recording_wait_seconds: float = 600.0  # how long staging waits for a recording to be complete
     workdir: str = ".axon/data-flow"  # where data_flow runs ingest staged recordings (absolute once loaded)
     staging_rejected: str = "delete"  # what happens to a rejected dataset's staged files: delete | keep
 
@@ -146,8 +141,6 @@ class DataFlowSettings:
     def load(cls, environ: Environ = None, config: AxonConfig | None = None) -> DataFlowSettings:
         env = Env(environ)
         return cls(
-            recording_wait_seconds=env.number("AXON_RECORDING_WAIT_SECONDS", cls.recording_wait_seconds, minimum=0,
-                                              expected="a non-negative number of seconds"),
             workdir=os.path.abspath(env.text("AXON_DATA_FLOW_DIR", cls.workdir)),
             staging_rejected=env.choice("AXON_STAGING_REJECTED", cls.staging_rejected, ("delete", "keep")),
         )

@@ -237,7 +237,7 @@ def test_data_flow_and_upload_values_reach_the_code_that_reads_them(render, monk
     # A values file, as operators write them (helm's --set would turn 2.5 into a string).
     values = yaml.safe_load((CHARTS_DIR / "axon-cloud" / "ci" / "multi-robot-values.yaml").read_text())
     values["dataFlow"] = {"workDir": "/data/data-flow", "stagingRejected": "keep"}
-    values["uploads"] = {"bandwidth": {"06:00-22:00": 5000000}, "minBandwidthMbps": 2.5, "maxAttempts": 7, "retryBackoffSeconds": 120,
+    values["uploads"] = {"bandwidth": {"06:00-22:00": 5000000}, "minBandwidthMbps": 2.5, "maxAttempts": 7,
                          "grantTtlSeconds": 1800, "maxGrantsPerRobot": 3}
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
@@ -259,7 +259,7 @@ def test_data_flow_and_upload_values_reach_the_code_that_reads_them(render, monk
     grants = upload_grant_policy_from_env()
     assert (grants.grant_ttl_seconds, grants.max_grants_per_robot, grants.min_bandwidth_mbps) == (1800, 3, 2.5)
     uploads = UploadSettings.load()
-    assert (uploads.min_bandwidth_mbps, uploads.max_upload_attempts, uploads.retry_backoff_seconds) == (2.5, 7, 120.0)
+    assert (uploads.min_bandwidth_mbps, uploads.max_upload_attempts) == (2.5, 7)
     schedule = BandwidthSchedule.parse(d["AXON_UPLOAD_BANDWIDTH"])
     assert [(w.label, w.rate) for w in schedule.windows] == [("06:00-22:00", 5_000_000)] and schedule.default is None
     # Defaults: one grant per robot for 15 minutes, rejected staging deleted, uncapped.
