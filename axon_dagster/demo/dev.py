@@ -48,10 +48,8 @@ def run(args: argparse.Namespace) -> int:
         domain = None if "ROS_DOMAIN_ID" in fleet.ros_env else reserve_domain_id()
         first = fleet.robot_processes[0] if fleet.robot_processes else None
         overrides = {
-            "AXON_CONTROL_PLANE_URL": fleet.control_plane_url,
+            **fleet.cloud_env(),
             "AXON_ADMIN_TOKEN": fleet.admin_token,
-            "AXON_EDGE_CACHE_DIR": str(fleet.cloud_work_dir / "cache"),
-            "AXON_OBJECT_STORE_URL": fleet.lake_url,
             "AXON_RECORDER_URL": first.recorder_url if first else "",
             "AXON_RECORDER_TRANSPORT": args.transport,
             "DAGSTER_HOME": str(workdir / "dagster-home"),

@@ -283,21 +283,25 @@ class SimulatedFleet:
             "dagster",
             [sys.executable, "-m", "axon_dagster.demo.cloud", "--order", json.dumps(order),
              "--timeout", f"{max(5.0, timeout_seconds):.1f}", "--result", str(result)],
-            {
-                "AXON_CONTROL_PLANE_URL": self.control_plane_url,
-                "AXON_OBJECT_STORE_URL": self.lake_url,
-                "AXON_DATA_FLOW_DIR": str(self.cloud_work_dir / "data-flow"),  # staged recordings ingested here
-                # the legacy path's (EXECUTED events without a manifest): cloud-side cache and upload state
-                "AXON_EDGE_CACHE_DIR": str(self.cloud_work_dir / "cache"),
-                "AXON_UPLOAD_STATE_DIR": str(self.cloud_work_dir / "upload-state"),
-                "AXON_INSPECTION_RUNNER": "native",
-                # The robots' uplink here is loopback; what they measure from a few small uploads is
-                # latency, not bandwidth (a 170 kB upload "measures" ~7 Mbit/s), and a robot held
-                # below the bar never uploads again to measure better: no bandwidth bar in the demo.
-                "AXON_MIN_BANDWIDTH_MBPS": "0",
-            },
+            self.cloud_env(),
         )
         return proc, log_path, result
+
+    def cloud_env(self) -> dict[str, str]:
+        """The Dagster side's environment (the demo's cloud process, `axon-dagster dev`'s code location)."""
+        return {
+            "AXON_CONTROL_PLANE_URL": self.control_plane_url,
+            "AXON_OBJECT_STORE_URL": self.lake_url,
+            "AXON_DATA_FLOW_DIR": str(self.cloud_work_dir / "data-flow"),  # staged recordings ingested here
+            # the legacy path's (EXECUTED events without a manifest): cloud-side cache and upload state
+            "AXON_EDGE_CACHE_DIR": str(self.cloud_work_dir / "cache"),
+            "AXON_UPLOAD_STATE_DIR": str(self.cloud_work_dir / "upload-state"),
+            "AXON_INSPECTION_RUNNER": "native",
+            # The robots' uplink here is loopback; what they measure from a few small uploads is
+            # latency, not bandwidth (a 170 kB upload "measures" ~7 Mbit/s), and a robot held below
+            # the bar never uploads again to measure better: no bandwidth bar in the demo.
+            "AXON_MIN_BANDWIDTH_MBPS": "0",
+        }
 
     def _build_ros_interfaces(self) -> dict[str, str]:
         """The recorder's ROS interface package, built here once (as us) where it is missing or stale;
