@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterable, Mapping, TypeVar
 
-from .base import SecretRef, SettingError
+from .base import SettingError
 
 T = TypeVar("T")
 
@@ -33,9 +33,6 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None):
         self._env: Mapping[str, str] = os.environ if environ is None else environ
 
-    def is_set(self, name: str) -> bool:
-        return bool(self._env.get(name, "").strip())
-
     def raw(self, name: str) -> str | None:
         """The value exactly as set (not stripped), None when unset or empty."""
         value = self._env.get(name)
@@ -45,22 +42,11 @@ class Env:
         value = self._env.get(name, "").strip()
         return value if value else default
 
-    def first(self, *names: str, default: T = None) -> str | T:  # type: ignore[assignment]
-        """The first of ``names`` that is set (aliases, e.g. ``AWS_REGION`` then ``AWS_DEFAULT_REGION``)."""
-        for name in names:
-            if self.is_set(name):
-                return self.text(name)  # type: ignore[return-value]
-        return default
-
     def required(self, name: str, why: str) -> str:
         value = self.text(name)
         if value is None:
             raise SettingError(f"{name} is not set: {why}", name=name)
         return value
-
-    def secret(self, ref: SecretRef) -> str | None:
-        """A secret by reference (environment variable first, then file): see :class:`SecretRef`."""
-        return ref.resolve(self._env)
 
     def parsed(self, name: str, default: T, parse: Callable[[str], T], expected: str, *, key: str | None = None) -> T:
         """``parse(value)``; a ValueError from it becomes ``NAME must be <expected>, got 'value'``
@@ -156,10 +142,3 @@ def export(values: Mapping[str, str | None]) -> dict[str, str | None]:
         else:
             os.environ[name] = value
     return previous
-
-
-def export_default(name: str, value: str) -> str:
-    """Set ``name`` unless it is already set (non-empty); returns the value in effect."""
-    if not os.environ.get(name):
-        os.environ[name] = value
-    return os.environ[name]

@@ -173,14 +173,6 @@ def parse_config(data: Any, *, env: str = DEFAULT_ENV, source: str | None = None
                           key=exc.key, source=source) from None
 
 
-def env_flag(name: str, default: bool, *, key: str, environ: Mapping[str, str] | None = None) -> bool:
-    """A boolean ``AXON_*`` override of the config key ``key``: ``default`` when unset or empty,
-    else 1/true/yes/on or 0/false/no/off (any case); anything else is refused (SettingError)."""
-    from .environ import Env
-
-    return Env(environ).flag(name, default, key=key)
-
-
 def config_selected(environ: Mapping[str, str] | None = None) -> bool:
     """True when the environment picks a config file (``AXON_ENV`` or ``AXON_CONFIG_FILE`` set)."""
     env = os.environ if environ is None else environ

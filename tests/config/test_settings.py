@@ -39,7 +39,6 @@ def test_unset_and_blank_are_the_default_and_values_are_typed() -> None:
     assert env.integer("AXON_N", 5) == 7 and env.number("AXON_N", 0.0) == 7.0
     assert env.flag("AXON_F", False) is True and env.flag("AXON_BLANK", True) is True
     assert env.items("AXON_L") == ("a", "b") and env.text("AXON_T") == "x" and env.raw("AXON_T") == " x "
-    assert env.first("AXON_BLANK", "AXON_T") == "x"
     with pytest.raises(SettingError, match="AXON_UNSET is not set: the runner needs it"):
         env.required("AXON_UNSET", "the runner needs it")
 
