@@ -2,134 +2,21 @@
 (SQLite) with a local staging store, a robot playing its part through its own API client (EXECUTED
 with manifest and gate, uplink report, plan -> part PUTs over the signed ingest endpoint -> complete),
 recordings written by the simulator's Axon writer, the grant and staged sensors evaluated as the
-daemon does, the real ingestion, Daft QC and the Dagster data_flow job."""
+daemon does, the real ingestion, Daft QC and the Dagster data_flow job (world: conftest.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import itertools
-from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
-import pytest
 
-from axon_dagster.api.app import create_app
-from axon_dagster.api.server import ApiThread
-from axon_dagster.client.review import ReviewClient
-from axon_dagster.client import EdgeSyncClient
-from axon_dagster.control_plane.persistence import upgrade
-from axon_dagster.defs.data_flow import DataFlowPolicy, data_flow, evaluate_staged, report_upload_failed, upload_error_reason
-from axon_dagster.defs.resources import ControlPlaneResource, InspectionResource, ObjectStoreResource
-from axon_dagster.defs.uploads import UploadGrantPolicy, evaluate_grants
-from axon_dagster.demo.sim.axon_mcap import write_axon_recording
+from axon_dagster.defs.data_flow import DataFlowPolicy, data_flow, report_upload_failed, upload_error_reason
+from axon_dagster.defs.resources import ControlPlaneResource
 from axon_dagster.domain import mcap_key
 from axon_dagster.services import data_flow as flow
 from axon_dagster.services import staged as staging
-from axon_dagster.settings.uploads import UploadApiSettings
-from axon_dagster.storage.object_stores import LocalDirObjectStore
 
-ROBOT = "robot-1"
-START_NS = 1_780_000_000_000_000_000
-_n = itertools.count(1)
-REQUIREMENTS = {"required_topics": ["/imu"], "max_gap_seconds": 2.0}
-
-
-class World:
-    def __init__(self, root: Path, url: str, store: LocalDirObjectStore):
-        self.root, self.store = root, store
-        self.admin = ReviewClient(url)
-        self.robot = EdgeSyncClient(url, self.admin.register_robot(ROBOT)["token"])
-        self.resources = {
-            "control_plane": ControlPlaneResource(url=url),
-            "object_store": ObjectStoreResource(url=f"file://{root / 'cloud'}"),
-            "inspection": InspectionResource(runner="native"),
-            "data_flow_policy": DataFlowPolicy(workdir=str(root / "work")),
-            "upload_grants": UploadGrantPolicy(min_bandwidth_mbps=5),
-        }
-
-    def task(self, requirements: dict | None = None) -> dict:
-        order_id = f"order-{next(_n)}"
-        self.admin.create_order(order_id, "warehouse", ["pick"], sub_scene="aisle_1", requirements=requirements or REQUIREMENTS)
-        task = self.admin.plan_order(order_id, task_count=1, duration_seconds=4)["tasks"][0]
-        self.admin.dispatch_order(order_id, [ROBOT])
-        return task
-
-    def record_and_execute(self, task_id: str) -> dict[str, bytes]:
-        """The robot records (Axon MCAP + Axon's sidecar) and reports EXECUTED with its manifest."""
-        rec = write_axon_recording(
-            self.root / "robot", task_config={"task_id": task_id, "scene": "warehouse", "subscene": "aisle_1", "skills": ["pick"]},
-            device_id=ROBOT, started_at_ns=START_NS + next(_n) * 10**11, seed=7, duration_s=4.0,
-        )
-        files = {f"{task_id}.mcap": rec.mcap_path.read_bytes(), f"{task_id}.json": rec.sidecar_path.read_bytes()}
-        manifest = {"files": [{"name": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for n, b in files.items()],
-                    "dataset_digest": hashlib.sha256(files[f"{task_id}.mcap"]).hexdigest()}
-        data = {"recording_format": "mcap", "manifest": manifest, "gate": {"passed": True, "reasons": [], "checks": {}},
-                "dataset_path": "/robot/disk/never/read"}
-        events = [{"event_id": f"{task_id}-{s}", "task_id": task_id, "status": s} for s in ("READY", "EXECUTING")]
-        events.append({"event_id": f"{task_id}-EXECUTED", "task_id": task_id, "status": "EXECUTED", "data": data})
-        assert all(r["result"] == "applied" for r in self.robot.push_events(events))
-        return files
-
-    def upload(self, task_id: str, files: dict[str, bytes]) -> dict:
-        """What the edge agent's uploader does with its grant: plan, PUT every part, complete."""
-        grant = {t["task_id"]: t for t in self.robot.pull_tasks(0, 1000)["tasks"]}[task_id]["upload"]
-        assert grant, f"no grant for {task_id}"
-        plan = self.robot.upload_plan(task_id, grant["grant_id"])
-        done = {f["name"]: [{"number": p["number"], "etag": self.robot.put_part(p, files[f["name"]][p["offset"]:p["offset"] + p["size"]])}
-                            for p in f["parts"]] for f in plan["files"]}
-        return self.robot.complete_upload(task_id, grant["grant_id"], done)
-
-    def grant_tick(self, instance: dg.DagsterInstance):
-        with dg.build_sensor_context(instance=instance, resources=self.resources) as context:
-            return evaluate_grants(context, self.resources["control_plane"], self.resources["upload_grants"])
-
-    def staged_tick(self, instance: dg.DagsterInstance, cursor: str | None = None):
-        with dg.build_sensor_context(instance=instance, cursor=cursor, resources=self.resources) as context:
-            return evaluate_staged(context, self.resources["control_plane"], self.resources["data_flow_policy"])
-
-    def run(self, request: dg.RunRequest, instance: dg.DagsterInstance):
-        return data_flow.execute_in_process(run_config=request.run_config, resources=self.resources, instance=instance,
-                                            tags=request.tags, raise_on_error=False)
-
-    def lake_keys(self) -> list[str]:
-        return [k for k in self.store.list_keys("") if not k.startswith("staging/")]
-
-
-@pytest.fixture
-def world(tmp_path) -> Iterator[World]:
-    url = f"sqlite:///{tmp_path / 'cp.db'}"
-    upgrade(url)
-    store = LocalDirObjectStore(tmp_path / "cloud")
-    settings = UploadApiSettings(object_store_url=f"file://{tmp_path / 'cloud'}", signing_key="k" * 40, part_size=5 * 1024 * 1024)
-    server = ApiThread(create_app(url, admin_token="", staging_store=store, upload_settings=settings)).start()
-    w = World(tmp_path, server.url, store)
-    w.robot.report_uplink(50.0, [], "UTC")
-    try:
-        yield w
-    finally:
-        w.robot.close()
-        w.admin.close()
-        server.stop()
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
-
-
-def failure(result) -> str:
-    return " | ".join(str(e.event_specific_data.error.message) for e in result.all_events if e.is_step_failure)
-
-
-def stage(world: World, instance, requirements: dict | None = None) -> tuple[str, dict[str, bytes]]:
-    task_id = world.task(requirements)["task_id"]
-    files = world.record_and_execute(task_id)
-    granted = world.grant_tick(instance)
-    assert granted.skip_reason.skip_message.startswith("1 upload(s) granted"), granted.skip_reason
-    assert world.upload(task_id, files)["status"] == "STAGED"
-    return task_id, files
+from staged_world import ROBOT, failure, stage
 
 
 def test_a_staged_recording_is_ingested_inspected_and_published_with_verified_digests(world, instance):
@@ -155,8 +42,8 @@ def test_a_staged_recording_is_ingested_inspected_and_published_with_verified_di
 
 def test_a_dataset_whose_staged_bytes_changed_is_never_published(world, instance):
     task_id, files = stage(world, instance)
-    staged_mcap = world.root / "cloud" / "staging" / ROBOT / task_id / f"{task_id}.mcap"
-    staged_mcap.write_bytes(staged_mcap.read_bytes()[:-10] + b"0123456789")  # bit rot / tampering after staging
+    mcap = files[f"{task_id}.mcap"]
+    world.tamper(task_id, f"{task_id}.mcap", mcap[:-10] + b"0123456789")  # bit rot / tampering after staging
 
     [request] = world.staged_tick(instance).run_requests
     result = world.run(request, instance)
@@ -223,8 +110,7 @@ def test_a_dataset_that_keeps_failing_is_given_up_with_one_alert(world, instance
 
     world.resources["data_flow_policy"] = DataFlowPolicy(workdir=str(world.root / "work"), max_attempts=2)
     task_id, _ = stage(world, instance)
-    staged_mcap = world.root / "cloud" / "staging" / ROBOT / task_id / f"{task_id}.mcap"
-    staged_mcap.write_bytes(b"not what the robot sent")
+    world.tamper(task_id, f"{task_id}.mcap", b"not what the robot sent")
     for attempt in (1, 2):
         [request] = world.staged_tick(instance).run_requests
         assert request.run_key == f"data_flow:{task_id}:attempt-{attempt}"
