@@ -80,12 +80,12 @@ class Inspector(Protocol):
     def __call__(self, dataset_path: str, requirements: Requirements) -> Any: ...
 
 
-def inspect_staged(control_plane, inspect: Inspector, staged: StagedRecording, target: str | None = None):
-    """Run QC on ``target`` (default: the run's working copy), store the report beside the working
-    copy, record the outcome. A rejected recording fails its task (with the failing checks as
-    reason): the robot releases its copy, nothing is published."""
+def inspect_staged(control_plane, inspect: Inspector, staged: StagedRecording):
+    """Run QC on the run's working copy, store the report beside it, record the outcome. A rejected
+    recording fails its task (with the failing checks as reason): the robot releases its copy,
+    nothing is published."""
     requirements = Requirements.from_dict(staged.requirements)
-    report = inspect(target or staged.cache_path, requirements)
+    report = inspect(staged.cache_path, requirements)
     report.write(report_path(staged.cache_path))
     control_plane.dataset_inspected(staged.task_id, score=report.score, outcome=report.outcome.value, report=report.to_dict())
     dataset = control_plane.get_dataset(staged.task_id)

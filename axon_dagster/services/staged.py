@@ -227,21 +227,6 @@ def _park(store, staged: StagedFiles, lance_dir: Path) -> None:
     store.put_file(sidecar_path(lance_dir), staged.parked(staged.sidecar_name))  # last: its presence means "parked"
 
 
-REMOTE_RUNNERS = ("ray-job", "kuberay")  # QC runs on another machine: it reads the store, not this run's disk
-
-
-def inspection_target(store, staged: StagedFiles, recording: StagedRecording, runner: str) -> str:
-    """What QC reads: the run's working copy for runners on this machine (``native``, ``ray``
-    connected from here); for a Ray job or KubeRay, the dataset in the object store when the store
-    is one they can reach (``s3://``, ``gs://``, ``az://``): the parked ingest of an MCAP, or the
-    robot's own staged Lance dataset — the same bytes as the working copy, verified."""
-    name = staged.parked(staged.lance_name) if staged.recording_format == MCAP else staged.key(staged.lance_name)
-    uri = store.uri_for(name)
-    if runner in REMOTE_RUNNERS and not uri.startswith("file://"):
-        return uri
-    return recording.cache_path
-
-
 def park_for_review(store, staged: StagedFiles, recording: StagedRecording) -> str:
     """A dataset waits for a reviewer: keep its QC report in staging (its Lance dataset is parked
     already, or is the robot's own), so that the run publishing it later needs neither this run's

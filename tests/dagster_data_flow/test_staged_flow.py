@@ -14,7 +14,6 @@ from axon_dagster.defs.data_flow import DataFlowPolicy, data_flow, report_upload
 from axon_dagster.defs.resources import ControlPlaneResource
 from axon_dagster.domain import mcap_key
 from axon_dagster.services import data_flow as flow
-from axon_dagster.services import staged as staging
 
 from staged_world import ROBOT, failure, stage
 
@@ -160,19 +159,3 @@ def test_upload_error_reason_is_one_trimmed_line_of_the_ops_own_error():
     assert reason.startswith("ValueError: bad thing ") and reason.endswith("… (run r1)")
     assert len(reason) == 1000 and "\n" not in reason and "\x00" not in reason
     assert upload_error_reason(None, "r2") == "upload failed (run r2)"
-
-
-def test_qc_on_a_remote_runner_reads_the_object_store_and_locally_the_working_copy(world, tmp_path):
-    from axon_dagster.storage.object_stores import object_store_from_url
-
-    mcap = staging.StagedFiles("t-1", ROBOT, "mcap", {"t-1.mcap": "a" * 64}, "a" * 64)
-    lance = staging.StagedFiles("t-1", ROBOT, "lance", {"t-1.json": "b" * 64, "t-1.lance/data/0.lance": "c" * 64}, "b" * 64)
-    recording = flow.StagedRecording(task_id="t-1", order_id="o", batch_id="b", robot_id=ROBOT, scene="w", sub_scene="", skills=("s",),
-                                     cache_path=str(tmp_path / "work" / "t-1.lance"), dataset_digest="d", size_bytes=1,
-                                     requirements={}, stage_seconds=0.0)
-    s3 = object_store_from_url("s3://lake/axon", endpoint_url="http://127.0.0.1:1")  # never contacted
-    assert staging.inspection_target(s3, mcap, recording, "kuberay") == "s3://lake/axon/staging/robot-1/t-1/ingested/t-1.lance"
-    assert staging.inspection_target(s3, lance, recording, "ray-job") == "s3://lake/axon/staging/robot-1/t-1/t-1.lance"
-    for runner in ("native", "ray"):
-        assert staging.inspection_target(s3, mcap, recording, runner) == recording.cache_path
-    assert staging.inspection_target(world.store, mcap, recording, "kuberay") == recording.cache_path  # file:// is this disk
