@@ -1,4 +1,5 @@
-"""The Daft pipelines behind inspection.
+"""The Daft pipelines behind inspection. (Over ~400 lines on purpose: every pipeline runs over the
+one materialised scan built here; split up, the scan's columns and ordering would be spelled twice.)
 
 The scan reads the recording once: ``topic``, ``sequence``, ``log_time_ns`` and a 64-bit xxh3 hash
 of ``payload`` (hashed by Daft, so the payload bytes never reach Python). The scan is materialised

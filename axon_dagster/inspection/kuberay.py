@@ -1,4 +1,6 @@
-"""KubeRay runner: inspect a dataset as a ``ray.io/v1`` RayJob on an existing RayCluster.
+"""KubeRay runner: inspect a dataset as a ``ray.io/v1`` RayJob on an existing RayCluster. (Over
+~400 lines on purpose: the RayJob manifest, its submission, polling and clean-up are one protocol
+with KubeRay, each step reading what the previous one wrote.)
 
 The RayJob runs ``python -m axon_dagster.inspection.job --dataset <uri> --requirements <json>
 --output <uri>`` on the axon-cloud chart's RayCluster (selected with ``spec.clusterSelector``),
