@@ -19,8 +19,9 @@ the API runs as ``python -m axon_dagster.api`` with the default worker count):
 3. robots work until every task is EXECUTED (``dispatch->EXECUTED`` seconds).
 
 Printed per N: requests/s, p50/p99 of pull (server-held long-poll time excluded, from the
-``Server-Timing`` header) and of push, errors, CPU of the API processes and of the database (%
-of one core over the run), dispatch->all EXECUTED. ``max_robots: N`` (last line) is the largest
+``Server-Timing`` header) and of push, errors, CPU of the API processes (% of one core over the run;
+in brackets each API process's and worker's share: how the kernel spread the robots) and of the
+database, dispatch->all EXECUTED. ``max_robots: N`` (last line) is the largest
 N on PostgreSQL with the default worker count whose pull and push p99 are under 1 s, with no
 error and every task EXECUTED. ``scale_out: R`` compares two single-worker API processes (robots
 split between them, as behind a load balancer) with one, on PostgreSQL: the ratio of the
@@ -107,6 +108,12 @@ def _stat(pid: int) -> tuple[int, float, float] | None:
 def tree_cpu_seconds(roots: list[int]) -> float:
     """CPU seconds of the process trees under ``roots``: live processes' own time, plus what the
     roots reaped (PostgreSQL backends that exited, uvicorn workers that restarted)."""
+    return sum(tree_cpu_by_process(roots).values())
+
+
+def tree_cpu_by_process(roots: list[int]) -> dict[int, float]:
+    """CPU seconds of each live process in the trees under ``roots`` (a root's entry includes what
+    it reaped): how the API's work spreads over its processes and workers."""
     stats = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -116,17 +123,17 @@ def tree_cpu_seconds(roots: list[int]) -> float:
     children: dict[int, list[int]] = {}
     for pid, (ppid, _, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
-    total = 0.0
+    cpu: dict[int, float] = {}
     for root in roots:
         if root not in stats:
             continue
-        total += stats[root][2]
+        cpu[root] = stats[root][2]
         stack = [root]
         while stack:
             pid = stack.pop()
-            total += stats[pid][1]
+            cpu[pid] = cpu.get(pid, 0.0) + stats[pid][1]
             stack.extend(children.get(pid, ()))
-    return total
+    return cpu
 
 
 def pct(values: list[float], q: float) -> float:
@@ -150,6 +157,7 @@ class Figures:
     dispatch_s: float = float("nan")
     executed_s: float | None = None  # dispatch -> all EXECUTED; None: not reached
     api_cpu: float = 0.0  # % of one core
+    api_split: list[float] = field(default_factory=list)  # % of one core of each API process busier than 1 %
     db_cpu: float | None = None
     bench_cpu: float = 0.0
     load_before: str = ""
@@ -173,7 +181,8 @@ class Figures:
             f"  N={self.robots:5d}  {self.requests / self.seconds:7.1f} req/s  "
             f"pull p50/p99 {pct(self.pull_ms, 0.5):6.1f}/{pct(self.pull_ms, 0.99):7.1f} ms  "
             f"push p50/p99 {pct(self.push_ms, 0.5):6.1f}/{pct(self.push_ms, 0.99):7.1f} ms  "
-            f"errors {errors}{detail}  cpu api {self.api_cpu:4.0f}% db {db} bench {self.bench_cpu:4.0f}%  "
+            f"errors {errors}{detail}  cpu api {self.api_cpu:4.0f}% ({'+'.join(f'{c:.0f}' for c in self.api_split)}) "
+            f"db {db} bench {self.bench_cpu:4.0f}%  "
             f"dispatch {self.dispatch_s:5.2f} s  dispatch->EXECUTED {done}  "
             f"{'held' if self.held else 'NOT held'}  [load {self.load_before} -> {self.load_after}]"
         )
@@ -380,10 +389,13 @@ def run_one(backend: str, n: int, processes: int, workers: int, postgres: Epheme
         figures = Figures(backend, n, processes, workers, load_before=loadavg())
         with api_processes(url, processes, workers, workdir) as (urls, pids):
             db_roots = [postgres.pid] if postgres is not None and postgres.pid else []
-            api0, db0, me0, t0 = tree_cpu_seconds(pids), tree_cpu_seconds(db_roots), _self_cpu(), time.perf_counter()
+            api0, db0, me0, t0 = tree_cpu_by_process(pids), tree_cpu_seconds(db_roots), _self_cpu(), time.perf_counter()
             asyncio.run(drive(urls, tokens, figures))
             figures.seconds = time.perf_counter() - t0
-            figures.api_cpu = 100 * (tree_cpu_seconds(pids) - api0) / figures.seconds
+            api1 = tree_cpu_by_process(pids)
+            split = [100 * (api1[pid] - api0.get(pid, 0.0)) / figures.seconds for pid in sorted(api1)]
+            figures.api_cpu = sum(split)
+            figures.api_split = [c for c in split if c >= 1.0]
             if db_roots:
                 figures.db_cpu = 100 * (tree_cpu_seconds(db_roots) - db0) / figures.seconds
             figures.bench_cpu = 100 * (_self_cpu() - me0) / figures.seconds

@@ -50,7 +50,7 @@ from .auth import pages as auth_pages
 from .review import router as review_router
 from .admin import pages as admin_pages, router as admin_router
 from . import edge_routes
-from .fleet_sync import RevisionWatch, RobotTokens, flush_last_seen_forever
+from .fleet_sync import RevisionWatch, RobotTokens, flush_last_seen_forever, refresh_tokens_forever
 from .responses import error_response, install_error_handlers, json_response
 from . import uploads as uploads_api
 from .metrics import ControlPlaneMetrics
@@ -101,6 +101,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None, 
         # Request threads = pooled connections: a request never opens a connection of its own.
         anyio.to_thread.current_default_thread_limiter().total_tokens = POOL_SIZE
         background = [asyncio.create_task(watch.run()), asyncio.create_task(flush_last_seen_forever(last_seen, uow_factory)),
+                      asyncio.create_task(refresh_tokens_forever(tokens)),
                       asyncio.create_task(sweep_grants_forever(uow_factory, upload_config.grant_sweep_seconds))]
         try:
             yield

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Callable
 
 from starlette.concurrency import run_in_threadpool
@@ -23,9 +24,11 @@ from axon_dagster.control_plane.persistence import SqlAlchemyUnitOfWork
 
 log = logging.getLogger(__name__)
 
-# How long a token stays resolved in memory: a rotation's end of overlap or a revocation reaches
-# the other API processes within this (the process that made it forgets at once).
+# How long a token stays resolved in memory, and how often every robot's token hashes are
+# re-read: a rotation's end of overlap or a revocation reaches the other API processes within
+# this (the process that made it forgets at once; an overlap's end is checked on every request).
 TOKEN_TTL_SECONDS = 60.0
+TOKEN_INDEX_SECONDS = 30.0
 MAX_CACHED_TOKENS = 100_000
 LAST_SEEN_FLUSH_SECONDS = 5.0
 # How often a process re-reads every robot's revision while at least one pull is waiting: one
@@ -39,28 +42,50 @@ WAKE_RATE = 100.0
 
 
 class RobotTokens:
-    """bearer token -> robot id, from memory after the first request (one indexed read per token
-    and process per TTL)."""
+    """bearer token -> robot id from memory: every robot's token hashes are read in one query at
+    start and every ``TOKEN_INDEX_SECONDS`` (:meth:`refresh`), so a robot's first request to a
+    worker costs no database read either. (With only a per-token cache, each of N uvicorn workers
+    read each robot once: the kernel spreads a robot's connections over all workers, and those
+    reads came in the bursts that matter -- a fleet coming up, a dispatch waking it.) A token not
+    in the index (a robot registered since) is read once and cached for ``ttl``."""
 
     def __init__(self, uow_factory: Callable[[], SqlAlchemyUnitOfWork], ttl: float = TOKEN_TTL_SECONDS):
         self._uow_factory = uow_factory
         self._ttl = ttl
         self._known: dict[str, tuple[str, float]] = {}
+        self._index: dict[str, tuple[str, datetime | None]] = {}  # token hash -> (robot, valid until)
+        self._forgotten = 0  # bumped by forget(): a refresh that read before it is not installed
         self._lock = threading.Lock()
 
     def cached(self, token: str | None) -> str | None:
         if not token:
             return None
         hit = self._known.get(token)
-        if hit is None or hit[1] < time.monotonic():
+        if hit is not None and hit[1] >= time.monotonic():
+            return hit[0]
+        entry = self._index.get(cp.hash_token(token))
+        if entry is None or (entry[1] is not None and entry[1] <= datetime.now(timezone.utc)):
             return None
-        return hit[0]
+        return entry[0]
+
+    def refresh(self) -> int:
+        """Re-read every robot's accepted token hashes (one query); returns how many."""
+        with self._lock:
+            generation = self._forgotten
+        index = cp.robot_token_index(self._uow_factory())
+        with self._lock:
+            if generation != self._forgotten:
+                return 0  # a rotation or revocation raced this read: the next refresh installs it
+            self._index = index
+        return len(index)
 
     def forget(self, robot_id: str) -> None:
         """Drop every cached token of ``robot_id`` (after a rotation or revocation)."""
         with self._lock:
+            self._forgotten += 1
             for token in [t for t, (robot, _) in self._known.items() if robot == robot_id]:
                 self._known.pop(token, None)
+            self._index = {h: entry for h, entry in self._index.items() if entry[0] != robot_id}
 
     def resolve(self, token: str | None) -> str:
         """The robot of ``token`` (AuthenticationError if none); reads the store on a miss."""
@@ -73,6 +98,16 @@ class RobotTokens:
                 self._known.clear()
             self._known[token] = (robot, time.monotonic() + self._ttl)  # type: ignore[index]
         return robot
+
+
+async def refresh_tokens_forever(tokens: RobotTokens, interval: float = TOKEN_INDEX_SECONDS) -> None:
+    """The API's token index: read at start, then every ``interval``."""
+    while True:
+        try:
+            await run_in_threadpool(tokens.refresh)
+        except Exception:  # the store is down: tokens resolve one by one (and fail) until it is back
+            log.warning("could not read the robots' tokens; resolving them one by one", exc_info=True)
+        await asyncio.sleep(interval)
 
 
 class RevisionWatch:

@@ -43,6 +43,7 @@ from .robots import (
     list_robots,
     register_robot,
     revoke_robot_tokens,
+    robot_token_index,
     rotate_robot_token,
 )
 from .tasks import get_task, list_tasks, transition_task
@@ -88,6 +89,7 @@ __all__ = [
     "report_cache_usage",
     "review_dataset",
     "revoke_robot_tokens",
+    "robot_token_index",
     "robot_revisions",
     "rotate_robot_token",
     "transition_task",

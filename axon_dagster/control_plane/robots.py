@@ -104,6 +104,13 @@ def authenticate_robot(uow: UnitOfWork, token: str | None) -> str:
     return robot.robot_id
 
 
+def robot_token_index(uow: UnitOfWork) -> dict[str, tuple[str, datetime | None]]:
+    """Every accepted token's hash -> (robot id, valid until or None), as :func:`authenticate_robot`
+    would accept them now (one read of the robots table; the API keeps it in memory)."""
+    with uow.reading():
+        return uow.robots.token_index()
+
+
 class LastSeen:
     """Robots' "last seen" times, noted in memory on the request path and written in one batched
     UPDATE by :meth:`flush` (the API calls it every few seconds off the request path). A robot is

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -19,10 +20,12 @@ import pytest
 from sqlalchemy import event
 
 from axon_dagster.api import create_app
+from axon_dagster.api.fleet_sync import RobotTokens
 from axon_dagster.client import ControlPlaneClient, EdgeSyncClient
 from axon_dagster.domain import TaskEvent, TaskStatus, TaskTemplate
 from axon_dagster.demo.processes import free_port, wait_healthy
 from axon_dagster import control_plane as cp
+from axon_dagster.control_plane.errors import AuthenticationError
 from axon_dagster.control_plane.persistence import UnitOfWorkFactory
 
 S = TaskStatus
@@ -157,6 +160,77 @@ def _fleet(uow_factory: UnitOfWorkFactory, robots: int, tasks_per_robot: int) ->
     for task_id, robot in cp.dispatch_order(uow_factory(), "o1").items():
         per_robot[robot].append(task_id)
     return per_robot
+
+
+def _server_transaction(uow: Any) -> Any:
+    """psycopg's view of the server: IDLE (no transaction open) or INTRANS (after a BEGIN)."""
+    return uow.session.connection().connection.dbapi_connection.info.transaction_status
+
+
+def test_a_read_sends_no_begin_on_postgres_and_a_write_is_still_one_transaction(uow_factory: UnitOfWorkFactory) -> None:
+    """A robot's idle pull is one statement on the wire, not BEGIN + SELECT + ROLLBACK; the pooled
+    connection it used serves the next write as a transaction again (rolled back unless committed)."""
+    if uow_factory.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no round trips to save")
+    from psycopg.pq import TransactionStatus
+
+    cp.register_robot(uow_factory(), "robot-a")
+    reader = uow_factory()
+    with reader.reading():
+        assert reader.robots.get("robot-a") is not None
+        assert _server_transaction(reader) is TransactionStatus.IDLE  # no BEGIN was sent
+        read_connection = reader.session.connection().connection.dbapi_connection
+    writer = uow_factory()
+    with writer.writing():
+        writer.robots.touch_many({"robot-a": datetime.now(timezone.utc)})
+        assert writer.session.connection().connection.dbapi_connection is read_connection
+        assert _server_transaction(writer) is TransactionStatus.INTRANS
+    assert [r.last_seen_at for r in cp.list_robots(uow_factory())] == [None]  # left without commit: nothing kept
+
+
+def test_a_robots_first_request_to_a_worker_reads_no_token_and_revocations_still_reach_it(uow_factory: UnitOfWorkFactory) -> None:
+    """Each uvicorn worker knows every robot's token from one bulk read: a fleet whose connections
+    the kernel spreads over N workers costs no token read per robot and worker. Rotations and
+    revocations made elsewhere arrive with the next refresh; an overlap's end is checked per request."""
+    tokens_of = {r: cp.register_robot(uow_factory(), r).token for r in ("robot-a", "robot-b", "robot-c")}
+    tokens = RobotTokens(uow_factory)
+    assert tokens.cached(tokens_of["robot-a"]) is None  # nothing read yet
+    assert tokens.refresh() == 3
+    log = StatementLog(uow_factory.engine)
+    try:
+        assert {tokens.resolve(t): t for t in tokens_of.values()}.keys() == tokens_of.keys()
+        with pytest.raises(AuthenticationError):
+            tokens.resolve("not-a-robot-token")  # unknown: asks the store (a robot registered since)
+    finally:
+        log.close()
+    assert [s for s in log.statements if s.startswith("SELECT")] == log.statements[-1:], log.statements  # that one read
+
+    rotated = cp.rotate_robot_token(uow_factory(), "robot-a", overlap_seconds=3600)
+    short = cp.rotate_robot_token(uow_factory(), "robot-c", overlap_seconds=0.3)
+    cp.revoke_robot_tokens(uow_factory(), "robot-b")  # by another process: this one still accepts it...
+    assert tokens.cached(tokens_of["robot-b"]) == "robot-b"
+    assert tokens.refresh() == 4  # ...until the next refresh: a's new and old token, c's new and (for now) old
+    assert tokens.cached(tokens_of["robot-b"]) is None
+    with pytest.raises(AuthenticationError):
+        tokens.resolve(tokens_of["robot-b"])
+    assert tokens.cached(rotated.token) == tokens.cached(tokens_of["robot-a"]) == "robot-a"
+    assert tokens.cached(tokens_of["robot-c"]) == "robot-c"
+    time.sleep(0.4)
+    assert tokens.cached(tokens_of["robot-c"]) is None and tokens.cached(short.token) == "robot-c"
+
+    # A revocation in this process while a refresh is reading: the stale read is not installed.
+    racing: dict[str, RobotTokens] = {}
+
+    def revoke_during_the_read() -> Any:
+        cp.revoke_robot_tokens(uow_factory(), "robot-a")
+        racing["tokens"].forget("robot-a")
+        return uow_factory()
+
+    racing["tokens"] = RobotTokens(uow_factory)
+    assert racing["tokens"].refresh() == 3
+    racing["tokens"]._uow_factory = revoke_during_the_read  # the next refresh's read races a revocation
+    racing["tokens"].refresh()
+    assert racing["tokens"].cached(rotated.token) is None and racing["tokens"].cached(tokens_of["robot-a"]) is None
 
 
 def test_concurrent_pushes_never_make_the_sensor_skip_or_repeat_an_event(uow_factory: UnitOfWorkFactory) -> None:

@@ -44,6 +44,21 @@ class RobotRepository:
         row = core(self._session, stmt.with_for_update() if lock else stmt).first()
         return _robot(row) if row else None
 
+    def token_index(self) -> dict[str, tuple[str, datetime | None]]:
+        """Every accepted token hash -> (robot id, valid until; None: no end), read in one scan:
+        each robot's current token and its previous one while the rotation's overlap lasts;
+        nothing of a robot whose tokens are revoked."""
+        now = datetime.now(timezone.utc)
+        stmt = select(_ROBOTS.c.robot_id, _ROBOTS.c.token_hash, _ROBOTS.c.previous_token_hash, _ROBOTS.c.previous_token_expires_at).where(
+            _ROBOTS.c.tokens_revoked_at.is_(None)
+        )
+        index: dict[str, tuple[str, datetime | None]] = {}
+        for robot_id, current, previous, until in core(self._session, stmt).tuples():
+            if previous is not None and until is not None and until > now:
+                index[previous] = (robot_id, until)
+            index[current] = (robot_id, None)
+        return index
+
     def token_hash(self, robot_id: str) -> str | None:
         return self._session.execute(select(_ROBOTS.c.token_hash).where(_ROBOTS.c.robot_id == robot_id)).scalar_one_or_none()
 
