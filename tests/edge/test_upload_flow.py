@@ -54,9 +54,12 @@ def test_a_granted_recording_is_uploaded_verified_and_released_once_published(ed
     assert robots["robot-1"]["uplink"]["mbps"] > 0, "the measured uplink is reported"
 
 
-def test_a_gate_rejected_recording_never_uses_the_uplink(edge_env):
+@pytest.mark.parametrize("policy", ["keep", "delete"])
+def test_a_gate_rejected_recording_never_uses_the_uplink(edge_env, policy):
+    from axon_edge.settings import DataPathSettings
+
     [task_id] = edge_env.dispatch_order(requirements={"required_topics": ["/camera/image_raw", "/lidar/front"]})
-    running = edge_env.start_agent()
+    running = edge_env.start_agent(data_path=DataPathSettings(gate_rejected=policy))
     agent = running.agent
     http = httpx.Client(base_url=running.url, timeout=RECORDER_TIMEOUT)
     wait_for(lambda: edge_env.admin.get_task(task_id)["status"] == "READY", what="READY")
@@ -67,8 +70,11 @@ def test_a_gate_rejected_recording_never_uses_the_uplink(edge_env):
     with pytest.raises(Exception):
         edge_env.admin.grant_upload(task_id, ttl_seconds=300)  # nothing to grant: the gate failed
     wait_for(lambda: agent.get_task(task_id).status.value == "FAILED", what="FAILED on the robot")
-    entry = agent.cache.get(task_id)
-    assert entry.state is CacheState.REJECTED and entry.path.exists(), "kept (gate_rejected=keep), evictable"
+    if policy == "keep":
+        entry = agent.cache.get(task_id)
+        assert entry.state is CacheState.REJECTED and entry.path.exists(), "kept (gate_rejected=keep), evictable"
+    else:
+        assert agent.cache.list() == [] and not (agent.cache.root / "datasets" / task_id).exists()
     assert agent.uploads.uploader.state.get(task_id) is None, "no upload was ever started"
     assert not list(edge_env.control_plane.staging_store.root.rglob(f"*{task_id}*")), "nothing staged"
 
