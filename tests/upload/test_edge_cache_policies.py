@@ -10,7 +10,9 @@ import time
 import pytest
 
 from axon_dagster.storage import CacheState, EdgeCache, S3ObjectStore, Sidecar
-from axon_dagster.storage import edge_cache as edge_cache_module
+from axon_dagster.storage.edge_cache import files as edge_cache_files
+from axon_dagster.storage.edge_cache import recordings as edge_cache_recordings
+from axon_dagster.storage.edge_cache import release as edge_cache_release
 from axon_dagster.storage.bandwidth import RateLimiter, UploadQueue
 from axon_dagster.storage.digest import DigestMismatch, dataset_digest
 from axon_dagster.storage.edge_cache import BYTES_PER_GB
@@ -116,7 +118,9 @@ def test_hardlink_staging_checks_inodes_without_rereading(tmp_path, make_recordi
     def no_reading(path):
         raise AssertionError(f"staging re-read {path}")
 
-    monkeypatch.setattr(edge_cache_module, "file_sha256", no_reading)
+    # Every edge-cache module that can hash a file: a re-read anywhere in staging fails the test.
+    for module in (edge_cache_files, edge_cache_recordings, edge_cache_release):
+        monkeypatch.setattr(module, "file_sha256", no_reading)
     monkeypatch.setattr(Sidecar, "verify", lambda self, d: no_reading(d))
     entry = EdgeCache(tmp_path / "cache").stage(src, "task-1")
     assert entry.dataset_digest == Sidecar.read(entry.sidecar_path).dataset_digest

@@ -32,9 +32,8 @@ after an upload, the retention schedule); staging never deletes anything. Policy
 keeps the same safety rule.
 """
 
-import os  # noqa: F401  (tests written against the one-module cache patch os.* and file_sha256 through here)
+import os  # noqa: F401  (tests patch os.link/os.fsync/os.unlink through here: the same module object every part uses)
 
-from ..digest import file_sha256  # noqa: F401
 from .cache import EdgeCache
 from .index import SCHEMA_VERSION
 from .model import (
