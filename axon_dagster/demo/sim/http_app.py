@@ -1,10 +1,12 @@
-"""The simulator over Axon's HTTP RPC (v0.4): a Starlette app around a :class:`.recorder.SimulatedRecorder`."""
+"""The simulator over Axon's HTTP RPC (v0.4): a Starlette app around a :class:`.recorder.SimulatedRecorder`
+(typed by :class:`RpcRecorder`, what the app needs of it: the recorder builds its app, so this module
+does not import it)."""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Mapping, Protocol
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -13,11 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .faults import FaultsError
+from .faults import FaultsError, SimFaults
 from .session import RpcRefusal
-
-if TYPE_CHECKING:
-    from .recorder import SimulatedRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +55,39 @@ def on_wire(name: str, data: dict[str, Any]) -> dict[str, Any]:
     return dict(data) if keep is None else {k: data[k] for k in keep if k in data}
 
 
-def build_app(recorder: SimulatedRecorder) -> Starlette:
+Reply = tuple[str, dict[str, Any]]  # (message, data) of one RPC
+
+
+class RpcRecorder(Protocol):
+    """What the HTTP app calls on the recorder: its RPCs, its state and its faults."""
+
+    robot_id: str
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def faults(self) -> SimFaults: ...
+    def set_faults(self, faults: SimFaults | Mapping[str, Any] | None) -> SimFaults: ...
+    def rpc_config(self, body: Mapping[str, Any]) -> Reply: ...
+    def rpc_begin(self, body: Mapping[str, Any]) -> Reply: ...
+    def rpc_finish(self, body: Mapping[str, Any]) -> Reply: ...
+    def rpc_pause(self, body: Mapping[str, Any]) -> Reply: ...
+    def rpc_resume(self, body: Mapping[str, Any]) -> Reply: ...
+    def rpc_cancel(self, body: Mapping[str, Any]) -> Reply: ...
+    def rpc_clear(self, body: Mapping[str, Any]) -> Reply: ...
+    def rpc_quit(self, body: Mapping[str, Any]) -> Reply: ...
+    def rpc_batch(self, action: str, body: Mapping[str, Any]) -> Reply: ...
+    def rpc_task_status(self, body: Mapping[str, Any]) -> Reply: ...
+    def rpc_state(self) -> Reply: ...
+    def rpc_stats(self) -> Reply: ...
+    def rpc_tasks(self) -> Reply: ...
+    def rpc_drop_stats(self) -> Reply: ...
+    def rpc_latency_stats(self) -> Reply: ...
+    def rpc_log_levels(self) -> Reply: ...
+    def rpc_health(self) -> dict[str, Any]: ...
+
+
+def build_app(recorder: RpcRecorder) -> Starlette:
     def envelope(success: bool, message: str, data: dict[str, Any] | None = None, status: int = 200) -> JSONResponse:
         return JSONResponse({"success": success, "message": message, "data": data or {}}, status_code=status)
 
