@@ -10,6 +10,8 @@ Admin (the bandwidth sensor):
 
 Robot (its bearer token):
 - ``PUT  /api/v1/edge/uplink {mbps, windows: [{start, end}], timezone}``
+- ``PUT  /api/v1/edge/recorder {reachable, state, disk_usage_gb, last_error, topic_counts, ...}``: its
+  recorder as its edge agent last saw it (``recorder`` in ``GET /api/v1/robots``, with ``reported_at``)
 - ``POST /api/v1/edge/uploads/{task_id}/plan {grant_id}`` -> part targets per file
 - ``PUT  /api/v1/edge/uploads/{task_id}/parts/{number}?file=&upload_id=&size=&expires=&sig=`` (the
   file store's ingest endpoint: bearer token AND a valid signature; body streamed, at most ``size``)
@@ -29,7 +31,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from axon_dagster.control_plane import uploads
+from axon_dagster.control_plane import robots, uploads
 from axon_dagster.control_plane.datasets import dataset_publish_attempt
 from axon_dagster.control_plane.errors import NotFoundError
 from axon_dagster.control_plane.persistence import sqlite_directory
@@ -136,6 +138,11 @@ def install(app: Any, admin: APIRouter, edge: APIRouter, current_robot: Callable
     async def report_uplink(body: uploads.UplinkReport, request: Request) -> Any:
         robot = await current_robot(request)
         return await run_in_threadpool(uploads.report_uplink, uow_factory(), robot, body)
+
+    @edge.put("/recorder")
+    async def report_recorder(body: robots.RecorderReport, request: Request) -> Any:
+        robot = await current_robot(request)
+        return await run_in_threadpool(robots.report_recorder, uow_factory(), robot, body)
 
     @edge.post("/uploads/{task_id}/plan")
     async def plan_upload(task_id: str, body: uploads.PlanRequest, request: Request) -> Any:

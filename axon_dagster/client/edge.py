@@ -43,6 +43,10 @@ class EdgeSyncClient(_HttpClient):
         """The robot's uplink bandwidth (Mbit/s) and daily upload windows ``[{start: "HH:MM", end: "HH:MM"}]``."""
         return self._request("PUT", "/edge/uplink", json={"mbps": mbps, "windows": [dict(w) for w in windows], "timezone": timezone})
 
+    def report_recorder(self, report: Mapping[str, Any]) -> dict[str, Any]:
+        """What the robot's edge agent last saw of its recorder (``robot["recorder"]`` for the cloud)."""
+        return self._request("PUT", "/edge/recorder", json=dict(report))
+
     def upload_plan(self, task_id: str, grant_id: str) -> dict[str, Any]:
         """Part targets of every file of the task's recording under ``grant_id`` (again: a resume)."""
         return self._request("POST", f"/edge/uploads/{_seg(task_id)}/plan", json={"grant_id": grant_id})

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import threading
 from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from axon_dagster.domain import (
     utcnow,
@@ -152,6 +156,59 @@ class LastSeen:
 
 def list_robots(uow: UnitOfWork) -> list[RobotView]:
     with uow.reading():
-        uplinks = uow.uplinks.all()
-        return [RobotView.of(r, uplinks[r.robot_id].to_dict() if r.robot_id in uplinks else None) for r in uow.robots.list()]
+        return robot_views(uow)
+
+
+def robot_views(uow: UnitOfWork) -> list[RobotView]:
+    """Every robot with what it last reported (uplink, recorder); inside a ``reading()``."""
+    uplinks, recorders = uow.uplinks.all(), uow.recorders.all()
+    return [
+        RobotView.of(r, uplinks[r.robot_id].to_dict() if r.robot_id in uplinks else None, recorders.get(r.robot_id))
+        for r in uow.robots.list()
+    ]
+
+
+_TOPIC = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+_TOPICS = Field(default_factory=list, max_length=1000)
+_WORD = Field("", max_length=64)
+_COUNTS = Annotated[dict[Annotated[StrictStr, Field(max_length=32)], Annotated[StrictInt, Field(ge=0)]], Field(max_length=8)]
+
+
+class RecorderReport(BaseModel):
+    """``PUT /edge/recorder``: what the robot's edge agent last saw of its recorder (the fields the
+    shared policy :func:`axon_dagster.recorder.health.health_of_report` judges). Bounded: at most
+    1,000 topics per list, 256 characters per topic, 2,000 per error."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    reachable: StrictBool = True
+    error: StrictStr = Field("", max_length=2000)  # why it is unreachable
+    service_status: StrictStr = Field("ok", max_length=64)
+    state: StrictStr = _WORD  # idle / ready / recording / paused (Axon v0.4)
+    is_recording: StrictBool = False
+    dataset_path: StrictStr = Field("", max_length=1024)
+    last_error: StrictStr = Field("", max_length=2000)
+    disk_usage_gb: float = Field(0.0, ge=0, le=1_000_000)
+    disk_state: StrictStr = _WORD  # its disk guard: normal / warn / hard_limit
+    active_topics: list[_TOPIC] = _TOPICS
+    subscribed_topics: list[_TOPIC] = _TOPICS
+    available_topics: list[_TOPIC] = _TOPICS
+    topic_counts: dict[_TOPIC, _COUNTS] = Field(default_factory=dict, max_length=1000)  # {topic: {received, written, dropped}}
+
+    @field_validator("disk_usage_gb")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("disk_usage_gb must be a finite number")
+        return value
+
+
+def report_recorder(uow: UnitOfWork, robot_id: str, report: RecorderReport) -> dict[str, Any]:
+    """Keep what the robot reported of its recorder (replacing its previous report)."""
+    at = utcnow()
+    body = report.model_dump()
+    with uow.writing():
+        uow.recorders.put(robot_id, body, at)
+        uow.commit()
+    return {**body, "reported_at": at.isoformat()}
 

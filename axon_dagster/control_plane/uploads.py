@@ -40,7 +40,8 @@ from .persistence import SqlAlchemyUnitOfWork
 from .persistence.upload_repositories import UplinkRecord
 from .tasks import locked_task
 from .validation import page
-from .views import DatasetView, RobotView, UploadCandidateView, UploadGrantView, UploadQueueView
+from .robots import robot_views
+from .views import DatasetView, UploadCandidateView, UploadGrantView, UploadQueueView
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,7 @@ def upload_queue(uow: UnitOfWork, limit: int = 1000) -> UploadQueueView:
     with uow.reading():
         candidates = uow.upload_queue.waiting(limit)
         grants = [g for g in uow.grants.active(limit) if not g.due(now)]
-        uplinks = uow.uplinks.all()
-        robots = [RobotView.of(r, uplinks[r.robot_id].to_dict() if r.robot_id in uplinks else None) for r in uow.robots.list()]
+        robots = robot_views(uow)
     return UploadQueueView(
         candidates=[
             UploadCandidateView(c.dataset_id, c.task_id, c.robot_id, c.order_id, c.priority, c.size_bytes, c.recorded_at,

@@ -44,10 +44,11 @@ class RobotView(View):
     tokens_revoked_at: datetime | None = None  # no token accepted until a new one is issued
     previous_token_valid_until: datetime | None = None  # a rotation's overlap: the old token works until then
     uplink: dict[str, Any] | None = None  # what the robot reported (PUT /edge/uplink): mbps, windows, timezone, reported_at
+    recorder: dict[str, Any] | None = None  # what the robot reported of its recorder (PUT /edge/recorder), with reported_at
 
     @classmethod
-    def of(cls, r: RobotRecord, uplink: dict[str, Any] | None = None) -> "RobotView":
-        return cls(r.robot_id, r.name, r.created_at, r.last_seen_at, r.tokens_revoked_at, r.previous_token_expires_at, uplink)
+    def of(cls, r: RobotRecord, uplink: dict[str, Any] | None = None, recorder: dict[str, Any] | None = None) -> "RobotView":
+        return cls(r.robot_id, r.name, r.created_at, r.last_seen_at, r.tokens_revoked_at, r.previous_token_expires_at, uplink, recorder)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from .protocol import RecorderStatus
@@ -104,6 +105,21 @@ def health_of_report(report: Mapping[str, Any] | None, *, max_disk_usage_gb: flo
     except (TypeError, ValueError) as exc:
         return RecorderHealth(False, (f"the robot's recorder report is unreadable: {exc}",))
     return assess(status, service_status=str(report.get("service_status") or "ok"), max_disk_usage_gb=max_disk_usage_gb)
+
+
+def fresh_report(report: Mapping[str, Any] | None, now: datetime, max_age_s: float) -> Mapping[str, Any] | None:
+    """``report`` while its ``reported_at`` (ISO 8601, with a zone) is at most ``max_age_s`` old;
+    None (unknown) when it is older, undated or unreadable: a stale report says nothing about the
+    recorder now."""
+    if not report:
+        return None
+    try:
+        at = datetime.fromisoformat(str(report.get("reported_at")))
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        return None
+    return report if (now - at).total_seconds() <= max_age_s else None
 
 
 def reported_topics(report: Mapping[str, Any] | None) -> set[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -439,3 +439,37 @@ def test_a_completion_retried_after_the_store_finished_it_still_stages(fleet: Fl
     assert fleet.admin.get_dataset(task)["status"] == "GRANTED"
     assert robot.complete_upload(task, grant["grant_id"], done)["status"] == "STAGED"
     assert fleet.store.get_bytes(f"staging/robot-a/{task}/{name}") == files[name]
+
+
+def test_a_robot_reports_its_recorder_and_the_fleet_sees_it_with_when(fleet: Fleet) -> None:
+    robot = fleet.robots["robot-a"]
+    report = {"state": "idle", "disk_usage_gb": 12.5, "disk_state": "normal", "topic_counts": {"/imu": {"received": 40, "written": 40, "dropped": 0}},
+              "subscribed_topics": ["/imu"], "last_error": ""}
+    echoed = robot.report_recorder(report)
+    seen = {r["robot_id"]: r["recorder"] for r in fleet.admin.list_robots()}
+    assert seen["robot-b"] is None
+    assert seen["robot-a"]["disk_usage_gb"] == 12.5 and seen["robot-a"]["topic_counts"]["/imu"]["written"] == 40
+    assert seen["robot-a"]["reported_at"] == echoed["reported_at"] and seen["robot-a"]["reachable"] is True
+    assert (utcnow() - datetime.fromisoformat(echoed["reported_at"])).total_seconds() < 60
+    robot.report_recorder({"reachable": False, "error": "connection refused"})  # the next report replaces it
+    again = {r["robot_id"]: r["recorder"] for r in fleet.admin.list_robots()}["robot-a"]
+    assert (again["reachable"], again["error"], again["topic_counts"]) == (False, "connection refused", {})
+
+
+@pytest.mark.parametrize("bad", [
+    {"disk_usage_gb": -1.0},
+    {"disk_usage_gb": "12"},  # strict: not a number
+    {"reachable": "yes"},
+    {"unknown_field": 1},
+    {"topic_counts": {"/imu": {"written": -3}}},
+    {"subscribed_topics": ["/t"] * 1001},  # bounded
+    {"last_error": "x" * 2001},
+])
+def test_a_bad_recorder_report_is_422_and_changes_nothing(fleet: Fleet, bad: dict[str, Any]) -> None:
+    robot = fleet.robots["robot-a"]
+    robot.report_recorder({"state": "idle", "disk_usage_gb": 3.0})
+    before, robots_before = fleet.row_counts(), fleet.admin.list_robots()
+    with pytest.raises(ControlPlaneError) as refused:
+        robot.report_recorder(bad)
+    assert refused.value.status_code == 422 and refused.value.detail
+    assert fleet.row_counts() == before and fleet.admin.list_robots() == robots_before

@@ -4,6 +4,7 @@ what it reported of its recorder (the shared policy, tested in test_recorder_hea
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -95,7 +96,46 @@ def test_topic_availability_sensor_waits_for_the_robots_report(cp, policy, write
     template(policy, "default.yaml", write_config, topics=["/imu"])
     result = tick(topic_availability_sensor, instance, cp, policy)
     assert result.run_requests == [] and result.cursor == "unknown"
-    assert result.skip_message == "robot robot-1 has not reported its recorder's state"
+    assert result.skip_message == "robot robot-1: the robot has not reported its recorder's state"
+
+
+IDLE = {"state": "idle", "disk_usage_gb": 10.0, "disk_state": "normal", "subscribed_topics": ["/imu", "/cam"]}
+
+
+def test_disk_space_sensor_acts_on_what_the_robot_reported_of_its_recorder(cp, policy, write_config, instance):
+    template(policy, "default.yaml", write_config)
+    cp.robot.report_recorder({**IDLE, "disk_usage_gb": 60.0})  # over the policy's 50 GB
+    result = tick(disk_space_sensor, instance, cp, policy)
+    assert result.run_requests == [] and result.skip_message == "robot robot-1: recorder data uses 60 GB; the limit is 50 GB"
+    cp.robot.report_recorder({**IDLE, "state": "paused", "disk_state": "hard_limit", "last_error": "disk full"})
+    assert "the recorder paused itself: disk full" in tick(disk_space_sensor, instance, cp, policy).skip_message
+    cp.robot.report_recorder(IDLE)  # room again: the sensor requests its recording
+    [request] = tick(disk_space_sensor, instance, cp, policy).run_requests
+    assert (request.tags["axon/trigger"], request.tags["axon/robot_id"]) == ("disk", "robot-1") and dg.validate_run_config(simple_recording, request.run_config)
+    assert cp.admin.list_orders() == []  # a sensor only ever asks
+
+
+def test_a_stale_recorder_report_is_unknown_to_both_sensors(cp, policy, write_config, instance):
+    template(policy, "default.yaml", write_config, topics=["/imu"])
+    cp.robot.report_recorder(IDLE)
+    strict = RecordingPolicyResource(config_dir=policy.config_dir, max_report_age_seconds=0.05)
+    time.sleep(0.2)
+    disk = tick(disk_space_sensor, instance, cp, strict)
+    assert disk.run_requests == [] and "is older than 0.05s: its state is unknown" in disk.skip_message
+    topics = tick(topic_availability_sensor, instance, cp, strict)
+    assert topics.run_requests == [] and topics.cursor == "unknown" and "is older than 0.05s" in topics.skip_message
+    assert len(tick(disk_space_sensor, instance, cp, policy).run_requests) == 1  # fresh enough for the default age
+
+
+def test_topic_availability_sensor_requests_once_when_the_reported_topics_appear(cp, policy, write_config, instance):
+    template(policy, "default.yaml", write_config, topics=["/imu", "/lidar"])
+    cp.robot.report_recorder(IDLE)
+    waiting = tick(topic_availability_sensor, instance, cp, policy)
+    assert waiting.cursor == "missing" and waiting.skip_message == "waiting for topics ['/lidar'] on robot robot-1"
+    cp.robot.report_recorder({**IDLE, "available_topics": ["/imu", "/lidar"]})
+    appeared = tick(topic_availability_sensor, instance, cp, policy, cursor=waiting.cursor)
+    assert appeared.cursor == "available" and [r.tags["axon/trigger"] for r in appeared.run_requests] == ["topics"]
+    assert tick(topic_availability_sensor, instance, cp, policy, cursor="available").run_requests == []
 
 
 def test_topic_availability_needs_required_topics(cp, policy, write_config, instance):

@@ -255,6 +255,16 @@ class RobotUplinkRow(Base):
     reported_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class RobotRecorderRow(Base):
+    """0010: what a robot last reported of its recorder (``PUT /edge/recorder``)."""
+
+    __tablename__ = "robot_recorders"
+
+    robot_id: Mapped[str] = mapped_column(ID, ForeignKey("robots.robot_id"), primary_key=True)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class AccountRow(Base):
     """0006: people and services that act on the control plane. ``secret_hash``: scrypt of a
     password (``kind`` user) or SHA-256 of a service token (``kind`` service); NULL for SSO

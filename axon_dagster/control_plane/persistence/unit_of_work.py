@@ -32,7 +32,7 @@ from .fleet_repositories import RobotRepository
 from .identity_repositories import AccountRepository, SessionRepository
 from .order_repositories import BatchRepository, OrderRepository
 from .task_repositories import EventRepository, TaskRepository
-from .upload_repositories import UplinkRepository, UploadGrantRepository, UploadQueueRepository
+from .upload_repositories import RecorderReportRepository, UplinkRepository, UploadGrantRepository, UploadQueueRepository
 from .review_repositories import AuditRepository, BatchReviewRepository, DatasetSearchRepository, ReviewQueueRepository
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class SqlAlchemyUnitOfWork:
     sessions: SessionRepository
     grants: UploadGrantRepository
     uplinks: UplinkRepository
+    recorders: RecorderReportRepository
     upload_queue: UploadQueueRepository
 
     def __init__(self, session_factory: Callable[[], Session], sqlite_writer: threading.Lock | None = None):
@@ -118,6 +119,7 @@ class SqlAlchemyUnitOfWork:
         self.sessions = SessionRepository(session)
         self.grants = UploadGrantRepository(session)
         self.uplinks = UplinkRepository(session)
+        self.recorders = RecorderReportRepository(session)
         self.upload_queue = UploadQueueRepository(session)
         return self
 

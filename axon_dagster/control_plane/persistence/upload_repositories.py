@@ -1,5 +1,6 @@
 """Repositories added with migration 0009: upload grants, robots' reported uplinks, and the upload
-queue the bandwidth sensor reads (gate-passed RECORDED datasets with their task's priority and robot)."""
+queue the bandwidth sensor reads (gate-passed RECORDED datasets with their task's priority and robot);
+with migration 0010: robots' reported recorder state."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from axon_dagster.domain import DatasetStatus, GrantStatus, UploadGrant
 
-from .schema import DatasetRow, RobotUplinkRow, TaskRow, UploadGrantRow
+from .schema import DatasetRow, RobotRecorderRow, RobotUplinkRow, TaskRow, UploadGrantRow
 
 
 class UploadGrantRepository:
@@ -115,6 +116,26 @@ class UplinkRepository:
     def all(self) -> dict[str, UplinkRecord]:
         rows = self._session.execute(select(RobotUplinkRow)).scalars()
         return {r.robot_id: UplinkRecord(r.robot_id, r.mbps, list(r.windows or []), r.timezone, r.reported_at) for r in rows}
+
+
+class RecorderReportRepository:
+    """What each robot last reported of its recorder (``PUT /edge/recorder``): the report as a
+    dict with its ``reported_at`` (ISO 8601)."""
+
+    def __init__(self, session: Session):
+        self._session = session
+
+    def put(self, robot_id: str, report: dict[str, Any], reported_at: datetime) -> None:
+        row = self._session.get(RobotRecorderRow, robot_id)
+        if row is None:
+            row = RobotRecorderRow(robot_id=robot_id)
+            self._session.add(row)
+        row.report, row.reported_at = dict(report), reported_at
+        self._session.flush()
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        rows = self._session.execute(select(RobotRecorderRow)).scalars()
+        return {r.robot_id: {**(r.report or {}), "reported_at": r.reported_at.isoformat()} for r in rows}
 
 
 @dataclass(frozen=True)

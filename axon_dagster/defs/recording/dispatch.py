@@ -13,10 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from axon_dagster.domain import TaskStatus, validate_id
-from axon_dagster.recorder.health import RecorderHealth, health_of_report
+from axon_dagster.recorder.health import RecorderHealth, fresh_report, health_of_report
 from axon_dagster.client import orders
 
 RECORDED = (TaskStatus.EXECUTED.value, TaskStatus.UPLOADED.value)
@@ -109,15 +110,29 @@ def await_recording(
         sleep(min(poll_s, remaining))
 
 
-def robot_health(client, robot_id: str, *, max_disk_usage_gb: float | None = None) -> RecorderHealth:
+# A recorder report older than this says nothing about the recorder now: unknown.
+REPORT_MAX_AGE_SECONDS = 300.0
+
+
+def robot_health(client, robot_id: str, *, max_disk_usage_gb: float | None = None,
+                 max_report_age_s: float = REPORT_MAX_AGE_SECONDS) -> RecorderHealth:
     """The robot's recorder as the robot last reported it, judged by the shared policy."""
     robot = next((r for r in client.list_robots() if r.get("robot_id") == robot_id), None)
     if robot is None:
         return RecorderHealth(False, (f"robot {robot_id} is not registered",))
-    return health_of_report(robot_report(robot), max_disk_usage_gb=max_disk_usage_gb)
+    report, why = robot_report(robot, max_report_age_s)
+    if report is None:
+        return RecorderHealth(False, (why,))
+    return health_of_report(report, max_disk_usage_gb=max_disk_usage_gb)
 
 
-def robot_report(robot: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """What the robot reported of its recorder (``recorder`` in the robot's view), if anything."""
+def robot_report(robot: Mapping[str, Any], max_age_s: float = REPORT_MAX_AGE_SECONDS,
+                 now: datetime | None = None) -> tuple[Mapping[str, Any] | None, str]:
+    """What the robot reported of its recorder (``recorder`` in the robot's view) while at most
+    ``max_age_s`` old; else ``(None, why)``: a stale report is unknown."""
     report = robot.get("recorder")
-    return report if isinstance(report, Mapping) else None
+    if not isinstance(report, Mapping) or not report:
+        return None, "the robot has not reported its recorder's state"
+    if fresh_report(report, now or datetime.now(timezone.utc), max_age_s) is None:
+        return None, f"the robot's last recorder report ({report.get('reported_at')}) is older than {max_age_s:g}s: its state is unknown"
+    return report, ""

@@ -21,7 +21,7 @@ from axon_dagster.settings.code_location import RecordingPolicySettings
 
 from ..resources import ControlPlaneResource
 from ..runs import ACTIVE_RUN_STATUSES
-from .dispatch import robot_health, robot_report
+from .dispatch import REPORT_MAX_AGE_SECONDS, robot_health, robot_report
 from .jobs import simple_recording
 
 DEFAULT_RECORDING_CONFIG_DIR = RecordingPolicySettings.config_dir
@@ -40,6 +40,9 @@ class RecordingPolicyResource(dg.ConfigurableResource):
         default_factory=list, description="topic_availability_sensor waits for these (default: default.yaml's topics)"
     )
     sensor_duration_seconds: float = Field(default=3600.0, gt=0, description="Length of recordings the sensors request")
+    max_report_age_seconds: float = Field(
+        default=REPORT_MAX_AGE_SECONDS, gt=0, description="A robot's recorder report older than this is unknown (the sensors wait)"
+    )
 
     def template(self, name: str) -> Path:
         return Path(self.config_dir).resolve() / name
@@ -133,7 +136,8 @@ def disk_space_sensor(
         return dg.SkipReason(problem)
     if _recording_in_progress(context):
         return dg.SkipReason("a simple_recording run is already in progress")
-    health = robot_health(control_plane.client(), template.device_id, max_disk_usage_gb=recording_policy.max_disk_usage_gb)
+    health = robot_health(control_plane.client(), template.device_id, max_disk_usage_gb=recording_policy.max_disk_usage_gb,
+                          max_report_age_s=recording_policy.max_report_age_seconds)
     if not health.ready:
         return dg.SkipReason(f"robot {template.device_id}: " + "; ".join(health.reasons))
     return _sensor_run_request(recording_policy, "disk", template)
@@ -153,10 +157,11 @@ def topic_availability_sensor(
     if not required:
         return dg.SkipReason("no required topics: list them in default.yaml's topics or the policy's required_topics")
     robot = next((r for r in control_plane.client().list_robots() if r.get("robot_id") == template.device_id), None)
-    report = robot_report(robot) if robot else None
+    if robot is None:
+        return dg.SensorResult(skip_reason=f"robot {template.device_id} is not registered", cursor="unknown")
+    report, why = robot_report(robot, recording_policy.max_report_age_seconds)
     if report is None:
-        why = "is not registered" if robot is None else "has not reported its recorder's state"
-        return dg.SensorResult(skip_reason=f"robot {template.device_id} {why}", cursor="unknown")
+        return dg.SensorResult(skip_reason=f"robot {template.device_id}: {why}", cursor="unknown")
     missing = sorted(required - reported_topics(report))
     if missing:
         return dg.SensorResult(skip_reason=f"waiting for topics {missing} on robot {template.device_id}", cursor="missing")
