@@ -35,6 +35,9 @@ from axon_dagster.storage.edge_cache import EdgeCache
 from .db import EdgeDB, LocalTask
 from .errors import DataDirLocked
 from .metrics import EdgeMetrics
+from .recorder_report import DEFAULT_HEARTBEAT as DEFAULT_RECORDER_REPORT_HEARTBEAT
+from .recorder_report import DEFAULT_INTERVAL as DEFAULT_RECORDER_REPORT_INTERVAL
+from .recorder_report import RecorderReporter
 from .recordings import FinishReports, RecordingIntake
 from .settings import DataPathSettings
 from .supervision import DEFAULT_INTERVAL as DEFAULT_SUPERVISION_INTERVAL
@@ -99,6 +102,8 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
         output_wait_seconds: float = DEFAULT_OUTPUT_WAIT_SECONDS,
         complete_wait_seconds: float = DEFAULT_COMPLETE_WAIT_SECONDS,
         data_path: DataPathSettings | None = None,
+        recorder_report_interval: float = DEFAULT_RECORDER_REPORT_INTERVAL,
+        recorder_report_heartbeat: float = DEFAULT_RECORDER_REPORT_HEARTBEAT,
     ):
         self.robot_id = validate_id(robot_id, "robot_id")
         if poll_interval <= 0:
@@ -138,6 +143,11 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
         self._pull_lock = threading.Lock()  # a pull's store vs. stop() closing the database
         self._threads: list[threading.Thread] = []
         self.supervisor = RecordingSupervisor(self, interval=supervision_interval, unreachable_polls=unreachable_polls)
+        # What the cloud knows of the recorder (its sensors' only source): sent from its own thread.
+        self.recorder_reporter = RecorderReporter(
+            self._cloud_recorder_report, lambda report: self.upload_api.report_recorder(report),
+            interval=recorder_report_interval, heartbeat=recorder_report_heartbeat,
+        )
         # Axon HTTP callbacks: where the recorder reports start/finish (this agent's own HTTP
         # surface; "" = none) and the bearer token it must present (kept across restarts, as
         # configs already on the recorder carry it).
@@ -189,6 +199,7 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
             ("axon-edge-outbox", self._outbox_loop),
             ("axon-edge-supervision", lambda: self.supervisor.run(self._stop)),
             ("axon-edge-upload", self.uploads.run),
+            ("axon-edge-recorder-report", lambda: self.recorder_reporter.run(self._stop)),
         ]
         if self.long_poll_seconds > 0:
             loops.append(("axon-edge-pull", self._pull_loop))
@@ -243,22 +254,9 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
         if probe_recorder:
             self._refresh_recorder_health()
         backlog = self.db.outbox_backlog()
-        rec = self.health.recorder_status
         return {
             "robot_id": self.robot_id,
-            "recorder": {
-                "reachable": self.health.recorder_reachable,
-                "error": self.health.recorder_error,
-                "is_recording": rec.is_recording if rec else None,
-                "dataset_path": rec.dataset_path if rec else None,
-                "active_topics": list(rec.active_topics) if rec else [],
-                "last_error": rec.last_error if rec else None,
-                "state": rec.state if rec else None,
-                "subscribed_topics": list(rec.subscribed_topics) if rec else [],
-                "topic_counts": dict(rec.topic_counts) if rec else {},
-                "disk_usage_gb": rec.disk_usage_gb if rec else None,
-                "disk_state": rec.disk_state if rec else None,
-            },
+            "recorder": self.recorder_report(),
             "recording_task_id": next((t.task_id for t in self.db.list_tasks(TaskStatus.EXECUTING)), None),
             "outbox": {
                 "backlog": backlog.count,
@@ -277,6 +275,30 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
         }
 
     # ------------------------------------------------------------------ recorder health
+
+    def recorder_report(self) -> dict[str, Any]:
+        """What the agent last saw of its recorder (``/status``'s ``recorder``)."""
+        rec = self.health.recorder_status
+        return {
+            "reachable": self.health.recorder_reachable,
+            "error": self.health.recorder_error,
+            "is_recording": rec.is_recording if rec else None,
+            "dataset_path": rec.dataset_path if rec else None,
+            "active_topics": list(rec.active_topics) if rec else [],
+            "last_error": rec.last_error if rec else None,
+            "state": rec.state if rec else None,
+            "subscribed_topics": list(rec.subscribed_topics) if rec else [],
+            "topic_counts": dict(rec.topic_counts) if rec else {},
+            "disk_usage_gb": rec.disk_usage_gb if rec else None,
+            "disk_state": rec.disk_state if rec else None,
+        }
+
+    def _cloud_recorder_report(self) -> dict[str, Any] | None:
+        """:meth:`recorder_report` as the cloud takes it (``PUT /edge/recorder``: no nulls); None
+        until the recorder was probed once."""
+        if self.health.recorder_reachable is None:
+            return None
+        return {k: v for k, v in self.recorder_report().items() if v is not None}
 
     def _refresh_recorder_health(self) -> None:
         try:

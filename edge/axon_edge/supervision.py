@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from axon_dagster.domain import TaskStatus
+from axon_dagster.recorder.health import recording_problem
 from axon_dagster.recorder.protocol import RecorderError
 
 from .errors import EdgeError, RecorderFailure
@@ -135,14 +136,12 @@ class RecordingSupervisor:
                     )
                 return "waiting"
             watch.unreachable = 0
-            if status.paused_by_disk_guard:
-                reason = f"the recorder paused itself: {status.last_error or 'disk hard limit reached'}"
-                self._fail(task.task_id, reason)
-                if self.agent.release_recorder(task.task_id):
+            problem = recording_problem(status)  # the shared policy: the cloud judges reports by it too
+            if problem:
+                self._fail(task.task_id, problem)
+                if status.paused_by_disk_guard and self.agent.release_recorder(task.task_id):
                     log.info("task %s: cancelled the recorder's paused session (disk guard)", task.task_id)
                 return "failed"
-            if status.last_error:
-                return self._fail(task.task_id, f"recorder reported an error: {status.last_error}")
             if not status.is_recording:
                 watch.not_recording += 1
                 if watch.not_recording >= 2:

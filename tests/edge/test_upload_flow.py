@@ -6,6 +6,7 @@ admin client (``grant_upload``), the data flow's publication by ``transition_tas
 from __future__ import annotations
 
 import hashlib
+import time
 
 import httpx
 import pytest
@@ -122,3 +123,21 @@ def test_a_lance_era_recording_moves_in_and_uploads_file_by_file(edge_env):
     for f in entry.manifest["files"]:
         staged = staged_bytes(edge_env, task_id, f["name"])
         assert hashlib.sha256(staged).hexdigest() == f["sha256"] == hashlib.sha256((entry.entry_dir / f["name"]).read_bytes()).hexdigest()
+
+
+def test_the_agent_reports_its_recorder_to_the_cloud_when_it_changes(edge_env):
+    running = edge_env.start_agent(recorder_report_interval=0.1, recorder_report_heartbeat=3600)
+    reporter = running.agent.recorder_reporter
+
+    def reported():
+        return {r["robot_id"]: r for r in edge_env.admin.list_robots()}["robot-1"]["recorder"]
+
+    wait_for(lambda: reported() is not None, what="the recorder report in the cloud")
+    first = reported()
+    assert first["reachable"] is True and first["last_error"] == "" and first["reported_at"]
+    sent = reporter.sent
+    time.sleep(0.5)  # five ticks, nothing changed: nothing sent
+    assert reporter.sent == sent and reported()["reported_at"] == first["reported_at"]
+    edge_env.recorder.stop()  # the recorder dies: the next report says so
+    wait_for(lambda: reported()["reachable"] is False, timeout=30, what="the unreachable recorder reported")
+    assert reported()["error"]

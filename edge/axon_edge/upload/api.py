@@ -41,6 +41,11 @@ class UploadApi:
         body = {"grant_id": grant_id, "files": {name: [dict(p) for p in parts] for name, parts in files.items()}}
         return self._client._request("POST", f"/edge/uploads/{_seg(task_id)}/complete", json=body)
 
+    def report_recorder(self, report: Mapping[str, Any]) -> Any:
+        if hasattr(self._client, "report_recorder"):
+            return self._client.report_recorder(report)
+        return self._client._request("PUT", "/edge/recorder", json=dict(report))
+
     def report_uplink(self, mbps: float | None, windows: Sequence[Mapping[str, str]], timezone: str = "UTC") -> Any:
         if hasattr(self._client, "report_uplink"):
             return self._client.report_uplink(mbps, windows, timezone)
