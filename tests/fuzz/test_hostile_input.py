@@ -135,6 +135,10 @@ def test_hostile_upload_traffic_is_refused_and_changes_nothing(api):
                  b'{"mbps": 5, "timezone": "../../etc/localtime"}', b'{"mbps": 5, "windows": [' + b'{"start": "01:00", "end": "02:00"},' * 60 + b'{"start": "01:00", "end": "02:00"}]}'):
         r = robot.put("/api/v1/edge/uplink", content=body, headers=json_headers)
         assert r.status_code == 422, (body[:60], r.status_code, r.text[:300])
+    for body in (b'{"disk_usage_gb": 1e400}', b'{"disk_usage_gb": NaN}', b'{"state": 7}', b'{"topic_counts": {"/a": 3}}',
+                 b'{"active_topics": ["' + b'x' * 300 + b'"]}', b"[]", b'{"reachable": false, "extra": 1}'):
+        r = robot.put("/api/v1/edge/recorder", content=body, headers=json_headers)
+        assert r.status_code == 422, (body[:60], r.status_code, r.text[:300])
     for body in (b'{"grant_id": 123}', b'{"grant_id": "g", "extra": 1}', b"[]"):
         r = robot.post(f"/api/v1/edge/uploads/{task_id}/plan", content=body, headers=json_headers)
         assert r.status_code == 422, (body, r.status_code, r.text[:300])
