@@ -51,8 +51,11 @@ class RecorderReporter:
             return False
         try:
             self._send(report)
-        except (ControlPlaneUnavailable, ControlPlaneError) as exc:
+        except ControlPlaneUnavailable as exc:
             log.debug("recorder report failed (%s); trying again on the next tick", exc)
+            return False
+        except ControlPlaneError as exc:  # refused (e.g. 422): the cloud keeps its older report
+            log.warning("the control plane refused the recorder report: %s", exc)
             return False
         self._last, self._sent_at = dict(report), now
         self.sent += 1
