@@ -126,3 +126,17 @@ def callback_receiver(tmp_path: Path):
     url, stop, _server = serve_app_in_thread(Starlette(routes=[Route("/cb/{kind}", receive, methods=["POST"])]))
     yield url, received
     stop()
+
+
+def assert_taken_from_recorder(edge_env, task) -> None:
+    """The agent found the recorder's ``<task_id>.mcap`` and took it into the robot's edge cache:
+    the recorder's directory no longer holds it (moved, not copied), the cached file is named
+    after the task and is the file Axon wrote (its bytes hash to Axon's sidecar checksum)."""
+    from axon_dagster.storage.axon_recording import AxonSidecar
+    from axon_dagster.storage.digest import file_sha256
+
+    cached = Path(task.dataset_path)
+    assert cached.name == f"{task.task_id}.mcap" and cached.is_file(), task.dataset_path
+    assert not (edge_env.recorder.data_dir / f"{task.task_id}.mcap").exists(), "the recording was moved into the cache"
+    axon = AxonSidecar.read(cached.parent / f"{task.task_id}.json")
+    assert axon.task_id == task.task_id and axon.checksum_sha256 == file_sha256(cached)

@@ -10,6 +10,7 @@ import httpx
 from edge_support import wait_for
 
 from axon_dagster.domain import TaskStatus
+from tests.conformance.conftest import assert_taken_from_recorder
 from axon_dagster.recorder.axon_http import AxonHttpRecorder
 
 WHOLE_SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -93,7 +94,7 @@ def test_a_late_finish_callback_gives_the_agent_the_path_client(edge_env):
     task = agent.teleop(task_id, "stop")
     assert task.status is TaskStatus.EXECUTED, task.failure_reason
     assert time.monotonic() - t0 >= 0.9, "it waited for the callback"
-    assert task.dataset_path == str(edge_env.recorder.data_dir / f"{task_id}.mcap")
+    assert_taken_from_recorder(edge_env, task)
 
 
 def test_callback_token_is_checked_client(edge_env):

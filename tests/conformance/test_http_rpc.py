@@ -10,6 +10,7 @@ import pytest
 from edge_support import wait_for
 
 from axon_dagster.domain import TaskStatus
+from tests.conformance.conftest import assert_taken_from_recorder
 from axon_dagster.recorder.axon_http import AxonHttpRecorder
 from axon_dagster.recorder.protocol import RecorderRefused
 from axon_dagster.demo.sim.cli import _parser as sim_parser
@@ -346,7 +347,7 @@ def test_recording_found_by_naming_client(edge_env):
     agent.teleop(task_id, "start")
     task = agent.teleop(task_id, "stop")
     assert task.status is TaskStatus.EXECUTED
-    assert task.dataset_path == str(find_recording(edge_env.recorder.data_dir, task_id).mcap_path)
+    assert_taken_from_recorder(edge_env, task)
 
 
 def test_a_task_failed_in_the_cloud_cancels_only_its_own_recording_client(edge_env):

@@ -18,6 +18,7 @@ from edge_support import wait_for
 from mcap.reader import make_reader
 
 from axon_dagster.domain import TaskStatus
+from tests.conformance.conftest import assert_taken_from_recorder
 from axon_dagster.storage.axon_recording import (
     ChecksumMismatch,
     IncompleteRecording,
@@ -68,8 +69,7 @@ def test_one_mcap_named_after_the_task_client(edge_env):
     time.sleep(0.2)
     task = agent.teleop(task_id, "stop")
     assert task.status is TaskStatus.EXECUTED
-    assert task.dataset_path == str(edge_env.recorder.data_dir / f"{task_id}.mcap")
-    assert find_recording(edge_env.recorder.data_dir, task_id).mcap_path == Path(task.dataset_path)
+    assert_taken_from_recorder(edge_env, task)
 
 
 # -- schemas: name = ROS type, ros2msg/ros1msg, EMPTY data; channels cdr/ros1 ------------------
