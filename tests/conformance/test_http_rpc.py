@@ -14,7 +14,6 @@ from tests.conformance.conftest import assert_taken_from_recorder
 from axon_dagster.recorder.axon_http import AxonHttpRecorder
 from axon_dagster.recorder.protocol import RecorderRefused
 from axon_dagster.demo.sim.cli import _parser as sim_parser
-from axon_dagster.storage.axon_recording import find_recording
 
 
 def _agent(edge_env, **options):
