@@ -141,3 +141,22 @@ def test_the_agent_reports_its_recorder_to_the_cloud_when_it_changes(edge_env):
     edge_env.recorder.stop()  # the recorder dies: the next report says so
     wait_for(lambda: reported()["reachable"] is False, timeout=30, what="the unreachable recorder reported")
     assert reported()["error"]
+
+
+def test_an_old_uplink_measurement_is_reported_as_not_measured(edge_env):
+    """The cloud holds uploads back from a robot whose measured uplink is below its minimum, and a
+    robot measures only by uploading: an old low figure must expire, or the robot never uploads
+    again. Fresh, the figure is reported; past its age, 'not measured' (then granted as a probe)."""
+    running = edge_env.start_agent()
+    worker = running.agent.uploads
+
+    def reported() -> dict:
+        return {r["robot_id"]: r for r in edge_env.admin.list_robots()}[edge_env.robot_id]["uplink"]
+
+    worker.measured_mbps, worker.measured_at, worker._uplink_due = 2.5, time.monotonic(), 0.0
+    worker.report_uplink_if_due()
+    assert reported()["mbps"] == 2.5
+
+    worker.measured_at, worker._uplink_due = time.monotonic() - worker.measurement_max_age_seconds - 1, 0.0
+    worker.report_uplink_if_due()
+    assert reported()["mbps"] is None and worker.measured_mbps is None

@@ -31,6 +31,11 @@ from .uploader import GrantUnusable, UploadFailed, Uploader, UploadStopped
 log = logging.getLogger(__name__)
 
 UPLINK_REPORT_SECONDS = 300.0  # the windows and the last measured rate, again this often
+# A measurement older than this is forgotten (reported as not measured). The cloud grants uploads
+# only to robots whose measured uplink reaches its minimum, and a robot measures only by
+# uploading: a low figure (a small recording is mostly round trips, a bad hour) must not keep a
+# robot from ever uploading again. Unmeasured, it is granted one upload, which measures anew.
+MEASUREMENT_MAX_AGE_SECONDS = 900.0
 
 
 class UploadWorker:
@@ -54,6 +59,8 @@ class UploadWorker:
         self.retry_base_seconds = retry_base_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.measured_mbps: float | None = None
+        self.measured_at: float | None = None  # time.monotonic() of the upload that measured it
+        self.measurement_max_age_seconds = MEASUREMENT_MAX_AGE_SECONDS
         self.last_error: str | None = None
         self.current_task: str | None = None
         self._dropped_grants: set[str] = set()
@@ -119,6 +126,7 @@ class UploadWorker:
                 self.last_error = None
                 if result.bytes_sent and result.seconds > 0:
                     self.measured_mbps = result.throughput_bytes_per_second * 8 / 1e6
+                    self.measured_at = time.monotonic()
                     self._uplink_due = 0.0  # report the new measurement now
             finally:
                 self.current_task = None
@@ -140,6 +148,10 @@ class UploadWorker:
     def report_uplink_if_due(self) -> None:
         if time.monotonic() < self._uplink_due:
             return
+        if self.measured_at is not None and time.monotonic() - self.measured_at > self.measurement_max_age_seconds:
+            log.info("uplink measurement of %.1f Mbit/s is older than %.0fs: reported as not measured until the next upload",
+                     self.measured_mbps or 0.0, self.measurement_max_age_seconds)
+            self.measured_mbps = self.measured_at = None
         try:
             self.api.report_uplink(self.measured_mbps, [w.wire() for w in self.settings.upload_windows], "UTC")
         except (ControlPlaneUnavailable, ControlPlaneError) as exc:
