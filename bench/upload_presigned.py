@@ -37,7 +37,7 @@ for path in (REPO, REPO / "edge", REPO / "bench"):
 
 import boto3  # noqa: E402
 from boto3.s3.transfer import TransferConfig  # noqa: E402
-from upload_throughput import CREDENTIALS, MiB, start_moto  # noqa: E402
+from upload_throughput import CREDENTIALS, MiB, start_moto, write_random_file  # noqa: E402
 
 from axon_dagster.storage.object_stores import S3ObjectStore  # noqa: E402
 from axon_dagster.storage.object_stores.staging import plan_parts  # noqa: E402
@@ -81,10 +81,7 @@ def main() -> None:
     moto, url = start_moto()
     try:
         path = work / "t-1.mcap"
-        with open(path, "wb") as fh:
-            for _ in range(args.size_mb):
-                fh.write(os.urandom(MiB))
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        sha = write_random_file(path, args.size_mb)
         manifest = {"files": [{"name": path.name, "size": size, "sha256": sha}], "dataset_digest": sha}
         client = boto3.client("s3", endpoint_url=url, **CREDENTIALS)
         client.create_bucket(Bucket="bench")

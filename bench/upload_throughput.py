@@ -69,6 +69,17 @@ def start_moto() -> tuple[subprocess.Popen, str]:
             time.sleep(0.1)
 
 
+def write_random_file(path: Path, size_mb: int) -> str:
+    """``size_mb`` MiB of random bytes (incompressible, like a zstd MCAP) at ``path``; their SHA-256."""
+    h = hashlib.sha256()
+    with open(path, "wb") as fh:
+        for _ in range(size_mb):
+            chunk = os.urandom(MiB)
+            fh.write(chunk)
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=128)
@@ -82,10 +93,7 @@ def main() -> None:
     moto, url = start_moto()
     try:
         path = work / "payload.bin"
-        with open(path, "wb") as fh:
-            for _ in range(args.size_mb):
-                fh.write(os.urandom(MiB))
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        sha = write_random_file(path, args.size_mb)
 
         client = boto3.client("s3", endpoint_url=url, **CREDENTIALS)
         client.create_bucket(Bucket="bench")
