@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo-deps ros2-msgs demo dev test bench-control bench-fleet bench-upload bench-qc bench-rpc bench-ingest bench-e2e clean kind-up tilt
+.PHONY: install system-deps demo-deps ros2-msgs demo dev test bench-control bench-fleet bench-upload bench-qc bench-inspect bench-rpc bench-ingest bench-e2e clean kind-up tilt
 
 install: $(INSTALLED)
 
@@ -56,6 +56,11 @@ bench-fleet: install system-deps
 # The full QC suite vs a raw scan of the same columns (last line: ratio of times).
 bench-qc: install
 	$(PY) bench/qc_throughput.py
+
+# QC of an ingested ~1 GB Axon MCAP (as bench-e2e records it) vs Lance reading the columns QC reads
+# (last line: ratio of times; the recording is generated once into .axon/bench/).
+bench-inspect: install
+	$(PY) bench/inspect.py $(BENCH_ARGS)
 
 # Staging vs copytree, the cloud's uploader vs boto3, then the robot's uploader through pre-signed
 # part URLs vs boto3's upload_file (last line: ratio of the robot's upload throughput to boto3's).

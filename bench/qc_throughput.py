@@ -9,8 +9,8 @@ warm-up of each (imports, page cache):
 
 * raw scan — Lance reads the columns the suite reads (topic, sequence, log_time_ns, payload) into
   Arrow batches, with the same batch size the suite's scan uses, and does nothing with them;
-* QC suite — ``run_inspection`` on Daft's native runner: the scan with payload hashing (metadata
-  and payload hashes as two scans joined on the row address), every check's pipeline, the sidecar
+* QC suite — ``run_inspection`` on Daft's native runner: the read with payload hashing (the
+  small columns in one Lance scan, the payloads hashed as a second scan reads them), every check's pipeline, the sidecar
   digest (SHA-256 of every file, one GIL-free call per file in a thread beside the scan), scoring;
 * for information, the suite with ``verify_digest=False`` (what it costs when the edge cache has
   just verified the digest): the SHA-256 pass is a second full read of the bytes.

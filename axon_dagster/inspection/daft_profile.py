@@ -1,9 +1,11 @@
 """The Daft pipelines behind inspection. (Over ~400 lines on purpose: every pipeline runs over the
-one materialised scan built here; split up, the scan's columns and ordering would be spelled twice.)
+one materialised read built here; split up, its columns and ordering would be spelled twice.)
 
-The scan reads the recording once: ``topic``, ``sequence``, ``log_time_ns`` and a 64-bit xxh3 hash
-of ``payload`` (hashed by Daft, so the payload bytes never reach Python). The scan is materialised
-(a few dozen bytes per message) and every check's pipeline runs over that small frame:
+The recording is read once (:func:`read_recording`): Lance reads ``topic``, ``sequence``,
+``log_time_ns`` and the decoded columns the content checks use (a few dozen bytes per message), and
+the payloads once, each hashed as it is read (64-bit xxh3 of its header bytes and of its data
+bytes, split at ``data_offset``) and dropped, so the payload bytes never reach Python. Every
+check's pipeline runs over that small frame:
 
 * steps — per topic, in write order (Lance's row address): log-time step to the previous row,
   sequence step, payload equal to the previous one; aggregated per topic into count, first/last
@@ -15,8 +17,12 @@ of ``payload`` (hashed by Daft, so the payload bytes never reach Python). The sc
 * sync — an as-of join (nearest) of each ``sync_topic`` message to the ``sync_reference_topic``
   messages; the percentile and maximum of |offset|.
 
-Daft is imported lazily so the package imports on machines without it; the caller chooses the
-Daft runner (native, or Ray — the same pipelines run on either).
+* content (recordings with decoded columns) — see :func:`content_profile`.
+
+Lance reads in the process that runs the inspection (for the Ray job and KubeRay runners, a
+process on the cluster); the pipelines run on the Daft runner that process uses (native, or Ray:
+the same pipelines run on either). Daft is imported lazily so the package imports on machines
+without it.
 """
 
 from __future__ import annotations
@@ -35,15 +41,16 @@ from .errors import InspectionInfrastructureError, MalformedRecording
 
 logger = logging.getLogger(__name__)
 
+# The recording columns every check needs (the decoded columns are optional: MCAP recordings only).
 PROFILE_COLUMNS = ("topic", "sequence", "log_time_ns", "payload")
 assert set(PROFILE_COLUMNS) <= set(RECORDING_COLUMNS)
 # What each profiled column must hold (pyarrow type predicates by name): anything else is a
 # malformed recording, judged, not a crash in the pipelines.
 COLUMN_KINDS = {"topic": "string", "sequence": "integer", "log_time_ns": "integer", "payload": "binary"}
-# Target bytes per scanned record batch. Lance's default (8192 rows) makes batches of hundreds of
+# Target bytes per scanned payload batch. Lance's default (8192 rows) makes batches of hundreds of
 # MB when camera frames are large. Batches above glibc's largest mmap threshold (32 MB) are
-# mapped fresh and page-faulted in for every batch, which doubles the cost of a scan; ~8 MB
-# batches are reused from the heap and keep the per-batch overhead small.
+# mapped fresh and page-faulted in for every batch, which doubles the cost of a scan; a few MB
+# per batch are reused from the heap and keep the per-batch overhead small (bench/inspect.py).
 TARGET_BATCH_BYTES = 8 << 20
 MIN_BATCH_ROWS, MAX_BATCH_ROWS = 16, 65536
 
@@ -183,38 +190,99 @@ def s3_io_config(environ: dict[str, str] | None = None):
 
 
 def read_recording(path: str):
-    """The scan every check shares: metadata columns plus the payload hash, materialised.
+    """The one read every check shares, materialised as a small Daft frame: the metadata and decoded
+    columns (a few dozen bytes per message) and two 64-bit hashes per payload, ``head_hash`` (the
+    bytes before ``data_offset``: the message header) and ``tail_hash`` (from ``data_offset`` on: the
+    pixel or point bytes; the whole payload where there is no ``data_offset``). Two payloads are
+    equal when both hashes are; two frames' data bytes when their tail hashes are.
 
-    Two scans joined on Lance's row address: the metadata columns in Lance's default batches, the
-    payload hashes in ~TARGET_BATCH_BYTES batches. One scan of all four columns drags the small
-    columns through the payload-sized batches and costs about half as much again (measured with
-    ``bench/qc_throughput.py``)."""
+    Lance reads the columns in two scans in this process: the small columns in its default batches,
+    the payloads (the only large column, read once) in ~TARGET_BATCH_BYTES batches; each payload
+    batch is hashed as it arrives (xxh3, by Daft, over a zero-copy view that splits every payload
+    at its ``data_offset``) and dropped, so the payload bytes never reach Python. Returns (frame,
+    data bytes on disk, whether the recording has decoded columns)."""
     import daft
-    from daft import col
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     io_config = s3_io_config() if path.startswith(("s3://", "s3a://")) else None
     ds, data_bytes = _open_dataset(path, io_config)
-    options: dict[str, Any] = {"io_config": io_config} if io_config is not None else {}
+    check_columns(path, ds.schema)
+    names = set(ds.schema.names)
+    has_content = "header_stamp_ns" in names
+    from axon_dagster.ingest.decode import NUMERIC_LIST_COLUMNS
+
+    small = [c for c in ("topic", "sequence", "log_time_ns") if c in names]
+    if has_content:
+        small += [c for c in (*CONTENT_COLUMNS, "data_offset", *NUMERIC_LIST_COLUMNS) if c in names]
     try:
         batch = scan_batch_rows(ds.count_rows(), data_bytes)
-    except Exception as exc:
-        raise InspectionInfrastructureError(path, f"cannot read the dataset's metadata: {exc}") from exc
-    row_address = {"with_row_address": True}
-    try:
-        metadata = daft.read_lance(path, default_scan_options=row_address, **options)
-        payloads = daft.read_lance(path, default_scan_options={**row_address, **({"batch_size": batch} if batch else {})}, **options)
-    except Exception as exc:
-        raise InspectionInfrastructureError(path, f"cannot open the Lance dataset: {exc}") from exc
-    check_columns(path, ds.schema)
-    base = metadata.select("_rowaddr", "topic", "sequence", "log_time_ns").join(
-        payloads.select("_rowaddr", col("payload").hash(hash_function="xxhash3_64").alias("payload_hash")),
-        on="_rowaddr",
-    )
-    try:
-        return base.collect(), data_bytes
+        table = ds.to_table(columns=small, with_row_address=True)
+        offsets = "data_offset" in small
+        head, tail, addresses = _payload_hashes(ds, batch, offsets)
+    except InspectionInfrastructureError:
+        raise
     except Exception as exc:
         # Lost or corrupt data files, storage down: these surface only when the scan runs.
         raise InspectionInfrastructureError(path, f"reading the dataset failed: {exc}") from exc
+    if not addresses.equals(table.column("_rowaddr").combine_chunks()):
+        raise InspectionInfrastructureError(path, "the dataset changed while it was read (row addresses differ between scans)")
+    table = table.append_column("head_hash", head).append_column("tail_hash", tail)
+    if offsets:  # the data bytes of images and clouds (null for messages without a data offset)
+        table = table.append_column("pixels_hash", pc.if_else(pc.is_valid(table.column("data_offset")), tail, pa.scalar(None, pa.uint64())))
+    return daft.from_arrow(table), data_bytes, has_content
+
+
+def _payload_hashes(ds, batch_rows: int | None, split_at_offset: bool):
+    """(head hashes, tail hashes, row addresses) of every payload, in scan order (see read_recording)."""
+    import daft
+    import numpy as np
+    import pyarrow as pa
+
+    columns = ["payload", "data_offset"] if split_at_offset else ["payload"]
+    heads, tails, addresses = [], [], []
+    for b in ds.scanner(columns=columns, batch_size=batch_rows, with_row_address=True).to_batches():
+        payload = b.column("payload")
+        split = split_payloads(payload, b.column("data_offset") if split_at_offset else None)
+        hashed = np.asarray(daft.Series.from_arrow(split).hash().to_arrow(), dtype=np.uint64)
+        valid = None if payload.null_count == 0 else np.asarray(payload.is_valid())
+        mask = None if valid is None else ~valid
+        heads.append(pa.array(hashed[0::2], mask=mask))
+        tails.append(pa.array(hashed[1::2], mask=mask))
+        addresses.append(b.column("_rowaddr"))
+    if not heads:
+        return pa.array([], pa.uint64()), pa.array([], pa.uint64()), pa.array([], pa.uint64())
+    return (pa.chunked_array(heads).combine_chunks(), pa.chunked_array(tails).combine_chunks(),
+            pa.chunked_array(addresses).combine_chunks())
+
+
+def split_payloads(payload, data_offset=None):
+    """A zero-copy binary array of 2n values from n payloads: the bytes of payload i before its
+    data offset (value 2i) and from it on (value 2i+1); the offset is clamped to the payload, and
+    a null offset (or none) puts the whole payload in the second value. Only the offsets are new:
+    the values share the payloads' data buffer."""
+    import numpy as np
+    import pyarrow as pa
+
+    if not (pa.types.is_binary(payload.type) or pa.types.is_large_binary(payload.type)):
+        payload = payload.cast(pa.large_binary())  # fixed-size binary: copied, rare
+    large = pa.types.is_large_binary(payload.type)
+    n = len(payload)
+    kind = np.int64 if large else np.int32
+    _, offsets_buf, data_buf = payload.buffers()
+    data_buf = data_buf if data_buf is not None else pa.py_buffer(b"")
+    ends = np.frombuffer(offsets_buf, dtype=kind)[payload.offset: payload.offset + n + 1]
+    lengths = np.diff(ends)
+    if data_offset is None:
+        cut = np.zeros(n, dtype=kind)
+    else:
+        cut = np.clip(np.asarray(data_offset.fill_null(0), dtype=np.int64), 0, lengths).astype(kind)
+    split = np.empty(2 * n + 1, dtype=kind)
+    split[0:-1:2] = ends[:-1]
+    split[1::2] = ends[:-1] + cut
+    split[-1] = ends[-1]
+    return pa.Array.from_buffers(pa.large_binary() if large else pa.binary(), 2 * n,
+                                 [None, pa.py_buffer(split), data_buf])
 
 
 def check_columns(path: str, schema) -> None:
@@ -242,17 +310,18 @@ def profile_recording(dataset_path: str | os.PathLike, requirements: Requirement
     requirements = requirements or Requirements()
     path = str(dataset_path)
     started = time.monotonic()
-    base, data_bytes = read_recording(path)
+    base, data_bytes, has_content = read_recording(path)
     scanned = time.monotonic()
     logger.info(
-        "scanned %s: %.1f MB in %.2f s (payloads hashed by Daft)", path, data_bytes / 1e6, scanned - started
+        "scanned %s: %.1f MB in %.2f s (payloads hashed as read)", path, data_bytes / 1e6, scanned - started
     )
+    max_gap_ns = round(requirements.max_gap_seconds * 1e9)
     try:
-        topics = _topic_profiles(base, round(requirements.max_gap_seconds * 1e9))
+        topics = _topic_profiles(base, max_gap_ns)
         sync = _sync_profile(base, requirements, topics)
     except Exception as exc:
         raise InspectionInfrastructureError(path, f"the inspection pipelines failed: {exc}") from exc
-    content = content_profile(path, round(requirements.max_gap_seconds * 1e9))
+    content = content_profile(base, path, max_gap_ns) if has_content else None
     logger.info(
         "profiled %s: %d topics, %d messages%s; pipelines %.2f s",
         path, len(topics), sum(p.count for p in topics.values()),
@@ -267,8 +336,9 @@ PAUSE_MIN_NS = 100_000_000
 CONTENT_COLUMNS = ("header_stamp_ns", "width", "height", "encoding", "decode_error")
 
 
-def content_profile(path: str, max_gap_ns: int = 1_000_000_000) -> dict[str, ContentProfile] | None:
-    """Per-topic content figures from the decoded columns, or None when the recording has none.
+def content_profile(frame, path: str, max_gap_ns: int = 1_000_000_000) -> dict[str, ContentProfile]:
+    """Per-topic content figures from the decoded columns of ``frame`` (:func:`read_recording`'s,
+    of a recording that has them; ``path`` names it in errors).
 
     * skew: per topic in sequence order, ``jump`` = the stamp step minus the log-time step when it
       exceeds PAUSE_MIN_NS (a pause), running-summed; ``|log - stamp + jumps so far|`` is the skew
@@ -289,22 +359,14 @@ def content_profile(path: str, max_gap_ns: int = 1_000_000_000) -> dict[str, Con
 
     from axon_dagster.ingest.decode import NUMERIC_LIST_COLUMNS
 
-    io_config = s3_io_config() if path.startswith(("s3://", "s3a://")) else None
-    options: dict[str, Any] = {"io_config": io_config} if io_config is not None else {}
-    try:
-        df = daft.read_lance(path, **options)
-    except Exception as exc:
-        raise InspectionInfrastructureError(path, f"cannot open the Lance dataset: {exc}") from exc
-    if "header_stamp_ns" not in df.column_names:
-        return None
+    df = frame
     numeric = [c for c in NUMERIC_LIST_COLUMNS if c in df.column_names]
     int64 = daft.DataType.int64()
     try:
         # Image and cloud frames are compared by their data bytes (payload from data_offset on, header
-        # excluded), hashed by Daft as it scans: the payload itself is never kept.
-        pixels = [col("payload").slice(col("data_offset")).hash(hash_function="xxhash3_64").alias("pixels_hash")] \
-            if "data_offset" in df.column_names else [lit(None).cast(daft.DataType.uint64()).alias("pixels_hash")]
-        df = df.select("topic", "sequence", "log_time_ns", *[c for c in CONTENT_COLUMNS if c in df.column_names], *numeric, *pixels)
+        # excluded): the tail hash read_recording took as it read the payload.
+        pixels = col("pixels_hash") if "pixels_hash" in df.column_names else lit(None).cast(daft.DataType.uint64()).alias("pixels_hash")
+        df = df.select("topic", "sequence", "log_time_ns", *[c for c in CONTENT_COLUMNS if c in df.column_names], *numeric, pixels)
         flags = {c: (list_sum(col(c)).is_nan() | list_sum(col(c)).is_inf()).fill_null(False) for c in numeric}
         has_values = None
         for c in numeric:
@@ -436,7 +498,9 @@ def _topic_profiles(base, max_gap_ns: int) -> dict[str, TopicProfile]:
         {
             "step_ns": col("log_time_ns") - col("log_time_ns").lag(1).over(by_write),
             "seq_step": col("sequence") - col("sequence").lag(1).over(by_write),
-            "repeat": (col("payload_hash") == col("payload_hash").lag(1).over(by_write)).fill_null(False),
+            # the same payload: the same header bytes and the same data bytes (see read_recording)
+            "repeat": ((col("head_hash") == col("head_hash").lag(1).over(by_write))
+                       & (col("tail_hash") == col("tail_hash").lag(1).over(by_write))).fill_null(False),
         }
     ).with_column(
         # the same message written twice in a row (a retried write): same number, time and bytes
