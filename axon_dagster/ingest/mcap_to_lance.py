@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from axon_dagster.storage.axon_recording import AxonRecordingError, AxonSidecar, AxonRecordingFiles, load_sidecar
-from axon_dagster.storage.digest import digest_of_files, file_digests
+from axon_dagster.storage.digest import DigestMismatch, digest_of_files, file_digests
 from axon_dagster.storage.recording import RECORDING_COLUMNS, Sidecar, TopicSummary, sidecar_path
 
 from .decode import DECODED_COLUMNS, RosDecoderFactory, columns_decoder, decoded_schema_fields, ros2_type_name
@@ -56,10 +56,17 @@ LANCE_DATA_CACHE_BYTES = 64 << 20
 # little of it for after the write (a 256 MB file is 0.2 s of SHA-256 at the end on this machine).
 MAX_BYTES_PER_FILE = 64 << 20
 DIGEST_WORKERS = max(1, min(4, os.cpu_count() or 1))
+# Record batches read ahead of Lance's writer (see _ReadAhead): a few, so memory stays bounded.
+READ_AHEAD_BATCHES = 4
 
 
 class IngestError(Exception):
     """The MCAP cannot be ingested (unreadable, not an MCAP, target exists). Nothing was written."""
+
+
+class McapDigestMismatch(IngestError, DigestMismatch):
+    """The MCAP's SHA-256, hashed while it was read (``hash_mcap=True``), is not the one the caller
+    expected (``mcap_sha256``). Nothing was written. ``expected`` / ``actual`` carry both."""
 
 
 def ingested_schema():
@@ -82,6 +89,7 @@ class IngestResult:
     decode_errors: int = 0  # messages of a known type whose bytes failed to decode
     mcap_bytes: int = 0
     seconds: float = 0.0
+    mcap_sha256: str | None = None  # what the sidecar records: hashed during the read with hash_mcap, else as given
 
 
 _RECORD = struct.Struct("<BQ")  # opcode, length
@@ -112,8 +120,9 @@ class McapMessages:
     chunk and each message into new bytes). Without a summary or chunk index, ``mcap``'s reader
     does it all."""
 
-    def __init__(self, fh):
+    def __init__(self, fh, *, reuse_chunk_buffer: bool = False):
         self.fh = fh
+        self.reuse_chunk_buffer = reuse_chunk_buffer
         self.position = 0
         self.channels: dict[int, Any] = {}
         self.schemas: dict[int, Any] = {}
@@ -167,15 +176,14 @@ class McapMessages:
         with contextlib.suppress(AttributeError, OSError):
             mm.madvise(mmap.MADV_SEQUENTIAL)
         try:
-            yield from self._decompressed(mm, summary)
+            yield from self._decompressed(mm, summary, _Decompressor(reuse=self.reuse_chunk_buffer))
         finally:
             with contextlib.suppress(BufferError):  # a view still held by the caller: unmapped when it goes
                 mm.close()
 
     @staticmethod
-    def _decompressed(mm, summary) -> Iterator[tuple[int, memoryview]]:
+    def _decompressed(mm, summary, decompress: _Decompressor) -> Iterator[tuple[int, memoryview]]:
         size = len(mm)
-        decompress = _Decompressor()
         for index in sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset):
             o = index.chunk_start_offset
             if o + _CHUNK.size > size:
@@ -191,22 +199,52 @@ class McapMessages:
                 raise ValueError(f"chunk at {index.chunk_start_offset} runs past the end of the file")
             with memoryview(mm) as whole:
                 data = decompress(compression, whole[o: o + data_length], uncompressed_size)
-            yield o, memoryview(data)
+            yield o, data if isinstance(data, memoryview) else memoryview(data)
 
 
 class _Decompressor:
-    """Chunk records -> decompressed bytes, one zstd context reused for every chunk."""
+    """Chunk records -> decompressed bytes, one zstd context reused for every chunk.
 
-    def __init__(self):
+    With ``reuse``, zstd chunks are decompressed into one buffer, reused for the next chunk (the
+    caller must be done with a chunk's bytes when it asks for the next): no fresh memory per chunk,
+    whose first touch (page faults, zeroed pages) cost more than the decompression itself."""
+
+    def __init__(self, reuse: bool = False):
         self.zstd = None
+        self.reuse = reuse
+        self.buffer: Any = None
+
+    def _zstd(self):
+        if self.zstd is None:
+            import zstandard
+
+            self.zstd = zstandard.ZstdDecompressor()
+        return self.zstd
+
+    def _into_buffer(self, data: memoryview, uncompressed_size: int) -> memoryview:
+        import numpy as np
+
+        if self.buffer is None or len(self.buffer) < uncompressed_size + 1:
+            self.buffer = memoryview(np.empty(max(uncompressed_size + 1, 2 * len(self.buffer or b"")), dtype=np.uint8))
+        out = self.buffer[: uncompressed_size + 1]  # one byte more: a frame longer than its record says is caught
+        n = 0
+        with self._zstd().stream_reader(data, read_across_frames=True) as reader:
+            while n < len(out) and (got := reader.readinto(out[n:])):
+                n += got
+        if n != uncompressed_size:
+            raise ValueError(f"chunk decompressed to {n}{'+' if n > uncompressed_size else ''} bytes, its record says {uncompressed_size}")
+        return out[:n]
 
     def __call__(self, compression: str, data: memoryview, uncompressed_size: int) -> Any:
         if compression == "zstd":
-            if self.zstd is None:
-                import zstandard
+            import zstandard
 
-                self.zstd = zstandard.ZstdDecompressor()
-            out = self.zstd.decompress(data, max_output_size=uncompressed_size)
+            try:
+                if self.reuse:
+                    return self._into_buffer(data, uncompressed_size)
+                out = self._zstd().decompress(data, max_output_size=uncompressed_size)
+            except zstandard.ZstdError as exc:
+                raise ValueError(f"zstd: {exc}") from None
         elif compression == "lz4":
             import lz4.frame
 
@@ -252,7 +290,7 @@ def record_batches(mcap_path: str | os.PathLike, stats: dict[str, Any], *, progr
     started = last_log = time.monotonic()
     columns = _Columns(schema)
     with open(mcap_path, "rb") as fh:
-        messages = McapMessages(fh)
+        messages = McapMessages(fh, reuse_chunk_buffer=True)  # each chunk done with before the next: see _Decompressor
         try:
             for channel_id, sequence, log_time, _publish_time, data in _readable(messages.records(), mcap_path):
                 ch = channels.get(channel_id)
@@ -328,6 +366,34 @@ def _topic_summaries(channels) -> dict[str, TopicSummary]:
     return topics
 
 
+class _PayloadBuffers:
+    """The payload buffers of the record batches, each reused once Arrow and Lance have let go of
+    the batch that had it (a finalizer on the view lent to Arrow returns it): a few buffers, touched
+    once, instead of fresh memory for every batch — whose first touch (page faults; numpy asks for
+    huge pages above 4 MB, which may compact memory first) cost about a third of the reader
+    thread's time. Buffers of another size than ``TARGET_BATCH_BYTES`` (a batch for one bigger
+    message) are not kept."""
+
+    def __init__(self):
+        self.free: list[Any] = []
+
+    def get(self, capacity: int):
+        import numpy as np
+
+        if capacity <= TARGET_BATCH_BYTES and self.free:
+            return self.free.pop()
+        return np.empty(max(capacity, TARGET_BATCH_BYTES), dtype=np.uint8)  # uninitialised: no page zeroed here
+
+    def lend(self, buffer, size: int):
+        """``buffer[:size]`` to hand to Arrow; ``buffer`` comes back when that view is gone."""
+        import weakref
+
+        view = buffer[:size]
+        if len(buffer) == TARGET_BATCH_BYTES:
+            weakref.finalize(view, self.free.append, buffer)
+        return view
+
+
 class _Columns:
     """One record batch being gathered: a list per column (a decoded column's list is padded with
     nulls up to the row when a value comes: a message fills only a few); and the payloads, copied one by one into
@@ -338,11 +404,10 @@ class _Columns:
         self.schema = schema
         self.decoded_fields = [f for f in schema if f.name in DECODED_COLUMNS]
         self.total_rows = 0
+        self.buffers = _PayloadBuffers()
         self._reset(0)
 
     def _reset(self, capacity: int) -> None:
-        import numpy as np
-
         self.topic: list[str] = []
         self.log_time: list[int] = []
         self.sequence: list[int] = []
@@ -351,8 +416,7 @@ class _Columns:
         self.decoded: dict[str, list[Any]] = {f.name: [] for f in self.decoded_fields}
         self.rows = 0
         self.bytes = 0
-        # uninitialised (no page zeroed) and, below glibc's mmap threshold, reused from the heap
-        self.buffer = np.empty(capacity, dtype=np.uint8)
+        self.buffer = self.buffers.get(capacity)
         self.view = memoryview(self.buffer)
 
     def make_room(self, size: int):
@@ -395,7 +459,7 @@ class _Columns:
         columns = {
             "topic": pa.array(self.topic, pa.string()), "log_time_ns": pa.array(self.log_time, pa.int64()),
             "sequence": pa.array(self.sequence, pa.int64()), "message_type": pa.array(self.message_type, pa.string()),
-            "payload": pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(self.buffer[: self.bytes])]),
+            "payload": pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(self.buffers.lend(self.buffer, self.bytes))]),
         }
         for f in self.decoded_fields:
             values = self.decoded[f.name]
@@ -414,6 +478,92 @@ def iter_mcap_rows(mcap_path: str | os.PathLike, stats: dict[str, Any], *, progr
     """Rows of the MCAP as dicts (every column of :func:`ingested_schema`), in file order; see :func:`record_batches`."""
     for batch in record_batches(mcap_path, stats, progress_every_s=progress_every_s):
         yield from batch.to_pylist()
+
+
+class _ReadAhead:
+    """An iterator's items produced by a thread of their own, at most ``depth`` ahead of the consumer.
+
+    Lance pulls the record batches from the thread that writes them and does not ask for the next
+    one until it has encoded the last (measured: the reading and the writing took turns). Here the
+    reading runs on while Lance writes: the reader thread's Python work (which holds the GIL) and
+    Lance's encoding and writes (which do not) overlap. The producer's exception is raised in the
+    consumer; ``close`` (or the consumer dropping the iterator) stops the producer."""
+
+    _END = object()
+
+    def __init__(self, items: Iterator[Any], depth: int, name: str = "ingest-read"):
+        import queue
+        import threading
+
+        self.queue: Any = queue.Queue(maxsize=max(1, depth))
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._produce, args=(items,), name=name, daemon=True)
+        self.thread.start()
+
+    def _put(self, item: Any) -> bool:
+        import queue
+
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, items: Iterator[Any]) -> None:
+        try:
+            for item in items:
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            self._put(_Raised(exc))
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        self._put(self._END)
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            while True:
+                item = self.queue.get()
+                if item is self._END:
+                    return
+                if isinstance(item, _Raised):
+                    raise item.exc
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        import threading
+
+        self.stopped.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join()
+
+
+class _Raised(NamedTuple):
+    exc: BaseException
+
+
+class _HashedAside:
+    """SHA-256 of a file computed on a thread of its own (one hashlib call over a memory map, which
+    lets go of the GIL: another core), started at once; ``result`` waits for it."""
+
+    def __init__(self, path: Path):
+        import concurrent.futures
+
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-mcap-sha")
+        self.future = self.pool.submit(_sha256_in_one_call, path)
+
+    def result(self) -> str:
+        return self.future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _sha256_in_one_call(path: Path) -> str:
@@ -522,6 +672,7 @@ def ingest_mcap(
     mcap_sha256: str | None = None,
     recorder_checksum_sha256: str | None = None,
     progress_every_s: float = 10.0,
+    hash_mcap: bool = False,
 ) -> IngestResult:
     """Ingest ``mcap_path`` into a new Lance dataset at ``dataset_dir`` and write its sidecar beside it.
 
@@ -530,6 +681,11 @@ def ingest_mcap(
     ``mcap_sha256``: the verified SHA-256 of the MCAP, recorded in the sidecar's ``extra.source``;
     ``recorder_checksum_sha256``: the checksum the recorder reported for it (its RPC stats), recorded
     beside Axon's — the evidence QC's ``integrity`` needs when Axon wrote no sidecar.
+    ``hash_mcap``: hash the MCAP in the same pass — on a thread of its own, over a memory map of the
+    file, beside the reading and writing instead of a read of its own before them — and record that
+    digest; given ``mcap_sha256`` too, a different digest raises :class:`McapDigestMismatch` (an
+    IngestError and a DigestMismatch) after the write and before anything is renamed into place or
+    a sidecar written.
     Refuses to overwrite; a failure leaves nothing behind."""
     import lance
     import pyarrow as pa
@@ -550,18 +706,20 @@ def ingest_mcap(
     stats: dict[str, Any] = {}
     log.info("ingesting %s (%.1f MB) into %s", mcap_path, mcap_path.stat().st_size / 1e6, dataset_dir)
 
-    def batches() -> Iterator[Any]:
+    def batches(ahead: _ReadAhead) -> Iterator[Any]:
         try:
-            yield from record_batches(mcap_path, stats, progress_every_s=progress_every_s)
+            yield from ahead
         except IngestError as exc:  # Lance wraps what the stream raises: keep ours to re-raise
             stats["error"] = exc
             raise
 
     dataset_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{dataset_dir.name}.", suffix=".tmp", dir=dataset_dir.parent))
+    mcap_hash = _HashedAside(mcap_path) if hash_mcap else None
+    ahead = _ReadAhead(record_batches(mcap_path, stats, progress_every_s=progress_every_s), READ_AHEAD_BATCHES)
     try:
         staged = tmp_dir / dataset_dir.name
-        reader = pa.RecordBatchReader.from_batches(schema, batches())
+        reader = pa.RecordBatchReader.from_batches(schema, batches(ahead))
         digests = _DigestsAsWritten(staged, DIGEST_WORKERS)
         try:
             lance.write_dataset(reader, str(staged), schema=schema, mode="create", data_storage_version=LANCE_FILE_VERSION,
@@ -579,8 +737,16 @@ def ingest_mcap(
         files = digests.finish() if staged.exists() else {}
         if not files:
             files = file_digests(staged, workers=DIGEST_WORKERS)
+        if mcap_hash is not None:
+            actual = mcap_hash.result()
+            if mcap_sha256 and actual != mcap_sha256.lower():
+                raise McapDigestMismatch(f"MCAP {mcap_path}", mcap_sha256.lower(), actual)
+            mcap_sha256 = actual
         os.rename(staged, dataset_dir)
     finally:
+        ahead.close()
+        if mcap_hash is not None:
+            mcap_hash.close()
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
     topics: dict[str, TopicSummary] = dict(sorted(stats.get("topics", {}).items()))
@@ -624,6 +790,7 @@ def ingest_mcap(
         decode_errors=stats.get("decode_errors", 0),
         mcap_bytes=mcap_path.stat().st_size,
         seconds=time.monotonic() - started,
+        mcap_sha256=mcap_sha256,
     )
     log.info(
         "ingested %s: %d messages in %d topics (%d decoded, %d decode errors%s) -> %s in %.2f s (%.1f MB/s)",

@@ -336,6 +336,12 @@ def test_files_hashed_while_lance_writes_them_match_a_hash_after_the_write(tmp_p
     data_files = list((result.dataset_path / "data").iterdir())
     assert len(data_files) >= 3
     assert result.sidecar.files == file_digests(result.dataset_path)
+    # ~20 batches through a handful of reused payload buffers: every frame's bytes are still its own
+    from mcap.reader import make_reader
+
+    with open(w.mcap_path, "rb") as fh:
+        raw = {msg.sequence: msg.data for _, _, msg in make_reader(fh).iter_messages(log_time_order=False)}
+    assert {r["sequence"]: r["payload"] for r in _table(result.dataset_path).to_pylist()} == raw
 
 
 @pytest.mark.parametrize("target, max_rows", [(64 << 10, 65536), (8 << 20, 7)])
@@ -365,3 +371,82 @@ def test_batches_split_at_their_limits_and_keep_every_payload(tmp_path, monkeypa
     imu = [r for r in rows if r["topic"] == "/imu"]
     assert [r["angular_velocity"][0] for r in imu] == pytest.approx([0.1 * i for i in range(40)])
     assert all(r["width"] is None and r["orientation"] == [0.0, 0.0, 0.0, 1.0] for r in imu)
+
+
+def test_hash_mcap_hashes_the_mcap_in_the_same_pass_and_refuses_a_different_digest(tmp_path):
+    """``hash_mcap=True``: the sidecar records the MCAP's SHA-256 as hashed during the ingestion; a
+    caller's expected digest that differs is refused with nothing left behind; without
+    ``hash_mcap`` the given digest is recorded as given (the caller verified it)."""
+    from axon_dagster.ingest.mcap_to_lance import McapDigestMismatch
+    from axon_dagster.storage.digest import DigestMismatch, file_sha256
+
+    w = write_axon_mcap(tmp_path / "rec", "t")
+    actual = file_sha256(w.mcap_path)
+    assert actual == w.checksum_sha256
+    checked = ingest_mcap(w.mcap_path, tmp_path / "a" / "t.lance", mcap_sha256=actual.upper(), hash_mcap=True)
+    assert checked.mcap_sha256 == actual == checked.sidecar.extra["source"]["mcap_sha256"]
+    computed = ingest_mcap(w.mcap_path, tmp_path / "b" / "t.lance", hash_mcap=True)
+    assert computed.mcap_sha256 == actual and Sidecar.read(sidecar_path(computed.dataset_path)).extra["source"]["mcap_sha256"] == actual
+    wrong = "0" * 64
+    with pytest.raises(McapDigestMismatch, match="does not match") as refused:
+        ingest_mcap(w.mcap_path, tmp_path / "c" / "t.lance", mcap_sha256=wrong, hash_mcap=True)
+    assert isinstance(refused.value, IngestError) and isinstance(refused.value, DigestMismatch)
+    assert (refused.value.expected, refused.value.actual) == (wrong, actual)
+    assert list((tmp_path / "c").iterdir()) == []  # no dataset, no sidecar, no temporary directory
+    recorded = ingest_mcap(w.mcap_path, tmp_path / "d" / "t.lance", mcap_sha256=wrong)
+    assert recorded.mcap_sha256 == wrong == recorded.sidecar.extra["source"]["mcap_sha256"]
+
+
+def _chunk_data_offset(path) -> tuple[int, int]:
+    """(file offset of the first chunk's uncompressed-size field, of its compressed data)."""
+    from mcap.reader import make_reader
+
+    with open(path, "rb") as fh:
+        start = min(c.chunk_start_offset for c in make_reader(fh).get_summary().chunk_indexes)
+    raw = path.read_bytes()
+    size_at = start + 1 + 8 + 8 + 8  # opcode, record length, message start / end time
+    (name_len,) = struct.unpack_from("<I", raw, size_at + 8 + 4)
+    return size_at, size_at + 8 + 4 + 4 + name_len + 8
+
+
+@pytest.mark.parametrize("damage", ["frame", "size"])
+def test_a_damaged_chunk_is_refused_as_unreadable_and_nothing_is_left_behind(tmp_path, damage):
+    w = write_axon_mcap(tmp_path / "rec", "t")
+    size_at, data_at = _chunk_data_offset(w.mcap_path)
+    raw = bytearray(w.mcap_path.read_bytes())
+    if damage == "frame":
+        raw[data_at: data_at + 4] = b"\xde\xad\xbe\xef"  # no zstd frame starts here
+    else:
+        (size,) = struct.unpack_from("<Q", raw, size_at)
+        struct.pack_into("<Q", raw, size_at, size + 1)  # the chunk record claims a byte more than it holds
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(IngestError, match="not a readable MCAP.*zstd" if damage == "frame" else "not a readable MCAP.*its record says"):
+        ingest_mcap(bad, tmp_path / "out" / "bad.lance")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_failing_write_stops_the_reader_thread_and_leaves_nothing(tmp_path, monkeypatch):
+    """The batches are read on a thread of their own, ahead of Lance's writer: when the write fails,
+    that thread stops (it does not read the rest of the file into a queue nobody empties)."""
+    import threading
+
+    import lance
+
+    import axon_dagster.ingest.mcap_to_lance as m
+
+    monkeypatch.setattr(m, "TARGET_BATCH_BYTES", 64 << 10)
+    msgs = [Msg("/cam", "sensor_msgs/msg/Image", T0_NS + i * 33_000_000, {"width": 160, "height": 120, "fill": i}) for i in range(60)]
+    w = write_axon_mcap(tmp_path / "rec", "t", msgs)
+    pulled = []
+
+    def failing_write(reader, *args, **kwargs):
+        pulled.append(reader.read_next_batch())
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(lance, "write_dataset", failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        m.ingest_mcap(w.mcap_path, tmp_path / "out" / "t.lance")
+    assert len(pulled) == 1
+    assert not [t for t in threading.enumerate() if t.name.startswith("ingest-")]
+    assert list((tmp_path / "out").iterdir()) == []
