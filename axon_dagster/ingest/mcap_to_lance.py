@@ -4,10 +4,12 @@ One pass over the MCAP in file order (chunks read from a memory map and decompre
 :class:`McapMessages`): every message becomes one row with the columns every recording has
 (``topic``, ``log_time_ns``, ``sequence``, ``message_type``, ``payload`` = the raw message bytes,
 untouched) plus the decoded columns of :mod:`.decode`. Rows are written to Lance in bounded record
-batches while the file is read, so memory stays flat however large the recording; each payload is
-copied once, from its decompressed chunk into its batch. Lance's data files are hashed for the
-sidecar as Lance finishes them. Progress is logged every ``progress_every_s`` seconds (bytes read
-of the file, messages, rate).
+batches while the file is read — the reading on a thread of its own, a few batches ahead of Lance's
+writer — so memory stays flat however large the recording; each payload is copied once, from its
+decompressed chunk into its batch, and the chunk and batch buffers are reused. Lance's data files
+are hashed for the sidecar as Lance finishes them; with ``hash_mcap`` the MCAP itself is hashed in
+the same pass (and checked against the digest the caller expects). Progress is logged every
+``progress_every_s`` seconds (bytes read of the file, messages, rate).
 
 The dataset appears atomically (built beside the target, then renamed); the sidecar is written
 last. It records where the data came from (``extra.source``): the MCAP's name, size and SHA-256,
