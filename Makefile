@@ -60,7 +60,7 @@ bench-qc: install
 # QC of an ingested ~1 GB Axon MCAP (as bench-e2e records it) vs Lance reading the columns QC reads
 # (last line: ratio of times; the recording is generated once into .axon/bench/).
 bench-inspect: install
-	$(PY) bench/inspect.py $(BENCH_ARGS)
+	$(PY) bench/qc_inspect.py $(BENCH_ARGS)
 
 # Staging vs copytree, the cloud's uploader vs boto3, then the robot's uploader through pre-signed
 # part URLs vs boto3's upload_file (last line: ratio of the robot's upload throughput to boto3's).

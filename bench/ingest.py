@@ -34,9 +34,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# Run as a script, Python puts bench/ first on sys.path, where a sibling named like a standard module
-# (bench/inspect.py) would be imported in its place: this script needs nothing from bench/.
-sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != REPO / "bench"]
 if str(REPO) not in sys.path:  # runnable as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """QC of an ingested ~1 GB Axon recording vs Lance reading the columns QC reads, in the same run.
 
-    python bench/inspect.py [--size-mb 1024] [--rounds 5] [--cache-dir DIR]
+    python bench/qc_inspect.py [--size-mb 1024] [--rounds 5] [--cache-dir DIR]
 
 The recording is what ``bench/e2e.py`` records: an Axon MCAP of ~``--size-mb`` MB (zstd; 640x480
 rgb8 camera at 30 Hz and the simulator's other default topics), ingested to Lance with
@@ -18,7 +18,7 @@ into the cache dir (default ``.axon/bench/``) and reused. Then, after one untime
 
 Also printed, for information: Lance reading the small columns alone (no payloads). Prints the best
 and median of each and, last, ``ratio: X`` = best QC time / best floor time. Time it on a quiet
-machine (or ``chrt -f 10 python bench/inspect.py`` as a proxy for one).
+machine (or ``chrt -f 10 python bench/qc_inspect.py`` as a proxy for one).
 """
 
 from __future__ import annotations
