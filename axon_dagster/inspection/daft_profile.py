@@ -51,8 +51,15 @@ COLUMN_KINDS = {"topic": "string", "sequence": "integer", "log_time_ns": "intege
 # MB when camera frames are large. Batches above glibc's largest mmap threshold (32 MB) are
 # mapped fresh and page-faulted in for every batch, which doubles the cost of a scan; a few MB
 # per batch are reused from the heap and keep the per-batch overhead small (bench/inspect.py).
-TARGET_BATCH_BYTES = 8 << 20
+TARGET_BATCH_BYTES = 2 << 20
 MIN_BATCH_ROWS, MAX_BATCH_ROWS = 16, 65536
+# Data parts (payload bytes from data_offset on) of at least this many bytes are fingerprinted as
+# they are read, not hashed in full: FINGERPRINT_CHUNKS chunks of FINGERPRINT_CHUNK_BYTES each
+# (see _PayloadHasher). Rows whose fingerprints repeat are read again, FULL_HASH_TAKE_ROWS at a time.
+FINGERPRINT_MIN_BYTES = 64 << 10
+FINGERPRINT_CHUNKS, FINGERPRINT_CHUNK_BYTES = 16, 64
+FULL_HASH_TAKE_ROWS = 32
+HASH_BATCH_BYTES = 64 << 20  # bytes picked out of the payloads are hashed this many at a time
 
 
 @dataclass(frozen=True)
@@ -197,10 +204,11 @@ def read_recording(path: str):
     equal when both hashes are; two frames' data bytes when their tail hashes are.
 
     Lance reads the columns in two scans in this process: the small columns in its default batches,
-    the payloads (the only large column, read once) in ~TARGET_BATCH_BYTES batches; each payload
-    batch is hashed as it arrives (xxh3, by Daft, over a zero-copy view that splits every payload
-    at its ``data_offset``) and dropped, so the payload bytes never reach Python. Returns (frame,
-    data bytes on disk, whether the recording has decoded columns)."""
+    the payloads (the only large column) in ~TARGET_BATCH_BYTES batches; each payload batch is
+    hashed as it arrives (xxh3, by Daft, over a zero-copy view that splits every payload at its
+    ``data_offset``; large data parts fingerprinted, see :class:`_PayloadHasher`) and dropped, so
+    the payload bytes never reach Python. Returns (frame, data bytes on disk, whether the recording
+    has decoded columns)."""
     import daft
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -212,9 +220,9 @@ def read_recording(path: str):
     has_content = "header_stamp_ns" in names
     from axon_dagster.ingest.decode import NUMERIC_LIST_COLUMNS
 
-    small = [c for c in ("topic", "sequence", "log_time_ns") if c in names]
+    small = [c for c in ("topic", "sequence", "log_time_ns", "data_offset") if c in names]
     if has_content:
-        small += [c for c in (*CONTENT_COLUMNS, "data_offset", *NUMERIC_LIST_COLUMNS) if c in names]
+        small += [c for c in (*CONTENT_COLUMNS, *NUMERIC_LIST_COLUMNS) if c in names]
     try:
         batch = scan_batch_rows(ds.count_rows(), data_bytes)
         table = ds.to_table(columns=small, with_row_address=True)
@@ -234,55 +242,147 @@ def read_recording(path: str):
 
 
 def _payload_hashes(ds, batch_rows: int | None, split_at_offset: bool):
-    """(head hashes, tail hashes, row addresses) of every payload, in scan order (see read_recording)."""
-    import daft
+    """(head hashes, tail hashes, row addresses) of every payload, in scan order (see read_recording).
+
+    As each batch arrives, the bytes to hash are picked out of it (see :class:`_PayloadHasher`) and
+    the batch is dropped; they are hashed in one go at the end. The rows whose fingerprint is not
+    unique in the recording — the only ones that can equal another — are then read again and
+    their data parts hashed in full. So two rows' tail hashes are equal exactly when their data
+    bytes are (up to 64-bit collisions), and the same for the head hashes and the header bytes."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     columns = ["payload", "data_offset"] if split_at_offset else ["payload"]
-    heads, tails, addresses = [], [], []
+    hasher = _PayloadHasher()
+    addresses = []
     for b in ds.scanner(columns=columns, batch_size=batch_rows, with_row_address=True).to_batches():
-        payload = b.column("payload")
-        split = split_payloads(payload, b.column("data_offset") if split_at_offset else None)
-        hashed = np.asarray(daft.Series.from_arrow(split).hash().to_arrow(), dtype=np.uint64)
-        valid = None if payload.null_count == 0 else np.asarray(payload.is_valid())
-        mask = None if valid is None else ~valid
-        heads.append(pa.array(hashed[0::2], mask=mask))
-        tails.append(pa.array(hashed[1::2], mask=mask))
+        hasher.add(b.column("payload"), b.column("data_offset") if split_at_offset else None)
         addresses.append(b.column("_rowaddr"))
-    if not heads:
-        return pa.array([], pa.uint64()), pa.array([], pa.uint64()), pa.array([], pa.uint64())
-    return (pa.chunked_array(heads).combine_chunks(), pa.chunked_array(tails).combine_chunks(),
-            pa.chunked_array(addresses).combine_chunks())
+    head, tail, fingerprinted = hasher.hashes()
+    if fingerprinted.any():
+        values = np.array(tail.fill_null(0), dtype=np.uint64)  # a writable copy
+        counts = pc.value_counts(pa.array(values[fingerprinted]))
+        repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+        again = np.flatnonzero(fingerprinted & np.asarray(pc.is_in(pa.array(values), repeated), dtype=bool))
+        if len(again):
+            logger.info("%d payloads share a fingerprint: hashing their data in full", len(again))
+            for start in range(0, len(again), FULL_HASH_TAKE_ROWS):
+                rows = again[start:start + FULL_HASH_TAKE_ROWS]
+                taken = ds.take(rows, columns=columns)
+                exact = _PayloadHasher(fingerprint=False)
+                exact.add(taken.column("payload").combine_chunks(),
+                          taken.column("data_offset").combine_chunks() if split_at_offset else None)
+                values[rows] = np.asarray(exact.hashes()[1].fill_null(0), dtype=np.uint64)
+            tail = pa.array(values, mask=np.asarray(tail.is_null()))
+    return head, tail, pa.chunked_array(addresses, pa.uint64()).combine_chunks()
 
 
-def split_payloads(payload, data_offset=None):
-    """A zero-copy binary array of 2n values from n payloads: the bytes of payload i before its
-    data offset (value 2i) and from it on (value 2i+1); the offset is clamped to the payload, and
-    a null offset (or none) puts the whole payload in the second value. Only the offsets are new:
-    the values share the payloads' data buffer."""
+class _PayloadHasher:
+    """Head and tail hashes of payloads split at their ``data_offset`` (clamped to the payload;
+    null or none: all of it is data), batch by batch (:meth:`add`), hashed at the end (:meth:`hashes`,
+    xxh3 by Daft, one call). The header bytes and a data part of less than FINGERPRINT_MIN_BYTES are
+    hashed in full. A larger data part (a camera frame, a point cloud) gets a fingerprint instead
+    (with ``fingerprint``): the hash of FINGERPRINT_CHUNKS chunks of FINGERPRINT_CHUNK_BYTES spread
+    evenly over it, first and last included: equal data always have equal fingerprints, and
+    different frames almost never do. Null payloads hash to null."""
+
+    def __init__(self, fingerprint: bool = True):
+        self.fingerprint = fingerprint
+        self.parts: list = []  # numpy uint8 arrays not hashed yet: the bytes to hash, row after row
+        self.lengths: list = []  # per row: [head length, tail length] of what is hashed
+        self.pending = 0  # bytes in parts
+        self.hashed: list = []  # numpy uint64: head, tail, head, tail, ... of the rows hashed so far
+        self.big: list = []
+        self.valid: list = []
+
+    def add(self, payload, data_offset=None) -> None:
+        import numpy as np
+        import pyarrow as pa
+
+        if not (pa.types.is_binary(payload.type) or pa.types.is_large_binary(payload.type)):
+            payload = payload.cast(pa.large_binary())  # fixed-size binary: copied, rare
+        n = len(payload)
+        kind = np.int64 if pa.types.is_large_binary(payload.type) else np.int32
+        ends = np.frombuffer(payload.buffers()[1], dtype=kind)[payload.offset: payload.offset + n + 1].astype(np.int64)
+        lengths = ends[1:] - ends[:-1]
+        if data_offset is None:
+            cut = np.zeros(n, dtype=np.int64)
+        else:
+            if data_offset.type != pa.int64():
+                data_offset = data_offset.cast(pa.int64())
+            cut = np.frombuffer(data_offset.buffers()[1], dtype=np.int64)[data_offset.offset: data_offset.offset + n]
+            if data_offset.null_count:
+                cut = np.where(np.asarray(data_offset.is_valid()), cut, 0)
+            cut = np.clip(cut, 0, lengths)
+        data_len = lengths - cut
+        data = payload.buffers()[2]
+        buffer = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, dtype=np.uint8)
+        # The bytes to hash, row after row: runs of rows hashed in full are contiguous in the
+        # buffer (one slice each); a fingerprinted row gives its header bytes and its samples.
+        valid = np.asarray(payload.is_valid()) if payload.null_count else np.ones(n, dtype=bool)
+        smallest = max(FINGERPRINT_MIN_BYTES, FINGERPRINT_CHUNKS * FINGERPRINT_CHUNK_BYTES) if self.fingerprint else np.iinfo(np.int64).max
+        big = (data_len >= smallest) & valid
+        rows = np.flatnonzero(big)
+        if len(rows):
+            k, chunk = FINGERPRINT_CHUNKS, FINGERPRINT_CHUNK_BYTES
+            spread = (data_len[rows] - chunk)[:, None] * np.arange(k) // (k - 1)
+            at = (ends[:-1][rows] + cut[rows])[:, None] + spread
+            samples = buffer[at[:, :, None] + np.arange(chunk)].reshape(len(rows), k * chunk)
+            parts, done = [], 0
+            for j, r in enumerate(rows.tolist()):
+                parts += (buffer[ends[done]:ends[r]], buffer[ends[r]:ends[r] + cut[r]], samples[j])
+                done = r + 1
+            parts.append(buffer[ends[done]:ends[n]])
+            picked = np.concatenate(parts)
+            data_len = np.where(big, k * chunk, data_len)
+        else:
+            picked = buffer[ends[0]:ends[n]].copy()
+        self.parts.append(picked)
+        self.pending += len(picked)
+        self.lengths.append(np.column_stack((cut, data_len)).ravel())
+        self.big.append(big)
+        self.valid.append(valid)
+        if self.pending >= HASH_BATCH_BYTES:
+            self._hash_pending()
+
+    def _hash_pending(self) -> None:
+        import daft
+        import numpy as np
+        import pyarrow as pa
+
+        if not self.parts:
+            return
+        lengths = np.concatenate(self.lengths)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        values = pa.Array.from_buffers(pa.large_binary(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(np.concatenate(self.parts))])
+        self.hashed.append(np.asarray(daft.Series.from_arrow(values).hash().to_arrow(), dtype=np.uint64))
+        self.parts, self.lengths, self.pending = [], [], 0
+
+    def hashes(self):
+        """(head hashes, tail hashes, fingerprinted: numpy bool per row) of every row added."""
+        import numpy as np
+        import pyarrow as pa
+
+        self._hash_pending()
+        if not self.hashed:
+            empty = pa.array([], pa.uint64())
+            return empty, empty, np.zeros(0, dtype=bool)
+        hashed = np.concatenate(self.hashed)
+        mask = ~np.concatenate(self.valid)
+        return pa.array(hashed[0::2], mask=mask), pa.array(hashed[1::2], mask=mask), np.concatenate(self.big)
+
+
+def _gather(buffer, starts, lengths):
+    """The bytes of ranges (starts[i], lengths[i]) of ``buffer``, concatenated (numpy uint8)."""
     import numpy as np
-    import pyarrow as pa
 
-    if not (pa.types.is_binary(payload.type) or pa.types.is_large_binary(payload.type)):
-        payload = payload.cast(pa.large_binary())  # fixed-size binary: copied, rare
-    large = pa.types.is_large_binary(payload.type)
-    n = len(payload)
-    kind = np.int64 if large else np.int32
-    _, offsets_buf, data_buf = payload.buffers()
-    data_buf = data_buf if data_buf is not None else pa.py_buffer(b"")
-    ends = np.frombuffer(offsets_buf, dtype=kind)[payload.offset: payload.offset + n + 1]
-    lengths = np.diff(ends)
-    if data_offset is None:
-        cut = np.zeros(n, dtype=kind)
-    else:
-        cut = np.clip(np.asarray(data_offset.fill_null(0), dtype=np.int64), 0, lengths).astype(kind)
-    split = np.empty(2 * n + 1, dtype=kind)
-    split[0:-1:2] = ends[:-1]
-    split[1::2] = ends[:-1] + cut
-    split[-1] = ends[-1]
-    return pa.Array.from_buffers(pa.large_binary() if large else pa.binary(), 2 * n,
-                                 [None, pa.py_buffer(split), data_buf])
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.uint8)
+    first = np.repeat(np.asarray(starts, dtype=np.int64) - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return buffer[first + np.arange(total)]
 
 
 def check_columns(path: str, schema) -> None:
@@ -296,7 +396,9 @@ def check_columns(path: str, schema) -> None:
     missing = [c for c in PROFILE_COLUMNS if c not in names]
     if missing:
         raise MalformedRecording(path, f"not a recording: missing column(s) {', '.join(missing)}")
-    wrong = [f"{c} is {schema.field(c).type}, expected {k}" for c, k in COLUMN_KINDS.items() if not kinds[k](schema.field(c).type)]
+    optional = {"data_offset": "integer"}  # decoded columns QC reads raw (MCAP recordings only)
+    wrong = [f"{c} is {schema.field(c).type}, expected {k}" for c, k in {**COLUMN_KINDS, **optional}.items()
+             if c in names and not kinds[k](schema.field(c).type)]
     if wrong:
         raise MalformedRecording(path, "not a recording: " + "; ".join(wrong))
 

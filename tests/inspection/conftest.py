@@ -192,3 +192,26 @@ def ray_head() -> Iterator[RayHead]:
     finally:
         _stop_head(pgid, head.temp_dir)
         shutil.rmtree(head.temp_dir, ignore_errors=True)
+
+
+# Axon recordings (content checks) start here and last this long.
+AXON_T0 = 1_780_000_000_000_000_000
+AXON_DURATION_S = 6.0
+
+
+@pytest.fixture
+def axon_lance(tmp_path):
+    """Write an Axon recording with the simulator's writer, ingest it; the Lance path."""
+    from axon_dagster.demo.sim.axon_mcap import write_axon_recording
+    from axon_dagster.ingest import ingest_mcap
+
+    def make(name: str, faults: Faults = Faults(), pauses=(), encoding: str = "ros2", sidecar_mode: str = "always"):
+        out = tmp_path / name
+        rec = write_axon_recording(
+            out / "robot", task_config={"task_id": name, "scene": "warehouse", "subscene": "aisle_1", "skills": ["pick"]},
+            device_id="robot-1", started_at_ns=AXON_T0, duration_s=AXON_DURATION_S, pauses=pauses, faults=faults,
+            encoding=encoding, sidecar_mode=sidecar_mode, seed=3,
+        )
+        return ingest_mcap(rec.mcap_path, out / "lake" / f"{name}.lance", mcap_sha256=rec.checksum_sha256).dataset_path
+
+    return make

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from axon_dagster.domain import QcOutcome, Requirements
-from axon_dagster.ingest import ingest_mcap
 from axon_dagster.inspection import inspect_recording
 from axon_dagster.inspection.checks import (
     AXON_SIDECAR_MATCH,
@@ -20,28 +19,7 @@ from axon_dagster.inspection.checks import (
     PAUSES_ACCOUNTED,
     TIMING_DROPS,
 )
-from axon_dagster.demo.sim.axon_mcap import write_axon_recording
 from axon_dagster.demo.sim.synthetic import Faults
-
-T0 = 1_780_000_000_000_000_000
-DURATION_S = 6.0
-
-
-@pytest.fixture
-def axon_lance(tmp_path):
-    """Write an Axon recording with the simulator's writer, ingest it; the Lance path."""
-
-    def make(name: str, faults: Faults = Faults(), pauses=(), encoding: str = "ros2", sidecar_mode: str = "always"):
-        out = tmp_path / name
-        rec = write_axon_recording(
-            out / "robot", task_config={"task_id": name, "scene": "warehouse", "subscene": "aisle_1", "skills": ["pick"]},
-            device_id="robot-1", started_at_ns=T0, duration_s=DURATION_S, pauses=pauses, faults=faults,
-            encoding=encoding, sidecar_mode=sidecar_mode, seed=3,
-        )
-        return ingest_mcap(rec.mcap_path, out / "lake" / f"{name}.lance", mcap_sha256=rec.checksum_sha256).dataset_path
-
-    return make
-
 
 def failed(report) -> set[str]:
     return {c.name for c in report.failed_checks}
