@@ -23,19 +23,13 @@ machine (or ``chrt -f 10 python bench/qc_inspect.py`` as a proxy for one).
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
+import statistics
 import sys
+import time
 from pathlib import Path
-
-# This file is named like the standard library's ``inspect``; run as a script, its directory would
-# come first on sys.path and shadow it for everything imported below.
-HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p not in (HERE, "")]
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable as a plain script from a checkout

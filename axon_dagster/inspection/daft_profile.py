@@ -50,7 +50,7 @@ COLUMN_KINDS = {"topic": "string", "sequence": "integer", "log_time_ns": "intege
 # Target bytes per scanned payload batch. Lance's default (8192 rows) makes batches of hundreds of
 # MB when camera frames are large. Batches above glibc's largest mmap threshold (32 MB) are
 # mapped fresh and page-faulted in for every batch, which doubles the cost of a scan; a few MB
-# per batch are reused from the heap and keep the per-batch overhead small (bench/inspect.py).
+# per batch are reused from the heap and keep the per-batch overhead small (bench/qc_inspect.py).
 TARGET_BATCH_BYTES = 2 << 20
 MIN_BATCH_ROWS, MAX_BATCH_ROWS = 16, 65536
 # Data parts (payload bytes from data_offset on) of at least this many bytes are fingerprinted as
