@@ -121,7 +121,10 @@ def end_to_end(root: Path, size_mb: int, isolation: str, timeout_s: float) -> di
                 states = [f"task {tasks[0]['status']}"] if tasks else []
                 if tasks and tasks[0]["status"] not in ("PENDING", "READY", "ASSIGNED", "EXECUTING"):
                     try:
-                        states.append(f"dataset {client.get_dataset(tasks[0]['task_id'])['status'].upper()}")
+                        dataset = client.get_dataset(tasks[0]["task_id"])
+                        states.append(f"dataset {dataset['status'].upper()}")
+                        if dataset.get("publish_attempts"):  # counted when a data_flow run starts its ingest
+                            states.append(f"data_flow attempt {dataset['publish_attempts']} started")
                     except Exception:  # noqa: BLE001 - not reported yet
                         pass
                 for state in states:

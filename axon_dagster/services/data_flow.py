@@ -11,7 +11,7 @@ only through the staging area: the cloud never opens a path a robot reported.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping, Protocol
 
@@ -42,6 +42,12 @@ class StagedRecording:
     stage_seconds: float
     recording_format: str = LANCE
     axon_checksum_sha256: str = ""  # Axon's checksum of the original MCAP (verified at staging)
+    # The store key of the Lance dataset QC reads (the cloud's ingest in staging's ``ingested/``, or
+    # the robot's own staged Lance): what publishing copies into the lake, server-side.
+    dataset_key: str = ""
+    # local path -> file fingerprint (device, inode, size, mtime_ns) of each file this run hashed,
+    # taken when it was hashed: proves later, without reading it again, that a file is the one hashed.
+    proofs: dict[str, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -5,19 +5,24 @@ A robot uploads the files of its recording's manifest to ``staging/<robot_id>/<t
 (the control plane verified each file's SHA-256 against the manifest and marked the dataset
 STAGED). From there:
 
-* :func:`ingest_staged` downloads what the run needs into the cloud's working directory,
-  re-verifying every byte against the manifest (a staged object that changed since is refused and
-  nothing is published from it), and makes the Lance dataset: an Axon MCAP is ingested
-  (``axon_dagster.ingest.ingest_mcap``) and the result parked in staging (``ingested/``), a
-  Lance-era recording is taken as it is. Every later attempt of the dataset (a failed run, a
-  reviewer's approval) fetches the parked dataset back, verified against its sidecar, instead of
-  ingesting again: an ingest is not byte-identical twice, and the control plane recorded the
-  first one's digest.
-* QC is :func:`axon_dagster.services.data_flow.inspect_staged` (unchanged).
-* :func:`publish_staged` puts approved data into the lake keys of ``domain/layout.py``: the Lance
-  dataset and its sidecar and report written and verified file by file, the original MCAP and
-  Axon's sidecar copied server-side from staging and their SHA-256 checked against the manifest;
-  then dataset UPLOADED, task UPLOADED (the robot may release its copy), staging deleted.
+* :func:`ingest_staged` makes the Lance dataset QC reads, every staged byte it uses re-verified
+  against the manifest (a staged object that changed since is refused and nothing is published
+  from it). An Axon MCAP is ingested (``axon_dagster.ingest.ingest_mcap``) where it lies on the
+  local store (downloaded once into the working directory from S3/Azure), hashed in the same pass
+  (``hash_mcap``): the ingest counts only if the hash is the manifest's and the file did not change
+  from before the ingest to after it. The dataset is written once: on the local store into a directory of the
+  store's own file system and renamed into staging's ``ingested/`` (parking IS the write), on
+  S3/Azure uploaded there once from the working directory; its sidecar goes last (its presence
+  means "parked"). A Lance-era recording is taken as the robot staged it. Every later attempt of
+  the dataset (a failed run, a reviewer's approval) takes the parked dataset, verified against its
+  sidecar, instead of ingesting again: an ingest is not byte-identical twice, and the control
+  plane recorded the first one's digest.
+* QC is :func:`axon_dagster.services.data_flow.inspect_staged` (unchanged); it reads the dataset
+  where it lies on the local store, the working copy otherwise.
+* :func:`publish_staged` puts approved data into the lake keys of ``domain/layout.py`` by
+  verified server-side copies from the store (hard links on the local store, CopyObject on S3),
+  never a rewrite (see its docstring for exactly what is verified); then dataset UPLOADED, task
+  UPLOADED (the robot may release its copy), staging deleted.
 * :func:`park_for_review` keeps QC's report beside it while a reviewer decides.
 * :func:`discard_staged` applies ``staging_rejected`` (delete | keep) to a rejected dataset.
 
@@ -37,7 +42,8 @@ from typing import Any, Mapping
 from axon_dagster.domain import TaskStatus, axon_sidecar_key, mcap_key, report_key, sidecar_key, validate_id
 from axon_dagster.domain.layout import staging_key, staging_prefix, validate_relative_name
 from axon_dagster.storage.axon_recording import AxonSidecar
-from axon_dagster.storage.digest import DigestMismatch, digest_of_files, file_sha256
+from axon_dagster.storage.digest import DigestMismatch, digest_of_files, file_sha256, fingerprinted_sha256
+from axon_dagster.storage.files import file_fingerprint, relative_files
 from axon_dagster.storage.object_stores import publish_copies
 from axon_dagster.storage.recording import LANCE, MCAP, RECORDING_FORMATS, Sidecar, report_path, sidecar_path
 
@@ -121,10 +127,8 @@ def staged_files(task: Mapping[str, Any], dataset: Mapping[str, Any]) -> StagedF
 def fetch_object(store, key: str, dest: Path, sha256: str) -> Path:
     """Download one object to ``dest`` (through a temporary name) and check its SHA-256; a
     mismatch leaves nothing at ``dest`` and raises :class:`StagedDigestMismatch`."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
+    tmp = store.download(key, dest.with_name(dest.name + ".part"))
     try:
-        store._download(key, tmp)  # noqa: SLF001 - every backend streams it; see the report's ask for a public fetch
         actual = file_sha256(tmp)
         if actual != sha256:
             raise StagedDigestMismatch(f"staged {store.uri_for(key)}", sha256, actual)
@@ -139,28 +143,45 @@ def workdir_for(root: str | Path, task_id: str, attempt: int) -> Path:
     return Path(root).resolve() / validate_id(task_id, "task_id") / f"attempt-{int(attempt)}"
 
 
+def _workdir(store, root: str | Path, task_id: str, attempt: int) -> Path:
+    """A fresh working directory for this attempt: on the local store's own file system (what is
+    written there enters the store by a rename), else ``<root>/<task_id>/attempt-<n>``."""
+    work = store.scratch_dir(f"data-flow/{validate_id(task_id, 'task_id')}/attempt-{int(attempt)}")
+    if work is None:
+        work = workdir_for(root, task_id, attempt)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    return work
+
+
+def drop_workdirs(store, root: str | Path | None, task_id: str) -> None:
+    """Every attempt's working directory of the task, wherever it was made."""
+    task_id = validate_id(task_id, "task_id")
+    if root is not None:
+        shutil.rmtree(Path(root).resolve() / task_id, ignore_errors=True)
+    scratch = store.scratch_dir(f"data-flow/{task_id}")
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def ingest_staged(control_plane, store, workdir_root: str | Path, task_id: str) -> StagedRecording:
-    """Count a publish attempt on the dataset, then make its Lance dataset in the working directory
-    from what was staged (see the module docstring); the dataset is recorded CACHED there."""
+    """Count a publish attempt on the dataset, then make its Lance dataset from what was staged
+    (see the module docstring); the dataset is recorded CACHED."""
     started = time.monotonic()
     task = control_plane.get_task(task_id)
     dataset = control_plane.get_dataset(task_id)
     staged = staged_files(task, dataset)
     attempt = int(control_plane.dataset_publish_attempt(task_id).get("publish_attempts") or 1)
-    work = workdir_for(workdir_root, task_id, attempt)
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    lance_dir = work / staged.lance_name
+    work = _workdir(store, workdir_root, task_id, attempt)
     if store.exists(staged.parked(staged.sidecar_name)):
-        _fetch_parked(store, staged, lance_dir)
+        lance_dir, dataset_key, proofs = _take_parked(store, staged, work)
     elif staged.recording_format == MCAP:
-        _ingest_staged_mcap(store, staged, task, lance_dir)
-        _park(store, staged, lance_dir)  # an ingest is not byte-identical twice: later attempts take this one
+        lance_dir, dataset_key, proofs = _ingest_staged_mcap(store, staged, task, work)
     else:
-        _fetch_staged_lance(store, staged, lance_dir)
+        lance_dir, dataset_key, proofs = _take_staged_lance(store, staged, work)
     report = staged.parked(f"{staged.task_id}.qc.json")
-    if store.exists(report):  # QC's report of an earlier attempt (a dataset that waited for a reviewer)
+    if not report_path(lance_dir).exists() and store.exists(report):  # QC's report of an earlier attempt (a reviewer decided since)
         report_path(lance_dir).write_bytes(store.get_bytes(report))
     sidecar = Sidecar.read(sidecar_path(lance_dir))
     size = sum((lance_dir / rel).stat().st_size for rel in sidecar.files)
@@ -172,100 +193,233 @@ def ingest_staged(control_plane, store, workdir_root: str | Path, task_id: str) 
         sub_scene=task.get("sub_scene") or "", skills=tuple(task["skills"]), cache_path=str(lance_dir),
         dataset_digest=sidecar.dataset_digest, size_bytes=size, requirements=task.get("requirements") or {},
         stage_seconds=time.monotonic() - started, recording_format=staged.recording_format,
-        axon_checksum_sha256=staged.axon_checksum_sha256,
+        axon_checksum_sha256=staged.axon_checksum_sha256, dataset_key=dataset_key, proofs=proofs,
     )
-    log.info("ingested staged %s (%s, attempt %d) into %s: %d bytes, digest %s", task_id, staged.recording_format, attempt,
-             lance_dir, size, sidecar.dataset_digest[:12])
+    log.info("ingested staged %s (%s, attempt %d) into %s: %d bytes, digest %s, %.2f s", task_id, staged.recording_format, attempt,
+             store.uri_for(dataset_key), size, sidecar.dataset_digest[:12], recording.stage_seconds)
     return recording
 
 
-def _ingest_staged_mcap(store, staged: StagedFiles, task: Mapping[str, Any], lance_dir: Path) -> None:
+Taken = tuple[Path, str, dict[str, list[int]]]  # (the dataset's local directory, its store key, proofs)
+
+
+def _hash_verified(paths: Mapping[str, Path], expected: Mapping[str, str], what: str) -> dict[str, list[int]]:
+    """Hash the files ``{name: path}`` (two at a time: hashlib lets go of the GIL) against
+    ``expected`` ``{name: sha256}``; StagedDigestMismatch for the first that differs (or changed
+    while it was read). Returns ``{path: fingerprint}`` of each, taken as it was hashed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = sorted(paths)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") as pool:
+        results = list(pool.map(lambda name: fingerprinted_sha256(paths[name]), names))
+    proofs = {}
+    for name, (sha, fingerprint) in zip(names, results):
+        if sha != expected[name] or fingerprint is None:
+            raise StagedDigestMismatch(f"{what} {name}" + ("" if fingerprint else " (it changed while it was read)"),
+                                       expected[name], sha)
+        proofs[str(paths[name])] = list(fingerprint)
+    return proofs
+
+
+def _take_parked(store, staged: StagedFiles, work: Path) -> Taken:
+    """The cloud's ingest of an earlier attempt, verified against its sidecar: read where it lies
+    (local store, hashed in place) or fetched into the working directory."""
+    key = staged.parked(staged.lance_name)
+    sidecar = Sidecar.from_json(store.get_bytes(staged.parked(staged.sidecar_name)).decode())
+    lance_dir = store.local_path(key)
+    if lance_dir is None:
+        lance_dir = work / staged.lance_name
+        store.fetch_dataset(key, lance_dir, sidecar.files)  # every file verified as it arrives
+        sidecar.write(sidecar_path(lance_dir))
+        return lance_dir, key, {str(lance_dir / rel): list(file_fingerprint(lance_dir / rel)) for rel in sidecar.files}
+    present = relative_files(lance_dir)
+    if present != set(sidecar.files):
+        raise StagedDigestMismatch(f"parked {store.uri_for(key)} (its files are not the ones its sidecar lists)",
+                                   sidecar.dataset_digest, digest_of_files(dict.fromkeys(present, "")))
+    return lance_dir, key, _hash_verified({rel: lance_dir / rel for rel in sidecar.files}, sidecar.files, f"parked {store.uri_for(key)}:")
+
+
+def _ingest_staged_mcap(store, staged: StagedFiles, task: Mapping[str, Any], work: Path) -> Taken:
+    """Ingest the staged MCAP (read in place on the local store, else downloaded once into the
+    working directory), hashed against the manifest in the same pass; then park the Lance
+    dataset in staging's ``ingested/`` (a rename on the local store, one upload otherwise) and its
+    sidecar last (its presence means "parked"). A mismatch keeps nothing."""
     from axon_dagster.ingest import ingest_mcap
 
-    mcap_sha = staged.files[staged.mcap_name]
-    mcap = fetch_object(store, staged.key(staged.mcap_name), lance_dir.with_suffix(".mcap"), mcap_sha)
+    mcap_key, mcap_sha = staged.key(staged.mcap_name), staged.files[staged.mcap_name]
+    parked = staged.parked(staged.lance_name)
+    store.delete_prefix(parked + "/")  # an earlier attempt's ingest that was never parked (its sidecar missing)
+    mcap = store.local_path(mcap_key) or store.download(mcap_key, work / staged.mcap_name)
     axon = None
+    proofs: dict[str, list[int]] = {}
     if staged.sidecar_name in staged.files:  # Axon's sidecar, kept under another name beside our dataset's
-        axon_path = fetch_object(store, staged.key(staged.sidecar_name), lance_dir.with_suffix(".axon.json"),
-                                 staged.files[staged.sidecar_name])
-        axon = AxonSidecar.read(axon_path)
+        key = staged.key(staged.sidecar_name)
+        path = store.local_path(key) or store.download(key, work / f"{staged.task_id}.axon.json")
+        proofs.update(_hash_verified({staged.sidecar_name: path}, staged.files, f"staged {store.uri_for(staged.prefix[:-1])}"))
+        axon = AxonSidecar.read(path)
     metadata = {"order_id": task["order_id"], "batch_id": task["batch_id"], "scene": task["scene"],
                 "sub_scene": task.get("sub_scene") or "", "skills": list(task["skills"])}
-    ingest_mcap(mcap, lance_dir, axon_sidecar=axon, task_id=staged.task_id, robot_id=staged.robot_id, metadata=metadata,
-                mcap_sha256=mcap_sha, recorder_checksum_sha256=staged.axon_checksum_sha256 or None)
+    lance_dir = work / staged.lance_name
+    proofs.update(_ingest_verified(mcap, mcap_sha, f"staged {store.uri_for(mcap_key)}", lambda: ingest_mcap(
+        mcap, lance_dir, axon_sidecar=axon, task_id=staged.task_id, robot_id=staged.robot_id, metadata=metadata,
+        mcap_sha256=mcap_sha, recorder_checksum_sha256=staged.axon_checksum_sha256 or None, hash_mcap=True), lance_dir))
+    sidecar = Sidecar.read(sidecar_path(lance_dir))
+    written = {rel: list(file_fingerprint(lance_dir / rel)) for rel in sidecar.files}  # hashed as written by the ingest
+    store.adopt_dataset(lance_dir, parked, sidecar.files)
+    store.put_file(sidecar_path(lance_dir), staged.parked(staged.sidecar_name))  # last: its presence means "parked"
+    in_store = store.local_path(parked)
+    if in_store is not None:  # renamed into the store: the very files the ingest hashed, read there from now on
+        lance_dir = in_store
+    proofs.update({str(lance_dir / rel): fingerprint for rel, fingerprint in written.items()})
+    return lance_dir, parked, proofs
 
 
-def _fetch_staged_lance(store, staged: StagedFiles, lance_dir: Path) -> None:
-    """A Lance-era recording: every file of ``<task>.lance/`` and its sidecar, each verified
-    against the manifest as it arrives; the manifest's files must be the ones the sidecar lists."""
+def _ingest_verified(mcap: Path, sha256: str, what: str, ingest, lance_dir: Path) -> dict[str, list[int]]:
+    """Run ``ingest`` — ``ingest_mcap(..., mcap_sha256=sha256, hash_mcap=True)``, which hashes the
+    MCAP in the same pass as it reads it and refuses another digest before anything appears — and
+    keep its output only if the file also did not change from before the ingest to after it (its
+    fingerprint): the ingest then read the very bytes that were hashed. Otherwise its output is
+    removed and StagedDigestMismatch raised — also when the ingest fails on bytes that are not the
+    manifest's (a refusal, not a failure to retry). Returns ``{path: fingerprint}`` of the MCAP."""
+    from axon_dagster.ingest.mcap_to_lance import McapDigestMismatch
+
+    before = file_fingerprint(mcap)
+    try:
+        result = ingest()
+    except McapDigestMismatch as exc:
+        raise StagedDigestMismatch(what, exc.expected, exc.actual) from exc
+    except Exception as exc:  # the ingest failed before its hash had its say: are the bytes not the robot's?
+        if file_fingerprint(mcap) != before:
+            raise StagedDigestMismatch(f"{what} (it changed while it was read)", sha256, "unknown") from exc
+        if (actual := file_sha256(mcap)) != sha256:
+            raise StagedDigestMismatch(what, sha256, actual) from exc
+        raise
+    if file_fingerprint(mcap) != before or getattr(result, "mcap_sha256", sha256) != sha256:
+        shutil.rmtree(lance_dir, ignore_errors=True)
+        sidecar_path(lance_dir).unlink(missing_ok=True)
+        raise StagedDigestMismatch(f"{what} (it changed while it was read)", sha256, getattr(result, "mcap_sha256", None) or "unknown")
+    return {str(mcap): list(before)}
+
+
+def _take_staged_lance(store, staged: StagedFiles, work: Path) -> Taken:
+    """A Lance-era recording: every file of ``<task>.lance/`` and its sidecar verified against the
+    manifest (hashed where they lie on the local store, else as they arrive in the working
+    directory); the manifest's files must be the ones the sidecar lists."""
     prefix = staged.lance_name + "/"
     names = [n for n in staged.files if n.startswith(prefix)]
     if not names:
         raise DataFlowError(f"dataset {staged.task_id}: the manifest names no file under {prefix}")
-    for name in names:
-        fetch_object(store, staged.key(name), lance_dir / name[len(prefix):], staged.files[name])
-    fetch_object(store, staged.key(staged.sidecar_name), sidecar_path(lance_dir), staged.files[staged.sidecar_name])
+    key = staged.key(staged.lance_name)
+    what = f"staged {store.uri_for(staged.prefix[:-1])}"
+    in_place = store.local_path(key)
+    if in_place is not None:
+        lance_dir = in_place
+        proofs = _hash_verified({n: store.local_path(staged.key(n)) for n in (*names, staged.sidecar_name)}, staged.files, what)
+    else:
+        lance_dir = work / staged.lance_name
+        for name in names:
+            fetch_object(store, staged.key(name), lance_dir / name[len(prefix):], staged.files[name])
+        fetch_object(store, staged.key(staged.sidecar_name), sidecar_path(lance_dir), staged.files[staged.sidecar_name])
+        proofs = {str(lance_dir / n[len(prefix):]): list(file_fingerprint(lance_dir / n[len(prefix):])) for n in names}
     sidecar = Sidecar.read(sidecar_path(lance_dir))
-    fetched = {name[len(prefix):]: staged.files[name] for name in names}  # each file hashed once, as it arrived
+    fetched = {name[len(prefix):]: staged.files[name] for name in names}  # each file hashed once
     if fetched != sidecar.files:
         raise StagedDigestMismatch(f"staged {staged.lance_name} (its files are not the ones its sidecar lists)",
                                    sidecar.dataset_digest, digest_of_files(fetched))
-
-
-def _fetch_parked(store, staged: StagedFiles, lance_dir: Path) -> None:
-    sidecar = Sidecar.from_json(store.get_bytes(staged.parked(staged.sidecar_name)).decode())
-    store.fetch_dataset(staged.parked(staged.lance_name), lance_dir, sidecar.files)
-    sidecar.write(sidecar_path(lance_dir))
-
-
-def _park(store, staged: StagedFiles, lance_dir: Path) -> None:
-    """Keep the cloud's Lance dataset of an MCAP in staging beside the robot's files: every later
-    attempt of this dataset (a failed run, a reviewer's approval) works on these very bytes, whose
-    digest the control plane recorded."""
-    sidecar = Sidecar.read(sidecar_path(lance_dir))
-    store.put_dataset(lance_dir, staged.parked(staged.lance_name), sidecar.files)
-    store.put_file(sidecar_path(lance_dir), staged.parked(staged.sidecar_name))  # last: its presence means "parked"
+    return lance_dir, key, proofs
 
 
 def park_for_review(store, staged: StagedFiles, recording: StagedRecording) -> str:
-    """A dataset waits for a reviewer: keep its QC report in staging (its Lance dataset is parked
-    already, or is the robot's own), so that the run publishing it later needs neither this run's
-    disk nor a new ingest."""
+    """A dataset waits for a reviewer: keep its QC report in staging beside its parked Lance
+    dataset (on the local store QC wrote it there already), so that the run publishing it later
+    needs neither this run's disk nor a new ingest."""
     lance_dir = Path(recording.cache_path)
-    if report_path(lance_dir).exists():
-        store.put_file(report_path(lance_dir), staged.parked(f"{staged.task_id}.qc.json"))
-    return store.uri_for(staged.parked(f"{staged.task_id}.qc.json"))
+    parked = staged.parked(f"{staged.task_id}.qc.json")
+    if report_path(lance_dir).exists() and store.local_path(parked) != report_path(lance_dir):
+        store.put_file(report_path(lance_dir), parked)
+    return store.uri_for(parked)
 
 
-def publish_staged(control_plane, store, staged: StagedFiles, recording: StagedRecording) -> Uploaded:
+def still_what_was_hashed(lance_dir: Path, files: Mapping[str, str], proofs: Mapping[str, list[int]]) -> None:
+    """The dataset directory holds exactly ``files`` (the sidecar's), each the very file hashed
+    earlier in this run (its fingerprint is the proof), or, where there is no proof or it differs,
+    a file whose SHA-256 (read now) is the sidecar's; DigestMismatch otherwise."""
+    present = relative_files(lance_dir)
+    if present != set(files):
+        raise DigestMismatch(f"{lance_dir} (its files are not the ones its sidecar lists)", digest_of_files(files),
+                             digest_of_files(dict.fromkeys(present, "")))
+    for rel, sha in files.items():
+        path = lance_dir / rel
+        proof = proofs.get(str(path))
+        if proof is not None and list(file_fingerprint(path)) == list(proof):
+            continue
+        if (actual := file_sha256(path)) != sha:
+            raise DigestMismatch(f"{path} (changed since it was verified)", sha, actual)
+
+
+def publish_staged(control_plane, store, staged: StagedFiles, recording: StagedRecording,
+                   workdir_root: str | Path | None = None) -> Uploaded:
     """Publish an approved dataset into the lake (refused by the control plane unless approved),
-    verify it, record it UPLOADED, tell the robot (task UPLOADED), then delete its staging area."""
+    verified, record it UPLOADED, tell the robot (task UPLOADED), then delete its staging area.
+
+    What is verified, and how, before the dataset is recorded UPLOADED:
+
+    * the dataset QC read is still what its sidecar lists (:func:`still_what_was_hashed`): every
+      file the one this run hashed (the ingest hashed each as it wrote it; a parked or staged
+      dataset was hashed when this run took it), proven by its unchanged fingerprint — same device,
+      inode, size and modification time — or else read and hashed again;
+    * the Lance dataset goes from where it lies in the store (staging's ``ingested/``, or the
+      robot's staged Lance) to the lake key by :meth:`~ObjectStore.copy_dataset`, each file checked
+      against the sidecar's SHA-256: on the local store a hard link whose fingerprint is the proof
+      (the very inode hashed, unmodified; else re-read), on S3 a CopyObject whose SHA-256 S3
+      computes from the bytes it copied (no read-back), on Azure a server-side copy read back; then
+      the lake key must hold exactly the sidecar's files, and their digest be the sidecar's;
+    * the original MCAP and Axon's sidecar: the same verified copies against the robot's manifest
+      (on the local store the MCAP's proof is the fingerprint it kept while this run hashed it
+      alongside the ingest);
+    * the sidecar and QC's report: written, each read back and hashed.
+
+    A copy that does not hold its SHA-256 is deleted and DigestMismatch raised: the dataset is not
+    recorded UPLOADED and the next attempt publishes again (a copy is idempotent)."""
     started = time.monotonic()
     control_plane.dataset_upload_started(staged.task_id)
     lance_dir = Path(recording.cache_path)
     sidecar = Sidecar.read(sidecar_path(lance_dir))
-    sidecar.verify(lance_dir)  # the working copy is still what QC read
+    proofs = recording.proofs
+    still_what_was_hashed(lance_dir, sidecar.files, proofs)
     key = cloud_key(recording.scene, recording.sub_scene, recording.skills, sidecar)
-    uri = store.put_dataset(lance_dir, key, sidecar.files)
-    store.put_file(sidecar_path(lance_dir), sidecar_key(key))
-    if report_path(lance_dir).exists():
-        store.put_file(report_path(lance_dir), report_key(key))
+    digest = store.copy_dataset(recording.dataset_key, key, sidecar.files,
+                                proofs=_store_proofs(store, [f"{recording.dataset_key}/{rel}" for rel in sidecar.files], proofs))
+    if digest != sidecar.dataset_digest:
+        raise DigestMismatch(store.uri_for(key), sidecar.dataset_digest, digest)
     if staged.recording_format == MCAP:  # the original recording and Axon's sidecar: server-side copies, verified
         copies = {mcap_key(key): (staged.key(staged.mcap_name), staged.files[staged.mcap_name])}
         if staged.sidecar_name in staged.files:
             copies[axon_sidecar_key(key)] = (staged.key(staged.sidecar_name), staged.files[staged.sidecar_name])
-        publish_copies(store, copies)
-    digest = store.verify_dataset(key, sidecar.files)
-    if digest != sidecar.dataset_digest:
-        raise DigestMismatch(uri, sidecar.dataset_digest, digest)
+        publish_copies(store, copies, _store_proofs(store, [src for src, _ in copies.values()], proofs))
+    if report_path(lance_dir).exists():
+        store.put_file(report_path(lance_dir), report_key(key))
+    store.put_file(sidecar_path(lance_dir), sidecar_key(key))  # last: the dataset's description, what readers look up
+    uri = store.uri_for(key)
     control_plane.dataset_uploaded(staged.task_id, cloud_uri=uri, dataset_digest=digest)
     control_plane.transition_task(staged.task_id, TaskStatus.UPLOADED.value, data={"cloud_uri": uri, "dataset_digest": digest})
     removed = store.delete_prefix(staged.prefix)
-    shutil.rmtree(lance_dir.parent.parent, ignore_errors=True)  # every attempt's working directory of the task
+    drop_workdirs(store, workdir_root, staged.task_id)
     elapsed = time.monotonic() - started
     log.info("published %s to %s (%d bytes in %.2fs); %d staged object(s) deleted", staged.task_id, uri, recording.size_bytes,
              elapsed, removed)
     return Uploaded(staged.task_id, uri, digest, recording.size_bytes, elapsed)
+
+
+def _store_proofs(store, keys, proofs: Mapping[str, list[int]]) -> dict[str, list[int]]:
+    """``{key: fingerprint}`` of the objects among ``keys`` that lie on this machine (local store)
+    and were hashed by this run."""
+    out = {}
+    for key in keys:
+        path = store.local_path(key)
+        if path is not None and str(path) in proofs:
+            out[key] = proofs[str(path)]
+    return out
 
 
 def discard_staged(store, staged: StagedFiles, policy: str, workdir_root: str | Path | None = None) -> int:
@@ -273,6 +427,5 @@ def discard_staged(store, staged: StagedFiles, policy: str, workdir_root: str | 
     objects) or ``keep`` (0). Its working directories go either way."""
     if policy not in STAGING_REJECTED_POLICIES:
         raise ValueError(f"staging_rejected must be one of {', '.join(STAGING_REJECTED_POLICIES)}, got {policy!r}")
-    if workdir_root is not None:
-        shutil.rmtree(Path(workdir_root).resolve() / staged.task_id, ignore_errors=True)
+    drop_workdirs(store, workdir_root, staged.task_id)
     return store.delete_prefix(staged.prefix) if policy == "delete" else 0

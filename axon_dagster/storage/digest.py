@@ -7,6 +7,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from .files import Fingerprint, file_fingerprint
+
 # Large reads into one reused buffer: hashlib lets go of the GIL per update, and each time it wants
 # it back it may wait a switch interval (5 ms) behind a busy Python thread — with 1 MB reads that
 # wait was many times the 0.7 ms of hashing per MB (measured beside the MCAP ingester).
@@ -21,6 +23,14 @@ def file_sha256(path: str | os.PathLike) -> str:
         while n := fh.readinto(buf):
             h.update(view[:n])
     return h.hexdigest()
+
+
+def fingerprinted_sha256(path: str | os.PathLike) -> tuple[str, Fingerprint | None]:
+    """The file's SHA-256 and its :func:`~.files.file_fingerprint` taken before and after the read:
+    the fingerprint is None when the file changed while it was read (the hash proves nothing)."""
+    before = file_fingerprint(path)
+    sha = file_sha256(path)
+    return sha, (before if file_fingerprint(path) == before else None)
 
 
 def file_digests(root: str | os.PathLike, workers: int = 1) -> dict[str, str]:

@@ -7,15 +7,24 @@ daemon does, the real ingestion, Daft QC and the Dagster data_flow job (world: c
 from __future__ import annotations
 
 import hashlib
+import os
+from types import SimpleNamespace
 
 import dagster as dg
 
 from axon_dagster.defs.data_flow import DataFlowPolicy, data_flow, report_upload_failed, upload_error_reason
 from axon_dagster.defs.resources import ControlPlaneResource
 from axon_dagster.domain import mcap_key
+from axon_dagster.defs.resources import InspectionResource
 from axon_dagster.services import data_flow as flow
+from axon_dagster.services import staged as staging
+from axon_dagster.storage.digest import DigestMismatch
+from axon_dagster.storage.files import file_fingerprint
+from axon_dagster.storage.recording import Sidecar, sidecar_path
 
 from staged_world import ROBOT, failure, stage
+
+import pytest
 
 
 def test_a_staged_recording_is_ingested_inspected_and_published_with_verified_digests(world, instance):
@@ -48,6 +57,7 @@ def test_a_dataset_whose_staged_bytes_changed_is_never_published(world, instance
     result = world.run(request, instance)
     assert not result.success and "staged" in failure(result) and "does not match" in failure(result)
     assert world.lake_keys() == []
+    assert world.store.list_keys(f"staging/{ROBOT}/{task_id}/ingested/") == []  # nothing parked from it for a later attempt
     dataset = world.admin.get_dataset(task_id)
     assert dataset["status"] == "STAGED" and dataset["cloud_uri"] is None and world.admin.get_task(task_id)["status"] == "EXECUTED"
     # the next attempt is a new run_key; after max_attempts the sensor gives the dataset up
@@ -159,3 +169,64 @@ def test_upload_error_reason_is_one_trimmed_line_of_the_ops_own_error():
     assert reason.startswith("ValueError: bad thing ") and reason.endswith("… (run r1)")
     assert len(reason) == 1000 and "\n" not in reason and "\x00" not in reason
     assert upload_error_reason(None, "r2") == "upload failed (run r2)"
+
+
+def _inspect(path, requirements):
+    return InspectionResource(runner="native").inspect(path, requirements, verify_digest=False)
+
+
+def test_on_the_local_store_the_dataset_is_written_once_and_published_as_the_very_files_the_ingest_wrote(world, instance):
+    task_id, _ = stage(world, instance)
+    store = world.store
+    recording = staging.ingest_staged(world.admin, store, world.root / "work", task_id)
+    parked = f"staging/{ROBOT}/{task_id}/ingested/{task_id}.lance"
+    assert recording.cache_path == str(store.local_path(parked)) and recording.dataset_key == parked  # QC reads it where it lies
+    assert not (world.root / "work").exists()  # nothing copied into the run's directory: the MCAP was read in place
+    sidecar = Sidecar.read(sidecar_path(recording.cache_path))
+    inodes = {rel: (store.local_path(parked) / rel).stat().st_ino for rel in sidecar.files}
+    assert flow.inspect_staged(world.admin, _inspect, recording)[1].value == "approved"
+
+    files = staging.staged_files(world.admin.get_task(task_id), world.admin.get_dataset(task_id))
+    published = staging.publish_staged(world.admin, store, files, recording, world.root / "work")
+    key = published.cloud_uri[len(store.uri_for("x")) - 1:]
+    assert {rel: store.local_path(f"{key}/{rel}").stat().st_ino for rel in sidecar.files} == inodes
+    assert flow.verify_cloud_copy(store, world.admin.get_task(task_id), world.admin.get_dataset(task_id))
+    assert store.list_keys(f"staging/{ROBOT}/{task_id}/") == [] and not store.scratch_dir("data-flow").joinpath(task_id).exists()
+
+
+def test_a_dataset_that_changed_after_it_was_inspected_is_not_published(world, instance):
+    task_id, _ = stage(world, instance)
+    recording = staging.ingest_staged(world.admin, world.store, world.root / "work", task_id)
+    assert flow.inspect_staged(world.admin, _inspect, recording)[1].value == "approved"
+    sidecar = Sidecar.read(sidecar_path(recording.cache_path))
+    victim = next(p for rel in sorted(sidecar.files) if (p := world.store.local_path(f"{recording.dataset_key}/{rel}")).stat().st_size)
+    victim.write_bytes(bytes(b ^ 0xFF for b in victim.read_bytes()))  # same size, other bytes, after QC read them
+
+    files = staging.staged_files(world.admin.get_task(task_id), world.admin.get_dataset(task_id))
+    with pytest.raises(DigestMismatch, match="changed since it was verified"):
+        staging.publish_staged(world.admin, world.store, files, recording, world.root / "work")
+    assert world.lake_keys() == [] and world.admin.get_dataset(task_id)["cloud_uri"] is None
+    assert world.admin.get_task(task_id)["status"] == "EXECUTED"
+
+
+def test_an_mcap_that_changes_while_it_is_ingested_counts_as_not_verified(tmp_path):
+    """The ingest hashes the staged MCAP as it reads it; a file written to meanwhile (here rewritten
+    with the very same bytes) proves nothing about what the ingest read: its output goes."""
+    mcap = tmp_path / "t.mcap"
+    mcap.write_bytes(b"recording" * 1000)
+    os.utime(mcap, ns=(10**18, 10**18))  # written long ago: any write now gives it another modification time
+    sha = hashlib.sha256(mcap.read_bytes()).hexdigest()
+    out = tmp_path / "t.lance"
+
+    def ingest_that_sees_a_write():
+        out.mkdir()
+        (out / "data").write_bytes(b"x")
+        sidecar_path(out).write_text("{}")
+        mcap.write_bytes(mcap.read_bytes())  # same bytes, a new write
+        return SimpleNamespace(mcap_sha256=sha)
+
+    with pytest.raises(staging.StagedDigestMismatch, match="changed while it was read"):
+        staging._ingest_verified(mcap, sha, "staged t.mcap", ingest_that_sees_a_write, out)
+    assert not out.exists() and not sidecar_path(out).exists()
+    unchanged = staging._ingest_verified(mcap, sha, "staged t.mcap", lambda: SimpleNamespace(mcap_sha256=sha), out)
+    assert unchanged == {str(mcap): list(file_fingerprint(mcap))}

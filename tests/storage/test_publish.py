@@ -10,7 +10,8 @@ import os
 import pytest
 
 from axon_dagster.domain.layout import staging_key
-from axon_dagster.storage.digest import DigestMismatch
+from axon_dagster.storage.digest import DigestMismatch, digest_of_files
+from axon_dagster.storage.files import file_fingerprint
 from axon_dagster.storage.object_stores import LocalDirObjectStore, ObjectNotFound, S3ObjectStore
 from axon_dagster.storage.object_stores.azure import AzureBlobObjectStore
 from axon_dagster.storage.object_stores.publish import publish_copies, publish_copy, verify_staged
@@ -90,3 +91,77 @@ def test_s3_verifies_the_copy_from_the_checksum_s3_computes_without_reading_it_b
     with pytest.raises(DigestMismatch, match="the copy was deleted"):
         publish_copy(store, STAGED, LAKE + ".2", hashlib.sha256(b"other").hexdigest())
     assert requests.count("GetObject") == 0 and not store.exists(LAKE + ".2")
+
+
+# --------------------------------------------------------------------------- datasets: copy_dataset, adopt_dataset
+
+DATASET = "staging/robot-1/t-1/ingested/t-1.lance"
+LAKE_DATASET = "warehouse/aisle_1/pick_20261126T093000.000000Z.lance"
+
+
+def _dataset_dir(root, files: dict[str, bytes]):
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
+
+
+def test_a_dataset_is_copied_file_by_file_each_copy_verified(store, tmp_path) -> None:
+    src = tmp_path / "t-1.lance"
+    files = _dataset_dir(src, {"data/a.lance": os.urandom(70_000), "_versions/1.manifest": b"m" * 100})
+    store.put_dataset(src, DATASET, files)
+    digest = store.copy_dataset(DATASET, LAKE_DATASET, files)
+    assert digest == digest_of_files(files)
+    assert store.verify_dataset(LAKE_DATASET, files) == digest
+    assert store.get_bytes(f"{LAKE_DATASET}/data/a.lance") == (src / "data/a.lance").read_bytes()
+
+
+def test_a_dataset_copy_that_does_not_hold_the_sidecars_digest_is_refused_and_deleted(store, tmp_path) -> None:
+    src = tmp_path / "t-1.lance"
+    files = _dataset_dir(src, {"data/a.lance": b"what was stored", "data/b.lance": b"b"})
+    store.put_dataset(src, DATASET, files)
+    claimed = {**files, "data/a.lance": hashlib.sha256(b"what the sidecar says").hexdigest()}
+    with pytest.raises(DigestMismatch, match="the copy was deleted"):
+        store.copy_dataset(DATASET, LAKE_DATASET, claimed)
+    assert not store.exists(f"{LAKE_DATASET}/data/a.lance")
+    with pytest.raises(ObjectNotFound, match="nothing copied"):  # a file the sidecar lists is not stored
+        store.copy_dataset(DATASET, LAKE_DATASET + "2", {**files, "data/c.lance": files["data/b.lance"]})
+    assert store.list_keys(LAKE_DATASET + "2/") == []
+
+
+def test_adopting_a_dataset_puts_it_at_its_key(store, tmp_path) -> None:
+    src = tmp_path / "t-1.lance"
+    files = _dataset_dir(src, {"data/a.lance": os.urandom(50_000), "_versions/1.manifest": b"m"})
+    uri = store.adopt_dataset(src, DATASET, files)
+    assert uri == store.uri_for(DATASET) and store.verify_dataset(DATASET, files) == digest_of_files(files)
+    again = tmp_path / "again.lance"
+    more = _dataset_dir(again, {"data/a.lance": b"a"})
+    with pytest.raises(ValueError, match="does not match its manifest"):  # a file the manifest lists is not there
+        store.adopt_dataset(again, "other/t.lance", {**more, "data/b.lance": more["data/a.lance"]})
+    assert store.list_keys("other/") == [] and again.is_dir()
+
+
+def test_the_local_store_adopts_by_rename_and_proves_its_links_without_reading_them(tmp_path, monkeypatch) -> None:
+    """Local store: a dataset written in its scratch directory enters by a rename (the very files,
+    no copy); a hard link whose fingerprint is the proof taken when the file was hashed is accepted
+    without reading it; a file changed since (same size, new bytes) is read again and refused."""
+    store = LocalDirObjectStore(tmp_path / "cloud")
+    work = store.scratch_dir("data-flow/t-1/attempt-1")
+    assert work.is_dir() and store.list_keys("") == []  # never an object
+    src = work / "t-1.lance"
+    files = _dataset_dir(src, {"data/a.lance": os.urandom(50_000), "data/b.lance": os.urandom(10)})
+    inodes = {rel: (src / rel).stat().st_ino for rel in files}
+    store.adopt_dataset(src, DATASET, files)
+    assert not src.exists() and {rel: store.local_path(f"{DATASET}/{rel}").stat().st_ino for rel in files} == inodes
+    proofs = {f"{DATASET}/{rel}": list(file_fingerprint(store.local_path(f"{DATASET}/{rel}"))) for rel in files}
+
+    read = []
+    monkeypatch.setattr(store, "sha256_of", lambda key: read.append(key) or LocalDirObjectStore.sha256_of(store, key))
+    assert store.copy_dataset(DATASET, LAKE_DATASET, files, proofs=proofs) == digest_of_files(files)
+    assert read == [] and store.local_path(f"{LAKE_DATASET}/data/a.lance").stat().st_ino == inodes["data/a.lance"]
+
+    changed = store.local_path(f"{DATASET}/data/a.lance")
+    changed.write_bytes(os.urandom(50_000))  # in place, same size: the proof no longer holds
+    with pytest.raises(DigestMismatch, match="the copy was deleted"):
+        store.copy_dataset(DATASET, LAKE_DATASET + "2", files, proofs=proofs)
+    assert read == [f"{LAKE_DATASET}2/data/a.lance"] and not store.exists(f"{LAKE_DATASET}2/data/a.lance")

@@ -1,11 +1,11 @@
 """The cloud's ``data_flow`` (issue 13): one run per STAGED dataset and attempt, launched by
 ``staged_dataset_sensor`` (:mod:`.sensors`).
 
-``ingest_staged_recording`` (count the attempt on the dataset; staged MCAP -> Lance in the working
-directory, or the staged Lance dataset, every byte verified against the robot's manifest) ->
+``ingest_staged_recording`` (count the attempt on the dataset; staged MCAP -> Lance parked in
+staging, written once, or the staged Lance dataset, every byte verified against the robot's manifest) ->
 ``inspect_staged_dataset`` (QC as always; a decision already made — a reviewer's — is kept, not
-re-inspected) -> ``settle_dataset`` (approved: publish into the lake, verified, task UPLOADED,
-staging deleted; needs review: the Lance dataset parked in staging until a reviewer decides, when
+re-inspected) -> ``settle_dataset`` (approved: publish into the lake by verified server-side copies,
+task UPLOADED, staging deleted; needs review: the Lance dataset stays parked in staging until a reviewer decides, when
 the sensor starts the next attempt; rejected: task FAILED, staging per ``staging_rejected``).
 The functions are in :mod:`axon_dagster.services.staged`; each op calls one.
 
@@ -90,10 +90,11 @@ def inspect_staged_dataset(
         if dataset["qc_outcome"] == QcOutcome.APPROVED.value and not report_path(recording.cache_path).exists() and dataset.get("inspection_report"):
             InspectionReport.from_dict(dataset["inspection_report"]).write(report_path(recording.cache_path))
         return dataset["qc_outcome"]
-    # The working copy was verified (or written) against its sidecar by this run's ingest: QC need
-    # not hash it again. It is a local path: a remote runner (Ray job, KubeRay) must see the working
-    # directory (a shared volume); reading the store directly would cost the integrity evidence (the
-    # sidecar check reads local datasets only) and so every auto-approval.
+    # The dataset was verified (or written) against its sidecar by this run's ingest: QC need not
+    # hash it again; publishing proves each file unchanged since. It is a local path — on the local
+    # store the parked dataset where it lies, else the run's working copy: a remote runner (Ray
+    # job, KubeRay) must see it (a shared volume); reading an s3:// URI instead would cost the
+    # integrity evidence (the sidecar check reads local datasets only) and so every auto-approval.
     def inspect(path: str, requirements):
         return inspection.inspect(path, requirements, verify_digest=False)
 
@@ -113,7 +114,7 @@ def settle_dataset(
     files = staging.staged_files(client.get_task(recording.task_id), client.get_dataset(recording.task_id))
     if outcome == QcOutcome.APPROVED.value:
         try:
-            published = staging.publish_staged(client, store, files, recording)
+            published = staging.publish_staged(client, store, files, recording, data_flow_policy.workdir)
         except staging.StagedDigestMismatch as exc:
             raise _final(exc) from exc
         context.log_event(materialization(CLOUD_DATASET, recording.order_id, {

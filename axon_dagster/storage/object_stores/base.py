@@ -20,9 +20,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..digest import DigestMismatch, digest_of_files, file_digests, file_sha256
+from ..files import relative_files
 from .errors import ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable  # noqa: F401  (re-exported)
 from .keys import MAX_KEY_LENGTH, RESERVED_PREFIX, validate_key, validate_prefix  # noqa: F401  (re-exported)
 from .staging import StagingUploads
@@ -120,10 +121,13 @@ class ObjectStore(StagingUploads):
         """Delete the object at ``key``; False if there was none."""
         raise NotImplementedError
 
-    def copy_verified(self, src_key: str, dst_key: str, sha256: str) -> str:
+    def copy_verified(self, src_key: str, dst_key: str, sha256: str, *, proof: Sequence[int] | None = None) -> str:
         """:meth:`copy_object`, then the copy's SHA-256 must be ``sha256``: returned, else the copy
         is deleted and :class:`DigestMismatch` says so. Backends that learn the copy's digest
-        from the copy itself (S3) skip reading it back."""
+        from the copy itself (S3) skip reading it back. ``proof``: the source file's
+        :func:`~axon_dagster.storage.files.file_fingerprint` taken when ``sha256`` was computed
+        from its bytes; the local store, whose copy is a hard link, then proves the copy is that
+        very file, unmodified, without reading it (other backends ignore it)."""
         if not is_sha256_hex(sha256):
             raise ValueError(f"invalid sha256 {sha256!r} for {src_key}: expected 64 lowercase hex digits")
         self.copy_object(src_key, dst_key)
@@ -170,6 +174,69 @@ class ObjectStore(StagingUploads):
     def _record_dataset(self, key: str, files: Mapping[str, str], dataset_digest: str, session: DatasetSession) -> None:
         """Hook run once every file of a dataset is stored and verified."""
 
+    # --- objects and datasets where the store keeps them (the data flow's staging -> lake)
+
+    def local_path(self, key: str) -> Path | None:
+        """Where the object (or dataset directory) at ``key`` lies on this machine's file system, to
+        be read in place, when the store is a local directory; None for a store across a link."""
+        return None
+
+    def scratch_dir(self, name: str) -> Path | None:
+        """A private directory on the store's own file system for work in progress (``name``, a
+        key-like path, names it; never listed, never an object), created when missing, so that
+        what is written there enters the store by a rename (:meth:`adopt_dataset`). None for a
+        store across a link: work there happens on the caller's disk."""
+        return None
+
+    def download(self, key: str, dest: str | os.PathLike) -> Path:
+        """Stream the object at ``key`` to ``dest`` (through a temporary name: ``dest`` appears
+        complete or not at all). Unverified: the caller checks what it needs."""
+        key = validate_key(key)
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f"{RESERVED_PREFIX}download-{uuid.uuid4().hex}-{dest.name}")
+        try:
+            self._download(key, tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
+
+    def adopt_dataset(self, local_dir: str | os.PathLike, key: str, files: Mapping[str, str]) -> str:
+        """Take the dataset directory ``local_dir``, whose files the caller has just hashed into
+        ``files`` (an ingest hashes each file as it writes it), into the store at ``key``. A store
+        across a link uploads it (:meth:`put_dataset`: each file verified after upload) and
+        ``local_dir`` stays; the local store renames it into place when it lies on the store's file
+        system (:meth:`scratch_dir`): the very files that were hashed, nothing copied or re-read,
+        ``local_dir`` gone. Returns the dataset's URI."""
+        return self.put_dataset(local_dir, key, files)
+
+    def copy_dataset(self, src_key: str, dst_key: str, files: Mapping[str, str], *,
+                     proofs: Mapping[str, Sequence[int]] | None = None) -> str:
+        """Copy the dataset stored at ``src_key`` to ``dst_key`` file by file, server-side
+        (:meth:`copy_verified`: S3 checks each copy by the SHA-256 it computes while copying, the
+        local store hard-links and proves each link by ``proofs`` — ``{source key: fingerprint}``
+        — or re-reads it), each against ``files`` (the sidecar's); then ``dst_key`` must hold
+        exactly those files. Returns the dataset digest; DigestMismatch (the offending copy
+        deleted) or ObjectNotFound (a source missing) otherwise."""
+        src_key, dst_key = validate_key(src_key, "dataset key"), validate_key(dst_key, "dataset key")
+        manifest = validated_manifest(files)
+        proofs = proofs or {}
+        stored = {k[len(src_key) + 1:] for k in self.list_keys(f"{src_key}/")}
+        if missing := sorted(set(manifest) - stored):
+            raise ObjectNotFound(f"no {missing[0]} in the dataset at {self.uri_for(src_key)} ({len(missing)} missing); nothing copied")
+        for rel, sha in sorted(manifest.items()):
+            src = f"{src_key}/{rel}"
+            self.copy_verified(src, f"{dst_key}/{rel}", sha, proof=proofs.get(src))
+        held = {k[len(dst_key) + 1:] for k in self.list_keys(f"{dst_key}/")}
+        digest = digest_of_files(manifest)
+        if held != set(manifest):
+            raise DigestMismatch(f"{self.uri_for(dst_key)} after copy ({describe_difference(manifest, {rel: manifest.get(rel, '') for rel in held})})",
+                                 digest, "its files differ")
+        self._record_dataset(dst_key, manifest, digest, self._open_session(dst_key))
+        log.info("copied dataset %s to %s: %d files, digest %s", self.uri_for(src_key), self.uri_for(dst_key), len(manifest), digest)
+        return digest
+
     # --- public
 
     def put_file(self, local_path: str | os.PathLike, key: str, *, sha256: str | None = None) -> str:
@@ -203,7 +270,7 @@ class ObjectStore(StagingUploads):
         local_dir = Path(local_dir)
         if not local_dir.is_dir():
             raise FileNotFoundError(f"dataset directory not found: {local_dir}")
-        present = {p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*") if p.is_file()}
+        present = relative_files(local_dir)
         if present != set(manifest):
             raise ValueError(
                 f"dataset directory {local_dir} does not match its manifest: "

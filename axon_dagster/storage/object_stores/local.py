@@ -8,6 +8,7 @@ Robots reach this store only through the control plane's ingest endpoint (:mod:`
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -15,18 +16,29 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from ...domain.layout import parse_staging_key
-from ..digest import DigestMismatch, file_sha256
-from ..files import fsync_path
-from .base import RESERVED_PREFIX, DatasetSession, ObjectNotFound, ObjectStore, validate_key, validate_prefix
+from ..digest import DigestMismatch, digest_of_files, file_sha256
+from ..files import file_fingerprint, fsync_path, relative_files
+from .base import (
+    RESERVED_PREFIX,
+    DatasetSession,
+    ObjectNotFound,
+    ObjectStore,
+    describe_difference,
+    is_sha256_hex,
+    validate_key,
+    validated_manifest,
+    validate_prefix,
+)
 from .local_parts import PartWriter
 from .signing import sign_part_url
 from .staging import (
@@ -84,6 +96,66 @@ class LocalDirObjectStore(ObjectStore):
             if (stored := file_sha256(tmp)) != sha:
                 raise DigestMismatch(f"{self.uri_for(key)} after write", sha, stored)
         return self.uri_for(key)
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
+
+    def scratch_dir(self, name: str) -> Path:
+        path = self.root / f"{RESERVED_PREFIX}work" / validate_key(name, "scratch name")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def adopt_dataset(self, local_dir: str | os.PathLike, key: str, files: Mapping[str, str]) -> str:
+        """A rename of ``local_dir`` to the dataset's directory when both lie on the store's file
+        system (whatever was at ``key`` is replaced whole); across devices an upload like any
+        other (:meth:`put_dataset`). The directory must hold exactly the files of ``files``.
+        The renamed files are written to disk in the background (fsync in a daemon thread, so that
+        the work that follows overlaps it); every copy of them (:meth:`copy_object`) is fsynced
+        before it counts, so a published copy is durable either way."""
+        key = validate_key(key, "dataset key")
+        manifest = validated_manifest(files)
+        local_dir, dst = Path(local_dir), self._path(key)
+        if not local_dir.is_dir():
+            raise FileNotFoundError(f"dataset directory not found: {local_dir}")
+        present = relative_files(local_dir)
+        if present != set(manifest):
+            raise ValueError(f"dataset directory {local_dir} does not match its manifest: "
+                             f"{describe_difference(manifest, {rel: manifest.get(rel, '') for rel in present})}")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        old = dst.with_name(f"{RESERVED_PREFIX}old-{uuid.uuid4().hex}-{dst.name}")
+        try:
+            if dst.exists():
+                os.rename(dst, old)
+            try:
+                os.rename(local_dir, dst)
+            except OSError as exc:
+                if old.exists():
+                    os.rename(old, dst)
+                if exc.errno != errno.EXDEV:
+                    raise
+                return self.put_dataset(local_dir, key, manifest)  # another file system: copied, verified
+            fsync_path(dst.parent)
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+        digest = digest_of_files(manifest)
+        self._record_dataset(key, manifest, digest, self._open_session(key))
+        _write_back([dst / rel for rel in manifest])
+        log.info("took dataset %s into %s (renamed; %d files, digest %s)", local_dir, self.uri_for(key), len(manifest), digest)
+        return self.uri_for(key)
+
+    def copy_verified(self, src_key: str, dst_key: str, sha256: str, *, proof: Sequence[int] | None = None) -> str:
+        """A hard link (:meth:`copy_object`). With ``proof``: when the link's fingerprint is the
+        proof (the same inode on the same device, same size and modification time as when
+        ``sha256`` was computed from it) the copy IS the hashed file, unmodified: accepted without
+        reading it; otherwise (a copy across devices, a file changed since) it is re-read."""
+        if proof is None:
+            return super().copy_verified(src_key, dst_key, sha256)
+        if not is_sha256_hex(sha256):
+            raise ValueError(f"invalid sha256 {sha256!r} for {src_key}: expected 64 lowercase hex digits")
+        self.copy_object(src_key, dst_key)
+        if file_fingerprint(self._path(dst_key)) == tuple(proof):
+            return sha256
+        return self._keep_copy_if(src_key, dst_key, sha256, self.sha256_of(dst_key))
 
     def get_bytes(self, key: str) -> bytes:
         path = self._path(key)
@@ -320,7 +392,7 @@ class LocalDirObjectStore(ObjectStore):
                 os.link(src, tmp)
             except OSError:
                 shutil.copyfile(src, tmp)
-                fsync_path(tmp)
+            fsync_path(tmp)  # a copy is durable like every write here (a linked file adopted just now may not be yet)
 
     def delete_prefix(self, prefix: str) -> int:
         prefix = deletable_prefix(prefix)
@@ -340,6 +412,19 @@ class LocalDirObjectStore(ObjectStore):
         if keys:
             log.info("deleted %d objects under %s", len(keys), self.uri_for(prefix.rstrip("/")))
         return len(keys)
+
+
+def _write_back(paths: list[Path]) -> None:
+    """Start writing ``paths`` to disk without waiting (fsync each in a daemon thread): whoever
+    needs them durable later fsyncs them again, by then at little cost."""
+    def run() -> None:
+        for path in paths:
+            try:
+                fsync_path(path)
+            except OSError:  # moved or deleted meanwhile: its later fsync (or none) decides
+                pass
+
+    threading.Thread(target=run, name="write-back", daemon=True).start()
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -123,9 +123,10 @@ class S3Staging(RemoteObjectStore):
     def copy_object(self, src_key: str, dst_key: str) -> None:
         self._copy(src_key, dst_key)
 
-    def copy_verified(self, src_key: str, dst_key: str, sha256: str) -> str:
+    def copy_verified(self, src_key: str, dst_key: str, sha256: str, *, proof: Sequence[int] | None = None) -> str:
         """One CopyObject asking S3 for the copy's SHA-256 (a full-object checksum S3 computes
-        while copying): no read-back. Above 5 GiB, or without checksums (GCS), read back."""
+        while copying): no read-back. Above 5 GiB, or without checksums (GCS), read back.
+        (``proof``, a local file's fingerprint, means nothing to S3: ignored.)"""
         if not is_sha256_hex(sha256):
             raise ValueError(f"invalid sha256 {sha256!r} for {src_key}: expected 64 lowercase hex digits")
         actual = self._copy(src_key, dst_key) or self._reread_sha256(dst_key)
