@@ -485,11 +485,11 @@ def content_profile(frame, path: str, max_gap_ns: int = 1_000_000_000) -> dict[s
                     + col("encoding").fill_null("")) if "width" in df.column_names else lit(None),
         }).with_column(
             "frozen_key", to_struct(col("values_hash").alias("v"), col("pixels_hash").fill_null(0).alias("p")).hash()
-        ).collect()
+        ).exclude(*numeric, "values_hash", "pixels_hash").collect()  # the lists are not carried through the windows
 
         by_sequence = Window().partition_by("topic").order_by("sequence", "log_time_ns")
         running = by_sequence.rows_between(Window.unbounded_preceding, Window.current_row)
-        stamped = base.where(col("header_stamp_ns").not_null())
+        stamped = base.where(col("header_stamp_ns").not_null()).select("topic", "sequence", "log_time_ns", "header_stamp_ns")
         step = (col("header_stamp_ns") - col("header_stamp_ns").lag(1).over(by_sequence)) - (
             col("log_time_ns") - col("log_time_ns").lag(1).over(by_sequence)
         )
@@ -547,7 +547,7 @@ def content_profile(frame, path: str, max_gap_ns: int = 1_000_000_000) -> dict[s
             .agg(col("lost").sum().alias("lost"), col("period_ns").max().alias("period_ns"))
             .to_pylist()
         }
-        valued = base.where(col("keyed"))
+        valued = base.where(col("keyed")).select("topic", "sequence", "log_time_ns", "frozen_key")
         repeat = (col("frozen_key") == col("frozen_key").lag(1).over(by_sequence)).fill_null(False)
         runs = {
             r["topic"]: r
@@ -596,7 +596,7 @@ def _topic_profiles(base, max_gap_ns: int) -> dict[str, TopicProfile]:
 
     int64 = daft.DataType.int64()
     by_write = Window().partition_by("topic").order_by("_rowaddr")
-    steps = base.with_columns(
+    steps = base.select("_rowaddr", "topic", "sequence", "log_time_ns", "head_hash", "tail_hash").with_columns(
         {
             "step_ns": col("log_time_ns") - col("log_time_ns").lag(1).over(by_write),
             "seq_step": col("sequence") - col("sequence").lag(1).over(by_write),
@@ -607,7 +607,7 @@ def _topic_profiles(base, max_gap_ns: int) -> dict[str, TopicProfile]:
     ).with_column(
         # the same message written twice in a row (a retried write): same number, time and bytes
         "dup", ((col("seq_step") == 0) & (col("step_ns") == 0) & col("repeat")).fill_null(False)
-    )
+    ).collect()  # once: both pipelines below read it
     # a step of k in the sequence means k - 1 messages never arrived
     lost = (col("seq_step") - 1).clip(0, None)
     in_stall = (col("step_ns") > lit(max_gap_ns)).cast(int64)
