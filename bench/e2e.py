@@ -154,8 +154,9 @@ def end_to_end(root: Path, size_mb: int, isolation: str, timeout_s: float) -> di
 
 
 EDGE_MARKS = {
-    "into the edge cache": "robot: verified and moved into its edge cache",
+    "into the edge cache": "robot: moved into its edge cache",
     "-> EXECUTED": "robot: EXECUTED reported",
+    "matches the recorder's checksum": "robot: Axon's checksum verified",
     "part(s),": "robot: upload started",
     " uploaded: ": "robot: upload done",
 }

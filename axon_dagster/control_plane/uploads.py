@@ -9,10 +9,11 @@
   :func:`upload_queue` (what the bandwidth sensor decides from).
 - :func:`plan_upload` / :func:`complete_upload` (robot): pre-signed part targets for every file of
   the manifest (parts already held listed as ``done_parts``), then completion, a SHA-256 check of
-  every staged object against the manifest, STAGED (grant USED) — or, on a mismatch, the staged
+  every staged object against the manifest (the digest the store computed while the parts came in
+  where it can: the local store; else the object read back), STAGED (grant USED) — or, on a mismatch, the staged
   objects deleted, the grant EXPIRED, the dataset back to RECORDED with the reason.
-- :func:`part_key` (robot, the file store's ingest endpoint): where a signed part goes, after
-  checking the task is the robot's own and the file is one of its manifest.
+- :func:`part_key` (robot, the file store's ingest endpoint): where a signed part goes (the
+  signature stands for the grant).
 
 Keys are derived from ids and the manifest's validated names (``domain.layout.staging_key``),
 never from a path a robot reported. Store calls (network, hashing) run outside the database
@@ -30,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from axon_dagster.domain import Dataset, DatasetStatus, GrantStatus, UploadGrant, UploadRefused, utcnow, validate_id
+from axon_dagster.domain import Dataset, DatasetStatus, GrantStatus, TaskStatus, UploadGrant, UploadRefused, utcnow, validate_id
 from axon_dagster.domain.layout import staging_key, staging_prefix
 from axon_dagster.storage.object_stores import ObjectNotFound, UnknownUpload
 from axon_dagster.storage.object_stores.staging import DEFAULT_PART_SIZE, StagingUploads, plan_parts
@@ -132,6 +133,9 @@ def grant_upload(uow: UnitOfWork, dataset_id: str, ttl_seconds: int = DEFAULT_GR
             previous = _expire(uow, previous, dataset, now, "expired")
         if task.robot_id is None:
             raise UploadRefused(f"task {dataset_id} has no robot")
+        if task.status is not TaskStatus.EXECUTED:
+            why = f" ({task.failure_reason})" if task.failure_reason else ""
+            raise UploadRefused(f"task {dataset_id} is {task.status.value}{why}: nothing to upload")
         dataset.mark_granted()
         grant = UploadGrant.issue(f"g-{secrets.token_hex(10)}", dataset_id, task.robot_id, now, timedelta(seconds=ttl_seconds), previous)
         uow.grants.add(grant)
@@ -259,13 +263,15 @@ def plan_upload(uow: UnitOfWork, store: StagingUploads, robot_id: str, task_id: 
     for f in dataset.manifest.files:
         key = staging_key(robot_id, task_id, f.name)
         upload_id = upload_ids.get(f.name)
+        parts = plan_parts(f.size, part_size)
         done = store.list_parts(key, upload_id) if upload_id else {}
         if not done:  # nothing held (or the upload is gone): a fresh multipart upload
             if upload_id:
                 store.abort_multipart(key, upload_id)
             upload_id = upload_ids[f.name] = store.start_multipart(key)
-        parts = plan_parts(f.size, part_size)
+        # Targets first: a store that learns the layout from them drops held parts of another one.
         targets = {t.number: t for t in store.part_targets(key, upload_id, parts, seconds)}
+        done = store.list_parts(key, upload_id) if done else {}
         files.append({
             "name": f.name, "size": f.size, "sha256": f.sha256,
             "parts": [{"offset": p.offset, "size": p.size, **targets[p.number].to_json()} for p in parts],
@@ -282,19 +288,15 @@ def plan_upload(uow: UnitOfWork, store: StagingUploads, robot_id: str, task_id: 
     return {"grant_id": grant.grant_id, "expires_at": grant.expires_at.isoformat(), "part_size": part_size, "files": files}
 
 
-def part_key(uow: UnitOfWork, robot_id: str, task_id: str, name: str) -> str:
-    """The staging key of one file of the robot's own recording (the ingest endpoint's target)."""
-    task_id = validate_id(task_id, "task_id")
-    with uow.reading():
-        record = uow.tasks.get(task_id)
-        if record is None or record.task.robot_id != robot_id:
-            raise NotFoundError("task", task_id)
-        found = uow.datasets.get(task_id)
-    if found is None or found.dataset.manifest is None or name not in {f.name for f in found.dataset.manifest.files}:
-        raise NotFoundError("file of task " + task_id, str(name)[:200])
-    if found.dataset.status is not DatasetStatus.GRANTED:
-        raise UploadRefused(f"dataset {task_id} is {found.dataset.status.value}: no upload is granted")
-    return staging_key(robot_id, task_id, name)
+def part_key(robot_id: str, task_id: str, name: str) -> str:
+    """The staging key of one file of the robot's own recording (the ingest endpoint's target).
+
+    No database read: the route has checked the part URL's signature against the requesting
+    robot, and the control plane signs URLs only in :func:`plan_upload`, for the robot's own
+    granted task and file, expiring with the grant; the upload id binds the key (robot, task, file)
+    in the store, and a completed or refused upload holds no parts any more (its URLs are refused
+    as unknown uploads)."""
+    return staging_key(robot_id, validate_id(task_id, "task_id"), name)
 
 
 def complete_upload(uow: UnitOfWork, store: StagingUploads, robot_id: str, task_id: str, grant_id: str,
@@ -328,7 +330,11 @@ def complete_upload(uow: UnitOfWork, store: StagingUploads, robot_id: str, task_
     for f in dataset.manifest.files:
         key = staging_key(robot_id, task_id, f.name)
         try:
-            store.complete_multipart(key, grant.upload_ids[f.name], {p.number: p.etag for p in files[f.name]})
+            # The local store hashes parts as they come in and answers the object's SHA-256; the
+            # others answer None and their object is read back below.
+            digest = store.complete_multipart(key, grant.upload_ids[f.name], {p.number: p.etag for p in files[f.name]})
+            if digest:
+                hashed[f.name] = digest
         except UnknownUpload as gone:
             # Completed by an earlier call whose answer the robot did not get (a timeout, then a
             # retry): the object is there; its digest decides below. Otherwise: plan again.

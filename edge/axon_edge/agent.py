@@ -9,7 +9,8 @@ Its concerns, one module each (mixed into :class:`EdgeAgent`, which holds the st
 - :mod:`axon_edge.recorder_control`: collector actions (``pickup``, ``teleop`` start/stop), the
   recorder's callbacks, crash recovery of recorder commands, a finished recording into the cache;
 - :mod:`axon_edge.supervision`: watch a recording while it runs;
-- :mod:`axon_edge.upload`: upload granted recordings from the edge cache.
+- :mod:`axon_edge.upload`: upload granted recordings from the edge cache;
+- :mod:`axon_edge.verification`: check a recording against the recorder's checksum after the report.
 
 Robots dial out; nothing here listens to the cloud. Every state change is written together with
 its outbox event (see :mod:`axon_edge.db`), so a crash or a control-plane outage never loses one.
@@ -30,7 +31,7 @@ from typing import Any
 from axon_dagster.domain import TaskStatus, validate_id
 from axon_dagster.recorder.protocol import RecorderClient, RecorderError, RecorderStatus
 from axon_dagster.storage.bandwidth import RateLimiter
-from axon_dagster.storage.edge_cache import EdgeCache
+from axon_dagster.storage.edge_cache import EdgeCache, EdgeCacheError
 
 from .db import EdgeDB, LocalTask
 from .errors import DataDirLocked
@@ -54,6 +55,7 @@ from .recorder_control import (
 from .sync import DEFAULT_LONG_POLL_SECONDS, MAX_LONG_POLL_SECONDS, CloudSync, ControlPlaneSync
 from .upload import PartSender, UploadApi, Uploader, UploadState
 from .upload.worker import UploadWorker
+from .verification import RecordingChecks
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +173,10 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
             self._lock_file.close()
             raise
         self.metrics.edge_cache_probe = self.cache.usage
-        self.intake = RecordingIntake(self.cache, gate_rejected=self.data_path.gate_rejected)
+        # Axon's checksum of a recording, read once after the report (axon_edge.verification).
+        self.checks = RecordingChecks(self.db, lambda task_id, name: self.cache.get(task_id).entry_dir / name,
+                                      self._recording_corrupt, self._stop)
+        self.intake = RecordingIntake(self.cache, gate_rejected=self.data_path.gate_rejected, checks=self.checks)
         self.upload_api = UploadApi(control_plane)
         limiter = RateLimiter(self.data_path.upload_max_bytes_per_second)
         self._part_sender = PartSender(
@@ -181,7 +186,7 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
         self.uploads = UploadWorker(
             self.db, self.cache,
             Uploader(self.upload_api, UploadState(self.db), self._part_sender, concurrency=self.data_path.upload_concurrency,
-                     retry_base_seconds=retry_base_seconds, observer=self.metrics, stop=self._stop),
+                     retry_base_seconds=retry_base_seconds, observer=self.metrics, stop=self._stop, checks=self.checks),
             self.upload_api, self.data_path, stop=self._stop, poll_interval=poll_interval,
             retry_base_seconds=retry_base_seconds, max_backoff_seconds=max_backoff_seconds,
         )
@@ -199,6 +204,7 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
             ("axon-edge-outbox", self._outbox_loop),
             ("axon-edge-supervision", lambda: self.supervisor.run(self._stop)),
             ("axon-edge-upload", self.uploads.run),
+            ("axon-edge-verify", self.checks.run),
             ("axon-edge-recorder-report", lambda: self.recorder_reporter.run(self._stop)),
         ]
         if self.long_poll_seconds > 0:
@@ -220,6 +226,7 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
         self._outbox_wake.set()
         self._sync_wake.set()
         self.uploads.wake.set()
+        self.checks.wake.set()
         for thread in self._threads:
             # A long-poll in flight is not waited for: it finds the stop flag when it returns
             # and stores nothing (the pull lock orders that against closing the database).
@@ -272,7 +279,20 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
             "tasks": {s.value: n for s, n in self.db.status_counts().items()},
             "edge_cache": self.cache.disk_usage(),
             "uploads": self.uploads.status(),
+            "recording_checks": self.checks.status(),
         }
+
+    def _recording_corrupt(self, task_id: str, reason: str) -> None:
+        """A recording failed its check against the recorder's checksum: the task FAILED with the
+        reason (unless it already ended), the cached copy rejected (kept, evictable; never uploaded)."""
+        with self._recorder_lock:
+            task = self.db.get_task(task_id)
+            if task.status is TaskStatus.EXECUTED:
+                self._fail(task_id, reason)
+        try:
+            self.cache.mark_rejected(task_id)
+        except EdgeCacheError as exc:
+            log.warning("task %s: its corrupt recording could not be marked rejected in the edge cache: %s", task_id, exc)
 
     # ------------------------------------------------------------------ recorder health
 

@@ -352,7 +352,7 @@ class RecorderControl:
             return self._fail(task.task_id, f"{prefix} ({why}): {found.path}: {exc}")
         self._finish_reports.pop(task.task_id)
         log.info(
-            "task %s: %s recording verified and in the edge cache at %s%s; edge gate %s",
+            "task %s: %s recording in the edge cache at %s%s; edge gate %s",
             task.task_id,
             data["recording_format"],
             data["dataset_path"],

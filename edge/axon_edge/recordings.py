@@ -3,10 +3,12 @@
 1. **Locate** it: the stop's reply (Axon: ``/rpc/stats`` ``metadata``), the finish callback, the
    recorder's output directory (``<dir>/<task_id>.mcap``), or the path the recorder reported while
    recording (ROS services, Lance-era peers).
-2. **Verify** it: an Axon MCAP is awaited until complete and its SHA-256 checked against Axon's
-   ``checksum_sha256`` (sidecar, stats); a Lance-era dataset against its sidecar's digests. Each
-   file's SHA-256 is computed once, here, and becomes the **manifest** the cloud checks the upload
-   against.
+2. **Verify** it: an Axon MCAP is awaited until complete; Axon's ``checksum_sha256`` (sidecar,
+   stats) becomes the manifest's digest of the file at once, and the one read of the file that
+   checks it runs after the report (:mod:`axon_edge.verification`: overlapping the grant wait and
+   the upload, which never completes before it agrees). An MCAP without a recorder's checksum is
+   hashed here, and so is a Lance-era dataset, against its sidecar's digests. The **manifest** is
+   what the cloud checks the upload against.
 3. **Gate** it (:mod:`axon_edge.gate`) from its summary, against the task's requirements.
 4. **Move** it into the edge cache (hardlink + rename, then the recorder's names go: no copy).
    A gate-rejected recording is marked rejected there (kept, evictable) or deleted, per
@@ -19,6 +21,7 @@ The result is the EXECUTED event's data (CONTRACT-13): ``recording_format``, ``m
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +35,7 @@ from axon_dagster.storage.axon_recording import (
     AxonRecordingFiles,
     find_recording,
     load_sidecar,
+    read_own_sidecar,
     verify_recording,
     wait_complete,
 )
@@ -41,10 +45,12 @@ from axon_dagster.storage.recording import LANCE, MCAP, Sidecar, sidecar_path
 
 from .db import LocalTask
 from .gate import RecordingSummary, edge_gate
+from .verification import RecordingChecks
 
 log = logging.getLogger(__name__)
 
 GATE_REJECTED_POLICIES = ("keep", "delete")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -124,25 +130,33 @@ def locate_recording(
 class RecordingIntake:
     """Verify, gate and move finished recordings into the robot's edge cache."""
 
-    def __init__(self, cache: EdgeCache, *, gate_rejected: str = "keep"):
+    def __init__(self, cache: EdgeCache, *, gate_rejected: str = "keep", checks: RecordingChecks | None = None):
+        """``checks``: where a recorder's checksum is verified after the report; None: at once."""
         if gate_rejected not in GATE_REJECTED_POLICIES:
             raise ValueError(f"gate_rejected must be one of {', '.join(GATE_REJECTED_POLICIES)}, got {gate_rejected!r}")
         self.cache = cache
         self.gate_rejected = gate_rejected
+        self.checks = checks
 
     def take(self, task: LocalTask, found: Found, complete_wait: float) -> dict[str, Any]:
         """The EXECUTED event's data for ``task``'s recording at ``found``, now in the edge cache.
         Raises AxonRecordingError / DigestMismatch / OSError / ValueError when it is not usable
         (nothing moved)."""
         p = Path(found.path)
+        unverified: dict[str, str] = {}  # name -> the recorder's checksum, verified after the report
         if p.suffix == ".mcap":
-            fmt, sources, markers, manifest, checksum, summary, sidecar_file = self._mcap(task, p, found, complete_wait)
+            fmt, sources, markers, manifest, checksum, summary, sidecar_file = self._mcap(task, p, found, complete_wait, unverified)
         else:
             fmt, sources, markers, manifest, checksum, summary, sidecar_file = self._lance(task, p, found, complete_wait)
         gate = edge_gate(summary, task.metadata.get("requirements")) if summary is not None else {
             "passed": True, "reasons": [], "checks": {"summary": {"passed": True, "skipped": "the recording has no readable summary"}},
         }
         entry = self.cache.take_recording(task.task_id, fmt, sources, manifest, markers=markers)
+        if gate["passed"] and self.checks is not None:
+            for name, sha in unverified.items():  # recorded before the EXECUTED event is
+                self.checks.expect(task.task_id, name, sha)
+                log.info("task %s: %s reported with the recorder's checksum; read once after the report to verify it",
+                         task.task_id, name)
         if not gate["passed"]:
             log.warning("task %s: the edge gate rejected the recording: %s", task.task_id, "; ".join(gate["reasons"]))
             self.cache.mark_rejected(task.task_id)
@@ -159,11 +173,17 @@ class RecordingIntake:
             "gate": gate,
         }
 
-    def _mcap(self, task: LocalTask, p: Path, found: Found, complete_wait: float):
+    def _mcap(self, task: LocalTask, p: Path, found: Found, complete_wait: float, unverified: dict[str, str]):
         files = AxonRecordingFiles.for_mcap(p)
-        wait_complete(files, complete_wait, poll_s=0.2)
-        sha, axon = verify_recording(files, expected=found.checksum_hint or None)  # the one read of the MCAP
+        wait_complete(files, complete_wait, poll_s=0.05)
         name = f"{task.task_id}.mcap"
+        axon = read_own_sidecar(files)
+        claims = {c.lower() for c in (axon.checksum_sha256 if axon else None, found.checksum_hint or None) if c}
+        if len(claims) == 1 and self.checks is not None and _SHA256.fullmatch(next(iter(claims))):
+            sha = unverified[name] = next(iter(claims))  # the recorder's claim: read once, after the report
+        else:
+            # No recorder's checksum (or two that disagree: the read says which is wrong): hash now.
+            sha, axon = verify_recording(files, expected=found.checksum_hint or None)
         sources = {name: files.mcap_path}
         listed = [{"name": name, "size": files.mcap_path.stat().st_size, "sha256": sha}]
         sidecar_file = None

@@ -1,12 +1,13 @@
 """The robot's task database schema, one migration per version (``PRAGMA user_version``, applied by
 :mod:`axon_dagster.storage.sqlite`): tables follow the reference design's edge schema (tasks, orders,
 batches) plus the ``outbox`` of status events, ``sync_state`` (the pull cursor) and the uploader's
-``uploads`` / ``upload_parts``."""
+``uploads`` / ``upload_parts`` and ``recording_checks``."""
 
 from __future__ import annotations
 
 # 1: tasks, orders, batches, outbox, sync_state. 2: uploads, upload_parts (axon_edge.upload.state).
-SCHEMA_VERSION = 2
+# 3: recording_checks (axon_edge.verification).
+SCHEMA_VERSION = 3
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -106,4 +107,16 @@ CREATE TABLE IF NOT EXISTS upload_parts (
 );
 """
 
-MIGRATIONS = (_SCHEMA_V1, _SCHEMA_V2)
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS recording_checks (
+    task_id     TEXT NOT NULL,
+    file_name   TEXT NOT NULL,
+    sha256      TEXT NOT NULL,                       -- the recorder's checksum (reported in the manifest)
+    state       TEXT NOT NULL,                       -- pending | verified | mismatch
+    detail      TEXT,                                -- the mismatch, said plainly
+    checked_at  TEXT,
+    PRIMARY KEY (task_id, file_name)
+);
+"""
+
+MIGRATIONS = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)

@@ -207,8 +207,10 @@ def test_another_robots_recording_and_forged_part_urls_are_refused(fleet: Fleet)
     chunk = files[f"{task}.mcap"][:PART]
     url = target["url"]
     with httpx.Client() as http:
-        # robot-b's token with robot-a's signed URL: the signature is fine, the task is not its own.
-        assert http.put(url, content=chunk, headers={"Authorization": f"Bearer {fleet.tokens['robot-b']}"}).status_code == 404
+        # robot-b's token with robot-a's signed URL: the URL is signed for robot-a only (the same
+        # answer as any forged URL: nothing said about whose task it is).
+        stolen = http.put(url, content=chunk, headers={"Authorization": f"Bearer {fleet.tokens['robot-b']}"})
+        assert stolen.status_code == 403 and "bad signature" in stolen.text
         own = {"Authorization": f"Bearer {fleet.tokens['robot-a']}"}
         assert http.put(url, content=chunk).status_code == 401  # a signed URL alone is not enough
         query = parse_qs(urlsplit(url).query)
@@ -221,7 +223,8 @@ def test_another_robots_recording_and_forged_part_urls_are_refused(fleet: Fleet)
         too_big = http.put(url, content=chunk + b"!", headers=own)
         assert too_big.status_code == 413, too_big.text
         ok = http.put(url, content=chunk, headers=own)
-        assert ok.status_code == 200 and ok.headers["etag"] == f'"{hashlib.md5(chunk).hexdigest()}"'
+        assert ok.status_code == 200 and ok.headers["etag"] == ok.json()["etag"]
+        assert fleet.store.list_parts(f"staging/robot-a/{task}/{task}.mcap", query["upload_id"][0]) == {1: ok.headers["etag"]}
 
 
 def test_a_digest_that_does_not_match_the_upload_is_refused_nothing_staged_and_regranted(fleet: Fleet) -> None:

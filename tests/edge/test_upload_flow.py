@@ -6,6 +6,8 @@ admin client (``grant_upload``), the data flow's publication by ``transition_tas
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import time
 
 import httpx
@@ -25,7 +27,21 @@ def dataset(edge_env, task_id: str) -> dict:
     return edge_env.admin.get_dataset(task_id)
 
 
-def test_a_granted_recording_is_uploaded_verified_and_released_once_published(edge_env):
+def test_a_granted_recording_is_uploaded_verified_and_released_once_published(edge_env, monkeypatch):
+    from axon_dagster.storage.object_stores import local_parts
+    from axon_edge import recordings
+    from axon_edge.upload import uploader
+
+    def no_second_pass(*_a, **_k):
+        raise AssertionError("an extra hash pass")
+
+    # One hash pass per side: the robot sends parts to the ingest endpoint without an MD5 each, and
+    # the control plane completes from the SHA-256 it computed as they came (no re-read of the file).
+    monkeypatch.setattr(uploader, "md5_hex", no_second_pass)
+    monkeypatch.setattr(local_parts, "_sha256_of_fd", no_second_pass)
+    # ... and the MCAP is read once on the robot, after the report (axon_edge.verification), not
+    # before it: reported with Axon's checksum as its digest, verified while the grant is awaited.
+    monkeypatch.setattr(recordings, "verify_recording", no_second_pass)
     [task_id] = edge_env.dispatch_order()
     running = edge_env.start_agent()
     agent = running.agent
@@ -37,6 +53,10 @@ def test_a_granted_recording_is_uploaded_verified_and_released_once_published(ed
     entry = agent.cache.get(task_id)
     assert entry.state is CacheState.CACHED and executed["dataset_path"] == str(entry.path)
 
+    mcap = next(f for f in entry.manifest["files"] if f["name"].endswith(".mcap"))
+    axon_checksum = json.loads((entry.entry_dir / f"{task_id}.json").read_text())["recording"]["checksum_sha256"]
+    assert mcap["sha256"] == axon_checksum == hashlib.sha256((entry.entry_dir / mcap["name"]).read_bytes()).hexdigest()
+    wait_for(lambda: agent.checks.verdict(task_id)[0] == "verified", what="Axon's checksum verified on the robot")
     grant = edge_env.admin.grant_upload(task_id, ttl_seconds=300)
     wait_for(lambda: dataset(edge_env, task_id)["status"] == "STAGED", timeout=30, what="STAGED in the cloud")
     for f in entry.manifest["files"]:
@@ -53,6 +73,51 @@ def test_a_granted_recording_is_uploaded_verified_and_released_once_published(ed
     wait_for(lambda: agent.cache.get(task_id).state is CacheState.UPLOADED, what="the cached copy released")
     robots = {r["robot_id"]: r for r in edge_env.admin.list_robots()}
     assert robots["robot-1"]["uplink"]["mbps"] > 0, "the measured uplink is reported"
+
+
+class CorruptingRecorder:
+    """The real recorder, whose MCAP loses a byte after Axon wrote its checksum (a bad disk block)."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def stop_recording(self, *args, **kwargs):
+        response = self.real.stop_recording(*args, **kwargs)
+        before = os.stat(response.output_path)
+        with open(response.output_path, "r+b") as fh:  # in place: the same inode the robot caches
+            fh.seek(fh.seek(0, 2) // 2)
+            byte = fh.read(1)
+            fh.seek(-1, 1)
+            fh.write(bytes([byte[0] ^ 0xFF]))
+        os.utime(response.output_path, ns=(before.st_atime_ns, before.st_mtime_ns))  # a silent corruption
+        return response
+
+
+def test_a_recording_that_does_not_match_axons_checksum_fails_and_never_uploads(edge_env):
+    from axon_dagster.client import ControlPlaneError
+    from axon_dagster.recorder.axon_http import AxonHttpRecorder
+
+    [task_id] = edge_env.dispatch_order()
+    running = edge_env.start_agent(recorder=CorruptingRecorder(AxonHttpRecorder(edge_env.recorder.url, timeout_seconds=RECORDER_TIMEOUT)))
+    agent = running.agent
+    http = httpx.Client(base_url=running.url, timeout=RECORDER_TIMEOUT)
+    wait_for(lambda: edge_env.admin.get_task(task_id)["status"] == "READY", what="READY")
+    stopped = record_one(http, task_id)
+    assert stopped["status"] == "EXECUTED", "reported before the one read of the file"
+    wait_for(lambda: edge_env.admin.get_task(task_id)["status"] == "FAILED", timeout=30, what="FAILED in the cloud")
+    reason = edge_env.admin.get_task(task_id)["failure_reason"]
+    assert "recording corrupt" in reason and "does not match the recorder's checksum" in reason, reason
+    assert agent.checks.verdict(task_id)[0] == "mismatch"
+    assert agent.cache.get(task_id).state is CacheState.REJECTED
+    queue = edge_env.admin.upload_queue()
+    assert task_id not in {c["task_id"] for c in queue["candidates"]}, "the bandwidth sensor never sees it"
+    with pytest.raises(ControlPlaneError) as refused:
+        edge_env.admin.grant_upload(task_id, ttl_seconds=300)
+    assert refused.value.status_code == 409 and "FAILED" in refused.value.detail
+    assert agent.uploads.uploader.state.get(task_id) is None, "no byte of it went on the uplink"
 
 
 @pytest.mark.parametrize("policy", ["keep", "delete"])

@@ -112,6 +112,31 @@ def test_parts_the_store_holds_but_the_robot_never_recorded_are_not_sent_again(e
     assert api.completed["t-1.mcap"] == (root / "t-1.mcap").read_bytes()
 
 
+def test_a_part_the_store_no_longer_holds_is_sent_again(env):
+    """The robot recorded a part, but the store's listing lacks it (lost before completion, e.g. its
+    host crashed): the store's listing is the truth, the part goes again — and only that part."""
+    root, manifest, api, state = env
+    stop = threading.Event()
+    first = CountingSender(stop_after=3, stop=stop)
+    with pytest.raises(UploadStopped):
+        uploader(api, state, first, stop=stop).upload("t-1", "g-1", root, manifest)
+    lost = min(n for n in first.sent if n > 1)  # an MCAP part (the JSON is one part, number 1)
+    plan = api.plan
+
+    def plan_without_lost_part(task_id, grant_id):
+        raw = plan(task_id, grant_id)
+        for f in raw["files"]:
+            if f["name"] == "t-1.mcap":
+                f["done_parts"] = [d for d in f["done_parts"] if d["number"] != lost]
+        return raw
+
+    api.plan = plan_without_lost_part
+    second = CountingSender()
+    uploader(api, state, second).upload("t-1", "g-1", root, manifest)
+    assert lost in second.sent and len(first.sent) + len(second.sent) == 7, (first.sent, second.sent)
+    assert api.completed["t-1.mcap"] == (root / "t-1.mcap").read_bytes()
+
+
 def test_a_done_part_with_other_bytes_is_sent_again(env, s3_client):
     root, manifest, api, state = env
     api.plan("t-1", "g-1")  # creates the multipart uploads

@@ -15,7 +15,8 @@ from axon_dagster.storage.object_stores import PartSignatureError, load_signing_
 from axon_dagster.storage.object_stores.signing import part_signature
 
 KEY = b"s" * 32
-FIELDS = dict(task_id="t-1", name="t-1.lance/data/0.lance", upload_id="abc123", number=3, size=8388608, expires=2_000_000_000)
+FIELDS = dict(robot_id="robot-1", task_id="t-1", name="t-1.lance/data/0.lance", upload_id="abc123", number=3, offset=16777216, size=8388608,
+              expires=2_000_000_000)
 
 
 def test_a_signed_url_verifies() -> None:
@@ -23,14 +24,14 @@ def test_a_signed_url_verifies() -> None:
     parts = urlsplit(url)
     assert parts.path == "/base/api/v1/edge/uploads/t-1/parts/3"
     q = {k: v[0] for k, v in parse_qs(parts.query).items()}
-    assert q["file"] == FIELDS["name"]
-    verify_part_signature(KEY, task_id="t-1", name=q["file"], upload_id=q["upload_id"], number="3", size=q["size"],
-                          expires=q["expires"], sig=q["sig"], now=FIELDS["expires"] - 1)
+    assert q["file"] == FIELDS["name"] and q["offset"] == "16777216"
+    verify_part_signature(KEY, robot_id="robot-1", task_id="t-1", name=q["file"], upload_id=q["upload_id"], number="3", offset=q["offset"],
+                          size=q["size"], expires=q["expires"], sig=q["sig"], now=FIELDS["expires"] - 1)
 
 
 @pytest.mark.parametrize("field, value", [
-    ("task_id", "t-2"), ("name", "t-1.lance/data/1.lance"), ("upload_id", "abc124"), ("number", 4), ("size", 8388609),
-    ("expires", 2_000_000_001),
+    ("robot_id", "robot-2"), ("task_id", "t-2"), ("name", "t-1.lance/data/1.lance"), ("upload_id", "abc124"), ("number", 4), ("offset", 0),
+    ("size", 8388609), ("expires", 2_000_000_001),
 ])
 def test_every_field_is_signed(field: str, value: object) -> None:
     sig = part_signature(KEY, **FIELDS)
@@ -55,8 +56,8 @@ def test_an_expired_url_is_refused_and_says_so() -> None:
 
 
 @pytest.mark.parametrize("field, value", [
-    ("task_id", "../t"), ("name", "../../etc/passwd"), ("name", "/abs"), ("name", "a\nb"), ("upload_id", "a\nb"),
-    ("upload_id", ""), ("number", "0"), ("number", "x"), ("number", "-1"), ("size", "1e3"), ("expires", "soon"),
+    ("robot_id", "../r"), ("task_id", "../t"), ("name", "../../etc/passwd"), ("name", "/abs"), ("name", "a\nb"), ("upload_id", "a\nb"),
+    ("upload_id", ""), ("number", "0"), ("number", "x"), ("number", "-1"), ("offset", "-5"), ("offset", "0x10"), ("size", "1e3"), ("expires", "soon"),
 ])
 def test_malformed_fields_are_refused(field: str, value: object) -> None:
     with pytest.raises(PartSignatureError, match="refused"):

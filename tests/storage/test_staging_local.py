@@ -1,6 +1,7 @@
 """Robots' uploads into the local store's staging area (issue 13): parts written through the
-control plane's ingest endpoint, signed part URLs, completion, copy, cleanup — and every refusal
-leaves the store exactly as it was."""
+control plane's ingest endpoint into the upload's file at their signed offsets, signed part URLs,
+completion (no byte copied; the SHA-256 computed while parts arrived, or the file read again when
+that cannot be trusted), copy, cleanup — and every refusal leaves what the store holds as it was."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import base64
 import hashlib
 import io
 import os
+import re
 import threading
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,6 +21,7 @@ from axon_dagster.domain.errors import InvalidIdError
 from axon_dagster.domain.layout import parse_staging_key, staging_key, staging_prefix
 from axon_dagster.storage.object_stores import (
     LocalDirObjectStore,
+    ObjectStoreUnavailable,
     ObjectNotFound,
     PartDigestMismatch,
     PartIncomplete,
@@ -29,6 +33,7 @@ from axon_dagster.storage.object_stores import (
     plan_parts,
     verify_part_signature,
 )
+from axon_dagster.storage.object_stores import local_parts
 from axon_dagster.storage.object_stores.signing import PART_URL_PATH
 from axon_dagster.storage.object_stores.staging import MAX_PART_SIZE
 
@@ -42,19 +47,36 @@ def store(tmp_path: Path) -> LocalDirObjectStore:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under the store root, reserved bookkeeping included."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file under the store root, reserved bookkeeping included (but the empty lock files
+    writers of a part take turns on)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
 
 
 def md5_etag(data: bytes) -> str:
     return f'"{hashlib.md5(data).hexdigest()}"'
 
 
+def held(store: LocalDirObjectStore, key: str, upload_id: str) -> dict[int, tuple[str, bytes]]:
+    """What the upload holds: each held part's ETag and bytes."""
+    upload_dir = store.root / ".axon-uploads" / upload_id
+    data = (upload_dir / "data").read_bytes() if upload_dir.is_dir() else b""
+    parts = local_parts.read_journal(upload_dir)
+    return {n: (p.etag, data[p.offset:p.offset + p.size]) for n, p in parts.items()}
+
+
+@pytest.fixture
+def no_rereads(monkeypatch):
+    """Completion must use the running digest: reading the file again fails the test."""
+    def reread(*_a, **_k):
+        raise AssertionError("completion read the file again")
+    monkeypatch.setattr(local_parts, "_sha256_of_fd", reread)
+
+
 def content_md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-def test_a_file_goes_up_in_parts_and_is_completed(store: LocalDirObjectStore) -> None:
+def test_a_file_goes_up_in_parts_and_is_completed(store: LocalDirObjectStore, no_rereads) -> None:
     data = os.urandom(2 * 1024 * 1024 + 77)
     key = staging_key("robot-1", "t-1", "t-1.mcap")
     upload_id = store.start_multipart(key)
@@ -64,15 +86,54 @@ def test_a_file_goes_up_in_parts_and_is_completed(store: LocalDirObjectStore) ->
         body = data[p.offset:p.offset + p.size]
         # a file object for one part, an iterable of chunks for the others (the route streams)
         stream = io.BytesIO(body) if p.number == 1 else (body[i:i + 1000] for i in range(0, len(body), 1000))
-        etags[p.number] = store.write_part(key, upload_id, p.number, stream, p.size, content_md5=content_md5(body))
-        assert etags[p.number] == md5_etag(body)
+        etags[p.number] = store.write_part(key, upload_id, p.number, stream, p.size, offset=p.offset,
+                                           content_md5=content_md5(body) if p.number == 2 else None)
+        assert re.fullmatch(r'"\d+-[0-9a-f]{16}"', etags[p.number]), "an ETag that no one takes for an MD5"
     assert store.list_parts(key, upload_id) == etags
     assert not store.exists(key)  # nothing visible before completion
-    store.complete_multipart(key, upload_id, etags)
+    inode = (store.root / ".axon-uploads" / upload_id / "data").stat().st_ino
+    assert store.complete_multipart(key, upload_id, etags) == hashlib.sha256(data).hexdigest()
     assert store.get_bytes(key) == data
-    assert store.sha256_of(key) == hashlib.sha256(data).hexdigest()
+    assert store._path(key).stat().st_ino == inode, "the upload's file became the object: no byte copied"
     assert store.list_parts(key, upload_id) == {}  # the upload is gone once completed
     assert not any(store.root.glob(".axon-uploads/*"))
+
+
+def test_parts_that_come_out_of_order_are_hashed_once_the_gap_closes(store: LocalDirObjectStore, no_rereads) -> None:
+    data = os.urandom(5 * 4096 + 3)
+    key = staging_key("robot-1", "t-1", "t-1.mcap")
+    upload_id = store.start_multipart(key)
+    parts = plan_parts(len(data), 4096)
+    etags = {}
+    for p in [parts[3], parts[1], parts[5], parts[0], parts[4], parts[2]]:
+        etags[p.number] = store.write_part(key, upload_id, p.number, io.BytesIO(data[p.offset:p.offset + p.size]), p.size,
+                                           offset=p.offset)
+    assert store.complete_multipart(key, upload_id, etags) == hashlib.sha256(data).hexdigest()
+    assert store.get_bytes(key) == data
+
+
+def test_completion_reads_the_file_again_when_the_running_digest_cannot_vouch(tmp_path: Path, store: LocalDirObjectStore) -> None:
+    """A part rewritten after it was hashed, or parts written by another process (here: another
+    store object, as after a restart): the digest comes from the file, and is still right."""
+    data = os.urandom(3 * 4096)
+    key = staging_key("robot-1", "t-1", "t-1.mcap")
+    parts = plan_parts(len(data), 4096)
+
+    upload_id = store.start_multipart(key)
+    etags = {p.number: store.write_part(key, upload_id, p.number, io.BytesIO(b"z" * p.size), p.size, offset=p.offset) for p in parts}
+    etags[1] = store.write_part(key, upload_id, 1, io.BytesIO(data[:4096]), 4096, offset=0)  # part 1 again, other bytes
+    etags.update({p.number: store.write_part(key, upload_id, p.number, io.BytesIO(data[p.offset:p.offset + p.size]), p.size,
+                                             offset=p.offset) for p in parts[1:]})
+    assert store.complete_multipart(key, upload_id, etags) == hashlib.sha256(data).hexdigest()
+
+    other_key = staging_key("robot-1", "t-2", "t-2.mcap")
+    upload_id = store.start_multipart(other_key)
+    restarted = LocalDirObjectStore(store.root)
+    etags = {p.number: restarted.write_part(other_key, upload_id, p.number, io.BytesIO(data[p.offset:p.offset + p.size]), p.size,
+                                            offset=p.offset) for p in parts[:2]}
+    etags[3] = store.write_part(other_key, upload_id, 3, io.BytesIO(data[8192:]), 4096, offset=8192)
+    assert store.complete_multipart(other_key, upload_id, etags) == hashlib.sha256(data).hexdigest()
+    assert store.get_bytes(other_key) == data
 
 
 def test_part_urls_are_signed_for_the_ingest_endpoint(store: LocalDirObjectStore) -> None:
@@ -86,8 +147,12 @@ def test_part_urls_are_signed_for_the_ingest_endpoint(store: LocalDirObjectStore
         assert url.path == PART_URL_PATH.format(task_id="t-1", number=target.number)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         assert q["file"] == "t-1.lance/data/0.lance" and q["upload_id"] == upload_id and q["size"] == str(size)
-        verify_part_signature(KEY, task_id="t-1", name=q["file"], upload_id=q["upload_id"], number=str(target.number),
-                              size=q["size"], expires=q["expires"], sig=q["sig"])
+        assert q["offset"] == str(0 if target.number == 1 else 100)
+        verify_part_signature(KEY, robot_id="robot-1", task_id="t-1", name=q["file"], upload_id=q["upload_id"], number=str(target.number),
+                              offset=q["offset"], size=q["size"], expires=q["expires"], sig=q["sig"])
+        with pytest.raises(PartSignatureError, match="bad signature"):  # the offset is signed: another one is refused
+            verify_part_signature(KEY, robot_id="robot-1", task_id="t-1", name=q["file"], upload_id=q["upload_id"], number=str(target.number),
+                                  offset=str(int(q["offset"]) + 1), size=q["size"], expires=q["expires"], sig=q["sig"])
         assert target.method == "PUT" and target.to_json()["url"] == target.url
 
 
@@ -108,12 +173,41 @@ def test_part_urls_need_the_ingest_settings_and_a_staging_key(tmp_path: Path, st
 def test_a_rewritten_part_replaces_the_earlier_one(store: LocalDirObjectStore) -> None:
     key = staging_key("robot-1", "t-1", "t-1.mcap")
     upload_id = store.start_multipart(key)
-    store.write_part(key, upload_id, 1, io.BytesIO(b"a" * 10), 10)
+    first = store.write_part(key, upload_id, 1, io.BytesIO(b"a" * 10), 10)
     etag = store.write_part(key, upload_id, 1, io.BytesIO(b"b" * 10), 10)
-    assert store.list_parts(key, upload_id) == {1: etag}
-    assert len(list(store.root.glob(f".axon-uploads/{upload_id}/*.part"))) == 1
-    store.complete_multipart(key, upload_id, {1: etag.strip('"')})  # an unquoted ETag is accepted too
+    assert etag != first and store.list_parts(key, upload_id) == {1: etag}
+    with pytest.raises(PartsRefused, match="not held"):
+        store.complete_multipart(key, upload_id, {1: first})
+    assert store.complete_multipart(key, upload_id, {1: etag.strip('"')}) == hashlib.sha256(b"b" * 10).hexdigest()  # unquoted too
     assert store.get_bytes(key) == b"b" * 10
+
+
+def test_a_part_of_another_layout_is_dropped_when_part_targets_change(store: LocalDirObjectStore) -> None:
+    """The part size changed between two plans: held parts that no longer fit are not held."""
+    key = staging_key("robot-1", "t-1", "t-1.mcap")
+    upload_id = store.start_multipart(key)
+    data = os.urandom(300)
+    old = {p.number: store.write_part(key, upload_id, p.number, io.BytesIO(data[p.offset:p.offset + p.size]), p.size, offset=p.offset)
+           for p in plan_parts(300, 100)}
+    new_layout = plan_parts(300, 200)
+    store.part_targets(key, upload_id, new_layout, 60)
+    assert store.list_parts(key, upload_id) == {}, "both held parts had another offset or size"
+    etags = {p.number: store.write_part(key, upload_id, p.number, io.BytesIO(data[p.offset:p.offset + p.size]), p.size, offset=p.offset)
+             for p in new_layout}
+    with pytest.raises(PartsRefused):
+        store.complete_multipart(key, upload_id, old)
+    assert store.complete_multipart(key, upload_id, etags) == hashlib.sha256(data).hexdigest()
+
+
+def test_completion_refuses_parts_that_do_not_tile_the_file(store: LocalDirObjectStore) -> None:
+    key = staging_key("robot-1", "t-1", "t-1.mcap")
+    upload_id = store.start_multipart(key)
+    one = store.write_part(key, upload_id, 1, io.BytesIO(b"a" * 10), 10, offset=0)
+    three = store.write_part(key, upload_id, 3, io.BytesIO(b"c" * 10), 10, offset=20)
+    before = held(store, key, upload_id)
+    with pytest.raises(PartsRefused, match="starts at byte 20, not 10"):
+        store.complete_multipart(key, upload_id, {1: one, 3: three})
+    assert held(store, key, upload_id) == before
 
 
 def test_an_empty_file_is_one_empty_part(store: LocalDirObjectStore) -> None:
@@ -140,30 +234,34 @@ def test_an_oversized_part_is_refused_and_nothing_kept(store, open_upload) -> No
     key, upload_id, _ = open_upload
     before = snapshot(store.root)
     with pytest.raises(PartTooLarge, match="larger than its planned 10 bytes"):
-        store.write_part(key, upload_id, 2, io.BytesIO(b"y" * 11), 10)
+        store.write_part(key, upload_id, 2, io.BytesIO(b"y" * 11), 10, offset=100)
+    assert snapshot(store.root) == before  # refused before a byte was written: nothing changed
+    held_before = held(store, key, upload_id)
     with pytest.raises(PartTooLarge):  # the same through the streaming writer
-        with store.open_part(key, upload_id, 2, 10) as writer:
+        with store.open_part(key, upload_id, 2, 10, offset=100) as writer:
             writer.write(b"y" * 6)
             writer.write(b"y" * 6)
-    assert snapshot(store.root) == before
+    assert held(store, key, upload_id) == held_before and 2 not in store.list_parts(key, upload_id)
 
 
 def test_a_short_part_is_refused_and_nothing_kept(store, open_upload) -> None:
     key, upload_id, _ = open_upload
-    before = snapshot(store.root)
+    before = held(store, key, upload_id)
     with pytest.raises(PartIncomplete, match="after 5 of its 10 bytes"):
-        store.write_part(key, upload_id, 2, io.BytesIO(b"y" * 5), 10)
-    assert snapshot(store.root) == before
+        store.write_part(key, upload_id, 2, io.BytesIO(b"y" * 5), 10, offset=100)
+    assert held(store, key, upload_id) == before
 
 
 def test_a_part_whose_body_differs_from_its_content_md5_is_refused(store, open_upload) -> None:
     key, upload_id, _ = open_upload
     before = snapshot(store.root)
-    with pytest.raises(PartDigestMismatch, match="differs from its Content-MD5"):
-        store.write_part(key, upload_id, 2, io.BytesIO(b"y" * 10), 10, content_md5=content_md5(b"z" * 10))
     with pytest.raises(PartDigestMismatch, match="invalid Content-MD5"):
-        store.write_part(key, upload_id, 2, io.BytesIO(b"y" * 10), 10, content_md5="not-base64!")
+        store.write_part(key, upload_id, 2, io.BytesIO(b"y" * 10), 10, offset=100, content_md5="not-base64!")
     assert snapshot(store.root) == before
+    with pytest.raises(PartDigestMismatch, match="differs from its Content-MD5"):
+        store.write_part(key, upload_id, 2, io.BytesIO(b"y" * 10), 10, offset=100, content_md5=content_md5(b"z" * 10))
+    assert 2 not in store.list_parts(key, upload_id)
+    assert held(store, key, upload_id) == {1: (store.list_parts(key, upload_id)[1], b"x" * 100)}
 
 
 @pytest.mark.parametrize("number, size", [(0, 1), (10_001, 1), (True, 1), (1, -1), (1, MAX_PART_SIZE + 1)])
@@ -240,19 +338,40 @@ def test_abort_drops_the_upload(store, open_upload) -> None:
 def test_concurrent_writers_of_one_part_leave_one_whole_part(store, open_upload) -> None:
     key, upload_id, _ = open_upload
     bodies = [bytes([i]) * 200_000 for i in range(8)]
-    etags: list[str] = []
+    etags: dict[str, bytes] = {}
 
     def put(body: bytes) -> None:
-        etags.append(store.write_part(key, upload_id, 2, (body[i:i + 4096] for i in range(0, len(body), 4096)), len(body)))
+        etags[store.write_part(key, upload_id, 2, (body[i:i + 4096] for i in range(0, len(body), 4096)), len(body),
+                               offset=100)] = body
 
     threads = [threading.Thread(target=put, args=(b,)) for b in bodies]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    held = store.list_parts(key, upload_id)
-    assert held[2] in etags and len(list(store.root.glob(f".axon-uploads/{upload_id}/00002-*.part"))) == 1
-    assert not list(store.root.glob(f".axon-uploads/{upload_id}/*.tmp"))
+    etag, data = held(store, key, upload_id)[2]
+    assert data == etags[etag], "the part held is one writer's whole body"
+
+
+def test_completion_waits_for_a_part_in_flight_and_a_late_part_finds_the_upload_gone(store, open_upload, monkeypatch) -> None:
+    key, upload_id, first = open_upload
+    writer = store.open_part(key, upload_id, 2, 10, offset=100)
+    writer.write(b"y" * 5)
+    monkeypatch.setattr(local_parts, "SEAL_WAIT_SECONDS", 0.2)
+    with pytest.raises(ObjectStoreUnavailable, match="still being written"):
+        local_parts._lock_exclusive(os.open(store.root / ".axon-uploads" / upload_id / "seal", os.O_RDONLY), upload_id, 0.2)
+    done: list[str] = []
+    completer = threading.Thread(target=lambda: done.append(store.complete_multipart(key, upload_id, {1: first})))
+    completer.start()
+    time.sleep(0.1)
+    assert not done, "completion waits while a part is being written"
+    writer.write(b"y" * 5)
+    writer.commit()
+    completer.join(5)
+    assert done == [hashlib.sha256(b"x" * 100).hexdigest()] and store.get_bytes(key) == b"x" * 100
+    with pytest.raises(UnknownUpload):
+        store.write_part(key, upload_id, 2, io.BytesIO(b"y" * 10), 10, offset=100)
+    assert store.get_bytes(key) == b"x" * 100
 
 
 # --------------------------------------------------------------------------- copy and cleanup
@@ -324,27 +443,3 @@ def test_stale_uploads_are_aborted_and_fresh_ones_kept(store: LocalDirObjectStor
         with pytest.raises((StagingError, ValueError)):
             store.abort_stale_uploads(*bad)
     assert snapshot(store.root) == before
-
-
-@pytest.mark.parametrize("kernel", ["works", "fails midway", "absent"])
-def test_completion_appends_parts_whatever_the_kernel_copy_does(store, monkeypatch, kernel) -> None:
-    real = getattr(os, "copy_file_range", None)
-    calls = {"n": 0}
-
-    def flaky(src: int, dst: int, count: int, *args: object) -> int:
-        calls["n"] += 1
-        if calls["n"] % 2 == 0:  # every second call: the file systems refuse after some bytes went
-            raise OSError(18, "Invalid cross-device link")
-        return real(src, dst, min(count, 1000))  # type: ignore[misc]
-
-    if kernel == "fails midway" and real is not None:
-        monkeypatch.setattr(os, "copy_file_range", flaky)
-    elif kernel == "absent":
-        monkeypatch.delattr(os, "copy_file_range", raising=False)
-    data = os.urandom(3 * 4096 + 17)
-    key = staging_key("robot-1", "t-1", "t-1.mcap")
-    upload_id = store.start_multipart(key)
-    etags = {p.number: store.write_part(key, upload_id, p.number, io.BytesIO(data[p.offset:p.offset + p.size]), p.size)
-             for p in plan_parts(len(data), 4096)}
-    store.complete_multipart(key, upload_id, etags)
-    assert store.get_bytes(key) == data

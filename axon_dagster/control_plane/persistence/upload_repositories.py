@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from axon_dagster.domain import DatasetStatus, GrantStatus, UploadGrant
+from axon_dagster.domain import DatasetStatus, GrantStatus, TaskStatus, UploadGrant
 
 from .schema import DatasetRow, RobotRecorderRow, RobotUplinkRow, TaskRow, UploadGrantRow
 
@@ -155,12 +155,14 @@ class UploadQueueRepository:
         self._session = session
 
     def waiting(self, limit: int) -> list[UploadCandidate]:
-        """RECORDED datasets whose edge gate passed: highest order priority first, then oldest."""
+        """RECORDED datasets whose edge gate passed, of tasks still EXECUTED (a robot that found its
+        recording corrupt fails the task): highest order priority first, then oldest."""
         stmt = (
             select(DatasetRow.dataset_id, DatasetRow.task_id, DatasetRow.manifest, DatasetRow.created_at,
                    DatasetRow.last_upload_error, TaskRow.robot_id, TaskRow.order_id, TaskRow.priority)
             .join(TaskRow, DatasetRow.task_id == TaskRow.task_id)
-            .where(DatasetRow.status == DatasetStatus.RECORDED.value, DatasetRow.gate_passed.is_(True))
+            .where(DatasetRow.status == DatasetStatus.RECORDED.value, DatasetRow.gate_passed.is_(True),
+                   TaskRow.status == TaskStatus.EXECUTED.value)
             .order_by(TaskRow.priority.desc(), DatasetRow.created_at, DatasetRow.dataset_id)
             .limit(limit)
         )

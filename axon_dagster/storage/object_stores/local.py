@@ -2,30 +2,25 @@
 
 Objects are files under the root; the store's own bookkeeping lives in reserved ``.axon-*``
 directories: dataset manifests in ``.axon-meta/``, open staging uploads in
-``.axon-uploads/<upload_id>/`` (a ``key`` file and one ``<number>-<md5>.part`` file per part).
-Robots reach this store only through the control plane's ingest endpoint (:mod:`.signing`).
+``.axon-uploads/<upload_id>/`` (see :mod:`.local_parts`). Robots reach this store only through the
+control plane's ingest endpoint (:mod:`.signing`).
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import threading
-import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-from ...domain.layout import parse_staging_key
 from ..digest import DigestMismatch, digest_of_files, file_sha256
 from ..files import file_fingerprint, fsync_path, relative_files
 from .base import (
@@ -39,32 +34,14 @@ from .base import (
     validated_manifest,
     validate_prefix,
 )
-from .local_parts import PartWriter
-from .signing import sign_part_url
-from .staging import (
-    PartSpec,
-    PartsRefused,
-    PartTarget,
-    StagingError,
-    UnknownUpload,
-    completion_parts,
-    deletable_prefix,
-    etag_md5,
-    part_specs,
-    quoted_etag,
-    validate_expiry,
-    validate_part_number,
-    validate_part_size,
-)
+from .local_parts import LocalStaging
+from .staging import deletable_prefix
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20
-_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
-_PART_FILE = re.compile(r"(\d{5})-([0-9a-f]{32})\.part")
 
 
-class LocalDirObjectStore(ObjectStore):
+class LocalDirObjectStore(LocalStaging, ObjectStore):
     """Objects are files under ``root``. Writes are atomic (temp file + rename in the same directory);
     a dataset's manifest is kept under ``root/.axon-meta/`` (the local stand-in for object metadata)."""
 
@@ -227,152 +204,7 @@ class LocalDirObjectStore(ObjectStore):
         tmp.write_text(json.dumps({"dataset_digest": dataset_digest, "files": dict(files)}, sort_keys=True))
         os.replace(tmp, path)
 
-    # --- staging: robots' uploads through the control plane's ingest endpoint (see .signing)
-
-    def with_ingest(self, public_api_url: str, signing_key: bytes) -> LocalDirObjectStore:
-        """Let :meth:`part_targets` sign URLs of the control plane's ingest endpoint at
-        ``public_api_url`` with ``signing_key`` (:func:`.signing.load_signing_key`). Returns self."""
-        sign_part_url(signing_key, base_url=public_api_url, task_id="t", name="n", upload_id="u", number=1, size=0, expires=0)
-        self._ingest = (public_api_url, signing_key)
-        return self
-
-    def _uploads_dir(self) -> Path:
-        return self.root / f"{RESERVED_PREFIX}uploads"
-
-    def _upload_dir(self, key: str, upload_id: str) -> Path:
-        """The directory of an open upload of ``key``; UnknownUpload if there is none."""
-        validate_key(key)
-        if not isinstance(upload_id, str) or not _UPLOAD_ID.fullmatch(upload_id):
-            raise UnknownUpload(f"no upload {str(upload_id)[:80]!r} for {self.uri_for(key)} (not an upload id of this store)")
-        path = self._uploads_dir() / upload_id
-        try:
-            held = (path / "key").read_text()
-        except (FileNotFoundError, NotADirectoryError):
-            raise UnknownUpload(f"no upload {upload_id} for {self.uri_for(key)} (completed, aborted or never started)") from None
-        if held != key:
-            raise UnknownUpload(f"upload {upload_id} is not an upload of {self.uri_for(key)}")
-        return path
-
-    @contextmanager
-    def _locked(self, upload_dir: Path) -> Iterator[None]:
-        try:
-            fd = os.open(upload_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        except FileNotFoundError:
-            raise UnknownUpload(f"upload {upload_dir.name} was completed or aborted meanwhile") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if not upload_dir.is_dir():  # completed or aborted while we waited for the lock
-                raise UnknownUpload(f"upload {upload_dir.name} was completed or aborted meanwhile")
-            yield
-        finally:
-            os.close(fd)
-
-    def start_multipart(self, key: str) -> str:
-        validate_key(key)
-        upload_id = uuid.uuid4().hex
-        uploads = self._uploads_dir()
-        uploads.mkdir(parents=True, exist_ok=True)
-        scratch = uploads / f"{upload_id}.tmp"
-        scratch.mkdir()
-        (scratch / "key").write_text(key)
-        os.rename(scratch, uploads / upload_id)  # the upload appears complete or not at all
-        log.info("started upload %s of %s", upload_id, self.uri_for(key))
-        return upload_id
-
-    def part_targets(self, key: str, upload_id: str, parts: Iterable[PartSpec | tuple[int, int, int]], expires_s: int) -> list[PartTarget]:
-        if self._ingest is None:
-            raise StagingError("the local store signs part URLs of the control plane's ingest endpoint: call with_ingest(public_api_url, signing_key) first")
-        _robot_id, task_id, name = parse_staging_key(key)
-        self._upload_dir(key, upload_id)
-        expires = int(time.time()) + validate_expiry(expires_s)
-        base_url, signing_key = self._ingest
-        return [
-            PartTarget(p.number, sign_part_url(signing_key, base_url=base_url, task_id=task_id, name=name, upload_id=upload_id,
-                                               number=p.number, size=p.size, expires=expires))
-            for p in part_specs(parts)
-        ]
-
-    def open_part(self, key: str, upload_id: str, number: int, size: int, *, content_md5: str | None = None) -> PartWriter:
-        """A writer for part ``number`` of exactly ``size`` bytes: ``write(chunk)`` as the body
-        arrives (more than ``size`` bytes -> :class:`PartTooLarge`), then ``commit()`` -> the
-        part's ETag. ``content_md5``: the request's ``Content-MD5`` header (base64), checked."""
-        return PartWriter(self._upload_dir(key, upload_id), validate_part_number(number), validate_part_size(size), content_md5, self._locked)
-
-    def write_part(self, key: str, upload_id: str, number: int, stream: Any, size: int, *, content_md5: str | None = None) -> str:
-        """Store part ``number`` from ``stream`` (a binary file object or an iterable of bytes),
-        exactly ``size`` bytes; returns its ETag (``"<md5 hex>"``). Written to a temp file, fsynced,
-        then renamed: a part is there complete or not at all; a refused part leaves nothing."""
-        with self.open_part(key, upload_id, number, size, content_md5=content_md5) as writer:
-            chunks = iter(lambda: stream.read(_CHUNK), b"") if hasattr(stream, "read") else stream
-            for chunk in chunks:
-                writer.write(chunk)
-            return writer.commit()
-
-    def _held_parts(self, upload_dir: Path) -> dict[int, tuple[str, Path]]:
-        held: dict[int, tuple[int, str, Path]] = {}
-        for path in upload_dir.iterdir():
-            if (m := _PART_FILE.fullmatch(path.name)) is None:
-                continue
-            number, md5 = int(m.group(1)), m.group(2)
-            try:
-                mtime = path.stat().st_mtime_ns
-            except FileNotFoundError:
-                continue
-            if number not in held or mtime >= held[number][0]:
-                held[number] = (mtime, md5, path)
-        return {n: (quoted_etag(md5), path) for n, (_, md5, path) in sorted(held.items())}
-
-    def list_parts(self, key: str, upload_id: str) -> dict[int, str]:
-        try:
-            upload_dir = self._upload_dir(key, upload_id)
-        except UnknownUpload:
-            return {}
-        return {n: etag for n, (etag, _) in self._held_parts(upload_dir).items()}
-
-    def complete_multipart(self, key: str, upload_id: str, parts: Mapping[int, str]) -> None:
-        wanted = completion_parts(parts)
-        upload_dir = self._upload_dir(key, upload_id)
-        with self._locked(upload_dir):
-            held = {n: path for n, (etag, path) in self._held_parts(upload_dir).items()}
-            sources = []
-            for number, etag in wanted:
-                md5 = etag_md5(etag)
-                path = upload_dir / f"{number:05d}-{md5}.part" if md5 else None
-                if path is None or not path.is_file():
-                    raise PartsRefused(f"cannot complete {self.uri_for(key)}: part {number} with ETag {etag} is not held "
-                                       f"(held: {', '.join(f'{n}={quoted_etag(p.name[6:38])}' for n, p in held.items()) or 'none'})")
-                sources.append(path)
-            with _replacing(self._path(key)) as tmp, open(tmp, "wb") as out:
-                for src in sources:
-                    with open(src, "rb") as fh:
-                        _append(fh, out)
-                out.flush()
-                os.fsync(out.fileno())
-            shutil.rmtree(upload_dir, ignore_errors=True)
-        log.info("completed upload %s of %s from %d parts", upload_id, self.uri_for(key), len(sources))
-
-    def abort_multipart(self, key: str, upload_id: str) -> None:
-        try:
-            upload_dir = self._upload_dir(key, upload_id)
-            with self._locked(upload_dir):
-                shutil.rmtree(upload_dir, ignore_errors=True)
-        except UnknownUpload:
-            return
-        log.info("aborted upload %s of %s", upload_id, self.uri_for(key))
-
-    def _open_uploads(self, prefix: str) -> list[tuple[str, str, float]]:
-        """``(key, upload_id, started)`` of the open uploads whose key starts with ``prefix``."""
-        uploads = self._uploads_dir()
-        out = []
-        for upload_dir in sorted(uploads.iterdir()) if uploads.is_dir() else ():
-            try:
-                held = (upload_dir / "key").read_text()
-                started = (upload_dir / "key").stat().st_mtime
-            except OSError:
-                continue  # a scratch dir being created, or an upload completed meanwhile
-            if held.startswith(prefix):
-                out.append((held, upload_dir.name, started))
-        return out
+    # --- staging: robots' uploads through the control plane's ingest endpoint: LocalStaging (.local_parts)
 
     def sha256_of(self, key: str) -> str:
         path = self._path(key)
@@ -441,25 +273,3 @@ def _replacing(path: Path) -> Iterator[Path]:
         raise
     fsync_path(path.parent)
 
-
-def _append(src: Any, dst: Any) -> None:
-    """Append the file ``src`` to ``dst``: in the kernel (copy_file_range) where it can, else
-    through a buffer."""
-    size = os.fstat(src.fileno()).st_size
-    if hasattr(os, "copy_file_range"):
-        dst.flush()
-        done = 0
-        try:
-            while done < size:
-                n = os.copy_file_range(src.fileno(), dst.fileno(), size - done)
-                if n == 0:
-                    break
-                done += n
-        except OSError:  # not supported between these file systems: fall back below
-            pass
-        if done == size:
-            dst.seek(0, os.SEEK_END)
-            return
-        src.seek(done)
-        dst.seek(0, os.SEEK_END)
-    shutil.copyfileobj(src, dst, _CHUNK)

@@ -2,13 +2,17 @@
 
 A URL names one part of one staged file and is valid until ``expires`` (epoch seconds):
 
-    PUT {public_api_url}/api/v1/edge/uploads/{task_id}/parts/{number}?file=<name>&upload_id=<id>&size=<bytes>&expires=<epoch>&sig=<hex>
+    PUT {public_api_url}/api/v1/edge/uploads/{task_id}/parts/{number}?file=<name>&upload_id=<id>&offset=<byte>&size=<bytes>&expires=<epoch>&sig=<hex>
 
 ``sig`` is HMAC-SHA256, under the control plane's upload signing key, of the fields
-(task_id, name, upload_id, number, size, expires) joined by newlines after a version tag (no field
-may hold a newline, so the encoding is unambiguous). The route checks the robot's bearer token
-**and** :func:`verify_part_signature` (constant-time compare), then streams the body into
-:meth:`~.local.LocalDirObjectStore.write_part`, which refuses more than ``size`` bytes.
+(robot_id, task_id, name, upload_id, number, offset, size, expires) joined by newlines after a
+version tag (no field may hold a newline, so the encoding is unambiguous); the robot id is not in the
+URL: the route checks the signature with the id of the robot whose token came with the request. The route checks the robot's bearer token
+**and** :func:`verify_part_signature` (constant-time compare), then streams the body into the
+upload's file at ``offset`` (:meth:`~.local_parts.LocalStaging.open_part`), refusing more than
+``size`` bytes. The signature is the grant's proof: the control plane signs a plan only for the
+robot's own granted task, every URL expires with the grant, and the upload id binds the staging
+key (robot, task, file), so a part needs no database read.
 
 The key comes from the setting ``AXON_UPLOAD_SIGNING_KEY`` (at least 32 characters); the embedded
 default generates one once and keeps it beside its database in a ``0600`` file
@@ -31,7 +35,7 @@ from ...domain.layout import validate_relative_name
 from .staging import StagingError, validate_part_number, validate_part_size
 
 PART_URL_PATH = "/api/v1/edge/uploads/{task_id}/parts/{number}"
-SIGNATURE_VERSION = "axon-part-v1"
+SIGNATURE_VERSION = "axon-part-v2"  # v2: the robot and the part's offset are signed too
 MIN_KEY_BYTES = 32
 KEY_FILE_NAME = "upload-signing.key"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -46,16 +50,19 @@ class PartSignatureError(StagingError):
         self.expired = expired
 
 
-def _fields(task_id: str, name: str, upload_id: str, number: int, size: int, expires: int) -> bytes:
+def _fields(robot_id: str, task_id: str, name: str, upload_id: str, number: int, offset: int, size: int, expires: int) -> bytes:
+    validate_id(robot_id, "robot id")
     validate_id(task_id, "task id")
     validate_relative_name(name, "file name")
     if not isinstance(upload_id, str) or not upload_id or len(upload_id) > _MAX_UPLOAD_ID or any(ord(c) < 33 or ord(c) == 127 for c in upload_id):
         raise StagingError(f"invalid upload id {str(upload_id)[:60]!r}")
     validate_part_number(number)
     validate_part_size(size)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise StagingError(f"invalid offset {offset!r}: expected a byte offset")
     if isinstance(expires, bool) or not isinstance(expires, int) or expires < 0:
         raise StagingError(f"invalid expiry {expires!r}: expected epoch seconds")
-    return "\n".join((SIGNATURE_VERSION, task_id, name, upload_id, str(number), str(size), str(expires))).encode()
+    return "\n".join((SIGNATURE_VERSION, robot_id, task_id, name, upload_id, str(number), str(offset), str(size), str(expires))).encode()
 
 
 def _check_key(signing_key: bytes) -> bytes:
@@ -64,20 +71,24 @@ def _check_key(signing_key: bytes) -> bytes:
     return signing_key
 
 
-def part_signature(signing_key: bytes, *, task_id: str, name: str, upload_id: str, number: int, size: int, expires: int) -> str:
+def part_signature(signing_key: bytes, *, robot_id: str, task_id: str, name: str, upload_id: str, number: int, offset: int, size: int,
+                   expires: int) -> str:
     """The hex HMAC-SHA256 of one part URL's fields."""
-    message = _fields(task_id, name, upload_id, number, size, expires)
+    message = _fields(robot_id, task_id, name, upload_id, number, offset, size, expires)
     return hmac.new(_check_key(signing_key), message, hashlib.sha256).hexdigest()
 
 
 def sign_part_url(
-    signing_key: bytes, *, base_url: str, task_id: str, name: str, upload_id: str, number: int, size: int, expires: int
+    signing_key: bytes, *, base_url: str, robot_id: str, task_id: str, name: str, upload_id: str, number: int, offset: int,
+    size: int, expires: int,
 ) -> str:
     """The full ingest URL of one part (``base_url``: the control plane's public URL)."""
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise ValueError(f"invalid public API URL {base_url!r}: expected http(s)://host[:port][/path]")
-    sig = part_signature(signing_key, task_id=task_id, name=name, upload_id=upload_id, number=number, size=size, expires=expires)
-    query = urlencode({"file": name, "upload_id": upload_id, "size": size, "expires": expires, "sig": sig}, quote_via=quote)
+    sig = part_signature(signing_key, robot_id=robot_id, task_id=task_id, name=name, upload_id=upload_id, number=number, offset=offset, size=size,
+                         expires=expires)
+    query = urlencode({"file": name, "upload_id": upload_id, "offset": offset, "size": size, "expires": expires, "sig": sig},
+                      quote_via=quote)
     return base_url.rstrip("/") + PART_URL_PATH.format(task_id=task_id, number=number) + "?" + query
 
 
@@ -90,14 +101,16 @@ def _as_int(value: object, what: str) -> int:
 
 
 def verify_part_signature(
-    signing_key: bytes, *, task_id: str, name: str, upload_id: str, number: int | str, size: int | str,
-    expires: int | str, sig: str, now: float | None = None,
+    signing_key: bytes, *, robot_id: str, task_id: str, name: str, upload_id: str, number: int | str, offset: int | str,
+    size: int | str, expires: int | str, sig: str, now: float | None = None,
 ) -> None:
     """Raise :class:`PartSignatureError` unless ``sig`` signs these fields and ``expires`` is not
     past (``now``: epoch seconds, default the clock). Numbers may come as query strings."""
-    number, size, expires = _as_int(number, "part number"), _as_int(size, "size"), _as_int(expires, "expiry")
+    number, offset = _as_int(number, "part number"), _as_int(offset, "offset")
+    size, expires = _as_int(size, "size"), _as_int(expires, "expiry")
     try:
-        expected = part_signature(signing_key, task_id=task_id, name=name, upload_id=upload_id, number=number, size=size, expires=expires)
+        expected = part_signature(signing_key, robot_id=robot_id, task_id=task_id, name=name, upload_id=upload_id, number=number, offset=offset,
+                                  size=size, expires=expires)
     except StagingError as exc:
         raise PartSignatureError(f"part URL refused: {exc}") from None
     except ValueError as exc:  # an invalid task id or file name (InvalidIdError)

@@ -11,8 +11,10 @@ against the robot's manifest. Publishing copies staged objects to lake keys serv
 
 ETags are given and taken in the form S3 uses: the part's MD5 in hex between double quotes
 (``'"9e107d9d372bb6826bd81d3542a419d6"'``); Azure's is the block id (Put Block returns no ETag:
-the target says which one to report in :attr:`PartTarget.etag`). Every backend checks a part's
-``Content-MD5`` header on receipt when the robot sends one.
+the target says which one to report in :attr:`PartTarget.etag`); the local store's names the
+part's write (``"<number>-<16 hex>"``, never an MD5: it checks each part by its size and the whole
+file by the SHA-256 it computes as parts arrive, see :mod:`.local_parts`). Every backend checks a
+part's ``Content-MD5`` header on receipt when the robot sends one.
 """
 
 from __future__ import annotations
@@ -101,8 +103,10 @@ class StagingUploads:
         """``{part number: etag}`` the store holds for the upload; ``{}`` when the upload is gone."""
         raise NotImplementedError
 
-    def complete_multipart(self, key: str, upload_id: str, parts: Mapping[int, str]) -> None:
-        """Make ``parts`` ({number: etag}, in number order) the object at ``key``."""
+    def complete_multipart(self, key: str, upload_id: str, parts: Mapping[int, str]) -> str | None:
+        """Make ``parts`` ({number: etag}, in number order) the object at ``key``. Returns the
+        object's SHA-256 when the backend computed it from the bytes it stored (the local store
+        hashes parts as they arrive), else None (the caller reads it with :meth:`sha256_of`)."""
         raise NotImplementedError
 
     def abort_multipart(self, key: str, upload_id: str) -> None:

@@ -2,9 +2,11 @@
 check what the store says it received.
 
 A part counts as verified when the store's answer proves it got the robot's bytes: an ETag that is
-the MD5 of the part (S3, the control plane's ingest endpoint), or a 2xx to a request that carried
-``Content-MD5`` (Azure's Put Block, which answers no MD5: the store checks the one sent). The robot's bearer token goes only to the control
-plane's own origin (the embedded store's ingest endpoint), never to a bucket.
+the MD5 of the part (S3), or a 2xx to a request that carried ``Content-MD5`` (Azure's Put Block,
+which answers no MD5: the store checks the one sent). The control plane's own ingest endpoint (the
+embedded store) takes exactly the part's planned size and checks the whole file's SHA-256, computed
+as the parts arrive, at completion: its parts stream from the file unhashed (no MD5 pass on either
+side). The robot's bearer token goes only to the control plane's own origin, never to a bucket.
 """
 
 from __future__ import annotations
@@ -66,6 +68,25 @@ def read_part(fd: int, offset: int, size: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+class FileRange:
+    """``size`` bytes of an open file from ``offset``, streamed in chunks (never held whole)."""
+
+    def __init__(self, fd: int, offset: int, size: int):
+        self.fd, self.offset, self.size = fd, offset, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def chunks(self, chunk: int = 1 << 20) -> Iterator[bytes]:
+        done = 0
+        while done < self.size:
+            data = os.pread(self.fd, min(chunk, self.size - done), self.offset + done)
+            if not data:
+                raise OSError(f"file ended after {self.offset + done} bytes, the plan's part needs {self.offset + self.size}")
+            done += len(data)
+            yield data
+
+
 def md5_hex(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
@@ -101,10 +122,16 @@ class PartSender:
     def close(self) -> None:
         self._http.close()
 
-    def send(self, part: PlanPart, data: bytes, md5: str) -> SentPart:
+    def checks_by_size(self, part: PlanPart) -> bool:
+        """The part goes to the control plane's own ingest endpoint (checked by size, the file by
+        its SHA-256 at completion): no MD5 needed."""
+        return bool(self._origin) and _origin(part.url) == self._origin
+
+    def send(self, part: PlanPart, data: bytes | FileRange, md5: str) -> SentPart:
+        """Send one part; ``md5`` ("" for a part :meth:`checks_by_size`) is checked against the answer."""
         headers = dict(part.headers)
         headers["Content-Length"] = str(len(data))
-        if _store_checks_md5_only(part.url):
+        if md5 and _store_checks_md5_only(part.url):
             # Azure's Put Block answers no MD5 ETag: the store checks the MD5 we send instead. S3 and
             # the ingest endpoint answer the MD5 of what they got as the ETag, checked below (sending
             # Content-MD5 as well would make the store hash every part twice).
@@ -112,7 +139,7 @@ class PartSender:
         if self._origin and _origin(part.url) == self._origin:
             headers.update(self._auth)
         capped = self._acquire is not None and self._capped()
-        content: Any = self._paced(data) if capped else data
+        content: Any = self._paced(data) if capped else (data.chunks() if isinstance(data, FileRange) else data)
         started = time.perf_counter()
         try:
             response = self._http.request(part.method, part.url, content=content, headers=headers)
@@ -132,16 +159,19 @@ class PartSender:
         if not etag:
             raise PartRejected(f"part {part.number}: the store answered {status} without an ETag")
         stated = etag_md5(etag)
-        if stated is not None and stated != md5:
+        if md5 and stated is not None and stated != md5:
             raise PartCorrupted(f"part {part.number}: the store holds MD5 {stated}, the robot sent {md5}")
         return SentPart(number=part.number, size=len(data), md5=md5, etag=etag, seconds=seconds)
 
-    def _paced(self, data: bytes) -> Iterator[bytes]:
-        view = memoryview(data)
-        for start in range(0, len(data), CHUNK):
-            chunk = view[start : start + CHUNK]
+    def _paced(self, data: bytes | FileRange) -> Iterator[bytes]:
+        if isinstance(data, FileRange):
+            chunks: Any = data.chunks(CHUNK)
+        else:
+            view = memoryview(data)
+            chunks = (bytes(view[start : start + CHUNK]) for start in range(0, len(data), CHUNK))
+        for chunk in chunks:
             self._acquire(len(chunk))  # type: ignore[misc]
-            yield bytes(chunk)
+            yield chunk
             if self._on_bytes is not None:
                 self._on_bytes(len(chunk))
 

@@ -32,7 +32,8 @@ from axon_dagster.client import ControlPlaneError
 from .api import UploadApi
 from .plan import PlanFile, PlanPart, UploadPlan, parse_plan
 from .state import UploadState, VerifiedPart
-from .transfer import PartCorrupted, PartRejected, PartSender, PartTransient, PartUrlExpired, etag_md5, md5_hex, read_part
+from ..verification import RecordingCorrupt
+from .transfer import FileRange, PartCorrupted, PartRejected, PartSender, PartTransient, PartUrlExpired, etag_md5, md5_hex, read_part
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,10 @@ class Uploader:
         progress_interval: float = 5.0,
         observer: UploadObserver | None = None,
         stop: threading.Event | None = None,
+        checks: Any = None,
     ):
+        """``checks``: an :class:`axon_edge.verification.RecordingChecks`: no part goes once the
+        recording is known not to match its recorder's checksum, and completion waits for the verdict."""
         if concurrency < 1:
             raise ValueError(f"upload concurrency must be at least 1, got {concurrency!r}")
         self.api, self.state, self.sender = api, state, sender
@@ -103,6 +107,7 @@ class Uploader:
         self.progress_interval = progress_interval
         self.observer = observer or UploadObserver()
         self.stop = stop or threading.Event()
+        self.checks = checks
 
     def upload(self, task_id: str, grant_id: str, root: str | os.PathLike, manifest: Mapping[str, Any]) -> UploadResult:
         """Upload the manifest's files (under ``root``) for ``task_id`` under ``grant_id``."""
@@ -124,10 +129,15 @@ class Uploader:
                         raise UploadFailed(f"part URLs kept expiring ({plans} plans): {exc}") from None
                     log.info("task %s: %s; asking for a new plan", task_id, exc)
                     self.observer.retry("replan")
+            self._require_intact(task_id, wait=True)
             reply = self._complete(task_id, grant_id, etags)
         except GrantUnusable as exc:
             self.state.failed(task_id, str(exc))
             self.observer.finished(None, "grant_unusable")
+            raise
+        except RecordingCorrupt as exc:
+            self.state.failed(task_id, str(exc))
+            self.observer.finished(None, "corrupt")
             raise
         except UploadStopped:
             self.observer.finished(None, "stopped")
@@ -150,6 +160,12 @@ class Uploader:
         self.observer.finished(result, "completed")
         return result
 
+    def _require_intact(self, task_id: str, wait: bool = False) -> None:
+        if self.checks is not None:
+            self.checks.require(task_id, wait=wait)
+            if wait and self.stop.is_set():
+                raise UploadStopped(f"task {task_id}: the agent stopped while the recording was verified")
+
     # ------------------------------------------------------------------ control plane
 
     def _plan(self, task_id: str, grant_id: str, files: Mapping[str, tuple[int, str]]) -> UploadPlan:
@@ -170,6 +186,10 @@ class Uploader:
                 # The staged objects were deleted with the refusal: nothing of them can be resumed.
                 self.state.forget_parts(task_id)
                 raise UploadFailed(f"the control plane refused the upload: {exc.detail}") from None
+            if exc.status_code == 409 and "cannot complete" in exc.detail.lower():
+                # The store does not hold a part this robot sent (lost before completion): the
+                # next attempt, under the same grant, plans again and sends what is missing.
+                raise UploadFailed(f"the store is missing parts: {exc.detail}") from None
             if exc.status_code in (403, 404, 409):
                 raise GrantUnusable(f"complete refused ({exc.status_code}): {exc.detail}") from None
             raise UploadFailed(f"complete failed ({exc.status_code}): {exc.detail}") from None
@@ -191,8 +211,10 @@ class Uploader:
                 verified = self.state.verified_parts(task_id, f.name, f.upload_id)
                 for part in f.parts:
                     known = verified.get(part.number)
+                    # A part recorded here counts while the store still holds it (its listing is the
+                    # truth: a part it lost — a crash of its host before completion — is sent again).
                     if known is not None and known.size == part.size and (
-                        part.number not in f.done_parts or f.done_parts[part.number] == known.etag or not f.upload_id
+                        f.done_parts.get(part.number) == known.etag or not f.upload_id
                     ):
                         etags[f.name][part.number] = known.etag
                         progress.skipped(part.size)
@@ -239,6 +261,7 @@ class Uploader:
             f, part, fd = job
             if abort.is_set() or self.stop.is_set():
                 return
+            self._require_intact(task_id)  # a recording known to be corrupt stops using the uplink
             sent = self._send_part(task_id, f, part, fd, abort, progress)
             with lock:
                 etags[f.name][part.number] = sent.etag
@@ -255,13 +278,19 @@ class Uploader:
             raise UploadStopped(f"task {task_id}: the agent is stopping")
 
     def _send_part(self, task_id: str, f: PlanFile, part: PlanPart, fd: int, abort: threading.Event, progress: "_Progress"):
-        data = read_part(fd, part.offset, part.size)
-        md5 = md5_hex(data)
+        if self.sender.checks_by_size(part):
+            # The control plane's own ingest endpoint: the part streams from the file unhashed (the
+            # endpoint takes exactly its size and checks the whole file's SHA-256 at completion).
+            body: Any = FileRange(fd, part.offset, part.size)
+            md5 = ""
+        else:
+            body = read_part(fd, part.offset, part.size)
+            md5 = md5_hex(body)
         attempt = 0
         while True:
             attempt += 1
             try:
-                sent = self.sender.send(part, data, md5)
+                sent = self.sender.send(part, body, md5)
             except (PartTransient, PartCorrupted) as exc:
                 if attempt >= self.max_part_attempts:
                     raise UploadFailed(f"{f.name} {exc} (after {attempt} attempts)") from None

@@ -26,6 +26,7 @@ from ..db import EdgeDB, LocalTask
 from ..settings import DataPathSettings
 from .api import UploadApi
 from .plan import PlanError
+from ..verification import RecordingCorrupt
 from .uploader import GrantUnusable, UploadFailed, Uploader, UploadStopped
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,10 @@ class UploadWorker:
                 result = self.uploader.upload(task.task_id, grant_id, entry.entry_dir, entry.manifest)
             except UploadStopped:
                 return False
+            except RecordingCorrupt as exc:  # the verification fails the task; no attempt again
+                log.error("task %s: upload abandoned: %s", task.task_id, exc)
+                self._dropped_grants.add(grant_id)
+                self.last_error = str(exc)
             except GrantUnusable as exc:
                 log.info("task %s: grant %s no longer usable (%s); waiting for a new grant", task.task_id, grant_id, exc)
                 self._dropped_grants.add(grant_id)
