@@ -107,3 +107,14 @@ def test_identical_payloads_are_a_frozen_stream_on_the_fingerprinted_path(make_r
     report = inspect_recording(make_recording("frozen", faults=Faults(frozen_topics=(CAMERA,))), Requirements())
     assert failed(report) == {FROZEN_STREAMS}
     assert report.per_topic[CAMERA].repeated_payloads == report.per_topic[CAMERA].count - 1
+
+
+def test_a_recording_in_s3_is_read_again_for_its_repeated_fingerprints(make_recording, s3_env, s3_client, s3_bucket, monkeypatch):
+    monkeypatch.setattr(daft_profile, "FINGERPRINT_MIN_BYTES", 1 << 10)
+    path = make_recording("frozen", faults=Faults(frozen_topics=(CAMERA,)))
+    for file in path.rglob("*"):
+        if file.is_file():
+            s3_client.upload_file(str(file), s3_bucket, f"staging/frozen.lance/{file.relative_to(path).as_posix()}")
+    report = inspect_recording(f"s3://{s3_bucket}/staging/frozen.lance", Requirements())
+    assert FROZEN_STREAMS in failed(report)  # (and integrity: nothing vouches for a remote dataset)
+    assert report.per_topic[CAMERA].repeated_payloads == report.per_topic[CAMERA].count - 1
