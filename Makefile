@@ -13,7 +13,9 @@ install: $(INSTALLED)
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip uv
-	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[dev]'
+	# Bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set (as on our CI machines) every process
+	# would otherwise recompile what it imports (import dagster + lance: 4.8 s -> 1.5 s).
+	$(VENV)/bin/uv pip install --python $(PY) -q --compile-bytecode -e '.[dev]'
 	touch $@
 
 # Debian packages and servers the tests use (PostgreSQL binaries, ...); idempotent.
