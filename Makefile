@@ -64,11 +64,13 @@ bench-qc: install
 bench-inspect: install
 	$(PY) bench/qc_inspect.py $(BENCH_ARGS)
 
-# Staging vs copytree, the cloud's uploader vs boto3, then the robot's uploader through pre-signed
-# part URLs vs boto3's upload_file (last line: ratio of the robot's upload throughput to boto3's).
+# Staging vs copytree, the cloud's uploader vs boto3, the robot's upload into the file:// store vs
+# one plain PUT, then the robot's uploader through pre-signed part URLs vs boto3's upload_file
+# (last line: ratio of the robot's upload throughput to boto3's).
 bench-upload: install
 	$(PY) bench/staging.py
 	$(PY) bench/upload_throughput.py
+	$(PY) bench/upload_local.py
 	$(PY) bench/upload_presigned.py
 
 # An Axon MCAP of >= 1 GB (zstd; images, clouds, IMU, joint states) ingested into Lance vs read

@@ -149,7 +149,8 @@ def install(app: Any, admin: APIRouter, edge: APIRouter, current_robot: Callable
         robot = await current_robot(request)
         store = await run_in_threadpool(area.for_plan, request)
         return await run_in_threadpool(
-            lambda: uploads.plan_upload(uow_factory(), store, robot, task_id, body.grant_id, part_size=area.settings.part_size)
+            lambda: uploads.plan_upload(uow_factory(), store, robot, task_id, body.grant_id,
+                                        part_size=area.settings.part_size or store.default_part_size)
         )
 
     @edge.post("/uploads/{task_id}/complete", response_model=DatasetView)

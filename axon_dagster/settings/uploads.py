@@ -7,7 +7,8 @@ and how the control plane signs the file store's part URLs.
   (unset: the URL the robot's plan request came in on);
 - ``AXON_UPLOAD_SIGNING_KEY``: the key of those URLs (unset: generated once, ``0600``, beside a
   SQLite database; required with PostgreSQL when the store is ``file://``);
-- ``AXON_UPLOAD_PART_BYTES`` (default 8 MiB), ``AXON_MAX_RECORDING_FILE_BYTES`` (default 5 TiB),
+- ``AXON_UPLOAD_PART_BYTES`` (default: the store's, 8 MiB for S3/GCS and Azure, 64 MiB for the
+  ``file://`` store's ingest endpoint, whose cost is per request), ``AXON_MAX_RECORDING_FILE_BYTES`` (default 5 TiB),
   ``AXON_UPLOAD_GRANT_SWEEP_SECONDS`` (how often due grants are expired, default 5).
 """
 
@@ -28,7 +29,7 @@ class UploadApiSettings:
     endpoint_url: str | None = None
     public_api_url: str | None = None
     signing_key: str | None = None
-    part_size: int = 8 * MiB
+    part_size: int | None = None  # None: the store's default_part_size
     max_file_bytes: int = 5 * 1024**4
     grant_sweep_seconds: float = 5.0
 
@@ -45,7 +46,7 @@ def load_upload_api_settings(environ: Mapping[str, str] | None = None) -> Upload
         endpoint_url=store.endpoint_url,
         public_api_url=env.text("AXON_PUBLIC_API_URL"),
         signing_key=env.text("AXON_UPLOAD_SIGNING_KEY"),
-        part_size=env.integer("AXON_UPLOAD_PART_BYTES", 8 * MiB, minimum=5 * MiB),
+        part_size=env.integer("AXON_UPLOAD_PART_BYTES", None, minimum=5 * MiB),
         max_file_bytes=env.integer("AXON_MAX_RECORDING_FILE_BYTES", 5 * 1024**4, minimum=1),
         grant_sweep_seconds=env.number("AXON_UPLOAD_GRANT_SWEEP_SECONDS", 5.0, positive=True),
     )

@@ -30,7 +30,9 @@ may lose it, which completion detects (its digest, re-read from the file since t
 gone with the process, differs from the manifest: the upload is refused and re-sent from the
 robot's cached copy, which is never released before publication). Completion fsyncs the file and
 the directory it lands in before the control plane records STAGED, as one streamed PUT of the file
-would: one flush, where a flush per part cost as much again on a busy disk.
+would: one flush, where a flush per part cost as much again on a busy disk; the hashing thread
+starts the write-back of each part it hashed (``sync_file_range``), so that little is left to
+flush then.
 """
 
 from __future__ import annotations
@@ -139,24 +141,35 @@ class RunningDigest:
     hashed_to: int = 0
     parts: list[HeldPart] = field(default_factory=list)
     broken: str | None = None  # why it no longer describes the file (completion re-reads it)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # held while hashing
     pending: bool = False
+    _draining: bool = False
+    _state: threading.Lock = field(default_factory=threading.Lock)
 
     def advance(self, upload_dir: Path) -> None:
-        """Hash every whole part that follows what is hashed (several, when early parts waited).
-        Never waits: while another thread hashes, it takes this part's turn too (``pending`` is
-        set before the lock is tried, and checked after it is let go)."""
-        while True:
+        """A part became whole: hash what now follows what is hashed, in a thread of its own (the
+        part's answer never waits for it; one thread per upload at a time, which takes every
+        part that became whole meanwhile)."""
+        with self._state:
             self.pending = True
-            if not self.lock.acquire(blocking=False):
+            if self._draining:
                 return
-            try:
+            self._draining = True
+        threading.Thread(target=self._drain, args=(upload_dir,), name="upload-digest", daemon=True).start()
+
+    def _drain(self, upload_dir: Path) -> None:
+        while True:
+            with self._state:
+                if not self.pending:
+                    self._draining = False
+                    return
                 self.pending = False
-                self._advance(upload_dir)
-            finally:
-                self.lock.release()
-            if not self.pending:
-                return
+            try:
+                with self.lock:
+                    self._advance(upload_dir)
+            except Exception:  # the digest is then not trusted: completion reads the file again
+                log.exception("upload %s: hashing its parts failed", upload_dir.name)
+                self.broken = self.broken or "hashing failed"
 
     def _advance(self, upload_dir: Path) -> None:
         while self.broken is None:
@@ -171,6 +184,8 @@ class RunningDigest:
             part = nxt[0]
             if not self._hash_range(upload_dir / "data", part.offset, part.size):
                 return
+            if not self.broken and part.size:
+                _write_back(upload_dir / "data", part.offset, part.size)
             if read_journal(upload_dir).get(part.number) != part:
                 self.broken = f"part {part.number} was rewritten while it was hashed"
                 return
@@ -366,6 +381,10 @@ class LocalStaging:
     root: Path
     _ingest: tuple[str, bytes] | None = None
     _digests: RunningDigests | None = None
+    # Every part is one request to the control plane (auth, signature, journal, a thread hop):
+    # measured on 1 GB, 64 MiB parts went at the speed of one plain PUT, 8 MiB parts at half of it.
+    # The robot streams each part from its file, so the size costs it no memory.
+    default_part_size = 64 << 20
 
     def uri_for(self, key: str) -> str:  # pragma: no cover - the store's
         raise NotImplementedError
@@ -548,6 +567,36 @@ def _lock_exclusive(fd: int, what: str, wait_s: float = SEAL_WAIT_SECONDS) -> No
             if time.monotonic() >= deadline:
                 raise ObjectStoreUnavailable(f"upload {what}: still being written after {wait_s:g}s; try again later") from None
             time.sleep(0.01)
+
+
+def _sync_file_range() -> Any:
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):  # not Linux
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return fn
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _write_back(path: Path, offset: int, size: int) -> None:
+    """Start writing a hashed part to disk (Linux ``sync_file_range``: no wait, no journal commit),
+    so that completion's fdatasync finds little left to do. Durability is still completion's."""
+    if _SYNC_FILE_RANGE is None:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        _SYNC_FILE_RANGE(fd, offset, size, _SYNC_FILE_RANGE_WRITE)
+    finally:
+        os.close(fd)
 
 
 def _sha256_of_fd(fd: int, size: int) -> str:

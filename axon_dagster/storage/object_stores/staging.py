@@ -91,6 +91,9 @@ class PartTarget:
 class StagingUploads:
     """The staging half of the object store interface; every backend implements it."""
 
+    # The part size of upload plans unless configured (AXON_UPLOAD_PART_BYTES): S3's usual.
+    default_part_size = DEFAULT_PART_SIZE
+
     def start_multipart(self, key: str) -> str:
         """Begin a multipart upload of ``key``; returns its upload id."""
         raise NotImplementedError
