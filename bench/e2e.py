@@ -148,7 +148,8 @@ def end_to_end(root: Path, size_mb: int, isolation: str, timeout_s: float) -> di
         copy = root / "recording.mcap"  # the floors read it as this process's user
         shutil.copyfile(lake_mcap, copy)
         timeline = {state: round(at - finished_at, 2) for state, at in seen.items() if at >= finished_at}
-        timeline.update(_edge_timeline(fleet.logs / f"{robot.robot_id}-edge.log", finished_at))
+        timeline.update(_log_timeline(fleet.logs / f"{robot.robot_id}-edge.log", EDGE_MARKS, finished_at))
+        timeline.update(_log_timeline(cloud_log, CLOUD_MARKS, finished_at))
         return {"seconds": uploaded_at - finished_at, "mcap": copy, "recorded_s": seconds, "task": task["task_id"],
                 "timeline": dict(sorted(timeline.items(), key=lambda kv: kv[1]))}
 
@@ -162,11 +163,20 @@ EDGE_MARKS = {
 }
 
 
-def _edge_timeline(edge_log: Path, since: float) -> dict[str, float]:
-    """Seconds after the recorder finished at which the robot's agent logged each step."""
+CLOUD_MARKS = {
+    "ingested staged ": "cloud: ingested and parked",
+    "published ": "cloud: published and recorded",
+}
+
+
+def _log_timeline(log_path: Path, marks: dict[str, str], since: float) -> dict[str, float]:
+    """Seconds after the recorder finished at which a process (the robot's agent, the cloud's
+    Dagster) logged each step."""
     out = {}
-    for line in edge_log.read_text(errors="replace").splitlines():
-        for mark, name in EDGE_MARKS.items():
+    if not log_path.is_file():
+        return out
+    for line in log_path.read_text(errors="replace").splitlines():
+        for mark, name in marks.items():
             if mark in line and name not in out:
                 try:
                     at = datetime.strptime(" ".join(line.split()[:2]), "%Y-%m-%d %H:%M:%S,%f").timestamp()

@@ -8,6 +8,12 @@ production: ticks the sensors that move data with their cursors and executes eac
 request once per run_key, until every task of the order is terminal or the time is up. Then it
 writes one row per task (with the published copy's digest verified) to ``--result``. It reaches the
 control plane over HTTP and reads only the cloud's own store: never a robot's directory.
+
+Between ticks it does not sleep a fixed interval: it watches the order's datasets (one light query
+every ``PROBE_SECONDS``) and ticks as soon as one changes (a recording reported, granted, staged,
+reviewed), or after ``IDLE_TICK_SECONDS`` whatever happened; right after a tick that ran something it
+ticks again. Like a long-running daemon it has the data flow's heavy libraries (Lance, Daft) loaded
+before the first recording arrives, not while it waits for one.
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ import argparse
 import json
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
 TERMINAL = {"UPLOADED", "FAILED", "CANCELLED"}
+IDLE_TICK_SECONDS = 0.5  # every sensor is evaluated at least this often
+PROBE_SECONDS = 0.1  # how often the order's datasets are looked at for a change between ticks
 
 
 class DagsterDriver:
@@ -84,15 +93,58 @@ def run(order: dict, timeout_seconds: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_seconds
     defs = build_definitions()  # from the environment, as `dagster api grpc -m axon_dagster.defs` builds them
     client = defs.resources["control_plane"].client()
+    threading.Thread(target=load_data_flow_libraries, name="warm-up", daemon=True).start()
     driver = DagsterDriver(defs, dg.DagsterInstance.ephemeral())
     driver.run_order(order)
+
+    def probe() -> tuple:
+        return datasets_signature(client, order["order_id"])
+
     while time.monotonic() < deadline:
-        driver.tick()
+        before = probe()  # what the tick will see; a change from here on wakes the next one
+        started = driver.tick()
         tasks = list(all_tasks(client, order_id=order["order_id"]))
         if tasks and all(t["status"] in TERMINAL for t in tasks):
             break
-        time.sleep(0.5)
+        if not started:
+            wait_for_change(probe, before, min(IDLE_TICK_SECONDS, max(0.0, deadline - time.monotonic())), PROBE_SECONDS)
     return {"tasks": result_rows(client, defs, order["order_id"]), "failed_runs": driver.failed_runs}
+
+
+def datasets_signature(client, order_id: str) -> tuple:
+    """What the order's datasets look like now (id, status, QC outcome, last change): it changes
+    whenever a step of the data flow or a reviewer moves one of them."""
+    page = client.search_datasets(order_id=order_id, limit=500)
+    return tuple(sorted((d["dataset_id"], d["status"], d.get("qc_outcome"), d.get("updated_at")) for d in page["datasets"]))
+
+
+def wait_for_change(probe: Callable[[], Any], baseline: Any, timeout: float, interval: float) -> bool:
+    """Until ``probe()`` differs from ``baseline`` (True; at once if it does already) or ``timeout``
+    seconds pass (False). A probe that fails counts as no change."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if probe() != baseline:
+                return True
+        except Exception as exc:  # noqa: BLE001 - the control plane busy or restarting: the next tick says more
+            log.debug("probe failed: %s", exc)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(interval, remaining))
+
+
+def load_data_flow_libraries() -> None:
+    """Import what a data_flow run needs (Lance takes about a second), as a daemon that has been
+    running for a while has: the first recording's run should not pay for it."""
+    try:
+        import daft  # noqa: F401
+        import lance  # noqa: F401
+
+        import axon_dagster.ingest.mcap_to_lance  # noqa: F401
+        import axon_dagster.inspection.inspector  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - the run imports them again and says what is wrong
+        log.warning("could not load the data flow's libraries ahead of time: %s", exc)
 
 
 def result_rows(client, defs, order_id: str) -> list[dict[str, Any]]:
@@ -154,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # the data flow's steps, a line each (what took how long)
+        logging.getLogger("axon_dagster.services").setLevel(logging.INFO)
     import warnings
 
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")

@@ -93,9 +93,8 @@ def inspect_staged(control_plane, inspect: Inspector, staged: StagedRecording):
     requirements = Requirements.from_dict(staged.requirements)
     report = inspect(staged.cache_path, requirements)
     report.write(report_path(staged.cache_path))
-    control_plane.dataset_inspected(staged.task_id, score=report.score, outcome=report.outcome.value, report=report.to_dict())
-    dataset = control_plane.get_dataset(staged.task_id)
-    outcome = QcOutcome(dataset["qc_outcome"])  # a human decision made earlier wins over this run
+    dataset = control_plane.dataset_inspected(staged.task_id, score=report.score, outcome=report.outcome.value, report=report.to_dict())
+    outcome = QcOutcome(dataset["qc_outcome"])  # the record as it now stands: a human decision made earlier wins over this run
     if outcome is QcOutcome.REJECTED:
         failed = ", ".join(c.name for c in report.checks if not c.passed) or "score below review floor"
         control_plane.transition_task(staged.task_id, TaskStatus.FAILED.value, reason=f"rejected by QC: {failed}")

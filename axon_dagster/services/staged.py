@@ -170,9 +170,9 @@ def ingest_staged(control_plane, store, workdir_root: str | Path, task_id: str) 
     (see the module docstring); the dataset is recorded CACHED."""
     started = time.monotonic()
     task = control_plane.get_task(task_id)
-    dataset = control_plane.get_dataset(task_id)
+    dataset = control_plane.dataset_publish_attempt(task_id)  # the record, this attempt counted
     staged = staged_files(task, dataset)
-    attempt = int(control_plane.dataset_publish_attempt(task_id).get("publish_attempts") or 1)
+    attempt = int(dataset.get("publish_attempts") or 1)
     work = _workdir(store, workdir_root, task_id, attempt)
     if store.exists(staged.parked(staged.sidecar_name)):
         lance_dir, dataset_key, proofs = _take_parked(store, staged, work)
@@ -388,6 +388,7 @@ def publish_staged(control_plane, store, staged: StagedFiles, recording: StagedR
     proofs = recording.proofs
     still_what_was_hashed(lance_dir, sidecar.files, proofs)
     key = cloud_key(recording.scene, recording.sub_scene, recording.skills, sidecar)
+    checked = time.monotonic()
     digest = store.copy_dataset(recording.dataset_key, key, sidecar.files,
                                 proofs=_store_proofs(store, [f"{recording.dataset_key}/{rel}" for rel in sidecar.files], proofs))
     if digest != sidecar.dataset_digest:
@@ -401,13 +402,15 @@ def publish_staged(control_plane, store, staged: StagedFiles, recording: StagedR
         store.put_file(report_path(lance_dir), report_key(key))
     store.put_file(sidecar_path(lance_dir), sidecar_key(key))  # last: the dataset's description, what readers look up
     uri = store.uri_for(key)
+    copied = time.monotonic()
     control_plane.dataset_uploaded(staged.task_id, cloud_uri=uri, dataset_digest=digest)
     control_plane.transition_task(staged.task_id, TaskStatus.UPLOADED.value, data={"cloud_uri": uri, "dataset_digest": digest})
+    elapsed = time.monotonic() - started
     removed = store.delete_prefix(staged.prefix)
     drop_workdirs(store, workdir_root, staged.task_id)
-    elapsed = time.monotonic() - started
-    log.info("published %s to %s (%d bytes in %.2fs); %d staged object(s) deleted", staged.task_id, uri, recording.size_bytes,
-             elapsed, removed)
+    log.info("published %s to %s (%d bytes in %.2f s: unchanged since hashed %.2f s, verified lake copies %.2f s, recorded %.2f s); "
+             "%d staged object(s) deleted", staged.task_id, uri, recording.size_bytes, elapsed, checked - started, copied - checked,
+             started + elapsed - copied, removed)
     return Uploaded(staged.task_id, uri, digest, recording.size_bytes, elapsed)
 
 

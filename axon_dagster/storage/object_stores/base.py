@@ -225,9 +225,8 @@ class ObjectStore(StagingUploads):
         stored = {k[len(src_key) + 1:] for k in self.list_keys(f"{src_key}/")}
         if missing := sorted(set(manifest) - stored):
             raise ObjectNotFound(f"no {missing[0]} in the dataset at {self.uri_for(src_key)} ({len(missing)} missing); nothing copied")
-        for rel, sha in sorted(manifest.items()):
-            src = f"{src_key}/{rel}"
-            self.copy_verified(src, f"{dst_key}/{rel}", sha, proof=proofs.get(src))
+        self.copy_all_verified([(f"{src_key}/{rel}", f"{dst_key}/{rel}", sha, proofs.get(f"{src_key}/{rel}"))
+                                   for rel, sha in sorted(manifest.items())])
         held = {k[len(dst_key) + 1:] for k in self.list_keys(f"{dst_key}/")}
         digest = digest_of_files(manifest)
         if held != set(manifest):
@@ -236,6 +235,12 @@ class ObjectStore(StagingUploads):
         self._record_dataset(dst_key, manifest, digest, self._open_session(dst_key))
         log.info("copied dataset %s to %s: %d files, digest %s", self.uri_for(src_key), self.uri_for(dst_key), len(manifest), digest)
         return digest
+
+    def copy_all_verified(self, copies: list[tuple[str, str, str, Sequence[int] | None]]) -> None:
+        """Each ``(src_key, dst_key, sha256, proof)`` by :meth:`copy_verified` (the local store
+        links and verifies them all, then makes them durable together)."""
+        for src, dst, sha, proof in copies:
+            self.copy_verified(src, dst, sha, proof=proof)
 
     # --- public
 

@@ -124,15 +124,47 @@ class LocalDirObjectStore(LocalStaging, ObjectStore):
         """A hard link (:meth:`copy_object`). With ``proof``: when the link's fingerprint is the
         proof (the same inode on the same device, same size and modification time as when
         ``sha256`` was computed from it) the copy IS the hashed file, unmodified: accepted without
-        reading it; otherwise (a copy across devices, a file changed since) it is re-read."""
-        if proof is None:
-            return super().copy_verified(src_key, dst_key, sha256)
+        reading it; otherwise (no proof, a copy across devices, a file changed since) it is read
+        and hashed. A copy that does not hold ``sha256`` is deleted (DigestMismatch)."""
+        actual = self._copy_unsynced(src_key, dst_key, sha256, proof)
+        _make_durable([self._path(dst_key)], self.root)
+        return actual
+
+    def copy_all_verified(self, copies: list[tuple[str, str, str, Sequence[int] | None]]) -> None:
+        """Every copy linked and verified first, then made durable together: each file's data
+        (fdatasync: nothing to write for a file already on disk, no journal commit for a link)
+        and each directory once (one journal commit for all the new names)."""
+        for src, dst, sha, proof in copies:
+            self._copy_unsynced(src, dst, sha, proof)
+        _make_durable([self._path(dst) for _, dst, _, _ in copies], self.root)
+
+    def _copy_unsynced(self, src_key: str, dst_key: str, sha256: str, proof: Sequence[int] | None) -> str:
         if not is_sha256_hex(sha256):
             raise ValueError(f"invalid sha256 {sha256!r} for {src_key}: expected 64 lowercase hex digits")
-        self.copy_object(src_key, dst_key)
-        if file_fingerprint(self._path(dst_key)) == tuple(proof):
+        dst = self._link(src_key, dst_key)
+        if proof is not None and file_fingerprint(dst) == tuple(proof):
             return sha256
         return self._keep_copy_if(src_key, dst_key, sha256, self.sha256_of(dst_key))
+
+    def _link(self, src_key: str, dst_key: str) -> Path:
+        """``dst_key`` becomes a hard link of ``src_key`` where the file system allows (every write
+        here replaces a file, none writes into one, so the copies never change each other), else a
+        copy; atomic either way, not yet durable."""
+        src, dst = self._path(src_key), self._path(dst_key)
+        if not src.is_file():
+            raise ObjectNotFound(f"no object at {self.uri_for(src_key)}")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f"{RESERVED_PREFIX}tmp-{uuid.uuid4().hex}-{dst.name}")
+        try:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return dst
 
     def get_bytes(self, key: str) -> bytes:
         path = self._path(key)
@@ -215,16 +247,8 @@ class LocalDirObjectStore(LocalStaging, ObjectStore):
 
     def copy_object(self, src_key: str, dst_key: str) -> None:
         """A hard link where the file system allows (every write here replaces a file, none writes
-        into one, so the copies never change each other), else a copy; atomic either way."""
-        src, dst = self._path(src_key), self._path(dst_key)
-        if not src.is_file():
-            raise ObjectNotFound(f"no object at {self.uri_for(src_key)}")
-        with _replacing(dst) as tmp:
-            try:
-                os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
-            fsync_path(tmp)  # a copy is durable like every write here (a linked file adopted just now may not be yet)
+        into one, so the copies never change each other), else a copy; atomic and durable."""
+        _make_durable([self._link(src_key, dst_key)], self.root)
 
     def delete_prefix(self, prefix: str) -> int:
         prefix = deletable_prefix(prefix)
@@ -246,14 +270,37 @@ class LocalDirObjectStore(LocalStaging, ObjectStore):
         return len(keys)
 
 
+def _make_durable(paths: list[Path], root: Path) -> None:
+    """Make the files at ``paths`` and their names durable: each file's data (fdatasync; a file
+    already written back costs nothing), then each directory on the way from the files up to
+    ``root`` once (new names and new directories; the first fsync commits them all)."""
+    dirs: set[Path] = set()
+    for path in paths:
+        _fdatasync(path)
+        parent = path.parent
+        while parent not in dirs and (parent == root or root in parent.parents):
+            dirs.add(parent)
+            parent = parent.parent
+    for directory in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
+        fsync_path(directory)
+
+
+def _fdatasync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_back(paths: list[Path]) -> None:
-    """Start writing ``paths`` to disk without waiting (fsync each in a daemon thread): whoever
-    needs them durable later fsyncs them again, by then at little cost."""
+    """Start writing ``paths``' data to disk without waiting (fdatasync each in a daemon thread):
+    whoever needs them durable later syncs them again, by then at little cost."""
     def run() -> None:
         for path in paths:
             try:
-                fsync_path(path)
-            except OSError:  # moved or deleted meanwhile: its later fsync (or none) decides
+                _fdatasync(path)
+            except OSError:  # moved or deleted meanwhile: its later sync (or none) decides
                 pass
 
     threading.Thread(target=run, name="write-back", daemon=True).start()

@@ -56,4 +56,7 @@ def publish_copies(store: ObjectStore, copies: Mapping[str, tuple[str, str]],
         if not store.exists(src_key):
             raise ObjectNotFound(f"nothing staged at {store.uri_for(src_key)} (to publish as {dst_key}); nothing published")
     proofs = proofs or {}
-    return {dst: publish_copy(store, src, dst, sha, proof=proofs.get(src)) for dst, (src, sha) in copies.items()}
+    store.copy_all_verified([(src, dst, sha, proofs.get(src)) for dst, (src, sha) in copies.items()])
+    for dst, (src, sha) in copies.items():
+        log.info("published %s -> %s (sha256 %s)", store.uri_for(src), store.uri_for(dst), sha)
+    return {dst: store.uri_for(dst) for dst in copies}
