@@ -35,3 +35,32 @@ def test_on_s3_staged_bytes_that_changed_are_never_published(s3_world, instance)
     result = world.run(request, instance)
     assert not result.success and "does not match" in failure(result)
     assert world.lake_keys() == [] and world.admin.get_dataset(task_id)["cloud_uri"] is None
+
+
+def test_on_s3_the_dataset_is_uploaded_once_and_published_by_server_side_copies_without_reading_back(s3_world, instance):
+    from axon_dagster.defs.resources import InspectionResource
+    from axon_dagster.services import staged as staging
+    from axon_dagster.storage.recording import Sidecar, sidecar_path
+
+    try:
+        from tests.s3_fixture import S3RequestLog
+    except ModuleNotFoundError:
+        from s3_fixture import S3RequestLog  # type: ignore[no-redef]
+
+    world = s3_world
+    task_id, _ = stage(world, instance)
+    recording = staging.ingest_staged(world.admin, world.store, world.root / "work", task_id)
+    parked = f"staging/{ROBOT}/{task_id}/ingested/{task_id}.lance"
+    sidecar = Sidecar.read(sidecar_path(recording.cache_path))
+    assert recording.dataset_key == parked and world.store.verify_dataset(parked, sidecar.files) == sidecar.dataset_digest
+    inspect = InspectionResource(runner="native").inspect
+    assert flow.inspect_staged(world.admin, lambda p, r: inspect(p, r, verify_digest=False), recording)[1].value == "approved"
+
+    requests = S3RequestLog(world.store.client)
+    files = staging.staged_files(world.admin.get_task(task_id), world.admin.get_dataset(task_id))
+    published = staging.publish_staged(world.admin, world.store, files, recording, world.root / "work")
+    copies = len(sidecar.files) + 2  # the dataset's files, the MCAP and Axon's sidecar
+    assert requests.count("CopyObject") == copies and requests.count("GetObject") == 0  # S3's own SHA-256 of each copy
+    assert requests.count("PutObject") == 2  # the dataset's sidecar and QC's report: written, not copied
+    assert flow.verify_cloud_copy(world.store, world.admin.get_task(task_id), world.admin.get_dataset(task_id))
+    assert published.dataset_digest == sidecar.dataset_digest and world.store.list_keys(f"staging/{ROBOT}/{task_id}/") == []
