@@ -142,6 +142,62 @@ def test_kill_the_agent_at_random_points_of_its_uploads(s3_env):
     agent.terminate()
 
 
+@pytest.fixture
+def file_env(tmp_path, _migrated_control_plane_db, monkeypatch):
+    """The embedded store (``file://``, the control plane's ingest endpoint, in this process), every
+    part the store finished counted at its commit."""
+    from axon_dagster.storage.object_stores import LocalDirObjectStore, local_parts
+
+    finished: Counter = Counter()  # (upload_id, part number) -> commits
+    real_commit = local_parts.PartWriter.commit
+
+    def counted_commit(writer):
+        etag = real_commit(writer)
+        finished[(writer.upload_dir.name, writer.number)] += 1
+        return etag
+
+    monkeypatch.setattr(local_parts.PartWriter, "commit", counted_commit)
+    store = LocalDirObjectStore(tmp_path / "cloud")
+    settings = UploadApiSettings(object_store_url=f"file://{tmp_path / 'cloud'}", signing_key="k" * 40, part_size=5 * MiB)
+    with edge_environment(tmp_path, _migrated_control_plane_db, "kill robot", staging_store=store, upload_settings=settings,
+                          topics=axon_default_topics(CAMERA_BYTES)) as env:
+        yield env, store, finished
+
+
+def test_kill_the_agent_at_random_points_of_its_uploads_to_the_file_store(file_env):
+    """The same through the embedded store's ingest endpoint: parts written into one file at their
+    offsets, the running digest and the journal of held parts survive the robot's kills."""
+    env, store, finished = file_env
+    rng = random.Random(31)
+    kills = KILLS // 2
+    task_ids = env.dispatch_order(task_count=kills, duration=30.0)
+    extra = {"AXON_EDGE_UPLOAD_MAX_MBPS": str(UPLINK_MBPS)}
+    agent = env.agent_process(extra_env=extra)
+    wait_for(lambda: all(env.admin.get_task(t)["status"] == "READY" for t in task_ids), timeout=60, what="READY")
+    mid_upload_kills, parts_total = 0, 0
+    for task_id in task_ids:
+        record(agent.url, task_id)
+        wait_for(lambda: env.admin.get_task(task_id)["status"] == "EXECUTED", timeout=30, what="EXECUTED in the cloud")
+        files = env.admin.get_dataset(task_id)["manifest"]["files"]
+        estimate = sum(f["size"] for f in files) / (UPLINK_MBPS * 1e6 / 8)
+        env.admin.grant_upload(task_id, ttl_seconds=600)
+        wait_for(lambda: any(store.root.glob(".axon-uploads/*/part-*.lock")), timeout=30, what=f"the upload of {task_id} to begin")
+        time.sleep(rng.uniform(0.05, 0.7) * estimate)
+        mid_upload_kills += env.admin.get_dataset(task_id)["status"] != "STAGED"
+        agent.kill()
+        agent = env.agent_process(extra_env=extra)
+        wait_for(lambda: env.admin.get_dataset(task_id)["status"] == "STAGED", timeout=90, what=f"{task_id} STAGED after the restart")
+        entry = env.data_dir / "cache" / "datasets" / task_id
+        for f in files:
+            assert store.get_bytes(f"staging/{env.robot_id}/{task_id}/{f['name']}") == (entry / f["name"]).read_bytes()
+        parts_total += sum(max(1, -(-f["size"] // (5 * MiB))) for f in files)
+    print(f"{kills} uploads to the file store, each killed once: {parts_total} parts planned, "
+          f"{sum(finished.values())} finished by the store")
+    assert {k: n for k, n in finished.items() if n > 1} == {}, "a finished part was sent again"
+    assert mid_upload_kills == kills and sum(finished.values()) == parts_total
+    agent.terminate()
+
+
 def test_a_robot_offline_for_a_grants_whole_lifetime_loses_nothing(s3_env):
     env, s3, bucket, log = s3_env
     [task_id] = env.dispatch_order()
