@@ -63,7 +63,7 @@ from .responses import handler
 log = logging.getLogger(__name__)
 
 PARTS_PATH = r"^/api/v1/edge/uploads/[^/]+/parts/[^/]+$"  # streamed by the route itself (BodySizeLimit passes it)
-_FLUSH_BYTES = 4 << 20
+_FLUSH_BYTES = 1 << 20  # one pwritev per MB of a part's body
 
 
 class UploadsUnavailable(Exception):
@@ -193,18 +193,7 @@ def install(app: Any, admin: APIRouter, edge: APIRouter, current_robot: Callable
         writer = await run_in_threadpool(store.open_part, key, upload_id, number, size, offset=offset,
                                          content_md5=request.headers.get("content-md5"))
         try:
-            pending: list[bytes] = []
-            held = 0
-            async for chunk in request.stream():
-                if not chunk:
-                    continue
-                pending.append(chunk)
-                held += len(chunk)
-                if held >= _FLUSH_BYTES:  # one thread hop and one pwritev per few MB, no joined copy
-                    await run_in_threadpool(writer.write, pending)
-                    pending, held = [], 0
-            if pending:
-                await run_in_threadpool(writer.write, pending)
+            await _stream_into(request, writer)
             etag = await run_in_threadpool(writer.commit)
             api_metrics.part_bytes.labels(robot_id=robot).inc(size)
         finally:
@@ -221,6 +210,27 @@ def install(app: Any, admin: APIRouter, edge: APIRouter, current_robot: Callable
     app.add_exception_handler(StagingError, handler(409))
     app.add_exception_handler(ObjectStoreUnavailable, handler(503))
     app.add_exception_handler(UploadsUnavailable, handler(503))
+
+
+async def _stream_into(request: Request, writer: Any) -> None:
+    """The request body into ``writer`` as it arrives, about 1 MB per write, written from the event
+    loop itself as one plain HTTP PUT receiver does (``pwritev`` into the page cache: a fraction of
+    a millisecond per MB; the file is flushed once, at completion). Handing each write to a worker
+    thread cost more than the writing: the thread and the loop then take turns on the interpreter
+    lock (up to its 5 ms switch interval per turn) and 1 GB took twice as long as the plain PUT.
+    Only the embedded ``file://`` store takes parts here; S3 and Azure take them directly."""
+    pending: list[bytes] = []
+    held = 0
+    async for chunk in request.stream():
+        if not chunk:
+            continue
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= _FLUSH_BYTES:
+            writer.write(pending)
+            pending, held = [], 0
+    if pending:
+        writer.write(pending)
 
 
 async def sweep_grants_forever(uow_factory: Callable[[], Any], every_seconds: float) -> None:
