@@ -25,14 +25,13 @@ RUN pip install ".[cloud]" \
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 axon \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/axon --create-home --shell /usr/sbin/nologin axon \
- && mkdir -p /opt/dagster/dagster_home /data/edge-cache \
- && chown -R 10001:10001 /opt/dagster /data/edge-cache
+ && mkdir -p /opt/dagster/dagster_home \
+ && chown -R 10001:10001 /opt/dagster
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    DAGSTER_HOME=/opt/dagster/dagster_home \
-    AXON_EDGE_CACHE_DIR=/data/edge-cache
+    DAGSTER_HOME=/opt/dagster/dagster_home
 # No secrets here: tokens, database URL and S3 keys come from Kubernetes Secrets at run time.
 USER 10001:10001
 WORKDIR /home/axon

@@ -25,7 +25,6 @@ from axon_dagster.domain import (
 )
 from axon_dagster.domain.identity import Principal, PrincipalKind, Role, recorded_actor
 from axon_dagster import control_plane as cp
-from axon_dagster.control_plane.caches import CacheUsageReport
 from axon_dagster.control_plane.views import (
     BatchView,
     DatasetView,
@@ -276,11 +275,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None, 
     def dataset_uploaded(dataset_id: str, body: schemas.DatasetUploaded, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
         return cp.dataset_uploaded(u, dataset_id, body.cloud_uri, body.dataset_digest)
 
-    # ------------------------------------------------------------------ edge caches (disk usage reports)
-    @admin.put("/edge-caches/{cache_id}/usage", response_model=EdgeCacheUsageView)
-    def report_cache_usage(cache_id: str, body: CacheUsageReport, u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
-        return cp.report_cache_usage(u, cache_id, body)
-
+    # ------------------------------------------------------------------ robots' edge caches (each robot reports its own: edge_routes)
     @admin.get("/edge-caches", response_model=list[EdgeCacheUsageView])
     def list_cache_usage(u: SqlAlchemyUnitOfWork = Depends(uow)) -> Any:
         return cp.list_cache_usage(u)

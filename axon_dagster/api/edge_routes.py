@@ -1,4 +1,5 @@
-"""The two routes every robot calls all the time: pull its tasks (long-poll) and push its events.
+"""The two routes every robot calls all the time: pull its tasks (long-poll) and push its events;
+and its edge cache's usage report (``PUT /edge/cache-usage``, every few minutes at most).
 
 They parse their own input (no dependency injection, no request model): most of what a request
 costs is what FastAPI does around it. Keep them cheap (issue 17): an idle pull is one primary-key
@@ -18,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 
 from axon_dagster import control_plane as cp
 from axon_dagster.control_plane.errors import InvalidRequestError
-from axon_dagster.control_plane.views import EventResult, TaskPage
+from axon_dagster.control_plane.caches import CacheUsageReport
+from axon_dagster.control_plane.views import EdgeCacheUsageView, EventResult, TaskPage
 
 from . import schemas
 from .asgi import INT64_MAX, INT64_MIN
@@ -71,6 +73,16 @@ def install(edge: APIRouter, current_robot: Callable[[Request], Awaitable[str]],
         results = await run_in_threadpool(lambda: cp.apply_events(uow_factory(), robot, events, max_file_bytes=max_file_bytes))
         api_metrics.events_received(robot, (e.occurred_at for e in events), results)
         return _json(EventResultsResponse, EventResultsResponse(results=results))
+
+    @edge.put("/cache-usage", response_model=EdgeCacheUsageView, openapi_extra={"requestBody": _CACHE_USAGE_BODY})
+    async def report_cache_usage(request: Request) -> Any:
+        """Body: the robot's ``EdgeCache.disk_usage()`` report (used/quota/pending bytes, datasets
+        by state, pressure, ...). Kept as the usage of the authenticated robot's cache, replacing
+        its previous report; a bad body is refused with 422 and changes nothing."""
+        robot = await current_robot(request)  # the cache id: the token's robot, never the body's
+        usage = cp.parse_cache_usage(await request.body())
+        view = await run_in_threadpool(cp.report_cache_usage, uow_factory(), robot, usage)
+        return _json(EdgeCacheUsageView, view)
 
 
 _EVENT_KEYS = frozenset(schemas.EdgeEvent.model_fields)
@@ -130,6 +142,24 @@ _PUSH_BODY = {
         }}},
     }}},
 }
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` inlined (OpenAPI resolves refs under components only)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        return [walk(v) for v in node] if isinstance(node, list) else node
+
+    return walk(schema)
+
+
+_CACHE_USAGE_BODY = {"required": True, "content": {"application/json": {"schema": _inlined(CacheUsageReport.model_json_schema())}}}
 
 
 def _held(seconds: float) -> dict[str, str]:

@@ -3,7 +3,7 @@
 - **From the store at scrape time** (the store is the truth, so gauges are right after a restart
   and equal across API replicas): orders, batches and tasks by status, robots' last-seen time, the
   human review queue (length and oldest age), and each edge cache's last reported usage
-  (``axon_edge_cache_*{cache_id}``), datasets by status and the active upload grants.
+  (``axon_edge_cache_*{robot_id}``), datasets by status and the active upload grants.
 - **Counted as events arrive**: status events ingested per robot and result, and the ingest lag
   (receive time minus the event's ``occurred_at`` on the robot) per robot — a growing lag means a
   robot's outbox is draining a backlog; robots' upload completions (staged / refused) and the part
@@ -51,9 +51,9 @@ STORE_GAUGES = (
     "axon_robot_last_seen_timestamp_seconds",
     "axon_review_queue_length",
     "axon_review_queue_oldest_age_seconds",
-    # The last usage report of each edge cache (PUT /api/v1/edge-caches/{cache_id}/usage), labelled
-    # cache_id. The same names as the edge agent's own gauges (labelled robot_id), so the
-    # "edge cache near quota" alert covers both.
+    # The last usage report of each robot's edge cache (PUT /api/v1/edge/cache-usage by its edge
+    # agent), labelled robot_id: the same names and label as the agent's own gauges, so the
+    # "edge cache near quota" alert reads either.
     "axon_edge_cache_used_bytes",
     "axon_edge_cache_quota_bytes",
     "axon_edge_cache_pressure",
@@ -174,21 +174,21 @@ class StoreCollector:
 
 def _edge_cache_gauges(caches: dict[str, tuple[int, int | None, bool]]) -> Iterator[Metric]:
     used = GaugeMetricFamily(
-        "axon_edge_cache_used_bytes", "Bytes of datasets held in each edge cache (last report)", labels=["cache_id"]
+        "axon_edge_cache_used_bytes", "Bytes of recordings held in each robot's edge cache (its last report)", labels=["robot_id"]
     )
     quota = GaugeMetricFamily(
-        "axon_edge_cache_quota_bytes", "Edge-cache quota in bytes (absent: no quota)", labels=["cache_id"]
+        "axon_edge_cache_quota_bytes", "Edge-cache quota in bytes (absent: no quota)", labels=["robot_id"]
     )
     pressure = GaugeMetricFamily(
         "axon_edge_cache_pressure",
-        "1 while the edge cache is over quota and eviction could not bring it under (last report)",
-        labels=["cache_id"],
+        "1 while the robot's edge cache is over quota and eviction could not bring it under (its last report)",
+        labels=["robot_id"],
     )
-    for cache_id, (used_bytes, quota_bytes, over) in caches.items():
-        used.add_metric([cache_id], used_bytes)
+    for robot_id, (used_bytes, quota_bytes, over) in caches.items():
+        used.add_metric([robot_id], used_bytes)
         if quota_bytes is not None:
-            quota.add_metric([cache_id], quota_bytes)
-        pressure.add_metric([cache_id], 1 if over else 0)
+            quota.add_metric([robot_id], quota_bytes)
+        pressure.add_metric([robot_id], 1 if over else 0)
     yield used
     yield quota
     yield pressure

@@ -163,13 +163,9 @@ class ControlPlaneClient(_HttpClient):
         return self._request("POST", f"/datasets/{_seg(dataset_id)}/uploaded", json=body)
 
 
-    # ---------------------------------------------------------------- edge caches
-    def report_cache_usage(self, cache_id: str, usage: Mapping[str, Any]) -> dict[str, Any]:
-        """Store ``usage`` (``EdgeCache.disk_usage()``) as the current usage of edge cache ``cache_id``."""
-        return self._request("PUT", f"/edge-caches/{_seg(cache_id)}/usage", json=dict(usage))
-
+    # ---------------------------------------------------------------- robots' edge caches
     def list_cache_usage(self) -> list[dict[str, Any]]:
-        """The last usage report of every edge cache, by cache id."""
+        """The last usage report of every robot's edge cache (its edge agent sends it), by robot id."""
         return self._request("GET", "/edge-caches")
 
     # ---------------------------------------------------------------- robots' uploads (issue 13)

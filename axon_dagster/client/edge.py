@@ -1,5 +1,5 @@
 """A robot's side of the control-plane API, authenticated by its own token: its task pull, event
-push, uplink report and uploads."""
+push, uplink, recorder and edge-cache reports, and uploads."""
 
 from __future__ import annotations
 
@@ -46,6 +46,11 @@ class EdgeSyncClient(_HttpClient):
     def report_recorder(self, report: Mapping[str, Any]) -> dict[str, Any]:
         """What the robot's edge agent last saw of its recorder (``robot["recorder"]`` for the cloud)."""
         return self._request("PUT", "/edge/recorder", json=dict(report))
+
+    def report_cache_usage(self, usage: Mapping[str, Any]) -> dict[str, Any]:
+        """The robot's edge-cache usage (``EdgeCache.disk_usage()``), kept by the control plane under
+        this robot's id (``GET /api/v1/edge-caches`` for admins; ``axon_edge_cache_*{robot_id}``)."""
+        return self._request("PUT", "/edge/cache-usage", json=dict(usage))
 
     def upload_plan(self, task_id: str, grant_id: str) -> dict[str, Any]:
         """Part targets of every file of the task's recording under ``grant_id`` (again: a resume)."""

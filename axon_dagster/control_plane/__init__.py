@@ -7,7 +7,7 @@
 - ``datasets``: the data flow's dataset steps; ``review`` (the reviewer's queue, decisions,
   disposal), ``dataset_search``, ``batch_review`` (admin batch review with its audit log)
 - ``uploads``: upload grants, robots' uplinks, upload plans and completion into the staging area
-- ``caches``: edge caches' disk-usage reports; ``metrics``: gauges for /metrics
+- ``caches``: robots' edge-cache usage reports (one per robot); ``metrics``: gauges for /metrics
 - ``accounts``: people and service tokens
 - ``persistence``: SQLAlchemy repositories and the unit of work (the only owner of SQL), Alembic migrations
 - ``validation``, ``views``, ``errors``: what every use case shares
@@ -20,7 +20,7 @@ the CLIs) import the area modules; this package re-exports the use cases as one 
 
 from __future__ import annotations
 
-from .caches import list_cache_usage, report_cache_usage
+from .caches import list_cache_usage, parse_cache_usage, report_cache_usage
 from .datasets import (
     dataset_cached,
     dataset_inspected,
@@ -80,6 +80,7 @@ __all__ = [
     "hash_token",
     "list_batches",
     "list_cache_usage",
+    "parse_cache_usage",
     "list_datasets",
     "list_orders",
     "list_robots",

@@ -320,7 +320,7 @@ class MetricsSnapshot:
     batches_by_status: dict[str, int] = field(default_factory=dict)
     review_queue_length: int = 0
     review_queue_oldest_age_seconds: float = 0.0
-    # 0003: the last usage report of each edge cache, {cache_id: (used_bytes, quota_bytes | None, pressure)}.
+    # 0003: the last usage report of each robot's edge cache, {robot_id: (used_bytes, quota_bytes | None, pressure)}.
     edge_caches: dict[str, tuple[int, int | None, bool]] = field(default_factory=dict)
     # 0009: datasets by status (GRANTED: a robot may upload; STAGED: uploaded, waiting for the data flow).
     datasets_by_status: dict[str, int] = field(default_factory=dict)
@@ -329,8 +329,10 @@ class MetricsSnapshot:
 
 @dataclass(frozen=True)
 class EdgeCacheUsageView(View):
-    """The last disk-usage report of one edge cache (``EdgeCache.disk_usage()``, as stored)."""
+    """The last disk-usage report of one robot's edge cache (``EdgeCache.disk_usage()`` as its edge
+    agent sent it). A robot has one cache: ``cache_id`` is its ``robot_id``."""
 
+    robot_id: str
     cache_id: str
     used_bytes: int
     quota_bytes: int | None
@@ -342,6 +344,7 @@ class EdgeCacheUsageView(View):
     @classmethod
     def of(cls, r: EdgeCacheUsageRecord) -> "EdgeCacheUsageView":
         return cls(
+            robot_id=r.cache_id,
             cache_id=r.cache_id,
             used_bytes=r.used_bytes,
             quota_bytes=r.quota_bytes,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from . import control_flow, data_flow, observability, recording, retention, review, uploads
+from . import control_flow, data_flow, observability, recording, review, uploads
 
 AREAS: tuple[dg.Definitions, ...] = (
     control_flow.defs,
@@ -17,7 +17,6 @@ AREAS: tuple[dg.Definitions, ...] = (
     uploads.defs,
     review.defs,
     recording.defs,
-    retention.defs,
     observability.defs,
 )
 

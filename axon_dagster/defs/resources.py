@@ -38,33 +38,6 @@ class ControlPlaneResource(dg.ConfigurableResource):
         return ControlPlaneClient(self.url, token=self.token(), timeout=self.timeout_seconds)
 
 
-class EdgeCacheResource(dg.ConfigurableResource):
-    """Where recordings are staged before inspection and upload."""
-
-    root: str = Field(default=".axon/edge-cache", description="Edge cache directory")
-    max_size_gb: Optional[float] = Field(default=None, description="Quota; eviction never removes un-uploaded data")
-    policy: str = Field(default="lru", description="lru | fifo | manual")
-    retention_days: Optional[float] = Field(
-        default=None, description="The retention schedule removes uploaded-and-verified or rejected datasets older than this"
-    )
-    delete_after_upload: bool = Field(default=False, description="Remove a dataset as soon as its upload is verified")
-    release_source: bool = Field(
-        default=False, description="Take ownership of a staged recording: remove the recorder's copy once the entry is durable"
-    )
-
-    def cache(self):
-        from axon_dagster.storage.edge_cache import EdgeCache
-
-        return EdgeCache(
-            self.root,
-            max_size_gb=self.max_size_gb,
-            policy=self.policy,
-            retention_days=self.retention_days,
-            delete_after_upload=self.delete_after_upload,
-            release_source=self.release_source,
-        )
-
-
 class ObjectStoreResource(dg.ConfigurableResource):
     """The cloud store datasets land in: file:///path (embedded default) or s3://bucket/prefix."""
 
@@ -96,15 +69,11 @@ def resources_from_env(settings: CodeLocationSettings | None = None) -> dict[str
     from axon_dagster.settings import load_code_location_settings
 
     s = settings or load_code_location_settings()
-    cp, cache, insp = s.control_plane, s.edge_cache, s.inspection
+    cp, insp = s.control_plane, s.inspection
     return {
         "control_plane": ControlPlaneResource(
             url=cp.url, token_env_var=cp.token.env or "AXON_ADMIN_TOKEN", token_file=cp.token.file,
             timeout_seconds=cp.timeout_seconds,
-        ),
-        "edge_cache": EdgeCacheResource(
-            root=cache.root, max_size_gb=cache.max_size_gb, policy=cache.policy, retention_days=cache.retention_days,
-            delete_after_upload=cache.delete_after_upload, release_source=cache.release_source,
         ),
         "object_store": ObjectStoreResource(url=s.object_store.url, endpoint_url=s.object_store.endpoint_url),
         "inspection": InspectionResource(runner=insp.runner, ray_address=insp.ray_address),

@@ -28,8 +28,6 @@ def _summary(cfg: AxonConfig, environ: Mapping[str, str]) -> list[str]:
         f"config OK: env={cfg.env} file={cfg.source}",
         f"  control_plane.url = {cp.url}; admin token: {'set' if token else 'unset'} ({cp.admin_token.describe()})",
         f"  database: {'from ' + cp.database_url_secret.describe() if cp.database_url is None else cp.database_url}",
-        f"  storage.edge_cache = {s.edge_cache.root} (max {s.edge_cache.max_size_gb} GB, {s.edge_cache.policy}"
-        f"{', release_source' if s.edge_cache.release_source else ''})",
         f"  storage.object_store = {s.object_store.url}" + (f" via {s.object_store.endpoint_url}" if s.object_store.endpoint_url else ""),
         f"  inspection.runner = {i.runner}" + (f" at {i.ray_address}" if i.ray_address else ""),
         f"  timeouts.control_plane_seconds = {cfg.timeouts.control_plane_seconds}; "

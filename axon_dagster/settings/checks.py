@@ -92,9 +92,20 @@ def section(data: Any, key: str, fields: Mapping[str, Callable[[Any, str], Any]]
     for name, value in data.items():
         dotted = f"{key}.{name}" if key else str(name)
         if name not in fields:
-            fail(dotted, f"unknown key; known keys here: {', '.join(fields)}")
+            known = [f for f, check in fields.items() if not getattr(check, "retired", False)]
+            fail(dotted, f"unknown key; known keys here: {', '.join(known)}")
         out[name] = fields[name](value, dotted)
     return out
+
+
+def retired(why: str) -> Callable[[Any, str], Any]:
+    """A key that was removed: refused by name, saying ``why`` (and where the setting went)."""
+
+    def refuse(value: Any, key: str) -> Any:
+        fail(key, f"unknown key (removed): {why}")
+
+    refuse.retired = True  # type: ignore[attr-defined]
+    return refuse
 
 
 def nested(fields: Mapping[str, Callable[[Any, str], Any]]) -> Callable[[Any, str], dict[str, Any]]:

@@ -58,32 +58,6 @@ class ControlPlaneSettings:
 
 
 @dataclass(frozen=True)
-class EdgeCacheSettings:
-    root: str = ".axon/edge-cache"  # absolute once loaded
-    max_size_gb: float | None = None
-    policy: str = "lru"
-    retention_days: float | None = None
-    delete_after_upload: bool = False
-    release_source: bool = False
-    cache_id: str = "default"  # the id this code location reports the cache's usage under
-
-    @classmethod
-    def load(cls, environ: Environ = None, config: AxonConfig | None = None) -> EdgeCacheSettings:
-        env, cache = Env(environ), _config(environ, config).storage.edge_cache
-        return cls(
-            root=os.path.abspath(env.text("AXON_EDGE_CACHE_DIR", cache.root)),
-            max_size_gb=env.number("AXON_EDGE_CACHE_MAX_GB", cache.max_size_gb, positive=True,
-                                   expected="a number of gigabytes", key="storage.edge_cache.max_size_gb"),
-            policy=env.text("AXON_EDGE_CACHE_POLICY", cache.policy),
-            retention_days=env.number("AXON_EDGE_CACHE_RETENTION_DAYS", None, minimum=0, expected="a number of days"),
-            delete_after_upload=env.flag("AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD", False),
-            release_source=env.flag("AXON_EDGE_CACHE_RELEASE_SOURCE", cache.release_source,
-                                    key="storage.edge_cache.release_source"),
-            cache_id=env.text("AXON_EDGE_CACHE_ID", cls.cache_id),
-        )
-
-
-@dataclass(frozen=True)
 class ObjectStoreSettings:
     url: str = "file://.axon/cloud"  # a file:// URL is absolute once loaded
     endpoint_url: str | None = None
@@ -205,7 +179,6 @@ class CodeLocationSettings:
 
     config: AxonConfig = field(default_factory=AxonConfig)
     control_plane: ControlPlaneSettings = ControlPlaneSettings()
-    edge_cache: EdgeCacheSettings = EdgeCacheSettings()
     object_store: ObjectStoreSettings = ObjectStoreSettings()
     inspection: InspectionSettings = InspectionSettings()
     upload: UploadSettings = UploadSettings()
@@ -217,7 +190,7 @@ class CodeLocationSettings:
 
 
 SECTIONS = {  # field of CodeLocationSettings -> its loader
-    "control_plane": ControlPlaneSettings.load, "edge_cache": EdgeCacheSettings.load, "object_store": ObjectStoreSettings.load,
+    "control_plane": ControlPlaneSettings.load, "object_store": ObjectStoreSettings.load,
     "inspection": InspectionSettings.load, "upload": UploadSettings.load,
     "data_flow": DataFlowSettings.load, "review": ReviewSettings.load, "recording_policy": RecordingPolicySettings.load,
     "alerts": AlertSettings.load, "metrics": MetricsSettings.load,

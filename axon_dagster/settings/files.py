@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .base import ConfigError, SecretRef
-from .checks import boolean, count, enum, env_name, fail, nested, optional, positive, read_yaml, refuse_literal_secrets, section, text, url
+from .checks import boolean, count, enum, env_name, fail, nested, optional, positive, read_yaml, refuse_literal_secrets, retired, section, text, url
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_ENV = "dev"
 
 INSPECTION_RUNNERS = ("native", "ray", "ray-job", "kuberay")
-CACHE_POLICIES = ("lru", "fifo", "manual")
 
 _CONFIG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -49,14 +48,6 @@ class ControlPlaneConfig:
 
 
 @dataclass(frozen=True)
-class EdgeCacheConfig:
-    root: str = ".axon/edge-cache"
-    max_size_gb: float | None = None
-    policy: str = "lru"
-    release_source: bool = False  # the cache takes ownership: the recorder's copy is removed once staged
-
-
-@dataclass(frozen=True)
 class ObjectStoreConfig:
     url: str = "file://.axon/cloud"
     endpoint_url: str | None = None
@@ -64,7 +55,6 @@ class ObjectStoreConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    edge_cache: EdgeCacheConfig = EdgeCacheConfig()
     object_store: ObjectStoreConfig = ObjectStoreConfig()
 
 
@@ -108,12 +98,9 @@ _SCHEMA: dict[str, Callable[[Any, str], Any]] = {
         "database_url_file": optional(text),
     }),
     "storage": nested({
-        "edge_cache": nested({
-            "root": text,
-            "max_size_gb": optional(positive),
-            "policy": enum(*CACHE_POLICIES),
-            "release_source": boolean,
-        }),
+        # Each robot's edge agent keeps its own cache (AXON_EDGE_CACHE_*, the axon-edge chart's edgeCache).
+        "edge_cache": retired("the edge cache lives on each robot now: set AXON_EDGE_CACHE_* on its edge agent "
+                              "(the axon-edge chart's edgeCache values); the cloud keeps no cache of robots' recordings"),
         "object_store": nested({
             "url": url("file", "s3", "gs", "az"),
             "endpoint_url": optional(url("http", "https")),
@@ -159,7 +146,6 @@ def parse_config(data: Any, *, env: str = DEFAULT_ENV, source: str | None = None
             source=source,
             control_plane=control_plane,
             storage=StorageConfig(
-                edge_cache=EdgeCacheConfig(**storage.get("edge_cache", {})),
                 object_store=ObjectStoreConfig(**storage.get("object_store", {})),
             ),
             inspection=InspectionConfig(**insp),

@@ -10,7 +10,9 @@ Its concerns, one module each (mixed into :class:`EdgeAgent`, which holds the st
   recorder's callbacks, crash recovery of recorder commands, a finished recording into the cache;
 - :mod:`axon_edge.supervision`: watch a recording while it runs;
 - :mod:`axon_edge.upload`: upload granted recordings from the edge cache;
-- :mod:`axon_edge.verification`: check a recording against the recorder's checksum after the report.
+- :mod:`axon_edge.verification`: check a recording against the recorder's checksum after the report;
+- :mod:`axon_edge.cache_upkeep`: the edge cache's retention and eviction on a timer, its usage
+  reported to the control plane.
 
 Robots dial out; nothing here listens to the cloud. Every state change is written together with
 its outbox event (see :mod:`axon_edge.db`), so a crash or a control-plane outage never loses one.
@@ -33,6 +35,7 @@ from axon_dagster.recorder.protocol import RecorderClient, RecorderError, Record
 from axon_dagster.storage.bandwidth import RateLimiter
 from axon_dagster.storage.edge_cache import EdgeCache, EdgeCacheError
 
+from .cache_upkeep import CacheUpkeep
 from .db import EdgeDB, LocalTask
 from .errors import DataDirLocked
 from .metrics import EdgeMetrics
@@ -166,7 +169,8 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
         self.data_path = data_path or DataPathSettings()
         try:
             self.cache = EdgeCache(
-                self.data_path.cache_root(self.data_dir), self.data_path.cache_max_gb, self.data_path.cache_policy
+                self.data_path.cache_root(self.data_dir), self.data_path.cache_max_gb, self.data_path.cache_policy,
+                retention_days=self.data_path.cache_retention_days,
             )
         except BaseException:
             self.db.close()
@@ -176,6 +180,11 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
         # Axon's checksum of a recording, read once after the report (axon_edge.verification).
         self.checks = RecordingChecks(self.db, lambda task_id, name: self.cache.get(task_id).entry_dir / name,
                                       self._recording_corrupt, self._stop)
+        self.cache_upkeep = CacheUpkeep(
+            self.cache, control_plane, self.robot_id, upkeep_seconds=self.data_path.cache_upkeep_seconds,
+            report_seconds=self.data_path.cache_report_seconds, heartbeat_seconds=self.data_path.cache_report_heartbeat_seconds,
+            registry=self.metrics.registry,
+        )
         self.intake = RecordingIntake(self.cache, gate_rejected=self.data_path.gate_rejected, checks=self.checks)
         self.upload_api = UploadApi(control_plane)
         limiter = RateLimiter(self.data_path.upload_max_bytes_per_second)
@@ -206,6 +215,7 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
             ("axon-edge-upload", self.uploads.run),
             ("axon-edge-verify", self.checks.run),
             ("axon-edge-recorder-report", lambda: self.recorder_reporter.run(self._stop)),
+            ("axon-edge-cache", lambda: self.cache_upkeep.run(self._stop)),
         ]
         if self.long_poll_seconds > 0:
             loops.append(("axon-edge-pull", self._pull_loop))
@@ -227,6 +237,7 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
         self._sync_wake.set()
         self.uploads.wake.set()
         self.checks.wake.set()
+        self.cache_upkeep.wake.set()
         for thread in self._threads:
             # A long-poll in flight is not waited for: it finds the stop flag when it returns
             # and stores nothing (the pull lock orders that against closing the database).
@@ -248,6 +259,11 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
         """Run both loops now instead of at their next tick (e.g. after a collector action)."""
         self._sync_wake.set()
         self._outbox_wake.set()
+
+    def _release_cached(self, task_id: str, status: TaskStatus) -> None:
+        super()._release_cached(task_id, status)
+        if status in (TaskStatus.UPLOADED, TaskStatus.FAILED):
+            self.cache_upkeep.released()  # retention, eviction and the usage report now
 
     # ------------------------------------------------------------------ queries
 
@@ -278,6 +294,7 @@ class EdgeAgent(CloudSync, RecorderControl, Outbox):
             },
             "tasks": {s.value: n for s, n in self.db.status_counts().items()},
             "edge_cache": self.cache.disk_usage(),
+            "edge_cache_upkeep": self.cache_upkeep.status(),
             "uploads": self.uploads.status(),
             "recording_checks": self.checks.status(),
         }

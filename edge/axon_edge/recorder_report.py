@@ -6,6 +6,9 @@ The cloud never asks a recorder anything: its recording sensors judge what the r
 loop's path: every ``interval`` it reads what the sync loop last saw of the recorder (no recorder
 call of its own) and sends it when it changed, or after ``heartbeat`` anyway (the cloud treats an
 old report as unknown). A failed send is tried again on the next tick.
+
+The same reporter sends the edge cache's usage (:mod:`axon_edge.cache_upkeep`): ``what`` names the
+report in logs; ``key`` picks what counts as a change (a report's clock fields change every time).
 """
 
 from __future__ import annotations
@@ -32,32 +35,41 @@ class RecorderReporter:
         interval: float = DEFAULT_INTERVAL,
         heartbeat: float = DEFAULT_HEARTBEAT,
         clock: Callable[[], float] = time.monotonic,
+        what: str = "recorder report",
+        key: Callable[[Mapping[str, Any]], Any] = dict,
     ):
         if interval <= 0 or heartbeat <= 0:
-            raise ValueError(f"recorder report interval and heartbeat must be positive, got {interval!r}, {heartbeat!r}")
-        self._read, self._send, self._clock = read, send, clock
-        self.interval, self.heartbeat = interval, heartbeat
-        self._last: Mapping[str, Any] | None = None
+            raise ValueError(f"{what} interval and heartbeat must be positive, got {interval!r}, {heartbeat!r}")
+        self._read, self._send, self._clock, self._key = read, send, clock, key
+        self.interval, self.heartbeat, self.what = interval, heartbeat, what
+        self._last: Any = None
         self._sent_at: float | None = None
         self.sent = 0
+        self.last_error: str | None = None
+
+    def due(self, report: Mapping[str, Any]) -> bool:
+        """True when ``report`` differs from the last one sent, or the heartbeat is due."""
+        return self._key(report) != self._last or self._sent_at is None or self._clock() - self._sent_at >= self.heartbeat
 
     def tick(self) -> bool:
         """Send the report if it changed or the heartbeat is due; True when sent."""
         report = self._read()
-        if report is None:  # the recorder was never probed yet
+        if report is None:  # nothing to report yet (the recorder was never probed)
+            return False
+        if not self.due(report):
             return False
         now = self._clock()
-        if report == self._last and self._sent_at is not None and now - self._sent_at < self.heartbeat:
-            return False
         try:
             self._send(report)
         except ControlPlaneUnavailable as exc:
-            log.debug("recorder report failed (%s); trying again on the next tick", exc)
+            log.debug("%s failed (%s); trying again on the next tick", self.what, exc)
+            self.last_error = str(exc)
             return False
         except ControlPlaneError as exc:  # refused (e.g. 422): the cloud keeps its older report
-            log.warning("the control plane refused the recorder report: %s", exc)
+            log.warning("the control plane refused the %s: %s", self.what, exc)
+            self.last_error = str(exc)
             return False
-        self._last, self._sent_at = dict(report), now
+        self._last, self._sent_at, self.last_error = self._key(report), now, None
         self.sent += 1
         return True
 
@@ -66,5 +78,5 @@ class RecorderReporter:
             try:
                 self.tick()
             except Exception:  # the loop must survive anything
-                log.exception("recorder report tick failed")
+                log.exception("%s tick failed", self.what)
             stop.wait(self.interval)

@@ -7,6 +7,13 @@ variable named here (a k3s pod only sets env). The robot-side data path adds:
   recorder's disk so recordings move in without a copy;
 - ``AXON_EDGE_CACHE_MAX_GB`` (no quota by default) and ``AXON_EDGE_CACHE_POLICY`` (``lru`` |
   ``fifo`` | ``manual``): eviction never drops a recording whose task is not UPLOADED (or rejected);
+- ``AXON_EDGE_CACHE_RETENTION_DAYS``: published or rejected recordings older than this leave the
+  cache whatever the quota (none by default: only eviction over quota removes them);
+- ``AXON_EDGE_CACHE_UPKEEP_SECONDS`` (default 3600): how often retention and eviction run (and
+  after every release the cloud allows);
+- ``AXON_EDGE_CACHE_REPORT_SECONDS`` (default 30) and ``AXON_EDGE_CACHE_REPORT_HEARTBEAT_SECONDS``
+  (default 300): the cache's usage goes to the control plane when it changed, at most once per the
+  first, and at least once per the second (``PUT /api/v1/edge/cache-usage``);
 - ``AXON_EDGE_UPLOAD_MAX_MBPS``: the uploader's cap in megabits/s (none by default);
 - ``AXON_EDGE_UPLOAD_WINDOWS``: ``HH:MM-HH:MM[,HH:MM-HH:MM...]`` (UTC) when the site allows uploads,
   reported to the control plane (its bandwidth sensor grants only inside them; none = any time);
@@ -64,6 +71,10 @@ class DataPathSettings:
     upload_max_mbps: float | None = None
     upload_windows: tuple[UploadWindow, ...] = ()
     upload_concurrency: int = 4
+    cache_retention_days: float | None = None
+    cache_upkeep_seconds: float = 3600.0
+    cache_report_seconds: float = 30.0
+    cache_report_heartbeat_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         if self.cache_policy not in CACHE_POLICIES:
@@ -74,6 +85,16 @@ class DataPathSettings:
             raise ValueError(f"AXON_EDGE_CACHE_MAX_GB must be a non-negative number, got {self.cache_max_gb!r}")
         if self.upload_max_mbps is not None and not (math.isfinite(self.upload_max_mbps) and self.upload_max_mbps > 0):
             raise ValueError(f"AXON_EDGE_UPLOAD_MAX_MBPS must be a positive number of megabits/s, got {self.upload_max_mbps!r}")
+        if self.cache_retention_days is not None and not (math.isfinite(self.cache_retention_days) and self.cache_retention_days > 0):
+            raise ValueError(f"AXON_EDGE_CACHE_RETENTION_DAYS must be a positive number of days, got {self.cache_retention_days!r}")
+        for var, seconds in (("AXON_EDGE_CACHE_UPKEEP_SECONDS", self.cache_upkeep_seconds),
+                             ("AXON_EDGE_CACHE_REPORT_SECONDS", self.cache_report_seconds),
+                             ("AXON_EDGE_CACHE_REPORT_HEARTBEAT_SECONDS", self.cache_report_heartbeat_seconds)):
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ValueError(f"{var} must be a positive number of seconds, got {seconds!r}")
+        if self.cache_report_heartbeat_seconds < self.cache_report_seconds:
+            raise ValueError("AXON_EDGE_CACHE_REPORT_HEARTBEAT_SECONDS must not be shorter than AXON_EDGE_CACHE_REPORT_SECONDS, got "
+                             f"{self.cache_report_heartbeat_seconds!r} < {self.cache_report_seconds!r}")
         if not 1 <= self.upload_concurrency <= 64:
             raise ValueError(f"AXON_EDGE_UPLOAD_CONCURRENCY must be between 1 and 64, got {self.upload_concurrency!r}")
 
@@ -99,6 +120,9 @@ class DataPathSettings:
                 raise ValueError(f"{var} must be a number, got {raw!r}") from None
 
         concurrency = number("AXON_EDGE_UPLOAD_CONCURRENCY", int)
+        seconds = {field: number(var) for field, var in (
+            ("cache_upkeep_seconds", "AXON_EDGE_CACHE_UPKEEP_SECONDS"), ("cache_report_seconds", "AXON_EDGE_CACHE_REPORT_SECONDS"),
+            ("cache_report_heartbeat_seconds", "AXON_EDGE_CACHE_REPORT_HEARTBEAT_SECONDS"))}
         return cls(
             cache_dir=Path(env["AXON_EDGE_CACHE_DIR"]) if env.get("AXON_EDGE_CACHE_DIR") else None,
             cache_max_gb=number("AXON_EDGE_CACHE_MAX_GB"),
@@ -107,6 +131,8 @@ class DataPathSettings:
             upload_max_mbps=number("AXON_EDGE_UPLOAD_MAX_MBPS"),
             upload_windows=parse_windows(env.get("AXON_EDGE_UPLOAD_WINDOWS") or ""),
             upload_concurrency=4 if concurrency is None else concurrency,
+            cache_retention_days=number("AXON_EDGE_CACHE_RETENTION_DAYS"),
+            **{field: value for field, value in seconds.items() if value is not None},
         )
 
 

@@ -81,6 +81,21 @@ def test_upload_and_gate_settings_reach_the_agent_as_it_reads_them(render):
     assert (defaults.cache_max_gb, defaults.upload_max_mbps, defaults.upload_windows, defaults.gate_rejected) == (None, None, (), "keep")
 
 
+def test_the_cache_retention_reaches_the_agent_as_it_reads_it(render):
+    """The robot applies retention itself (the cloud keeps no cache of robots' recordings)."""
+    from axon_edge.settings import DataPathSettings
+
+    env = _env(_agent(_edge(render, "production-like-values"))[1])
+    assert env["AXON_EDGE_CACHE_RETENTION_DAYS"] == "14"
+    assert DataPathSettings.from_env({k: v for k, v in env.items() if v is not None}).cache_retention_days == 14.0
+    env = _env(_agent(_edge(render, "minimal-values", sets=["edgeCache.retentionDays=3"]))[1])  # helm --set: an int (a float would be a string)
+    assert DataPathSettings.from_env({k: v for k, v in env.items() if v is not None}).cache_retention_days == 3.0
+    assert "AXON_EDGE_CACHE_RETENTION_DAYS" not in _env(_agent(_edge(render, "minimal-values"))[1])  # none by default
+    for bad in ("0", "-1"):
+        with pytest.raises(HelmError, match="retentionDays"):
+            _edge(render, "minimal-values", sets=[f"edgeCache.retentionDays={bad}"])
+
+
 def test_robots_reach_the_control_plane_only_over_https(render):
     with pytest.raises(HelmError, match="controlPlaneUrl must be https://"):
         render("axon-edge", release="robot-1", sets=("robotId=robot-1", "controlPlaneUrl=http://axon.example.com"))

@@ -96,17 +96,15 @@ def test_missing_config_file_is_refused(tmp_path: Path) -> None:
 
 BAD = [
     ("inspection.runnr", "native", "unknown key"),
-    ("storage.edge_cach", {}, "unknown key"),
+    ("storage.object_stor", {}, "unknown key"),
     ("tracing", {}, "unknown key"),
     ("inspection.runner", "sparkle", "must be one of native, ray, ray-job, kuberay"),
-    ("storage.edge_cache.policy", "random", "must be one of lru, fifo, manual"),
     ("retries.upload_attempts", "three", "whole number"),
     ("retries.upload_attempts", True, "whole number"),
     ("timeouts.control_plane_seconds", "10s", "must be a number"),
     ("recorder", {"transport": "http"}, "unknown key"),  # the cloud never drives a recorder: nothing read it
     ("timeouts.control_plane_seconds", -5, "must be positive"),
     ("retries.upload_attempts", 0, "whole number >= 1"),
-    ("storage.edge_cache.max_size_gb", 0, "must be positive"),
     # keys nothing read (editing them silently did nothing) are refused now
     ("inspection.thresholds", {"auto_approve": 0.9}, "unknown key"),
     ("timeouts.upload_seconds", 600.0, "unknown key"),
@@ -117,7 +115,7 @@ BAD = [
     ("storage.object_store.url", "ftp://bucket", "file:// or s3:// or gs:// or az://"),
     ("control_plane.admin_token_env", "not a var name", "environment variable name"),
     ("control_plane.admin_token_required", "yes", "true or false"),
-    ("storage.edge_cache", "big", "must be a mapping"),
+    ("storage.object_store", "big", "must be a mapping"),
 ]
 
 
@@ -238,7 +236,6 @@ def test_resources_from_env_pick_up_the_selected_config(monkeypatch: pytest.Monk
     assert res["inspection"].runner == "kuberay"
     assert res["inspection"].ray_address == "ray://axon-ray-head.axon.svc.cluster.local:10001"
     assert res["object_store"].url == "s3://axon-datasets/recordings"
-    assert res["edge_cache"].root == "/data/edge-cache" and res["edge_cache"].max_size_gb == 500
     assert res["control_plane"].url == "http://axon-control-plane.axon.svc.cluster.local:8000"
     assert res["control_plane"].token_file == "/run/secrets/axon/admin-token"
     assert res["control_plane"].timeout_seconds == 30.0
@@ -250,12 +247,10 @@ def test_env_vars_override_the_selected_config(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("AXON_ENV", "prod")
     monkeypatch.setenv("AXON_INSPECTION_RUNNER", "native")
     monkeypatch.setenv("AXON_OBJECT_STORE_URL", "s3://other/prefix")
-    monkeypatch.setenv("AXON_EDGE_CACHE_MAX_GB", "12.5")
     monkeypatch.setenv("AXON_CONTROL_PLANE_URL", "http://cp:9000")
     res = resources_from_env()
     assert res["inspection"].runner == "native"
     assert res["object_store"].url == "s3://other/prefix"
-    assert res["edge_cache"].max_size_gb == 12.5
     assert res["control_plane"].url == "http://cp:9000"
 
 
@@ -345,51 +340,48 @@ def test_the_settings_package_is_import_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
-# -- storage.edge_cache.release_source -----------------------------------------------------------
+# -- the cloud keeps no edge cache (issue 13: each robot's edge agent keeps its own) -------------
+
+RETIRED_EDGE_CACHE = [
+    ("storage.edge_cache", {"root": "/data/edge-cache"}),
+    ("storage.edge_cache", {}),
+    ("storage.edge_cache", "big"),
+    ("storage.edge_cache", None),
+]
 
 
-def test_release_source_key_defaults_off_and_is_validated(tmp_path: Path) -> None:
-    assert load_config("dev").storage.edge_cache.release_source is False
-    assert load_config("prod").storage.edge_cache.release_source is False
-    assert parse_config(_with("storage.edge_cache.release_source", True)).storage.edge_cache.release_source is True
-    for bad in ("yes", 1, None):
-        with pytest.raises(ConfigError) as info:
-            parse_config(_with("storage.edge_cache.release_source", bad))
-        assert info.value.key == "storage.edge_cache.release_source"
+@pytest.mark.parametrize(("key", "value"), RETIRED_EDGE_CACHE, ids=[repr(v) for _, v in RETIRED_EDGE_CACHE])
+def test_the_retired_edge_cache_section_is_refused_by_name_saying_where_it_went(key: str, value: Any, tmp_path: Path) -> None:
+    path = _write(tmp_path, _with(key, value))
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={"AXON_CONFIG_FILE": str(path)})
+    assert info.value.key == "storage.edge_cache"
+    assert "unknown key (removed)" in str(info.value) and "AXON_EDGE_CACHE_*" in str(info.value) and "axon-edge" in str(info.value)
+    assert str(path) in str(info.value)
 
 
-def test_release_source_env_overrides_the_config_and_a_bad_value_is_refused(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    from axon_dagster.defs.resources import resources_from_env
-
-    monkeypatch.setenv("AXON_CONFIG_FILE", str(_write(tmp_path, _with("storage.edge_cache.release_source", True))))
-    assert resources_from_env()["edge_cache"].release_source is True  # from the config
-    monkeypatch.setenv("AXON_EDGE_CACHE_RELEASE_SOURCE", "0")
-    assert resources_from_env()["edge_cache"].release_source is False
-    monkeypatch.delenv("AXON_CONFIG_FILE")
-    assert resources_from_env()["edge_cache"].release_source is False  # built-in default
-    for on in ("1", "true", "YES", " on "):
-        monkeypatch.setenv("AXON_EDGE_CACHE_RELEASE_SOURCE", on)
-        resource = resources_from_env()["edge_cache"]
-        assert resource.release_source is True
-    from axon_dagster.defs.resources import EdgeCacheResource
-
-    assert EdgeCacheResource(root=str(tmp_path / "cache"), release_source=resource.release_source).cache().release_source is True
-    monkeypatch.setenv("AXON_EDGE_CACHE_RELEASE_SOURCE", "sometimes")
-    with pytest.raises(ConfigError, match="AXON_EDGE_CACHE_RELEASE_SOURCE") as info:
-        resources_from_env()
-    assert info.value.key == "storage.edge_cache.release_source"
+def test_a_misspelt_key_lists_only_the_keys_that_are_read(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_with("storage.object_stor", {}))
+    assert str(info.value).endswith("known keys here: object_store")
 
 
-def test_delete_after_upload_reads_its_flag_like_every_other_and_refuses_a_typo(monkeypatch):
+def test_the_code_location_has_no_edge_cache_resource_job_or_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cloud reads no robot's disk: no edge-cache resource, no retention job or schedule, and the
+    AXON_EDGE_CACHE_* variables (the edge agent's) change nothing in it."""
+    from axon_dagster.defs import build_definitions
     from axon_dagster.defs.resources import resources_from_env
 
     for name in ("AXON_ENV", "AXON_CONFIG_FILE"):
         monkeypatch.delenv(name, raising=False)
-    assert resources_from_env()["edge_cache"].delete_after_upload is False
-    monkeypatch.setenv("AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD", " On ")
-    assert resources_from_env()["edge_cache"].delete_after_upload is True
-    monkeypatch.setenv("AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD", "ture")  # silently off before: data kept by surprise
-    with pytest.raises(ConfigError, match="AXON_EDGE_CACHE_DELETE_AFTER_UPLOAD"):
-        resources_from_env()
+    before = resources_from_env()
+    assert "edge_cache" not in before
+    for name, value in (("AXON_EDGE_CACHE_DIR", "/x"), ("AXON_EDGE_CACHE_MAX_GB", "bad"), ("AXON_EDGE_CACHE_RETENTION_DAYS", "7"),
+                        ("AXON_EDGE_CACHE_RELEASE_SOURCE", "sometimes"), ("AXON_EDGE_CACHE_ID", "site-a")):
+        monkeypatch.setenv(name, value)
+    assert resources_from_env() == before
+    defs = build_definitions()
+    assert "edge_cache" not in defs.resources
+    jobs = {j.name for j in defs.resolve_all_job_defs()}
+    assert jobs and not [j for j in jobs if "retention" in j or "edge_cache" in j]
+    assert not [s.name for s in defs.schedules or () if "retention" in s.name or "edge_cache" in s.name]

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from axon_dagster.settings import ConfigError, Env, SettingError, child_environ, export, load_code_location_settings
-from axon_dagster.settings.code_location import EdgeCacheSettings, UploadSettings
+from axon_dagster.settings.code_location import ObjectStoreSettings, UploadSettings
 from axon_dagster.settings.files import CONFIG_DIR
 
 
@@ -72,8 +72,8 @@ def test_a_section_takes_the_variable_then_the_selected_config_then_the_default(
     selected = {"AXON_CONFIG_FILE": _config_file(tmp_path, retries__upload_attempts=8)}
     assert UploadSettings.load(selected).max_upload_attempts == 8
     assert UploadSettings.load({**selected, "AXON_MAX_UPLOAD_ATTEMPTS": "3"}).max_upload_attempts == 3
-    cache = EdgeCacheSettings.load({"AXON_CONFIG_FILE": _config_file(tmp_path, storage__edge_cache__root="rel/cache")})
-    assert cache.root == os.path.abspath("rel/cache")
+    store = ObjectStoreSettings.load({"AXON_CONFIG_FILE": _config_file(tmp_path, storage__object_store__url="file://rel/cloud")})
+    assert store.url == "file://" + os.path.abspath("rel/cloud")
 
 
 def test_loading_the_code_location_settings_validates_every_section(tmp_path: Path) -> None:

@@ -211,7 +211,8 @@ class AuditRow(Base):
 
 
 class EdgeCacheUsageRow(Base):
-    """0003: the last disk-usage report of each edge cache (``EdgeCache.disk_usage()``), one row per cache."""
+    """0003: the last disk-usage report of each edge cache (``EdgeCache.disk_usage()``), one row per cache;
+    0011: a robot's edge agent reports it, so ``cache_id`` is the robot's id."""
 
     __tablename__ = "edge_cache_usage"
 
