@@ -103,6 +103,20 @@ def test_a_release_is_followed_by_upkeep_and_a_report_at_once(edge_env, stage):
     assert usage["pressure"] is False and [e.dataset_id for e in agent.cache.list()] == ["t-2"]
 
 
+def test_a_robot_offline_reports_its_usage_once_the_control_plane_is_back(edge_env, stage):
+    settings = DataPathSettings(cache_report_seconds=0.3, cache_report_heartbeat_seconds=600)
+    running = edge_env.start_agent(data_path=settings)
+    agent = running.agent
+    wait_for(lambda: reported(edge_env), timeout=20, what="the first report")
+    edge_env.control_plane.stop()
+    stage(agent.cache, "while-offline", 5_000)
+    wait_for(lambda: agent.cache_upkeep.reporter.last_error, timeout=10, what="a failed report while the control plane is down")
+    edge_env.control_plane.start()  # the same port, the same database
+    usage = wait_for(lambda: (r := reported(edge_env)) and r["datasets"]["cached"]["count"] == 1 and r, timeout=20,
+                     what="the report once the control plane is back")
+    assert usage["used_bytes"] == agent.cache.usage().used_bytes and agent.cache_upkeep.reporter.last_error is None
+
+
 def test_reports_go_when_the_usage_changed_at_most_every_interval_and_with_a_heartbeat(sqlite_control_plane, tmp_path, stage):
     now = [1000.0]
     cache = EdgeCache(tmp_path / "cache", max_size_gb=0.00005, retention_days=1)  # quota 50 kB
