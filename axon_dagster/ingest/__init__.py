@@ -10,7 +10,7 @@ _LAZY = {
     "IngestError": "mcap_to_lance", "IngestResult": "mcap_to_lance", "ingest_mcap": "mcap_to_lance",
     "ingested_schema": "mcap_to_lance", "iter_mcap_rows": "mcap_to_lance", "axon_facts": "mcap_to_lance",
     "RosDecoderFactory": "decode", "DECODED_COLUMNS": "decode", "NUMERIC_LIST_COLUMNS": "decode",
-    "decoded_columns": "decode",
+    "decoded_columns": "decode", "PAYLOAD_HASH_COLUMNS": "payload_hash",
 }
 __all__ = list(_LAZY)
 

@@ -3,7 +3,7 @@
 One pass over the MCAP in file order (chunks read from a memory map and decompressed once, see
 :class:`McapMessages`): every message becomes one row with the columns every recording has
 (``topic``, ``log_time_ns``, ``sequence``, ``message_type``, ``payload`` = the raw message bytes,
-untouched) plus the decoded columns of :mod:`.decode`. Rows are written to Lance in bounded record
+untouched) plus the decoded columns of :mod:`.decode` and the payload hashes of :mod:`.payload_hash`. Rows are written to Lance in bounded record
 batches while the file is read — the reading on a thread of its own, a few batches ahead of Lance's
 writer — so memory stays flat however large the recording; each payload is copied once, from its
 decompressed chunk into its batch, and the chunk and batch buffers are reused. Lance's data files
@@ -36,6 +36,7 @@ from axon_dagster.storage.digest import DigestMismatch, digest_of_files, file_di
 from axon_dagster.storage.recording import RECORDING_COLUMNS, Sidecar, TopicSummary, sidecar_path
 
 from .decode import DECODED_COLUMNS, RosDecoderFactory, columns_decoder, decoded_schema_fields, ros2_type_name
+from .payload_hash import PAYLOAD_HASH_COLUMNS, payload_hash_arrays, payload_hash_fields
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +73,14 @@ class McapDigestMismatch(IngestError, DigestMismatch):
 
 
 def ingested_schema():
-    """The recording schema plus the decoded columns."""
+    """The recording schema plus the decoded columns and the payload hashes QC compares messages by
+    (:mod:`.payload_hash`: computed here, where every payload is in memory, so QC need not read them)."""
     import pyarrow as pa
 
     from axon_dagster.storage.recording import recording_schema
 
     base = recording_schema()
-    return pa.schema(list(base) + decoded_schema_fields())
+    return pa.schema(list(base) + decoded_schema_fields() + payload_hash_fields())
 
 
 @dataclass
@@ -470,6 +472,8 @@ class _Columns:
             else:
                 values += [None] * (n - len(values))
                 columns[f.name] = pa.array(values, type=f.type)
+        if PAYLOAD_HASH_COLUMNS[0] in self.schema.names:
+            columns.update(zip(PAYLOAD_HASH_COLUMNS, payload_hash_arrays(columns["payload"], columns["data_offset"])))
         batch = pa.RecordBatch.from_arrays([columns[f.name] for f in self.schema], schema=self.schema)
         self.total_rows += n
         self._reset(max(TARGET_BATCH_BYTES, next_size))

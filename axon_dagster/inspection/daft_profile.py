@@ -3,9 +3,10 @@ one materialised read built here; split up, its columns and ordering would be sp
 
 The recording is read once (:func:`read_recording`): Lance reads ``topic``, ``sequence``,
 ``log_time_ns`` and the decoded columns the content checks use (a few dozen bytes per message), and
-the payloads once, each hashed as it is read (64-bit xxh3 of its header bytes and of its data
-bytes, split at ``data_offset``) and dropped, so the payload bytes never reach Python. Every
-check's pipeline runs over that small frame:
+two hashes per payload (64-bit xxh3 of its header bytes and of its data bytes, split at
+``data_offset``; large data parts fingerprinted, see :mod:`axon_dagster.ingest.payload_hash`): from
+the columns our ingestion wrote them to, or else from the payloads, each hashed as it is read and
+dropped, so the payload bytes never reach Python. Every check's pipeline runs over that small frame:
 
 * steps — per topic, in write order (Lance's row address): log-time step to the previous row,
   sequence step, payload equal to the previous one; aggregated per topic into count, first/last
@@ -53,13 +54,9 @@ COLUMN_KINDS = {"topic": "string", "sequence": "integer", "log_time_ns": "intege
 # per batch are reused from the heap and keep the per-batch overhead small (bench/qc_inspect.py).
 TARGET_BATCH_BYTES = 2 << 20
 MIN_BATCH_ROWS, MAX_BATCH_ROWS = 16, 65536
-# Data parts (payload bytes from data_offset on) of at least this many bytes are fingerprinted as
-# they are read, not hashed in full: FINGERPRINT_CHUNKS chunks of FINGERPRINT_CHUNK_BYTES each
-# (see _PayloadHasher). Rows whose fingerprints repeat are read again, FULL_HASH_TAKE_ROWS at a time.
-FINGERPRINT_MIN_BYTES = 64 << 10
-FINGERPRINT_CHUNKS, FINGERPRINT_CHUNK_BYTES = 16, 64
+# Large data parts are fingerprinted, not hashed in full (axon_dagster.ingest.payload_hash); rows
+# whose fingerprints repeat are read again, FULL_HASH_TAKE_ROWS at a time, and hashed in full.
 FULL_HASH_TAKE_ROWS = 32
-HASH_BATCH_BYTES = 64 << 20  # bytes picked out of the payloads are hashed this many at a time
 
 
 @dataclass(frozen=True)
@@ -203,186 +200,112 @@ def read_recording(path: str):
     pixel or point bytes; the whole payload where there is no ``data_offset``). Two payloads are
     equal when both hashes are; two frames' data bytes when their tail hashes are.
 
-    Lance reads the columns in two scans in this process: the small columns in its default batches,
-    the payloads (the only large column) in ~TARGET_BATCH_BYTES batches; each payload batch is
-    hashed as it arrives (xxh3, by Daft, over a zero-copy view that splits every payload at its
-    ``data_offset``; large data parts fingerprinted, see :class:`_PayloadHasher`) and dropped, so
-    the payload bytes never reach Python. Returns (frame, data bytes on disk, whether the recording
-    has decoded columns)."""
+    A dataset our ingestion wrote carries these hashes as columns (:mod:`axon_dagster.ingest.payload_hash`,
+    computed while the ingestion held the payloads): then only the small columns are read, and the
+    rows whose data fingerprint repeats are read again and hashed in full. QC trusts those columns
+    as it trusts the decoded ones: written by the cloud's own ingestion, covered by the sidecar's
+    file digests. Without them (Lance-era recordings, older datasets) Lance reads the payloads in a
+    second scan of ~TARGET_BATCH_BYTES batches, each hashed as it arrives (the same hasher) and
+    dropped, so the payload bytes never reach Python. Returns (frame, data bytes on disk, whether the
+    recording has decoded columns)."""
     import daft
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    from axon_dagster.ingest.decode import NUMERIC_LIST_COLUMNS
+    from axon_dagster.ingest.payload_hash import DATA_HASH, FINGERPRINTED, HEAD_HASH, PAYLOAD_HASH_COLUMNS
 
     io_config = s3_io_config() if path.startswith(("s3://", "s3a://")) else None
     ds, data_bytes = _open_dataset(path, io_config)
     check_columns(path, ds.schema)
     names = set(ds.schema.names)
     has_content = "header_stamp_ns" in names
-    from axon_dagster.ingest.decode import NUMERIC_LIST_COLUMNS
-
+    hashed = all(c in names for c in PAYLOAD_HASH_COLUMNS)
+    offsets = "data_offset" in names
     small = [c for c in ("topic", "sequence", "log_time_ns", "data_offset") if c in names]
     if has_content:
         small += [c for c in (*CONTENT_COLUMNS, *NUMERIC_LIST_COLUMNS) if c in names]
     try:
-        batch = scan_batch_rows(ds.count_rows(), data_bytes)
-        table = ds.to_table(columns=small, with_row_address=True)
-        offsets = "data_offset" in small
-        head, tail, addresses = _payload_hashes(ds, batch, offsets)
+        if hashed:
+            table = ds.to_table(columns=[*small, *PAYLOAD_HASH_COLUMNS], with_row_address=True)
+            head = table.column(HEAD_HASH).combine_chunks()
+            tail = _full_hashes_where_repeated(
+                ds, table.column(DATA_HASH).combine_chunks(),
+                _np_bool(table.column(FINGERPRINTED).combine_chunks()), offsets)
+            table = table.drop_columns(list(PAYLOAD_HASH_COLUMNS))
+        else:
+            table = ds.to_table(columns=small, with_row_address=True)
+            head, tail, addresses = _payload_hashes(ds, scan_batch_rows(ds.count_rows(), data_bytes), offsets)
+            if not addresses.equals(table.column("_rowaddr").combine_chunks()):
+                raise InspectionInfrastructureError(path, "the dataset changed while it was read (row addresses differ between scans)")
     except InspectionInfrastructureError:
         raise
     except Exception as exc:
         # Lost or corrupt data files, storage down: these surface only when the scan runs.
         raise InspectionInfrastructureError(path, f"reading the dataset failed: {exc}") from exc
-    if not addresses.equals(table.column("_rowaddr").combine_chunks()):
-        raise InspectionInfrastructureError(path, "the dataset changed while it was read (row addresses differ between scans)")
     table = table.append_column("head_hash", head).append_column("tail_hash", tail)
     if offsets:  # the data bytes of images and clouds (null for messages without a data offset)
         table = table.append_column("pixels_hash", pc.if_else(pc.is_valid(table.column("data_offset")), tail, pa.scalar(None, pa.uint64())))
     return daft.from_arrow(table), data_bytes, has_content
 
 
+def _np_bool(array):
+    """A pyarrow bool array as numpy (nulls: False)."""
+    import numpy as np
+
+    return np.asarray(array.fill_null(False), dtype=bool)
+
+
 def _payload_hashes(ds, batch_rows: int | None, split_at_offset: bool):
     """(head hashes, tail hashes, row addresses) of every payload, in scan order (see read_recording).
 
-    As each batch arrives, the bytes to hash are picked out of it (see :class:`_PayloadHasher`) and
-    the batch is dropped; they are hashed in one go at the end. The rows whose fingerprint is not
-    unique in the recording — the only ones that can equal another — are then read again and
-    their data parts hashed in full. So two rows' tail hashes are equal exactly when their data
-    bytes are (up to 64-bit collisions), and the same for the head hashes and the header bytes."""
-    import numpy as np
+    As each batch arrives, the bytes to hash are picked out of it (see
+    :class:`~axon_dagster.ingest.payload_hash.PayloadHasher`) and the batch is dropped; they are
+    hashed in one go at the end; then :func:`_full_hashes_where_repeated`."""
     import pyarrow as pa
-    import pyarrow.compute as pc
+
+    from axon_dagster.ingest.payload_hash import PayloadHasher
 
     columns = ["payload", "data_offset"] if split_at_offset else ["payload"]
-    hasher = _PayloadHasher()
+    hasher = PayloadHasher()
     addresses = []
     for b in ds.scanner(columns=columns, batch_size=batch_rows, with_row_address=True).to_batches():
         hasher.add(b.column("payload"), b.column("data_offset") if split_at_offset else None)
         addresses.append(b.column("_rowaddr"))
     head, tail, fingerprinted = hasher.hashes()
-    if fingerprinted.any():
-        values = np.array(tail.fill_null(0), dtype=np.uint64)  # a writable copy
-        counts = pc.value_counts(pa.array(values[fingerprinted]))
-        repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-        again = np.flatnonzero(fingerprinted & np.asarray(pc.is_in(pa.array(values), repeated), dtype=bool))
-        if len(again):
-            logger.info("%d payloads share a fingerprint: hashing their data in full", len(again))
-            for start in range(0, len(again), FULL_HASH_TAKE_ROWS):
-                rows = again[start:start + FULL_HASH_TAKE_ROWS]
-                taken = ds.take(rows, columns=columns)
-                exact = _PayloadHasher(fingerprint=False)
-                exact.add(taken.column("payload").combine_chunks(),
-                          taken.column("data_offset").combine_chunks() if split_at_offset else None)
-                values[rows] = np.asarray(exact.hashes()[1].fill_null(0), dtype=np.uint64)
-            tail = pa.array(values, mask=np.asarray(tail.is_null()))
+    tail = _full_hashes_where_repeated(ds, tail, fingerprinted, split_at_offset)
     return head, tail, pa.chunked_array(addresses, pa.uint64()).combine_chunks()
 
 
-class _PayloadHasher:
-    """Head and tail hashes of payloads split at their ``data_offset`` (clamped to the payload;
-    null or none: all of it is data), batch by batch (:meth:`add`), hashed at the end (:meth:`hashes`,
-    xxh3 by Daft, one call). The header bytes and a data part of less than FINGERPRINT_MIN_BYTES are
-    hashed in full. A larger data part (a camera frame, a point cloud) gets a fingerprint instead
-    (with ``fingerprint``): the hash of FINGERPRINT_CHUNKS chunks of FINGERPRINT_CHUNK_BYTES spread
-    evenly over it, first and last included: equal data always have equal fingerprints, and
-    different frames almost never do. Null payloads hash to null."""
-
-    def __init__(self, fingerprint: bool = True):
-        self.fingerprint = fingerprint
-        self.parts: list = []  # numpy uint8 arrays not hashed yet: the bytes to hash, row after row
-        self.lengths: list = []  # per row: [head length, tail length] of what is hashed
-        self.pending = 0  # bytes in parts
-        self.hashed: list = []  # numpy uint64: head, tail, head, tail, ... of the rows hashed so far
-        self.big: list = []
-        self.valid: list = []
-
-    def add(self, payload, data_offset=None) -> None:
-        import numpy as np
-        import pyarrow as pa
-
-        if not (pa.types.is_binary(payload.type) or pa.types.is_large_binary(payload.type)):
-            payload = payload.cast(pa.large_binary())  # fixed-size binary: copied, rare
-        n = len(payload)
-        kind = np.int64 if pa.types.is_large_binary(payload.type) else np.int32
-        ends = np.frombuffer(payload.buffers()[1], dtype=kind)[payload.offset: payload.offset + n + 1].astype(np.int64)
-        lengths = ends[1:] - ends[:-1]
-        if data_offset is None:
-            cut = np.zeros(n, dtype=np.int64)
-        else:
-            if data_offset.type != pa.int64():
-                data_offset = data_offset.cast(pa.int64())
-            cut = np.frombuffer(data_offset.buffers()[1], dtype=np.int64)[data_offset.offset: data_offset.offset + n]
-            if data_offset.null_count:
-                cut = np.where(np.asarray(data_offset.is_valid()), cut, 0)
-            cut = np.clip(cut, 0, lengths)
-        data_len = lengths - cut
-        data = payload.buffers()[2]
-        buffer = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, dtype=np.uint8)
-        # The bytes to hash, row after row: runs of rows hashed in full are contiguous in the
-        # buffer (one slice each); a fingerprinted row gives its header bytes and its samples.
-        valid = np.asarray(payload.is_valid()) if payload.null_count else np.ones(n, dtype=bool)
-        smallest = max(FINGERPRINT_MIN_BYTES, FINGERPRINT_CHUNKS * FINGERPRINT_CHUNK_BYTES) if self.fingerprint else np.iinfo(np.int64).max
-        big = (data_len >= smallest) & valid
-        rows = np.flatnonzero(big)
-        if len(rows):
-            k, chunk = FINGERPRINT_CHUNKS, FINGERPRINT_CHUNK_BYTES
-            spread = (data_len[rows] - chunk)[:, None] * np.arange(k) // (k - 1)
-            at = (ends[:-1][rows] + cut[rows])[:, None] + spread
-            samples = buffer[at[:, :, None] + np.arange(chunk)].reshape(len(rows), k * chunk)
-            parts, done = [], 0
-            for j, r in enumerate(rows.tolist()):
-                parts += (buffer[ends[done]:ends[r]], buffer[ends[r]:ends[r] + cut[r]], samples[j])
-                done = r + 1
-            parts.append(buffer[ends[done]:ends[n]])
-            picked = np.concatenate(parts)
-            data_len = np.where(big, k * chunk, data_len)
-        else:
-            picked = buffer[ends[0]:ends[n]].copy()
-        self.parts.append(picked)
-        self.pending += len(picked)
-        self.lengths.append(np.column_stack((cut, data_len)).ravel())
-        self.big.append(big)
-        self.valid.append(valid)
-        if self.pending >= HASH_BATCH_BYTES:
-            self._hash_pending()
-
-    def _hash_pending(self) -> None:
-        import daft
-        import numpy as np
-        import pyarrow as pa
-
-        if not self.parts:
-            return
-        lengths = np.concatenate(self.lengths)
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        values = pa.Array.from_buffers(pa.large_binary(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(np.concatenate(self.parts))])
-        self.hashed.append(np.asarray(daft.Series.from_arrow(values).hash().to_arrow(), dtype=np.uint64))
-        self.parts, self.lengths, self.pending = [], [], 0
-
-    def hashes(self):
-        """(head hashes, tail hashes, fingerprinted: numpy bool per row) of every row added."""
-        import numpy as np
-        import pyarrow as pa
-
-        self._hash_pending()
-        if not self.hashed:
-            empty = pa.array([], pa.uint64())
-            return empty, empty, np.zeros(0, dtype=bool)
-        hashed = np.concatenate(self.hashed)
-        mask = ~np.concatenate(self.valid)
-        return pa.array(hashed[0::2], mask=mask), pa.array(hashed[1::2], mask=mask), np.concatenate(self.big)
-
-
-def _gather(buffer, starts, lengths):
-    """The bytes of ranges (starts[i], lengths[i]) of ``buffer``, concatenated (numpy uint8)."""
+def _full_hashes_where_repeated(ds, tail, fingerprinted, split_at_offset: bool):
+    """``tail`` (per row in scan order: data hashes, fingerprints where ``fingerprinted``) with the
+    fingerprints that are not unique in the recording — the only rows that can equal another —
+    replaced by the full hash of their data, read again. So two rows' tail hashes are equal exactly
+    when their data bytes are (up to 64-bit collisions)."""
     import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    lengths = np.asarray(lengths, dtype=np.int64)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.uint8)
-    first = np.repeat(np.asarray(starts, dtype=np.int64) - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return buffer[first + np.arange(total)]
+    from axon_dagster.ingest.payload_hash import PayloadHasher
+
+    if not fingerprinted.any():
+        return tail
+    columns = ["payload", "data_offset"] if split_at_offset else ["payload"]
+    values = np.array(tail.fill_null(0), dtype=np.uint64)  # a writable copy
+    counts = pc.value_counts(pa.array(values[fingerprinted]))
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    again = np.flatnonzero(fingerprinted & np.asarray(pc.is_in(pa.array(values), repeated), dtype=bool))
+    if not len(again):
+        return tail
+    logger.info("%d payloads share a fingerprint: hashing their data in full", len(again))
+    for start in range(0, len(again), FULL_HASH_TAKE_ROWS):
+        rows = again[start:start + FULL_HASH_TAKE_ROWS]
+        taken = ds.take(rows, columns=columns)
+        exact = PayloadHasher(fingerprint=False)
+        exact.add(taken.column("payload").combine_chunks(),
+                  taken.column("data_offset").combine_chunks() if split_at_offset else None)
+        values[rows] = np.asarray(exact.hashes()[1].fill_null(0), dtype=np.uint64)
+    return pa.array(values, mask=np.asarray(tail.is_null()))
 
 
 def check_columns(path: str, schema) -> None:
@@ -391,12 +314,15 @@ def check_columns(path: str, schema) -> None:
 
     kinds = {"string": lambda t: pt.is_string(t) or pt.is_large_string(t),
              "integer": pt.is_integer,
-             "binary": lambda t: pt.is_binary(t) or pt.is_large_binary(t) or pt.is_fixed_size_binary(t)}
+             "binary": lambda t: pt.is_binary(t) or pt.is_large_binary(t) or pt.is_fixed_size_binary(t),
+             "boolean": pt.is_boolean}
     names = set(schema.names)
     missing = [c for c in PROFILE_COLUMNS if c not in names]
     if missing:
         raise MalformedRecording(path, f"not a recording: missing column(s) {', '.join(missing)}")
-    optional = {"data_offset": "integer"}  # decoded columns QC reads raw (MCAP recordings only)
+    # decoded columns QC reads raw, and the payload hashes the ingestion wrote (MCAP recordings only)
+    optional = {"data_offset": "integer", "payload_head_hash": "integer", "payload_data_hash": "integer",
+                "payload_data_fingerprinted": "boolean"}
     wrong = [f"{c} is {schema.field(c).type}, expected {k}" for c, k in {**COLUMN_KINDS, **optional}.items()
              if c in names and not kinds[k](schema.field(c).type)]
     if wrong:

@@ -199,11 +199,14 @@ AXON_T0 = 1_780_000_000_000_000_000
 AXON_DURATION_S = 6.0
 
 
-@pytest.fixture
-def axon_lance(tmp_path):
-    """Write an Axon recording with the simulator's writer, ingest it; the Lance path."""
+@pytest.fixture(params=["hash-columns", "payload-scan"])
+def axon_lance(tmp_path, request):
+    """Write an Axon recording with the simulator's writer, ingest it; the Lance path. Twice: as the
+    ingestion writes it today (with the payload hash columns QC reads instead of the payloads), and
+    as older ingestions wrote it (without them: QC hashes the payloads as it scans them)."""
     from axon_dagster.demo.sim.axon_mcap import write_axon_recording
     from axon_dagster.ingest import ingest_mcap
+    from axon_dagster.ingest import mcap_to_lance
 
     def make(name: str, faults: Faults = Faults(), pauses=(), encoding: str = "ros2", sidecar_mode: str = "always"):
         out = tmp_path / name
@@ -212,6 +215,20 @@ def axon_lance(tmp_path):
             device_id="robot-1", started_at_ns=AXON_T0, duration_s=AXON_DURATION_S, pauses=pauses, faults=faults,
             encoding=encoding, sidecar_mode=sidecar_mode, seed=3,
         )
-        return ingest_mcap(rec.mcap_path, out / "lake" / f"{name}.lance", mcap_sha256=rec.checksum_sha256).dataset_path
+        with pytest.MonkeyPatch.context() as patch:
+            if request.param == "payload-scan":
+                schema = _schema_without_payload_hashes()
+                patch.setattr(mcap_to_lance, "ingested_schema", lambda: schema)
+            return ingest_mcap(rec.mcap_path, out / "lake" / f"{name}.lance", mcap_sha256=rec.checksum_sha256).dataset_path
 
     return make
+
+
+def _schema_without_payload_hashes():
+    """The schema older ingestions wrote (no payload hash columns)."""
+    import pyarrow as pa
+
+    from axon_dagster.ingest.mcap_to_lance import ingested_schema
+    from axon_dagster.ingest.payload_hash import PAYLOAD_HASH_COLUMNS
+
+    return pa.schema([f for f in ingested_schema() if f.name not in PAYLOAD_HASH_COLUMNS])

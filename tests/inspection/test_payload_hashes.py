@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from axon_dagster.domain import Requirements
+from axon_dagster.ingest import payload_hash
 from axon_dagster.inspection import daft_profile, inspect_recording
 from axon_dagster.inspection.checks import FROZEN_STREAMS, FROZEN_VALUES
 from axon_dagster.demo.sim.synthetic import Faults
@@ -39,7 +40,9 @@ def _frames() -> list[bytes | None]:
     ]
 
 
-def _dataset(tmp_path, frames, data_offset=HEADER):
+def _dataset(tmp_path, frames, data_offset=HEADER, hash_columns=False):
+    """A recording of ``frames``; with ``hash_columns``, carrying the payload hashes as the
+    ingestion writes them (computed now, at the fingerprint threshold in force)."""
     table = pa.table({
         "topic": [CAMERA] * len(frames),
         "sequence": list(range(len(frames))),
@@ -48,7 +51,11 @@ def _dataset(tmp_path, frames, data_offset=HEADER):
         "payload": pa.array(frames, pa.binary()),
         "data_offset": pa.array([data_offset if f is not None else None for f in frames], pa.int64()),
     })
-    path = tmp_path / "frames.lance"
+    if hash_columns:
+        arrays = payload_hash.payload_hash_arrays(table.column("payload").combine_chunks(), table.column("data_offset").combine_chunks())
+        for field, array in zip(payload_hash.payload_hash_fields(), arrays):
+            table = table.append_column(field, array)
+    path = tmp_path / f"frames-{len(list(tmp_path.iterdir()))}.lance"
     lance.write_dataset(table, str(path))
     return str(path)
 
@@ -67,15 +74,16 @@ def _equalities(values):
     return {(i, j) for i in range(len(values)) for j in range(len(values)) if values[i] is not None and values[i] == values[j]}
 
 
+@pytest.mark.parametrize("hash_columns", [False, True], ids=["payloads-scanned", "hash-columns"])
 @pytest.mark.parametrize("batch_bytes", [1 << 10, 2 << 20], ids=["a-row-per-batch", "all-in-one-batch"])
-def test_fingerprinted_hashes_are_equal_exactly_where_the_bytes_are(tmp_path, monkeypatch, batch_bytes):
+def test_fingerprinted_hashes_are_equal_exactly_where_the_bytes_are(tmp_path, monkeypatch, batch_bytes, hash_columns):
     frames = _frames()
-    path = _dataset(tmp_path, frames)
+    path = _dataset(tmp_path, frames, hash_columns=hash_columns)
     monkeypatch.setattr(daft_profile, "TARGET_BATCH_BYTES", batch_bytes)
     monkeypatch.setattr(daft_profile, "MIN_BATCH_ROWS", 1)
     head, tail = _hashes(path)
-    monkeypatch.setattr(daft_profile, "FINGERPRINT_MIN_BYTES", 1 << 40)  # every byte hashed
-    exact_head, exact_tail = _hashes(path)
+    monkeypatch.setattr(payload_hash, "FINGERPRINT_MIN_BYTES", 1 << 40)  # every byte hashed
+    exact_head, exact_tail = _hashes(_dataset(tmp_path, frames, hash_columns=hash_columns))
 
     assert _equalities(tail) == _equalities(exact_tail)
     assert _equalities(head) == _equalities(exact_head)
@@ -83,6 +91,18 @@ def test_fingerprinted_hashes_are_equal_exactly_where_the_bytes_are(tmp_path, mo
     assert _equalities(tail) == _equalities(data)  # 0 = 1 = 4, 2 = 3, 6 = 7
     assert _equalities(head) == _equalities([f[:HEADER] if f is not None else None for f in frames])
     assert head[5] is None and tail[5] is None
+
+
+def test_qc_reads_no_payload_when_the_ingestion_wrote_the_hashes(axon_lance, monkeypatch):
+    path = axon_lance("frozen", faults=Faults(frozen_topics=(CAMERA,)))
+    if "payload_head_hash" not in lance.dataset(str(path)).schema.names:
+        pytest.skip("this dataset was ingested without the hash columns")
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the payloads were scanned")
+
+    monkeypatch.setattr(daft_profile, "_payload_hashes", no_scan)
+    assert failed(inspect_recording(path, Requirements())) == {FROZEN_VALUES}
 
 
 def test_a_payload_without_data_offset_is_all_data(tmp_path):
@@ -93,8 +113,9 @@ def test_a_payload_without_data_offset_is_all_data(tmp_path):
 
 @pytest.mark.parametrize("fingerprint_min", [1 << 10, 1 << 40], ids=["fingerprinted", "hashed-in-full"])
 def test_a_frozen_camera_is_caught_on_either_path_and_a_clean_one_passes(axon_lance, monkeypatch, fingerprint_min):
-    """The simulator's camera frames are 8 KiB: above 1 KiB they are fingerprinted as read."""
-    monkeypatch.setattr(daft_profile, "FINGERPRINT_MIN_BYTES", fingerprint_min)
+    """The simulator's camera frames are 8 KiB: above 1 KiB they are fingerprinted (by the ingestion
+    into the hash columns, or by QC as it reads them)."""
+    monkeypatch.setattr(payload_hash, "FINGERPRINT_MIN_BYTES", fingerprint_min)
     frozen = inspect_recording(axon_lance("frozen", faults=Faults(frozen_topics=(CAMERA,))), Requirements())
     assert failed(frozen) == {FROZEN_VALUES} and CAMERA in frozen.check(FROZEN_VALUES).detail
     clean = inspect_recording(axon_lance("clean", pauses=((2.0, 1.0),)), Requirements())
@@ -103,14 +124,14 @@ def test_a_frozen_camera_is_caught_on_either_path_and_a_clean_one_passes(axon_la
 
 def test_identical_payloads_are_a_frozen_stream_on_the_fingerprinted_path(make_recording, monkeypatch):
     """Lance-era recordings have no data_offset: the whole payload is fingerprinted."""
-    monkeypatch.setattr(daft_profile, "FINGERPRINT_MIN_BYTES", 1 << 10)
+    monkeypatch.setattr(payload_hash, "FINGERPRINT_MIN_BYTES", 1 << 10)
     report = inspect_recording(make_recording("frozen", faults=Faults(frozen_topics=(CAMERA,))), Requirements())
     assert failed(report) == {FROZEN_STREAMS}
     assert report.per_topic[CAMERA].repeated_payloads == report.per_topic[CAMERA].count - 1
 
 
 def test_a_recording_in_s3_is_read_again_for_its_repeated_fingerprints(make_recording, s3_env, s3_client, s3_bucket, monkeypatch):
-    monkeypatch.setattr(daft_profile, "FINGERPRINT_MIN_BYTES", 1 << 10)
+    monkeypatch.setattr(payload_hash, "FINGERPRINT_MIN_BYTES", 1 << 10)
     path = make_recording("frozen", faults=Faults(frozen_topics=(CAMERA,)))
     for file in path.rglob("*"):
         if file.is_file():
