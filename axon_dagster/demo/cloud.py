@@ -39,9 +39,8 @@ class DagsterDriver:
 
     # The demo shows its own progress; Dagster's per-step DEBUG lines would drown it.
     LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    # robots' recordings: uploads granted, staged datasets through data_flow; the legacy path for
-    # EXECUTED events without a manifest; review decisions
-    SENSORS = ("task_status_sensor", "upload_grant_sensor", "staged_dataset_sensor", "bandwidth_sensor", "review_decision_sensor")
+    # robots' recordings: uploads granted, staged datasets through data_flow, review decisions
+    SENSORS = ("upload_grant_sensor", "staged_dataset_sensor", "review_decision_sensor")
 
     def __init__(self, defs, instance):
         self.defs = defs
@@ -151,7 +150,7 @@ def result_rows(client, defs, order_id: str) -> list[dict[str, Any]]:
     """One row per task, with the published copy's digest re-verified."""
     from axon_dagster.client import ControlPlaneError
     from axon_dagster.client.orders import all_tasks
-    from axon_dagster.services import data_flow, staged
+    from axon_dagster.services.data_flow import verify_cloud_copy
 
     store = defs.resources["object_store"].store()
     rows = []
@@ -176,10 +175,7 @@ def result_rows(client, defs, order_id: str) -> list[dict[str, Any]]:
         }
         if task["status"] == "UPLOADED":
             try:
-                # a recording the robot uploaded (it has a manifest) is checked against the store and
-                # the records only; the legacy path's against the sidecar it staged from
-                verify = staged.verify_cloud_copy if dataset.get("manifest") else data_flow.verify_cloud_copy
-                row["digest_verified"] = bool(verify(store, task, dataset))
+                row["digest_verified"] = bool(verify_cloud_copy(store, task, dataset))
             except Exception as exc:  # a row that says why, not a demo that dies at the end
                 row["verify_error"] = f"{type(exc).__name__}: {exc}"
                 log.error("verifying the published copy of %s: %s", task["task_id"], row["verify_error"])

@@ -293,7 +293,7 @@ class SimulatedFleet:
             "AXON_CONTROL_PLANE_URL": self.control_plane_url,
             "AXON_OBJECT_STORE_URL": self.lake_url,
             "AXON_DATA_FLOW_DIR": str(self.cloud_work_dir / "data-flow"),  # staged recordings ingested here
-            # the legacy path's (EXECUTED events without a manifest): upload state
+            # the state of the cloud's own multipart uploads (parking an ingested dataset on S3/Azure)
             "AXON_UPLOAD_STATE_DIR": str(self.cloud_work_dir / "upload-state"),
             "AXON_INSPECTION_RUNNER": "native",
             # The robots' uplink here is loopback; what they measure from a few small uploads is

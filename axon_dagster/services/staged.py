@@ -48,7 +48,6 @@ from axon_dagster.storage.object_stores import publish_copies
 from axon_dagster.storage.recording import LANCE, MCAP, RECORDING_FORMATS, Sidecar, report_path, sidecar_path
 
 from .data_flow import DataFlowError, StagedRecording, Uploaded, cloud_key
-from .data_flow import verify_cloud_copy  # noqa: F401 - re-exported: the demo's driver reads it from here
 
 log = logging.getLogger(__name__)
 
