@@ -179,6 +179,17 @@ def test_the_api_gets_what_robots_uploads_need_and_the_settings_accept_it(render
     assert settings.max_file_bytes == 5497558138880 and settings.grant_sweep_seconds == 5.0
 
 
+def test_by_default_the_api_takes_its_stores_own_part_size(render):
+    """No AXON_UPLOAD_PART_BYTES unless set: the embedded file:// store's parts are 64 MiB (its cost
+    is per request), S3's and Azure's 8 MiB."""
+    from axon_dagster.settings.uploads import load_upload_api_settings
+
+    _pod, api = _container(_cloud(render, "minimal-values"), "axon-cloud-api", "api")
+    plain = {e["name"]: e["value"] for e in api["env"] if "value" in e}
+    assert "AXON_UPLOAD_PART_BYTES" not in plain
+    assert load_upload_api_settings({**plain, "AXON_UPLOAD_SIGNING_KEY": "k" * 32}).part_size is None
+
+
 def test_a_file_store_needs_the_shared_signing_key(render):
     with pytest.raises(HelmError, match="uploads.signingKey.secretName is required with a file:// object store"):
         _cloud(render, "minimal-values", "objectStore.url=file:///data/lake", "uploads.signingKey.secretName=")

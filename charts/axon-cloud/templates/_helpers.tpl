@@ -216,8 +216,10 @@ credentials from the runtime Secret, each optional), the part URLs' base and sig
       optional: true
       {{- end }}
 {{- end }}
+{{- if .Values.uploads.partBytes }}
 - name: AXON_UPLOAD_PART_BYTES
   value: {{ .Values.uploads.partBytes | int64 | toString | quote }}
+{{- end }}
 - name: AXON_MAX_RECORDING_FILE_BYTES
   value: {{ .Values.uploads.maxRecordingFileBytes | int64 | toString | quote }}
 - name: AXON_UPLOAD_GRANT_SWEEP_SECONDS
