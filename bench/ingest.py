@@ -25,6 +25,7 @@ directory under /tmp and is deleted at the end (``--keep`` keeps it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
@@ -38,6 +39,7 @@ if str(REPO) not in sys.path:  # runnable as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
 from axon_dagster.ingest import RosDecoderFactory, ingest_mcap  # noqa: E402
+from guest_memory import memory_kept_by_the_guest, warm_memory  # noqa: E402  (bench/, first on sys.path)
 from axon_dagster.demo.sim.axon_mcap import write_axon_recording  # noqa: E402
 from axon_dagster.demo.sim.synthetic import TopicSpec  # noqa: E402
 
@@ -66,20 +68,6 @@ def make_mcap(root: Path, size_mb: int):
     print(f"wrote {rec.mcap_path.name}: {rec.file_size_bytes / MB:.0f} MB on disk (zstd), {rec.message_count} messages, "
           f"{seconds:.0f} s of recording, in {time.monotonic() - started:.1f} s", flush=True)
     return rec
-
-
-def warm_memory(root: Path, size_mb: int) -> None:
-    """Write and delete ``size_mb`` of scratch data, so the memory the page cache and the heap hand
-    out during the measurements has been touched before. On a VM the first touch of guest memory
-    is backed by the host at a cost of seconds per GB (measured here: 1.6-3.4 CPU s to write 1 GB
-    into fresh page cache, 0.3 once the pages had been used); a long-running ingestion node has
-    long since touched its memory."""
-    block = os.urandom(8 * MB)
-    scratch = root / "warm.bin"
-    with open(scratch, "wb") as fh:
-        for _ in range(max(1, size_mb // 8)):
-            fh.write(block)
-    scratch.unlink()
 
 
 def read_through(path: Path) -> None:
@@ -144,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     import lance  # noqa: F401  daft hashes the payloads for the hash columns)
 
     root = Path(tempfile.mkdtemp(prefix="axon-bench-ingest-", dir="/tmp"))
+    guest = contextlib.ExitStack()
+    memory = guest.enter_context(memory_kept_by_the_guest())
     try:
+        print(memory, flush=True)
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)", flush=True)
         rec = make_mcap(root, args.size_mb)
         warm_memory(root, 3 * args.size_mb)
@@ -169,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"ratio: {min(ingest_times) / min(base_times):.3f}")
     finally:
+        guest.close()
         if args.keep:
             print(f"kept {root}")
         else:
