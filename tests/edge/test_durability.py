@@ -136,7 +136,8 @@ def test_second_agent_on_the_same_data_dir_is_refused(edge_env):
 def test_restart_settles_a_recorder_command_left_in_flight(edge_env, crash_point):
     """The agent marks a recorder command as in flight before sending it; a crash between the
     recorder acting and the local commit is settled at restart by asking the recorder."""
-    [task_id] = edge_env.dispatch_order()
+    # A long duration: the agent's own stop at duration must not race the checks below on a slow machine.
+    [task_id] = edge_env.dispatch_order(duration=600)
     first = edge_env.start_agent()
     wait_for(lambda: first.agent.list_tasks(TaskStatus.READY), what="READY")
     config_path = first.agent.get_task(task_id).config_path
