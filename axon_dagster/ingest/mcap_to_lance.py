@@ -98,10 +98,16 @@ class IngestResult:
 
 _RECORD = struct.Struct("<BQ")  # opcode, length
 _MESSAGE = struct.Struct("<HIQQ")  # channel_id, sequence, log_time, publish_time
-_CHUNK = struct.Struct("<BQQQQII")  # opcode, length, message start/end time, uncompressed size and crc, compression length
+_CHUNK_BODY = struct.Struct("<QQQII")  # message start/end time, uncompressed size and crc, compression name length
 _U64 = struct.Struct("<Q")
+_MAGIC = b"\x89MCAP0\r\n"
+_OP_HEADER = 0x01
+_OP_FOOTER = 0x02
+_OP_SCHEMA = 0x03
+_OP_CHANNEL = 0x04
 _OP_MESSAGE = 0x05
 _OP_CHUNK = 0x06
+_OP_METADATA = 0x0C
 
 
 class RawMessage(NamedTuple):
@@ -113,23 +119,43 @@ class RawMessage(NamedTuple):
 
 
 class McapMessages:
-    """``(schema, channel, message)`` for every message of the MCAP in ``fh``, in file order;
-    ``position`` is how far into the file the reading has got, ``channels`` and ``schemas`` what
-    it has met so far.
+    """``(schema, channel, message)`` for every message of the MCAP in ``fh`` — or read from
+    ``stream`` — in file order; ``position`` is how far into the file the reading has got,
+    ``channels`` and ``schemas`` what it has met so far (all the file declares once it is read),
+    ``metadata`` the ``axon.*`` metadata records met when it was read sequentially.
 
-    An indexed MCAP (Axon's: chunks + summary) is read chunk by chunk: ``mcap`` reads the summary,
-    the chunks are read from a read-only memory map of the file (no copy of the compressed bytes),
-    decompressed once by one reused decompressor, and their message records are sliced out of the
-    decompressed bytes as memoryviews — no copy per message (``mcap``'s own iteration reads each
-    chunk and each message into new bytes). Without a summary or chunk index, ``mcap``'s reader
-    does it all."""
+    An indexed MCAP (Axon's: chunks + summary) in a file is read chunk by chunk: ``mcap`` reads the
+    summary, the chunks are read from a read-only memory map of the file (no copy of the compressed
+    bytes). Given a ``stream`` instead (an object with ``readinto``, see :class:`_SequentialReader`),
+    or a file without summary or chunk index, the MCAP is read sequentially from byte 0 to its
+    closing magic — every top-level record in order, each byte once, no seeking, hashed as it is
+    read when ``hash_stream`` (``sha256``). Either way chunks are decompressed once by one reused
+    decompressor and their records go through one loop (:meth:`_records`): message records are
+    sliced out of the decompressed bytes as memoryviews — no copy per message — and schema and
+    channel records met in chunks are declared."""
 
-    def __init__(self, fh, *, reuse_chunk_buffer: bool = False):
+    def __init__(self, fh=None, *, stream=None, reuse_chunk_buffer: bool = False, hash_stream: bool = False):
+        if (fh is None) == (stream is None):
+            raise ValueError("McapMessages reads a file or a stream: give one of fh, stream")
         self.fh = fh
+        self.stream = stream
         self.reuse_chunk_buffer = reuse_chunk_buffer
+        self.hash_stream = hash_stream
         self.position = 0
         self.channels: dict[int, Any] = {}
         self.schemas: dict[int, Any] = {}
+        self.metadata: dict[str, dict[str, str]] = {}
+        self.reader: _SequentialReader | None = None
+
+    @property
+    def stream_failure(self) -> BaseException | None:
+        """What ``stream.readinto`` raised, if it did (the caller's error, not a malformed MCAP)."""
+        return self.reader.failure if self.reader is not None else None
+
+    @property
+    def sha256(self) -> str | None:
+        """SHA-256 of the bytes read from the stream (with ``hash_stream``, once it is read)."""
+        return self.reader.sha256() if self.reader is not None else None
 
     def __iter__(self) -> Iterator[tuple[Any, Any, RawMessage]]:
         channels, schemas = self.channels, self.schemas
@@ -141,36 +167,85 @@ class McapMessages:
     def records(self) -> Iterator[tuple[int, int, int, int, Any]]:
         """``(channel_id, sequence, log_time, publish_time, data)`` of every message, in file order
         (``channels[channel_id]`` is known by the time its first message comes)."""
+        if self.stream is not None:
+            yield from self._sequential(_SequentialReader(self.stream, hash_bytes=self.hash_stream))
+            return
         from mcap.reader import make_reader
 
         fh = self.fh
         summary = make_reader(fh).get_summary()
         if summary is None or not summary.chunk_indexes:
             fh.seek(0)
-            for schema, channel, message in make_reader(fh).iter_messages(log_time_order=False):
-                self.position = fh.tell()
-                self.channels[channel.id] = channel
-                if schema is not None:
-                    self.schemas[schema.id] = schema
-                yield channel.id, message.sequence, message.log_time, message.publish_time, message.data
+            yield from self._sequential(_SequentialReader(fh, hash_bytes=False))
             return
         self.channels.update(summary.channels)
         self.schemas.update(summary.schemas)
-        channels = self.channels
         for offset, data in self._chunks(summary):
             self.position = offset
-            end, o = len(data), 0
-            while o < end:
-                opcode, length = _RECORD.unpack_from(data, o)
-                body = o + _RECORD.size
-                if body + length > end:
-                    raise ValueError(f"chunk at {offset}: record runs past the chunk")
-                if opcode == _OP_MESSAGE:
-                    channel_id, sequence, log_time, publish_time = _MESSAGE.unpack_from(data, body)
-                    if channel_id not in channels:
-                        raise ValueError(f"chunk at {offset}: message on channel {channel_id}, which the summary does not declare")
-                    yield channel_id, sequence, log_time, publish_time, data[body + _MESSAGE.size: body + length]
-                o = body + length
+            yield from self._records(data, offset)
+
+    def _records(self, data: memoryview, offset: int) -> Iterator[tuple[int, int, int, int, Any]]:
+        """The messages of the records in ``data`` (a chunk's decompressed records, or one top-level
+        record) as :meth:`records` yields them; schema and channel records are declared."""
+        channels = self.channels
+        end, o = len(data), 0
+        while o < end:
+            opcode, length = _RECORD.unpack_from(data, o)
+            body = o + _RECORD.size
+            if body + length > end:
+                raise ValueError(f"records at {offset}: a record runs past their end")
+            if opcode == _OP_MESSAGE:
+                channel_id, sequence, log_time, publish_time = _MESSAGE.unpack_from(data, body)
+                if channel_id not in channels:
+                    raise ValueError(f"records at {offset}: message on channel {channel_id}, which the file does not declare before it")
+                yield channel_id, sequence, log_time, publish_time, data[body + _MESSAGE.size: body + length]
+            elif opcode == _OP_CHANNEL or opcode == _OP_SCHEMA:
+                self._declare(opcode, data[body: body + length])
+            o = body + length
+
+    def _declare(self, opcode: int, body: memoryview) -> None:
+        import io
+
+        from mcap.data_stream import ReadDataStream
+        from mcap.records import Channel, Metadata, Schema
+
+        stream = ReadDataStream(io.BytesIO(bytes(body)))
+        if opcode == _OP_CHANNEL:
+            channel = Channel.read(stream)
+            self.channels[channel.id] = channel
+        elif opcode == _OP_SCHEMA:
+            schema = Schema.read(stream)
+            self.schemas[schema.id] = schema
+        else:
+            record = Metadata.read(stream)
+            if record.name.startswith("axon."):
+                self.metadata[record.name] = dict(record.metadata)
+
+    def _sequential(self, reader: _SequentialReader) -> Iterator[tuple[int, int, int, int, Any]]:
+        """Every top-level record from byte 0 to the footer and the closing magic, read in order
+        (chunks whole, into one reused buffer); attachments, indexes, statistics are read past."""
+        self.reader = reader
+        if bytes(reader.read(len(_MAGIC))) != _MAGIC:
+            raise ValueError("no MCAP magic at byte 0")
+        decompress = _Decompressor(reuse=self.reuse_chunk_buffer)
+        records = self._records
+        opcode = None
+        while True:
+            at = self.position = reader.position
+            first = opcode is None
+            opcode, record = reader.record()
+            if first and opcode != _OP_HEADER:
+                raise ValueError(f"the first record is not a header (opcode {opcode:#x})")
+            if opcode == _OP_CHUNK:
+                yield from records(_chunk_records(record[_RECORD.size:], decompress, at), at)
+            elif opcode == _OP_MESSAGE or opcode == _OP_CHANNEL or opcode == _OP_SCHEMA:
+                yield from records(record, at)
+            elif opcode == _OP_METADATA:
+                self._declare(opcode, record[_RECORD.size:])
+            elif opcode == _OP_FOOTER:
+                reader.finish()
+                self.position = reader.position
+                return
 
     def _chunks(self, summary) -> Iterator[tuple[int, memoryview]]:
         """(file offset, decompressed records as a memoryview) of every chunk, in file order."""
@@ -190,20 +265,127 @@ class McapMessages:
         size = len(mm)
         for index in sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset):
             o = index.chunk_start_offset
-            if o + _CHUNK.size > size:
+            if o + _RECORD.size > size:
                 raise ValueError(f"chunk at {o} lies past the end of the file ({size} bytes)")
-            opcode, _length, _start, _end, uncompressed_size, _crc, name_length = _CHUNK.unpack_from(mm, o)
+            opcode, length = _RECORD.unpack_from(mm, o)
             if opcode != _OP_CHUNK:
                 raise ValueError(f"no chunk record at {o} (opcode {opcode:#x})")
-            o += _CHUNK.size
-            compression = mm[o: o + name_length].decode("utf-8")
-            (data_length,) = _U64.unpack_from(mm, o + name_length)
-            o += name_length + 8
-            if o + data_length > size:
-                raise ValueError(f"chunk at {index.chunk_start_offset} runs past the end of the file")
+            body = o + _RECORD.size
+            if body + length > size:
+                raise ValueError(f"chunk at {o} runs past the end of the file")
             with memoryview(mm) as whole:
-                data = decompress(compression, whole[o: o + data_length], uncompressed_size)
-            yield o, data if isinstance(data, memoryview) else memoryview(data)
+                data = _chunk_records(whole[body: body + length], decompress, o)
+            yield o, data
+
+
+def _chunk_records(body: memoryview, decompress: _Decompressor, offset: int) -> memoryview:
+    """The decompressed records of the chunk record whose body is ``body`` (at ``offset`` in the file)."""
+    _start, _end, uncompressed_size, _crc, name_length = _CHUNK_BODY.unpack_from(body, 0)
+    o = _CHUNK_BODY.size
+    compression = bytes(body[o: o + name_length]).decode("utf-8")
+    (data_length,) = _U64.unpack_from(body, o + name_length)
+    o += name_length + _U64.size
+    if o + data_length > len(body):
+        raise ValueError(f"chunk at {offset}: its data runs past its record")
+    data = decompress(compression, body[o: o + data_length], uncompressed_size)
+    return data if isinstance(data, memoryview) else memoryview(data)
+
+
+class _SequentialReader:
+    """An MCAP's bytes from ``stream.readinto`` (RawIOBase semantics: at least one byte, maybe fewer
+    than asked, 0 only at the end), each read once and in order — hashed as they arrive with
+    ``hash_bytes`` — handed out record by record: small records from a small buffer filled a
+    block at a time, big ones (chunks) read whole, by ``readinto`` straight into one buffer reused
+    for every big record. A record is a view valid until the next one is asked for.
+
+    ``failure`` keeps what ``readinto`` raised, so that it reaches the caller as it was raised,
+    not as an unreadable MCAP."""
+
+    SMALL = 1 << 16  # bytes per read for small records; bigger records go into the big buffer
+    GROW = 64 << 20  # a big buffer grows as bytes arrive, by at most this much ahead of them
+
+    def __init__(self, stream, *, hash_bytes: bool = False):
+        import hashlib
+
+        self.stream = stream
+        self.hash = hashlib.sha256() if hash_bytes else None
+        self.small = bytearray(self.SMALL)
+        self.view = memoryview(self.small)
+        self.lo = self.hi = 0  # bytes read but not handed out: small[lo:hi]
+        self.big: Any = memoryview(b"")
+        self.position = 0  # bytes handed out
+        self.failure: BaseException | None = None
+
+    def sha256(self) -> str | None:
+        return self.hash.hexdigest() if self.hash is not None else None
+
+    def _readinto(self, view: memoryview) -> int:
+        try:
+            n = self.stream.readinto(view)
+        except BaseException as exc:
+            self.failure = exc
+            raise
+        if n is None or not 0 <= n <= len(view):
+            raise ValueError(f"stream.readinto returned {n!r} for {len(view)} bytes (a blocking stream must return 1..{len(view)}, 0 at its end)")
+        if n and self.hash is not None:
+            self.hash.update(view[:n])
+        return n
+
+    def _buffered(self, n: int) -> int:
+        """At least ``n`` (<= SMALL) bytes in the small buffer unless the stream ends first: how many."""
+        if self.hi - self.lo < n:
+            if self.lo:
+                self.small[: self.hi - self.lo] = self.small[self.lo: self.hi]
+                self.lo, self.hi = 0, self.hi - self.lo
+            while self.hi < n and (got := self._readinto(self.view[self.hi:])):
+                self.hi += got
+        return self.hi - self.lo
+
+    def read(self, n: int) -> memoryview:
+        """The next ``n`` bytes; ValueError if the stream ends first."""
+        if n <= self.SMALL:
+            if self._buffered(n) < n:
+                raise ValueError(f"the MCAP ends at byte {self.position + self.hi - self.lo}, {n - self.hi + self.lo} bytes short of a record (truncated?)")
+            out = self.view[self.lo: self.lo + n]
+            self.lo += n
+            self.position += n
+            return out
+        return self._read_big(n)
+
+    def _read_big(self, n: int) -> memoryview:
+        import numpy as np
+
+        have = self.hi - self.lo
+        if len(self.big) < min(n, have + self.GROW):
+            self.big = memoryview(np.empty(min(n, max(have + self.GROW, 2 * len(self.big))), dtype=np.uint8))
+        big = self.big
+        big[:have] = self.view[self.lo: self.hi]
+        self.lo = self.hi = 0
+        while have < n:
+            if have == len(big):  # a record longer than any so far: more room as its bytes arrive
+                grown = memoryview(np.empty(min(n, have + max(have, self.GROW)), dtype=np.uint8))
+                grown[:have] = big[:have]
+                self.big = big = grown
+            got = self._readinto(big[have: min(n, len(big))])
+            if not got:
+                raise ValueError(f"the MCAP ends at byte {self.position + have}, {n - have} bytes short of a record (truncated?)")
+            have += got
+        self.position += n
+        return big[:n]
+
+    def record(self) -> tuple[int, memoryview]:
+        """(opcode, the whole next record: its opcode and length, then its body)."""
+        if self._buffered(_RECORD.size) < _RECORD.size:
+            raise ValueError(f"the MCAP ends at byte {self.position + self.hi - self.lo} without its footer (truncated?)")
+        opcode, length = _RECORD.unpack_from(self.view, self.lo)
+        return opcode, self.read(_RECORD.size + length)
+
+    def finish(self) -> None:
+        """After the footer: the closing magic, then the end of the stream."""
+        if bytes(self.read(len(_MAGIC))) != _MAGIC:
+            raise ValueError(f"no closing MCAP magic after the footer at byte {self.position - len(_MAGIC)}")
+        if self._buffered(1):
+            raise ValueError(f"bytes after the MCAP's closing magic at byte {self.position}")
 
 
 class _Decompressor:
@@ -280,23 +462,30 @@ class _Channel:
         self.count, self.first_ns, self.last_ns = 0, log_time, log_time
 
 
-def record_batches(mcap_path: str | os.PathLike, stats: dict[str, Any], *, progress_every_s: float = 10.0) -> Iterator[Any]:
+def record_batches(mcap_path: str | os.PathLike, stats: dict[str, Any], *, progress_every_s: float = 10.0,
+                   stream=None, hash_stream: bool = False) -> Iterator[Any]:
     """The MCAP's messages as pyarrow record batches of :func:`ingested_schema` (file order, at most
     ``TARGET_BATCH_BYTES`` of payload — a bigger message alone — or ``MAX_BATCH_ROWS`` rows each).
-    Fills ``stats`` (topics, counts, undecodable types, decode errors, bytes read). Raises
-    IngestError if the file is not a readable MCAP."""
+    Fills ``stats`` (topics, counts, undecodable types, decode errors, bytes read, the channels the
+    file declares). Raises IngestError if the file is not a readable MCAP.
+
+    With ``stream`` the MCAP is read from it sequentially (see :class:`McapMessages`; ``mcap_path``
+    only names it) — hashed as it is read with ``hash_stream`` (``stats["mcap_sha256"]``), its
+    ``axon.*`` metadata records kept (``stats["axon_metadata"]``) — and what ``stream.readinto``
+    raises is raised as it is."""
     schema = ingested_schema()
     factory = RosDecoderFactory()
     channels: dict[int, _Channel] = {}
     undecodable = stats.setdefault("undecodable", {})
     decoded_count = errors = 0
-    size = os.path.getsize(mcap_path)
+    size = os.path.getsize(mcap_path) if stream is None else None
     started = last_log = time.monotonic()
     columns = _Columns(schema)
-    with open(mcap_path, "rb") as fh:
-        messages = McapMessages(fh, reuse_chunk_buffer=True)  # each chunk done with before the next: see _Decompressor
+    with open(mcap_path, "rb") if stream is None else contextlib.nullcontext() as fh:
+        # each chunk done with before the next: see _Decompressor
+        messages = McapMessages(fh, stream=stream, reuse_chunk_buffer=True, hash_stream=hash_stream)
         try:
-            for channel_id, sequence, log_time, _publish_time, data in _readable(messages.records(), mcap_path):
+            for channel_id, sequence, log_time, _publish_time, data in _readable(messages, mcap_path):
                 ch = channels.get(channel_id)
                 if ch is None:
                     ch = channels[channel_id] = _channel(factory, messages, channel_id, log_time, undecodable)
@@ -322,26 +511,31 @@ def record_batches(mcap_path: str | os.PathLike, stats: dict[str, Any], *, progr
                 now = time.monotonic()
                 if now - last_log >= progress_every_s:
                     done = messages.position
-                    log.info(
-                        "ingesting %s: %d messages, %.0f of %.0f MB read (%.0f%%), %.1f MB/s",
-                        mcap_path, columns.total_rows + columns.rows, done / 1e6, size / 1e6, 100.0 * done / size if size else 100.0,
-                        done / 1e6 / (now - started),
-                    )
+                    of = f"{size / 1e6:.0f} MB ({100.0 * done / size if size else 100.0:.0f}%)" if size is not None \
+                        else "a size not known while streaming"
+                    log.info("ingesting %s: %d messages, %.0f MB read of %s, %.1f MB/s",
+                             mcap_path, columns.total_rows + columns.rows, done / 1e6, of, done / 1e6 / (now - started))
                     last_log = now
         finally:
             stats.update(decoded=decoded_count, decode_errors=errors, topics=_topic_summaries(channels.values()))
     if columns.rows:
         yield columns.flush()
     stats["rows"] = columns.total_rows
-    stats["bytes_read"] = size
+    stats["bytes_read"] = size if size is not None else messages.position
+    stats["channels"] = sorted({c.topic for c in messages.channels.values()})
+    stats["axon_metadata"] = messages.metadata
+    stats["mcap_sha256"] = messages.sha256
 
 
-def _readable(records: Iterator[Any], mcap_path) -> Iterator[Any]:
+def _readable(messages: McapMessages, mcap_path) -> Iterator[Any]:
+    """``messages.records()``; a malformed MCAP raised as IngestError, what the stream raised as it is."""
     from mcap.exceptions import McapError
 
     try:
-        yield from records
+        yield from messages.records()
     except (McapError, EOFError, ValueError, OSError, KeyError, struct.error) as exc:
+        if exc is messages.stream_failure:
+            raise
         raise IngestError(f"{mcap_path} is not a readable MCAP file: {type(exc).__name__}: {exc}") from None
 
 
@@ -679,6 +873,7 @@ def ingest_mcap(
     recorder_checksum_sha256: str | None = None,
     progress_every_s: float = 10.0,
     hash_mcap: bool = False,
+    stream=None,
 ) -> IngestResult:
     """Ingest ``mcap_path`` into a new Lance dataset at ``dataset_dir`` and write its sidecar beside it.
 
@@ -692,37 +887,54 @@ def ingest_mcap(
     digest; given ``mcap_sha256`` too, a different digest raises :class:`McapDigestMismatch` (an
     IngestError and a DigestMismatch) after the write and before anything is renamed into place or
     a sidecar written.
+
+    ``stream``: read the MCAP from it instead of from ``mcap_path`` — an object with
+    ``readinto(memoryview) -> int`` (RawIOBase semantics: blocks until a byte is there, may return
+    fewer than asked, 0 only at the end; called from a reader thread of the ingestion), e.g. an
+    upload still under way. Every byte is read from it once, in order, from byte 0 to the closing
+    magic and the end of the stream (no summary, no memory map, no seeking); ``mcap_path`` only
+    names the recording (logs, ``extra.source.mcap_file``; Axon's sidecar beside it is used when it
+    exists) and need not exist. ``hash_mcap`` then hashes the bytes as they are parsed. Without
+    ``axon_sidecar`` or a sidecar beside ``mcap_path``, the ``axon.*`` metadata records met in the
+    stream describe the task (as they do for a file without a sidecar); without those either, it
+    ingests as a plain MCAP. What ``stream.readinto`` raises reaches the caller as it was raised
+    (nothing left behind); a stream that ends before the MCAP's closing magic is an IngestError.
+    The result is the file's for the same bytes (``mcap_size_bytes``: the bytes read).
     Refuses to overwrite; a failure leaves nothing behind."""
     import lance
     import pyarrow as pa
 
     mcap_path, dataset_dir = Path(mcap_path), Path(dataset_dir)
     started = time.monotonic()
-    if not mcap_path.is_file():
+    streamed = stream is not None
+    if not streamed and not mcap_path.is_file():
         raise IngestError(f"MCAP file not found: {mcap_path}")
     side = sidecar_path(dataset_dir)
     if dataset_dir.exists() or side.exists():
         raise IngestError(f"refusing to overwrite {dataset_dir} (or its sidecar {side})")
+    axon_from_stream = False  # Axon's facts from the stream's axon.* metadata records, once it is read
     if axon_sidecar is None and mcap_path.suffix == ".mcap":
-        try:
-            axon_sidecar = load_sidecar(AxonRecordingFiles.for_mcap(mcap_path))
-        except AxonRecordingError as exc:  # a plain MCAP: no Axon facts, still ingestible
-            log.info("%s has no Axon sidecar or axon.* metadata (%s); ingesting without them", mcap_path, exc)
+        files = AxonRecordingFiles.for_mcap(mcap_path)
+        axon_from_stream = streamed and not files.sidecar_path.exists()
+        if not axon_from_stream:
+            axon_sidecar = _axon_sidecar(mcap_path, lambda: load_sidecar(files))
     schema = ingested_schema()
     stats: dict[str, Any] = {}
-    log.info("ingesting %s (%.1f MB) into %s", mcap_path, mcap_path.stat().st_size / 1e6, dataset_dir)
+    log.info("ingesting %s (%s) into %s", mcap_path, "streamed, size not known" if streamed else f"{mcap_path.stat().st_size / 1e6:.1f} MB",
+             dataset_dir)
 
     def batches(ahead: _ReadAhead) -> Iterator[Any]:
         try:
             yield from ahead
-        except IngestError as exc:  # Lance wraps what the stream raises: keep ours to re-raise
+        except Exception as exc:  # Lance wraps what the reading raises: keep it to re-raise as it was
             stats["error"] = exc
             raise
 
     dataset_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{dataset_dir.name}.", suffix=".tmp", dir=dataset_dir.parent))
-    mcap_hash = _HashedAside(mcap_path) if hash_mcap else None
-    ahead = _ReadAhead(record_batches(mcap_path, stats, progress_every_s=progress_every_s), READ_AHEAD_BATCHES)
+    mcap_hash = _HashedAside(mcap_path) if hash_mcap and not streamed else None  # a stream is hashed as it is read
+    ahead = _ReadAhead(record_batches(mcap_path, stats, progress_every_s=progress_every_s, stream=stream, hash_stream=hash_mcap),
+                       READ_AHEAD_BATCHES)
     try:
         staged = tmp_dir / dataset_dir.name
         reader = pa.RecordBatchReader.from_batches(schema, batches(ahead))
@@ -732,9 +944,11 @@ def ingest_mcap(
                                 max_bytes_per_file=MAX_BYTES_PER_FILE, data_cache_bytes=LANCE_DATA_CACHE_BYTES)
         except Exception:
             digests.cancel()
-            if "error" in stats:
-                raise stats["error"] from None
-            raise
+            if "error" not in stats:
+                raise
+        if "error" in stats:  # raised here, out of Lance's exception, as the reading raised it
+            digests.cancel()
+            raise stats["error"]
         if not stats.get("rows"):
             # Lance writes no dataset for an empty stream: make an empty one so the recording exists.
             if not staged.exists():
@@ -743,8 +957,8 @@ def ingest_mcap(
         files = digests.finish() if staged.exists() else {}
         if not files:
             files = file_digests(staged, workers=DIGEST_WORKERS)
-        if mcap_hash is not None:
-            actual = mcap_hash.result()
+        if hash_mcap:
+            actual = mcap_hash.result() if mcap_hash is not None else stats["mcap_sha256"]
             if mcap_sha256 and actual != mcap_sha256.lower():
                 raise McapDigestMismatch(f"MCAP {mcap_path}", mcap_sha256.lower(), actual)
             mcap_sha256 = actual
@@ -755,6 +969,9 @@ def ingest_mcap(
             mcap_hash.close()
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
+    if axon_from_stream:
+        axon_sidecar = _axon_sidecar(mcap_path, lambda: AxonSidecar.from_metadata(stats["axon_metadata"], source=f"{mcap_path} metadata"))
+    mcap_size = stats["bytes_read"]
     topics: dict[str, TopicSummary] = dict(sorted(stats.get("topics", {}).items()))
     first = min((t.first_ns for t in topics.values()), default=0)
     last = max((t.last_ns for t in topics.values()), default=0)
@@ -763,14 +980,14 @@ def ingest_mcap(
     source: dict[str, Any] = {
         "format": SOURCE_FORMAT,
         "mcap_file": mcap_path.name,
-        "mcap_size_bytes": mcap_path.stat().st_size,
+        "mcap_size_bytes": mcap_size,
         "mcap_sha256": mcap_sha256,
         "axon_checksum_sha256": axon_sidecar.checksum_sha256 if axon_sidecar else None,
         "recorder_checksum_sha256": recorder_checksum_sha256.lower() if recorder_checksum_sha256 else None,
         "axon_sidecar_origin": axon_sidecar.source if axon_sidecar else None,
         # The recorder's subscriptions as the file declares them (one channel each, messages or not):
         # QC's topic_set compares them with the topics that have messages.
-        "channels": declared_channels(mcap_path),
+        "channels": stats["channels"],
         "decoded_messages": stats.get("decoded", 0),
         "decode_errors": stats.get("decode_errors", 0),
         "undecodable_types": dict(stats.get("undecodable", {})),
@@ -794,7 +1011,7 @@ def ingest_mcap(
         decoded=stats.get("decoded", 0),
         undecodable=dict(stats.get("undecodable", {})),
         decode_errors=stats.get("decode_errors", 0),
-        mcap_bytes=mcap_path.stat().st_size,
+        mcap_bytes=mcap_size,
         seconds=time.monotonic() - started,
         mcap_sha256=mcap_sha256,
     )
@@ -807,18 +1024,13 @@ def ingest_mcap(
     return result
 
 
-def declared_channels(mcap_path: str | os.PathLike) -> list[str] | None:
-    """The topics of the MCAP's channels, from its summary (sorted); None without a summary."""
-    from mcap.reader import make_reader
-
+def _axon_sidecar(mcap_path: Path, load) -> AxonSidecar | None:
+    """``load()``: Axon's facts about the recording, or None for a plain MCAP (no Axon facts, still ingestible)."""
     try:
-        with open(mcap_path, "rb") as fh:
-            summary = make_reader(fh).get_summary()
-    except Exception:  # noqa: BLE001 - read fully above; a summary that does not parse declares nothing
+        return load()
+    except AxonRecordingError as exc:
+        log.info("%s has no Axon sidecar or axon.* metadata (%s); ingesting without them", mcap_path, exc)
         return None
-    if summary is None:
-        return None
-    return sorted({c.topic for c in summary.channels.values()})
 
 
 def axon_facts(sidecar: Sidecar) -> AxonSidecar | None:
