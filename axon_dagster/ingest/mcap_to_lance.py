@@ -225,27 +225,30 @@ class McapMessages:
         """Every top-level record from byte 0 to the footer and the closing magic, read in order
         (chunks whole, into one reused buffer); attachments, indexes, statistics are read past."""
         self.reader = reader
-        if bytes(reader.read(len(_MAGIC))) != _MAGIC:
-            raise ValueError("no MCAP magic at byte 0")
-        decompress = _Decompressor(reuse=self.reuse_chunk_buffer)
-        records = self._records
-        opcode = None
-        while True:
-            at = self.position = reader.position
-            first = opcode is None
-            opcode, record = reader.record()
-            if first and opcode != _OP_HEADER:
-                raise ValueError(f"the first record is not a header (opcode {opcode:#x})")
-            if opcode == _OP_CHUNK:
-                yield from records(_chunk_records(record[_RECORD.size:], decompress, at), at)
-            elif opcode == _OP_MESSAGE or opcode == _OP_CHANNEL or opcode == _OP_SCHEMA:
-                yield from records(record, at)
-            elif opcode == _OP_METADATA:
-                self._declare(opcode, record[_RECORD.size:])
-            elif opcode == _OP_FOOTER:
-                reader.finish()
-                self.position = reader.position
-                return
+        try:
+            if bytes(reader.read(len(_MAGIC))) != _MAGIC:
+                raise ValueError("no MCAP magic at byte 0")
+            decompress = _Decompressor(reuse=self.reuse_chunk_buffer)
+            records = self._records
+            opcode = None
+            while True:
+                at = self.position = reader.position
+                first = opcode is None
+                opcode, record = reader.record()
+                if first and opcode != _OP_HEADER:
+                    raise ValueError(f"the first record is not a header (opcode {opcode:#x})")
+                if opcode == _OP_CHUNK:
+                    yield from records(_chunk_records(record[_RECORD.size:], decompress, at), at)
+                elif opcode == _OP_MESSAGE or opcode == _OP_CHANNEL or opcode == _OP_SCHEMA:
+                    yield from records(record, at)
+                elif opcode == _OP_METADATA:
+                    self._declare(opcode, record[_RECORD.size:])
+                elif opcode == _OP_FOOTER:
+                    reader.finish()
+                    self.position = reader.position
+                    return
+        finally:
+            reader.close()
 
     def _chunks(self, summary) -> Iterator[tuple[int, memoryview]]:
         """(file offset, decompressed records as a memoryview) of every chunk, in file order."""
@@ -291,12 +294,36 @@ def _chunk_records(body: memoryview, decompress: _Decompressor, offset: int) -> 
     return data if isinstance(data, memoryview) else memoryview(data)
 
 
+class _HashBehind:
+    """SHA-256 of the bytes handed to ``update``, in the order handed, hashed on a thread of its own
+    (hashlib lets go of the GIL): the reading goes on meanwhile. ``update`` returns a future, done
+    once those bytes are hashed (their buffer may be reused then)."""
+
+    def __init__(self):
+        import concurrent.futures
+        import hashlib
+
+        self.hash = hashlib.sha256()
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-mcap-sha")  # one worker: in order
+
+    def update(self, data) -> Any:
+        return self.pool.submit(self.hash.update, data)
+
+    def hexdigest(self) -> str:
+        self.pool.shutdown(wait=True)
+        return self.hash.hexdigest()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 class _SequentialReader:
     """An MCAP's bytes from ``stream.readinto`` (RawIOBase semantics: at least one byte, maybe fewer
-    than asked, 0 only at the end), each read once and in order — hashed as they arrive with
-    ``hash_bytes`` — handed out record by record: small records from a small buffer filled a
-    block at a time, big ones (chunks) read whole, by ``readinto`` straight into one buffer reused
-    for every big record. A record is a view valid until the next one is asked for.
+    than asked, 0 only at the end), each read once and in order — hashed with ``hash_bytes``, on a
+    thread of its own (:class:`_HashBehind`) — handed out record by record: small records from a
+    small buffer filled a block at a time (its bytes hashed from a copy), big ones (chunks) read
+    whole, by ``readinto`` straight into one of two big buffers used in turn (one is hashed while
+    the next record is read into the other). A record is a view valid until the next one is asked for.
 
     ``failure`` keeps what ``readinto`` raised, so that it reaches the caller as it was raised,
     not as an unreadable MCAP."""
@@ -305,19 +332,26 @@ class _SequentialReader:
     GROW = 64 << 20  # a big buffer grows as bytes arrive, by at most this much ahead of them
 
     def __init__(self, stream, *, hash_bytes: bool = False):
-        import hashlib
-
         self.stream = stream
-        self.hash = hashlib.sha256() if hash_bytes else None
+        self.hash = _HashBehind() if hash_bytes else None
         self.small = bytearray(self.SMALL)
         self.view = memoryview(self.small)
         self.lo = self.hi = 0  # bytes read but not handed out: small[lo:hi]
-        self.big: Any = memoryview(b"")
+        self.bigs: list[Any] = [memoryview(b""), memoryview(b"")]
+        self.hashing: list[Any] = [None, None]  # per big buffer: its bytes' hash, while pending
+        self.turn = 0
         self.position = 0  # bytes handed out
         self.failure: BaseException | None = None
+        self.digest: str | None = None
 
     def sha256(self) -> str | None:
-        return self.hash.hexdigest() if self.hash is not None else None
+        """The SHA-256 of every byte read (with ``hash_bytes``, once :meth:`finish` has read the last)."""
+        return self.digest
+
+    def close(self) -> None:
+        """Stops the hashing (what is still queued is dropped: call after :meth:`finish`, or on failure)."""
+        if self.hash is not None:
+            self.hash.close()
 
     def _readinto(self, view: memoryview) -> int:
         try:
@@ -327,8 +361,6 @@ class _SequentialReader:
             raise
         if n is None or not 0 <= n <= len(view):
             raise ValueError(f"stream.readinto returned {n!r} for {len(view)} bytes (a blocking stream must return 1..{len(view)}, 0 at its end)")
-        if n and self.hash is not None:
-            self.hash.update(view[:n])
         return n
 
     def _buffered(self, n: int) -> int:
@@ -338,6 +370,8 @@ class _SequentialReader:
                 self.small[: self.hi - self.lo] = self.small[self.lo: self.hi]
                 self.lo, self.hi = 0, self.hi - self.lo
             while self.hi < n and (got := self._readinto(self.view[self.hi:])):
+                if self.hash is not None:
+                    self.hash.update(bytes(self.view[self.hi: self.hi + got]))
                 self.hi += got
         return self.hi - self.lo
 
@@ -355,21 +389,29 @@ class _SequentialReader:
     def _read_big(self, n: int) -> memoryview:
         import numpy as np
 
+        turn = self.turn = 1 - self.turn
+        if self.hashing[turn] is not None:  # this buffer's last bytes hashed before it is overwritten
+            self.hashing[turn].result()
+            self.hashing[turn] = None
         have = self.hi - self.lo
-        if len(self.big) < min(n, have + self.GROW):
-            self.big = memoryview(np.empty(min(n, max(have + self.GROW, 2 * len(self.big))), dtype=np.uint8))
-        big = self.big
-        big[:have] = self.view[self.lo: self.hi]
+        want = min(n, have + self.GROW)  # a record's claimed length gets room as its bytes arrive
+        if len(self.bigs[turn]) < want:
+            self.bigs[turn] = memoryview(np.empty(max(want, min(2 * len(self.bigs[turn]), have + self.GROW)), dtype=np.uint8))
+        big = self.bigs[turn]
+        big[:have] = self.view[self.lo: self.hi]  # already hashed, as read into the small buffer
         self.lo = self.hi = 0
+        start = have
         while have < n:
             if have == len(big):  # a record longer than any so far: more room as its bytes arrive
                 grown = memoryview(np.empty(min(n, have + max(have, self.GROW)), dtype=np.uint8))
                 grown[:have] = big[:have]
-                self.big = big = grown
+                self.bigs[turn] = big = grown
             got = self._readinto(big[have: min(n, len(big))])
             if not got:
                 raise ValueError(f"the MCAP ends at byte {self.position + have}, {n - have} bytes short of a record (truncated?)")
             have += got
+        if self.hash is not None:
+            self.hashing[turn] = self.hash.update(big[start:n])
         self.position += n
         return big[:n]
 
@@ -386,6 +428,8 @@ class _SequentialReader:
             raise ValueError(f"no closing MCAP magic after the footer at byte {self.position - len(_MAGIC)}")
         if self._buffered(1):
             raise ValueError(f"bytes after the MCAP's closing magic at byte {self.position}")
+        if self.hash is not None:
+            self.digest = self.hash.hexdigest()
 
 
 class _Decompressor:
