@@ -1,7 +1,8 @@
 """MCAP (as Axon writes it) -> a Lance recording with decoded columns, and the Lance-era sidecar.
 
-One pass over the MCAP in file order (chunks read from a memory map and decompressed once, see
-:class:`McapMessages`): every message becomes one row with the columns every recording has
+One pass over the MCAP in file order (chunks read from a memory map — or, from a stream still
+being uploaded, every record read in order, see ``ingest_mcap(stream=...)`` — and decompressed
+once, see :class:`McapMessages`): every message becomes one row with the columns every recording has
 (``topic``, ``log_time_ns``, ``sequence``, ``message_type``, ``payload`` = the raw message bytes,
 untouched) plus the decoded columns of :mod:`.decode` and the payload hashes of :mod:`.payload_hash`. Rows are written to Lance in bounded record
 batches while the file is read — the reading on a thread of its own, a few batches ahead of Lance's
@@ -149,8 +150,9 @@ class McapMessages:
 
     @property
     def stream_failure(self) -> BaseException | None:
-        """What ``stream.readinto`` raised, if it did (the caller's error, not a malformed MCAP)."""
-        return self.reader.failure if self.reader is not None else None
+        """What ``stream.readinto`` raised, if it did (the caller's error, not a malformed MCAP; a
+        file's read errors are the file's: an unreadable MCAP)."""
+        return self.reader.failure if self.reader is not None and self.stream is not None else None
 
     @property
     def sha256(self) -> str | None:
@@ -223,7 +225,7 @@ class McapMessages:
 
     def _sequential(self, reader: _SequentialReader) -> Iterator[tuple[int, int, int, int, Any]]:
         """Every top-level record from byte 0 to the footer and the closing magic, read in order
-        (chunks whole, into one reused buffer); attachments, indexes, statistics are read past."""
+        (chunks whole, into reused buffers); attachments, indexes, statistics are read past."""
         self.reader = reader
         try:
             if bytes(reader.read(len(_MAGIC))) != _MAGIC:
@@ -240,7 +242,8 @@ class McapMessages:
                 if opcode == _OP_CHUNK:
                     yield from records(_chunk_records(record[_RECORD.size:], decompress, at), at)
                 elif opcode == _OP_MESSAGE or opcode == _OP_CHANNEL or opcode == _OP_SCHEMA:
-                    yield from records(record, at)
+                    # the reader's buffers are reused: a message kept past the next one needs bytes of its own
+                    yield from records(record if self.reuse_chunk_buffer else memoryview(bytes(record)), at)
                 elif opcode == _OP_METADATA:
                     self._declare(opcode, record[_RECORD.size:])
                 elif opcode == _OP_FOOTER:

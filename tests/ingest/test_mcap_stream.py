@@ -281,3 +281,20 @@ def test_a_streamed_ingest_logs_progress_with_the_size_unknown(tmp_path, caplog)
     progress = [r.getMessage() for r in caplog.records if "MB read" in r.getMessage()]
     assert len(progress) > 5 and "messages" in progress[-1] and "size not known while streaming" in progress[-1]
     assert any("streamed, size not known" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_messages_of_iter_messages_keep_their_bytes_after_the_reading_moved_on(tmp_path, chunked):
+    """Read sequentially (an unchunked file) or chunk by chunk, without buffer reuse every message's
+    bytes stay its own when kept past the next one."""
+    from mcap.reader import make_reader
+
+    from axon_dagster.ingest.mcap_to_lance import iter_messages
+
+    path = _write(tmp_path / "plain.mcap", chunked=chunked, compression="none", messages=1500)  # bigger than the reader's small buffer
+    assert path.stat().st_size > 4 * (64 << 10)
+    with open(path, "rb") as fh:
+        kept = [(c.topic, m.sequence, m.data) for _, c, m in iter_messages(fh)]
+    with open(path, "rb") as fh:
+        theirs = [(c.topic, m.sequence, m.data) for _, c, m in make_reader(fh).iter_messages(log_time_order=False)]
+    assert [(t, s, bytes(d)) for t, s, d in kept] == theirs
