@@ -32,10 +32,11 @@ robot reported.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -70,6 +71,7 @@ class StagedFiles:
     files: Mapping[str, str]  # manifest name -> sha256
     dataset_digest: str
     axon_checksum_sha256: str = ""
+    sizes: Mapping[str, int] = field(default_factory=dict)  # manifest name -> bytes
 
     def key(self, name: str) -> str:
         return staging_key(self.robot_id, self.task_id, name)
@@ -109,13 +111,16 @@ def staged_files(task: Mapping[str, Any], dataset: Mapping[str, Any]) -> StagedF
     if fmt not in RECORDING_FORMATS:
         raise DataFlowError(f"dataset {task_id}: unknown recording_format {fmt!r}")
     files: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     for entry in manifest["files"]:
         name, sha = validate_relative_name(entry["name"]), str(entry["sha256"]).lower()
         if len(sha) != 64 or not set(sha) <= _SHA256_HEX:
             raise DataFlowError(f"dataset {task_id}: manifest entry {name!r} has no SHA-256")
         files[name] = sha
+        if isinstance(entry.get("size"), int) and not isinstance(entry["size"], bool) and entry["size"] >= 0:
+            sizes[name] = entry["size"]
     staged = StagedFiles(task_id, validate_id(robot_id, "robot_id"), fmt, files, str(manifest.get("dataset_digest") or ""),
-                         str(manifest.get("axon_checksum_sha256") or "").lower())
+                         str(manifest.get("axon_checksum_sha256") or "").lower(), sizes)
     if fmt == MCAP and staged.mcap_name not in files:
         raise DataFlowError(f"dataset {task_id}: the manifest names no {staged.mcap_name}")
     if fmt == LANCE and staged.sidecar_name not in files:
@@ -164,21 +169,42 @@ def drop_workdirs(store, root: str | Path | None, task_id: str) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def ingest_staged(control_plane, store, workdir_root: str | Path, task_id: str) -> StagedRecording:
+def ingest_staged(control_plane, store, workdir_root: str | Path, task_id: str, *,
+                  follow_stall_seconds: float | None = None) -> StagedRecording | None:
     """Count a publish attempt on the dataset, then make its Lance dataset from what was staged
-    (see the module docstring); the dataset is recorded CACHED."""
+    (see the module docstring); the dataset is recorded CACHED.
+
+    ``follow_stall_seconds``: a dataset still GRANTED (the robot is uploading it) is ingested
+    while it arrives (:func:`ingest_while_uploaded`, on a store that can be read before an upload
+    completes), the attempt counted and the result parked once the control plane has verified the
+    whole upload (STAGED). Returns None when that could not be done (the upload stalled for that
+    long, was abandoned or refused, the store cannot be followed): nothing was counted or kept,
+    and the run for the STAGED dataset does it the usual way."""
     started = time.monotonic()
     task = control_plane.get_task(task_id)
+    followed = None
+    if follow_stall_seconds is not None:
+        current = control_plane.get_dataset(task_id)
+        if current["status"] == "RECORDED":  # a run started at the grant, which lapsed or was refused meanwhile
+            log.info("dataset %s is RECORDED again: nothing is being uploaded or staged", task_id)
+            return None
+        if current["status"] == "GRANTED":
+            followed = ingest_while_uploaded(control_plane, store, workdir_root, staged_files(task, current), task,
+                                             stall_seconds=follow_stall_seconds)
+            if followed is None:
+                return None
     dataset = control_plane.dataset_publish_attempt(task_id)  # the record, this attempt counted
     staged = staged_files(task, dataset)
     attempt = int(dataset.get("publish_attempts") or 1)
-    work = _workdir(store, workdir_root, task_id, attempt)
-    if store.exists(staged.parked(staged.sidecar_name)):
+    if followed is not None:
+        lance_dir, dataset_key, proofs = _park_ingested(store, staged, *followed)
+    elif store.exists(staged.parked(staged.sidecar_name)):
+        work = _workdir(store, workdir_root, task_id, attempt)
         lance_dir, dataset_key, proofs = _take_parked(store, staged, work)
     elif staged.recording_format == MCAP:
-        lance_dir, dataset_key, proofs = _ingest_staged_mcap(store, staged, task, work)
+        lance_dir, dataset_key, proofs = _ingest_staged_mcap(store, staged, task, _workdir(store, workdir_root, task_id, attempt))
     else:
-        lance_dir, dataset_key, proofs = _take_staged_lance(store, staged, work)
+        lance_dir, dataset_key, proofs = _take_staged_lance(store, staged, _workdir(store, workdir_root, task_id, attempt))
     report = staged.parked(f"{staged.task_id}.qc.json")
     if not report_path(lance_dir).exists() and store.exists(report):  # QC's report of an earlier attempt (a reviewer decided since)
         report_path(lance_dir).write_bytes(store.get_bytes(report))
@@ -246,8 +272,6 @@ def _ingest_staged_mcap(store, staged: StagedFiles, task: Mapping[str, Any], wor
     from axon_dagster.ingest import ingest_mcap
 
     mcap_key, mcap_sha = staged.key(staged.mcap_name), staged.files[staged.mcap_name]
-    parked = staged.parked(staged.lance_name)
-    store.delete_prefix(parked + "/")  # an earlier attempt's ingest that was never parked (its sidecar missing)
     mcap = store.local_path(mcap_key) or store.download(mcap_key, work / staged.mcap_name)
     axon = None
     proofs: dict[str, list[int]] = {}
@@ -256,21 +280,99 @@ def _ingest_staged_mcap(store, staged: StagedFiles, task: Mapping[str, Any], wor
         path = store.local_path(key) or store.download(key, work / f"{staged.task_id}.axon.json")
         proofs.update(_hash_verified({staged.sidecar_name: path}, staged.files, f"staged {store.uri_for(staged.prefix[:-1])}"))
         axon = AxonSidecar.read(path)
-    metadata = {"order_id": task["order_id"], "batch_id": task["batch_id"], "scene": task["scene"],
-                "sub_scene": task.get("sub_scene") or "", "skills": list(task["skills"])}
     lance_dir = work / staged.lance_name
     proofs.update(_ingest_verified(mcap, mcap_sha, f"staged {store.uri_for(mcap_key)}", lambda: ingest_mcap(
-        mcap, lance_dir, axon_sidecar=axon, task_id=staged.task_id, robot_id=staged.robot_id, metadata=metadata,
+        mcap, lance_dir, axon_sidecar=axon, task_id=staged.task_id, robot_id=staged.robot_id, metadata=_ingest_metadata(task),
         mcap_sha256=mcap_sha, recorder_checksum_sha256=staged.axon_checksum_sha256 or None, hash_mcap=True), lance_dir))
+    return _park_ingested(store, staged, lance_dir, proofs)
+
+
+def _ingest_metadata(task: Mapping[str, Any]) -> dict[str, Any]:
+    return {"order_id": task["order_id"], "batch_id": task["batch_id"], "scene": task["scene"],
+            "sub_scene": task.get("sub_scene") or "", "skills": list(task["skills"])}
+
+
+def _park_ingested(store, staged: StagedFiles, lance_dir: Path, proofs: dict[str, list[int]]) -> Taken:
+    """Park the Lance dataset the ingest wrote at ``lance_dir`` in staging's ``ingested/`` (a
+    rename on the local store, one upload otherwise), its sidecar last (its presence means
+    "parked"); ``proofs`` gains each file's fingerprint as the ingest hashed it."""
+    parked = staged.parked(staged.lance_name)
     sidecar = Sidecar.read(sidecar_path(lance_dir))
     written = {rel: list(file_fingerprint(lance_dir / rel)) for rel in sidecar.files}  # hashed as written by the ingest
+    store.delete_prefix(parked + "/")  # an earlier attempt's ingest that was never parked (its sidecar missing)
     store.adopt_dataset(lance_dir, parked, sidecar.files)
     store.put_file(sidecar_path(lance_dir), staged.parked(staged.sidecar_name))  # last: its presence means "parked"
     in_store = store.local_path(parked)
     if in_store is not None:  # renamed into the store: the very files the ingest hashed, read there from now on
         lance_dir = in_store
-    proofs.update({str(lance_dir / rel): fingerprint for rel, fingerprint in written.items()})
-    return lance_dir, parked, proofs
+    return lance_dir, parked, {**proofs, **{str(lance_dir / rel): fingerprint for rel, fingerprint in written.items()}}
+
+
+def ingest_while_uploaded(control_plane, store, workdir_root: str | Path, staged: StagedFiles, task: Mapping[str, Any], *,
+                          stall_seconds: float, poll_seconds: float = 0.05) -> tuple[Path, dict[str, list[int]]] | None:
+    """Ingest the MCAP a robot is uploading *as its parts arrive* (:meth:`ObjectStore.follow_upload`),
+    hashing the very bytes it parses; keep the result only if that hash is the manifest's and the
+    control plane then verified the whole upload (the dataset STAGED): returns the Lance dataset's
+    directory (in the store's scratch area, not yet parked) and the proof that the staged MCAP is
+    the file that was read (its fingerprint, when unchanged since). None — nothing kept — when the
+    store cannot be read before completion, the upload stalls for ``stall_seconds``, is abandoned,
+    its bytes are not the manifest's or do not ingest, or the control plane does not stage it:
+    the run for the STAGED dataset then starts over from the staged files."""
+    from axon_dagster.ingest import ingest_mcap
+    from axon_dagster.ingest.mcap_to_lance import IngestError
+    from axon_dagster.storage.object_stores import StagingError
+
+    if staged.recording_format != MCAP or staged.mcap_name not in staged.sizes:
+        return None
+    mcap_key = staged.key(staged.mcap_name)
+    follower = store.follow_upload(mcap_key, staged.sizes[staged.mcap_name], stall_seconds=stall_seconds)
+    if follower is None:
+        return None
+    work = store.scratch_dir(f"data-flow/{staged.task_id}/follow") or Path(workdir_root).resolve() / staged.task_id / "follow"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    lance_dir = work / staged.lance_name
+    try:
+        with follower:
+            axon = None
+            if staged.sidecar_name in staged.files and staged.sidecar_name in staged.sizes:
+                with store.follow_upload(staged.key(staged.sidecar_name), staged.sizes[staged.sidecar_name],
+                                         stall_seconds=stall_seconds) as sidecar_upload:
+                    raw = sidecar_upload.read_all()
+                if (actual := hashlib.sha256(raw).hexdigest()) != staged.files[staged.sidecar_name]:
+                    raise StagedDigestMismatch(f"uploading {store.uri_for(staged.key(staged.sidecar_name))}",
+                                               staged.files[staged.sidecar_name], actual)
+                (work / f"{staged.task_id}.axon.json").write_bytes(raw)
+                axon = AxonSidecar.read(work / f"{staged.task_id}.axon.json")
+            result = ingest_mcap(work / staged.mcap_name, lance_dir, axon_sidecar=axon, task_id=staged.task_id,
+                                 robot_id=staged.robot_id, metadata=_ingest_metadata(task), mcap_sha256=staged.files[staged.mcap_name],
+                                 recorder_checksum_sha256=staged.axon_checksum_sha256 or None, hash_mcap=True, stream=follower)
+            log.info("ingested %s while it was uploaded: %.2f s, %.2f s of it waiting for parts", staged.task_id,
+                     result.seconds, follower.waited_seconds)
+            if not _staged_soon(control_plane, staged.task_id, stall_seconds, poll_seconds):
+                raise DataFlowError(f"dataset {staged.task_id} was not staged within {stall_seconds:g}s of its last byte")
+            fingerprint = follower.fingerprint()
+    except (StagingError, DataFlowError, DigestMismatch, IngestError) as exc:
+        log.warning("dataset %s: not ingested while uploaded (%s: %s); the run for the staged dataset ingests it",
+                    staged.task_id, type(exc).__name__, exc)
+        shutil.rmtree(work, ignore_errors=True)
+        return None
+    mcap_path = store.local_path(mcap_key)
+    proofs = {str(mcap_path): list(fingerprint)} if fingerprint is not None and mcap_path is not None else {}
+    return lance_dir, proofs
+
+
+def _staged_soon(control_plane, task_id: str, within_seconds: float, poll_seconds: float) -> bool:
+    """Wait until the control plane has completed and verified the upload: True once STAGED (or
+    beyond), False if the dataset left GRANTED otherwise (refused, lapsed) or stayed GRANTED."""
+    deadline = time.monotonic() + within_seconds
+    while True:
+        status = control_plane.get_dataset(task_id)["status"]
+        if status != "GRANTED":
+            return status not in ("RECORDED", "ARCHIVED", "DELETED")
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_seconds)
 
 
 def _ingest_verified(mcap: Path, sha256: str, what: str, ingest, lance_dir: Path) -> dict[str, list[int]]:

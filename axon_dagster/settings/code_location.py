@@ -110,6 +110,10 @@ class UploadSettings:
 class DataFlowSettings:
     workdir: str = ".axon/data-flow"  # where data_flow runs ingest staged recordings (absolute once loaded)
     staging_rejected: str = "delete"  # what happens to a rejected dataset's staged files: delete | keep
+    # Ingest a recording while the robot uploads it (stores that can be read before an upload
+    # completes: the embedded file:// store); a run gives up on an upload that stalls this long.
+    follow_uploads: bool = True
+    follow_stall_seconds: float = 30.0
 
     @classmethod
     def load(cls, environ: Environ = None, config: AxonConfig | None = None) -> DataFlowSettings:
@@ -117,6 +121,8 @@ class DataFlowSettings:
         return cls(
             workdir=os.path.abspath(env.text("AXON_DATA_FLOW_DIR", cls.workdir)),
             staging_rejected=env.choice("AXON_STAGING_REJECTED", cls.staging_rejected, ("delete", "keep")),
+            follow_uploads=env.flag("AXON_DATA_FLOW_FOLLOW_UPLOADS", cls.follow_uploads),
+            follow_stall_seconds=env.number("AXON_DATA_FLOW_FOLLOW_STALL_SECONDS", cls.follow_stall_seconds, positive=True),
         )
 
 

@@ -236,7 +236,7 @@ def test_cloud_env_configmap_carries_the_runtime_contract(render):
 def test_data_flow_and_upload_values_reach_the_code_that_reads_them(render, monkeypatch, tmp_path):
     # A values file, as operators write them (helm's --set would turn 2.5 into a string).
     values = yaml.safe_load((CHARTS_DIR / "axon-cloud" / "ci" / "multi-robot-values.yaml").read_text())
-    values["dataFlow"] = {"workDir": "/data/data-flow", "stagingRejected": "keep"}
+    values["dataFlow"] = {"workDir": "/data/data-flow", "stagingRejected": "keep", "followUploads": False, "followStallSeconds": 12.5}
     values["uploads"] = {"bandwidth": {"06:00-22:00": 5000000}, "minBandwidthMbps": 2.5, "maxAttempts": 7,
                          "grantTtlSeconds": 1800, "maxGrantsPerRobot": 3}
     values_file = tmp_path / "values.yaml"
@@ -256,6 +256,7 @@ def test_data_flow_and_upload_values_reach_the_code_that_reads_them(render, monk
         monkeypatch.setenv(name, value)
     policy = data_flow_policy_from_env()
     assert (policy.workdir, policy.staging_rejected, policy.max_attempts) == (str(tmp_path / "data-flow"), "keep", 7)
+    assert (policy.follow_uploads, policy.follow_stall_seconds) == (False, 12.5)
     grants = upload_grant_policy_from_env()
     assert (grants.grant_ttl_seconds, grants.max_grants_per_robot, grants.min_bandwidth_mbps) == (1800, 3, 2.5)
     uploads = UploadSettings.load()
@@ -266,6 +267,7 @@ def test_data_flow_and_upload_values_reach_the_code_that_reads_them(render, monk
     d = next(o for o in _cloud(render, "minimal-values") if o["kind"] == "ConfigMap"
              and o["metadata"]["name"] == "axon-cloud-env")["data"]
     assert "AXON_UPLOAD_BANDWIDTH" not in d
+    assert (d["AXON_DATA_FLOW_FOLLOW_UPLOADS"], d["AXON_DATA_FLOW_FOLLOW_STALL_SECONDS"]) == ("true", "30")
     assert (d["AXON_UPLOAD_GRANT_TTL_SECONDS"], d["AXON_MAX_GRANTS_PER_ROBOT"], d["AXON_STAGING_REJECTED"], d["AXON_MIN_BANDWIDTH_MBPS"]) == (
         "900", "1", "delete", "10")
 

@@ -72,14 +72,20 @@ class World:
         assert all(r["result"] == "applied" for r in self.robot.push_events(events))
         return files
 
-    def upload(self, task_id: str, files: dict[str, bytes]) -> dict:
-        """What the edge agent's uploader does with its grant: plan, PUT every part, complete."""
+    def upload(self, task_id: str, files: dict[str, bytes], before_part=None, complete: bool = True) -> dict:
+        """What the edge agent's uploader does with its grant: plan, PUT every part (small files
+        first, as it does; ``before_part(name, number)`` is called before each), complete."""
         grant = {t["task_id"]: t for t in self.robot.pull_tasks(0, 1000)["tasks"]}[task_id]["upload"]
         assert grant, f"no grant for {task_id}"
         plan = self.robot.upload_plan(task_id, grant["grant_id"])
-        done = {f["name"]: [{"number": p["number"], "etag": self.robot.put_part(p, files[f["name"]][p["offset"]:p["offset"] + p["size"]])}
-                            for p in f["parts"]] for f in plan["files"]}
-        return self.robot.complete_upload(task_id, grant["grant_id"], done)
+        done: dict[str, list] = {}
+        for f in sorted(plan["files"], key=lambda f: f["size"]):
+            for p in f["parts"]:
+                if before_part is not None:
+                    before_part(f["name"], p["number"])
+                etag = self.robot.put_part(p, files[f["name"]][p["offset"]:p["offset"] + p["size"]])
+                done.setdefault(f["name"], []).append({"number": p["number"], "etag": etag})
+        return self.robot.complete_upload(task_id, grant["grant_id"], done) if complete else {"grant_id": grant["grant_id"], "parts": done}
 
     def grant_tick(self, instance: dg.DagsterInstance):
         with dg.build_sensor_context(instance=instance, resources=self.resources) as context:
@@ -88,6 +94,13 @@ class World:
     def staged_tick(self, instance: dg.DagsterInstance, cursor: str | None = None):
         with dg.build_sensor_context(instance=instance, cursor=cursor, resources=self.resources) as context:
             return evaluate_staged(context, self.resources["control_plane"], self.resources["data_flow_policy"])
+
+    def follow_tick(self, instance: dg.DagsterInstance):
+        """The staged sensor as deployed: with the object store, so that a store that can be read
+        while a robot uploads gets a run for each GRANTED dataset."""
+        with dg.build_sensor_context(instance=instance, resources=self.resources) as context:
+            return evaluate_staged(context, self.resources["control_plane"], self.resources["data_flow_policy"],
+                                   self.resources["object_store"])
 
     def run(self, request: dg.RunRequest, instance: dg.DagsterInstance):
         return data_flow.execute_in_process(run_config=request.run_config, resources=self.resources, instance=instance,
@@ -137,17 +150,6 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 def failure(result) -> str:
     return " | ".join(str(e.event_specific_data.error.message) for e in result.all_events if e.is_step_failure)
-
-
-def stage(world: World, instance, requirements: dict | None = None) -> tuple[str, dict[str, bytes]]:
-    task_id = world.task(requirements)["task_id"]
-    files = world.record_and_execute(task_id)
-    granted = world.grant_tick(instance)
-    assert granted.skip_reason.skip_message.startswith("1 upload(s) granted"), granted.skip_reason
-    assert world.upload(task_id, files)["status"] == "STAGED"
-    return task_id, files
-
-
 
 
 def stage(world: World, instance, requirements: dict | None = None) -> tuple[str, dict[str, bytes]]:

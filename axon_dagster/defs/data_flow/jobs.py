@@ -41,6 +41,10 @@ class DataFlowPolicy(dg.ConfigurableResource):
     workdir: str = Field(default=".axon/data-flow", description="Working directory of the runs (staged recordings ingested here)")
     staging_rejected: Literal["delete", "keep"] = Field(default="delete", description="A rejected dataset's staged files: delete | keep")
     max_attempts: int = Field(default=5, ge=1, description="data_flow runs per dataset before the sensor gives it up")
+    follow_uploads: bool = Field(default=True, description="Start a dataset's run when its upload is granted and ingest the "
+                                 "recording while it arrives (stores that can be read before an upload completes)")
+    follow_stall_seconds: float = Field(default=30.0, gt=0, description="A run following an upload gives it up (to the run "
+                                        "for the staged dataset) after this long without a new part")
 
 
 def data_flow_policy_from_env(data_flow=None, upload=None) -> DataFlowPolicy:
@@ -49,7 +53,8 @@ def data_flow_policy_from_env(data_flow=None, upload=None) -> DataFlowPolicy:
 
     s = data_flow or DataFlowSettings.load()
     return DataFlowPolicy(workdir=s.workdir, staging_rejected=s.staging_rejected,  # type: ignore[arg-type]
-                          max_attempts=(upload or UploadSettings.load()).max_upload_attempts)
+                          max_attempts=(upload or UploadSettings.load()).max_upload_attempts,
+                          follow_uploads=s.follow_uploads, follow_stall_seconds=s.follow_stall_seconds)
 
 
 class StagedFlowConfig(dg.Config):
@@ -60,20 +65,27 @@ def _final(exc: Exception) -> dg.Failure:
     return dg.Failure(description=str(exc), allow_retries=False)
 
 
-@dg.op(retry_policy=NETWORK_RETRY)
+@dg.op(retry_policy=NETWORK_RETRY, out=dg.Out(dict, is_required=False))
 def ingest_staged_recording(
     context: dg.OpExecutionContext, config: StagedFlowConfig, control_plane: ControlPlaneResource,
     object_store: ObjectStoreResource, data_flow_policy: DataFlowPolicy,
-) -> dict:
+):
+    """No output (the rest of the run skipped) when a run started at the grant could not ingest
+    the recording while it arrived: the run for the STAGED dataset does it."""
+    follow = data_flow_policy.follow_stall_seconds if data_flow_policy.follow_uploads else None
     try:
-        recording = staging.ingest_staged(control_plane.client(), object_store.store(), data_flow_policy.workdir, config.task_id)
+        recording = staging.ingest_staged(control_plane.client(), object_store.store(), data_flow_policy.workdir, config.task_id,
+                                          follow_stall_seconds=follow)
     except (flow.DataFlowError, staging.StagedDigestMismatch) as exc:
         raise _final(exc) from exc  # retrying reads the same bytes: nothing is published from them
+    if recording is None:
+        context.log.info(f"dataset {config.task_id}: not ingested while uploaded; the run for the staged dataset takes it")
+        return
     context.log_event(materialization(DATASET, recording.order_id, {
         **recording.lineage, "work_path": dg.MetadataValue.path(recording.cache_path), "dataset_digest": recording.dataset_digest,
         "size_bytes": recording.size_bytes, "ingest_seconds": recording.stage_seconds,
     }))
-    return recording.to_dict()
+    yield dg.Output(recording.to_dict())
 
 
 @dg.op(retry_policy=NETWORK_RETRY)

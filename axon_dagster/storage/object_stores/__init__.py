@@ -22,7 +22,7 @@ from .base import (
 )
 from .factory import object_store_from_url
 from .local import LocalDirObjectStore
-from .local_parts import PartWriter
+from .local_parts import PartWriter, UploadAbandoned, UploadFollower, UploadStalled
 from .publish import publish_copies, publish_copy, verify_staged
 from .s3 import S3ObjectStore
 from .signing import PartSignatureError, load_signing_key, sign_part_url, verify_part_signature

@@ -181,6 +181,15 @@ class ObjectStore(StagingUploads):
         be read in place, when the store is a local directory; None for a store across a link."""
         return None
 
+    follows_uploads = False  # whether follow_upload can read an upload before it completes
+
+    def follow_upload(self, key: str, size: int, *, stall_seconds: float = 30.0) -> Any:
+        """A reader of the robot's upload of ``key`` *while it arrives* (``readinto``, in file
+        order, blocking until the next bytes are whole): see
+        :class:`~.local_parts.UploadFollower`. None for a store whose multipart uploads cannot be
+        read before completion (S3, Azure): the data flow then waits for the staged object."""
+        return None
+
     def scratch_dir(self, name: str) -> Path | None:
         """A private directory on the store's own file system for work in progress (``name``, a
         key-like path, names it; never listed, never an object), created when missing, so that

@@ -385,6 +385,7 @@ class LocalStaging:
     # measured on 1 GB, 64 MiB parts went at the speed of one plain PUT, 8 MiB parts at half of it.
     # The robot streams each part from its file, so the size costs it no memory.
     default_part_size = 64 << 20
+    follows_uploads = True
 
     def uri_for(self, key: str) -> str:  # pragma: no cover - the store's
         raise NotImplementedError
@@ -541,6 +542,13 @@ class LocalStaging:
             self._digests.drop(upload_id)
         log.info("aborted upload %s of %s", upload_id, self.uri_for(key))
 
+    def follow_upload(self, key: str, size: int, *, stall_seconds: float = 30.0) -> "UploadFollower":
+        """Read the robot's upload of ``key`` (``size`` bytes, from its manifest) while its parts
+        arrive: :class:`UploadFollower`. Raises :class:`UploadStalled` from ``readinto`` when no
+        new part is whole for ``stall_seconds``, :class:`UploadAbandoned` when the upload is
+        aborted or replaced."""
+        return UploadFollower(self, key, size, stall_seconds=stall_seconds)
+
     def _open_uploads(self, prefix: str) -> list[tuple[str, str, float]]:
         """``(key, upload_id, started)`` of the open uploads whose key starts with ``prefix``."""
         uploads = self._uploads_dir()
@@ -611,3 +619,176 @@ def _sha256_of_fd(fd: int, size: int) -> str:
         sha.update(view[:n])
         done += n
     return sha.hexdigest()
+
+
+# --------------------------------------------------------------------------- reading an upload as it arrives
+
+
+class UploadAbandoned(StagingError):
+    """The upload being followed was aborted or replaced (the robot started another one) before
+    it was completed: what was read of it is worth nothing."""
+
+
+class UploadStalled(StagingError):
+    """The upload being followed brought no new whole part for longer than its follower waits."""
+
+
+class UploadFollower:
+    """The file of a robot's open upload, read in file order while its parts arrive
+    (:meth:`LocalStaging.follow_upload`): ``readinto(buffer)`` with ``RawIOBase`` semantics — it
+    blocks until the next bytes are whole, returns what it could, and 0 only after ``size`` bytes.
+
+    Only bytes of parts the journal holds are returned, and only once the same parts (same ETags)
+    are still held after the bytes were read: a part's ``R`` line comes before its first rewritten
+    byte, so such bytes are the part's committed ones; a part being rewritten is waited for. When
+    the upload is completed, the staged object is this very file (completion renames it, same
+    inode): the rest is read from it, no longer waiting for parts. Nothing here vouches for the
+    bytes' content: the reader hashes what it read and compares it with the robot's manifest, as
+    completion does with the whole file."""
+
+    def __init__(self, staging: "LocalStaging", key: str, size: int, *, stall_seconds: float = 30.0,
+                 poll_seconds: float = 0.02):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise StagingError(f"invalid size {size!r} of {staging.uri_for(key)}")
+        self.staging, self.key, self.size = staging, validate_key(key), size
+        self.stall_seconds, self.poll_seconds = float(stall_seconds), float(poll_seconds)
+        self.position = 0
+        self.upload_id: str | None = None
+        self._upload_dir: Path | None = None
+        self._fd: int | None = None
+        self._completed = False
+        self._held: dict[int, HeldPart] = {}
+        self._end_fingerprint: tuple[int, int, int, int] | None = None
+        self._last_progress = time.monotonic()
+        self.waited_seconds = 0.0  # time spent waiting for bytes to arrive (progress reports)
+
+    # -- the RawIOBase side
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not len(view) or self.position >= self.size:
+            return 0
+        view = view[: self.size - self.position]
+        while True:
+            if self._fd is None:
+                self._open()
+                continue
+            if self._completed:
+                n = os.preadv(self._fd, [view], self.position)
+                if n <= 0:
+                    raise UploadAbandoned(f"{self.staging.uri_for(self.key)} ends at byte {self.position}, its manifest says {self.size}")
+                return self._advanced(n)
+            end = self._whole_end()
+            if end > self.position:
+                wanted = view[: end - self.position]
+                n = os.preadv(self._fd, [wanted], self.position)
+                if n > 0 and self._still_held(self.position, n):
+                    return self._advanced(n)
+                continue  # a part is being rewritten: wait for it to be whole again
+            if not (self._upload_dir / "key").exists():  # type: ignore[operator]
+                self._adopt_completed()
+                continue
+            self._wait()
+
+    def read_all(self) -> bytes:
+        """The whole file (a small one: an Axon sidecar), as it arrives."""
+        out = bytearray(self.size)
+        view = memoryview(out)
+        while self.position < self.size:
+            self.readinto(view[self.position:])
+        return bytes(out)
+
+    def fingerprint(self) -> tuple[int, int, int, int] | None:
+        """After the last byte was read and the upload completed: the staged object's
+        :func:`~axon_dagster.storage.files.file_fingerprint` if it is the very file that was read,
+        unmodified since the last byte was read; else None (nothing proven)."""
+        if self._end_fingerprint is None or self._fd is None:
+            return None
+        try:
+            st = os.stat(self.staging._path(self.key))
+        except FileNotFoundError:
+            return None
+        now = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return now if now == self._end_fingerprint else None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "UploadFollower":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- inside
+
+    def _advanced(self, n: int) -> int:
+        self.position += n
+        self._last_progress = time.monotonic()
+        if self.position >= self.size:
+            st = os.fstat(self._fd)  # type: ignore[arg-type]
+            self._end_fingerprint = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return n
+
+    def _wait(self) -> None:
+        if time.monotonic() - self._last_progress > self.stall_seconds:
+            where = f"upload {self.upload_id}" if self.upload_id else "no upload started"
+            raise UploadStalled(f"{self.staging.uri_for(self.key)}: nothing new for {self.stall_seconds:g}s "
+                                f"({where}, {self.position} of {self.size} bytes read)")
+        started = time.monotonic()
+        time.sleep(self.poll_seconds)
+        self.waited_seconds += time.monotonic() - started
+
+    def _open(self) -> None:
+        """The newest open upload of the key (waiting for one to start), or the staged object
+        itself when the upload was completed before it was followed."""
+        uploads = sorted((started, upload_id) for key, upload_id, started in self.staging._open_uploads(self.key) if key == self.key)
+        for _started, upload_id in reversed(uploads):
+            upload_dir = self.staging._uploads_dir() / upload_id
+            try:
+                self._fd = os.open(upload_dir / "data", os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # completed or aborted meanwhile
+            self.upload_id, self._upload_dir = upload_id, upload_dir
+            log.info("following upload %s of %s (%d bytes)", upload_id, self.staging.uri_for(self.key), self.size)
+            return
+        try:
+            self._fd = os.open(self.staging._path(self.key), os.O_RDONLY)
+            self._completed = True
+            return
+        except FileNotFoundError:
+            self._wait()
+
+    def _whole_end(self) -> int:
+        """Where the parts held from byte 0 on, without a gap, end."""
+        self._held = read_journal(self._upload_dir)  # type: ignore[arg-type]
+        end = 0
+        for part in sorted(self._held.values(), key=lambda p: p.offset):
+            if part.offset > end:
+                break
+            end = max(end, part.offset + part.size)
+        return end
+
+    def _still_held(self, start: int, n: int) -> bool:
+        before = [p for p in self._held.values() if p.offset < start + n and p.offset + p.size > start]
+        now = read_journal(self._upload_dir)  # type: ignore[arg-type]
+        return all(now.get(p.number) == p for p in before)
+
+    def _adopt_completed(self) -> None:
+        """The upload directory is gone: completed (the staged object is this file) or aborted."""
+        st = os.fstat(self._fd)  # type: ignore[arg-type]
+        try:
+            target = os.stat(self.staging._path(self.key))
+        except FileNotFoundError:
+            target = None
+        if target is None or (target.st_dev, target.st_ino) != (st.st_dev, st.st_ino):
+            raise UploadAbandoned(f"upload {self.upload_id} of {self.staging.uri_for(self.key)} was aborted or replaced "
+                                  f"after {self.position} of {self.size} bytes")
+        self._completed = True
+        log.info("upload %s of %s completed while followed (%d of %d bytes read)", self.upload_id,
+                 self.staging.uri_for(self.key), self.position, self.size)

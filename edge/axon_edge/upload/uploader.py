@@ -202,7 +202,9 @@ class Uploader:
         jobs: list[tuple[PlanFile, PlanPart, int]] = []
         fds: dict[str, int] = {}
         try:
-            for f in plan.files:
+            # Small files first (Axon's sidecar before its MCAP): the cloud can read a recording's
+            # description at once and ingest the MCAP while its parts arrive.
+            for f in sorted(plan.files, key=lambda f: f.size):
                 path = root / f.name
                 fd = fds[f.name] = os.open(path, os.O_RDONLY)
                 if os.fstat(fd).st_size != f.size:
