@@ -171,6 +171,8 @@ EDGE_MARKS = {
 
 
 CLOUD_MARKS = {
+    "following upload ": "cloud: data_flow follows the upload",
+    "while it was uploaded: ": "cloud: ingested while uploaded",
     "ingested staged ": "cloud: ingested and parked",
     "published ": "cloud: published and recorded",
 }

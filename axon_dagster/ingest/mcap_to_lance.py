@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 from axon_dagster.storage.axon_recording import AxonRecordingError, AxonSidecar, AxonRecordingFiles, load_sidecar
 from axon_dagster.storage.digest import DigestMismatch, digest_of_files, file_digests
+from axon_dagster.storage.files import start_write_back
 from axon_dagster.storage.recording import RECORDING_COLUMNS, Sidecar, TopicSummary, sidecar_path
 
 from .decode import DECODED_COLUMNS, RosDecoderFactory, columns_decoder, decoded_schema_fields, ros2_type_name
@@ -841,13 +842,16 @@ class _DigestsAsWritten:
     so a file under its final name is finished: a watcher thread hashes each one as it appears (in
     one call that does not hold the GIL, see :func:`_sha256_in_one_call` — another core), instead
     of all of them after the write. ``finish`` hashes what is left and re-hashes any file whose
-    size or mtime changed since it was hashed, so the result is what :func:`file_digests` would give."""
+    size or mtime changed since it was hashed, so the result is what :func:`file_digests` would give.
+    ``write_back``: each file hashed is also started on its way to disk (for a caller that will
+    fsync the dataset soon: little is left to flush then)."""
 
-    def __init__(self, root: Path, workers: int):
+    def __init__(self, root: Path, workers: int, write_back: bool = False):
         import concurrent.futures
         import threading
 
         self.root = root
+        self.hash = _sha256_and_write_back if write_back else _sha256_in_one_call
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ingest-digest")
         self.jobs: dict[str, tuple[Any, tuple[int, int]]] = {}
         self.stop = threading.Event()
@@ -868,7 +872,7 @@ class _DigestsAsWritten:
                     st = path.stat()
                 except FileNotFoundError:
                     continue
-                self.jobs[rel] = (self.pool.submit(_sha256_in_one_call, path), (st.st_size, st.st_mtime_ns))
+                self.jobs[rel] = (self.pool.submit(self.hash, path), (st.st_size, st.st_mtime_ns))
 
     def _watch(self) -> None:
         while not self.stop.wait(0.05):
@@ -896,6 +900,12 @@ class _DigestsAsWritten:
         return out
 
 
+def _sha256_and_write_back(path: Path) -> str:
+    sha = _sha256_in_one_call(path)
+    start_write_back(path)
+    return sha
+
+
 def _task_metadata(axon: AxonSidecar | None, extra: dict[str, Any] | None) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     if axon is not None:
@@ -921,6 +931,7 @@ def ingest_mcap(
     progress_every_s: float = 10.0,
     hash_mcap: bool = False,
     stream=None,
+    write_back: bool = False,
 ) -> IngestResult:
     """Ingest ``mcap_path`` into a new Lance dataset at ``dataset_dir`` and write its sidecar beside it.
 
@@ -947,6 +958,8 @@ def ingest_mcap(
     ingests as a plain MCAP. What ``stream.readinto`` raises reaches the caller as it was raised
     (nothing left behind); a stream that ends before the MCAP's closing magic is an IngestError.
     The result is the file's for the same bytes (``mcap_size_bytes``: the bytes read).
+    ``write_back``: start writing each finished Lance file to disk during the ingestion, for a
+    caller that makes the dataset durable soon after (the data flow publishes it).
     Refuses to overwrite; a failure leaves nothing behind."""
     import lance
     import pyarrow as pa
@@ -985,7 +998,7 @@ def ingest_mcap(
     try:
         staged = tmp_dir / dataset_dir.name
         reader = pa.RecordBatchReader.from_batches(schema, batches(ahead))
-        digests = _DigestsAsWritten(staged, DIGEST_WORKERS)
+        digests = _DigestsAsWritten(staged, DIGEST_WORKERS, write_back=write_back)
         try:
             lance.write_dataset(reader, str(staged), schema=schema, mode="create", data_storage_version=LANCE_FILE_VERSION,
                                 max_bytes_per_file=MAX_BYTES_PER_FILE, data_cache_bytes=LANCE_DATA_CACHE_BYTES)

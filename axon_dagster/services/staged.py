@@ -283,7 +283,7 @@ def _ingest_staged_mcap(store, staged: StagedFiles, task: Mapping[str, Any], wor
     lance_dir = work / staged.lance_name
     proofs.update(_ingest_verified(mcap, mcap_sha, f"staged {store.uri_for(mcap_key)}", lambda: ingest_mcap(
         mcap, lance_dir, axon_sidecar=axon, task_id=staged.task_id, robot_id=staged.robot_id, metadata=_ingest_metadata(task),
-        mcap_sha256=mcap_sha, recorder_checksum_sha256=staged.axon_checksum_sha256 or None, hash_mcap=True), lance_dir))
+        mcap_sha256=mcap_sha, recorder_checksum_sha256=staged.axon_checksum_sha256 or None, hash_mcap=True, write_back=True), lance_dir))
     return _park_ingested(store, staged, lance_dir, proofs)
 
 
@@ -310,14 +310,18 @@ def _park_ingested(store, staged: StagedFiles, lance_dir: Path, proofs: dict[str
 
 def ingest_while_uploaded(control_plane, store, workdir_root: str | Path, staged: StagedFiles, task: Mapping[str, Any], *,
                           stall_seconds: float, poll_seconds: float = 0.05) -> tuple[Path, dict[str, list[int]]] | None:
-    """Ingest the MCAP a robot is uploading *as its parts arrive* (:meth:`ObjectStore.follow_upload`),
-    hashing the very bytes it parses; keep the result only if that hash is the manifest's and the
-    control plane then verified the whole upload (the dataset STAGED): returns the Lance dataset's
-    directory (in the store's scratch area, not yet parked) and the proof that the staged MCAP is
-    the file that was read (its fingerprint, when unchanged since). None — nothing kept — when the
-    store cannot be read before completion, the upload stalls for ``stall_seconds``, is abandoned,
-    its bytes are not the manifest's or do not ingest, or the control plane does not stage it:
-    the run for the STAGED dataset then starts over from the staged files."""
+    """Ingest the MCAP a robot is uploading *as its parts arrive* (:meth:`ObjectStore.follow_upload`)
+    and keep the result only once the control plane has verified the whole upload against the
+    manifest (the dataset STAGED) *and* that verification covers the very bytes the ingest read
+    (:meth:`~axon_dagster.storage.object_stores.UploadFollower.verified_sha256`: completion hashed
+    exactly the part writes the ingest read from) — so the bytes are not hashed a second time.
+    Returns the Lance dataset's directory (in the store's scratch area, not yet parked) and the
+    proof that the staged MCAP is the file that was read (its fingerprint, when unchanged since).
+    None — nothing kept — when the store cannot be read before completion, the upload was completed
+    before it could be followed, stalls for ``stall_seconds``, is abandoned or refused, its bytes
+    do not ingest, or no completion vouches for what was read (a part written again meanwhile, a
+    completion that re-read the file): the run for the STAGED dataset then starts over from the
+    staged files, hashing them as it reads them."""
     from axon_dagster.ingest import ingest_mcap
     from axon_dagster.ingest.mcap_to_lance import IngestError
     from axon_dagster.storage.object_stores import StagingError
@@ -334,6 +338,9 @@ def ingest_while_uploaded(control_plane, store, workdir_root: str | Path, staged
     lance_dir = work / staged.lance_name
     try:
         with follower:
+            follower.open()
+            if follower.upload_id is None:
+                raise DataFlowError("the upload was completed before it could be followed")
             axon = None
             if staged.sidecar_name in staged.files and staged.sidecar_name in staged.sizes:
                 with store.follow_upload(staged.key(staged.sidecar_name), staged.sizes[staged.sidecar_name],
@@ -346,11 +353,14 @@ def ingest_while_uploaded(control_plane, store, workdir_root: str | Path, staged
                 axon = AxonSidecar.read(work / f"{staged.task_id}.axon.json")
             result = ingest_mcap(work / staged.mcap_name, lance_dir, axon_sidecar=axon, task_id=staged.task_id,
                                  robot_id=staged.robot_id, metadata=_ingest_metadata(task), mcap_sha256=staged.files[staged.mcap_name],
-                                 recorder_checksum_sha256=staged.axon_checksum_sha256 or None, hash_mcap=True, stream=follower)
+                                 recorder_checksum_sha256=staged.axon_checksum_sha256 or None, stream=follower, write_back=True)
             log.info("ingested %s while it was uploaded: %.2f s, %.2f s of it waiting for parts", staged.task_id,
                      result.seconds, follower.waited_seconds)
             if not _staged_soon(control_plane, staged.task_id, stall_seconds, poll_seconds):
                 raise DataFlowError(f"dataset {staged.task_id} was not staged within {stall_seconds:g}s of its last byte")
+            if follower.verified_sha256() != staged.files[staged.mcap_name]:
+                raise DataFlowError("no completion vouches for the bytes the ingest read (a part was written again, "
+                                    "or completion read the file anew)")
             fingerprint = follower.fingerprint()
     except (StagingError, DataFlowError, DigestMismatch, IngestError) as exc:
         log.warning("dataset %s: not ingested while uploaded (%s: %s); the run for the staged dataset ingests it",

@@ -121,3 +121,27 @@ def test_bytes_that_are_not_the_manifests_are_never_kept_from_a_followed_upload(
 def test_stores_that_cannot_be_read_before_completion_get_no_run_at_the_grant(s3_world, instance):
     task_id, _files = granted(s3_world, instance)
     assert s3_world.follow_tick(instance).run_requests == []
+
+
+def test_without_a_completion_vouching_for_the_bytes_read_the_ingest_is_redone_from_the_staged_file(world, instance, monkeypatch, caplog):
+    """A part written again after the ingest read it (a robot's resume), or a completion that had to
+    read the file anew (the API restarted): nothing proves the bytes read are the staged ones, so the
+    run keeps nothing and the run for the STAGED dataset ingests the staged file, hashing it."""
+    from axon_dagster.storage.object_stores import UploadFollower
+
+    caplog.set_level(logging.INFO, logger="axon_dagster.services.staged")
+    monkeypatch.setattr(UploadFollower, "verified_sha256", lambda self: None)
+    task_id, files = granted(world, instance)
+    [request] = world.follow_tick(instance).run_requests
+    thread, box = in_background(lambda: world.run(request, instance))
+    world.upload(task_id, files, before_part=lambda name, _n: time.sleep(0.5) if name.endswith(".mcap") else None)
+    thread.join(120)
+    assert box["result"].success, failure(box["result"])
+    assert any("no completion vouches" in r.getMessage() for r in caplog.records)
+    dataset = world.admin.get_dataset(task_id)
+    assert (dataset["status"], dataset["publish_attempts"]) == ("STAGED", 0)
+    assert world.store.list_keys(f"staging/{ROBOT}/{task_id}/ingested/") == []
+    [again] = world.follow_tick(instance).run_requests
+    assert again.run_key == f"data_flow:{task_id}:attempt-1"
+    assert (result := world.run(again, instance)).success, failure(result)
+    assert world.admin.get_dataset(task_id)["status"] == "UPLOADED"

@@ -5,6 +5,7 @@ once the upload is completed, and says so when the upload stalls or is abandoned
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import threading
@@ -59,6 +60,7 @@ def test_a_follower_reads_parts_in_file_order_as_they_arrive_and_through_complet
     assert follower.readinto(bytearray(10)) == 0
     assert follower.waited_seconds > 0  # it did wait for parts
     assert follower.fingerprint() == file_fingerprint(store._path(KEY))  # the staged object is the file it read
+    assert follower.verified_sha256() == hashlib.sha256(data).hexdigest()  # completion hashed the very parts it read
     follower.close()
 
 
@@ -66,8 +68,39 @@ def test_a_follower_started_after_completion_reads_the_staged_object(store) -> N
     data = os.urandom(12345)
     upload(store, data, 5000)
     with store.follow_upload(KEY, len(data), stall_seconds=1) as follower:
+        follower.open()
+        assert follower.upload_id is None  # nothing to follow: the staged object itself
         assert read_everything(follower) == data
         assert follower.fingerprint() is not None
+        assert follower.verified_sha256() is None  # nothing read from the upload: no completion vouches for it
+
+
+def test_completion_vouches_only_for_the_writes_of_parts_that_were_read(store) -> None:
+    data = os.urandom(2 * 5000)
+    upload_id = store.start_multipart(KEY)
+    first = store.write_part(KEY, upload_id, 1, io.BytesIO(data[:5000]), 5000)
+    second = store.write_part(KEY, upload_id, 2, io.BytesIO(data[5000:]), 5000, offset=5000)
+    follower = store.follow_upload(KEY, len(data), stall_seconds=5)
+    assert read_everything(follower) == data
+    again = store.write_part(KEY, upload_id, 1, io.BytesIO(data[:5000]), 5000)  # the same bytes, another write
+    store.complete_multipart(KEY, upload_id, {1: again, 2: second})
+    assert follower.readinto(bytearray(1)) == 0
+    assert first != again and follower.verified_sha256() is None  # part 1 was read under a write completion did not use
+    follower.close()
+
+
+def test_no_shortcut_when_completion_had_to_read_the_file_again(store, monkeypatch) -> None:
+    from axon_dagster.storage.object_stores import local_parts
+
+    data = os.urandom(2 * 5000)
+    monkeypatch.setattr(local_parts.RunningDigest, "digest_of", lambda self, parts, upload_dir: None)
+    follower = store.follow_upload(KEY, len(data), stall_seconds=5)
+    writer = threading.Thread(target=upload, args=(store, data, 5000, None, 0.05))
+    writer.start()
+    assert read_everything(follower) == data
+    writer.join()
+    assert follower.verified_sha256() is None
+    follower.close()
 
 
 def test_the_fingerprint_proves_nothing_once_the_staged_object_changed(store) -> None:
@@ -115,7 +148,7 @@ def test_a_part_rewritten_while_followed_is_read_as_it_is_when_whole_again(store
     upload_id = store.start_multipart(KEY)
     store.write_part(KEY, upload_id, 1, io.BytesIO(b"a" * 5000), 5000)
     follower = store.follow_upload(KEY, len(data), stall_seconds=5)
-    follower._open()
+    follower.open()
     # The part starts being rewritten right after the follower read it: those bytes must not count.
     real_preadv = os.preadv
     rewriting = {}

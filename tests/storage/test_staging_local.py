@@ -96,7 +96,12 @@ def test_a_file_goes_up_in_parts_and_is_completed(store: LocalDirObjectStore, no
     assert store.get_bytes(key) == data
     assert store._path(key).stat().st_ino == inode, "the upload's file became the object: no byte copied"
     assert store.list_parts(key, upload_id) == {}  # the upload is gone once completed
-    assert not any(store.root.glob(".axon-uploads/*"))
+    # ... but for what completion verified, kept for the data flow reading the upload as it came
+    assert [p.name for p in store.root.glob(".axon-uploads/*")] == [f"{upload_id}.completed"]
+    assert store.completion_of(upload_id) == {"key": key, "sha256": hashlib.sha256(data).hexdigest(),
+                                               "parts": [[p.number, p.offset, p.size, etags[p.number]] for p in parts]}
+    store.delete_prefix(staging_prefix("robot-1", "t-1"))
+    assert not any(store.root.glob(".axon-uploads/*")) and store.completion_of(upload_id) is None
 
 
 def test_parts_that_come_out_of_order_are_hashed_once_the_gap_closes(store: LocalDirObjectStore, no_rereads) -> None:

@@ -265,6 +265,7 @@ class LocalDirObjectStore(LocalStaging, ObjectStore):
                 parent = parent.parent
         for held, upload_id, _ in self._open_uploads(prefix):
             self.abort_multipart(held, upload_id)
+        self.drop_completions(prefix)
         if keys:
             log.info("deleted %d objects under %s", len(keys), self.uri_for(prefix.rstrip("/")))
         return len(keys)

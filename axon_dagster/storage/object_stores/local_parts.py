@@ -41,6 +41,7 @@ import base64
 import binascii
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import re
@@ -55,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ...domain.layout import parse_staging_key
-from ..files import fsync_path
+from ..files import fsync_path, start_write_back
 from .errors import ObjectStoreUnavailable
 from .keys import RESERVED_PREFIX, validate_key
 from .signing import sign_part_url
@@ -84,6 +85,7 @@ _READ = 8 << 20
 # robot gave up on ends as soon as the server reads from its closed connection).
 SEAL_WAIT_SECONDS = 30.0
 _REGISTRY_LOCK = threading.Lock()
+_COMPLETED = ".completed"  # .axon-uploads/<upload_id>.completed: what completion verified, for followers
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ class RunningDigest:
             if not self._hash_range(upload_dir / "data", part.offset, part.size):
                 return
             if not self.broken and part.size:
-                _write_back(upload_dir / "data", part.offset, part.size)
+                start_write_back(upload_dir / "data", part.offset, part.size)
             if read_journal(upload_dir).get(part.number) != part:
                 self.broken = f"part {part.number} was rewritten while it was hashed"
                 return
@@ -515,6 +517,7 @@ class LocalStaging:
                     fh.truncate(offset)  # bytes a part of another layout left past the end
                 running = self._running(upload_id)
                 sha = running.digest_of(chosen, upload_dir)
+                from_running = sha is not None
                 if sha is None:
                     log.info("upload %s: the running digest does not cover the parts (%s); reading the file again",
                              upload_id, running.broken or f"{running.hashed_to} of {offset} bytes hashed here")
@@ -524,6 +527,8 @@ class LocalStaging:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(data, target)
             fsync_path(target.parent)
+            if from_running:
+                _write_completion(self._uploads_dir(), upload_id, key, sha, chosen)
             shutil.rmtree(upload_dir, ignore_errors=True)
         finally:
             os.close(seal)
@@ -549,6 +554,28 @@ class LocalStaging:
         aborted or replaced."""
         return UploadFollower(self, key, size, stall_seconds=stall_seconds)
 
+    def completion_of(self, upload_id: str) -> dict[str, Any] | None:
+        """What completion recorded of ``upload_id`` for the uploads' followers
+        (:meth:`UploadFollower.verified_sha256`): ``{key, sha256, parts: [[number, offset, size,
+        etag], ...]}``, present only when the SHA-256 it checked came from the running digest of
+        exactly those parts; None otherwise."""
+        if not isinstance(upload_id, str) or not _UPLOAD_ID.fullmatch(upload_id):
+            return None
+        try:
+            return json.loads((self._uploads_dir() / f"{upload_id}{_COMPLETED}").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def drop_completions(self, prefix: str) -> None:
+        """Forget the completion records of uploads of keys under ``prefix`` (their objects go)."""
+        uploads = self._uploads_dir()
+        for record in uploads.glob(f"*{_COMPLETED}") if uploads.is_dir() else ():
+            try:
+                if json.loads(record.read_text()).get("key", "").startswith(prefix):
+                    record.unlink(missing_ok=True)
+            except (OSError, ValueError):
+                record.unlink(missing_ok=True)
+
     def _open_uploads(self, prefix: str) -> list[tuple[str, str, float]]:
         """``(key, upload_id, started)`` of the open uploads whose key starts with ``prefix``."""
         uploads = self._uploads_dir()
@@ -564,6 +591,14 @@ class LocalStaging:
         return out
 
 
+def _write_completion(uploads: Path, upload_id: str, key: str, sha256: str, parts: Sequence[HeldPart]) -> None:
+    """The record :meth:`LocalStaging.completion_of` reads (written whole by a rename; not synced:
+    a record lost in a crash only costs a follower its shortcut)."""
+    tmp = uploads / f"{upload_id}{_COMPLETED}.tmp"
+    tmp.write_text(json.dumps({"key": key, "sha256": sha256, "parts": [[p.number, p.offset, p.size, p.etag] for p in parts]}))
+    os.replace(tmp, uploads / f"{upload_id}{_COMPLETED}")
+
+
 def _lock_exclusive(fd: int, what: str, wait_s: float = SEAL_WAIT_SECONDS) -> None:
     """``flock`` ``fd`` exclusively, waiting at most ``wait_s`` for the writers holding it."""
     deadline = time.monotonic() + wait_s
@@ -575,36 +610,6 @@ def _lock_exclusive(fd: int, what: str, wait_s: float = SEAL_WAIT_SECONDS) -> No
             if time.monotonic() >= deadline:
                 raise ObjectStoreUnavailable(f"upload {what}: still being written after {wait_s:g}s; try again later") from None
             time.sleep(0.01)
-
-
-def _sync_file_range() -> Any:
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (AttributeError, OSError):  # not Linux
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return fn
-
-
-_SYNC_FILE_RANGE = _sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _write_back(path: Path, offset: int, size: int) -> None:
-    """Start writing a hashed part to disk (Linux ``sync_file_range``: no wait, no journal commit),
-    so that completion's fdatasync finds little left to do. Durability is still completion's."""
-    if _SYNC_FILE_RANGE is None:
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        _SYNC_FILE_RANGE(fd, offset, size, _SYNC_FILE_RANGE_WRITE)
-    finally:
-        os.close(fd)
 
 
 def _sha256_of_fd(fd: int, size: int) -> str:
@@ -659,6 +664,8 @@ class UploadFollower:
         self._completed = False
         self._held: dict[int, HeldPart] = {}
         self._end_fingerprint: tuple[int, int, int, int] | None = None
+        self._read_from: dict[int, HeldPart] = {}  # the parts whose bytes were read while they were held
+        self._mixed = False  # bytes of one part read under two writes of it
         self._last_progress = time.monotonic()
         self.waited_seconds = 0.0  # time spent waiting for bytes to arrive (progress reports)
 
@@ -674,7 +681,7 @@ class UploadFollower:
         view = view[: self.size - self.position]
         while True:
             if self._fd is None:
-                self._open()
+                self.open()
                 continue
             if self._completed:
                 n = os.preadv(self._fd, [view], self.position)
@@ -686,6 +693,9 @@ class UploadFollower:
                 wanted = view[: end - self.position]
                 n = os.preadv(self._fd, [wanted], self.position)
                 if n > 0 and self._still_held(self.position, n):
+                    for part in self._held.values():
+                        if part.offset < self.position + n and part.offset + part.size > self.position:
+                            self._mixed |= self._read_from.setdefault(part.number, part) != part
                     return self._advanced(n)
                 continue  # a part is being rewritten: wait for it to be whole again
             if not (self._upload_dir / "key").exists():  # type: ignore[operator]
@@ -713,6 +723,26 @@ class UploadFollower:
             return None
         now = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         return now if now == self._end_fingerprint else None
+
+    def verified_sha256(self) -> str | None:
+        """After the last byte was read and the upload completed: the SHA-256 completion verified,
+        when it vouches for the very bytes read — completion hashed exactly its parts as they were
+        written (the running digest) and every part read here is one of them, read under the same
+        write (ETag; a part is rewritten only after its ``R`` line, which makes it not held), and
+        bytes read after completion are the staged object's. None otherwise (hash them yourself)."""
+        if self.position < self.size or self._mixed:
+            return None
+        if self.upload_id is None:  # followed after completion: every byte came from the staged object
+            return None
+        record = self.staging.completion_of(self.upload_id)
+        if not record or record.get("key") != self.key:
+            return None
+        completed = {n: (offset, size, etag) for n, offset, size, etag in record.get("parts", [])}
+        if any(completed.get(p.number) != (p.offset, p.size, p.etag) for p in self._read_from.values()):
+            return None
+        if sum(size for _o, size, _e in completed.values()) != self.size:
+            return None
+        return str(record.get("sha256") or "") or None
 
     def close(self) -> None:
         if self._fd is not None:
@@ -744,9 +774,14 @@ class UploadFollower:
         time.sleep(self.poll_seconds)
         self.waited_seconds += time.monotonic() - started
 
+    def open(self) -> None:
+        """Find what to read (``readinto`` does it first): the newest open upload of the key
+        (waiting for one to start: UploadStalled after ``stall_seconds``), or the staged object
+        itself when the upload was completed before it was followed (``upload_id`` stays None)."""
+        while self._fd is None:
+            self._open()
+
     def _open(self) -> None:
-        """The newest open upload of the key (waiting for one to start), or the staged object
-        itself when the upload was completed before it was followed."""
         uploads = sorted((started, upload_id) for key, upload_id, started in self.staging._open_uploads(self.key) if key == self.key)
         for _started, upload_id in reversed(uploads):
             upload_dir = self.staging._uploads_dir() / upload_id
