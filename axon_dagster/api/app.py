@@ -49,7 +49,7 @@ from .auth import pages as auth_pages
 from .review import router as review_router
 from .admin import pages as admin_pages, router as admin_router
 from . import edge_routes
-from .fleet_sync import RevisionWatch, RobotTokens, flush_last_seen_forever, refresh_tokens_forever
+from .fleet_sync import RevisionWatch, RobotTokens, WakeWatchOnWrites, flush_last_seen_forever, refresh_tokens_forever
 from .responses import error_response, install_error_handlers, json_response
 from . import uploads as uploads_api
 from .metrics import ControlPlaneMetrics
@@ -123,6 +123,7 @@ def create_app(database_url: str | None = None, admin_token: str | None = None, 
     app.state.staging = StagingArea(upload_config, settings.database_url, staging_store)
     # Part uploads stream through their own bounded route (api.uploads), not the JSON body limit.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, passthrough=re.compile(uploads_api.PARTS_PATH))  # type: ignore[arg-type]
+    app.add_middleware(WakeWatchOnWrites, watch=watch, skip=re.compile(uploads_api.PARTS_PATH))  # type: ignore[arg-type]
     app.add_middleware(SecurityHeaders)  # type: ignore[arg-type]
     install_error_handlers(app)
     install_openapi(app)  # errors as {detail}, 401/403/404/409/413/422 documented

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
+from contextlib import suppress
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 from starlette.concurrency import run_in_threadpool
 
@@ -115,8 +117,13 @@ class RevisionWatch:
 
     While anyone waits, one background loop reads every robot's revision (one query) each
     ``interval`` and wakes the waiters whose robot moved past their cursor. Writes made by other
-    processes are seen the same way as this process's own, so replicas need no coordination.
+    processes are seen the same way as this process's own, so replicas need no coordination; a
+    write through this process (:class:`WakeWatchOnWrites`) has it read again at once (at most
+    every ``MIN_READ_GAP_SECONDS``): a grant or a dispatch reaches a waiting robot in
+    milliseconds, not up to ``interval`` later.
     """
+
+    MIN_READ_GAP_SECONDS = 0.02
 
     def __init__(
         self, uow_factory: Callable[[], SqlAlchemyUnitOfWork], interval: float = WATCH_INTERVAL_SECONDS, wake_rate: float = WAKE_RATE
@@ -128,7 +135,12 @@ class RevisionWatch:
         self._read_at = 0.0
         self._waiters: dict[str, list[tuple[int, asyncio.Event]]] = {}
         self._poke = asyncio.Event()
+        self._written = asyncio.Event()
         self.reads = 0  # how many revision reads the watch made (tests, metrics)
+
+    def written(self) -> None:
+        """Something was written through this process that may move a robot's revision."""
+        self._written.set()
 
     def known_changed(self, robot_id: str, after: int) -> bool | None:
         """True/False if the last read says whether ``robot_id`` moved past ``after``; None if the
@@ -169,18 +181,45 @@ class RevisionWatch:
                 await asyncio.sleep(1.0)
                 continue
             self.reads += 1
-            self._revisions, self._read_at = revisions, time.monotonic()
+            previous, self._revisions, self._read_at = self._read_at, revisions, time.monotonic()
             # Paced: a dispatch to the whole fleet must not come back as one thundering herd of
             # pulls (and READY pushes). Waiters beyond this tick's budget stay changed, longest
             # waiting first, and are woken on the next ticks.
-            budget = max(1, int(self._wake_rate * self._interval))
+            since = min(self._interval, self._read_at - previous) if previous else self._interval
+            budget = max(1, int(self._wake_rate * since))  # per second, however often a write has it read
             for robot_id, waiting in list(self._waiters.items()):
                 current = revisions.get(robot_id, 0)
                 for after, event in waiting:
                     if current > after and not event.is_set() and budget > 0:
                         event.set()
                         budget -= 1
-            await asyncio.sleep(self._interval)
+            self._written.clear()
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._written.wait(), self._interval)
+            await asyncio.sleep(max(0.0, self._read_at + self.MIN_READ_GAP_SECONDS - time.monotonic()))
+
+
+class WakeWatchOnWrites:
+    """ASGI middleware: after a successful write request (not GET/HEAD, status below 400; paths
+    matching ``skip`` excepted: robots' part uploads move no revision) the revision watch reads
+    again at once."""
+
+    def __init__(self, app: Any, watch: RevisionWatch, skip: re.Pattern[str] | None = None):
+        self.app, self.watch, self.skip = app, watch, skip
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") or (
+            self.skip is not None and self.skip.search(scope["path"])
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                self.watch.written()
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 async def flush_last_seen_forever(last_seen: cp.LastSeen, uow_factory: Callable[[], SqlAlchemyUnitOfWork], interval: float = LAST_SEEN_FLUSH_SECONDS) -> None:

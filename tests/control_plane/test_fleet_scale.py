@@ -118,6 +118,36 @@ def test_long_poll_answers_when_work_is_dispatched_and_waits_for_free_otherwise(
         robot.close()
 
 
+def test_a_write_through_this_api_wakes_waiting_pulls_at_once_not_at_the_next_watch_read(sqlite_url: str, serve_app: Callable[[Any], Any]) -> None:
+    """A grant or a dispatch made through the API a robot waits on reaches it in milliseconds: the
+    watch reads again after a successful write, instead of at its next interval (2 s here)."""
+    app = create_app(database_url=sqlite_url, admin_token="")
+    app.state.revision_watch._interval = 2.0
+    server = serve_app(app)
+    admin = ControlPlaneClient(server.url)
+    robot = EdgeSyncClient(server.url, admin.register_robot("robot-a")["token"])
+    try:
+        cursor = robot.pull_tasks()["cursor"]
+        latencies = []
+        for n in range(3):
+            admin.create_order(f"o{n}", "warehouse", ["nav"])
+            admin.plan_order(f"o{n}", task_count=1, duration_seconds=5)
+            woke: dict[str, Any] = {}
+            waiter = threading.Thread(target=lambda: woke.update(page=robot.pull_tasks(after=cursor, wait=20), at=time.monotonic()))
+            waiter.start()
+            time.sleep(0.3)  # the pull is waiting
+            admin.dispatch_order(f"o{n}")
+            dispatched = time.monotonic()
+            waiter.join(10)
+            assert [t["status"] for t in woke["page"]["tasks"]] == ["PENDING"]
+            cursor = woke["page"]["cursor"]
+            latencies.append(woke["at"] - dispatched)
+        assert max(latencies) < 0.3, latencies  # the watch's own reads come 2 s apart
+    finally:
+        admin.close()
+        robot.close()
+
+
 def test_a_malformed_push_or_pull_is_refused_clearly_and_changes_nothing(database_url: str, serve_app: Callable[[Any], Any], row_counts) -> None:
     server = serve_app(create_app(database_url=database_url, admin_token=""))
     admin = ControlPlaneClient(server.url)
