@@ -108,10 +108,13 @@ def staged_matches_cache(env, s3, bucket: str, task_id: str) -> None:
         assert hashlib.sha256(staged).digest() == hashlib.sha256(local).digest(), f"{name} staged differs"
 
 
-def test_kill_the_agent_at_random_points_of_its_uploads(s3_env):
-    env, s3, bucket, log = s3_env
-    rng = random.Random(13)
-    task_ids = env.dispatch_order(task_count=KILLS, duration=30.0)
+def kill_once_during_each_upload(env, kills: int, seed: int, upload_begun, staged_is_the_cache) -> tuple[int, int]:
+    """Record ``kills`` tasks; for each, grant its upload, kill the agent at a random point of it
+    (``upload_begun(task_id)`` says it has started), restart it and wait for STAGED, then
+    ``staged_is_the_cache(task_id)`` checks the staged bytes. Returns (kills that landed before
+    STAGED, parts planned)."""
+    rng = random.Random(seed)
+    task_ids = env.dispatch_order(task_count=kills, duration=30.0)
     extra = {"AXON_EDGE_UPLOAD_MAX_MBPS": str(UPLINK_MBPS)}
     agent = env.agent_process(extra_env=extra)
     wait_for(lambda: all(env.admin.get_task(t)["status"] == "READY" for t in task_ids), timeout=60, what="READY")
@@ -120,18 +123,24 @@ def test_kill_the_agent_at_random_points_of_its_uploads(s3_env):
         record(agent.url, task_id)
         wait_for(lambda: env.admin.get_task(task_id)["status"] == "EXECUTED", timeout=30, what="EXECUTED in the cloud")
         files = env.admin.get_dataset(task_id)["manifest"]["files"]
-        size = sum(f["size"] for f in files)
-        estimate = size / (UPLINK_MBPS * 1e6 / 8)
+        estimate = sum(f["size"] for f in files) / (UPLINK_MBPS * 1e6 / 8)
         env.admin.grant_upload(task_id, ttl_seconds=600)
-        wait_for(lambda: log.parts_begun(task_id) > 0, timeout=30, what=f"the upload of {task_id} to begin")
+        wait_for(lambda: upload_begun(task_id), timeout=30, what=f"the upload of {task_id} to begin")
         time.sleep(rng.uniform(0.05, 0.7) * estimate)
-        staged_before_kill = env.admin.get_dataset(task_id)["status"] == "STAGED"
+        mid_upload_kills += env.admin.get_dataset(task_id)["status"] != "STAGED"
         agent.kill()
-        mid_upload_kills += not staged_before_kill
         agent = env.agent_process(extra_env=extra)
         wait_for(lambda: env.admin.get_dataset(task_id)["status"] == "STAGED", timeout=90, what=f"{task_id} STAGED after the restart")
-        staged_matches_cache(env, s3, bucket, task_id)
+        staged_is_the_cache(task_id)
         parts_total += sum(max(1, -(-f["size"] // (5 * MiB))) for f in files)
+    agent.terminate()
+    return mid_upload_kills, parts_total
+
+
+def test_kill_the_agent_at_random_points_of_its_uploads(s3_env):
+    env, s3, bucket, log = s3_env
+    mid_upload_kills, parts_total = kill_once_during_each_upload(
+        env, KILLS, 13, lambda task_id: log.parts_begun(task_id) > 0, lambda task_id: staged_matches_cache(env, s3, bucket, task_id))
     begun = sum(log.started.values())
     print(f"{KILLS} uploads, each killed once mid-upload: {parts_total} parts planned, {sum(log.finished.values())} part PUTs "
           f"finished by the store, {begun} begun ({begun - sum(log.finished.values())} cut by a kill and sent again)")
@@ -139,7 +148,6 @@ def test_kill_the_agent_at_random_points_of_its_uploads(s3_env):
     assert twice == {}, f"finished parts sent again: {twice}"
     assert mid_upload_kills == KILLS, f"only {mid_upload_kills} of {KILLS} kills landed mid-upload"
     assert sum(log.finished.values()) == parts_total, "every part finished by the store exactly once"
-    agent.terminate()
 
 
 @pytest.fixture
@@ -168,34 +176,19 @@ def test_kill_the_agent_at_random_points_of_its_uploads_to_the_file_store(file_e
     """The same through the embedded store's ingest endpoint: parts written into one file at their
     offsets, the running digest and the journal of held parts survive the robot's kills."""
     env, store, finished = file_env
-    rng = random.Random(31)
     kills = KILLS // 2
-    task_ids = env.dispatch_order(task_count=kills, duration=30.0)
-    extra = {"AXON_EDGE_UPLOAD_MAX_MBPS": str(UPLINK_MBPS)}
-    agent = env.agent_process(extra_env=extra)
-    wait_for(lambda: all(env.admin.get_task(t)["status"] == "READY" for t in task_ids), timeout=60, what="READY")
-    mid_upload_kills, parts_total = 0, 0
-    for task_id in task_ids:
-        record(agent.url, task_id)
-        wait_for(lambda: env.admin.get_task(task_id)["status"] == "EXECUTED", timeout=30, what="EXECUTED in the cloud")
-        files = env.admin.get_dataset(task_id)["manifest"]["files"]
-        estimate = sum(f["size"] for f in files) / (UPLINK_MBPS * 1e6 / 8)
-        env.admin.grant_upload(task_id, ttl_seconds=600)
-        wait_for(lambda: any(store.root.glob(".axon-uploads/*/part-*.lock")), timeout=30, what=f"the upload of {task_id} to begin")
-        time.sleep(rng.uniform(0.05, 0.7) * estimate)
-        mid_upload_kills += env.admin.get_dataset(task_id)["status"] != "STAGED"
-        agent.kill()
-        agent = env.agent_process(extra_env=extra)
-        wait_for(lambda: env.admin.get_dataset(task_id)["status"] == "STAGED", timeout=90, what=f"{task_id} STAGED after the restart")
+
+    def staged_is_the_cache(task_id: str) -> None:
         entry = env.data_dir / "cache" / "datasets" / task_id
-        for f in files:
+        for f in env.admin.get_dataset(task_id)["manifest"]["files"]:
             assert store.get_bytes(f"staging/{env.robot_id}/{task_id}/{f['name']}") == (entry / f["name"]).read_bytes()
-        parts_total += sum(max(1, -(-f["size"] // (5 * MiB))) for f in files)
+
+    mid_upload_kills, parts_total = kill_once_during_each_upload(
+        env, kills, 31, lambda _task_id: any(store.root.glob(".axon-uploads/*/part-*.lock")), staged_is_the_cache)
     print(f"{kills} uploads to the file store, each killed once: {parts_total} parts planned, "
           f"{sum(finished.values())} finished by the store")
     assert {k: n for k, n in finished.items() if n > 1} == {}, "a finished part was sent again"
     assert mid_upload_kills == kills and sum(finished.values()) == parts_total
-    agent.terminate()
 
 
 def test_a_robot_offline_for_a_grants_whole_lifetime_loses_nothing(s3_env):

@@ -33,6 +33,15 @@ the directory it lands in before the control plane records STAGED, as one stream
 would: one flush, where a flush per part cost as much again on a busy disk; the hashing thread
 starts the write-back of each part it hashed (``sync_file_range``), so that little is left to
 flush then.
+
+**Read while it arrives.** :class:`UploadFollower` lets the data flow ingest a recording while the
+robot still uploads it: it reads the file in order, only bytes of parts the journal holds, and
+counts them only if the same part writes are still held after the read. Completion leaves a
+record (``.axon-uploads/<upload_id>.completed``: the key, its SHA-256 and the part writes it
+hashed; written only when that SHA-256 came from the running digest of exactly those writes): a
+follower that read only those writes knows that the bytes it read are the ones completion
+verified, without hashing them again. The records go with their staging prefix
+(``delete_prefix``).
 """
 
 from __future__ import annotations
