@@ -61,6 +61,11 @@ class StagedDigestMismatch(DigestMismatch):
     """A staged object is not what the robot's manifest says: nothing is published from it."""
 
 
+class UnreadableRecording(DataFlowError):
+    """The staged recording is the robot's (its digest verified) but does not ingest: a retry
+    would read the same bytes, so the attempt fails at once with the reason."""
+
+
 @dataclass(frozen=True)
 class StagedFiles:
     """What a robot staged for one task, from the control plane's records (never a robot's path)."""
@@ -404,6 +409,10 @@ def _ingest_verified(mcap: Path, sha256: str, what: str, ingest, lance_dir: Path
             raise StagedDigestMismatch(f"{what} (it changed while it was read)", sha256, "unknown") from exc
         if (actual := file_sha256(mcap)) != sha256:
             raise StagedDigestMismatch(what, sha256, actual) from exc
+        from axon_dagster.ingest.mcap_to_lance import IngestError
+
+        if isinstance(exc, IngestError):  # the robot's very bytes: reading them again changes nothing
+            raise UnreadableRecording(f"{what}: the robot's recording (its SHA-256 verified) cannot be ingested: {exc}") from exc
         raise
     if file_fingerprint(mcap) != before or getattr(result, "mcap_sha256", sha256) != sha256:
         shutil.rmtree(lance_dir, ignore_errors=True)

@@ -56,13 +56,15 @@ class World:
         self.admin.dispatch_order(order_id, [ROBOT])
         return task
 
-    def record_and_execute(self, task_id: str) -> dict[str, bytes]:
-        """The robot records (Axon MCAP + Axon's sidecar) and reports EXECUTED with its manifest."""
+    def record_and_execute(self, task_id: str, mangle=None) -> dict[str, bytes]:
+        """The robot records (Axon MCAP + Axon's sidecar) and reports EXECUTED with its manifest
+        (of the files as ``mangle(files)`` leaves them: a recorder writing bad bytes)."""
         rec = write_axon_recording(
             self.root / "robot", task_config={"task_id": task_id, "scene": "warehouse", "subscene": "aisle_1", "skills": ["pick"]},
             device_id=ROBOT, started_at_ns=START_NS + next(_n) * 10**11, seed=7, duration_s=4.0,
         )
         files = {f"{task_id}.mcap": rec.mcap_path.read_bytes(), f"{task_id}.json": rec.sidecar_path.read_bytes()}
+        files = mangle(files) if mangle is not None else files
         manifest = {"files": [{"name": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for n, b in files.items()],
                     "dataset_digest": hashlib.sha256(files[f"{task_id}.mcap"]).hexdigest()}
         data = {"recording_format": "mcap", "manifest": manifest, "gate": {"passed": True, "reasons": [], "checks": {}},

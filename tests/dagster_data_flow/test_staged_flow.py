@@ -65,6 +65,24 @@ def test_a_dataset_whose_staged_bytes_changed_is_never_published(world, instance
     assert again.run_key == f"data_flow:{task_id}:attempt-2"
 
 
+def test_a_recording_that_is_the_robots_but_does_not_ingest_fails_its_attempt_at_once(world, instance):
+    """Bytes whose SHA-256 is the manifest's but that are no readable MCAP (a recorder bug): the
+    attempt fails with the reason, without in-run retries (each would read the same bytes and count
+    an attempt), and nothing is parked or published."""
+    task_id = world.task()["task_id"]
+    files = world.record_and_execute(task_id, mangle=lambda f: {n: (b[: len(b) // 2] if n.endswith(".mcap") else b) for n, b in f.items()})
+    assert world.grant_tick(instance).skip_reason.skip_message.startswith("1 upload(s) granted")
+    assert world.upload(task_id, files)["status"] == "STAGED"
+    [request] = world.staged_tick(instance).run_requests
+    result = world.run(request, instance)
+    assert not result.success
+    assert "cannot be ingested" in failure(result) and "its SHA-256 verified" in failure(result)
+    assert [e.step_key for e in result.all_events if e.event_type_value == "STEP_RESTARTED"] == []  # no in-run retry
+    dataset = world.admin.get_dataset(task_id)
+    assert (dataset["status"], dataset["publish_attempts"]) == ("STAGED", 1)
+    assert world.store.list_keys(f"staging/{ROBOT}/{task_id}/ingested/") == [] and world.lake_keys() == []
+
+
 def test_a_rejected_dataset_is_never_published_and_its_staging_is_deleted(world, instance):
     task_id, _ = stage(world, instance, {"required_topics": ["/not/recorded"]})
     [request] = world.staged_tick(instance).run_requests
