@@ -17,21 +17,27 @@ _STAMP = "20261126T093000.000000Z"
 _LONGEST_SUFFIX = ".axon.json"
 
 
-def cloud_dataset_key(scene: str, sub_scene: str, skills: Sequence[str], recorded_at: datetime) -> str:
+def cloud_dataset_key(scene: str, sub_scene: str, skills: Sequence[str], recorded_at: datetime, robot_id: str | None = None) -> str:
     """Object key (relative to the store's prefix) of a dataset directory.
 
     The timestamp is the recording start, to the microsecond, so the key is stable across retries.
+    Two robots may start recordings of the same labels in the same instant: the second one to be
+    published takes the key qualified by its robot (``robot_id``: ``..._<stamp>_<robot>.lance``),
+    which one robot, recording one thing at a time, cannot collide with.
 
     >>> from datetime import datetime, timezone
     >>> cloud_dataset_key("warehouse", "aisle_1", ["nav", "pick"], datetime(2026, 11, 26, 9, 30, tzinfo=timezone.utc))
     'warehouse/aisle_1/nav+pick_20261126T093000.000000Z.lance'
+    >>> cloud_dataset_key("warehouse", "aisle_1", ["nav"], datetime(2026, 11, 26, 9, 30, tzinfo=timezone.utc), "robot-2")
+    'warehouse/aisle_1/nav_20261126T093000.000000Z_robot-2.lance'
     """
     parts = [validate_id(scene, "scene")]
     if validate_label(sub_scene or "", "sub_scene"):
         parts.append(sub_scene)
     skill_part = "+".join(validate_id(s, "skill") for s in skills)
     stamp = recorded_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    return "/".join(parts + [f"{skill_part}_{stamp}.lance"])
+    robot = f"_{validate_id(robot_id, 'robot_id')}" if robot_id else ""
+    return "/".join(parts + [f"{skill_part}_{stamp}{robot}.lance"])
 
 
 def check_label_limits(scene: str, sub_scene: str, skills: Sequence[str]) -> None:

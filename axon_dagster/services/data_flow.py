@@ -102,10 +102,12 @@ def inspect_staged(control_plane, inspect: Inspector, staged: StagedRecording):
     return report, outcome
 
 
-def cloud_key(scene: str, sub_scene: str, skills, sidecar: Sidecar) -> str:
-    """The dataset's cloud key; the timestamp is the recording start, so retries land on the same key."""
+def cloud_key(scene: str, sub_scene: str, skills, sidecar: Sidecar, *, by_robot: bool = False) -> str:
+    """The dataset's cloud key; the timestamp is the recording start, so retries land on the same
+    key. ``by_robot``: the key qualified by the recording's robot, taken when another robot's
+    recording of the same labels and instant holds the plain one."""
     recorded_at = datetime.fromtimestamp(sidecar.start_ns / 1e9, tz=timezone.utc)
-    return cloud_dataset_key(scene, sub_scene, tuple(skills), recorded_at)
+    return cloud_dataset_key(scene, sub_scene, tuple(skills), recorded_at, sidecar.robot_id if by_robot else None)
 
 
 def verify_cloud_copy(object_store, task: Mapping[str, Any], dataset: Mapping[str, Any]) -> bool:
@@ -123,7 +125,8 @@ def verify_cloud_copy(object_store, task: Mapping[str, Any], dataset: Mapping[st
     except Exception as exc:  # noqa: BLE001 - any failure to read it means "not verified"
         log.warning("cloud copy of %s: no readable sidecar at %s: %s", task["task_id"], object_store.uri_for(sidecar_key(key)), exc)
         return False
-    if cloud_key(task["scene"], task.get("sub_scene") or "", task["skills"], sidecar) != key or sidecar.task_id != task["task_id"]:
+    keys = {cloud_key(task["scene"], task.get("sub_scene") or "", task["skills"], sidecar, by_robot=b) for b in (False, True)}
+    if key not in keys or sidecar.task_id != task["task_id"]:
         return False
     try:
         if object_store.verify_dataset(key, sidecar.files) != sidecar.dataset_digest:

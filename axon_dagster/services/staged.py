@@ -36,6 +36,7 @@ import hashlib
 import logging
 import shutil
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -507,7 +508,7 @@ def publish_staged(control_plane, store, staged: StagedFiles, recording: StagedR
     sidecar = Sidecar.read(sidecar_path(lance_dir))
     proofs = recording.proofs
     still_what_was_hashed(lance_dir, sidecar.files, proofs)
-    key = cloud_key(recording.scene, recording.sub_scene, recording.skills, sidecar)
+    key = lake_key_for(store, recording, sidecar)
     checked = time.monotonic()
     digest = store.copy_dataset(recording.dataset_key, key, sidecar.files,
                                 proofs=_store_proofs(store, [f"{recording.dataset_key}/{rel}" for rel in sidecar.files], proofs))
@@ -532,6 +533,31 @@ def publish_staged(control_plane, store, staged: StagedFiles, recording: StagedR
              "%d staged object(s) deleted", staged.task_id, uri, recording.size_bytes, elapsed, checked - started, copied - checked,
              started + elapsed - copied, removed)
     return Uploaded(staged.task_id, uri, digest, recording.size_bytes, elapsed)
+
+
+def lake_key_for(store, recording: StagedRecording, sidecar: Sidecar) -> str:
+    """The lake key the dataset is published at: ``{scene}/{sub_scene}/{skills}_{timestamp}.lance``,
+    or, when another recording already holds that key (two robots recording the same labels in the
+    same instant), the key qualified by this robot. A key holds another recording when its sidecar
+    names another task or it holds files this dataset does not have (one being published); this
+    dataset's own earlier attempt is not another. Never copies into another recording's directory:
+    DataFlowError when both keys are taken."""
+    for by_robot in (False, True):
+        key = cloud_key(recording.scene, recording.sub_scene, recording.skills, sidecar, by_robot=by_robot)
+        held = {k[len(key) + 1:] for k in store.list_keys(f"{key}/")}
+        owner = None
+        if store.exists(sidecar_key(key)):
+            with suppress(Exception):  # unreadable: someone else's
+                owner = Sidecar.from_json(store.get_bytes(sidecar_key(key)).decode()).task_id
+            if owner != recording.task_id:
+                continue
+        if held - set(sidecar.files):
+            continue
+        if by_robot:
+            log.warning("lake key %s holds another recording; %s goes to %s", cloud_key(recording.scene, recording.sub_scene,
+                        recording.skills, sidecar), recording.task_id, key)
+        return key
+    raise DataFlowError(f"dataset {recording.task_id}: the lake keys for its labels and start time hold other recordings")
 
 
 def _store_proofs(store, keys, proofs: Mapping[str, list[int]]) -> dict[str, list[int]]:

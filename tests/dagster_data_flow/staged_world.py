@@ -56,12 +56,12 @@ class World:
         self.admin.dispatch_order(order_id, [ROBOT])
         return task
 
-    def record_and_execute(self, task_id: str, mangle=None) -> dict[str, bytes]:
+    def record_and_execute(self, task_id: str, mangle=None, started_at_ns: int | None = None) -> dict[str, bytes]:
         """The robot records (Axon MCAP + Axon's sidecar) and reports EXECUTED with its manifest
         (of the files as ``mangle(files)`` leaves them: a recorder writing bad bytes)."""
         rec = write_axon_recording(
             self.root / "robot", task_config={"task_id": task_id, "scene": "warehouse", "subscene": "aisle_1", "skills": ["pick"]},
-            device_id=ROBOT, started_at_ns=START_NS + next(_n) * 10**11, seed=7, duration_s=4.0,
+            device_id=ROBOT, started_at_ns=started_at_ns or START_NS + next(_n) * 10**11, seed=7, duration_s=4.0,
         )
         files = {f"{task_id}.mcap": rec.mcap_path.read_bytes(), f"{task_id}.json": rec.sidecar_path.read_bytes()}
         files = mangle(files) if mangle is not None else files

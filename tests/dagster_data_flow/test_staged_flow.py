@@ -65,6 +65,30 @@ def test_a_dataset_whose_staged_bytes_changed_is_never_published(world, instance
     assert again.run_key == f"data_flow:{task_id}:attempt-2"
 
 
+def test_recordings_of_the_same_labels_and_instant_never_share_a_lake_key(world, instance):
+    """Two robots recording the same skills in the same scene at the same instant: the second
+    published takes the key qualified by its robot; the first one's copy is never touched. (One
+    robot plays both here; a third such recording is refused, nothing copied.)"""
+    same = 1_790_000_000_123_000_000
+    published = []
+    for _ in range(3):
+        task_id = world.task()["task_id"]
+        files = world.record_and_execute(task_id, started_at_ns=same)
+        assert world.grant_tick(instance).skip_reason.skip_message.startswith("1 upload(s) granted")
+        assert world.upload(task_id, files)["status"] == "STAGED"
+        [request] = world.staged_tick(instance).run_requests
+        published.append((task_id, world.run(request, instance)))
+    (first, ok1), (second, ok2), (third, refused) = published
+    assert ok1.success and ok2.success, failure(ok1) + failure(ok2)
+    uri1, uri2 = (world.admin.get_dataset(t)["cloud_uri"] for t in (first, second))
+    assert uri1.endswith("pick_20260921T141320.123000Z.lance") and uri2.endswith(f"pick_20260921T141320.123000Z_{ROBOT}.lance")
+    for task_id in (first, second):
+        assert flow.verify_cloud_copy(world.store, world.admin.get_task(task_id), world.admin.get_dataset(task_id))
+    assert not refused.success and "hold other recordings" in failure(refused)
+    assert world.admin.get_dataset(third)["status"] != "UPLOADED"
+    assert flow.verify_cloud_copy(world.store, world.admin.get_task(first), world.admin.get_dataset(first))  # untouched
+
+
 def test_a_recording_that_is_the_robots_but_does_not_ingest_fails_its_attempt_at_once(world, instance):
     """Bytes whose SHA-256 is the manifest's but that are no readable MCAP (a recorder bug): the
     attempt fails with the reason, without in-run retries (each would read the same bytes and count

@@ -127,7 +127,7 @@ def settle_dataset(
     if outcome == QcOutcome.APPROVED.value:
         try:
             published = staging.publish_staged(client, store, files, recording, data_flow_policy.workdir)
-        except staging.StagedDigestMismatch as exc:
+        except (flow.DataFlowError, staging.StagedDigestMismatch) as exc:
             raise _final(exc) from exc
         context.log_event(materialization(CLOUD_DATASET, recording.order_id, {
             **recording.lineage, "cloud_uri": dg.MetadataValue.url(published.cloud_uri), "dataset_digest": published.dataset_digest,
