@@ -1,69 +1,20 @@
-"""Per-topic message rate over time, read from a Lance recording and drawn as inline SVG.
+"""The per-topic message-rate plot, drawn as inline SVG from the series stored with a dataset's
+inspection report (``inspection_report["rate_series"]``, :mod:`axon_dagster.domain.rate_series`).
 
 The reviewer sees at a glance what the QC report summarises: a stall is a dip to zero on every
-line, drops are a sagging line, a missing topic has no line at all. Only the ``topic`` and
-``log_time_ns`` columns are read (never the payloads), one batch at a time.
+line, drops are a sagging line, a missing topic has no line at all. Nothing here reads a file: the
+data flow computed the series where the recording was (the API runs on another machine).
 """
 
 from __future__ import annotations
 
+import base64
 import html
-import os
-from collections import defaultdict
-from dataclasses import dataclass, field
+from typing import Any
+
+from axon_dagster.domain.rate_series import MalformedRateSeries, RateSeries
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-MAX_BUCKETS = 3600  # an hour at one-second resolution; longer recordings use wider buckets
-
-
-class RatePlotError(Exception):
-    """The recording could not be read for the plot."""
-
-
-@dataclass(frozen=True)
-class RateSeries:
-    bucket_seconds: float
-    buckets: int
-    start_ns: int
-    rates_hz: dict[str, list[float]] = field(default_factory=dict)  # topic -> messages/s per bucket
-
-
-def rate_series(dataset_path: str | os.PathLike, *, bucket_seconds: float = 1.0) -> RateSeries:
-    """Messages per second per topic, in buckets of ``bucket_seconds`` from the first message."""
-    import lance
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not bucket_seconds > 0:
-        raise ValueError(f"bucket_seconds must be positive, got {bucket_seconds!r}")
-    try:
-        ds = lance.dataset(str(dataset_path))
-        start = pc.min_max(ds.to_table(columns=["log_time_ns"])["log_time_ns"])
-    except Exception as exc:  # unreadable, missing, truncated
-        raise RatePlotError(f"cannot read recording {dataset_path}: {exc}") from exc
-    lo, hi = start["min"].as_py(), start["max"].as_py()
-    if lo is None:
-        return RateSeries(bucket_seconds, 0, 0, {})
-    span_s = (hi - lo) / 1e9
-    if span_s / bucket_seconds > MAX_BUCKETS:
-        bucket_seconds = span_s / MAX_BUCKETS
-    width_ns = int(bucket_seconds * 1e9)
-    buckets = int((hi - lo) // width_ns) + 1
-    counts: dict[str, list[int]] = defaultdict(lambda: [0] * buckets)
-    try:
-        for batch in ds.to_batches(columns=["topic", "log_time_ns"]):
-            idx = pc.divide(pc.subtract(batch.column("log_time_ns"), lo), width_ns)
-            grouped = (
-                pa.table({"topic": batch.column("topic"), "bucket": idx}).group_by(["topic", "bucket"]).aggregate([([], "count_all")])
-            )
-            for topic, bucket, n in zip(
-                grouped.column("topic").to_pylist(), grouped.column("bucket").to_pylist(), grouped.column("count_all").to_pylist()
-            ):
-                counts[topic][max(0, min(buckets - 1, bucket))] += n
-    except Exception as exc:
-        raise RatePlotError(f"cannot read recording {dataset_path}: {exc}") from exc
-    rates = {t: [c / bucket_seconds for c in counts[t]] for t in sorted(counts)}
-    return RateSeries(bucket_seconds, buckets, lo, rates)
 
 
 def render_svg(series: RateSeries, *, width: int = 640, height: int = 220, title: str = "message rate per topic (Hz)") -> str:
@@ -108,21 +59,28 @@ def render_svg(series: RateSeries, *, width: int = 640, height: int = 220, title
     return "".join(parts)
 
 
-def rate_plot_svg(dataset_path: str | os.PathLike) -> str:
-    """The plot for a recording, or a short SVG saying why there is none (never raises)."""
+def rate_plot_svg(stored: RateSeries | Any) -> str:
+    """The plot of a series — a :class:`RateSeries` or its stored form (``inspection_report["rate_series"]``,
+    checked here) — or a short SVG saying why there is none (never raises)."""
+    if stored is None:
+        return _notice("no rate series recorded (inspected before rate series were stored)")
     try:
-        return render_svg(rate_series(dataset_path))
-    except RatePlotError as exc:
-        return (
-            '<svg xmlns="http://www.w3.org/2000/svg" class="rate-plot rate-plot-error" width="640" height="40">'
-            f'<text x="8" y="24" font-size="12" fill="#b00">plot unavailable: {html.escape(str(exc))[:300]}</text></svg>'
-        )
+        series = stored if isinstance(stored, RateSeries) else RateSeries.from_dict(stored)
+    except MalformedRateSeries as exc:
+        return _notice(f"no rate series: the stored one is malformed ({exc})", error=True)
+    return render_svg(series)
 
 
-def rate_plot_markdown(dataset_path: str | os.PathLike, alt: str = "message rate per topic") -> str:
+def rate_plot_markdown(stored: RateSeries | Any, alt: str = "message rate per topic") -> str:
     """The plot as Markdown with an inline SVG data URI, for Dagster metadata
-    (``dg.MetadataValue.md(rate_plot_markdown(path))`` on the QC asset check)."""
-    import base64
-
-    encoded = base64.b64encode(rate_plot_svg(dataset_path).encode()).decode()
+    (``dg.MetadataValue.md(rate_plot_markdown(series))`` on the QC asset check)."""
+    encoded = base64.b64encode(rate_plot_svg(stored).encode()).decode()
     return f"![{alt}](data:image/svg+xml;base64,{encoded})"
+
+
+def _notice(text: str, *, error: bool = False) -> str:
+    kind, color = ("rate-plot-error", "#b00") if error else ("rate-plot-none", "#555")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="rate-plot {kind}" width="640" height="40">'
+        f'<text x="8" y="24" font-size="12" fill="{color}">{html.escape(text[:300])}</text></svg>'
+    )

@@ -1,7 +1,7 @@
 """Human review, served by the control-plane API.
 
 - ``GET /review?scene=&sub_scene=&skill=..&robot_id=&since=``: the reviewer's queue — every needs_review dataset with its QC report, a per-topic
-  rate-over-time plot drawn from the recording, its metadata and lineage (order, batch, task, robot,
+  rate-over-time plot drawn from the rate series stored with the report, its metadata and lineage (order, batch, task, robot,
   collector), and approve / reject with a comment and the reviewer's identity. The page posts to
   the existing ``POST /api/v1/datasets/{id}/review``; a decision is final (a second one: 409).
   A GET filter form narrows the queue with the dataset-search filters (so a filtered queue is a
@@ -156,11 +156,9 @@ def _filter_form(request: Request) -> str:
 
 
 def _plot(item: rv.ReviewItem) -> str:
-    # Only the cloud's own copy (the data flow's cache_path): never a path a robot reported.
-    path = item.dataset.cache_path
-    if not path:
-        return '<svg xmlns="http://www.w3.org/2000/svg" class="rate-plot" width="640" height="30"><text x="8" y="20">no recording path</text></svg>'
-    return rate_plot_svg(path)
+    # From the series the data flow stored with the report: the API reads no recording (it runs
+    # on another machine than the data flow's runs, and a published dataset's staging copy is gone).
+    return rate_plot_svg((item.dataset.inspection_report or {}).get("rate_series"))
 
 
 def _e(value: Any) -> str:

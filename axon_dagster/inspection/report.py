@@ -62,6 +62,9 @@ class InspectionReport:
     inspected_at: str = ""  # ISO-8601 UTC
     elapsed_s: float = 0.0
     format_version: int = REPORT_FORMAT_VERSION
+    # messages/s per topic over time (``RateSeries.to_dict()``, axon_dagster.domain.rate_series), set by
+    # the data flow where the recording is; the review plot is drawn from it. None: not computed.
+    rate_series: dict[str, Any] | None = None
 
     @property
     def approved(self) -> bool:

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Protocol
 
 from axon_dagster.domain import QcOutcome, Requirements, TaskStatus, cloud_dataset_key, mcap_key, sidecar_key
+from axon_dagster.inspection.rate_series import RateSeriesError, rate_series
 from axon_dagster.storage.digest import DigestMismatch
 from axon_dagster.storage.recording import LANCE, MCAP, Sidecar, report_path
 
@@ -86,12 +87,23 @@ class Inspector(Protocol):
     def __call__(self, dataset_path: str, requirements: Requirements) -> Any: ...
 
 
+def recorded_rate_series(dataset_path: str) -> dict[str, Any] | None:
+    """The recording's per-topic rate series to store with its report (the review plot's only
+    source: the API cannot read this run's files); None, with a warning, when it cannot be read."""
+    try:
+        return rate_series(dataset_path).to_dict()
+    except RateSeriesError as exc:
+        log.warning("no rate series for %s: %s", dataset_path, exc)
+        return None
+
+
 def inspect_staged(control_plane, inspect: Inspector, staged: StagedRecording):
     """Run QC on the run's working copy, store the report beside it, record the outcome. A rejected
     recording fails its task (with the failing checks as reason): the robot releases its copy,
     nothing is published."""
     requirements = Requirements.from_dict(staged.requirements)
     report = inspect(staged.cache_path, requirements)
+    report.rate_series = recorded_rate_series(staged.cache_path)
     report.write(report_path(staged.cache_path))
     dataset = control_plane.dataset_inspected(staged.task_id, score=report.score, outcome=report.outcome.value, report=report.to_dict())
     outcome = QcOutcome(dataset["qc_outcome"])  # the record as it now stands: a human decision made earlier wins over this run

@@ -170,3 +170,32 @@ def test_one_publishing_job_in_the_code_location():
     assert [s.name for s in defs.get_repository_def().sensor_defs if any(t.job_name == "data_flow" for t in s.targets)] == ["staged_dataset_sensor"]
     with pytest.raises(Exception, match="archive"):
         ReviewPolicy(rejected="shred")
+
+
+def test_the_qc_check_plot_is_drawn_from_the_series_stored_with_the_report(world, monkeypatch):
+    """The series is read from the recording once per run, at inspection; the asset check's plot
+    and the control plane's record are the same series."""
+    import base64
+
+    from axon_dagster.api.rate_plot import rate_plot_svg
+    from axon_dagster.inspection import rate_series as series_module
+
+    reads = []
+    real = series_module.rate_series
+
+    def counted(path, **kwargs):
+        reads.append(path)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(series_module, "rate_series", counted)
+    monkeypatch.setattr(flow, "rate_series", counted)
+    task_id = world.recorded_task()
+    result = data_flow.execute_in_process(
+        run_config={"ops": {"ingest_staged_recording": {"config": {"task_id": task_id}}}}, resources=world.resources(),
+        instance=dg.DagsterInstance.ephemeral(), tags={"axon/task_id": task_id}, raise_on_error=True)
+    assert len(reads) == 1, reads
+    [check] = result.get_asset_check_evaluations()
+    markdown = check.metadata["rate_plot"].value
+    svg = base64.b64decode(markdown.split("base64,")[1][:-1]).decode()
+    stored = world.admin.get_dataset(task_id)["inspection_report"]["rate_series"]
+    assert svg == rate_plot_svg(stored) and svg.count('class="rate-line"') == 3

@@ -1,9 +1,13 @@
 """The reviewer page in a real headless Chromium against the real API: the queue shows the QC
-report, the rate plot drawn from the recording, metadata and lineage; approve and reject persist
+report, the rate plot drawn from the series the data flow stored with it (the API reads no
+recording: the plot is drawn with the dataset's files gone), metadata and lineage; approve and reject persist
 with reviewer and comment; a second decision is refused (409) and changes nothing."""
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
 from axon_dagster.client import ControlPlaneError
@@ -46,9 +50,27 @@ def card(page, dataset_id):
     return page.locator(f'section.card[data-dataset="{dataset_id}"]')
 
 
+def delete_recording(world, task_id: str) -> None:
+    """The dataset's files, wherever the data flow left them, gone (as on another machine)."""
+    cache_path = Path(world.admin.get_dataset(task_id)["cache_path"])
+    assert cache_path.is_dir()
+    shutil.rmtree(cache_path)
+    assert not cache_path.exists()
+
+
+def plot_svg(world, task_id: str) -> str:
+    response = httpx.get(f"{world.url}/api/v1/datasets/{task_id}/rate-plot.svg")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("image/svg+xml"), response.text
+    return response.text
+
+
 def test_queue_shows_report_plot_metadata_and_lineage(world, page):
     task_id = world.inspected_task()
     task = world.admin.get_task(task_id)
+    series = world.admin.get_dataset(task_id)["inspection_report"]["rate_series"]
+    assert sorted(series["rates_hz"]) == ["/camera/image_raw", "/imu", "/joint_states"]
+    delete_recording(world, task_id)
+    assert plot_svg(world, task_id).count('class="rate-line"') == 3
     page.goto(f"{world.url}/review")
     c = card(page, task_id)
     assert c.count() == 1
@@ -65,6 +87,22 @@ def test_queue_shows_report_plot_metadata_and_lineage(world, page):
     points = lines.first.get_attribute("points").split()
     bottom = max(float(p.split(",")[1]) for p in points)
     assert sum(1 for p in points if float(p.split(",")[1]) == bottom) >= 2
+
+
+def test_a_report_without_or_with_a_malformed_series_shows_why_there_is_no_plot(world, page):
+    old, bad = world.inspected_task(), world.inspected_task()
+    report = world.admin.get_dataset(old)["inspection_report"]
+    before_series = {k: v for k, v in report.items() if k != "rate_series"}  # as inspected before series were stored
+    world.admin.dataset_inspected(old, score=report["score"], outcome="needs_review", report=before_series)
+    malformed = {**report, "rate_series": {**report["rate_series"], "bucket_seconds": -1}}
+    world.admin.dataset_inspected(bad, score=report["score"], outcome="needs_review", report=malformed)
+    assert "no rate series recorded" in plot_svg(world, old) and "rate-line" not in plot_svg(world, old)
+    assert "bucket_seconds must be a positive number" in plot_svg(world, bad) and "rate-line" not in plot_svg(world, bad)
+    page.goto(f"{world.url}/review/{old}")
+    expect(card(page, old).locator("svg.rate-plot-none")).to_contain_text("no rate series recorded")
+    page.goto(f"{world.url}/review/{bad}")
+    expect(card(page, bad).locator("svg.rate-plot-error")).to_contain_text("malformed")
+    assert card(page, bad).locator("table.checks").count() == 1  # the rest of the card is there
 
 
 def test_approve_and_reject_in_the_browser_persist_and_are_final(world, page):

@@ -40,7 +40,7 @@ def log_inspection(context: dg.OpExecutionContext, recording: flow.StagedRecordi
                 "qc_score": report.score,
                 "outcome": outcome.value,
                 "report": dg.MetadataValue.path(str(report_path(recording.cache_path))),
-                "rate_plot": dg.MetadataValue.md(rate_plot_markdown(recording.cache_path)),
+                "rate_plot": dg.MetadataValue.md(rate_plot_markdown(report.rate_series)),
                 **checks,
             },
             severity=dg.AssetCheckSeverity.WARN if outcome is QcOutcome.NEEDS_REVIEW else dg.AssetCheckSeverity.ERROR,
