@@ -11,8 +11,10 @@ topics, zstd). Measured:
 - end to end: from the moment the recorder has finished the file (its ``finished task`` log line)
   to the task's UPLOADED (the control plane's ``updated_at``): the robot verifies, moves and gates
   it and reports EXECUTED, Dagster grants the upload, the robot PUTs its parts through the control
-  plane's ingest endpoint (the embedded ``file://`` store), the control plane verifies the staged
-  file, Dagster ingests it to Lance, runs QC and publishes (digest-verified);
+  plane's ingest endpoint (the embedded ``file://`` store) while the data_flow run Dagster started
+  at the grant ingests the MCAP to Lance as the parts arrive; the control plane verifies the
+  staged file, the run keeps its ingest (completion vouched for the bytes it read), runs QC and
+  publishes (digest-verified);
 - the floors, on the published copy of the same file, in the same run: the plain upload (one HTTP
   PUT of the file, streamed on loopback to a process that writes it to disk and fsyncs) and the
   plain ingest (:func:`axon_dagster.ingest.ingest_mcap` of the file to a Lance dataset); best of
