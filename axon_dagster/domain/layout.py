@@ -15,6 +15,7 @@ MAX_NAME_BYTES = 255
 MAX_KEY_BYTES = 900
 _STAMP = "20261126T093000.000000Z"
 _LONGEST_SUFFIX = ".axon.json"
+ROBOT_QUALIFIER_BYTES = 16  # the robot part of a robot-qualified key: the id, or a hash of a longer one
 
 
 def cloud_dataset_key(scene: str, sub_scene: str, skills: Sequence[str], recorded_at: datetime, robot_id: str | None = None) -> str:
@@ -22,8 +23,10 @@ def cloud_dataset_key(scene: str, sub_scene: str, skills: Sequence[str], recorde
 
     The timestamp is the recording start, to the microsecond, so the key is stable across retries.
     Two robots may start recordings of the same labels in the same instant: the second one to be
-    published takes the key qualified by its robot (``robot_id``: ``..._<stamp>_<robot>.lance``),
-    which one robot, recording one thing at a time, cannot collide with.
+    published takes the key qualified by its robot (``robot_id``: ``..._<stamp>_<robot>.lance``;
+    an id longer than :data:`ROBOT_QUALIFIER_BYTES` is replaced by that many hex digits of its
+    SHA-256, so that the name stays within the limits :func:`check_label_limits` checked), which
+    one robot, recording one thing at a time, cannot collide with.
 
     >>> from datetime import datetime, timezone
     >>> cloud_dataset_key("warehouse", "aisle_1", ["nav", "pick"], datetime(2026, 11, 26, 9, 30, tzinfo=timezone.utc))
@@ -36,14 +39,31 @@ def cloud_dataset_key(scene: str, sub_scene: str, skills: Sequence[str], recorde
         parts.append(sub_scene)
     skill_part = "+".join(validate_id(s, "skill") for s in skills)
     stamp = recorded_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    robot = f"_{validate_id(robot_id, 'robot_id')}" if robot_id else ""
+    robot = f"_{robot_qualifier(robot_id)}" if robot_id else ""
     return "/".join(parts + [f"{skill_part}_{stamp}{robot}.lance"])
+
+
+def robot_qualifier(robot_id: str) -> str:
+    """The robot's part of a robot-qualified dataset key (see :func:`cloud_dataset_key`).
+
+    >>> robot_qualifier("robot-2")
+    'robot-2'
+    >>> len(robot_qualifier("r" * 100))
+    16
+    """
+    robot_id = validate_id(robot_id, "robot_id")
+    if len(robot_id.encode()) <= ROBOT_QUALIFIER_BYTES:
+        return robot_id
+    import hashlib
+
+    return hashlib.sha256(robot_id.encode()).hexdigest()[:ROBOT_QUALIFIER_BYTES]
 
 
 def check_label_limits(scene: str, sub_scene: str, skills: Sequence[str]) -> None:
     """Refuse labels whose derived cloud names would exceed :data:`MAX_NAME_BYTES` per component
-    or :data:`MAX_KEY_BYTES` in all (checked when an order or batch is made, not at upload time)."""
-    name = "+".join(skills) + "_" + _STAMP + _LONGEST_SUFFIX
+    or :data:`MAX_KEY_BYTES` in all (checked when an order or batch is made, not at upload time),
+    room for a robot-qualified key included."""
+    name = "+".join(skills) + "_" + _STAMP + "_" + "r" * ROBOT_QUALIFIER_BYTES + _LONGEST_SUFFIX
     if len(name.encode()) > MAX_NAME_BYTES:
         raise PlanningError(
             f"skills {'+'.join(skills)[:60]}... make a cloud file name of {len(name.encode())} bytes, over {MAX_NAME_BYTES}: "
