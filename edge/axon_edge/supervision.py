@@ -137,6 +137,15 @@ class RecordingSupervisor:
                 return "waiting"
             watch.unreachable = 0
             problem = recording_problem(status)  # the shared policy: the cloud judges reports by it too
+            if problem and status.disk_state == "hard_limit" and not status.paused_by_disk_guard:
+                # Axon's disk guard notes its error and pauses in one step, but the state and the
+                # stats are two requests: the pause may fall between them. Read again before naming
+                # the cause, or the paused session would not be released.
+                try:
+                    status = self.agent.recorder.get_status()
+                    problem = recording_problem(status) or problem
+                except RecorderError:
+                    pass
             if problem:
                 self._fail(task.task_id, problem)
                 if status.paused_by_disk_guard and self.agent.release_recorder(task.task_id):

@@ -77,6 +77,35 @@ def test_disk_guard_self_pause_fails_the_task_and_frees_the_recorder(edge_env):
     assert not (sim.data_dir / f"{task_id}.mcap").exists()
 
 
+def test_a_disk_guard_pause_between_the_state_and_the_stats_read_is_still_named_and_released(edge_env):
+    """Axon's status is two requests (state, then stats): the guard may pause between them, so one
+    poll sees "recording" with the guard's hard-limit error. The agent reads again before naming the
+    cause — the pause — and releasing the paused session (else the robot could not record again)."""
+    import dataclasses
+
+    class TornFirstRead:  # the real client; its first status after the trip is torn as in the race
+        def __init__(self, real):
+            self.real, self.torn = real, 0
+
+        def get_status(self):
+            status = self.real.get_status()
+            if status.paused_by_disk_guard and not self.torn:
+                self.torn += 1
+                return dataclasses.replace(status, state="recording", is_recording=True)
+            return status
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+    spy = TornFirstRead(AxonHttpRecorder(edge_env.recorder.url, timeout_seconds=RECORDER_TIMEOUT))
+    agent = _agent(edge_env, recorder=spy)
+    task_id = _recording(edge_env, agent)
+    edge_env.recorder.sim.set_faults({"disk_full_after_seconds": 0.1})
+    _ends_failed(edge_env, agent, task_id, "the recorder paused itself: Disk hard limit reached")
+    assert spy.torn == 1  # the torn read happened, and did not decide
+    wait_for(lambda: edge_env.recorder.sim.state == "idle", timeout=BOUND, what="recorder idle again")
+
+
 def test_task_with_a_duration_stops_itself(edge_env):
     agent = _agent(edge_env)
     task_id = _recording(edge_env, agent, duration=1.0)
