@@ -148,17 +148,12 @@ def fetch_object(store, key: str, dest: Path, sha256: str) -> Path:
     return dest
 
 
-def workdir_for(root: str | Path, task_id: str, attempt: int) -> Path:
-    """The run's own directory: ``<root>/<task_id>/attempt-<n>`` (a fresh one per attempt)."""
-    return Path(root).resolve() / validate_id(task_id, "task_id") / f"attempt-{int(attempt)}"
-
-
-def _workdir(store, root: str | Path, task_id: str, attempt: int) -> Path:
-    """A fresh working directory for this attempt: on the local store's own file system (what is
-    written there enters the store by a rename), else ``<root>/<task_id>/attempt-<n>``."""
-    work = store.scratch_dir(f"data-flow/{validate_id(task_id, 'task_id')}/attempt-{int(attempt)}")
-    if work is None:
-        work = workdir_for(root, task_id, attempt)
+def _workdir(store, root: str | Path, task_id: str, name: str) -> Path:
+    """A fresh working directory ``<task_id>/<name>`` (``attempt-<n>``, or ``follow``): on the
+    local store's own file system (what is written there enters the store by a rename), else
+    under ``root``."""
+    task_id = validate_id(task_id, "task_id")
+    work = store.scratch_dir(f"data-flow/{task_id}/{name}") or Path(root).resolve() / task_id / name
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -205,12 +200,12 @@ def ingest_staged(control_plane, store, workdir_root: str | Path, task_id: str, 
     if followed is not None:
         lance_dir, dataset_key, proofs = _park_ingested(store, staged, *followed)
     elif store.exists(staged.parked(staged.sidecar_name)):
-        work = _workdir(store, workdir_root, task_id, attempt)
+        work = _workdir(store, workdir_root, task_id, f"attempt-{attempt}")
         lance_dir, dataset_key, proofs = _take_parked(store, staged, work)
     elif staged.recording_format == MCAP:
-        lance_dir, dataset_key, proofs = _ingest_staged_mcap(store, staged, task, _workdir(store, workdir_root, task_id, attempt))
+        lance_dir, dataset_key, proofs = _ingest_staged_mcap(store, staged, task, _workdir(store, workdir_root, task_id, f"attempt-{attempt}"))
     else:
-        lance_dir, dataset_key, proofs = _take_staged_lance(store, staged, _workdir(store, workdir_root, task_id, attempt))
+        lance_dir, dataset_key, proofs = _take_staged_lance(store, staged, _workdir(store, workdir_root, task_id, f"attempt-{attempt}"))
     report = staged.parked(f"{staged.task_id}.qc.json")
     if not report_path(lance_dir).exists() and store.exists(report):  # QC's report of an earlier attempt (a reviewer decided since)
         report_path(lance_dir).write_bytes(store.get_bytes(report))
@@ -338,9 +333,7 @@ def ingest_while_uploaded(control_plane, store, workdir_root: str | Path, staged
     follower = store.follow_upload(mcap_key, staged.sizes[staged.mcap_name], stall_seconds=stall_seconds)
     if follower is None:
         return None
-    work = store.scratch_dir(f"data-flow/{staged.task_id}/follow") or Path(workdir_root).resolve() / staged.task_id / "follow"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = _workdir(store, workdir_root, staged.task_id, "follow")
     lance_dir = work / staged.lance_name
     try:
         with follower:
